@@ -1,0 +1,518 @@
+//! Request-path sanitisation: the gate between a URI path and the file system.
+//!
+//! Security critical. Exists so that no request can name a file outside the site root:
+//! every path is decoded once, here, and anything that could be read as a traversal, a
+//! second separator or a string terminator is rejected with 400 rather than
+//! "normalised" into something the client did not say. Owns the path rules wharf
+//! applies on top of RFC 3986 §3.3 (path segments), §2.1 and §2.4 (percent-encoding,
+//! decoded exactly once). RFC 3986 §6.2.2.3: "The complete path segments "." and ".."
+//! are intended only for use within relative references ... and are removed as part
+//! of the reference resolution process" — a client sends a resolved target, so any
+//! dot-segment that remains is refused rather than resolved.
+//!
+//! A [`SafePath`] holds decoded segments that are each non-empty, not `.` or `..`,
+//! free of `/`, `\`, NUL and every other control character, and valid UTF-8, so
+//! [`SafePath::to_relative_path`] can only name something beneath the directory it is
+//! joined to (on Unix; wharf does not target Windows, where drive prefixes and
+//! reserved names would need more rules).
+//!
+//! FTP (later) shares this gate: it joins its current directory and the command
+//! argument into one absolute path, escapes `%` (FTP names are not percent-encoded),
+//! and calls [`sanitize`], so both protocols refuse exactly the same names.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use http::StatusCode;
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
+
+/// Why a request path was refused. Every variant maps to 400 (Bad Request).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PathError {
+    /// The path does not start with `/`.
+    NotAbsolute,
+    /// A `%` not followed by two hex digits.
+    InvalidPercentEncoding,
+    /// The decoded bytes are not UTF-8.
+    NotUtf8,
+    /// A `.` or `..` segment, literal or encoded (`%2e%2e`).
+    DotSegment,
+    /// An encoded separator, `%2F` or `%5C`, inside a segment.
+    EncodedSeparator,
+    /// A literal backslash.
+    Backslash,
+    /// A NUL byte, literal or `%00`.
+    Nul,
+    /// Another control character (C0, DEL or C1), literal or encoded.
+    ControlChar,
+}
+
+impl PathError {
+    /// Always 400 (Bad Request).
+    pub fn status(&self) -> StatusCode {
+        StatusCode::BAD_REQUEST
+    }
+}
+
+impl fmt::Display for PathError {
+    /// `400: ...`; names the rule, never the path.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let why = match self {
+            PathError::NotAbsolute => "path does not start with /",
+            PathError::InvalidPercentEncoding => "path has an invalid percent-encoding",
+            PathError::NotUtf8 => "path does not decode to UTF-8",
+            PathError::DotSegment => "path has a . or .. segment",
+            PathError::EncodedSeparator => "path has an encoded / or \\",
+            PathError::Backslash => "path has a backslash",
+            PathError::Nul => "path has a NUL byte",
+            PathError::ControlChar => "path has a control character",
+        };
+        write!(f, "400: {why}")
+    }
+}
+
+impl std::error::Error for PathError {}
+
+/// A sanitised request path: decoded segments safe to join beneath a root.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SafePath {
+    segments: Vec<String>,
+    trailing_slash: bool,
+}
+
+impl SafePath {
+    /// The decoded, non-empty segments (`/a//b/` → `["a", "b"]`).
+    pub fn segments(&self) -> &[String] {
+        &self.segments
+    }
+
+    /// Whether the path ended in `/` (always true for the root `/`).
+    pub fn has_trailing_slash(&self) -> bool {
+        self.trailing_slash
+    }
+
+    /// Whether this is the root (no segments).
+    pub fn is_root(&self) -> bool {
+        self.segments.is_empty()
+    }
+
+    /// Whether any segment starts with `.` (`.git`, `.env`, `.well-known`), for sites
+    /// that hide dot-files.
+    pub fn any_hidden(&self) -> bool {
+        self.segments.iter().any(|s| s.starts_with('.'))
+    }
+
+    /// The segments as a relative path (empty for the root), to be joined to a site
+    /// root. Cannot be absolute or climb out, by the invariants above.
+    pub fn to_relative_path(&self) -> PathBuf {
+        self.segments.iter().collect()
+    }
+
+    /// The path re-encoded for use in a URI (`Location`, listing links): each segment
+    /// percent-encoded, joined by `/`, with a leading `/` and the trailing slash kept.
+    pub fn to_uri_path(&self) -> String {
+        let mut out = String::from("/");
+        for (i, s) in self.segments.iter().enumerate() {
+            if i > 0 {
+                out.push('/');
+            }
+            out.extend(utf8_percent_encode(s, SEGMENT));
+        }
+        if self.trailing_slash && !self.segments.is_empty() {
+            out.push('/');
+        }
+        out
+    }
+}
+
+/// Characters percent-encoded in a path segment: controls, space, the delimiters that
+/// would change the meaning of a URI (RFC 3986 §2.2, §3.3) and `%` itself.
+const SEGMENT: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'/')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'[')
+    .add(b'\\')
+    .add(b']')
+    .add(b'^')
+    .add(b'`')
+    .add(b'{')
+    .add(b'|')
+    .add(b'}');
+
+/// Sanitises the path component of a request target (no query).
+///
+/// Splits on `/` (empty segments from `//` collapse), percent-decodes each segment
+/// once, and rejects, per segment and in this order: a literal `\`; a malformed
+/// `%` escape; a decoded NUL; a decoded `/` or `\` (an encoded separator); bytes that
+/// are not UTF-8; any other control character; a `.` or `..` segment.
+pub fn sanitize(raw_path: &str) -> Result<SafePath, PathError> {
+    let rest = raw_path.strip_prefix('/').ok_or(PathError::NotAbsolute)?;
+    let mut segments = Vec::new();
+    for raw in rest.split('/').filter(|s| !s.is_empty()) {
+        segments.push(segment(raw)?);
+    }
+    Ok(SafePath {
+        segments,
+        trailing_slash: raw_path.ends_with('/'),
+    })
+}
+
+fn segment(raw: &str) -> Result<String, PathError> {
+    // A backslash is a separator on Windows and in many URL parsers; refuse it outright.
+    if raw.contains('\\') {
+        return Err(PathError::Backslash);
+    }
+    // `percent_decode_str` passes malformed escapes through; check them first.
+    let bytes = raw.as_bytes();
+    for (i, _) in bytes.iter().enumerate().filter(|&(_, &b)| b == b'%') {
+        let hex = |j: usize| bytes.get(j).is_some_and(u8::is_ascii_hexdigit);
+        if !hex(i + 1) || !hex(i + 2) {
+            return Err(PathError::InvalidPercentEncoding);
+        }
+    }
+    let decoded: Vec<u8> = percent_decode_str(raw).collect();
+    if decoded.contains(&0) {
+        return Err(PathError::Nul);
+    }
+    // The raw segment has no `/` (we split on it) and no `\` (checked), so a separator
+    // here was encoded.
+    if decoded.iter().any(|&b| b == b'/' || b == b'\\') {
+        return Err(PathError::EncodedSeparator);
+    }
+    let decoded = String::from_utf8(decoded).map_err(|_| PathError::NotUtf8)?;
+    if decoded.chars().any(char::is_control) {
+        return Err(PathError::ControlChar);
+    }
+    if decoded == "." || decoded == ".." {
+        return Err(PathError::DotSegment);
+    }
+    Ok(decoded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Row {
+        input: &'static str,
+        want: Result<(&'static [&'static str], bool), PathError>,
+        why: &'static str,
+    }
+
+    fn check(row: &Row) {
+        let got = sanitize(row.input);
+        match row.want {
+            Ok((segments, trailing)) => {
+                let p =
+                    got.unwrap_or_else(|e| panic!("{:?} ({}) refused: {e}", row.input, row.why));
+                assert_eq!(p.segments(), segments, "{:?} ({})", row.input, row.why);
+                assert_eq!(
+                    p.has_trailing_slash(),
+                    trailing,
+                    "{:?} trailing slash ({})",
+                    row.input,
+                    row.why
+                );
+                assert_eq!(
+                    p.is_root(),
+                    segments.is_empty(),
+                    "{:?} root ({})",
+                    row.input,
+                    row.why
+                );
+            }
+            Err(e) => assert_eq!(got, Err(e), "{:?} ({})", row.input, row.why),
+        }
+    }
+
+    #[test]
+    fn sanitisation() {
+        use PathError::*;
+        let rows = [
+            // Accepted.
+            Row {
+                input: "/",
+                want: Ok((&[], true)),
+                why: "root",
+            },
+            Row {
+                input: "/index.html",
+                want: Ok((&["index.html"], false)),
+                why: "file",
+            },
+            Row {
+                input: "/a/b/",
+                want: Ok((&["a", "b"], true)),
+                why: "directory",
+            },
+            Row {
+                input: "//a//b/",
+                want: Ok((&["a", "b"], true)),
+                why: "empty segments collapse",
+            },
+            Row {
+                input: "//",
+                want: Ok((&[], true)),
+                why: "root with empty segments",
+            },
+            Row {
+                input: "/caf%C3%A9",
+                want: Ok((&["caf\u{e9}"], false)),
+                why: "RFC 3986 §2.1 UTF-8 escape",
+            },
+            Row {
+                input: "/a%20b",
+                want: Ok((&["a b"], false)),
+                why: "RFC 3986 §2.1 space",
+            },
+            Row {
+                input: "/100%25",
+                want: Ok((&["100%"], false)),
+                why: "RFC 3986 §2.4 encoded %",
+            },
+            Row {
+                input: "/%252e%252e",
+                want: Ok((&["%2e%2e"], false)),
+                why: "decoded exactly once",
+            },
+            Row {
+                input: "/.well-known/x",
+                want: Ok((&[".well-known", "x"], false)),
+                why: "hidden, not a dot segment",
+            },
+            Row {
+                input: "/...",
+                want: Ok((&["..."], false)),
+                why: "three dots is a name",
+            },
+            Row {
+                input: "/a..b/..c",
+                want: Ok((&["a..b", "..c"], false)),
+                why: "dots inside names",
+            },
+            Row {
+                input: "/a?b#c",
+                want: Ok((&["a?b#c"], false)),
+                why: "no query here; literal chars",
+            },
+            // Traversal.
+            Row {
+                input: "/../etc/passwd",
+                want: Err(DotSegment),
+                why: "RFC 3986 §3.3 dot-segment",
+            },
+            Row {
+                input: "/a/..",
+                want: Err(DotSegment),
+                why: "trailing ..",
+            },
+            Row {
+                input: "/a/./b",
+                want: Err(DotSegment),
+                why: "single dot",
+            },
+            Row {
+                input: "/.",
+                want: Err(DotSegment),
+                why: "single dot alone",
+            },
+            Row {
+                input: "/%2e%2e/",
+                want: Err(DotSegment),
+                why: "encoded ..",
+            },
+            Row {
+                input: "/a/%2E./b",
+                want: Err(DotSegment),
+                why: "mixed encoded ..",
+            },
+            Row {
+                input: "/a/.%2E/b",
+                want: Err(DotSegment),
+                why: "mixed encoded ..",
+            },
+            Row {
+                input: "/%2e",
+                want: Err(DotSegment),
+                why: "encoded .",
+            },
+            Row {
+                input: "/%c0%ae%c0%ae/",
+                want: Err(NotUtf8),
+                why: "overlong UTF-8 dot",
+            },
+            // Separators.
+            Row {
+                input: "/a%2fb",
+                want: Err(EncodedSeparator),
+                why: "encoded /",
+            },
+            Row {
+                input: "/a%2F..%2Fb",
+                want: Err(EncodedSeparator),
+                why: "encoded / hiding ..",
+            },
+            Row {
+                input: "/a%5cb",
+                want: Err(EncodedSeparator),
+                why: "encoded \\",
+            },
+            Row {
+                input: "/a\\b",
+                want: Err(Backslash),
+                why: "literal \\",
+            },
+            Row {
+                input: "/..\\..\\x",
+                want: Err(Backslash),
+                why: "Windows traversal",
+            },
+            // NUL and controls.
+            Row {
+                input: "/a%00",
+                want: Err(Nul),
+                why: "encoded NUL",
+            },
+            Row {
+                input: "/a\0b",
+                want: Err(Nul),
+                why: "literal NUL",
+            },
+            Row {
+                input: "/a%0a",
+                want: Err(ControlChar),
+                why: "encoded LF",
+            },
+            Row {
+                input: "/a\tb",
+                want: Err(ControlChar),
+                why: "literal TAB",
+            },
+            Row {
+                input: "/%7f",
+                want: Err(ControlChar),
+                why: "DEL",
+            },
+            Row {
+                input: "/%c2%85",
+                want: Err(ControlChar),
+                why: "C1 control NEL",
+            },
+            // Encoding errors.
+            Row {
+                input: "/%ff",
+                want: Err(NotUtf8),
+                why: "not UTF-8",
+            },
+            Row {
+                input: "/a%",
+                want: Err(InvalidPercentEncoding),
+                why: "RFC 3986 §2.1 truncated",
+            },
+            Row {
+                input: "/a%2",
+                want: Err(InvalidPercentEncoding),
+                why: "RFC 3986 §2.1 one digit",
+            },
+            Row {
+                input: "/a%zz",
+                want: Err(InvalidPercentEncoding),
+                why: "RFC 3986 §2.1 not hex",
+            },
+            // Not absolute.
+            Row {
+                input: "a/b",
+                want: Err(NotAbsolute),
+                why: "relative",
+            },
+            Row {
+                input: "",
+                want: Err(NotAbsolute),
+                why: "empty",
+            },
+            Row {
+                input: "*",
+                want: Err(NotAbsolute),
+                why: "asterisk-form",
+            },
+        ];
+        for row in &rows {
+            check(row);
+        }
+    }
+
+    struct ViewRow {
+        input: &'static str,
+        relative: &'static str,
+        uri: &'static str,
+        hidden: bool,
+    }
+
+    fn check_view(row: &ViewRow) {
+        let p = sanitize(row.input).unwrap_or_else(|e| panic!("{:?}: {e}", row.input));
+        assert_eq!(
+            p.to_relative_path(),
+            PathBuf::from(row.relative),
+            "{:?}",
+            row.input
+        );
+        assert!(p.to_relative_path().is_relative(), "{:?}", row.input);
+        assert_eq!(p.to_uri_path(), row.uri, "{:?}", row.input);
+        assert_eq!(p.any_hidden(), row.hidden, "{:?}", row.input);
+        // The URI form sanitises back to the same path.
+        assert_eq!(sanitize(&p.to_uri_path()), Ok(p), "{:?}", row.input);
+    }
+
+    #[test]
+    fn views() {
+        let rows = [
+            ViewRow {
+                input: "/",
+                relative: "",
+                uri: "/",
+                hidden: false,
+            },
+            ViewRow {
+                input: "//a//b/",
+                relative: "a/b",
+                uri: "/a/b/",
+                hidden: false,
+            },
+            ViewRow {
+                input: "/caf%c3%a9/a%20b",
+                relative: "caf\u{e9}/a b",
+                uri: "/caf%C3%A9/a%20b",
+                hidden: false,
+            },
+            ViewRow {
+                input: "/x/%3F%23%25",
+                relative: "x/?#%",
+                uri: "/x/%3F%23%25",
+                hidden: false,
+            },
+            ViewRow {
+                input: "/site/.git/config",
+                relative: "site/.git/config",
+                uri: "/site/.git/config",
+                hidden: true,
+            },
+        ];
+        for row in &rows {
+            check_view(row);
+        }
+    }
+
+    #[test]
+    fn errors_are_400_and_do_not_echo() {
+        let e = sanitize("/secret/../../etc/passwd").expect_err("traversal");
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(e.to_string(), "400: path has a . or .. segment");
+        assert!(!e.to_string().contains("passwd"));
+    }
+}
