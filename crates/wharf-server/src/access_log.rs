@@ -1,0 +1,301 @@
+//! One access-log line per request, emitted through `tracing` (target `wharf::access`)
+//! when the response body has been sent or abandoned, so it carries the real byte count
+//! and duration.
+//!
+//! Formats: the combined log format (nginx/Apache default) or one JSON object per
+//! line. When the service attached a [`wharf_http::Explain`] to the response, the line
+//! gets an `explain` field with that one-line reason.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+use http::{Method, Response, StatusCode, Version};
+use http_body::{Body, Frame, SizeHint};
+
+use crate::watchdog::Watchdog;
+
+/// How access-log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// The combined log format, plus an `explain="…"` field when present.
+    #[default]
+    Combined,
+    /// One JSON object per line.
+    Json,
+    /// No access log.
+    Off,
+}
+
+/// Access-log settings of a listener.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AccessLog {
+    /// Line format, or off.
+    pub format: LogFormat,
+}
+
+/// What is known of a request when its head arrives.
+pub(crate) struct Entry {
+    peer: SocketAddr,
+    method: Method,
+    target: String,
+    version: Version,
+    referer: Option<String>,
+    user_agent: Option<String>,
+    started: Instant,
+}
+
+impl Entry {
+    pub(crate) fn new<B>(peer: SocketAddr, req: &http::Request<B>) -> Self {
+        let header = |name| {
+            req.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        Self {
+            peer,
+            method: req.method().clone(),
+            target: req.uri().to_string(),
+            version: req.version(),
+            referer: header(http::header::REFERER),
+            user_agent: header(http::header::USER_AGENT),
+            started: Instant::now(),
+        }
+    }
+}
+
+struct Finished {
+    entry: Entry,
+    status: StatusCode,
+    explain: Option<String>,
+    format: LogFormat,
+}
+
+impl Finished {
+    fn line(&self, bytes: u64, complete: bool) -> String {
+        let e = &self.entry;
+        let micros = e.started.elapsed().as_micros();
+        match self.format {
+            LogFormat::Json => serde_json_line(self, bytes, complete, micros),
+            _ => {
+                let mut s = String::with_capacity(160);
+                let _ = write!(
+                    s,
+                    "{} - - [{}] \"{} {} {:?}\" {} {} \"{}\" \"{}\" {}us",
+                    e.peer.ip(),
+                    clf_time(SystemTime::now()),
+                    e.method,
+                    escape(&e.target),
+                    e.version,
+                    self.status.as_u16(),
+                    bytes,
+                    escape(e.referer.as_deref().unwrap_or("-")),
+                    escape(e.user_agent.as_deref().unwrap_or("-")),
+                    micros,
+                );
+                if !complete {
+                    s.push_str(" aborted");
+                }
+                if let Some(x) = &self.explain {
+                    let _ = write!(s, " explain=\"{}\"", escape(x));
+                }
+                s
+            }
+        }
+    }
+}
+
+/// JSON without a JSON dependency: every value is a string or an integer.
+fn serde_json_line(f: &Finished, bytes: u64, complete: bool, micros: u128) -> String {
+    let e = &f.entry;
+    let mut s = String::with_capacity(200);
+    let _ = write!(
+        s,
+        "{{\"time\":\"{}\",\"peer\":\"{}\",\"method\":\"{}\",\"target\":\"{}\",\"version\":\"{:?}\",\"status\":{},\"bytes\":{},\"duration_us\":{},\"complete\":{}",
+        clf_time(SystemTime::now()),
+        e.peer,
+        e.method,
+        json_escape(&e.target),
+        e.version,
+        f.status.as_u16(),
+        bytes,
+        micros,
+        complete
+    );
+    for (k, v) in [
+        ("referer", &e.referer),
+        ("user_agent", &e.user_agent),
+        ("explain", &f.explain),
+    ] {
+        if let Some(v) = v {
+            let _ = write!(s, ",\"{k}\":\"{}\"", json_escape(v));
+        }
+    }
+    s.push('}');
+    s
+}
+
+fn escape(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| match c {
+            '"' | '\\' => vec!['\\', c],
+            c if c.is_control() => format!("\\x{:02x}", c as u32).chars().collect(),
+            c => vec![c],
+        })
+        .collect()
+}
+
+fn json_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `25/Nov/2026:06:44:51 +0000` (UTC).
+fn clf_time(t: SystemTime) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil-from-days (Howard Hinnant's algorithm), valid for the Unix era.
+    let z = days as i64 + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{:02}/{}/{}:{:02}:{:02}:{:02} +0000",
+        day,
+        MONTHS[(month - 1) as usize],
+        year,
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// A response body that counts the bytes it yields, and on drop tells the watchdog the
+/// request is over and writes the access-log line.
+pub(crate) struct LoggedBody<B: Body> {
+    inner: B,
+    bytes: u64,
+    done: bool,
+    finished: Option<Finished>,
+    dog: Arc<Watchdog>,
+}
+
+impl<B: Body> LoggedBody<B> {
+    pub(crate) fn wrap(
+        res: Response<B>,
+        entry: Entry,
+        log: AccessLog,
+        dog: Arc<Watchdog>,
+    ) -> Response<Self> {
+        let status = res.status();
+        let explain = res
+            .extensions()
+            .get::<wharf_http::Explain>()
+            .map(|e| e.0.clone());
+        let finished = (log.format != LogFormat::Off).then_some(Finished {
+            entry,
+            status,
+            explain,
+            format: log.format,
+        });
+        res.map(|inner| LoggedBody {
+            inner,
+            bytes: 0,
+            done: false,
+            finished,
+            dog,
+        })
+    }
+}
+
+impl<B: Body> Drop for LoggedBody<B> {
+    fn drop(&mut self) {
+        self.dog.request_finished();
+        if let Some(f) = self.finished.take() {
+            let complete = self.done || self.inner.is_end_stream();
+            tracing::info!(target: "wharf::access", "{}", f.line(self.bytes, complete));
+        }
+    }
+}
+
+impl<B> Body for LoggedBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let res = Pin::new(&mut self.inner).poll_frame(cx);
+        match &res {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    self.bytes += data.len() as u64;
+                }
+            }
+            Poll::Ready(None) => self.done = true,
+            _ => {}
+        }
+        res
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn clf_time_formats_utc() {
+        // 2026-11-25T06:44:51Z
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_589_091);
+        assert_eq!(clf_time(t), "25/Nov/2026:06:44:51 +0000");
+        assert_eq!(
+            clf_time(SystemTime::UNIX_EPOCH),
+            "01/Jan/1970:00:00:00 +0000"
+        );
+    }
+
+    #[test]
+    fn escapes_quotes_and_controls() {
+        assert_eq!(escape("a\"b\\c\n"), "a\\\"b\\\\c\\x0a");
+        assert_eq!(json_escape("a\"\u{1}"), "a\\\"\\u0001");
+    }
+}

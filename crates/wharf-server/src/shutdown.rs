@@ -1,0 +1,56 @@
+//! Graceful shutdown: one token every accept loop and connection watches, and a
+//! tracker the binary waits on.
+//!
+//! Guarantees once [`Shutdown::trigger`] is called:
+//! - listeners stop accepting at once;
+//! - idle keep-alive connections are closed;
+//! - requests in flight run to completion, and their connections close after them;
+//! - [`Shutdown::drained`] resolves when every connection task has finished, or when
+//!   the grace period passes (then the remaining connections are dropped).
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// A shutdown signal shared by every task of a server.
+#[derive(Clone, Default)]
+pub struct Shutdown {
+    token: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl Shutdown {
+    /// A fresh, untriggered shutdown handle.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Asks every task to stop (idempotent).
+    pub fn trigger(&self) {
+        self.token.cancel();
+    }
+
+    /// True once [`trigger`](Self::trigger) has been called.
+    pub fn is_triggered(&self) -> bool {
+        self.token.is_cancelled()
+    }
+
+    /// Resolves when shutdown is triggered.
+    pub async fn triggered(&self) {
+        self.token.cancelled().await
+    }
+
+    pub(crate) fn tracker(&self) -> &TaskTracker {
+        &self.tracker
+    }
+
+    /// Waits until every tracked task has finished, at most `grace`.
+    /// Returns false when the grace period ran out first.
+    pub async fn drained(&self, grace: Duration) -> bool {
+        self.tracker.close();
+        tokio::time::timeout(grace, self.tracker.wait())
+            .await
+            .is_ok()
+    }
+}

@@ -1,0 +1,245 @@
+//! Per-connection timeouts measured on the socket: idle between requests, header
+//! read from the first byte of a request, and send while the client does not read.
+//!
+//! hyper's own header timeout starts when it begins waiting for a request, so it would
+//! also cut idle keep-alive connections; wharf keeps the two apart. The socket wrapper
+//! [`Tracked`] notes the first byte of each request and blocked writes; the connection
+//! notes when a request starts and when its response ends; [`Watchdog::expired`]
+//! sleeps until the nearest deadline and resolves when one passes unchanged.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Instant;
+
+const UNSET: u64 = u64::MAX;
+
+/// Which deadline closed a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Expiry {
+    Idle,
+    HeaderRead,
+    Send,
+}
+
+/// Shared state between a connection's socket, its requests and its watchdog.
+pub(crate) struct Watchdog {
+    epoch: Instant,
+    in_flight: AtomicUsize,
+    /// Millis since `epoch` when the current idle period began.
+    idle_since: AtomicU64,
+    /// Millis since `epoch` of the first byte of a request whose head is incomplete.
+    head_since: AtomicU64,
+    /// Millis since `epoch` when a write first returned Pending, or UNSET.
+    blocked_since: AtomicU64,
+    head_seen: AtomicBool,
+    idle: Duration,
+    header: Duration,
+    send: Duration,
+}
+
+impl Watchdog {
+    pub(crate) fn new(idle: Duration, header: Duration, send: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            epoch: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            idle_since: AtomicU64::new(0),
+            head_since: AtomicU64::new(UNSET),
+            blocked_since: AtomicU64::new(UNSET),
+            head_seen: AtomicBool::new(false),
+            idle,
+            header,
+            send,
+        })
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    fn at(&self, ms: u64) -> Instant {
+        self.epoch + Duration::from_millis(ms)
+    }
+
+    /// A request head was parsed: it is now in flight.
+    pub(crate) fn request_started(&self) {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.head_since.store(UNSET, Ordering::Release);
+        self.head_seen.store(false, Ordering::Release);
+    }
+
+    /// A response finished (or was abandoned).
+    pub(crate) fn request_finished(&self) {
+        if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.idle_since.store(self.now_ms(), Ordering::Release);
+        }
+    }
+
+    fn on_read(&self) {
+        if self.in_flight.load(Ordering::Acquire) == 0
+            && !self.head_seen.swap(true, Ordering::AcqRel)
+        {
+            self.head_since.store(self.now_ms(), Ordering::Release);
+        }
+    }
+
+    fn on_write(&self, pending: bool) {
+        let blocked = self.blocked_since.load(Ordering::Relaxed);
+        if pending && blocked == UNSET {
+            self.blocked_since.store(self.now_ms(), Ordering::Relaxed);
+        } else if !pending && blocked != UNSET {
+            self.blocked_since.store(UNSET, Ordering::Relaxed);
+        }
+    }
+
+    /// The nearest deadline now in force.
+    fn deadline(&self) -> (Instant, Expiry) {
+        let blocked = self.blocked_since.load(Ordering::Acquire);
+        if blocked != UNSET {
+            return (self.at(blocked) + self.send, Expiry::Send);
+        }
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            // The service is working; its own limits apply. Re-check later.
+            return (Instant::now() + self.idle, Expiry::Idle);
+        }
+        let head = self.head_since.load(Ordering::Acquire);
+        if head != UNSET {
+            return (self.at(head) + self.header, Expiry::HeaderRead);
+        }
+        (
+            self.at(self.idle_since.load(Ordering::Acquire)) + self.idle,
+            Expiry::Idle,
+        )
+    }
+
+    /// Resolves when a deadline passes with nothing having moved it.
+    pub(crate) async fn expired(&self) -> Expiry {
+        loop {
+            let (when, kind) = self.deadline();
+            tokio::time::sleep_until(when).await;
+            let (again, kind_again) = self.deadline();
+            if kind_again == kind && again <= Instant::now() {
+                return kind;
+            }
+        }
+    }
+}
+
+/// A socket that reports reads and blocked writes to its [`Watchdog`].
+pub(crate) struct Tracked<S> {
+    inner: S,
+    dog: Arc<Watchdog>,
+}
+
+impl<S> Tracked<S> {
+    pub(crate) fn new(inner: S, dog: Arc<Watchdog>) -> Self {
+        Self { inner, dog }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let res = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(res, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.dog.on_read();
+        }
+        res
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let res = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.dog.on_write(res.is_pending());
+        res
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let res = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.dog.on_write(res.is_pending());
+        res
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dog() -> Arc<Watchdog> {
+        Watchdog::new(
+            Duration::from_secs(60),
+            Duration::from_secs(10),
+            Duration::from_secs(30),
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_connection_expires_after_idle_timeout() {
+        let d = dog();
+        let start = Instant::now();
+        assert_eq!(d.expired().await, Expiry::Idle);
+        assert_eq!(start.elapsed().as_secs(), 60);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn partial_head_expires_after_header_timeout() {
+        let d = dog();
+        tokio::time::advance(Duration::from_secs(5)).await;
+        d.on_read();
+        let start = Instant::now();
+        assert_eq!(d.expired().await, Expiry::HeaderRead);
+        assert_eq!(start.elapsed().as_secs(), 10);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn finished_request_restarts_idle_clock() {
+        let d = dog();
+        d.on_read();
+        d.request_started();
+        tokio::time::advance(Duration::from_secs(100)).await;
+        d.request_finished();
+        let start = Instant::now();
+        assert_eq!(d.expired().await, Expiry::Idle);
+        assert_eq!(start.elapsed().as_secs(), 60);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn blocked_write_expires_after_send_timeout() {
+        let d = dog();
+        d.request_started();
+        d.on_write(true);
+        let start = Instant::now();
+        assert_eq!(d.expired().await, Expiry::Send);
+        assert_eq!(start.elapsed().as_secs(), 30);
+    }
+}
