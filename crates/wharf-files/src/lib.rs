@@ -1,1 +1,34 @@
-//! placeholder
+//! wharf's static-file service: `http::Request` in, `http::Response` out.
+//!
+//! [`Files`] serves the sites of a configuration (virtual hosts, [`SiteConfig`]) for
+//! any HTTP version: it reads the method, target, `Host` and request header fields,
+//! never the connection, and never the request body. Transports (`wharf-server`) carry
+//! its responses; the rules it applies come from `wharf-http`.
+//!
+//! Layout:
+//! - [`config`]: a site's settings, validated as they are deserialized.
+//! - `service`: the request flow (site, method, path, resource, representation,
+//!   preconditions, ranges).
+//! - `vhost`: choosing the site by host name.
+//! - `root`: opening files beneath a site root with `openat2(2)` (path safety).
+//! - `cache`: validators, small files' bytes and compressed variants, bounded.
+//! - `compress`, `mime`, `listing`, `date`, `reasons`: the pieces those use.
+//! - [`Body`]: the response body, bytes in memory or ranges of an open file.
+
+mod body;
+mod cache;
+mod compress;
+pub mod config;
+mod date;
+mod listing;
+mod mime;
+mod reasons;
+mod root;
+mod service;
+mod site;
+mod vhost;
+
+pub use body::Body;
+pub use cache::CacheLimits;
+pub use config::SiteConfig;
+pub use service::{BuildError, Files};

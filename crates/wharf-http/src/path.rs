@@ -116,13 +116,18 @@ impl SafePath {
             if i > 0 {
                 out.push('/');
             }
-            out.extend(utf8_percent_encode(s, SEGMENT));
+            out.push_str(&encode_segment(s));
         }
         if self.trailing_slash && !self.segments.is_empty() {
             out.push('/');
         }
         out
     }
+}
+
+/// One path segment percent-encoded for use in a URI (a file name in a listing link).
+pub fn encode_segment(segment: &str) -> String {
+    utf8_percent_encode(segment, SEGMENT).to_string()
 }
 
 /// Characters percent-encoded in a path segment: controls, space, the delimiters that

@@ -1,0 +1,367 @@
+//! What wharf remembers about files: validators, small files' bytes and their
+//! compressed variants, in memory, bounded.
+//!
+//! Entries are keyed by (device, inode) and checked against the file's size, mtime
+//! and ctime (nanoseconds) on every request, so a changed file is never served stale.
+//! The strong `ETag` of a file up to `max_file` bytes is a hash of its content: two
+//! writes of the same size within one second still change it, whatever the file
+//! system's timestamp granularity (the reason ETag beats Last-Modified). Files changed
+//! less than a second ago are hashed on every request and not remembered, because a
+//! coarse clock could give the next write the same timestamps. Larger files are
+//! streamed from disk and tagged by a hash of (inode, size, mtime, ctime).
+
+use std::collections::HashMap;
+use std::fs::{File, Metadata};
+use std::io;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::HeaderValue;
+use tokio::sync::OnceCell;
+use wharf_http::date::fmt_http_date;
+use wharf_http::etag::EntityTag;
+use wharf_http::negotiate::Coding;
+
+use crate::compress;
+
+/// Size bounds of a [`FileCache`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CacheLimits {
+    /// Largest file whose bytes are kept in memory (and hashed for its ETag).
+    pub max_file: u64,
+    /// Total bytes of file content and compressed variants kept.
+    pub max_total: u64,
+}
+
+impl Default for CacheLimits {
+    /// 2 MiB per file, 64 MiB in all.
+    fn default() -> Self {
+        CacheLimits {
+            max_file: 2 << 20,
+            max_total: 64 << 20,
+        }
+    }
+}
+
+/// How recent a change must be for an entry not to be remembered.
+const SETTLE: Duration = Duration::from_secs(1);
+
+/// The shared file cache of all sites.
+#[derive(Debug)]
+pub(crate) struct FileCache {
+    limits: CacheLimits,
+    entries: Mutex<HashMap<(u64, u64), Arc<Entry>>>,
+    clock: AtomicU64,
+}
+
+/// The identity of one version of a file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stamp {
+    size: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+}
+
+impl Stamp {
+    fn of(m: &Metadata) -> Stamp {
+        let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
+        Stamp {
+            size: m.len(),
+            mtime_ns: ns(m.mtime(), m.mtime_nsec()),
+            ctime_ns: ns(m.ctime(), m.ctime_nsec()),
+        }
+    }
+
+    fn changed_within(&self, now: SystemTime, window: Duration) -> bool {
+        let now_ns = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i128);
+        now_ns - self.ctime_ns < window.as_nanos() as i128
+    }
+}
+
+/// One version of one file.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    stamp: Stamp,
+    /// Strong validator of the identity representation.
+    pub(crate) etag: Tag,
+    /// Modification time, and its header value.
+    pub(crate) modified: SystemTime,
+    pub(crate) modified_value: HeaderValue,
+    /// The whole file, when it is small enough to keep.
+    pub(crate) content: Option<Bytes>,
+    variants: [OnceCell<Option<Variant>>; 3],
+    last_used: AtomicU64,
+}
+
+/// An entity tag and its header value, rendered once.
+#[derive(Clone, Debug)]
+pub(crate) struct Tag {
+    pub(crate) tag: EntityTag,
+    pub(crate) value: HeaderValue,
+}
+
+impl Tag {
+    fn strong(opaque: String) -> Tag {
+        let tag = EntityTag::strong(opaque);
+        let value = HeaderValue::from_str(&tag.to_string())
+            .expect("hex entity tags are valid header values");
+        Tag { tag, value }
+    }
+}
+
+/// A compressed form of an entry's content.
+#[derive(Debug)]
+pub(crate) struct Variant {
+    pub(crate) bytes: Bytes,
+    pub(crate) etag: Tag,
+}
+
+impl Entry {
+    /// The `coding` variant of this entry's content, compressing it on first use.
+    /// `None` when the entry has no content in memory or compression does not shrink it.
+    pub(crate) async fn variant(&self, coding: Coding) -> Option<&Variant> {
+        let slot = match coding {
+            Coding::Brotli => 0,
+            Coding::Zstd => 1,
+            Coding::Gzip => 2,
+            Coding::Identity => return None,
+        };
+        let content = self.content.clone()?;
+        let base = self.etag.tag.tag().to_owned();
+        self.variants[slot]
+            .get_or_init(|| async move {
+                let packed = tokio::task::spawn_blocking(move || {
+                    compress::compress(coding, &content).map(|b| (b, content.len()))
+                })
+                .await
+                .ok()??;
+                let (bytes, original) = packed;
+                (bytes.len() < original).then(|| Variant {
+                    bytes: Bytes::from(bytes),
+                    etag: Tag::strong(format!("{base}-{coding}")),
+                })
+            })
+            .await
+            .as_ref()
+    }
+
+    /// The file's size in bytes.
+    pub(crate) fn len(&self) -> u64 {
+        self.stamp.size
+    }
+
+    /// Bytes held in memory by this entry.
+    fn weight(&self) -> u64 {
+        let variants: usize = self
+            .variants
+            .iter()
+            .filter_map(|v| v.get()?.as_ref())
+            .map(|v| v.bytes.len())
+            .sum();
+        self.content.as_ref().map_or(0, |c| c.len() as u64) + variants as u64
+    }
+}
+
+impl FileCache {
+    pub(crate) fn new(limits: CacheLimits) -> FileCache {
+        FileCache {
+            limits,
+            entries: Mutex::new(HashMap::new()),
+            clock: AtomicU64::new(0),
+        }
+    }
+
+    /// The entry for the open `file`, from memory when its stamp still matches.
+    pub(crate) async fn lookup(
+        &self,
+        file: &Arc<File>,
+        meta: &Metadata,
+        now: SystemTime,
+    ) -> io::Result<Arc<Entry>> {
+        let key = (meta.dev(), meta.ino());
+        let stamp = Stamp::of(meta);
+        let tick = self.clock.fetch_add(1, Ordering::Relaxed);
+        if let Some(e) = self.lock().get(&key) {
+            if e.stamp == stamp {
+                e.last_used.store(tick, Ordering::Relaxed);
+                return Ok(e.clone());
+            }
+        }
+        let entry = Arc::new(self.load(file, meta, stamp, tick).await?);
+        if !stamp.changed_within(now, SETTLE) {
+            self.insert(key, entry.clone());
+        }
+        Ok(entry)
+    }
+
+    async fn load(
+        &self,
+        file: &Arc<File>,
+        meta: &Metadata,
+        stamp: Stamp,
+        tick: u64,
+    ) -> io::Result<Entry> {
+        let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+        let (content, etag) = if stamp.size <= self.limits.max_file {
+            let f = file.clone();
+            let size = stamp.size as usize;
+            let bytes = tokio::task::spawn_blocking(move || {
+                let mut buf = vec![0u8; size];
+                f.read_exact_at(&mut buf, 0).map(|()| buf)
+            })
+            .await
+            .map_err(io::Error::other)??;
+            let hash = xxhash_rust::xxh3::xxh3_64(&bytes);
+            (
+                Some(Bytes::from(bytes)),
+                Tag::strong(format!("{hash:016x}")),
+            )
+        } else {
+            let ident = format!(
+                "{}:{}:{}:{}",
+                meta.ino(),
+                stamp.size,
+                stamp.mtime_ns,
+                stamp.ctime_ns
+            );
+            let hash = xxhash_rust::xxh3::xxh3_64(ident.as_bytes());
+            (None, Tag::strong(format!("m{hash:016x}")))
+        };
+        Ok(Entry {
+            stamp,
+            etag,
+            modified,
+            modified_value: HeaderValue::from_str(&fmt_http_date(modified))
+                .expect("HTTP dates are valid header values"),
+            content,
+            variants: Default::default(),
+            last_used: AtomicU64::new(tick),
+        })
+    }
+
+    fn insert(&self, key: (u64, u64), entry: Arc<Entry>) {
+        let mut map = self.lock();
+        map.insert(key, entry);
+        let mut total: u64 = map.values().map(|e| e.weight()).sum();
+        if total <= self.limits.max_total {
+            return;
+        }
+        let mut by_age: Vec<_> = map
+            .iter()
+            .map(|(k, e)| (e.last_used.load(Ordering::Relaxed), *k))
+            .collect();
+        by_age.sort_unstable();
+        for (_, k) in by_age {
+            if total <= self.limits.max_total {
+                break;
+            }
+            if let Some(e) = map.remove(&k) {
+                total -= e.weight();
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(u64, u64), Arc<Entry>>> {
+        // A panic while holding the lock cannot leave the map inconsistent.
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn later() -> SystemTime {
+        SystemTime::now() + Duration::from_secs(5)
+    }
+
+    async fn entry_of(cache: &FileCache, path: &std::path::Path, now: SystemTime) -> Arc<Entry> {
+        let f = Arc::new(File::open(path).unwrap());
+        let m = f.metadata().unwrap();
+        cache.lookup(&f, &m, now).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn same_size_rewrite_changes_etag() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.txt");
+        let cache = FileCache::new(CacheLimits::default());
+        std::fs::write(&p, "aaaa").unwrap();
+        // Real clock: both writes fall within the settle window, as in production.
+        let a = entry_of(&cache, &p, SystemTime::now()).await;
+        std::fs::File::create(&p)
+            .unwrap()
+            .write_all(b"bbbb")
+            .unwrap();
+        let b = entry_of(&cache, &p, SystemTime::now()).await;
+        assert_ne!(a.etag.value, b.etag.value);
+        assert_eq!(b.content.as_deref(), Some(&b"bbbb"[..]));
+    }
+
+    #[tokio::test]
+    async fn recent_changes_are_not_remembered() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.txt");
+        std::fs::write(&p, "x").unwrap();
+        let cache = FileCache::new(CacheLimits::default());
+        entry_of(&cache, &p, SystemTime::now()).await;
+        assert_eq!(cache.len(), 0);
+        entry_of(&cache, &p, later()).await;
+        assert_eq!(cache.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn large_files_are_streamed_and_tagged_by_metadata() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("big");
+        std::fs::write(&p, vec![7u8; 100]).unwrap();
+        let cache = FileCache::new(CacheLimits {
+            max_file: 10,
+            max_total: 100,
+        });
+        let e = entry_of(&cache, &p, later()).await;
+        assert!(e.content.is_none());
+        assert!(e.etag.tag.tag().starts_with('m'));
+    }
+
+    #[tokio::test]
+    async fn total_is_bounded_by_evicting_least_recently_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = FileCache::new(CacheLimits {
+            max_file: 100,
+            max_total: 250,
+        });
+        for i in 0..5 {
+            let p = dir.path().join(format!("f{i}"));
+            std::fs::write(&p, vec![i as u8; 100]).unwrap();
+            entry_of(&cache, &p, later()).await;
+        }
+        assert_eq!(cache.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn variants_have_distinct_tags_and_only_when_smaller() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.txt");
+        std::fs::write(&p, "hello hello hello hello hello hello hello hello hello").unwrap();
+        let cache = FileCache::new(CacheLimits::default());
+        let e = entry_of(&cache, &p, later()).await;
+        let gz = e.variant(Coding::Gzip).await.unwrap();
+        assert_ne!(gz.etag.value, e.etag.value);
+        assert!(e.variant(Coding::Identity).await.is_none());
+        std::fs::write(&p, "x").unwrap();
+        let tiny = entry_of(&cache, &p, later()).await;
+        assert!(tiny.variant(Coding::Brotli).await.is_none());
+    }
+}

@@ -1,0 +1,98 @@
+//! Content types by file extension, and which types are worth compressing.
+
+use http::HeaderValue;
+
+/// The media type of a file name and whether it is compressible.
+#[derive(Clone, Debug)]
+pub(crate) struct MediaType {
+    pub(crate) value: HeaderValue,
+    pub(crate) compressible: bool,
+}
+
+/// `Content-Type` for `name`: by extension, text types with `charset=utf-8`, unknown
+/// types `application/octet-stream` (RFC 9110 §8.3: the safe default for bytes).
+pub(crate) fn media_type(name: &str) -> MediaType {
+    let essence = mime_guess::from_path(name)
+        .first_raw()
+        .unwrap_or("application/octet-stream");
+    let texty = is_text(essence);
+    let value = if texty {
+        HeaderValue::from_str(&format!("{essence}; charset=utf-8"))
+    } else {
+        HeaderValue::from_str(essence)
+    };
+    MediaType {
+        value: value.unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream")),
+        compressible: texty || is_compressible_binary(essence),
+    }
+}
+
+/// Types that are text and get a charset parameter.
+fn is_text(essence: &str) -> bool {
+    essence.starts_with("text/")
+        || matches!(
+            essence,
+            "application/javascript"
+                | "application/json"
+                | "application/xml"
+                | "application/manifest+json"
+                | "application/ld+json"
+                | "application/rss+xml"
+                | "application/atom+xml"
+                | "application/xhtml+xml"
+                | "image/svg+xml"
+        )
+}
+
+/// Binary types that still compress well (already-compressed formats never do).
+fn is_compressible_binary(essence: &str) -> bool {
+    matches!(
+        essence,
+        "application/wasm"
+            | "image/bmp"
+            | "image/x-icon"
+            | "image/vnd.microsoft.icon"
+            | "font/ttf"
+            | "font/otf"
+    )
+}
+
+/// The compressed-sibling extension for an encoding token.
+pub(crate) fn sibling_suffix(coding: wharf_http::negotiate::Coding) -> Option<&'static str> {
+    use wharf_http::negotiate::Coding;
+    match coding {
+        Coding::Brotli => Some(".br"),
+        Coding::Zstd => Some(".zst"),
+        Coding::Gzip => Some(".gz"),
+        Coding::Identity => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn types_by_extension() {
+        // (name, Content-Type, compressible)
+        let table = [
+            ("index.html", "text/html; charset=utf-8", true),
+            ("a.css", "text/css; charset=utf-8", true),
+            ("a.js", "text/javascript; charset=utf-8", true),
+            ("a.json", "application/json; charset=utf-8", true),
+            ("a.svg", "image/svg+xml; charset=utf-8", true),
+            ("a.txt", "text/plain; charset=utf-8", true),
+            ("a.png", "image/png", false),
+            ("a.woff2", "font/woff2", false),
+            ("a.gz", "application/gzip", false),
+            ("a.wasm", "application/wasm", true),
+            ("noext", "application/octet-stream", false),
+            ("a.unknownext", "application/octet-stream", false),
+        ];
+        for (name, ct, comp) in table {
+            let m = media_type(name);
+            assert_eq!(m.value, ct, "{name}");
+            assert_eq!(m.compressible, comp, "{name}");
+        }
+    }
+}

@@ -1,0 +1,639 @@
+//! The static-file service: one request in, one response out, for any HTTP version.
+//!
+//! The order of decisions follows RFC 9110: site (§7.4, 421), method (§9, 405), path
+//! (400/403/404), resource (301 for directories without `/`, index, listing), the
+//! selected representation (content coding, §12.5.3), preconditions (§13.2.2, 304 or
+//! 412), then ranges (§14, 206 or 416). Each step's reason goes into an [`Explain`].
+
+use std::fs::{File, Metadata};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use wharf_http::date::fmt_http_date;
+use wharf_http::negotiate::{choose_encoding_in, prefers_json, Coding};
+use wharf_http::path::{sanitize, SafePath};
+use wharf_http::precondition::{self, Outcome, Validators};
+use wharf_http::range::{self, ByteRange, RangeKind, RangeLimits};
+use wharf_http::{explain, Explain};
+
+use crate::reasons::Reasons;
+
+use crate::body::{Body, Chunk};
+use crate::cache::{CacheLimits, Entry, FileCache, Tag};
+use crate::config::{DotfilePolicy, SiteConfig};
+use crate::mime::{media_type, sibling_suffix, MediaType};
+use crate::root::OpenError;
+use crate::site::Site;
+use crate::vhost::Router;
+use crate::{date, listing};
+
+/// The methods a file resource allows.
+const ALLOW: HeaderValue = HeaderValue::from_static("GET, HEAD, OPTIONS");
+
+/// Serves the files of every configured site.
+#[derive(Debug)]
+pub struct Files {
+    sites: Vec<Site>,
+    router: Router,
+    cache: FileCache,
+    ranges: RangeLimits,
+    boundaries: AtomicU64,
+}
+
+/// Why a set of sites could not be built; names the site and the setting.
+#[derive(Debug, thiserror::Error)]
+#[error("site {site} ({root}): {setting}: {message}")]
+pub struct BuildError {
+    /// The site's position in the configuration, from 0.
+    pub site: usize,
+    /// Its root directory.
+    pub root: String,
+    /// The setting at fault (`root`, `names`, `default`).
+    pub setting: &'static str,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl Files {
+    /// Opens every site's root and compiles its rules.
+    pub fn new(configs: &[SiteConfig], cache: CacheLimits) -> Result<Files, BuildError> {
+        let mut sites = Vec::with_capacity(configs.len());
+        let mut router = Router::default();
+        for (i, cfg) in configs.iter().enumerate() {
+            let err = |setting, message: String| BuildError {
+                site: i,
+                root: cfg.root.display().to_string(),
+                setting,
+                message,
+            };
+            sites.push(
+                Site::new(cfg)
+                    .map_err(|e| err("root", format!("cannot open the directory: {e}")))?,
+            );
+            let names: Vec<String> = cfg.names.iter().map(|n| n.to_string()).collect();
+            router.add(i, &names, cfg.default).map_err(|dup| {
+                if dup == "default" {
+                    err("default", "another site is already the default".into())
+                } else {
+                    err("names", format!("{dup:?} is already used by another site"))
+                }
+            })?;
+        }
+        Ok(Files {
+            sites,
+            router,
+            cache: FileCache::new(cache),
+            ranges: RangeLimits::default(),
+            boundaries: AtomicU64::new(0),
+        })
+    }
+
+    /// Answers `req`. The request body is never read.
+    pub async fn serve<B>(&self, req: &Request<B>) -> Response<Body> {
+        let now = SystemTime::now();
+        let mut why = Reasons::default();
+        let (mut res, site) = match self.router.route(req) {
+            Err(no) => {
+                let msg = format!(
+                    "421 Misdirected Request: no site is configured for host {:?}\n",
+                    no.0
+                );
+                why.push(format!(
+                    "421: no site for host {:?} and no default site",
+                    no.0
+                ));
+                (text(StatusCode::MISDIRECTED_REQUEST, msg), None)
+            }
+            Ok(i) => {
+                let site = &self.sites[i];
+                (self.respond(site, req, now, &mut why).await, Some(site))
+            }
+        };
+        finish(&mut res, site, now, why);
+        if req.method() == Method::HEAD {
+            *res.body_mut() = Body::empty();
+        }
+        res
+    }
+
+    async fn respond<B>(
+        &self,
+        site: &Site,
+        req: &Request<B>,
+        now: SystemTime,
+        why: &mut Reasons,
+    ) -> Response<Body> {
+        match *req.method() {
+            Method::GET | Method::HEAD => {}
+            Method::OPTIONS => {
+                let mut res = empty(StatusCode::NO_CONTENT);
+                res.headers_mut().insert(header::ALLOW, ALLOW);
+                return res;
+            }
+            ref m => {
+                why.push(format!("405: {m} is not allowed on files"));
+                let mut res = text(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    format!("405 Method Not Allowed: {m}\n"),
+                );
+                res.headers_mut().insert(header::ALLOW, ALLOW);
+                return res;
+            }
+        }
+        let path = match sanitize(req.uri().path()) {
+            Ok(p) => p,
+            Err(e) => {
+                why.push(e);
+                return text(
+                    e.status(),
+                    format!(
+                        "400 Bad Request: {}\n",
+                        e.to_string().trim_start_matches("400: ")
+                    ),
+                );
+            }
+        };
+        if path
+            .segments()
+            .iter()
+            .any(|s| s.starts_with('.') && s != ".well-known")
+        {
+            match site.dotfiles {
+                DotfilePolicy::Allow => {}
+                DotfilePolicy::Hide => return not_found(why, "hidden name (dotfiles = \"hide\")"),
+                DotfilePolicy::Deny => {
+                    why.push("403: hidden name (dotfiles = \"deny\")");
+                    return text(StatusCode::FORBIDDEN, "403 Forbidden\n".into());
+                }
+            }
+        }
+        let rel = path.to_relative_path();
+        let (file, meta) = match site.root.open_file(&rel) {
+            Ok(x) => x,
+            Err(e) => return open_failed(e, why),
+        };
+        if meta.is_dir() {
+            return self.directory(site, req, &path, &rel, file, now, why).await;
+        }
+        let name = path.segments().last().map_or("", String::as_str);
+        let target = FileTarget {
+            rel,
+            name,
+            url: req.uri().path(),
+            file: Arc::new(file),
+            meta,
+        };
+        self.file(site, req, target, now, why).await
+    }
+
+    /// A directory: redirect to the slash form, then an index file, then a listing.
+    #[allow(clippy::too_many_arguments)]
+    async fn directory<B>(
+        &self,
+        site: &Site,
+        req: &Request<B>,
+        path: &SafePath,
+        rel: &Path,
+        dir: File,
+        now: SystemTime,
+        why: &mut Reasons,
+    ) -> Response<Body> {
+        if !path.has_trailing_slash() {
+            let mut location = path.to_uri_path() + "/";
+            if let Some(q) = req.uri().query() {
+                location.push('?');
+                location.push_str(q);
+            }
+            why.push("301: a directory's URL ends in /");
+            let mut res = text(
+                StatusCode::MOVED_PERMANENTLY,
+                format!("301 Moved Permanently: {location}\n"),
+            );
+            if let Ok(v) = HeaderValue::from_str(&location) {
+                res.headers_mut().insert(header::LOCATION, v);
+            }
+            return res;
+        }
+        for name in &site.index {
+            if let Ok((file, meta)) = site.root.open_file(&rel.join(name)) {
+                if meta.is_file() {
+                    why.push(format!("index file {name}"));
+                    let target = FileTarget {
+                        rel: rel.join(name),
+                        name,
+                        url: req.uri().path(),
+                        file: Arc::new(file),
+                        meta,
+                    };
+                    return self.file(site, req, target, now, why).await;
+                }
+            }
+        }
+        if !site.listing {
+            return not_found(why, "directory without an index file, and listings are off");
+        }
+        let show_hidden = site.dotfiles == DotfilePolicy::Allow;
+        let items =
+            match tokio::task::spawn_blocking(move || listing::read(&dir, show_hidden)).await {
+                Ok(Ok(items)) => items,
+                _ => return open_failed(OpenError::Unavailable, why),
+            };
+        let (body, ct) = if prefers_json(req.headers().get(header::ACCEPT)) {
+            why.push("200: directory listing as JSON (Accept prefers application/json)");
+            (listing::json(&items), "application/json; charset=utf-8")
+        } else {
+            why.push("200: directory listing as HTML");
+            (
+                listing::html(&path.to_uri_path(), &items),
+                "text/html; charset=utf-8",
+            )
+        };
+        let mut res = Response::new(Body::from_bytes(body));
+        let h = res.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        h.insert(header::VARY, HeaderValue::from_static("Accept"));
+        set_length(&mut res);
+        res
+    }
+
+    /// A regular file: choose the representation, then preconditions, then ranges.
+    async fn file<B>(
+        &self,
+        site: &Site,
+        req: &Request<B>,
+        t: FileTarget<'_>,
+        now: SystemTime,
+        why: &mut Reasons,
+    ) -> Response<Body> {
+        let media = media_type(t.name);
+        let file = t.file.clone();
+        let entry = match self.cache.lookup(&file, &t.meta, now).await {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading a file failed");
+                return text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "500 Internal Server Error\n".into(),
+                );
+            }
+        };
+        let rep = match self
+            .select(site, req, &t, &media, &entry, file, now, why)
+            .await
+        {
+            Ok(rep) => rep,
+            Err(res) => return res,
+        };
+        let policy = site.cache.policy(t.url, &media.value);
+        why.push(format!("Cache-Control from {}", policy.label));
+        let mut h = http::HeaderMap::with_capacity(12);
+        h.insert(header::ETAG, rep.etag.value.clone());
+        h.insert(header::LAST_MODIFIED, entry.modified_value.clone());
+        h.insert(header::CACHE_CONTROL, policy.value.clone());
+        if let Some(max_age) = policy.max_age {
+            let expires = wharf_http::cache_control::expires_from_max_age(
+                wharf_http::date::truncate_to_secs(now),
+                max_age,
+            );
+            if let Ok(v) = HeaderValue::from_str(&fmt_http_date(expires)) {
+                h.insert(header::EXPIRES, v);
+            }
+        }
+        if media.compressible {
+            h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+        }
+
+        let v = Validators {
+            etag: Some(&rep.etag.tag),
+            last_modified: Some(entry.modified),
+        };
+        if precondition::has_preconditions(req.headers()) {
+            let pre = precondition::evaluate(req.method(), req.headers(), &v);
+            why.push(&pre);
+            match pre.outcome {
+                Outcome::Proceed => {}
+                Outcome::NotModified => {
+                    let mut res = empty(StatusCode::NOT_MODIFIED);
+                    *res.headers_mut() = h;
+                    return res;
+                }
+                Outcome::PreconditionFailed => {
+                    return text(
+                        StatusCode::PRECONDITION_FAILED,
+                        "412 Precondition Failed\n".into(),
+                    )
+                }
+            }
+        }
+
+        h.insert(header::CONTENT_TYPE, media.value.clone());
+        h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        if let Some(c) = rep.coding {
+            h.insert(
+                header::CONTENT_ENCODING,
+                HeaderValue::from_static(c.token()),
+            );
+        }
+        let len = rep.len();
+        let decision = range::evaluate(req.method(), req.headers(), len, &v, &self.ranges);
+        if req.headers().contains_key(header::RANGE) {
+            why.push(&decision);
+        }
+        let mut res = match decision.kind {
+            RangeKind::Full => Response::new(rep.body(0, len)),
+            RangeKind::Partial(ranges) if ranges.len() == 1 => {
+                let r = ranges[0];
+                let mut res = Response::new(rep.body(r.start, r.len()));
+                *res.status_mut() = StatusCode::PARTIAL_CONTENT;
+                h.insert(
+                    header::CONTENT_RANGE,
+                    header_value(range::content_range(&r, len)),
+                );
+                res
+            }
+            RangeKind::Partial(ranges) => {
+                let boundary = format!(
+                    "wharf-{:016x}",
+                    self.boundaries.fetch_add(1, Ordering::Relaxed)
+                        ^ xxhash_rust::xxh3::xxh3_64(rep.etag.tag.tag().as_bytes())
+                );
+                let ct = h
+                    .remove(header::CONTENT_TYPE)
+                    .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+                h.insert(
+                    header::CONTENT_TYPE,
+                    header_value(format!("multipart/byteranges; boundary={boundary}")),
+                );
+                let mut res = Response::new(rep.multipart(&ranges, &boundary, &ct));
+                *res.status_mut() = StatusCode::PARTIAL_CONTENT;
+                res
+            }
+            RangeKind::Unsatisfiable => {
+                let mut res = text(
+                    StatusCode::RANGE_NOT_SATISFIABLE,
+                    "416 Range Not Satisfiable\n".into(),
+                );
+                res.headers_mut().insert(
+                    header::CONTENT_RANGE,
+                    header_value(range::unsatisfied_range(len)),
+                );
+                return res;
+            }
+        };
+        *res.headers_mut() = h;
+        set_length(&mut res);
+        res
+    }
+
+    /// The representation to send: identity, a precompressed sibling, or a variant
+    /// compressed on the fly. `Err` is a 406 response.
+    #[allow(clippy::too_many_arguments)]
+    async fn select<B>(
+        &self,
+        site: &Site,
+        req: &Request<B>,
+        t: &FileTarget<'_>,
+        media: &MediaType,
+        entry: &Arc<Entry>,
+        file: Arc<File>,
+        now: SystemTime,
+        why: &mut Reasons,
+    ) -> Result<Rep, Response<Body>> {
+        let identity = Rep::of(entry, file, None);
+        if !media.compressible {
+            return Ok(identity);
+        }
+        let on_the_fly =
+            site.compress && entry.content.is_some() && t.meta.len() >= site.compress_min_size;
+        let mut available = Vec::with_capacity(4);
+        let mut siblings: Vec<(Coding, Rep)> = Vec::new();
+        for coding in [Coding::Brotli, Coding::Zstd, Coding::Gzip] {
+            // Only codings the client would take over identity are worth a lookup.
+            if choose_encoding_in(req.headers(), &[coding]).chosen != Some(coding) {
+                continue;
+            }
+            if let Some(rep) = self.sibling(site, t, coding, entry, now).await {
+                siblings.push((coding, rep));
+                available.push(coding);
+            } else if on_the_fly {
+                available.push(coding);
+            }
+        }
+        let decision = choose_encoding_in(req.headers(), &available);
+        if req.headers().contains_key(header::ACCEPT_ENCODING) {
+            why.push(&decision);
+        }
+        match decision.chosen {
+            None => {
+                let mut res = text(
+                    StatusCode::NOT_ACCEPTABLE,
+                    "406 Not Acceptable: no acceptable content coding (identity refused)\n".into(),
+                );
+                res.headers_mut()
+                    .insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+                Err(res)
+            }
+            Some(Coding::Identity) => Ok(identity),
+            Some(c) => {
+                if let Some(pos) = siblings.iter().position(|(s, _)| *s == c) {
+                    why.push(format!(
+                        "precompressed {} sibling",
+                        sibling_suffix(c).unwrap_or_default()
+                    ));
+                    return Ok(siblings.swap_remove(pos).1);
+                }
+                match entry.variant(c).await {
+                    Some(v) => Ok(Rep {
+                        data: Data::Memory(v.bytes.clone()),
+                        etag: v.etag.clone(),
+                        coding: Some(c),
+                    }),
+                    None => {
+                        why.push(format!("{c} would not shrink it: identity"));
+                        Ok(identity)
+                    }
+                }
+            }
+        }
+    }
+
+    /// A precompressed sibling (`x.br`, `x.zst`, `x.gz`) not older than the file.
+    async fn sibling(
+        &self,
+        site: &Site,
+        t: &FileTarget<'_>,
+        coding: Coding,
+        original: &Entry,
+        now: SystemTime,
+    ) -> Option<Rep> {
+        let mut name = t.rel.clone().into_os_string();
+        name.push(sibling_suffix(coding)?);
+        let (file, meta) = site.root.open_file(Path::new(&name)).ok()?;
+        if !meta.is_file() || meta.modified().ok()? < original.modified {
+            return None;
+        }
+        let file = Arc::new(file);
+        let entry = self.cache.lookup(&file, &meta, now).await.ok()?;
+        Some(Rep::of(&entry, file, Some(coding)))
+    }
+}
+
+/// The file a request resolved to.
+struct FileTarget<'a> {
+    /// Relative to the site root.
+    rel: PathBuf,
+    /// The file name, for its media type.
+    name: &'a str,
+    /// The request's URL path, for cache rules.
+    url: &'a str,
+    file: Arc<File>,
+    meta: Metadata,
+}
+
+/// A selected representation.
+struct Rep {
+    data: Data,
+    etag: Tag,
+    coding: Option<Coding>,
+}
+
+enum Data {
+    Memory(Bytes),
+    File(Arc<File>, u64),
+}
+
+impl Rep {
+    fn of(entry: &Entry, file: Arc<File>, coding: Option<Coding>) -> Rep {
+        let data = match &entry.content {
+            Some(b) => Data::Memory(b.clone()),
+            None => Data::File(file, entry.len()),
+        };
+        Rep {
+            data,
+            etag: entry.etag.clone(),
+            coding,
+        }
+    }
+
+    fn len(&self) -> u64 {
+        match &self.data {
+            Data::Memory(b) => b.len() as u64,
+            Data::File(_, len) => *len,
+        }
+    }
+
+    fn chunk(&self, start: u64, len: u64) -> Chunk {
+        match &self.data {
+            Data::Memory(b) => Chunk::Bytes(b.slice(start as usize..(start + len) as usize)),
+            Data::File(f, _) => Chunk::File {
+                file: f.clone(),
+                offset: start,
+                len,
+            },
+        }
+    }
+
+    fn body(&self, start: u64, len: u64) -> Body {
+        let mut body = Body::empty();
+        body.push(self.chunk(start, len));
+        body
+    }
+
+    /// A multipart/byteranges body (RFC 9110 §14.6).
+    fn multipart(&self, ranges: &[ByteRange], boundary: &str, content_type: &HeaderValue) -> Body {
+        let ct = String::from_utf8_lossy(content_type.as_bytes());
+        let total = self.len();
+        let mut body = Body::empty();
+        for r in ranges {
+            let head = format!(
+                "--{boundary}\r\nContent-Type: {ct}\r\nContent-Range: {}\r\n\r\n",
+                range::content_range(r, total)
+            );
+            body.push(Chunk::Bytes(Bytes::from(head)));
+            body.push(self.chunk(r.start, r.len()));
+            body.push(Chunk::Bytes(Bytes::from_static(b"\r\n")));
+        }
+        body.push(Chunk::Bytes(Bytes::from(format!("--{boundary}--\r\n"))));
+        body
+    }
+}
+
+/// Adds what every response carries: `Date`, the site's headers, the explanation.
+fn finish(res: &mut Response<Body>, site: Option<&Site>, now: SystemTime, why: Reasons) {
+    let h = res.headers_mut();
+    h.insert(header::DATE, date::header(now));
+    let explain_on = site.is_none_or(|s| s.explain);
+    if let Some(site) = site {
+        for (k, v) in &site.headers {
+            h.insert(k.clone(), v.clone());
+        }
+    }
+    if explain_on {
+        let line = why.line(res.status());
+        if let Ok(v) = HeaderValue::from_str(&line) {
+            res.headers_mut().insert(explain::HEADER, v);
+        }
+        res.extensions_mut().insert(Explain(line));
+    }
+}
+
+fn set_length(res: &mut Response<Body>) {
+    let len = res.body().len();
+    res.headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+}
+
+fn header_value(s: String) -> HeaderValue {
+    HeaderValue::try_from(s).expect("built from valid parts")
+}
+
+fn empty(status: StatusCode) -> Response<Body> {
+    let mut res = Response::new(Body::empty());
+    *res.status_mut() = status;
+    res
+}
+
+/// A short plain-text response (errors, redirects).
+fn text(status: StatusCode, msg: String) -> Response<Body> {
+    let mut res = Response::new(Body::from_bytes(msg));
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    set_length(&mut res);
+    res
+}
+
+fn not_found(why: &mut Reasons, reason: &str) -> Response<Body> {
+    why.push(format!("404: {reason}"));
+    text(StatusCode::NOT_FOUND, "404 Not Found\n".into())
+}
+
+fn open_failed(e: OpenError, why: &mut Reasons) -> Response<Body> {
+    match e {
+        OpenError::NotFound => not_found(why, "no such file in the site"),
+        OpenError::Forbidden => {
+            why.push("403: the file is not readable");
+            text(StatusCode::FORBIDDEN, "403 Forbidden\n".into())
+        }
+        OpenError::Unavailable => {
+            why.push("503: the file system did not answer");
+            let mut res = text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "503 Service Unavailable\n".into(),
+            );
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            res
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! Choosing the site for a request (name-based virtual hosting).
+//!
+//! The host is the request target's authority when it has one (absolute form, or
+//! HTTP/2 and HTTP/3 `:authority`; RFC 9112 §3.2.2: it wins over `Host`), else the
+//! `Host` field; compared case-insensitively, without port or trailing dot. An exact
+//! name wins over a wildcard, a longer wildcard over a shorter one, and the default
+//! site takes the rest.
+
+use std::collections::HashMap;
+
+use http::header::HOST;
+use http::Request;
+
+/// Site indices by name.
+#[derive(Debug, Default)]
+pub(crate) struct Router {
+    exact: HashMap<String, usize>,
+    /// (suffix including the leading dot, site), longest suffix first.
+    wildcards: Vec<(String, usize)>,
+    default: Option<usize>,
+}
+
+/// Why no site was chosen.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct NoSite(pub(crate) String);
+
+impl Router {
+    /// Adds `site`'s names; returns the name already taken, if any.
+    pub(crate) fn add(
+        &mut self,
+        site: usize,
+        names: &[String],
+        default: bool,
+    ) -> Result<(), String> {
+        for name in names {
+            if let Some(suffix) = name.strip_prefix('*') {
+                if self.wildcards.iter().any(|(s, _)| s == suffix) {
+                    return Err(name.clone());
+                }
+                self.wildcards.push((suffix.to_owned(), site));
+            } else if self.exact.insert(name.clone(), site).is_some() {
+                return Err(name.clone());
+            }
+        }
+        self.wildcards
+            .sort_by_key(|(s, _)| std::cmp::Reverse(s.len()));
+        if default {
+            if self.default.is_some() {
+                return Err("default".into());
+            }
+            self.default = Some(site);
+        }
+        Ok(())
+    }
+
+    /// The site for `req`.
+    pub(crate) fn route<B>(&self, req: &Request<B>) -> Result<usize, NoSite> {
+        let host = req.uri().host().map(str::to_owned).or_else(|| {
+            req.headers()
+                .get(HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(host_of)
+        });
+        let host = host.map(|h| h.trim_end_matches('.').to_ascii_lowercase());
+        if let Some(h) = host.as_deref() {
+            if let Some(&i) = self.exact.get(h) {
+                return Ok(i);
+            }
+            if let Some((_, i)) = self
+                .wildcards
+                .iter()
+                .find(|(suffix, _)| h.len() > suffix.len() && h.ends_with(suffix.as_str()))
+            {
+                return Ok(*i);
+            }
+        }
+        self.default.ok_or_else(|| NoSite(host.unwrap_or_default()))
+    }
+}
+
+/// The host part of a `Host` value: `[::1]:8080` → `[::1]`, `a.test:80` → `a.test`.
+fn host_of(value: &str) -> String {
+    let v = value.trim();
+    let host = if v.starts_with('[') {
+        v.find(']').map_or(v, |end| &v[..=end])
+    } else {
+        v.rsplit_once(':').map_or(v, |(h, _)| h)
+    };
+    host.to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn router() -> Router {
+        let mut r = Router::default();
+        r.add(0, &["example.test".into(), "*.example.test".into()], false)
+            .unwrap();
+        r.add(1, &["*.api.example.test".into(), "[::1]".into()], false)
+            .unwrap();
+        r.add(2, &["www.example.test".into()], true).unwrap();
+        r
+    }
+
+    fn route(host: Option<&str>, target: &str) -> Result<usize, NoSite> {
+        let mut b = Request::builder().uri(target);
+        if let Some(h) = host {
+            b = b.header(HOST, h);
+        }
+        router().route(&b.body(()).unwrap())
+    }
+
+    #[test]
+    fn routing_table() {
+        // (Host, request target, site) — RFC 9110 §7.2, RFC 9112 §3.2.2
+        let table: &[(Option<&str>, &str, Result<usize, NoSite>)] = &[
+            (Some("example.test"), "/", Ok(0)),
+            (Some("EXAMPLE.Test:8080"), "/", Ok(0)),
+            (Some("example.test."), "/", Ok(0)),
+            (Some("a.example.test"), "/", Ok(0)),
+            (Some("a.b.example.test"), "/", Ok(0)),
+            (Some("www.example.test"), "/", Ok(2)), // exact beats wildcard
+            (Some("x.api.example.test"), "/", Ok(1)), // longer wildcard wins
+            (Some("[::1]:8080"), "/", Ok(1)),
+            (Some("other.test"), "/", Ok(2)), // default
+            (Some("other.test"), "http://example.test/", Ok(0)), // absolute form wins
+            (None, "/", Ok(2)),
+        ];
+        for (host, target, want) in table {
+            assert_eq!(&route(*host, target), want, "{host:?} {target}");
+        }
+    }
+
+    #[test]
+    fn no_default_gives_the_host() {
+        let mut r = Router::default();
+        r.add(0, &["a.test".into()], false).unwrap();
+        let req = Request::builder().header(HOST, "B.test").body(()).unwrap();
+        assert_eq!(r.route(&req), Err(NoSite("b.test".into())));
+    }
+
+    #[test]
+    fn duplicate_names_are_refused() {
+        let mut r = Router::default();
+        r.add(0, &["a.test".into()], true).unwrap();
+        assert_eq!(r.add(1, &["a.test".into()], false), Err("a.test".into()));
+        assert_eq!(r.add(1, &[], true), Err("default".into()));
+    }
+}
