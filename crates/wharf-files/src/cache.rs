@@ -27,8 +27,9 @@ use wharf_http::negotiate::Coding;
 
 use crate::compress;
 
-/// Size bounds of a [`FileCache`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Size bounds of the file cache (`[file_cache]` in `wharf.toml`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct CacheLimits {
     /// Largest file whose bytes are kept in memory (and hashed for its ETag).
     pub max_file: u64,

@@ -19,8 +19,9 @@ use http_body::{Body, Frame, SizeHint};
 
 use crate::watchdog::Watchdog;
 
-/// How access-log lines are written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+/// How access-log lines are written (`combined`, `json` or `off` in `wharf.toml`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// The combined log format, plus an `explain="…"` field when present.
     #[default]

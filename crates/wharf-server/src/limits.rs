@@ -3,16 +3,23 @@
 
 use std::time::Duration;
 
-/// Limits applied to every connection of a listener.
-#[derive(Clone, Debug)]
+use serde::{Deserialize, Deserializer};
+
+/// Limits applied to every connection of a listener. In `wharf.toml` this is the
+/// `[limits]` table; durations are written `"60s"`, `"500ms"`, `"2m"` or `"1h"`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Concurrent connections; the excess is answered 503 and closed.
     pub max_connections: usize,
     /// How long a keep-alive connection may sit between requests.
+    #[serde(deserialize_with = "duration")]
     pub idle_timeout: Duration,
     /// How long a client may take to send a request's header section, from its first byte.
+    #[serde(deserialize_with = "duration")]
     pub header_read_timeout: Duration,
     /// How long a response may stay blocked on a client that does not read.
+    #[serde(deserialize_with = "duration")]
     pub send_timeout: Duration,
     /// Requests served on one connection before it is closed (`Connection: close`).
     pub max_requests_per_connection: u64,
@@ -35,6 +42,56 @@ impl Default for Limits {
             max_header_bytes: 16 * 1024,
             max_headers: 100,
             max_uri_len: 8 * 1024,
+        }
+    }
+}
+
+/// Reads a duration written as a number and a unit: `ms`, `s`, `m` or `h`.
+pub fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_duration(&text).ok_or_else(|| {
+        serde::de::Error::custom(format!(
+            "invalid duration {text:?}: expected e.g. \"60s\", \"500ms\", \"2m\", \"1h\""
+        ))
+    })
+}
+
+/// Parses `"60s"`, `"500ms"`, `"2m"`, `"1h"`; zero and other forms are `None`.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let split = text.find(|c: char| !c.is_ascii_digit())?;
+    let (num, unit) = text.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.checked_mul(60)?),
+        "h" => Duration::from_secs(n.checked_mul(3600)?),
+        _ => return None,
+    };
+    (!d.is_zero()).then_some(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        let table = [
+            ("60s", Some(Duration::from_secs(60))),
+            ("500ms", Some(Duration::from_millis(500))),
+            ("2m", Some(Duration::from_secs(120))),
+            ("1h", Some(Duration::from_secs(3600))),
+            ("0s", None),
+            ("60", None),
+            ("s", None),
+            ("-1s", None),
+            ("1.5s", None),
+            ("1d", None),
+            ("99999999999999999999h", None),
+        ];
+        for (text, want) in table {
+            assert_eq!(parse_duration(text), want, "{text}");
         }
     }
 }

@@ -1,1 +1,211 @@
-fn main() {}
+//! The `wharf` binary: command line, configuration, logging, and wiring the
+//! static-file service (`wharf-files`) to the transports (`wharf-server`).
+
+mod cli;
+mod config;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use http::Request;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+use wharf_files::Files;
+use wharf_server::{AccessLog, LogFormat, RequestBody, Shutdown};
+
+use crate::cli::{Cli, Command, ServeArgs};
+use crate::config::{site_line, Config, ConfigError};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::CheckConfig { file } => check_config(&file),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("wharf: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `wharf check-config FILE`: everything `serve` would check before listening.
+fn check_config(file: &std::path::Path) -> Result<(), ConfigError> {
+    let (cfg, src) = Config::load(file)?;
+    build_files(&cfg, Some((file, &src)))?;
+    println!(
+        "{}: ok ({} site(s), {} listener(s))",
+        file.display(),
+        cfg.sites.len(),
+        cfg.listen.len()
+    );
+    Ok(())
+}
+
+/// The configuration `serve` runs with: the file's, then the command line's overrides.
+fn effective_config(args: &ServeArgs) -> Result<(Config, Option<String>), ConfigError> {
+    let (mut cfg, src) = match &args.config {
+        Some(path) => {
+            let (cfg, src) = Config::load(path)?;
+            (cfg, Some(src))
+        }
+        None => (Config::default(), None),
+    };
+    match (&args.dir, cfg.sites.is_empty()) {
+        (Some(_), false) => {
+            return Err(ConfigError(
+                "give either DIR or [[site]] tables in the config, not both".into(),
+            ));
+        }
+        (dir, true) => {
+            let mut site = wharf_files::SiteConfig::new(dir.clone().unwrap_or_else(|| ".".into()));
+            site.listing = args.listing;
+            cfg.sites.push(site);
+        }
+        (None, false) => {}
+    }
+    if !args.listen.is_empty() {
+        cfg.listen.clone_from(&args.listen);
+    }
+    if args.explain {
+        cfg.sites.iter_mut().for_each(|s| s.explain = true);
+    }
+    if let Some(f) = args.access_log {
+        cfg.log.access = f.into();
+    }
+    Ok((cfg, src))
+}
+
+fn build_files(cfg: &Config, src: Option<(&std::path::Path, &str)>) -> Result<Files, ConfigError> {
+    Files::new(&cfg.sites, cfg.file_cache).map_err(|e| {
+        let place = src
+            .and_then(|(path, text)| {
+                Some(format!(
+                    "{}: line {}: ",
+                    path.display(),
+                    site_line(text, e.site, e.setting)?
+                ))
+            })
+            .unwrap_or_default();
+        ConfigError(format!(
+            "{place}site[{}].{}: {} ({})",
+            e.site, e.setting, e.message, e.root
+        ))
+    })
+}
+
+fn serve(args: ServeArgs) -> Result<(), ConfigError> {
+    let (cfg, src) = effective_config(&args)?;
+    init_logging(&cfg);
+    let files = build_files(&cfg, args.config.as_deref().zip(src.as_deref()))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| ConfigError(format!("cannot start the runtime: {e}")))?;
+    runtime.block_on(run(cfg, files))
+}
+
+async fn run(cfg: Config, files: Files) -> Result<(), ConfigError> {
+    let service = Arc::new(FileService(files));
+    let shutdown = Shutdown::new();
+    let mut listeners = Vec::new();
+    for addr in &cfg.listen {
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| ConfigError(format!("listen {addr}: {e}")))?;
+        let local = l
+            .local_addr()
+            .map_err(|e| ConfigError(format!("listen {addr}: {e}")))?;
+        println!("wharf: listening on http://{local}/");
+        for site in &cfg.sites {
+            let names: Vec<String> = site.names.iter().map(ToString::to_string).collect();
+            let default = if site.default { " (default site)" } else { "" };
+            println!(
+                "wharf:   serving {} for [{}]{default}",
+                site.root.display(),
+                names.join(", ")
+            );
+        }
+        listeners.push(l);
+    }
+    let log = AccessLog {
+        format: cfg.log.access,
+    };
+    let mut tasks = Vec::new();
+    for l in listeners {
+        tasks.push(tokio::spawn(wharf_server::serve(
+            l,
+            service.clone(),
+            cfg.limits.clone(),
+            log,
+            shutdown.clone(),
+        )));
+    }
+    wait_for_signal().await;
+    tracing::info!(grace = ?cfg.shutdown_grace, "shutting down: no new connections; draining requests in flight");
+    shutdown.trigger();
+    for t in tasks {
+        let _ = t.await;
+    }
+    if shutdown.drained(cfg.shutdown_grace).await {
+        tracing::info!("shutdown complete");
+    } else {
+        tracing::warn!("grace period over: closing the remaining connections");
+    }
+    Ok(())
+}
+
+/// SIGINT or SIGTERM.
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop wharf with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// Access lines go to stdout as they are; diagnostics to stderr with time and level.
+fn init_logging(cfg: &Config) {
+    let access = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stdout)
+        .without_time()
+        .with_level(false)
+        .with_target(false)
+        .with_filter(tracing_subscriber::filter::filter_fn(|m| {
+            m.target() == "wharf::access"
+        }));
+    let diag_filter = EnvFilter::try_new(&cfg.log.level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let diagnostics = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_filter(tracing_subscriber::filter::filter_fn(|m| {
+            m.target() != "wharf::access"
+        }))
+        .with_filter(diag_filter);
+    let on = cfg.log.access != LogFormat::Off;
+    tracing_subscriber::registry()
+        .with(on.then_some(access))
+        .with(diagnostics)
+        .init();
+}
+
+/// The file service as a transport-facing [`wharf_server::Service`].
+struct FileService(Files);
+
+impl wharf_server::Service for FileService {
+    type Body = wharf_files::Body;
+
+    async fn call(&self, req: Request<RequestBody>) -> http::Response<Self::Body> {
+        self.0.serve(&req).await
+    }
+}

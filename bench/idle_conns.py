@@ -1,0 +1,120 @@
+#!/usr/bin/env python3
+"""Hold many idle keep-alive connections open against a loopback HTTP server.
+
+Each connection sends one GET, reads the whole response (so the server has done a
+full request on it and gone back to waiting), then stays open and silent. Used by
+bench/run to measure a server's memory per idle keep-alive connection.
+
+Protocol with the caller (stdout/stdin, one line each):
+  prints  "READY <opened> <failed>"  once every connection is set up;
+  waits   for a line on stdin (or --hold seconds), while the connections sit idle;
+  prints  "OPEN <n>"                  the connections the server has not closed;
+  then closes everything and exits.
+
+Standard library only. Traffic goes to loopback addresses only.
+"""
+
+import argparse
+import asyncio
+import ipaddress
+import resource
+import sys
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--count", type=int, default=5000)
+    p.add_argument("--path", default="/1k.bin")
+    # Connecting thousands at once would overflow the listen backlog (nginx's is
+    # 511) and stall on SYN retransmits; a bounded number in flight avoids that.
+    p.add_argument("--concurrency", type=int, default=100)
+    p.add_argument("--timeout", type=float, default=10.0, help="per connection setup, seconds")
+    p.add_argument("--hold", type=float, default=120.0, help="longest wait for stdin, seconds")
+    args = p.parse_args()
+    if not ipaddress.ip_address(args.host).is_loopback:
+        p.error("refusing a non-loopback host: this tool is for local benchmarks only")
+    return args
+
+
+def raise_fd_limit(needed):
+    """One fd per connection plus headroom; the soft limit can go up to the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = needed + 256
+    if hard != resource.RLIM_INFINITY and hard < want:
+        sys.exit(f"RLIMIT_NOFILE hard limit {hard} < {want}: raise it (ulimit -Hn) first")
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+
+async def read_response(reader):
+    """Read one response with a Content-Length body; return its status code."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    length = 0
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "content-length":
+            length = int(value.strip())
+    await reader.readexactly(length)
+    return status
+
+
+async def open_one(args, sem):
+    """Open one connection and complete one request on it; None on failure."""
+    request = (f"GET {args.path} HTTP/1.1\r\nHost: {args.host}\r\n"
+               "User-Agent: wharf-bench-idle\r\n\r\n").encode()
+    async with sem:
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(args.host, args.port), args.timeout)
+            writer.write(request)
+            status = await asyncio.wait_for(read_response(reader), args.timeout)
+        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError):
+            return None
+    if status != 200:
+        writer.close()
+        return None
+    return reader, writer
+
+
+async def wait_for_caller(hold):
+    """Return when the caller writes a line or closes stdin, or after `hold` seconds.
+
+    The event loop keeps running meanwhile, so server-side closes are noticed."""
+    loop = asyncio.get_running_loop()
+    ready = loop.create_future()
+    try:
+        loop.add_reader(sys.stdin.fileno(), lambda: ready.done() or ready.set_result(None))
+    except (OSError, ValueError):  # stdin not pollable (e.g. /dev/null)
+        await asyncio.sleep(hold)
+        return
+    try:
+        await asyncio.wait_for(ready, hold)
+    except asyncio.TimeoutError:
+        pass
+    finally:
+        loop.remove_reader(sys.stdin.fileno())
+
+
+async def main():
+    args = parse_args()
+    raise_fd_limit(args.count)
+    sem = asyncio.Semaphore(args.concurrency)
+    results = await asyncio.gather(*(open_one(args, sem) for _ in range(args.count)))
+    conns = [c for c in results if c is not None]
+    print(f"READY {len(conns)} {args.count - len(conns)}", flush=True)
+
+    await wait_for_caller(args.hold)
+    # A server that closed an idle connection has delivered EOF by now.
+    still_open = sum(1 for reader, _ in conns if not reader.at_eof())
+    print(f"OPEN {still_open}", flush=True)
+
+    for _, writer in conns:
+        writer.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

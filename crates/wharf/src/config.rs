@@ -1,0 +1,205 @@
+//! `wharf.toml`: reading, validating, and reporting errors with their key and line.
+//!
+//! Each crate owns the shape of its own settings (`wharf_server::Limits`,
+//! `wharf_files::SiteConfig`, `wharf_files::CacheLimits`) and validates values as they
+//! are deserialized, so the TOML reader reports the key and line of a bad value. What
+//! can only be checked afterwards (a root that does not exist, a name used twice) is
+//! located in the source with the document's spans.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use wharf_files::{CacheLimits, SiteConfig};
+use wharf_server::{Limits, LogFormat};
+
+/// The whole configuration file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Config {
+    /// Addresses to listen on (HTTP/1.1, cleartext).
+    #[serde(default = "default_listen")]
+    pub(crate) listen: Vec<SocketAddr>,
+    /// How long shutdown waits for requests in flight.
+    #[serde(
+        default = "default_grace",
+        deserialize_with = "wharf_server::limits::duration"
+    )]
+    pub(crate) shutdown_grace: Duration,
+    #[serde(default)]
+    pub(crate) limits: Limits,
+    #[serde(default)]
+    pub(crate) log: LogConfig,
+    #[serde(default)]
+    pub(crate) file_cache: CacheLimits,
+    #[serde(default, rename = "site")]
+    pub(crate) sites: Vec<SiteConfig>,
+}
+
+/// `[log]`.
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct LogConfig {
+    /// Access-log format.
+    pub(crate) access: LogFormat,
+    /// Diagnostic log filter (`info`, `debug`, `wharf_server=debug`, ...).
+    pub(crate) level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            access: LogFormat::Combined,
+            level: "info".into(),
+        }
+    }
+}
+
+pub(crate) fn default_listen() -> Vec<SocketAddr> {
+    vec![SocketAddr::from(([127, 0, 0, 1], 8080))]
+}
+
+fn default_grace() -> Duration {
+    Duration::from_secs(30)
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: default_listen(),
+            shutdown_grace: default_grace(),
+            limits: Limits::default(),
+            log: LogConfig::default(),
+            file_cache: CacheLimits::default(),
+            sites: Vec::new(),
+        }
+    }
+}
+
+/// A configuration error, already formatted with file, line and key.
+#[derive(Debug)]
+pub(crate) struct ConfigError(pub(crate) String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Config {
+    /// Reads and validates `path`; site roots are resolved against its directory.
+    pub(crate) fn load(path: &Path) -> Result<(Config, String), ConfigError> {
+        let src = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
+        let mut cfg =
+            Config::parse(&src).map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for site in &mut cfg.sites {
+            site.root = resolve(base, &site.root);
+        }
+        Ok((cfg, src))
+    }
+
+    /// Parses TOML text; errors name the key and line.
+    pub(crate) fn parse(src: &str) -> Result<Config, String> {
+        let cfg: Config = toml::from_str(src).map_err(|e| e.to_string().trim_end().to_owned())?;
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    /// Rules that involve more than one value.
+    fn check(&self) -> Result<(), String> {
+        if self.listen.is_empty() {
+            return Err("listen: at least one address is required".into());
+        }
+        if self.limits.max_connections == 0 {
+            return Err("limits.max_connections: must be at least 1".into());
+        }
+        if self.limits.max_requests_per_connection == 0 {
+            return Err("limits.max_requests_per_connection: must be at least 1".into());
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return Err(format!("log.level: invalid filter {:?}", self.log.level));
+        }
+        Ok(())
+    }
+}
+
+fn resolve(base: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_owned()
+    } else {
+        base.join(p)
+    }
+}
+
+/// "line N" of the value at `site[index].key` in `src`, when it can be found.
+pub(crate) fn site_line(src: &str, index: usize, key: &str) -> Option<usize> {
+    let doc = toml::de::DeTable::parse(src).ok()?;
+    let (_, sites) = doc.get_ref().iter().find(|(k, _)| k.get_ref() == "site")?;
+    let toml::de::DeValue::Array(sites) = sites.get_ref() else {
+        return None;
+    };
+    let site = sites.get(index)?;
+    let span = match site.get_ref() {
+        toml::de::DeValue::Table(t) => t
+            .iter()
+            .find(|(k, _)| k.get_ref() == key)
+            .map_or(site.span(), |(k, _)| k.span()),
+        _ => site.span(),
+    };
+    Some(src[..span.start].matches('\n').count() + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_the_defaults() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.listen, default_listen());
+        assert!(c.sites.is_empty());
+    }
+
+    #[test]
+    fn errors_name_key_and_line() {
+        // (document, words the error must contain)
+        let table: &[(&str, &[&str])] = &[
+            ("listen = [\"127.0.0.1:80\"]\nbogus = 1\n", &["line 2", "bogus"]),
+            ("[limits]\nidle_timeout = \"forever\"\n", &["line 2", "idle_timeout", "invalid duration"]),
+            ("[limits]\nmax_conections = 5\n", &["line 2", "max_conections"]),
+            ("listen = [\"nowhere\"]\n", &["line 1", "listen"]),
+            ("[[site]]\nroot = \".\"\nnames = [\"a b\"]\n", &["line 3", "invalid server name"]),
+            ("[[site]]\nroot = \".\"\n[[site.cache]]\npath = \"/a/[\"\ncache_control = \"max-age=1\"\n", &["line 4", "glob"]),
+            ("[[site]]\nroot = \".\"\n[[site.cache]]\npath = \"/a\"\ncache_control = \"nonsense\"\n", &["line 5", "no known directive"]),
+            ("[[site]]\nroot = \".\"\ndotfiles = \"show\"\n", &["line 3", "dotfiles"]),
+            ("[[site]]\nroot = \".\"\n[site.headers]\n\"Content-Type\" = \"x\"\n", &["line 4", "computed by wharf"]),
+            ("[[site]]\nroot = \".\"\nlisting = \"yes\"\n", &["line 3", "listing"]),
+            ("[[site]]\nnames = [\"a.test\"]\n", &["root"]),
+            ("[log]\naccess = \"xml\"\n", &["line 2", "access"]),
+            ("[log]\nlevel = \"[[[\"\n", &["log.level"]),
+            ("listen = []\n", &["listen"]),
+            ("[limits]\nmax_connections = 0\n", &["max_connections"]),
+            ("shutdown_grace = \"0s\"\n", &["line 1", "shutdown_grace"]),
+            ("[file_cache]\nmax_file = -1\n", &["line 2", "max_file"]),
+        ];
+        for (doc, words) in table {
+            let err = Config::parse(doc).expect_err(doc);
+            for w in *words {
+                assert!(err.contains(w), "{doc:?}: {err:?} lacks {w:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn finds_the_line_of_a_site_setting() {
+        let src = "listen = [\"127.0.0.1:1\"]\n\n[[site]]\nroot = \"a\"\n\n[[site]]\nnames = [\"x\"]\nroot = \"b\"\n";
+        assert_eq!(site_line(src, 0, "root"), Some(4));
+        assert_eq!(site_line(src, 1, "root"), Some(8));
+        assert_eq!(site_line(src, 1, "names"), Some(7));
+        // A key the site does not have: the site's own table.
+        assert_eq!(site_line(src, 1, "default"), Some(6));
+    }
+}
