@@ -31,8 +31,10 @@ pub(crate) fn builder(limits: &crate::Limits) -> http1::Builder {
         .half_close(false)
         .header_read_timeout(None) // wharf's watchdog measures it from the first byte
         .max_headers(limits.max_headers)
-        .max_header_size(limits.max_header_bytes)
-        .pipeline_flush(true);
+        .max_header_size(limits.max_header_bytes);
+    // Not `pipeline_flush`: hyper then skips flushing while unparsed bytes remain, so
+    // the 400/431 for a malformed head, or a last response before `Connection: close`
+    // with pipelined requests behind it, would never be written.
     b
 }
 

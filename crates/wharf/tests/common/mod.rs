@@ -1,0 +1,315 @@
+//! Test harness: runs the real `wharf` binary on 127.0.0.1:0 over a temporary site and
+//! talks to it with reqwest, raw TCP, and curl.
+
+#![allow(dead_code, unreachable_pub, missing_docs)] // each test file uses a part
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long any single wait in a test may take before the test fails.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// A running wharf.
+pub struct Wharf {
+    child: Child,
+    pub addr: SocketAddr,
+    /// Everything written to stdout (startup lines, access log).
+    out: Arc<(Mutex<String>, Condvar)>,
+    pub dir: tempfile::TempDir,
+}
+
+/// Builds the temporary directory and configuration of a test server.
+pub struct Builder {
+    dir: tempfile::TempDir,
+    config: String,
+    args: Vec<String>,
+}
+
+impl Builder {
+    /// A directory with `site/` holding the standard fixture files.
+    pub fn new() -> Builder {
+        let dir = tempfile::tempdir().unwrap();
+        let site = dir.path().join("site");
+        std::fs::create_dir_all(site.join("dir/sub")).unwrap();
+        std::fs::create_dir_all(site.join("assets")).unwrap();
+        std::fs::create_dir_all(site.join(".well-known")).unwrap();
+        std::fs::write(
+            site.join("index.html"),
+            "<!DOCTYPE html><title>home</title>\n",
+        )
+        .unwrap();
+        std::fs::write(site.join("hello.txt"), "hello, world\n").unwrap();
+        std::fs::write(site.join("digits.txt"), "0123456789".repeat(100)).unwrap();
+        std::fs::write(
+            site.join("big.txt"),
+            "wharf serves files over HTTP. ".repeat(4000),
+        )
+        .unwrap();
+        std::fs::write(
+            site.join("image.png"),
+            [0x89u8, b'P', b'N', b'G'].repeat(200),
+        )
+        .unwrap();
+        std::fs::write(site.join("data.unknownext"), "bytes").unwrap();
+        std::fs::write(
+            site.join("assets/app.js"),
+            "console.log('app');\n".repeat(50),
+        )
+        .unwrap();
+        std::fs::write(site.join("dir/b.txt"), "b").unwrap();
+        std::fs::write(site.join("dir/a&<x>.txt"), "a").unwrap();
+        std::fs::write(site.join("dir/.hidden"), "h").unwrap();
+        std::fs::write(site.join(".env"), "SECRET=1").unwrap();
+        std::fs::write(site.join(".well-known/security.txt"), "Contact: x").unwrap();
+        std::fs::write(dir.path().join("outside.txt"), "OUTSIDE THE ROOT").unwrap();
+        Builder {
+            dir,
+            config: String::new(),
+            args: Vec::new(),
+        }
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("site")
+    }
+
+    /// Appends TOML to the configuration (sites are written by the test).
+    pub fn config(mut self, toml: &str) -> Builder {
+        self.config.push_str(toml);
+        self.config.push('\n');
+        self
+    }
+
+    pub fn arg(mut self, a: &str) -> Builder {
+        self.args.push(a.to_owned());
+        self
+    }
+
+    pub fn file(self, rel: &str, content: impl AsRef<[u8]>) -> Builder {
+        let p = self.root().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+        self
+    }
+
+    /// Starts wharf: with the configuration if any was given (and a default site on
+    /// `site/` unless it has `[[site]]` tables), else zero-config on `site/`.
+    pub fn start(self) -> Wharf {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_wharf"));
+        cmd.arg("serve").arg("--listen").arg("127.0.0.1:0");
+        if !self.config.is_empty() {
+            let mut text = self.config.clone();
+            if !text.contains("[[site]]") {
+                text.push_str("\n[[site]]\nroot = \"site\"\ndefault = true\n");
+            }
+            let path = self.dir.path().join("wharf.toml");
+            std::fs::write(&path, text).unwrap();
+            cmd.arg("--config").arg(path);
+        } else {
+            cmd.arg(self.root());
+        }
+        cmd.args(&self.args);
+        spawn(cmd, self.dir)
+    }
+}
+
+fn spawn(mut cmd: Command, dir: tempfile::TempDir) -> Wharf {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let out = Arc::new((Mutex::new(String::new()), Condvar::new()));
+    let sink = out.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let (m, cv) = &*sink;
+            let mut s = m.lock().unwrap();
+            s.push_str(&line);
+            s.push('\n');
+            cv.notify_all();
+        }
+    });
+    let mut w = Wharf {
+        child,
+        addr: "0.0.0.0:0".parse().unwrap(),
+        out,
+        dir,
+    };
+    let line = w.wait_for_output("listening on http://");
+    let addr = line.split("http://").nth(1).unwrap().trim_end_matches('/');
+    w.addr = addr.parse().unwrap();
+    w
+}
+
+impl Wharf {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("site")
+    }
+
+    /// Waits until stdout has a line containing `needle`; returns that line.
+    pub fn wait_for_output(&self, needle: &str) -> String {
+        let (m, cv) = &*self.out;
+        let deadline = Instant::now() + PATIENCE;
+        let mut s = m.lock().unwrap();
+        loop {
+            if let Some(line) = s.lines().find(|l| l.contains(needle)) {
+                return line.to_owned();
+            }
+            let left = deadline
+                .checked_duration_since(Instant::now())
+                .unwrap_or_else(|| panic!("no output line with {needle:?}; got:\n{s}"));
+            s = cv.wait_timeout(s, left).unwrap().0;
+        }
+    }
+
+    pub fn output(&self) -> String {
+        self.out.0.lock().unwrap().clone()
+    }
+
+    /// Sends a signal (`TERM`, `INT`).
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    /// Waits for the process to exit; a process still running after `PATIENCE` is
+    /// killed and the test fails.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let pid = self.child.id().to_string();
+        let (done, timer) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            if timer.recv_timeout(PATIENCE).is_err() {
+                let _ = Command::new("kill").args(["-KILL", &pid]).status();
+            }
+        });
+        let status = self.child.wait().unwrap();
+        let _ = done.send(());
+        assert!(
+            std::os::unix::process::ExitStatusExt::signal(&status).is_none(),
+            "wharf did not exit by itself: {status:?}"
+        );
+        status
+    }
+
+    /// A raw TCP connection with a read timeout.
+    pub fn tcp(&self) -> TcpStream {
+        let s = TcpStream::connect(self.addr).unwrap();
+        s.set_read_timeout(Some(PATIENCE)).unwrap();
+        s
+    }
+}
+
+impl Drop for Wharf {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A blocking reqwest client that does not decompress, redirect or pool across tests.
+pub fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(PATIENCE)
+        .build()
+        .unwrap()
+}
+
+/// One parsed HTTP/1.1 response read from a raw stream.
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Reads one response (Content-Length framed, or none for HEAD/304/1xx) from `r`.
+pub fn read_response(r: &mut impl BufRead, head_request: bool) -> Option<RawResponse> {
+    let mut status_line = String::new();
+    if r.read_line(&mut status_line).ok()? == 0 {
+        return None;
+    }
+    let status: u16 = status_line.split_whitespace().nth(1)?.parse().ok()?;
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        r.read_line(&mut line).ok()?;
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        let (k, v) = line.split_once(':')?;
+        headers.push((k.trim().to_owned(), v.trim().to_owned()));
+    }
+    let mut res = RawResponse {
+        status,
+        headers,
+        body: Vec::new(),
+    };
+    let len: usize = res
+        .header("content-length")
+        .map_or(0, |v| v.parse().unwrap());
+    if !head_request && status != 304 && status >= 200 {
+        res.body = vec![0; len];
+        r.read_exact(&mut res.body).ok()?;
+    }
+    Some(res)
+}
+
+/// Writes `request` on a fresh connection and reads one response.
+pub fn raw(w: &Wharf, request: &[u8]) -> RawResponse {
+    let mut s = w.tcp();
+    s.write_all(request).unwrap();
+    let mut r = BufReader::new(s);
+    read_response(&mut r, request.starts_with(b"HEAD")).expect("a response")
+}
+
+/// True when the peer closes `s` (EOF) before `PATIENCE` passes and sends no more bytes.
+pub fn closed_by_server(s: &mut impl Read) -> bool {
+    let mut buf = [0u8; 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// Runs curl with `args`; returns (stdout, stderr).
+pub fn curl(args: &[&str]) -> (String, String) {
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "20"])
+        .args(args)
+        .output()
+        .expect("curl is installed");
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

@@ -1,0 +1,604 @@
+//! Static files over HTTP/1.1 with a real client (reqwest): headers, methods,
+//! directories, caching, preconditions, ranges, encodings, virtual hosts, path safety
+//! and explanations.
+
+mod common;
+
+use std::io::Read;
+
+use common::{client, raw, Builder};
+use reqwest::blocking::Response;
+use reqwest::header::HeaderMap;
+
+fn get(url: &str, headers: &[(&str, &str)]) -> Response {
+    let mut req = client().get(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req.send().unwrap()
+}
+
+fn h<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
+    headers.get(name).map_or("", |v| v.to_str().unwrap())
+}
+
+#[test]
+fn file_headers_and_content_types() {
+    let w = Builder::new().start();
+    // (path, Content-Type) — RFC 9110 §8.3
+    let table = [
+        ("/hello.txt", "text/plain; charset=utf-8"),
+        ("/index.html", "text/html; charset=utf-8"),
+        ("/image.png", "image/png"),
+        ("/data.unknownext", "application/octet-stream"),
+    ];
+    for (path, ct) in table {
+        let res = get(&w.url(path), &[]);
+        assert_eq!(res.status(), 200, "{path}");
+        let hs = res.headers().clone();
+        assert_eq!(h(&hs, "content-type"), ct, "{path}");
+        assert!(!h(&hs, "date").is_empty());
+        assert!(!h(&hs, "last-modified").is_empty());
+        let etag = h(&hs, "etag");
+        assert!(
+            etag.starts_with('"') && etag.ends_with('"'),
+            "strong ETag: {etag}"
+        );
+        let len: usize = h(&hs, "content-length").parse().unwrap();
+        assert_eq!(res.bytes().unwrap().len(), len);
+    }
+}
+
+#[test]
+fn head_has_the_same_headers_and_no_body() {
+    let w = Builder::new().start();
+    let g = get(&w.url("/digits.txt"), &[]);
+    let hd = client().head(w.url("/digits.txt")).send().unwrap();
+    for name in [
+        "content-type",
+        "content-length",
+        "etag",
+        "last-modified",
+        "cache-control",
+        "accept-ranges",
+        "vary",
+    ] {
+        assert_eq!(h(g.headers(), name), h(hd.headers(), name), "{name}");
+    }
+    assert_eq!(h(hd.headers(), "content-length"), "1000");
+    assert!(hd.bytes().unwrap().is_empty());
+}
+
+#[test]
+fn etag_changes_on_same_size_rewrite_within_a_second() {
+    let w = Builder::new().start();
+    let p = w.root().join("hello.txt");
+    let mut tags = Vec::new();
+    for content in ["aaaa\n", "bbbb\n", "cccc\n"] {
+        std::fs::write(&p, content).unwrap();
+        let res = get(&w.url("/hello.txt"), &[]);
+        tags.push(h(res.headers(), "etag").to_owned());
+        assert_eq!(res.text().unwrap(), content);
+    }
+    tags.dedup();
+    assert_eq!(tags.len(), 3, "{tags:?}");
+}
+
+#[test]
+fn directories_index_redirect_and_methods() {
+    let w = Builder::new().start();
+    let res = get(&w.url("/"), &[]);
+    assert_eq!(res.text().unwrap(), "<!DOCTYPE html><title>home</title>\n");
+    let res = get(&w.url("/dir?x=1&y=%20"), &[]);
+    assert_eq!(res.status(), 301);
+    assert_eq!(h(res.headers(), "location"), "/dir/?x=1&y=%20");
+    // Listings are off by default: no index → 404.
+    assert_eq!(get(&w.url("/dir/"), &[]).status(), 404);
+    let res = client()
+        .request(reqwest::Method::OPTIONS, w.url("/hello.txt"))
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    assert_eq!(h(res.headers(), "allow"), "GET, HEAD, OPTIONS");
+    for m in ["POST", "PUT", "DELETE", "PATCH", "BREW"] {
+        let res = client()
+            .request(
+                reqwest::Method::from_bytes(m.as_bytes()).unwrap(),
+                w.url("/hello.txt"),
+            )
+            .send()
+            .unwrap();
+        assert_eq!(res.status(), 405, "{m}");
+        assert_eq!(h(res.headers(), "allow"), "GET, HEAD, OPTIONS");
+    }
+    let res = raw(&w, b"OPTIONS * HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(res.status, 204);
+}
+
+#[test]
+fn listings_html_and_json_sorted_escaped_without_dotfiles() {
+    let w = Builder::new().arg("--listing").start();
+    let page = get(&w.url("/dir/"), &[]).text().unwrap();
+    let a = page.find("a&amp;&lt;x&gt;.txt").expect("escaped name");
+    let b = page.find(">b.txt<").unwrap();
+    let sub = page.find(">sub/<").unwrap();
+    assert!(sub < a && a < b, "directories first, then sorted names");
+    assert!(page.contains("href=\"a&amp;%3Cx%3E.txt\""), "{page}");
+    assert!(!page.contains(".hidden"));
+    let json: serde_json::Value = serde_json::from_str(
+        &get(&w.url("/dir/"), &[("Accept", "application/json")])
+            .text()
+            .unwrap(),
+    )
+    .unwrap();
+    let names: Vec<&str> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["sub", "a&<x>.txt", "b.txt"]);
+}
+
+#[test]
+fn dotfiles_policies() {
+    // (policy, /.env, /.well-known/security.txt)
+    for (policy, env, wk) in [("hide", 404, 200), ("deny", 403, 200), ("allow", 200, 200)] {
+        let w = Builder::new()
+            .config(&format!(
+                "[[site]]\nroot = \"site\"\ndefault = true\ndotfiles = \"{policy}\""
+            ))
+            .start();
+        assert_eq!(get(&w.url("/.env"), &[]).status(), env, "{policy}");
+        assert_eq!(get(&w.url("/dir/.hidden"), &[]).status(), env, "{policy}");
+        assert_eq!(
+            get(&w.url("/.well-known/security.txt"), &[]).status(),
+            wk,
+            "{policy}"
+        );
+    }
+}
+
+#[test]
+fn cache_control_rules_and_expires() {
+    let w = Builder::new()
+        .config(
+            "[[site]]\nroot = \"site\"\ndefault = true\n\
+             [[site.cache]]\npath = \"/assets/**\"\ncache_control = \"public, max-age=31536000, immutable\"\n\
+             [[site.cache]]\npath = \"/hello.txt\"\ncache_control = \"no-store\"\n\
+             [[site.cache]]\npath = \"/digits.txt\"\ncache_control = \"private, max-age=60\"",
+        )
+        .start();
+    // (path, Cache-Control, Expires - Date in seconds) — RFC 9111 §5.2.2, §5.3
+    let table = [
+        (
+            "/assets/app.js",
+            "public, max-age=31536000, immutable",
+            Some(31536000),
+        ),
+        ("/hello.txt", "no-store", None),
+        ("/digits.txt", "private, max-age=60", Some(60)),
+        ("/index.html", "no-cache", None),
+        ("/image.png", "max-age=3600", Some(3600)),
+    ];
+    for (path, cc, delta) in table {
+        let res = get(&w.url(path), &[]);
+        let hs = res.headers();
+        assert_eq!(h(hs, "cache-control"), cc, "{path}");
+        let date = httpdate(h(hs, "date"));
+        match delta {
+            Some(d) => assert_eq!(httpdate(h(hs, "expires")) - date, d, "{path}"),
+            None => assert!(hs.get("expires").is_none(), "{path}"),
+        }
+    }
+}
+
+fn httpdate(s: &str) -> i64 {
+    // Minimal IMF-fixdate parser for tests: "Wed, 25 Nov 2026 08:39:23 GMT".
+    let p: Vec<&str> = s.split([' ', ':']).collect();
+    let months = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let (d, m, y): (i64, i64, i64) = (
+        p[1].parse().unwrap(),
+        months.iter().position(|x| *x == p[2]).unwrap() as i64 + 1,
+        p[3].parse().unwrap(),
+    );
+    // Days from civil (Howard Hinnant's algorithm).
+    let y2 = if m <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146097 + doe - 719468;
+    days * 86400
+        + p[4].parse::<i64>().unwrap() * 3600
+        + p[5].parse::<i64>().unwrap() * 60
+        + p[6].parse::<i64>().unwrap()
+}
+
+#[test]
+fn preconditions_in_rfc9110_order() {
+    let w = Builder::new().start();
+    let first = get(&w.url("/hello.txt"), &[]);
+    let etag = h(first.headers(), "etag").to_owned();
+    let lm = h(first.headers(), "last-modified").to_owned();
+    let old = "Mon, 01 Jan 2001 00:00:00 GMT";
+    let weak = format!("W/{etag}");
+    let listed = format!("\"other\", {etag}");
+    // (request headers, status) — RFC 9110 §13.1, §13.2.2
+    let table: Vec<(Vec<(&str, &str)>, u16)> = vec![
+        (vec![("If-None-Match", &etag)], 304),
+        (vec![("If-None-Match", &weak)], 304), // weak comparison
+        (vec![("If-None-Match", &listed)], 304),
+        (vec![("If-None-Match", "*")], 304),
+        (vec![("If-None-Match", "\"other\", *")], 200), // malformed: `*` must stand alone
+        (vec![("If-None-Match", "\"other\"")], 200),
+        (vec![("If-Modified-Since", &lm)], 304),
+        (vec![("If-Modified-Since", old)], 200),
+        (
+            vec![("If-None-Match", "\"other\""), ("If-Modified-Since", &lm)],
+            200,
+        ), // IMS ignored
+        (vec![("If-Match", &etag)], 200),
+        (vec![("If-Match", "\"other\"")], 412),
+        (vec![("If-Match", &weak)], 412), // strong comparison
+        (vec![("If-Match", "*")], 200),
+        (vec![("If-Unmodified-Since", old)], 412),
+        (vec![("If-Unmodified-Since", &lm)], 200),
+        (vec![("If-Match", &etag), ("If-None-Match", &etag)], 304),
+        (
+            vec![("If-Match", "\"other\""), ("If-None-Match", &etag)],
+            412,
+        ), // If-Match first
+    ];
+    for (headers, status) in &table {
+        let res = get(&w.url("/hello.txt"), headers);
+        assert_eq!(res.status(), *status, "{headers:?}");
+        if *status == 304 {
+            let hs = res.headers();
+            for name in [
+                "etag",
+                "cache-control",
+                "expires",
+                "last-modified",
+                "vary",
+                "date",
+            ] {
+                assert!(hs.contains_key(name), "304 carries {name}");
+            }
+            assert!(res.bytes().unwrap().is_empty());
+        }
+    }
+}
+
+#[test]
+fn ranges_single_suffix_multi_unsatisfiable_and_if_range() {
+    let w = Builder::new().start();
+    let url = w.url("/digits.txt");
+    let res = get(&url, &[("Range", "bytes=0-9")]);
+    assert_eq!(res.status(), 206);
+    assert_eq!(h(res.headers(), "content-range"), "bytes 0-9/1000");
+    assert_eq!(res.text().unwrap(), "0123456789");
+    let res = get(&url, &[("Range", "bytes=-3")]);
+    assert_eq!(h(res.headers(), "content-range"), "bytes 997-999/1000");
+    assert_eq!(res.text().unwrap(), "789");
+    let res = get(&url, &[("Range", "bytes=995-")]);
+    assert_eq!(res.text().unwrap(), "56789");
+    let res = get(&url, &[("Range", "bytes=0-1,5-6")]);
+    assert_eq!(res.status(), 206);
+    let ct = h(res.headers(), "content-type").to_owned();
+    let boundary = ct
+        .strip_prefix("multipart/byteranges; boundary=")
+        .expect(&ct)
+        .to_owned();
+    let body = res.text().unwrap();
+    assert_eq!(body.matches(&format!("--{boundary}\r\n")).count(), 2);
+    assert!(
+        body.contains("Content-Range: bytes 0-1/1000\r\n\r\n01\r\n"),
+        "{body}"
+    );
+    assert!(body.contains("Content-Range: bytes 5-6/1000\r\n\r\n56\r\n"));
+    assert!(body.ends_with(&format!("--{boundary}--\r\n")));
+    let res = get(&url, &[("Range", "bytes=5000-")]);
+    assert_eq!(res.status(), 416);
+    assert_eq!(h(res.headers(), "content-range"), "bytes */1000");
+    // If-Range: a matching strong ETag gets the range, anything else the whole file.
+    let etag = h(get(&url, &[]).headers(), "etag").to_owned();
+    assert_eq!(
+        get(&url, &[("Range", "bytes=0-0"), ("If-Range", &etag)]).status(),
+        206
+    );
+    assert_eq!(
+        get(&url, &[("Range", "bytes=0-0"), ("If-Range", "\"stale\"")]).status(),
+        200
+    );
+    // Hundreds of overlapping ranges: ignored (whole file), not amplified.
+    let absurd = format!("bytes={}", vec!["0-999"; 300].join(","));
+    let res = get(&url, &[("Range", &absurd)]);
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.bytes().unwrap().len(), 1000);
+    let overlapping = format!(
+        "bytes={}",
+        (0..50)
+            .map(|i| format!("{i}-{}", i + 100))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let res = get(&url, &[("Range", &overlapping)]);
+    assert_eq!(res.status(), 206);
+    assert_eq!(
+        h(res.headers(), "content-range"),
+        "bytes 0-149/1000",
+        "coalesced into one range"
+    );
+}
+
+fn decode(coding: &str, data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    match coding {
+        "gzip" => {
+            flate2::read::GzDecoder::new(data)
+                .read_to_end(&mut out)
+                .unwrap();
+        }
+        "br" => brotli::BrotliDecompress(&mut &data[..], &mut out).unwrap(),
+        "zstd" => out = zstd::decode_all(data).unwrap(),
+        _ => out = data.to_vec(),
+    }
+    out
+}
+
+#[test]
+fn content_codings_negotiated_with_q_values() {
+    let w = Builder::new().start();
+    let original = std::fs::read(w.root().join("big.txt")).unwrap();
+    let url = w.url("/big.txt");
+    // (Accept-Encoding, chosen) — RFC 9110 §12.5.3
+    let table = [
+        ("gzip", "gzip"),
+        ("br", "br"),
+        ("zstd", "zstd"),
+        ("gzip, br, zstd", "br"),
+        ("gzip;q=1, br;q=0.5", "gzip"),
+        ("br;q=0, gzip;q=0.1", "gzip"),
+        ("*", "br"),
+        ("identity", ""),
+        ("", ""),
+        ("gzip;q=0, identity", ""),
+    ];
+    let mut etags = std::collections::HashSet::new();
+    for (ae, want) in table {
+        let res = get(&url, &[("Accept-Encoding", ae)]);
+        assert_eq!(res.status(), 200, "{ae}");
+        let hs = res.headers().clone();
+        assert_eq!(h(&hs, "content-encoding"), want, "{ae}");
+        assert_eq!(h(&hs, "vary"), "Accept-Encoding");
+        etags.insert((want.to_owned(), h(&hs, "etag").to_owned()));
+        let body = res.bytes().unwrap();
+        assert_eq!(decode(want, &body), original, "{ae}");
+    }
+    let distinct: std::collections::HashSet<_> = etags.iter().map(|(_, e)| e.clone()).collect();
+    assert_eq!(distinct.len(), 4, "one ETag per encoding: {etags:?}");
+    // Nothing acceptable → 406.
+    assert_eq!(
+        get(&url, &[("Accept-Encoding", "identity;q=0")]).status(),
+        406
+    );
+    assert_eq!(get(&url, &[("Accept-Encoding", "*;q=0")]).status(), 406);
+    // Already-compressed types are never re-compressed, and get no Vary.
+    let res = get(&w.url("/image.png"), &[("Accept-Encoding", "gzip, br")]);
+    assert!(res.headers().get("content-encoding").is_none());
+    assert!(res.headers().get("vary").is_none());
+    // Small files are sent as they are.
+    let res = get(&w.url("/hello.txt"), &[("Accept-Encoding", "gzip")]);
+    assert!(res.headers().get("content-encoding").is_none());
+}
+
+#[test]
+fn encoded_conditional_and_range_requests() {
+    let w = Builder::new().start();
+    let url = w.url("/big.txt");
+    let gz = get(&url, &[("Accept-Encoding", "gzip")]);
+    let etag = h(gz.headers(), "etag").to_owned();
+    let full = gz.bytes().unwrap();
+    let res = get(
+        &url,
+        &[("Accept-Encoding", "gzip"), ("If-None-Match", &etag)],
+    );
+    assert_eq!(res.status(), 304);
+    // The identity representation has another ETag: the gzip one does not validate it.
+    assert_eq!(get(&url, &[("If-None-Match", &etag)]).status(), 200);
+    // Range applies to the encoded bytes.
+    let res = get(&url, &[("Accept-Encoding", "gzip"), ("Range", "bytes=0-9")]);
+    assert_eq!(res.status(), 206);
+    assert_eq!(h(res.headers(), "content-encoding"), "gzip");
+    assert_eq!(
+        h(res.headers(), "content-range"),
+        format!("bytes 0-9/{}", full.len())
+    );
+    assert_eq!(res.bytes().unwrap(), full.slice(0..10));
+}
+
+#[test]
+fn precompressed_siblings_when_not_older() {
+    let text = "precompressed sibling test. ".repeat(100);
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    std::io::Write::write_all(&mut enc, text.as_bytes()).unwrap();
+    let gz = enc.finish().unwrap();
+    let w = Builder::new()
+        .file("pre.txt", &text)
+        .file("pre.txt.gz", &gz)
+        .start();
+    let res = get(&w.url("/pre.txt"), &[("Accept-Encoding", "gzip")]);
+    assert_eq!(h(res.headers(), "content-encoding"), "gzip");
+    assert_eq!(res.bytes().unwrap(), gz, "the sibling's exact bytes");
+    // A sibling older than the file is stale and ignored.
+    let f = std::fs::File::options()
+        .write(true)
+        .open(w.root().join("pre.txt.gz"))
+        .unwrap();
+    f.set_modified(std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000))
+        .unwrap();
+    let res = get(&w.url("/pre.txt"), &[("Accept-Encoding", "gzip")]);
+    assert_eq!(h(res.headers(), "content-encoding"), "gzip");
+    assert_ne!(res.bytes().unwrap(), gz, "compressed on the fly instead");
+}
+
+#[test]
+fn virtual_hosts_by_host_wildcard_default_and_absolute_form() {
+    let b = Builder::new()
+        .file("../a/who.txt", "a")
+        .file("../b/who.txt", "b")
+        .file("../c/who.txt", "c");
+    let w = b
+        .config(
+            "[[site]]\nnames = [\"a.test\"]\nroot = \"a\"\n\
+             [[site]]\nnames = [\"*.b.test\"]\nroot = \"b\"\n\
+             [[site]]\nroot = \"c\"\ndefault = true",
+        )
+        .start();
+    // (Host, site)
+    for (host, want) in [
+        ("a.test", "a"),
+        ("A.TEST:8080", "a"),
+        ("x.b.test", "b"),
+        ("y.x.b.test", "b"),
+        ("b.test", "c"),
+        ("other", "c"),
+    ] {
+        let res = raw(
+            &w,
+            format!("GET /who.txt HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes(),
+        );
+        assert_eq!(res.body, want.as_bytes(), "{host}");
+    }
+    let res = raw(
+        &w,
+        b"GET http://a.test/who.txt HTTP/1.1\r\nHost: other\r\n\r\n",
+    );
+    assert_eq!(res.body, b"a", "absolute-form target wins over Host");
+}
+
+#[test]
+fn unknown_host_without_default_gets_421() {
+    let w = Builder::new()
+        .config("[[site]]\nnames = [\"only.test\"]\nroot = \"site\"")
+        .start();
+    let res = raw(
+        &w,
+        b"GET /hello.txt HTTP/1.1\r\nHost: elsewhere.test\r\n\r\n",
+    );
+    assert_eq!(res.status, 421);
+    assert!(String::from_utf8_lossy(&res.body).contains("elsewhere.test"));
+    let res = raw(&w, b"GET /hello.txt HTTP/1.1\r\nHost: only.test\r\n\r\n");
+    assert_eq!(res.status, 200);
+}
+
+#[test]
+fn nothing_outside_the_root_is_served() {
+    let b = Builder::new();
+    let root = b.root();
+    std::os::unix::fs::symlink("../outside.txt", root.join("escape.txt")).unwrap();
+    std::os::unix::fs::symlink("hello.txt", root.join("alias.txt")).unwrap();
+    let w = b.start();
+    for target in [
+        "/../outside.txt",
+        "/%2e%2e/outside.txt",
+        "/%2E%2E/outside.txt",
+        "/dir/..%2f..%2foutside.txt",
+        "/dir/..%2F..%2Foutside.txt",
+        "/..%5coutside.txt",
+        "/dir\\..\\..\\outside.txt",
+        "/hello.txt%00.png",
+        "/%ff%fe",
+        "/%",
+        "/escape.txt",
+        "//../outside.txt",
+        "/./../outside.txt",
+    ] {
+        let res = raw(
+            &w,
+            format!("GET {target} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes(),
+        );
+        assert!(matches!(res.status, 400 | 404), "{target}: {}", res.status);
+        assert!(
+            !String::from_utf8_lossy(&res.body).contains("OUTSIDE"),
+            "{target}"
+        );
+    }
+    assert_eq!(
+        raw(&w, b"GET /alias.txt HTTP/1.1\r\nHost: t\r\n\r\n").status,
+        200,
+        "links within the root work"
+    );
+}
+
+#[test]
+fn symlink_policy_follow_and_never() {
+    for (policy, escape, alias) in [
+        ("follow", 200, 200),
+        ("never", 404, 404),
+        ("within-root", 404, 200),
+    ] {
+        let b = Builder::new().config(&format!(
+            "[[site]]\nroot = \"site\"\ndefault = true\nsymlinks = \"{policy}\""
+        ));
+        std::os::unix::fs::symlink("../outside.txt", b.root().join("escape.txt")).unwrap();
+        std::os::unix::fs::symlink("hello.txt", b.root().join("alias.txt")).unwrap();
+        let w = b.start();
+        assert_eq!(get(&w.url("/escape.txt"), &[]).status(), escape, "{policy}");
+        assert_eq!(get(&w.url("/alias.txt"), &[]).status(), alias, "{policy}");
+    }
+}
+
+#[test]
+fn explain_header_and_access_log_field() {
+    let w = Builder::new().arg("--explain").start();
+    let etag = h(get(&w.url("/hello.txt"), &[]).headers(), "etag").to_owned();
+    let res = get(&w.url("/hello.txt"), &[("If-None-Match", &etag)]);
+    let why = h(res.headers(), "wharf-explain").to_owned();
+    assert!(
+        why.starts_with(&format!("304: If-None-Match {etag} matched current ETag")),
+        "{why}"
+    );
+    let line = w.wait_for_output("304: If-None-Match");
+    assert!(line.contains("\"GET /hello.txt HTTP/1.1\" 304"), "{line}");
+    let res = get(&w.url("/digits.txt"), &[("Range", "bytes=0-9")]);
+    assert!(h(res.headers(), "wharf-explain").starts_with("206: bytes 0-9 of 1000"));
+    let res = get(&w.url("/../x"), &[]);
+    assert!(
+        !h(res.headers(), "wharf-explain").contains(w.root().to_str().unwrap()),
+        "no file-system paths"
+    );
+}
+
+#[test]
+fn explain_is_off_by_default() {
+    let w = Builder::new().start();
+    let res = get(&w.url("/hello.txt"), &[]);
+    assert!(res.headers().get("wharf-explain").is_none());
+}
+
+#[test]
+fn json_access_log() {
+    let w = Builder::new().arg("--access-log").arg("json").start();
+    get(&w.url("/hello.txt"), &[("User-Agent", "t\"ester")]);
+    let line = w.wait_for_output("\"/hello.txt\"");
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["status"], 200);
+    assert_eq!(v["user_agent"], "t\"ester");
+}
+
+#[test]
+fn extra_site_headers() {
+    let w = Builder::new()
+        .config(
+            "[[site]]\nroot = \"site\"\ndefault = true\n[site.headers]\nX-Frame-Options = \"DENY\"",
+        )
+        .start();
+    assert_eq!(
+        h(get(&w.url("/hello.txt"), &[]).headers(), "x-frame-options"),
+        "DENY"
+    );
+}
