@@ -1,5 +1,8 @@
 //! Content types by file extension, and which types are worth compressing.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+
 use http::HeaderValue;
 
 /// The media type of a file name and whether it is compressible.
@@ -15,6 +18,20 @@ pub(crate) fn media_type(name: &str) -> MediaType {
     let essence = mime_guess::from_path(name)
         .first_raw()
         .unwrap_or("application/octet-stream");
+    RENDERED.with(|r| {
+        r.borrow_mut()
+            .entry(essence)
+            .or_insert_with(|| render(essence))
+            .clone()
+    })
+}
+
+thread_local! {
+    /// Rendered media types by essence: each is built once per thread.
+    static RENDERED: RefCell<HashMap<&'static str, MediaType>> = RefCell::new(HashMap::new());
+}
+
+fn render(essence: &str) -> MediaType {
     let texty = is_text(essence);
     let value = if texty {
         HeaderValue::from_str(&format!("{essence}; charset=utf-8"))

@@ -14,7 +14,6 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
-use wharf_http::date::fmt_http_date;
 use wharf_http::negotiate::{choose_encoding_in, prefers_json, Coding};
 use wharf_http::path::{sanitize, SafePath};
 use wharf_http::precondition::{self, Outcome, Validators};
@@ -43,6 +42,8 @@ pub struct Files {
     cache: FileCache,
     ranges: RangeLimits,
     boundaries: AtomicU64,
+    /// Explain responses that match no site when any site explains.
+    explain_unrouted: bool,
 }
 
 /// Why a set of sites could not be built; names the site and the setting.
@@ -90,20 +91,26 @@ impl Files {
             cache: FileCache::new(cache),
             ranges: RangeLimits::default(),
             boundaries: AtomicU64::new(0),
+            explain_unrouted: configs.iter().any(|c| c.explain),
         })
     }
 
     /// Answers `req`. The request body is never read.
     pub async fn serve<B>(&self, req: &Request<B>) -> Response<Body> {
         let now = SystemTime::now();
-        let mut why = Reasons::default();
-        let (mut res, site) = match self.router.route(req) {
+        let routed = self.router.route(req);
+        let explain_on = match &routed {
+            Ok(i) => self.sites[*i].explain,
+            Err(_) => self.explain_unrouted,
+        };
+        let mut why = Reasons::new(explain_on);
+        let (mut res, site) = match routed {
             Err(no) => {
                 let msg = format!(
                     "421 Misdirected Request: no site is configured for host {:?}\n",
                     no.0
                 );
-                why.push(format!(
+                why.push(format_args!(
                     "421: no site for host {:?} and no default site",
                     no.0
                 ));
@@ -136,7 +143,7 @@ impl Files {
                 return res;
             }
             ref m => {
-                why.push(format!("405: {m} is not allowed on files"));
+                why.push(format_args!("405: {m} is not allowed on files"));
                 let mut res = text(
                     StatusCode::METHOD_NOT_ALLOWED,
                     format!("405 Method Not Allowed: {m}\n"),
@@ -222,7 +229,7 @@ impl Files {
         for name in &site.index {
             if let Ok((file, meta)) = site.root.open_file(&rel.join(name)) {
                 if meta.is_file() {
-                    why.push(format!("index file {name}"));
+                    why.push(format_args!("index file {name}"));
                     let target = FileTarget {
                         rel: rel.join(name),
                         name,
@@ -291,19 +298,14 @@ impl Files {
             Err(res) => return res,
         };
         let policy = site.cache.policy(t.url, &media.value);
-        why.push(format!("Cache-Control from {}", policy.label));
+        why.push(format_args!("Cache-Control from {}", policy.label));
         let mut h = http::HeaderMap::with_capacity(12);
         h.insert(header::ETAG, rep.etag.value.clone());
         h.insert(header::LAST_MODIFIED, entry.modified_value.clone());
         h.insert(header::CACHE_CONTROL, policy.value.clone());
         if let Some(max_age) = policy.max_age {
-            let expires = wharf_http::cache_control::expires_from_max_age(
-                wharf_http::date::truncate_to_secs(now),
-                max_age,
-            );
-            if let Ok(v) = HeaderValue::from_str(&fmt_http_date(expires)) {
-                h.insert(header::EXPIRES, v);
-            }
+            let expires = wharf_http::cache_control::expires_from_max_age(now, max_age);
+            h.insert(header::EXPIRES, date::header(expires));
         }
         if media.compressible {
             h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
@@ -442,7 +444,7 @@ impl Files {
             Some(Coding::Identity) => Ok(identity),
             Some(c) => {
                 if let Some(pos) = siblings.iter().position(|(s, _)| *s == c) {
-                    why.push(format!(
+                    why.push(format_args!(
                         "precompressed {} sibling",
                         sibling_suffix(c).unwrap_or_default()
                     ));
@@ -455,7 +457,7 @@ impl Files {
                         coding: Some(c),
                     }),
                     None => {
-                        why.push(format!("{c} would not shrink it: identity"));
+                        why.push(format_args!("{c} would not shrink it: identity"));
                         Ok(identity)
                     }
                 }
@@ -568,13 +570,12 @@ impl Rep {
 fn finish(res: &mut Response<Body>, site: Option<&Site>, now: SystemTime, why: Reasons) {
     let h = res.headers_mut();
     h.insert(header::DATE, date::header(now));
-    let explain_on = site.is_none_or(|s| s.explain);
     if let Some(site) = site {
         for (k, v) in &site.headers {
             h.insert(k.clone(), v.clone());
         }
     }
-    if explain_on {
+    if why.enabled() {
         let line = why.line(res.status());
         if let Ok(v) = HeaderValue::from_str(&line) {
             res.headers_mut().insert(explain::HEADER, v);
@@ -614,7 +615,7 @@ fn text(status: StatusCode, msg: String) -> Response<Body> {
 }
 
 fn not_found(why: &mut Reasons, reason: &str) -> Response<Body> {
-    why.push(format!("404: {reason}"));
+    why.push(format_args!("404: {reason}"));
     text(StatusCode::NOT_FOUND, "404 Not Found\n".into())
 }
 

@@ -491,6 +491,7 @@ fn unknown_host_without_default_gets_421() {
     );
     assert_eq!(res.status, 421);
     assert!(String::from_utf8_lossy(&res.body).contains("elsewhere.test"));
+    assert_eq!(res.header("wharf-explain"), None, "explain is off");
     let res = raw(&w, b"GET /hello.txt HTTP/1.1\r\nHost: only.test\r\n\r\n");
     assert_eq!(res.status, 200);
 }
