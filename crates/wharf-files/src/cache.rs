@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::fs::{File, Metadata};
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -26,6 +27,7 @@ use wharf_http::etag::EntityTag;
 use wharf_http::negotiate::Coding;
 
 use crate::compress;
+use crate::root::Root;
 
 /// Size bounds of the file cache (`[file_cache]` in `wharf.toml`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
@@ -67,6 +69,17 @@ struct Stamp {
 }
 
 impl Stamp {
+    fn of_statx(st: &rustix::fs::Statx) -> Stamp {
+        let ns = |t: rustix::fs::StatxTimestamp| {
+            i128::from(t.tv_sec) * 1_000_000_000 + i128::from(t.tv_nsec)
+        };
+        Stamp {
+            size: st.stx_size,
+            mtime_ns: ns(st.stx_mtime),
+            ctime_ns: ns(st.stx_ctime),
+        }
+    }
+
     fn of(m: &Metadata) -> Stamp {
         let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
         Stamp {
@@ -81,6 +94,33 @@ impl Stamp {
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as i128);
         now_ns - self.ctime_ns < window.as_nanos() as i128
+    }
+}
+
+/// Where a site's paths last led: relative path → (device, inode), for
+/// [`FileCache::by_path`]. Bounded: when full, it starts over.
+#[derive(Debug, Default)]
+pub(crate) struct PathIndex(Mutex<HashMap<PathBuf, (u64, u64)>>);
+
+/// Paths remembered per site before the index starts over.
+const MAX_PATHS: usize = 1 << 16;
+
+impl PathIndex {
+    fn get(&self, rel: &Path) -> Option<(u64, u64)> {
+        self.lock().get(rel).copied()
+    }
+
+    /// Notes that `rel` led to the file of `meta`.
+    pub(crate) fn remember(&self, rel: &Path, meta: &Metadata) {
+        let mut map = self.lock();
+        if map.len() >= MAX_PATHS {
+            map.clear();
+        }
+        map.insert(rel.to_owned(), (meta.dev(), meta.ino()));
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, (u64, u64)>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -183,21 +223,50 @@ impl FileCache {
         file: &Arc<File>,
         meta: &Metadata,
         now: SystemTime,
-    ) -> io::Result<Arc<Entry>> {
+    ) -> io::Result<(Arc<Entry>, bool)> {
         let key = (meta.dev(), meta.ino());
         let stamp = Stamp::of(meta);
         let tick = self.clock.fetch_add(1, Ordering::Relaxed);
         if let Some(e) = self.lock().get(&key) {
             if e.stamp == stamp {
                 e.last_used.store(tick, Ordering::Relaxed);
-                return Ok(e.clone());
+                return Ok((e.clone(), true));
             }
         }
         let entry = Arc::new(self.load(file, meta, stamp, tick).await?);
-        if !stamp.changed_within(now, SETTLE) {
+        let remembered = !stamp.changed_within(now, SETTLE);
+        if remembered {
             self.insert(key, entry.clone());
         }
-        Ok(entry)
+        Ok((entry, remembered))
+    }
+
+    /// The in-memory entry a site path led to last time, if the path still names that
+    /// same file, unchanged. One `statx(2)` instead of open, stat and close: the file
+    /// was reached safely beneath the root (`openat2`) when it was remembered, and a
+    /// path that now leads elsewhere (another inode, a symlink, a changed file) falls
+    /// back to opening it.
+    pub(crate) fn by_path(&self, paths: &PathIndex, root: &Root, rel: &Path) -> Option<Arc<Entry>> {
+        let key = paths.get(rel)?;
+        let st = root.stat(rel)?;
+        if (
+            rustix::fs::makedev(st.stx_dev_major, st.stx_dev_minor),
+            st.stx_ino,
+        ) != key
+        {
+            return None;
+        }
+        let stamp = Stamp::of_statx(&st);
+        let map = self.lock();
+        let e = map.get(&key)?;
+        if e.stamp != stamp || e.content.is_none() {
+            return None;
+        }
+        e.last_used.store(
+            self.clock.fetch_add(1, Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
+        Some(e.clone())
     }
 
     async fn load(
@@ -290,7 +359,7 @@ mod tests {
     async fn entry_of(cache: &FileCache, path: &std::path::Path, now: SystemTime) -> Arc<Entry> {
         let f = Arc::new(File::open(path).unwrap());
         let m = f.metadata().unwrap();
-        cache.lookup(&f, &m, now).await.unwrap()
+        cache.lookup(&f, &m, now).await.unwrap().0
     }
 
     #[tokio::test]
@@ -364,5 +433,59 @@ mod tests {
         std::fs::write(&p, "x").unwrap();
         let tiny = entry_of(&cache, &p, later()).await;
         assert!(tiny.variant(Coding::Brotli).await.is_none());
+    }
+}
+
+#[cfg(test)]
+mod path_tests {
+    use super::*;
+    use crate::config::SymlinkPolicy;
+
+    #[tokio::test]
+    async fn by_path_serves_only_the_same_unchanged_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.txt");
+        std::fs::write(&p, "one").unwrap();
+        let root = Root::open(dir.path(), SymlinkPolicy::WithinRoot).unwrap();
+        let cache = FileCache::new(CacheLimits::default());
+        let paths = PathIndex::default();
+        let rel = Path::new("a.txt");
+        assert!(cache.by_path(&paths, &root, rel).is_none(), "unknown path");
+        let (file, meta) = root.open_file(rel).unwrap();
+        let later = SystemTime::now() + Duration::from_secs(5);
+        let (e, remembered) = cache.lookup(&Arc::new(file), &meta, later).await.unwrap();
+        assert!(remembered);
+        paths.remember(rel, &meta);
+        let fast = cache
+            .by_path(&paths, &root, rel)
+            .expect("same file, unchanged");
+        assert!(Arc::ptr_eq(&fast, &e));
+        // Changed content: the stamp no longer matches.
+        std::fs::write(&p, "two!").unwrap();
+        assert!(cache.by_path(&paths, &root, rel).is_none());
+        // Replaced by a symlink to the same content elsewhere: another inode.
+        std::fs::remove_file(&p).unwrap();
+        std::fs::write(dir.path().join("b.txt"), "one").unwrap();
+        std::os::unix::fs::symlink("b.txt", &p).unwrap();
+        assert!(cache.by_path(&paths, &root, rel).is_none());
+    }
+
+    #[test]
+    fn statx_device_numbers_match_std() {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        let st = rustix::fs::statx(
+            rustix::fs::CWD,
+            f.path(),
+            rustix::fs::AtFlags::empty(),
+            rustix::fs::StatxFlags::BASIC_STATS,
+        )
+        .unwrap();
+        let m = std::fs::metadata(f.path()).unwrap();
+        assert_eq!(
+            rustix::fs::makedev(st.stx_dev_major, st.stx_dev_minor),
+            m.dev()
+        );
+        assert_eq!(st.stx_ino, m.ino());
+        assert_eq!(Stamp::of_statx(&st), Stamp::of(&m));
     }
 }

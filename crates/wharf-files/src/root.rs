@@ -12,7 +12,7 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 
-use rustix::fs::{openat2, Mode, OFlags, ResolveFlags};
+use rustix::fs::{openat2, AtFlags, FileType, Mode, OFlags, ResolveFlags, StatxFlags};
 
 use crate::config::SymlinkPolicy;
 
@@ -83,6 +83,19 @@ impl Root {
             return Err(OpenError::NotFound);
         }
         Ok((file, meta))
+    }
+
+    /// `statx(2)` of `rel` without following a final symlink; `None` unless it is a
+    /// regular file. Only for checking a file already reached with [`Root::open_file`].
+    pub(crate) fn stat(&self, rel: &Path) -> Option<rustix::fs::Statx> {
+        let st = rustix::fs::statx(
+            &self.dir,
+            rel,
+            AtFlags::SYMLINK_NOFOLLOW,
+            StatxFlags::BASIC_STATS,
+        )
+        .ok()?;
+        (FileType::from_raw_mode(st.stx_mode.into()) == FileType::RegularFile).then_some(st)
     }
 }
 

@@ -180,6 +180,17 @@ impl Files {
             }
         }
         let rel = path.to_relative_path();
+        let name = path.segments().last().map_or("", String::as_str);
+        let url = req.uri().path();
+        if let Some(entry) = self.cache.by_path(&site.paths, &site.root, &rel) {
+            let target = FileTarget {
+                rel,
+                name,
+                url,
+                file: None,
+            };
+            return self.file(site, req, target, entry, now, why).await;
+        }
         let (file, meta) = match site.root.open_file(&rel) {
             Ok(x) => x,
             Err(e) => return open_failed(e, why),
@@ -187,15 +198,49 @@ impl Files {
         if meta.is_dir() {
             return self.directory(site, req, &path, &rel, file, now, why).await;
         }
-        let name = path.segments().last().map_or("", String::as_str);
-        let target = FileTarget {
-            rel,
-            name,
-            url: req.uri().path(),
-            file: Arc::new(file),
-            meta,
-        };
-        self.file(site, req, target, now, why).await
+        self.open_file(
+            site,
+            req,
+            FileTarget {
+                rel,
+                name,
+                url,
+                file: Some(Arc::new(file)),
+            },
+            &meta,
+            now,
+            why,
+        )
+        .await
+    }
+
+    /// A file just opened: its cache entry, then the response.
+    #[allow(clippy::too_many_arguments)]
+    async fn open_file<B>(
+        &self,
+        site: &Site,
+        req: &Request<B>,
+        t: FileTarget<'_>,
+        meta: &Metadata,
+        now: SystemTime,
+        why: &mut Reasons,
+    ) -> Response<Body> {
+        let file = t.file.clone().expect("an opened file");
+        match self.cache.lookup(&file, meta, now).await {
+            Ok((entry, remembered)) => {
+                if remembered && entry.content.is_some() {
+                    site.paths.remember(&t.rel, meta);
+                }
+                self.file(site, req, t, entry, now, why).await
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "reading a file failed");
+                text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "500 Internal Server Error\n".into(),
+                )
+            }
+        }
     }
 
     /// A directory: redirect to the slash form, then an index file, then a listing.
@@ -234,10 +279,9 @@ impl Files {
                         rel: rel.join(name),
                         name,
                         url: req.uri().path(),
-                        file: Arc::new(file),
-                        meta,
+                        file: Some(Arc::new(file)),
                     };
-                    return self.file(site, req, target, now, why).await;
+                    return self.open_file(site, req, target, &meta, now, why).await;
                 }
             }
         }
@@ -270,30 +314,18 @@ impl Files {
     }
 
     /// A regular file: choose the representation, then preconditions, then ranges.
+    #[allow(clippy::too_many_arguments)]
     async fn file<B>(
         &self,
         site: &Site,
         req: &Request<B>,
         t: FileTarget<'_>,
+        entry: Arc<Entry>,
         now: SystemTime,
         why: &mut Reasons,
     ) -> Response<Body> {
         let media = media_type(t.name);
-        let file = t.file.clone();
-        let entry = match self.cache.lookup(&file, &t.meta, now).await {
-            Ok(e) => e,
-            Err(e) => {
-                tracing::warn!(error = %e, "reading a file failed");
-                return text(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "500 Internal Server Error\n".into(),
-                );
-            }
-        };
-        let rep = match self
-            .select(site, req, &t, &media, &entry, file, now, why)
-            .await
-        {
+        let rep = match self.select(site, req, &t, &media, &entry, now, why).await {
             Ok(rep) => rep,
             Err(res) => return res,
         };
@@ -403,16 +435,15 @@ impl Files {
         t: &FileTarget<'_>,
         media: &MediaType,
         entry: &Arc<Entry>,
-        file: Arc<File>,
         now: SystemTime,
         why: &mut Reasons,
     ) -> Result<Rep, Response<Body>> {
-        let identity = Rep::of(entry, file, None);
+        let identity = Rep::of(entry, t.file.clone(), None);
         if !media.compressible {
             return Ok(identity);
         }
         let on_the_fly =
-            site.compress && entry.content.is_some() && t.meta.len() >= site.compress_min_size;
+            site.compress && entry.content.is_some() && entry.len() >= site.compress_min_size;
         let mut available = Vec::with_capacity(4);
         let mut siblings: Vec<(Coding, Rep)> = Vec::new();
         for coding in [Coding::Brotli, Coding::Zstd, Coding::Gzip] {
@@ -481,8 +512,8 @@ impl Files {
             return None;
         }
         let file = Arc::new(file);
-        let entry = self.cache.lookup(&file, &meta, now).await.ok()?;
-        Some(Rep::of(&entry, file, Some(coding)))
+        let (entry, _) = self.cache.lookup(&file, &meta, now).await.ok()?;
+        Some(Rep::of(&entry, Some(file), Some(coding)))
     }
 }
 
@@ -494,8 +525,8 @@ struct FileTarget<'a> {
     name: &'a str,
     /// The request's URL path, for cache rules.
     url: &'a str,
-    file: Arc<File>,
-    meta: Metadata,
+    /// The open file; `None` when its bytes are in memory and it was not opened.
+    file: Option<Arc<File>>,
 }
 
 /// A selected representation.
@@ -511,10 +542,13 @@ enum Data {
 }
 
 impl Rep {
-    fn of(entry: &Entry, file: Arc<File>, coding: Option<Coding>) -> Rep {
-        let data = match &entry.content {
-            Some(b) => Data::Memory(b.clone()),
-            None => Data::File(file, entry.len()),
+    /// `entry`'s bytes: in memory, or read from `file` (always given for entries
+    /// without content: only in-memory entries are found without opening the file).
+    fn of(entry: &Entry, file: Option<Arc<File>>, coding: Option<Coding>) -> Rep {
+        let data = match (&entry.content, file) {
+            (Some(b), _) => Data::Memory(b.clone()),
+            (None, Some(f)) => Data::File(f, entry.len()),
+            (None, None) => unreachable!("entries found without opening the file are in memory"),
         };
         Rep {
             data,

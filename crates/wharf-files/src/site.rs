@@ -6,6 +6,7 @@ use globset::GlobSet;
 use http::{HeaderName, HeaderValue};
 use wharf_http::cache_control::CacheControl;
 
+use crate::cache::PathIndex;
 use crate::config::{DotfilePolicy, SiteConfig};
 use crate::root::Root;
 
@@ -21,6 +22,8 @@ pub(crate) struct Site {
     pub(crate) explain: bool,
     pub(crate) compress: bool,
     pub(crate) compress_min_size: u64,
+    /// Where this site's paths last led, for serving without opening.
+    pub(crate) paths: PathIndex,
 }
 
 impl Site {
@@ -44,6 +47,7 @@ impl Site {
             explain: cfg.explain,
             compress: cfg.compress,
             compress_min_size: cfg.compress_min_size,
+            paths: PathIndex::default(),
         })
     }
 }
