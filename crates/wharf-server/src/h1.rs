@@ -4,6 +4,7 @@
 //! requests per connection, wharf's timeouts and the access log.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -21,7 +22,8 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use crate::access_log::{Entry, LoggedBody};
 use crate::listener::{ConnInfo, Shared};
-use crate::watchdog::{Tracked, Watchdog};
+use crate::socket::{Cork, Socket};
+use crate::watchdog::Watchdog;
 use crate::{RequestBody, Service, Shutdown};
 
 /// The hyper settings for every connection of a listener.
@@ -48,7 +50,9 @@ pub(crate) async fn serve<S: Service>(
 ) {
     let l = &shared.limits;
     let dog = Watchdog::new(l.idle_timeout, l.header_read_timeout, l.send_timeout);
-    let io = TokioIo::new(Tracked::new(stream, dog.clone()));
+    let (read, write) = stream.into_split();
+    let cork = Cork::new(write, dog.clone());
+    let io = TokioIo::new(Socket::new(read, cork.clone()));
     let conn_ctx = Arc::new(ConnCtx {
         shared: shared.clone(),
         info,
@@ -61,25 +65,57 @@ pub(crate) async fn serve<S: Service>(
     });
     let conn = shared.builder.serve_connection(io, svc);
     tokio::pin!(conn);
+    let expired = dog.expired();
+    tokio::pin!(expired);
+    let stop = shutdown.triggered();
+    tokio::pin!(stop);
     let mut draining = false;
-    loop {
-        tokio::select! {
-            res = conn.as_mut() => {
-                if let Err(e) = res {
-                    tracing::debug!(peer = %info.peer, error = %e, "connection ended with an error");
-                }
-                return;
-            }
-            expiry = dog.expired() => {
-                tracing::debug!(peer = %info.peer, ?expiry, "closing connection: timeout");
-                return;
-            }
-            _ = shutdown.triggered(), if !draining => {
-                draining = true;
-                conn.as_mut().graceful_shutdown();
+    let mut finished: Option<Result<(), hyper::Error>> = None;
+    let end = std::future::poll_fn(|cx| {
+        if !draining && stop.as_mut().poll(cx).is_ready() {
+            draining = true;
+            conn.as_mut().graceful_shutdown();
+        }
+        if let Poll::Ready(expiry) = expired.as_mut().poll(cx) {
+            return Poll::Ready(End::Timeout(expiry));
+        }
+        if finished.is_none() {
+            if let Poll::Ready(r) = conn.as_mut().poll(cx) {
+                finished = Some(r);
             }
         }
+        // Whatever hyper wrote in this poll goes out now, in one write.
+        match cork.poll_drain(cx) {
+            Poll::Ready(Err(e)) => Poll::Ready(End::Write(e)),
+            Poll::Ready(Ok(())) => match finished.take() {
+                Some(Ok(())) => Poll::Ready(End::Done),
+                Some(Err(e)) => Poll::Ready(End::Http(e)),
+                None => Poll::Pending,
+            },
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await;
+    match end {
+        End::Done => {}
+        End::Http(e) => {
+            tracing::debug!(peer = %info.peer, error = %e, "connection ended with an error")
+        }
+        End::Write(e) => {
+            tracing::debug!(peer = %info.peer, error = %e, "connection ended: write failed")
+        }
+        End::Timeout(expiry) => {
+            tracing::debug!(peer = %info.peer, ?expiry, "closing connection: timeout")
+        }
     }
+}
+
+/// Why a connection ended.
+enum End {
+    Done,
+    Http(hyper::Error),
+    Write(std::io::Error),
+    Timeout(crate::watchdog::Expiry),
 }
 
 /// Per-connection state shared by its requests.

@@ -10,6 +10,8 @@
 //! - [`listener`]: the accept loop, its connection cap and shutdown.
 //! - `h1`: one HTTP/1.1 connection over hyper, plus the HTTP/1.1 framing checks
 //!   (Host, URI length, requests per connection) that belong to RFC 9112.
+//! - `socket`: the socket as hyper sees it, with writes corked so that a batch of
+//!   pipelined responses leaves in one write.
 //! - `watchdog`: idle, header-read and send timeouts measured on the socket itself.
 //! - [`access_log`]: one line per request, written when the response body ends.
 //! - [`shutdown`]: one token every task watches, and a tracker the binary waits on.
@@ -23,6 +25,7 @@ pub mod limits;
 pub mod listener;
 mod service;
 pub mod shutdown;
+mod socket;
 mod watchdog;
 
 pub use access_log::{AccessLog, LogFormat};

@@ -3,18 +3,14 @@
 //!
 //! hyper's own header timeout starts when it begins waiting for a request, so it would
 //! also cut idle keep-alive connections; wharf keeps the two apart. The socket wrapper
-//! [`Tracked`] notes the first byte of each request and blocked writes; the connection
+//! (`socket::Socket`) notes the first byte of each request and blocked writes; the connection
 //! notes when a request starts and when its response ends; [`Watchdog::expired`]
 //! sleeps until the nearest deadline and resolves when one passes unchanged.
 
-use std::io;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
 const UNSET: u64 = u64::MAX;
@@ -38,6 +34,8 @@ pub(crate) struct Watchdog {
     /// Millis since `epoch` when a write first returned Pending, or UNSET.
     blocked_since: AtomicU64,
     head_seen: AtomicBool,
+    /// Wakes [`Watchdog::expired`] when a deadline moves earlier (a request begins).
+    earlier: tokio::sync::Notify,
     idle: Duration,
     header: Duration,
     send: Duration,
@@ -52,6 +50,7 @@ impl Watchdog {
             head_since: AtomicU64::new(UNSET),
             blocked_since: AtomicU64::new(UNSET),
             head_seen: AtomicBool::new(false),
+            earlier: tokio::sync::Notify::new(),
             idle,
             header,
             send,
@@ -80,15 +79,18 @@ impl Watchdog {
         }
     }
 
-    fn on_read(&self) {
+    /// Bytes arrived from the client.
+    pub(crate) fn on_read(&self) {
         if self.in_flight.load(Ordering::Acquire) == 0
             && !self.head_seen.swap(true, Ordering::AcqRel)
         {
             self.head_since.store(self.now_ms(), Ordering::Release);
+            self.earlier.notify_one();
         }
     }
 
-    fn on_write(&self, pending: bool) {
+    /// A write went through (`false`) or found the socket full (`true`).
+    pub(crate) fn on_write(&self, pending: bool) {
         let blocked = self.blocked_since.load(Ordering::Relaxed);
         if pending && blocked == UNSET {
             self.blocked_since.store(self.now_ms(), Ordering::Relaxed);
@@ -121,73 +123,15 @@ impl Watchdog {
     pub(crate) async fn expired(&self) -> Expiry {
         loop {
             let (when, kind) = self.deadline();
-            tokio::time::sleep_until(when).await;
+            tokio::select! {
+                _ = tokio::time::sleep_until(when) => {}
+                _ = self.earlier.notified() => continue,
+            }
             let (again, kind_again) = self.deadline();
             if kind_again == kind && again <= Instant::now() {
                 return kind;
             }
         }
-    }
-}
-
-/// A socket that reports reads and blocked writes to its [`Watchdog`].
-pub(crate) struct Tracked<S> {
-    inner: S,
-    dog: Arc<Watchdog>,
-}
-
-impl<S> Tracked<S> {
-    pub(crate) fn new(inner: S, dog: Arc<Watchdog>) -> Self {
-        Self { inner, dog }
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let res = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if matches!(res, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.dog.on_read();
-        }
-        res
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let res = Pin::new(&mut self.inner).poll_write(cx, buf);
-        self.dog.on_write(res.is_pending());
-        res
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let res = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        self.dog.on_write(res.is_pending());
-        res
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
@@ -219,6 +163,25 @@ mod tests {
         let start = Instant::now();
         assert_eq!(d.expired().await, Expiry::HeaderRead);
         assert_eq!(start.elapsed().as_secs(), 10);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn first_byte_after_waiting_began_moves_the_deadline_earlier() {
+        let d = dog();
+        let waiting = tokio::spawn({
+            let d = d.clone();
+            async move { d.expired().await }
+        });
+        tokio::task::yield_now().await; // the watchdog is now asleep until the idle deadline
+        tokio::time::advance(Duration::from_secs(5)).await;
+        d.on_read();
+        let start = Instant::now();
+        assert_eq!(waiting.await.unwrap(), Expiry::HeaderRead);
+        assert_eq!(
+            start.elapsed().as_secs(),
+            10,
+            "header timeout, not the 60 s idle one"
+        );
     }
 
     #[tokio::test(start_paused = true)]
