@@ -206,6 +206,9 @@ impl wharf_server::Service for FileService {
     type Body = wharf_files::Body;
 
     async fn call(&self, req: Request<RequestBody>) -> http::Response<Self::Body> {
-        self.0.serve(&req).await
+        // hyper keeps one slot per connection for the future of the request in flight;
+        // boxing the file service's (large) future keeps that slot small on idle
+        // keep-alive connections. One allocation per request instead.
+        Box::pin(self.0.serve(&req)).await
     }
 }
