@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::HeaderValue;
-use tokio::sync::OnceCell;
+use tokio::sync::{OnceCell, Semaphore};
 use wharf_http::date::fmt_http_date;
 use wharf_http::etag::EntityTag;
 use wharf_http::negotiate::Coding;
@@ -58,6 +58,8 @@ pub(crate) struct FileCache {
     limits: CacheLimits,
     entries: Mutex<HashMap<(u64, u64), Arc<Entry>>>,
     clock: AtomicU64,
+    /// Compressions allowed at once: one per CPU.
+    compressing: Semaphore,
 }
 
 /// The identity of one version of a file.
@@ -124,6 +126,19 @@ impl PathIndex {
     }
 }
 
+/// What an entry costs beyond its bytes (validators, header values, map slot), so
+/// that entries without content are bounded too.
+const ENTRY_OVERHEAD: u64 = 256;
+
+fn slot(coding: Coding) -> Option<usize> {
+    match coding {
+        Coding::Brotli => Some(0),
+        Coding::Zstd => Some(1),
+        Coding::Gzip => Some(2),
+        Coding::Identity => None,
+    }
+}
+
 /// One version of one file.
 #[derive(Debug)]
 pub(crate) struct Entry {
@@ -165,17 +180,14 @@ pub(crate) struct Variant {
 impl Entry {
     /// The `coding` variant of this entry's content, compressing it on first use.
     /// `None` when the entry has no content in memory or compression does not shrink it.
-    pub(crate) async fn variant(&self, coding: Coding) -> Option<&Variant> {
-        let slot = match coding {
-            Coding::Brotli => 0,
-            Coding::Zstd => 1,
-            Coding::Gzip => 2,
-            Coding::Identity => return None,
-        };
+    /// At most `permits` compressions run at once, whatever the request rate.
+    pub(crate) async fn variant(&self, coding: Coding, permits: &Semaphore) -> Option<&Variant> {
+        let slot = slot(coding)?;
         let content = self.content.clone()?;
         let base = self.etag.tag.tag().to_owned();
         self.variants[slot]
             .get_or_init(|| async move {
+                let _permit = permits.acquire().await.ok()?;
                 let packed = tokio::task::spawn_blocking(move || {
                     compress::compress(coding, &content).map(|b| (b, content.len()))
                 })
@@ -196,7 +208,11 @@ impl Entry {
         self.stamp.size
     }
 
-    /// Bytes held in memory by this entry.
+    fn has_variant(&self, coding: Coding) -> bool {
+        slot(coding).is_some_and(|i| self.variants[i].initialized())
+    }
+
+    /// Bytes held in memory by this entry, with its bookkeeping.
     fn weight(&self) -> u64 {
         let variants: usize = self
             .variants
@@ -204,7 +220,7 @@ impl Entry {
             .filter_map(|v| v.get()?.as_ref())
             .map(|v| v.bytes.len())
             .sum();
-        self.content.as_ref().map_or(0, |c| c.len() as u64) + variants as u64
+        ENTRY_OVERHEAD + self.content.as_ref().map_or(0, |c| c.len() as u64) + variants as u64
     }
 }
 
@@ -214,6 +230,9 @@ impl FileCache {
             limits,
             entries: Mutex::new(HashMap::new()),
             clock: AtomicU64::new(0),
+            compressing: Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            ),
         }
     }
 
@@ -233,8 +252,8 @@ impl FileCache {
                 return Ok((e.clone(), true));
             }
         }
-        let entry = Arc::new(self.load(file, meta, stamp, tick).await?);
         let remembered = !stamp.changed_within(now, SETTLE);
+        let entry = Arc::new(self.load(file, meta, stamp, tick).await?);
         if remembered {
             self.insert(key, entry.clone());
         }
@@ -315,19 +334,41 @@ impl FileCache {
     }
 
     fn insert(&self, key: (u64, u64), entry: Arc<Entry>) {
+        self.lock().insert(key, entry);
+        self.trim();
+    }
+
+    /// `entry`'s `coding` variant (see [`Entry::variant`]); a new one counts against
+    /// the cache's bound at once.
+    pub(crate) async fn variant<'e>(
+        &self,
+        entry: &'e Entry,
+        coding: Coding,
+    ) -> Option<&'e Variant> {
+        let fresh = !entry.has_variant(coding);
+        let v = entry.variant(coding, &self.compressing).await;
+        if fresh && v.is_some() {
+            self.trim();
+        }
+        v
+    }
+
+    /// Evicts the least recently used entries while over the bound, down to 7/8 of it
+    /// so that a cache at its bound does not sort on every miss.
+    fn trim(&self) {
         let mut map = self.lock();
-        map.insert(key, entry);
         let mut total: u64 = map.values().map(|e| e.weight()).sum();
         if total <= self.limits.max_total {
             return;
         }
+        let target = self.limits.max_total / 8 * 7;
         let mut by_age: Vec<_> = map
             .iter()
             .map(|(k, e)| (e.last_used.load(Ordering::Relaxed), *k))
             .collect();
         by_age.sort_unstable();
         for (_, k) in by_age {
-            if total <= self.limits.max_total {
+            if total <= target {
                 break;
             }
             if let Some(e) = map.remove(&k) {
@@ -408,9 +449,10 @@ mod tests {
     #[tokio::test]
     async fn total_is_bounded_by_evicting_least_recently_used() {
         let dir = tempfile::tempdir().unwrap();
+        // Each entry weighs 100 bytes + ENTRY_OVERHEAD (356): two fit in 1000, three do not.
         let cache = FileCache::new(CacheLimits {
             max_file: 100,
-            max_total: 250,
+            max_total: 1000,
         });
         for i in 0..5 {
             let p = dir.path().join(format!("f{i}"));
@@ -427,12 +469,12 @@ mod tests {
         std::fs::write(&p, "hello hello hello hello hello hello hello hello hello").unwrap();
         let cache = FileCache::new(CacheLimits::default());
         let e = entry_of(&cache, &p, later()).await;
-        let gz = e.variant(Coding::Gzip).await.unwrap();
+        let gz = cache.variant(&e, Coding::Gzip).await.unwrap();
         assert_ne!(gz.etag.value, e.etag.value);
-        assert!(e.variant(Coding::Identity).await.is_none());
+        assert!(cache.variant(&e, Coding::Identity).await.is_none());
         std::fs::write(&p, "x").unwrap();
         let tiny = entry_of(&cache, &p, later()).await;
-        assert!(tiny.variant(Coding::Brotli).await.is_none());
+        assert!(cache.variant(&tiny, Coding::Brotli).await.is_none());
     }
 }
 
@@ -468,6 +510,32 @@ mod path_tests {
         std::fs::write(dir.path().join("b.txt"), "one").unwrap();
         std::os::unix::fs::symlink("b.txt", &p).unwrap();
         assert!(cache.by_path(&paths, &root, rel).is_none());
+    }
+
+    #[tokio::test]
+    async fn nested_paths_take_the_slow_path_unless_every_link_is_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("d")).unwrap();
+        std::fs::write(dir.path().join("d/a.txt"), "one").unwrap();
+        let rel = Path::new("d/a.txt");
+        for (policy, fast) in [
+            (SymlinkPolicy::WithinRoot, false),
+            (SymlinkPolicy::Never, false),
+            (SymlinkPolicy::Follow, true),
+        ] {
+            let root = Root::open(dir.path(), policy).unwrap();
+            let cache = FileCache::new(CacheLimits::default());
+            let paths = PathIndex::default();
+            let (file, meta) = root.open_file(rel).unwrap();
+            let later = SystemTime::now() + Duration::from_secs(5);
+            cache.lookup(&Arc::new(file), &meta, later).await.unwrap();
+            paths.remember(rel, &meta);
+            assert_eq!(
+                cache.by_path(&paths, &root, rel).is_some(),
+                fast,
+                "{policy:?}"
+            );
+        }
     }
 
     #[test]

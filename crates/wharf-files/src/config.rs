@@ -168,6 +168,32 @@ impl CacheControlValue {
     pub fn new(value: &str) -> Result<CacheControlValue, String> {
         let hv = HeaderValue::from_str(value)
             .map_err(|_| format!("invalid Cache-Control value {value:?}"))?;
+        for item in value.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let (name, arg) = item
+                .split_once('=')
+                .map_or((item, None), |(n, a)| (n.trim(), Some(a.trim())));
+            let name = name.to_ascii_lowercase();
+            let numeric = NUMERIC_DIRECTIVES.contains(&name.as_str());
+            if !numeric && !FLAG_DIRECTIVES.contains(&name.as_str()) {
+                return Err(format!(
+                    "unknown Cache-Control directive {name:?} in {value:?}"
+                ));
+            }
+            let valid_arg = match arg {
+                Some(a) => numeric && !a.is_empty() && a.bytes().all(|b| b.is_ascii_digit()),
+                None => !numeric,
+            };
+            if !valid_arg {
+                return Err(format!(
+                    "Cache-Control directive {item:?} needs {}",
+                    if numeric {
+                        "a number of seconds"
+                    } else {
+                        "no value"
+                    }
+                ));
+            }
+        }
         let cc = CacheControl::parse([&hv]);
         if cc.is_empty() {
             return Err(format!(
@@ -182,6 +208,26 @@ impl CacheControlValue {
         Ok(CacheControlValue(cc))
     }
 }
+
+/// Response directives that take seconds (RFC 9111 §5.2.2, RFC 5861).
+const NUMERIC_DIRECTIVES: &[&str] = &[
+    "max-age",
+    "s-maxage",
+    "stale-while-revalidate",
+    "stale-if-error",
+];
+/// Response directives without a value as a site would send them (RFC 9111 §5.2.2, RFC 8246).
+const FLAG_DIRECTIVES: &[&str] = &[
+    "public",
+    "private",
+    "no-cache",
+    "no-store",
+    "must-revalidate",
+    "proxy-revalidate",
+    "no-transform",
+    "must-understand",
+    "immutable",
+];
 
 /// A host name a site answers: lowercase, exact or `*.`-wildcard.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -321,6 +367,13 @@ mod tests {
         assert!(CacheControlValue::new("bogus").is_err());
         assert!(CacheControlValue::new("public, private").is_err());
         assert!(CacheControlValue::new("max-age=\n").is_err());
+        assert!(
+            CacheControlValue::new("max-age=1h").is_err(),
+            "seconds only"
+        );
+        assert!(CacheControlValue::new("public, immutible").is_err(), "typo");
+        assert!(CacheControlValue::new("no-store=5").is_err());
+        assert!(CacheControlValue::new("Public, MAX-AGE=60").is_ok());
     }
 
     #[test]

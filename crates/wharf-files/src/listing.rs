@@ -113,7 +113,7 @@ pub(crate) fn html(uri_path: &str, items: &[Item]) -> String {
         let modified = i.modified.map(fmt_http_date).unwrap_or_default();
         let _ = writeln!(
             out,
-            "<tr><td><a href=\"{href}{slash}\">{name}{slash}</a></td><td>{size}</td><td>{modified}</td></tr>",
+            "<tr><td><a href=\"./{href}{slash}\">{name}{slash}</a></td><td>{size}</td><td>{modified}</td></tr>",
             href = escape(&encode_segment(&i.name)),
             name = escape(&i.name),
         );
@@ -146,6 +146,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         std::fs::create_dir(d.path().join("zdir")).unwrap();
         std::fs::write(d.path().join("b.txt"), "bb").unwrap();
+        std::fs::write(d.path().join("javascript:alert(1)"), "x").unwrap();
         std::fs::write(d.path().join("<a>&\".txt"), "a").unwrap();
         std::fs::write(d.path().join(".secret"), "s").unwrap();
         std::fs::write(d.path().join("back\\slash"), "s").unwrap();
@@ -158,9 +159,12 @@ mod tests {
         let d = fixture();
         let items = read(&File::open(d.path()).unwrap(), false).unwrap();
         let names: Vec<_> = items.iter().map(|i| i.name.as_str()).collect();
-        assert_eq!(names, ["zdir", "<a>&\".txt", "b.txt", "link"]);
+        assert_eq!(
+            names,
+            ["zdir", "<a>&\".txt", "b.txt", "javascript:alert(1)", "link"]
+        );
         assert_eq!(items[2].size, Some(2));
-        assert_eq!(items[3].size, None, "symlink targets are not followed");
+        assert_eq!(items[4].size, None, "symlink targets are not followed");
         let all = read(&File::open(d.path()).unwrap(), true).unwrap();
         assert!(all.iter().any(|i| i.name == ".secret"));
     }
@@ -173,12 +177,14 @@ mod tests {
             &read(&File::open(d.path()).unwrap(), false).unwrap(),
         );
         assert!(
-            page.contains("<a href=\"%3Ca%3E&amp;%22.txt\">&lt;a&gt;&amp;&quot;.txt</a>"),
+            page.contains("<a href=\"./%3Ca%3E&amp;%22.txt\">&lt;a&gt;&amp;&quot;.txt</a>"),
             "{page}"
         );
-        assert!(page.contains("<a href=\"zdir/\">zdir/</a>"));
+        assert!(page.contains("<a href=\"./zdir/\">zdir/</a>"));
         assert!(page.contains("href=\"../\""));
         assert!(!page.contains("<a>"));
+        // A name that looks like a URI scheme stays a relative path.
+        assert!(page.contains("href=\"./javascript:alert(1)\""), "{page}");
     }
 
     #[test]

@@ -21,6 +21,7 @@ use crate::config::SymlinkPolicy;
 pub(crate) struct Root {
     dir: OwnedFd,
     resolve: ResolveFlags,
+    follows_all: bool,
 }
 
 /// Why a path could not be opened, as the status to answer.
@@ -63,7 +64,11 @@ impl Root {
             }
             SymlinkPolicy::Follow => ResolveFlags::NO_MAGICLINKS,
         };
-        Ok(Root { dir, resolve })
+        Ok(Root {
+            dir,
+            resolve,
+            follows_all: symlinks == SymlinkPolicy::Follow,
+        })
     }
 
     /// Opens `rel` (a sanitised relative path; empty for the root itself) for reading.
@@ -87,7 +92,13 @@ impl Root {
 
     /// `statx(2)` of `rel` without following a final symlink; `None` unless it is a
     /// regular file. Only for checking a file already reached with [`Root::open_file`].
+    ///
+    /// `statx` follows symlinks in parent directories wherever they lead, so unless the
+    /// site follows every link, only names directly beneath the root qualify.
     pub(crate) fn stat(&self, rel: &Path) -> Option<rustix::fs::Statx> {
+        if !self.follows_all && rel.components().nth(1).is_some() {
+            return None;
+        }
         let st = rustix::fs::statx(
             &self.dir,
             rel,

@@ -9,7 +9,7 @@ use std::fs::{File, Metadata};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
@@ -181,15 +181,20 @@ impl Files {
         }
         let rel = path.to_relative_path();
         let name = path.segments().last().map_or("", String::as_str);
-        let url = req.uri().path();
-        if let Some(entry) = self.cache.by_path(&site.paths, &site.root, &rel) {
-            let target = FileTarget {
-                rel,
-                name,
-                url,
-                file: None,
-            };
-            return self.file(site, req, target, entry, now, why).await;
+        // Cache rules match the decoded, normalised path, as the file system sees it.
+        let url = format!("/{}", path.segments().join("/"));
+        let url = url.as_str();
+        let is_file_url = !path.has_trailing_slash();
+        if is_file_url {
+            if let Some(entry) = self.cache.by_path(&site.paths, &site.root, &rel) {
+                let target = FileTarget {
+                    rel,
+                    name,
+                    url,
+                    file: None,
+                };
+                return self.file(site, req, target, entry, now, why).await;
+            }
         }
         let (file, meta) = match site.root.open_file(&rel) {
             Ok(x) => x,
@@ -197,6 +202,10 @@ impl Files {
         };
         if meta.is_dir() {
             return self.directory(site, req, &path, &rel, file, now, why).await;
+        }
+        if !is_file_url {
+            // `/file.txt/` names a directory that does not exist (as ENOTDIR would say).
+            return not_found(why, "a file's URL does not end in /");
         }
         self.open_file(
             site,
@@ -275,10 +284,11 @@ impl Files {
             if let Ok((file, meta)) = site.root.open_file(&rel.join(name)) {
                 if meta.is_file() {
                     why.push(format_args!("index file {name}"));
+                    let url = format!("{}{name}", dir_url(path));
                     let target = FileTarget {
                         rel: rel.join(name),
                         name,
-                        url: req.uri().path(),
+                        url: &url,
                         file: Some(Arc::new(file)),
                     };
                     return self.open_file(site, req, target, &meta, now, why).await;
@@ -333,7 +343,14 @@ impl Files {
         why.push(format_args!("Cache-Control from {}", policy.label));
         let mut h = http::HeaderMap::with_capacity(12);
         h.insert(header::ETAG, rep.etag.value.clone());
-        h.insert(header::LAST_MODIFIED, entry.modified_value.clone());
+        // RFC 9110 §8.8.2.1: a modification time in the future is replaced by Date.
+        let modified = entry.modified.min(now);
+        let modified_value = if modified == entry.modified {
+            entry.modified_value.clone()
+        } else {
+            date::header(now)
+        };
+        h.insert(header::LAST_MODIFIED, modified_value);
         h.insert(header::CACHE_CONTROL, policy.value.clone());
         if let Some(max_age) = policy.max_age {
             let expires = wharf_http::cache_control::expires_from_max_age(now, max_age);
@@ -345,7 +362,7 @@ impl Files {
 
         let v = Validators {
             etag: Some(&rep.etag.tag),
-            last_modified: Some(entry.modified),
+            last_modified: Some(modified),
         };
         if precondition::has_preconditions(req.headers()) {
             let pre = precondition::evaluate(req.method(), req.headers(), &v);
@@ -375,7 +392,15 @@ impl Files {
             );
         }
         let len = rep.len();
-        let decision = range::evaluate(req.method(), req.headers(), len, &v, &self.ranges);
+        // If-Range with a date (RFC 9110 §13.1.5) needs a strong date: Last-Modified at
+        // least a second before Date (§8.8.2.2), and of these very bytes — not of the
+        // file a compressed variant was made from.
+        let strong_date = rep.coding.is_none() && modified + Duration::from_secs(1) <= now;
+        let range_v = Validators {
+            etag: v.etag,
+            last_modified: strong_date.then_some(modified),
+        };
+        let decision = range::evaluate(req.method(), req.headers(), len, &range_v, &self.ranges);
         if req.headers().contains_key(header::RANGE) {
             why.push(&decision);
         }
@@ -481,7 +506,7 @@ impl Files {
                     ));
                     return Ok(siblings.swap_remove(pos).1);
                 }
-                match entry.variant(c).await {
+                match self.cache.variant(entry, c).await {
                     Some(v) => Ok(Rep {
                         data: Data::Memory(v.bytes.clone()),
                         etag: v.etag.clone(),
@@ -598,6 +623,16 @@ impl Rep {
         body.push(Chunk::Bytes(Bytes::from(format!("--{boundary}--\r\n"))));
         body
     }
+}
+
+/// The decoded URL path of a directory, ending in `/`.
+fn dir_url(path: &SafePath) -> String {
+    let mut url = String::from("/");
+    for s in path.segments() {
+        url.push_str(s);
+        url.push('/');
+    }
+    url
 }
 
 /// Adds what every response carries: `Date`, the site's headers, the explanation.

@@ -173,7 +173,7 @@ mod tests {
             ("listen = [\"nowhere\"]\n", &["line 1", "listen"]),
             ("[[site]]\nroot = \".\"\nnames = [\"a b\"]\n", &["line 3", "invalid server name"]),
             ("[[site]]\nroot = \".\"\n[[site.cache]]\npath = \"/a/[\"\ncache_control = \"max-age=1\"\n", &["line 4", "glob"]),
-            ("[[site]]\nroot = \".\"\n[[site.cache]]\npath = \"/a\"\ncache_control = \"nonsense\"\n", &["line 5", "no known directive"]),
+            ("[[site]]\nroot = \".\"\n[[site.cache]]\npath = \"/a\"\ncache_control = \"nonsense\"\n", &["line 5", "unknown Cache-Control directive"]),
             ("[[site]]\nroot = \".\"\ndotfiles = \"show\"\n", &["line 3", "dotfiles"]),
             ("[[site]]\nroot = \".\"\n[site.headers]\n\"Content-Type\" = \"x\"\n", &["line 4", "computed by wharf"]),
             ("[[site]]\nroot = \".\"\nlisting = \"yes\"\n", &["line 3", "listing"]),

@@ -123,7 +123,7 @@ fn listings_html_and_json_sorted_escaped_without_dotfiles() {
     let b = page.find(">b.txt<").unwrap();
     let sub = page.find(">sub/<").unwrap();
     assert!(sub < a && a < b, "directories first, then sorted names");
-    assert!(page.contains("href=\"a&amp;%3Cx%3E.txt\""), "{page}");
+    assert!(page.contains("href=\"./a&amp;%3Cx%3E.txt\""), "{page}");
     assert!(!page.contains(".hidden"));
     let json: serde_json::Value = serde_json::from_str(
         &get(&w.url("/dir/"), &[("Accept", "application/json")])
@@ -601,5 +601,102 @@ fn extra_site_headers() {
     assert_eq!(
         h(get(&w.url("/hello.txt"), &[]).headers(), "x-frame-options"),
         "DENY"
+    );
+}
+
+#[test]
+fn a_file_url_ending_in_slash_is_not_found() {
+    let w = Builder::new().start();
+    assert_eq!(get(&w.url("/hello.txt/"), &[]).status(), 404);
+    assert_eq!(get(&w.url("/hello.txt"), &[]).status(), 200);
+}
+
+#[test]
+fn cache_rules_match_the_normalised_path() {
+    let w = Builder::new()
+        .config("[[site]]\nroot = \"site\"\ndefault = true\n[[site.cache]]\npath = \"/assets/**\"\ncache_control = \"no-store\"\n[[site.cache]]\npath = \"/dir/index.html\"\ncache_control = \"private, max-age=5\"")
+        .file("dir/index.html", "<p>dir</p>")
+        .start();
+    for target in [
+        "/assets/app.js",
+        "//assets/app.js",
+        "/assets/%61pp.js",
+        "/assets//app.js",
+    ] {
+        let res = raw(
+            &w,
+            format!("GET {target} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes(),
+        );
+        assert_eq!(res.status, 200, "{target}");
+        assert_eq!(res.header("cache-control"), Some("no-store"), "{target}");
+    }
+    assert_eq!(
+        h(get(&w.url("/dir/"), &[]).headers(), "cache-control"),
+        "private, max-age=5",
+        "index files match by their own path"
+    );
+}
+
+#[test]
+fn if_range_dates_must_be_strong_and_of_the_bytes_sent() {
+    let w = Builder::new().start();
+    let past = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_600_000_000);
+    for name in ["digits.txt", "big.txt"] {
+        std::fs::File::options()
+            .write(true)
+            .open(w.root().join(name))
+            .unwrap()
+            .set_modified(past)
+            .unwrap();
+    }
+    let lm = "Sun, 13 Sep 2020 12:26:40 GMT";
+    let res = get(
+        &w.url("/digits.txt"),
+        &[("Range", "bytes=0-0"), ("If-Range", lm)],
+    );
+    assert_eq!(h(res.headers(), "last-modified"), lm);
+    assert_eq!(
+        res.status(),
+        206,
+        "old Last-Modified is strong (RFC 9110 §8.8.2.2)"
+    );
+    // A compressed variant was not made at that date: the date says nothing about its bytes.
+    let res = get(
+        &w.url("/big.txt"),
+        &[
+            ("Accept-Encoding", "gzip"),
+            ("Range", "bytes=0-0"),
+            ("If-Range", lm),
+        ],
+    );
+    assert_eq!(h(res.headers(), "content-encoding"), "gzip");
+    assert_eq!(res.status(), 200);
+}
+
+#[test]
+fn future_modification_times_are_clamped_to_date() {
+    let w = Builder::new().start();
+    let future = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(4_102_444_800); // 2100
+    std::fs::File::options()
+        .write(true)
+        .open(w.root().join("hello.txt"))
+        .unwrap()
+        .set_modified(future)
+        .unwrap();
+    let res = get(&w.url("/hello.txt"), &[]);
+    assert_eq!(
+        h(res.headers(), "last-modified"),
+        h(res.headers(), "date"),
+        "RFC 9110 §8.8.2.1"
+    );
+    // And a Range with that (weak) date is not honoured.
+    let lm = h(res.headers(), "last-modified").to_owned();
+    assert_eq!(
+        get(
+            &w.url("/hello.txt"),
+            &[("Range", "bytes=0-0"), ("If-Range", &lm)]
+        )
+        .status(),
+        200
     );
 }
