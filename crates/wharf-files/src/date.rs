@@ -18,7 +18,9 @@ pub(crate) fn header(t: SystemTime) -> HeaderValue {
     let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     CACHED.with(|c| {
         let mut c = c.borrow_mut();
-        let slot = (secs % SLOTS as u64) as usize;
+        // Hashed, so that Date and an Expires a round number of seconds later (the
+        // usual case) do not share a slot.
+        let slot = (secs.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 62) as usize % SLOTS;
         match &c[slot] {
             (s, Some(v)) if *s == secs => v.clone(),
             _ => {

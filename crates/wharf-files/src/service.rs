@@ -181,8 +181,13 @@ impl Files {
         }
         let rel = path.to_relative_path();
         let name = path.segments().last().map_or("", String::as_str);
-        // Cache rules match the decoded, normalised path, as the file system sees it.
-        let url = format!("/{}", path.segments().join("/"));
+        // Cache rules match the decoded, normalised path, as the file system sees it
+        // (built only for sites that have rules).
+        let url = if site.cache.has_rules() {
+            format!("/{}", path.segments().join("/"))
+        } else {
+            String::new()
+        };
         let url = url.as_str();
         let is_file_url = !path.has_trailing_slash();
         if is_file_url {
@@ -284,7 +289,11 @@ impl Files {
             if let Ok((file, meta)) = site.root.open_file(&rel.join(name)) {
                 if meta.is_file() {
                     why.push(format_args!("index file {name}"));
-                    let url = format!("{}{name}", dir_url(path));
+                    let url = if site.cache.has_rules() {
+                        format!("{}{name}", dir_url(path))
+                    } else {
+                        String::new()
+                    };
                     let target = FileTarget {
                         rel: rel.join(name),
                         name,

@@ -110,6 +110,11 @@ impl CacheRules {
         }
     }
 
+    /// Whether the site has rules of its own (else only the defaults apply).
+    pub(crate) fn has_rules(&self) -> bool {
+        !self.rules.is_empty()
+    }
+
     /// The policy for a response at URL path `path` of media type `content_type`.
     pub(crate) fn policy(&self, path: &str, content_type: &HeaderValue) -> &CachePolicy {
         if !self.rules.is_empty() {

@@ -210,21 +210,22 @@ pub(crate) struct LoggedBody<B: Body> {
 impl<B: Body> LoggedBody<B> {
     pub(crate) fn wrap(
         res: Response<B>,
-        entry: Entry,
+        entry: Option<Entry>,
         log: AccessLog,
         dog: Arc<Watchdog>,
     ) -> Response<Self> {
-        let status = res.status();
-        let explain = res
-            .extensions()
-            .get::<wharf_http::Explain>()
-            .map(|e| e.0.clone());
-        let finished = (log.format != LogFormat::Off).then_some(Finished {
-            entry,
-            status,
-            explain,
-            format: log.format,
-        });
+        // No entry (the log is off): nothing of the request is copied.
+        let finished = entry
+            .filter(|_| log.format != LogFormat::Off)
+            .map(|entry| Finished {
+                entry,
+                status: res.status(),
+                explain: res
+                    .extensions()
+                    .get::<wharf_http::Explain>()
+                    .map(|e| e.0.clone()),
+                format: log.format,
+            });
         res.map(|inner| LoggedBody {
             inner,
             bytes: 0,

@@ -129,7 +129,8 @@ struct ConnCtx<S> {
 impl<S: Service> ConnCtx<S> {
     async fn handle(&self, mut req: Request<RequestBody>) -> Response<LoggedBody<H1Body<S::Body>>> {
         self.dog.request_started();
-        let entry = Entry::new(self.info.peer, &req);
+        let logging = self.shared.log.format != crate::LogFormat::Off;
+        let entry = logging.then(|| Entry::new(self.info.peer, &req));
         let limits = &self.shared.limits;
         let res = if let Some(res) = check_head(&req, limits.max_uri_len) {
             res
