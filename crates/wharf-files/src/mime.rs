@@ -15,20 +15,30 @@ pub(crate) struct MediaType {
 /// `Content-Type` for `name`: by extension, text types with `charset=utf-8`, unknown
 /// types `application/octet-stream` (RFC 9110 §8.3: the safe default for bytes).
 pub(crate) fn media_type(name: &str) -> MediaType {
-    let essence = mime_guess::from_path(name)
-        .first_raw()
-        .unwrap_or("application/octet-stream");
-    RENDERED.with(|r| {
-        r.borrow_mut()
-            .entry(essence)
-            .or_insert_with(|| render(essence))
-            .clone()
+    let ext = name.rsplit_once('.').map_or("", |(_, e)| e);
+    BY_EXTENSION.with(|m| {
+        let mut m = m.borrow_mut();
+        if let Some(t) = m.get(ext) {
+            return t.clone();
+        }
+        let essence = mime_guess::from_ext(ext)
+            .first_raw()
+            .unwrap_or("application/octet-stream");
+        let t = render(essence);
+        if m.len() >= MAX_EXTENSIONS {
+            m.clear();
+        }
+        m.insert(ext.into(), t.clone());
+        t
     })
 }
 
+/// Extensions remembered per thread (names come from files that exist, so few).
+const MAX_EXTENSIONS: usize = 1024;
+
 thread_local! {
-    /// Rendered media types by essence: each is built once per thread.
-    static RENDERED: RefCell<HashMap<&'static str, MediaType>> = RefCell::new(HashMap::new());
+    /// Media types by file extension, each looked up and rendered once per thread.
+    static BY_EXTENSION: RefCell<HashMap<Box<str>, MediaType>> = RefCell::new(HashMap::new());
 }
 
 fn render(essence: &str) -> MediaType {

@@ -206,13 +206,14 @@ impl Files {
             Err(e) => return open_failed(e, why),
         };
         if meta.is_dir() {
-            return self.directory(site, req, &path, &rel, file, now, why).await;
+            return Box::pin(self.directory(site, req, &path, &rel, file, now, why)).await;
         }
         if !is_file_url {
             // `/file.txt/` names a directory that does not exist (as ENOTDIR would say).
             return not_found(why, "a file's URL does not end in /");
         }
-        self.open_file(
+        // Slow paths are boxed: the common path's future stays small.
+        Box::pin(self.open_file(
             site,
             req,
             FileTarget {
@@ -224,7 +225,7 @@ impl Files {
             &meta,
             now,
             why,
-        )
+        ))
         .await
     }
 
@@ -374,9 +375,14 @@ impl Files {
             last_modified: Some(modified),
         };
         if precondition::has_preconditions(req.headers()) {
-            let pre = precondition::evaluate(req.method(), req.headers(), &v);
-            why.push(&pre);
-            match pre.outcome {
+            let outcome = if !why.enabled() && revalidates(req, &rep.etag.value) {
+                Outcome::NotModified
+            } else {
+                let pre = precondition::evaluate(req.method(), req.headers(), &v);
+                why.push(&pre);
+                pre.outcome
+            };
+            match outcome {
                 Outcome::Proceed => {}
                 Outcome::NotModified => {
                     let mut res = empty(StatusCode::NOT_MODIFIED);
@@ -485,7 +491,7 @@ impl Files {
             if choose_encoding_in(req.headers(), &[coding]).chosen != Some(coding) {
                 continue;
             }
-            if let Some(rep) = self.sibling(site, t, coding, entry, now).await {
+            if let Some(rep) = Box::pin(self.sibling(site, t, coding, entry, now)).await {
                 siblings.push((coding, rep));
                 available.push(coding);
             } else if on_the_fly {
@@ -515,7 +521,7 @@ impl Files {
                     ));
                     return Ok(siblings.swap_remove(pos).1);
                 }
-                match self.cache.variant(entry, c).await {
+                match Box::pin(self.cache.variant(entry, c)).await {
                     Some(v) => Ok(Rep {
                         data: Data::Memory(v.bytes.clone()),
                         etag: v.etag.clone(),
@@ -634,6 +640,21 @@ impl Rep {
     }
 }
 
+/// The common revalidation, decided without parsing: a GET or HEAD whose only
+/// deciding condition is one `If-None-Match` naming exactly the current tag. RFC 9110
+/// §13.2.2: no If-Match or If-Unmodified-Since to check first (steps 1–2), and an
+/// If-None-Match that matches (step 3; an identical tag matches weakly) means 304,
+/// with If-Modified-Since ignored. Anything else goes through
+/// `precondition::evaluate`, which also says why.
+fn revalidates<B>(req: &Request<B>, etag: &HeaderValue) -> bool {
+    let h = req.headers();
+    matches!(*req.method(), Method::GET | Method::HEAD)
+        && !h.contains_key(header::IF_MATCH)
+        && !h.contains_key(header::IF_UNMODIFIED_SINCE)
+        && h.get_all(header::IF_NONE_MATCH).iter().count() == 1
+        && h.get(header::IF_NONE_MATCH) == Some(etag)
+}
+
 /// The decoded URL path of a directory, ending in `/`.
 fn dir_url(path: &SafePath) -> String {
     let mut url = String::from("/");
@@ -714,5 +735,66 @@ fn open_failed(e: OpenError, why: &mut Reasons) -> Response<Body> {
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             res
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wharf_http::etag::EntityTag;
+
+    #[test]
+    fn revalidation_shortcut_agrees_with_the_full_evaluation() {
+        let tag = EntityTag::strong("abc");
+        let value = HeaderValue::from_static("\"abc\"");
+        let v = Validators {
+            etag: Some(&tag),
+            last_modified: Some(SystemTime::UNIX_EPOCH),
+        };
+        // (method, headers)
+        let table: &[(Method, &[(&str, &str)])] = &[
+            (Method::GET, &[("if-none-match", "\"abc\"")]),
+            (Method::HEAD, &[("if-none-match", "\"abc\"")]),
+            (
+                Method::GET,
+                &[
+                    ("if-none-match", "\"abc\""),
+                    ("if-modified-since", "Mon, 01 Jan 2001 00:00:00 GMT"),
+                ],
+            ),
+            (
+                Method::GET,
+                &[("if-none-match", "\"abc\""), ("if-match", "\"x\"")],
+            ),
+            (
+                Method::GET,
+                &[
+                    ("if-none-match", "\"abc\""),
+                    ("if-unmodified-since", "Mon, 01 Jan 1990 00:00:00 GMT"),
+                ],
+            ),
+            (Method::GET, &[("if-none-match", "\"abd\"")]),
+            (Method::GET, &[("if-none-match", "W/\"abc\"")]),
+            (Method::POST, &[("if-none-match", "\"abc\"")]),
+        ];
+        for (method, headers) in table {
+            let mut b = Request::builder().method(method.clone());
+            for (k, val) in *headers {
+                b = b.header(*k, *val);
+            }
+            let req = b.body(()).unwrap();
+            let full = precondition::evaluate(req.method(), req.headers(), &v).outcome;
+            if revalidates(&req, &value) {
+                assert_eq!(full, Outcome::NotModified, "{method} {headers:?}");
+            }
+        }
+        let req = Request::builder()
+            .header("if-none-match", "\"abc\"")
+            .body(())
+            .unwrap();
+        assert!(
+            revalidates(&req, &value),
+            "the common case takes the shortcut"
+        );
     }
 }
