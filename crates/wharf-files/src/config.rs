@@ -283,7 +283,8 @@ impl<'de> Deserialize<'de> for FileName {
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct HeaderNameValue(pub(crate) String);
 
-/// Fields wharf sets from the file and the request; a site cannot override them.
+/// Fields wharf sets from the file and the request, and hop-by-hop fields that belong
+/// to the connection: a site cannot set them.
 const COMPUTED: &[&str] = &[
     "content-length",
     "content-type",
@@ -298,6 +299,14 @@ const COMPUTED: &[&str] = &[
     "expires",
     "vary",
     "accept-ranges",
+    "allow",
+    "location",
+    "retry-after",
+    "upgrade",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
 ];
 
 impl<'de> Deserialize<'de> for HeaderNameValue {

@@ -31,13 +31,43 @@ pub(crate) struct Shared<S> {
 
 const REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 46\r\nRetry-After: 1\r\nConnection: close\r\n\r\n503 Service Unavailable: too many connections\n";
 
-/// Serves HTTP/1.1 on `listener` until `shutdown` is triggered. Connection tasks are
+/// Serves HTTP/1.1 on `listeners` until `shutdown` is triggered. Connection tasks are
 /// tracked by `shutdown`, so the caller waits for them with [`Shutdown::drained`].
+///
+/// The connection cap is shared by all `listeners`: `max_connections` is the limit
+/// of the whole server, not of each address.
 pub async fn serve<S: Service>(
-    listener: TcpListener,
+    listeners: Vec<TcpListener>,
     service: Arc<S>,
     limits: Limits,
     log: AccessLog,
+    shutdown: Shutdown,
+) {
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let builder = crate::h1::builder(&limits);
+    let shared = Arc::new(Shared {
+        service,
+        limits,
+        log,
+        builder,
+    });
+    let mut loops = tokio::task::JoinSet::new();
+    for l in listeners {
+        loops.spawn(accept_loop(
+            l,
+            shared.clone(),
+            permits.clone(),
+            shutdown.clone(),
+        ));
+    }
+    while loops.join_next().await.is_some() {}
+}
+
+/// Accepts on one listener until shutdown.
+async fn accept_loop<S: Service>(
+    listener: TcpListener,
+    shared: Arc<Shared<S>>,
+    permits: Arc<Semaphore>,
     shutdown: Shutdown,
 ) {
     let local = match listener.local_addr() {
@@ -47,14 +77,6 @@ pub async fn serve<S: Service>(
             return;
         }
     };
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
-    let builder = crate::h1::builder(&limits);
-    let shared = Arc::new(Shared {
-        service,
-        limits,
-        log,
-        builder,
-    });
     let mut backoff = Duration::from_millis(5);
     loop {
         let accepted = tokio::select! {

@@ -135,22 +135,17 @@ async fn run(cfg: Config, files: Files) -> Result<(), ConfigError> {
     let log = AccessLog {
         format: cfg.log.access,
     };
-    let mut tasks = Vec::new();
-    for l in listeners {
-        tasks.push(tokio::spawn(wharf_server::serve(
-            l,
-            service.clone(),
-            cfg.limits.clone(),
-            log,
-            shutdown.clone(),
-        )));
-    }
+    let server = tokio::spawn(wharf_server::serve(
+        listeners,
+        service,
+        cfg.limits.clone(),
+        log,
+        shutdown.clone(),
+    ));
     wait_for_signal().await;
     tracing::info!(grace = ?cfg.shutdown_grace, "shutting down: no new connections; draining requests in flight");
     shutdown.trigger();
-    for t in tasks {
-        let _ = t.await;
-    }
+    let _ = server.await;
     if shutdown.drained(cfg.shutdown_grace).await {
         tracing::info!("shutdown complete");
     } else {

@@ -323,3 +323,31 @@ fn sigint_with_no_connections_exits_zero() {
     w.signal("INT");
     assert!(w.wait_exit().success());
 }
+
+#[test]
+fn the_connection_cap_is_shared_by_all_listeners() {
+    let w = Builder::new()
+        .config("[limits]\nmax_connections = 1")
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .start();
+    let lines = w.wait_for_lines("listening on http://", 2);
+    let addrs: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l.split("listening on http://").nth(1))
+        .map(|a| a.trim_end_matches('/'))
+        .collect();
+    let mut held = w.tcp();
+    held.write_all(b"GET /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let mut r = BufReader::new(held.try_clone().unwrap());
+    assert_eq!(read_response(&mut r, false).unwrap().status, 200);
+    let mut other = TcpStream::connect(addrs[1]).unwrap();
+    other.set_read_timeout(Some(common::PATIENCE)).unwrap();
+    let mut got = Vec::new();
+    other.read_to_end(&mut got).unwrap();
+    assert!(
+        String::from_utf8_lossy(&got).starts_with("HTTP/1.1 503"),
+        "the second address counts against the same cap"
+    );
+}

@@ -159,12 +159,22 @@ impl Wharf {
 
     /// Waits until stdout has a line containing `needle`; returns that line.
     pub fn wait_for_output(&self, needle: &str) -> String {
+        self.wait_for_lines(needle, 1).remove(0)
+    }
+
+    /// Waits until stdout has `n` lines containing `needle`; returns them.
+    pub fn wait_for_lines(&self, needle: &str, n: usize) -> Vec<String> {
         let (m, cv) = &*self.out;
         let deadline = Instant::now() + PATIENCE;
         let mut s = m.lock().unwrap();
         loop {
-            if let Some(line) = s.lines().find(|l| l.contains(needle)) {
-                return line.to_owned();
+            let found: Vec<String> = s
+                .lines()
+                .filter(|l| l.contains(needle))
+                .map(str::to_owned)
+                .collect();
+            if found.len() >= n {
+                return found;
             }
             let left = deadline
                 .checked_duration_since(Instant::now())
