@@ -11,10 +11,11 @@
 //! streamed from disk and tagged by a hash of (inode, size, mtime, ctime).
 
 use std::collections::HashMap;
+use std::ffi::OsString;
 use std::fs::{File, Metadata};
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -102,14 +103,15 @@ impl Stamp {
 /// Where a site's paths last led: relative path → (device, inode), for
 /// [`FileCache::by_path`]. Bounded: when full, it starts over.
 #[derive(Debug, Default)]
-pub(crate) struct PathIndex(Mutex<HashMap<PathBuf, (u64, u64)>>);
+pub(crate) struct PathIndex(Mutex<HashMap<OsString, (u64, u64)>>);
 
 /// Paths remembered per site before the index starts over.
 const MAX_PATHS: usize = 1 << 16;
 
 impl PathIndex {
     fn get(&self, rel: &Path) -> Option<(u64, u64)> {
-        self.lock().get(rel).copied()
+        // Keyed by the raw bytes: hashing a `Path` walks its components.
+        self.lock().get(rel.as_os_str()).copied()
     }
 
     /// Notes that `rel` led to the file of `meta`.
@@ -118,10 +120,10 @@ impl PathIndex {
         if map.len() >= MAX_PATHS {
             map.clear();
         }
-        map.insert(rel.to_owned(), (meta.dev(), meta.ino()));
+        map.insert(rel.as_os_str().to_owned(), (meta.dev(), meta.ino()));
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, (u64, u64)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<OsString, (u64, u64)>> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

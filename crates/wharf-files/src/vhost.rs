@@ -55,6 +55,13 @@ impl Router {
 
     /// The site for `req`.
     pub(crate) fn route<B>(&self, req: &Request<B>) -> Result<usize, NoSite> {
+        if let (true, true, Some(site)) = (
+            self.exact.is_empty(),
+            self.wildcards.is_empty(),
+            self.default,
+        ) {
+            return Ok(site); // no names to compare: nothing to parse
+        }
         let host = req.uri().host().map(str::to_owned).or_else(|| {
             req.headers()
                 .get(HOST)
