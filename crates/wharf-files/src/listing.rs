@@ -41,10 +41,17 @@ impl Kind {
     }
 }
 
-/// Reads the entries of `dir`, sorted, without `.`/`..`; hidden names only if `show_hidden`.
-pub(crate) fn read(dir: &File, show_hidden: bool) -> std::io::Result<Vec<Item>> {
+/// Most names one listing reads; a bigger directory is listed in part.
+const MAX_ITEMS: usize = 10_000;
+
+/// Reads the entries of `dir`, sorted, without `.`/`..`; hidden names only if
+/// `show_hidden`, symbolic links only if `show_links`; at most [`MAX_ITEMS`].
+pub(crate) fn read(dir: &File, show_hidden: bool, show_links: bool) -> std::io::Result<Vec<Item>> {
     let mut items = Vec::new();
     for entry in rustix::fs::Dir::read_from(dir)? {
+        if items.len() >= MAX_ITEMS {
+            break;
+        }
         let entry = entry?;
         let Ok(name) = entry.file_name().to_str() else {
             continue;
@@ -64,7 +71,7 @@ pub(crate) fn read(dir: &File, show_hidden: bool) -> std::io::Result<Vec<Item>> 
         let kind = match FileType::from_raw_mode(st.st_mode as _) {
             FileType::Directory => Kind::Dir,
             FileType::RegularFile => Kind::File,
-            FileType::Symlink => Kind::Symlink,
+            FileType::Symlink if show_links => Kind::Symlink,
             _ => continue,
         };
         let modified =
@@ -157,7 +164,7 @@ mod tests {
     #[test]
     fn sorted_dirs_first_hidden_and_unreachable_left_out() {
         let d = fixture();
-        let items = read(&File::open(d.path()).unwrap(), false).unwrap();
+        let items = read(&File::open(d.path()).unwrap(), false, true).unwrap();
         let names: Vec<_> = items.iter().map(|i| i.name.as_str()).collect();
         assert_eq!(
             names,
@@ -165,7 +172,12 @@ mod tests {
         );
         assert_eq!(items[2].size, Some(2));
         assert_eq!(items[4].size, None, "symlink targets are not followed");
-        let all = read(&File::open(d.path()).unwrap(), true).unwrap();
+        let no_links = read(&File::open(d.path()).unwrap(), false, false).unwrap();
+        assert!(
+            !no_links.iter().any(|i| i.name == "link"),
+            "links left out when none is followed"
+        );
+        let all = read(&File::open(d.path()).unwrap(), true, true).unwrap();
         assert!(all.iter().any(|i| i.name == ".secret"));
     }
 
@@ -174,7 +186,7 @@ mod tests {
         let d = fixture();
         let page = html(
             "/sub/",
-            &read(&File::open(d.path()).unwrap(), false).unwrap(),
+            &read(&File::open(d.path()).unwrap(), false, true).unwrap(),
         );
         assert!(
             page.contains("<a href=\"./%3Ca%3E&amp;%22.txt\">&lt;a&gt;&amp;&quot;.txt</a>"),
@@ -190,9 +202,10 @@ mod tests {
     #[test]
     fn json_lists_types() {
         let d = fixture();
-        let v: serde_json::Value =
-            serde_json::from_str(&json(&read(&File::open(d.path()).unwrap(), false).unwrap()))
-                .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&json(
+            &read(&File::open(d.path()).unwrap(), false, true).unwrap(),
+        ))
+        .unwrap();
         assert_eq!(v[0]["name"], "zdir");
         assert_eq!(v[0]["type"], "dir");
         assert_eq!(v[2]["size"], 2);

@@ -22,6 +22,7 @@ pub(crate) struct Root {
     dir: OwnedFd,
     resolve: ResolveFlags,
     follows_all: bool,
+    follows_any: bool,
 }
 
 /// Why a path could not be opened, as the status to answer.
@@ -68,6 +69,7 @@ impl Root {
             dir,
             resolve,
             follows_all: symlinks == SymlinkPolicy::Follow,
+            follows_any: symlinks != SymlinkPolicy::Never,
         })
     }
 
@@ -88,6 +90,11 @@ impl Root {
             return Err(OpenError::NotFound);
         }
         Ok((file, meta))
+    }
+
+    /// Whether any symbolic link is followed (else listings leave links out).
+    pub(crate) fn follows_links(&self) -> bool {
+        self.follows_any
     }
 
     /// `statx(2)` of `rel` without following a final symlink; `None` unless it is a

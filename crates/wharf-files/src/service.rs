@@ -77,6 +77,12 @@ impl Files {
                     .map_err(|e| err("root", format!("cannot open the directory: {e}")))?,
             );
             let names: Vec<String> = cfg.names.iter().map(|n| n.to_string()).collect();
+            if names.is_empty() && !cfg.default {
+                return Err(err(
+                    "names",
+                    "no names and not the default site: no request can reach it".into(),
+                ));
+            }
             router.add(i, &names, cfg.default).map_err(|dup| {
                 if dup == "default" {
                     err("default", "another site is already the default".into())
@@ -287,7 +293,13 @@ impl Files {
             return res;
         }
         for name in &site.index {
-            if let Ok((file, meta)) = site.root.open_file(&rel.join(name)) {
+            let opened = match site.root.open_file(&rel.join(name)) {
+                Ok(x) => Some(x),
+                Err(OpenError::NotFound) => None,
+                // An index that exists but cannot be read is not a reason to list.
+                Err(e) => return open_failed(e, why),
+            };
+            if let Some((file, meta)) = opened {
                 if meta.is_file() {
                     why.push(format_args!("index file {name}"));
                     let url = if site.cache.has_rules() {
@@ -309,8 +321,11 @@ impl Files {
             return not_found(why, "directory without an index file, and listings are off");
         }
         let show_hidden = site.dotfiles == DotfilePolicy::Allow;
+        let show_links = site.root.follows_links();
         let items =
-            match tokio::task::spawn_blocking(move || listing::read(&dir, show_hidden)).await {
+            match tokio::task::spawn_blocking(move || listing::read(&dir, show_hidden, show_links))
+                .await
+            {
                 Ok(Ok(items)) => items,
                 _ => return open_failed(OpenError::Unavailable, why),
             };

@@ -104,26 +104,72 @@ impl Config {
     /// Parses TOML text; errors name the key and line.
     pub(crate) fn parse(src: &str) -> Result<Config, String> {
         let cfg: Config = toml::from_str(src).map_err(|e| e.to_string().trim_end().to_owned())?;
-        cfg.check()?;
+        cfg.check().map_err(|(key, msg)| match key_line(src, key) {
+            Some(line) => format!("line {line}: {}: {msg}", key.join(".")),
+            None => format!("{}: {msg}", key.join(".")),
+        })?;
         Ok(cfg)
     }
 
-    /// Rules that involve more than one value.
-    fn check(&self) -> Result<(), String> {
+    /// Rules that involve more than one value, or a value's context: the key at
+    /// fault and what is wrong.
+    fn check(&self) -> Result<(), (&'static [&'static str], String)> {
+        let fail = |key: &'static [&'static str], msg: &str| Err((key, msg.to_owned()));
+        let l = &self.limits;
         if self.listen.is_empty() {
-            return Err("listen: at least one address is required".into());
+            return fail(&["listen"], "at least one address is required");
         }
-        if self.limits.max_connections == 0 {
-            return Err("limits.max_connections: must be at least 1".into());
+        if l.max_connections == 0 {
+            return fail(&["limits", "max_connections"], "must be at least 1");
         }
-        if self.limits.max_requests_per_connection == 0 {
-            return Err("limits.max_requests_per_connection: must be at least 1".into());
+        if l.max_requests_per_connection == 0 {
+            return fail(
+                &["limits", "max_requests_per_connection"],
+                "must be at least 1",
+            );
+        }
+        if l.max_header_bytes < 1024 {
+            return fail(&["limits", "max_header_bytes"], "must be at least 1024");
+        }
+        if l.max_uri_len < 16 {
+            return fail(&["limits", "max_uri_len"], "must be at least 16");
+        }
+        if l.max_headers == 0 {
+            return fail(&["limits", "max_headers"], "must be at least 1");
+        }
+        if self.file_cache.max_file > self.file_cache.max_total {
+            return fail(
+                &["file_cache", "max_file"],
+                "must not exceed file_cache.max_total",
+            );
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
-            return Err(format!("log.level: invalid filter {:?}", self.log.level));
+            return Err((
+                &["log", "level"],
+                format!("invalid filter {:?}", self.log.level),
+            ));
         }
         Ok(())
     }
+}
+
+/// The line of the key at `path` (`["limits", "max_connections"]`) in `src`, or of its
+/// nearest table that is written there.
+fn key_line(src: &str, path: &[&str]) -> Option<usize> {
+    let doc = toml::de::DeTable::parse(src).ok()?;
+    let mut table = doc.get_ref();
+    let mut span = None;
+    for key in path {
+        let Some((k, v)) = table.iter().find(|(k, _)| k.get_ref() == key) else {
+            break;
+        };
+        span = Some(k.span());
+        match v.get_ref() {
+            toml::de::DeValue::Table(t) => table = t,
+            _ => break,
+        }
+    }
+    Some(src[..span?.start].matches('\n').count() + 1)
 }
 
 fn resolve(base: &Path, p: &Path) -> PathBuf {
@@ -179,9 +225,12 @@ mod tests {
             ("[[site]]\nroot = \".\"\nlisting = \"yes\"\n", &["line 3", "listing"]),
             ("[[site]]\nnames = [\"a.test\"]\n", &["root"]),
             ("[log]\naccess = \"xml\"\n", &["line 2", "access"]),
-            ("[log]\nlevel = \"[[[\"\n", &["log.level"]),
-            ("listen = []\n", &["listen"]),
-            ("[limits]\nmax_connections = 0\n", &["max_connections"]),
+            ("[log]\nlevel = \"[[[\"\n", &["line 2", "log.level"]),
+            ("listen = []\n", &["line 1", "listen"]),
+            ("[limits]\nmax_connections = 0\n", &["line 2", "limits.max_connections"]),
+            ("[limits]\nmax_uri_len = 0\n", &["line 2", "limits.max_uri_len"]),
+            ("[limits]\n\nmax_header_bytes = 10\n", &["line 3", "limits.max_header_bytes"]),
+            ("[file_cache]\nmax_total = 10\n", &["line 1", "file_cache.max_file"]),
             ("shutdown_grace = \"0s\"\n", &["line 1", "shutdown_grace"]),
             ("[file_cache]\nmax_file = -1\n", &["line 2", "max_file"]),
         ];

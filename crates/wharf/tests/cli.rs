@@ -31,6 +31,7 @@ fn check_config_names_key_and_line() {
         ("[[site]]\nroot = \".\"\nlisting = true\nbogus_key = 1\n", vec!["line 4", "bogus_key"]),
         ("[limits]\nidle_timeout = \"soon\"\n", vec!["line 2", "idle_timeout"]),
         ("[[site]]\nroot = \"does-not-exist\"\n", vec!["line 2", "site[0].root", "cannot open"]),
+        ("[[site]]\nroot = \".\"\n", vec!["site[0].names", "no request can reach it"]),
         ("[[site]]\nroot = \".\"\nnames = [\"a.test\"]\n[[site]]\nroot = \".\"\nnames = [\"a.test\"]\n", vec!["line 6", "site[1].names", "a.test"]),
     ];
     for (text, words) in cases {
