@@ -301,20 +301,9 @@ pub fn expires_from_max_age(now: SystemTime, max_age: u64) -> SystemTime {
 mod tests {
     use std::time::UNIX_EPOCH;
 
-    use http::header::HeaderName;
-
     use super::*;
 
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(
-                HeaderName::from_bytes(k.as_bytes()).expect("test header name"),
-                HeaderValue::from_str(v).expect("test header value"),
-            );
-        }
-        h
-    }
+    use crate::util::test_headers as headers;
 
     fn cc(lines: &[&str]) -> CacheControl {
         let values: Vec<HeaderValue> = lines

@@ -399,16 +399,7 @@ mod tests {
         rfc: &'static str,
     }
 
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(
-                HeaderName::from_bytes(k.as_bytes()).expect("test header name"),
-                HeaderValue::from_str(v).expect("test header value"),
-            );
-        }
-        h
-    }
+    use crate::util::test_headers as headers;
 
     fn check(row: &Row) {
         let strong = EntityTag::strong("abc");

@@ -444,7 +444,6 @@ pub fn unsatisfied_range(len: u64) -> String {
 mod tests {
     use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-    use http::header::HeaderName;
     use http::HeaderValue;
 
     use super::*;
@@ -477,16 +476,7 @@ mod tests {
         rfc: &'static str,
     }
 
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(
-                HeaderName::from_bytes(k.as_bytes()).expect("test header name"),
-                HeaderValue::from_str(v).expect("test header value"),
-            );
-        }
-        h
-    }
+    use crate::util::test_headers as headers;
 
     fn check(row: &Row) {
         let tag = if row.weak_etag {

@@ -209,6 +209,19 @@ impl fmt::Display for Echo<'_> {
     }
 }
 
+/// A header map from `(name, value)` pairs, for table tests.
+#[cfg(test)]
+pub(crate) fn test_headers(pairs: &[(&str, &str)]) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (k, v) in pairs {
+        h.append(
+            HeaderName::from_bytes(k.as_bytes()).expect("test header name"),
+            HeaderValue::from_str(v).expect("test header value"),
+        );
+    }
+    h
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -174,13 +174,7 @@ mod tests {
     use std::time::Duration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    fn dog() -> Arc<Watchdog> {
-        Watchdog::new(
-            Duration::from_secs(60),
-            Duration::from_secs(10),
-            Duration::from_secs(30),
-        )
-    }
+    use crate::watchdog::tests::dog;
 
     #[tokio::test]
     async fn small_writes_wait_for_the_drain_and_go_out_together() {

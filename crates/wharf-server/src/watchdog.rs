@@ -136,10 +136,11 @@ impl Watchdog {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn dog() -> Arc<Watchdog> {
+    /// Idle 60 s, header 10 s, send 30 s.
+    pub(crate) fn dog() -> Arc<Watchdog> {
         Watchdog::new(
             Duration::from_secs(60),
             Duration::from_secs(10),

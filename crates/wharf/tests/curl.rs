@@ -17,6 +17,13 @@ fn curl_reuses_the_keep_alive_connection() {
     assert_eq!(err.matches("Connected to").count(), 1, "{err}");
 }
 
+/// The status code curl reports for a request made with `args`.
+fn status(args: &[&str]) -> String {
+    let mut all = vec!["-o", "/dev/null", "-w", "%{http_code}"];
+    all.extend_from_slice(args);
+    curl(&all).0
+}
+
 #[test]
 fn curl_conditional_get_with_etag_files() {
     let w = Builder::new().start();
@@ -24,47 +31,23 @@ fn curl_conditional_get_with_etag_files() {
     let etag_path = etag_file.to_str().unwrap();
     let (out, _) = curl(&["--etag-save", etag_path, &w.url("/hello.txt")]);
     assert_eq!(out, "hello, world\n");
-    let (code, _) = curl(&[
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-        "--etag-compare",
-        etag_path,
-        &w.url("/hello.txt"),
-    ]);
-    assert_eq!(code, "304");
+    assert_eq!(
+        status(&["--etag-compare", etag_path, &w.url("/hello.txt")]),
+        "304"
+    );
     std::fs::write(w.root().join("hello.txt"), "changed\n").unwrap();
-    let (code, _) = curl(&[
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-        "--etag-compare",
-        etag_path,
-        &w.url("/hello.txt"),
-    ]);
-    assert_eq!(code, "200");
-    let (code, _) = curl(&[
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-        "-z",
-        "Mon, 01 Jan 2001 00:00:00 GMT",
-        &w.url("/hello.txt"),
-    ]);
-    assert_eq!(code, "200");
-    let (code, _) = curl(&[
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-        "-z",
-        "Fri, 01 Jan 2100 00:00:00 GMT",
-        &w.url("/hello.txt"),
-    ]);
-    assert_eq!(code, "304");
+    assert_eq!(
+        status(&["--etag-compare", etag_path, &w.url("/hello.txt")]),
+        "200"
+    );
+    assert_eq!(
+        status(&["-z", "Mon, 01 Jan 2001 00:00:00 GMT", &w.url("/hello.txt")]),
+        "200"
+    );
+    assert_eq!(
+        status(&["-z", "Fri, 01 Jan 2100 00:00:00 GMT", &w.url("/hello.txt")]),
+        "304"
+    );
 }
 
 #[test]
