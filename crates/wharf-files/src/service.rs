@@ -187,13 +187,7 @@ impl Files {
         }
         let rel = path.to_relative_path();
         let name = path.segments().last().map_or("", String::as_str);
-        // Cache rules match the decoded, normalised path, as the file system sees it
-        // (built only for sites that have rules).
-        let url = if site.cache.has_rules() {
-            format!("/{}", path.segments().join("/"))
-        } else {
-            String::new()
-        };
+        let url = rule_path(site, &path, None);
         let url = url.as_str();
         let is_file_url = !path.has_trailing_slash();
         if is_file_url {
@@ -302,11 +296,7 @@ impl Files {
             if let Some((file, meta)) = opened {
                 if meta.is_file() {
                     why.push(format_args!("index file {name}"));
-                    let url = if site.cache.has_rules() {
-                        format!("{}{name}", dir_url(path))
-                    } else {
-                        String::new()
-                    };
+                    let url = rule_path(site, path, Some(name));
                     let target = FileTarget {
                         rel: rel.join(name),
                         name,
@@ -670,12 +660,16 @@ fn revalidates<B>(req: &Request<B>, etag: &HeaderValue) -> bool {
         && h.get(header::IF_NONE_MATCH) == Some(etag)
 }
 
-/// The decoded URL path of a directory, ending in `/`.
-fn dir_url(path: &SafePath) -> String {
-    let mut url = String::from("/");
-    for s in path.segments() {
-        url.push_str(s);
-        url.push('/');
+/// The path `Cache-Control` rules match: decoded and normalised, as the file system
+/// sees it, with the index file's name for a directory. Empty (not built) for sites
+/// without rules of their own.
+fn rule_path(site: &Site, path: &SafePath, index: Option<&str>) -> String {
+    let mut url = String::new();
+    if site.cache.has_rules() {
+        for s in path.segments().iter().map(String::as_str).chain(index) {
+            url.push('/');
+            url.push_str(s);
+        }
     }
     url
 }

@@ -104,9 +104,12 @@ impl Config {
     /// Parses TOML text; errors name the key and line.
     pub(crate) fn parse(src: &str) -> Result<Config, String> {
         let cfg: Config = toml::from_str(src).map_err(|e| e.to_string().trim_end().to_owned())?;
-        cfg.check().map_err(|(key, msg)| match key_line(src, key) {
-            Some(line) => format!("line {line}: {}: {msg}", key.join(".")),
-            None => format!("{}: {msg}", key.join(".")),
+        cfg.check().map_err(|(key, msg)| {
+            let path: Vec<Step<'_>> = key.iter().map(|k| Step::Key(k)).collect();
+            match line_of(src, &path) {
+                Some(line) => format!("line {line}: {}: {msg}", key.join(".")),
+                None => format!("{}: {msg}", key.join(".")),
+            }
         })?;
         Ok(cfg)
     }
@@ -153,25 +156,6 @@ impl Config {
     }
 }
 
-/// The line of the key at `path` (`["limits", "max_connections"]`) in `src`, or of its
-/// nearest table that is written there.
-fn key_line(src: &str, path: &[&str]) -> Option<usize> {
-    let doc = toml::de::DeTable::parse(src).ok()?;
-    let mut table = doc.get_ref();
-    let mut span = None;
-    for key in path {
-        let Some((k, v)) = table.iter().find(|(k, _)| k.get_ref() == key) else {
-            break;
-        };
-        span = Some(k.span());
-        match v.get_ref() {
-            toml::de::DeValue::Table(t) => table = t,
-            _ => break,
-        }
-    }
-    Some(src[..span?.start].matches('\n').count() + 1)
-}
-
 fn resolve(base: &Path, p: &Path) -> PathBuf {
     if p.is_absolute() {
         p.to_owned()
@@ -180,22 +164,41 @@ fn resolve(base: &Path, p: &Path) -> PathBuf {
     }
 }
 
-/// "line N" of the value at `site[index].key` in `src`, when it can be found.
-pub(crate) fn site_line(src: &str, index: usize, key: &str) -> Option<usize> {
+/// One step into a TOML document: a key of a table, or an item of an array.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Step<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// The line of the value at `path` (`[Key("limits"), Key("max_connections")]`,
+/// `[Key("site"), Index(1), Key("root")]`) in `src`, or of the deepest part of that
+/// path written there (a site's own `[[site]]` line when it lacks the key).
+pub(crate) fn line_of(src: &str, path: &[Step<'_>]) -> Option<usize> {
+    use toml::de::DeValue;
     let doc = toml::de::DeTable::parse(src).ok()?;
-    let (_, sites) = doc.get_ref().iter().find(|(k, _)| k.get_ref() == "site")?;
-    let toml::de::DeValue::Array(sites) = sites.get_ref() else {
-        return None;
-    };
-    let site = sites.get(index)?;
-    let span = match site.get_ref() {
-        toml::de::DeValue::Table(t) => t
-            .iter()
-            .find(|(k, _)| k.get_ref() == key)
-            .map_or(site.span(), |(k, _)| k.span()),
-        _ => site.span(),
-    };
-    Some(src[..span.start].matches('\n').count() + 1)
+    let mut here: Option<&toml::Spanned<DeValue<'_>>> = None;
+    let mut span = None;
+    for step in path {
+        let next = match (step, here.map(|v| v.get_ref())) {
+            (Step::Key(key), None) => doc.get_ref().iter().find(|(k, _)| k.get_ref() == key),
+            (Step::Key(key), Some(DeValue::Table(t))) => t.iter().find(|(k, _)| k.get_ref() == key),
+            (Step::Index(i), Some(DeValue::Array(a))) => {
+                let item = a.get(*i);
+                span = item.map(|v| v.span()).or(span);
+                here = item;
+                if item.is_some() {
+                    continue;
+                }
+                None
+            }
+            _ => None,
+        };
+        let Some((k, v)) = next else { break };
+        span = Some(k.span());
+        here = Some(v);
+    }
+    Some(src[..span?.start].matches('\n').count() + 1)
 }
 
 #[cfg(test)]
@@ -245,10 +248,12 @@ mod tests {
     #[test]
     fn finds_the_line_of_a_site_setting() {
         let src = "listen = [\"127.0.0.1:1\"]\n\n[[site]]\nroot = \"a\"\n\n[[site]]\nnames = [\"x\"]\nroot = \"b\"\n";
-        assert_eq!(site_line(src, 0, "root"), Some(4));
-        assert_eq!(site_line(src, 1, "root"), Some(8));
-        assert_eq!(site_line(src, 1, "names"), Some(7));
+        let site_line = |i, key| line_of(src, &[Step::Key("site"), Step::Index(i), Step::Key(key)]);
+        assert_eq!(site_line(0, "root"), Some(4));
+        assert_eq!(site_line(1, "root"), Some(8));
+        assert_eq!(site_line(1, "names"), Some(7));
         // A key the site does not have: the site's own table.
-        assert_eq!(site_line(src, 1, "default"), Some(6));
+        assert_eq!(site_line(1, "default"), Some(6));
+        assert_eq!(line_of(src, &[Step::Key("listen")]), Some(1));
     }
 }

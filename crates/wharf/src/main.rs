@@ -16,7 +16,7 @@ use wharf_files::Files;
 use wharf_server::{AccessLog, LogFormat, RequestBody, Shutdown};
 
 use crate::cli::{Cli, Command, ServeArgs};
-use crate::config::{site_line, Config, ConfigError};
+use crate::config::{line_of, Config, ConfigError, Step};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -87,7 +87,10 @@ fn build_files(cfg: &Config, src: Option<(&std::path::Path, &str)>) -> Result<Fi
                 Some(format!(
                     "{}: line {}: ",
                     path.display(),
-                    site_line(text, e.site, e.setting)?
+                    line_of(
+                        text,
+                        &[Step::Key("site"), Step::Index(e.site), Step::Key(e.setting)]
+                    )?
                 ))
             })
             .unwrap_or_default();
