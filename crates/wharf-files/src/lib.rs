@@ -9,7 +9,6 @@
 //! - [`config`]: a site's settings, validated as they are deserialized.
 //! - `service`: the request flow (site, method, path, resource, representation,
 //!   preconditions, ranges).
-//! - `vhost`: choosing the site by host name.
 //! - `root`: opening files beneath a site root with `openat2(2)` (path safety).
 //! - `cache`: validators, small files' bytes and compressed variants, bounded.
 //! - `compress`, `mime`, `listing`, `date`, `reasons`: the pieces those use.
@@ -26,7 +25,6 @@ mod reasons;
 mod root;
 mod service;
 mod site;
-mod vhost;
 
 pub use body::Body;
 pub use cache::CacheLimits;

@@ -28,7 +28,7 @@ use crate::config::{DotfilePolicy, SiteConfig};
 use crate::mime::{media_type, sibling_suffix, MediaType};
 use crate::root::OpenError;
 use crate::site::Site;
-use crate::vhost::Router;
+use wharf_http::host::Router;
 use crate::{date, listing};
 
 /// The methods a file resource allows.

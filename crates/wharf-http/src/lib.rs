@@ -18,6 +18,7 @@
 //! - [`negotiate`] — `Accept-Encoding` and `Accept` (RFC 9110 §12.5).
 //! - [`cache_control`] — `Cache-Control`, freshness and age (RFC 9111).
 //! - [`path`] — request-path sanitisation (security critical).
+//! - [`host`] — the site for a request host or TLS server name (virtual hosting).
 //! - [`explain`] — the [`Explain`] response extension that carries the reasons.
 //!
 //! # What this crate deliberately does not do
@@ -34,6 +35,7 @@ pub mod cache_control;
 pub mod date;
 pub mod etag;
 pub mod explain;
+pub mod host;
 pub mod negotiate;
 pub mod path;
 pub mod precondition;

@@ -1,4 +1,7 @@
-//! Choosing the site for a request (name-based virtual hosting).
+//! Choosing the site for a request or a TLS server name (name-based virtual hosting).
+//!
+//! One table serves both the file service (by request host) and the TLS acceptor (by
+//! SNI), so a certificate and the site it belongs to are always chosen alike.
 //!
 //! The host is the request target's authority when it has one (absolute form, or
 //! HTTP/2 and HTTP/3 `:authority`; RFC 9112 §3.2.2: it wins over `Host`), else the
@@ -13,7 +16,7 @@ use http::Request;
 
 /// Site indices by name.
 #[derive(Debug, Default)]
-pub(crate) struct Router {
+pub struct Router {
     exact: HashMap<String, usize>,
     /// (suffix including the leading dot, site), longest suffix first.
     wildcards: Vec<(String, usize)>,
@@ -22,11 +25,11 @@ pub(crate) struct Router {
 
 /// Why no site was chosen.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct NoSite(pub(crate) String);
+pub struct NoSite(pub String);
 
 impl Router {
     /// Adds `site`'s names; returns the name already taken, if any.
-    pub(crate) fn add(
+    pub fn add(
         &mut self,
         site: usize,
         names: &[String],
@@ -53,21 +56,21 @@ impl Router {
         Ok(())
     }
 
-    /// The site for `req`.
-    pub(crate) fn route<B>(&self, req: &Request<B>) -> Result<usize, NoSite> {
-        if let (true, true, Some(site)) = (
-            self.exact.is_empty(),
-            self.wildcards.is_empty(),
-            self.default,
-        ) {
+    /// Whether any site has a name (else every request goes to the default site).
+    pub fn has_names(&self) -> bool {
+        !(self.exact.is_empty() && self.wildcards.is_empty())
+    }
+
+    /// The site for `req`: by the target's authority, else the `Host` field.
+    pub fn route<B>(&self, req: &Request<B>) -> Result<usize, NoSite> {
+        if let (false, Some(site)) = (self.has_names(), self.default) {
             return Ok(site); // no names to compare: nothing to parse
         }
-        let host = req.uri().host().map(str::to_owned).or_else(|| {
-            req.headers()
-                .get(HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(host_of)
-        });
+        self.find(request_host(req).as_deref())
+    }
+
+    /// The site for a host name (no port), or for none: the default site.
+    pub fn find(&self, host: Option<&str>) -> Result<usize, NoSite> {
         let host = host.map(|h| h.trim_end_matches('.').to_ascii_lowercase());
         if let Some(h) = host.as_deref() {
             if let Some(&i) = self.exact.get(h) {
@@ -85,8 +88,19 @@ impl Router {
     }
 }
 
+/// The host a request names: its target's authority (absolute form, `:authority`),
+/// else its `Host` field; without the port.
+pub fn request_host<B>(req: &Request<B>) -> Option<String> {
+    req.uri().host().map(str::to_owned).or_else(|| {
+        req.headers()
+            .get(HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(host_of)
+    })
+}
+
 /// The host part of a `Host` value: `[::1]:8080` → `[::1]`, `a.test:80` → `a.test`.
-fn host_of(value: &str) -> String {
+pub fn host_of(value: &str) -> String {
     let v = value.trim();
     let host = if v.starts_with('[') {
         v.find(']').map_or(v, |end| &v[..=end])
