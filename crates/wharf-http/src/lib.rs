@@ -19,6 +19,7 @@
 //! - [`cache_control`] — `Cache-Control`, freshness and age (RFC 9111).
 //! - [`path`] — request-path sanitisation (security critical).
 //! - [`host`] — the site for a request host or TLS server name (virtual hosting).
+//! - [`conn`] — connection facts transports hand to services (addresses, TLS).
 //! - [`explain`] — the [`Explain`] response extension that carries the reasons.
 //!
 //! # What this crate deliberately does not do
@@ -32,6 +33,7 @@
 //! All code is safe Rust (`unsafe_code = "forbid"`).
 
 pub mod cache_control;
+pub mod conn;
 pub mod date;
 pub mod etag;
 pub mod explain;
