@@ -54,6 +54,68 @@ pub struct SiteConfig {
     /// Smallest file compressed on the fly, in bytes.
     #[serde(default = "default_compress_min")]
     pub compress_min_size: u64,
+    /// HTTPS settings (`[site.tls]`), used by TLS listeners.
+    #[serde(default)]
+    pub tls: SiteTlsConfig,
+}
+
+/// `[site.tls]`: the site's certificate, client authentication and HSTS.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteTlsConfig {
+    /// PEM certificate chain (leaf first). Without it, TLS listeners use a
+    /// certificate issued by wharf's local CA.
+    pub cert: Option<PathBuf>,
+    /// PEM private key of `cert`.
+    pub key: Option<PathBuf>,
+    /// Whether clients must present a certificate (mutual TLS).
+    #[serde(default)]
+    pub client_auth: ClientAuthMode,
+    /// PEM bundle of the CAs client certificates must chain to.
+    pub client_ca: Option<PathBuf>,
+    /// With `client_auth = "optional"`: URL path globs answered 403 to clients
+    /// without a certificate.
+    #[serde(default)]
+    pub client_auth_paths: Vec<PathGlob>,
+    /// `Strict-Transport-Security` value sent on HTTPS responses
+    /// (`max-age=31536000; includeSubDomains`). Never sent over cleartext (RFC 6797 §7.2).
+    pub hsts: Option<HstsValue>,
+}
+
+/// Client certificates.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuthMode {
+    /// Not asked for.
+    #[default]
+    Off,
+    /// Asked for; clients without one are served, except under `client_auth_paths`.
+    Optional,
+    /// Clients without a valid certificate are refused in the handshake.
+    Required,
+}
+
+/// A `Strict-Transport-Security` value with a `max-age` (RFC 6797 §6.1).
+#[derive(Clone, Debug)]
+pub struct HstsValue(pub(crate) HeaderValue);
+
+impl<'de> Deserialize<'de> for HstsValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let has_max_age = s.split(';').any(|d| {
+            d.trim()
+                .strip_prefix("max-age=")
+                .is_some_and(|n| n.trim_matches('"').parse::<u64>().is_ok())
+        });
+        if !has_max_age {
+            return Err(D::Error::custom(format!(
+                "HSTS value {s:?} needs max-age=SECONDS (e.g. \"max-age=31536000; includeSubDomains\")"
+            )));
+        }
+        HeaderValue::from_str(&s)
+            .map(HstsValue)
+            .map_err(|_| D::Error::custom(format!("HSTS value {s:?} is not a valid header value")))
+    }
 }
 
 impl SiteConfig {
@@ -72,6 +134,7 @@ impl SiteConfig {
             explain: false,
             compress: true,
             compress_min_size: default_compress_min(),
+            tls: SiteTlsConfig::default(),
         }
     }
 }

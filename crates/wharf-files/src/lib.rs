@@ -28,5 +28,5 @@ mod site;
 
 pub use body::Body;
 pub use cache::CacheLimits;
-pub use config::SiteConfig;
+pub use config::{ClientAuthMode, SiteConfig, SiteTlsConfig};
 pub use service::{BuildError, Files};

@@ -28,8 +28,9 @@ use crate::config::{DotfilePolicy, SiteConfig};
 use crate::mime::{media_type, sibling_suffix, MediaType};
 use crate::root::OpenError;
 use crate::site::Site;
-use wharf_http::host::Router;
 use crate::{date, listing};
+use wharf_http::conn::TlsInfo;
+use wharf_http::host::Router;
 
 /// The methods a file resource allows.
 const ALLOW: HeaderValue = HeaderValue::from_static("GET, HEAD, OPTIONS");
@@ -127,7 +128,8 @@ impl Files {
                 (self.respond(site, req, now, &mut why).await, Some(site))
             }
         };
-        finish(&mut res, site, now, why);
+        let secure = req.extensions().get::<TlsInfo>().is_some();
+        finish(&mut res, site, now, why, secure);
         if req.method() == Method::HEAD {
             *res.body_mut() = Body::empty();
         }
@@ -183,6 +185,19 @@ impl Files {
                     why.push("403: hidden name (dotfiles = \"deny\")");
                     return text(StatusCode::FORBIDDEN, "403 Forbidden\n".into());
                 }
+            }
+        }
+        if let Some(paths) = &site.client_auth_paths {
+            let client = req
+                .extensions()
+                .get::<TlsInfo>()
+                .and_then(|t| t.client.as_ref());
+            if client.is_none() && paths.is_match(decoded_path(&path, None)) {
+                why.push("403: this path needs a client certificate (client_auth_paths)");
+                return text(
+                    StatusCode::FORBIDDEN,
+                    "403 Forbidden: a client certificate is required here\n".into(),
+                );
             }
         }
         let rel = path.to_relative_path();
@@ -664,23 +679,40 @@ fn revalidates<B>(req: &Request<B>, etag: &HeaderValue) -> bool {
 /// sees it, with the index file's name for a directory. Empty (not built) for sites
 /// without rules of their own.
 fn rule_path(site: &Site, path: &SafePath, index: Option<&str>) -> String {
-    let mut url = String::new();
     if site.cache.has_rules() {
-        for s in path.segments().iter().map(String::as_str).chain(index) {
-            url.push('/');
-            url.push_str(s);
-        }
+        decoded_path(path, index)
+    } else {
+        String::new()
+    }
+}
+
+/// The decoded path (`/a/b`, plus `/index` when given) that path globs match.
+fn decoded_path(path: &SafePath, index: Option<&str>) -> String {
+    let mut url = String::new();
+    for s in path.segments().iter().map(String::as_str).chain(index) {
+        url.push('/');
+        url.push_str(s);
     }
     url
 }
 
-/// Adds what every response carries: `Date`, the site's headers, the explanation.
-fn finish(res: &mut Response<Body>, site: Option<&Site>, now: SystemTime, why: Reasons) {
+/// Adds what every response carries: `Date`, the site's headers, HSTS over HTTPS,
+/// the explanation.
+fn finish(
+    res: &mut Response<Body>,
+    site: Option<&Site>,
+    now: SystemTime,
+    why: Reasons,
+    secure: bool,
+) {
     let h = res.headers_mut();
     h.insert(header::DATE, date::header(now));
     if let Some(site) = site {
         for (k, v) in &site.headers {
             h.insert(k.clone(), v.clone());
+        }
+        if let (true, Some(hsts)) = (secure, &site.hsts) {
+            h.insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
         }
     }
     if why.enabled() {

@@ -7,7 +7,7 @@ use http::{HeaderName, HeaderValue};
 use wharf_http::cache_control::CacheControl;
 
 use crate::cache::PathIndex;
-use crate::config::{DotfilePolicy, SiteConfig};
+use crate::config::{ClientAuthMode, DotfilePolicy, SiteConfig};
 use crate::root::Root;
 
 /// A compiled site.
@@ -22,6 +22,10 @@ pub(crate) struct Site {
     pub(crate) explain: bool,
     pub(crate) compress: bool,
     pub(crate) compress_min_size: u64,
+    /// `Strict-Transport-Security`, for HTTPS responses.
+    pub(crate) hsts: Option<HeaderValue>,
+    /// Paths that need a client certificate (`[site.tls] client_auth_paths`).
+    pub(crate) client_auth_paths: Option<globset::GlobSet>,
     /// Where this site's paths last led, for serving without opening.
     pub(crate) paths: PathIndex,
 }
@@ -47,6 +51,16 @@ impl Site {
             explain: cfg.explain,
             compress: cfg.compress,
             compress_min_size: cfg.compress_min_size,
+            hsts: cfg.tls.hsts.as_ref().map(|h| h.0.clone()),
+            client_auth_paths: (cfg.tls.client_auth == ClientAuthMode::Optional
+                && !cfg.tls.client_auth_paths.is_empty())
+            .then(|| {
+                let mut b = globset::GlobSetBuilder::new();
+                for g in &cfg.tls.client_auth_paths {
+                    b.add(g.0.clone());
+                }
+                b.build().expect("globs were compiled one by one when read")
+            }),
             paths: PathIndex::default(),
         })
     }

@@ -20,7 +20,7 @@ pub struct ConnInfo {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TlsInfo {
     /// The server name the client asked for (SNI), if it sent one.
-    pub server_name: Option<String>,
+    pub server_name: Option<std::sync::Arc<str>>,
     /// `TLSv1.2` or `TLSv1.3`.
     pub version: &'static str,
     /// The verified client certificate, when the client presented one.

@@ -29,12 +29,7 @@ pub struct NoSite(pub String);
 
 impl Router {
     /// Adds `site`'s names; returns the name already taken, if any.
-    pub fn add(
-        &mut self,
-        site: usize,
-        names: &[String],
-        default: bool,
-    ) -> Result<(), String> {
+    pub fn add(&mut self, site: usize, names: &[String], default: bool) -> Result<(), String> {
         for name in names {
             if let Some(suffix) = name.strip_prefix('*') {
                 if self.wildcards.iter().any(|(s, _)| s == suffix) {

@@ -17,6 +17,8 @@ use bytes::Bytes;
 use http::{Method, Response, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
 
+use wharf_http::conn::TlsInfo;
+
 use crate::watchdog::Watchdog;
 
 /// How access-log lines are written (`combined`, `json` or `off` in `wharf.toml`).
@@ -47,11 +49,13 @@ pub(crate) struct Entry {
     version: Version,
     referer: Option<String>,
     user_agent: Option<String>,
+    /// The verified client certificate's subject and SANs (mutual TLS).
+    client: Option<String>,
     started: Instant,
 }
 
 impl Entry {
-    pub(crate) fn new<B>(peer: SocketAddr, req: &http::Request<B>) -> Self {
+    pub(crate) fn new<B>(peer: SocketAddr, req: &http::Request<B>, tls: Option<&TlsInfo>) -> Self {
         let header = |name| {
             req.headers()
                 .get(name)
@@ -61,10 +65,24 @@ impl Entry {
         Self {
             peer,
             method: req.method().clone(),
-            target: req.uri().to_string(),
+            // HTTP/2 and HTTP/3 targets carry scheme and authority; log the path as
+            // HTTP/1.1 clients send it.
+            target: match req.version() {
+                v if v >= Version::HTTP_2 => req
+                    .uri()
+                    .path_and_query()
+                    .map_or_else(|| "/".into(), ToString::to_string),
+                _ => req.uri().to_string(),
+            },
             version: req.version(),
             referer: header(http::header::REFERER),
             user_agent: header(http::header::USER_AGENT),
+            client: tls.and_then(|t| t.client.as_ref()).map(|c| {
+                std::iter::once(c.subject.as_str())
+                    .chain(c.sans.iter().map(String::as_str))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            }),
             started: Instant::now(),
         }
     }
@@ -102,6 +120,9 @@ impl Finished {
                 if !complete {
                     s.push_str(" aborted");
                 }
+                if let Some(c) = &e.client {
+                    let _ = write!(s, " client=\"{}\"", escape(c));
+                }
                 if let Some(x) = &self.explain {
                     let _ = write!(s, " explain=\"{}\"", escape(x));
                 }
@@ -131,6 +152,7 @@ fn serde_json_line(f: &Finished, bytes: u64, complete: bool, micros: u128) -> St
     for (k, v) in [
         ("referer", &e.referer),
         ("user_agent", &e.user_agent),
+        ("client", &e.client),
         ("explain", &f.explain),
     ] {
         if let Some(v) = v {

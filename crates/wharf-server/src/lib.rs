@@ -1,5 +1,5 @@
-//! wharf's transports: TCP listeners, HTTP/1.1 connections, limits, access logs and
-//! graceful shutdown.
+//! wharf's transports: TCP listeners, TLS, HTTP/1.1 and HTTP/2 connections, limits,
+//! access logs and graceful shutdown.
 //!
 //! A [`Service`] maps an `http::Request` to an `http::Response`; this crate carries bytes
 //! from a socket into that request and the response back out. It never knows which site,
@@ -8,19 +8,23 @@
 //! Layout:
 //! - [`limits`]: every transport limit and timeout, as one checked struct.
 //! - [`listener`]: the accept loop, its connection cap and shutdown.
-//! - `h1`: one HTTP/1.1 connection over hyper, plus the HTTP/1.1 framing checks
-//!   (Host, URI length, requests per connection) that belong to RFC 9112.
+//! - `conn`: one connection: cleartext sniffing (HTTP/1.1, h2c) or the TLS handshake
+//!   and ALPN; per request the host rules, 421, redirect, and the connection facts
+//!   handed to the service.
+//! - `h1`: one HTTP/1.1 connection over hyper.
+//! - `h2`: one HTTP/2 connection over the h2 crate, with its flood defenses.
 //! - `socket`: the socket as hyper sees it, with writes corked so that a batch of
 //!   pipelined responses leaves in one write.
 //! - `watchdog`: idle, header-read and send timeouts measured on the socket itself.
 //! - [`access_log`]: one line per request, written when the response body ends.
 //! - [`shutdown`]: one token every task watches, and a tracker the binary waits on.
 //!
-//! Not here: TLS, HTTP/2 and HTTP/3 (later transports plug in beside `h1`), file
-//! access, configuration files.
+//! Not here: certificates (`wharf-tls`), HTTP/3, file access, configuration files.
 
 pub mod access_log;
+mod conn;
 mod h1;
+mod h2;
 pub mod limits;
 pub mod listener;
 mod service;
@@ -29,7 +33,9 @@ mod socket;
 mod watchdog;
 
 pub use access_log::{AccessLog, LogFormat};
+pub use conn::Mode;
 pub use limits::Limits;
-pub use listener::{serve, ConnInfo};
+pub use listener::{serve, Listener};
 pub use service::{RequestBody, Service};
 pub use shutdown::Shutdown;
+pub use wharf_http::conn::ConnInfo;

@@ -29,6 +29,15 @@ pub struct Limits {
     pub max_headers: usize,
     /// Length of the request target; beyond it, 414.
     pub max_uri_len: usize,
+    /// HTTP/2 and HTTP/3 streams a client may have open at once on one connection.
+    pub max_concurrent_streams: u32,
+    /// HTTP/2 flow-control window of each request body, in bytes.
+    pub stream_window: u32,
+    /// HTTP/2 flow-control window of a whole connection, in bytes.
+    pub connection_window: u32,
+    /// How long a TLS handshake may take, from the connection's acceptance.
+    #[serde(deserialize_with = "duration")]
+    pub tls_handshake_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -42,6 +51,10 @@ impl Default for Limits {
             max_header_bytes: 16 * 1024,
             max_headers: 100,
             max_uri_len: 8 * 1024,
+            max_concurrent_streams: 128,
+            stream_window: 256 * 1024,
+            connection_window: 1024 * 1024,
+            tls_handshake_timeout: Duration::from_secs(10),
         }
     }
 }

@@ -9,47 +9,47 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-use crate::{AccessLog, Limits, Service, Shutdown};
+use crate::conn::Mode;
+use crate::{AccessLog, ConnInfo, Limits, Service, Shutdown};
 
-/// The addresses of the connection that carried a request; transports put it in the
-/// request extensions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ConnInfo {
-    /// The client's address.
-    pub peer: SocketAddr,
-    /// The local address the client connected to.
-    pub local: SocketAddr,
+/// A bound socket and what it speaks.
+pub struct Listener {
+    /// The bound TCP socket.
+    pub tcp: TcpListener,
+    /// Cleartext (HTTP/1.1, h2c, optionally redirecting) or TLS.
+    pub mode: Mode,
 }
 
-/// What every connection of a listener shares.
+/// What every connection shares.
 pub(crate) struct Shared<S> {
     pub(crate) service: Arc<S>,
     pub(crate) limits: Limits,
     pub(crate) log: AccessLog,
-    pub(crate) builder: hyper::server::conn::http1::Builder,
+    pub(crate) h1: hyper::server::conn::http1::Builder,
+    pub(crate) h2: h2::server::Builder,
 }
 
 const REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 46\r\nRetry-After: 1\r\nConnection: close\r\n\r\n503 Service Unavailable: too many connections\n";
 
-/// Serves HTTP/1.1 on `listeners` until `shutdown` is triggered. Connection tasks are
+/// Serves HTTP on `listeners` until `shutdown` is triggered. Connection tasks are
 /// tracked by `shutdown`, so the caller waits for them with [`Shutdown::drained`].
 ///
 /// The connection cap is shared by all `listeners`: `max_connections` is the limit
 /// of the whole server, not of each address.
 pub async fn serve<S: Service>(
-    listeners: Vec<TcpListener>,
+    listeners: Vec<Listener>,
     service: Arc<S>,
     limits: Limits,
     log: AccessLog,
     shutdown: Shutdown,
 ) {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
-    let builder = crate::h1::builder(&limits);
     let shared = Arc::new(Shared {
         service,
+        h1: crate::h1::builder(&limits),
+        h2: crate::h2::builder(&limits),
         limits,
         log,
-        builder,
     });
     let mut loops = tokio::task::JoinSet::new();
     for l in listeners {
@@ -65,7 +65,10 @@ pub async fn serve<S: Service>(
 
 /// Accepts on one listener until shutdown.
 async fn accept_loop<S: Service>(
-    listener: TcpListener,
+    Listener {
+        tcp: listener,
+        mode,
+    }: Listener,
     shared: Arc<Shared<S>>,
     permits: Arc<Semaphore>,
     shutdown: Shutdown,
@@ -102,8 +105,9 @@ async fn accept_loop<S: Service>(
         };
         let _ = stream.set_nodelay(true);
         let info = ConnInfo { peer, local };
-        shutdown.tracker().spawn(crate::h1::serve(
+        shutdown.tracker().spawn(crate::conn::serve(
             stream,
+            mode.clone(),
             info,
             shared.clone(),
             shutdown.clone(),

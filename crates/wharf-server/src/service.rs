@@ -1,22 +1,81 @@
 //! The contract between transports and services.
 
 use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
 use http::{Request, Response};
-
-/// The request body handed to services: whatever the transport received, as an
-/// `http_body::Body`. Services that read bodies treat it as any other `Body`.
-pub type RequestBody = hyper::body::Incoming;
+use http_body::{Body, Frame, SizeHint};
 
 /// Maps a request to a response. Infallible: every failure is a response.
 ///
 /// Implementations must not depend on the HTTP version or the transport; the
-/// connection's addresses are in the request extensions as [`crate::ConnInfo`].
+/// connection's addresses are in the request extensions as [`crate::ConnInfo`], and
+/// requests that arrived over TLS carry a [`wharf_http::conn::TlsInfo`].
 pub trait Service: Send + Sync + 'static {
     /// The response body type.
     type Body: http_body::Body<Data = Bytes, Error = std::io::Error> + Send + Unpin + 'static;
 
     /// Answers one request.
     fn call(&self, req: Request<RequestBody>) -> impl Future<Output = Response<Self::Body>> + Send;
+}
+
+/// The request body handed to services, whichever HTTP version carried it.
+pub struct RequestBody(Kind);
+
+enum Kind {
+    H1(hyper::body::Incoming),
+    H2(h2::RecvStream),
+}
+
+impl RequestBody {
+    pub(crate) fn h1(body: hyper::body::Incoming) -> Self {
+        RequestBody(Kind::H1(body))
+    }
+
+    pub(crate) fn h2(body: h2::RecvStream) -> Self {
+        RequestBody(Kind::H2(body))
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        match &mut self.get_mut().0 {
+            Kind::H1(b) => Pin::new(b).poll_frame(cx).map_err(io::Error::other),
+            Kind::H2(b) => {
+                if let Some(data) = ready!(b.poll_data(cx)) {
+                    let data = data.map_err(io::Error::other)?;
+                    // The service has taken these bytes: the peer may send more.
+                    let _ = b.flow_control().release_capacity(data.len());
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                match ready!(b.poll_trailers(cx)).map_err(io::Error::other)? {
+                    Some(t) => Poll::Ready(Some(Ok(Frame::trailers(t)))),
+                    None => Poll::Ready(None),
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.0 {
+            Kind::H1(b) => b.is_end_stream(),
+            Kind::H2(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.0 {
+            Kind::H1(b) => b.size_hint(),
+            Kind::H2(_) => SizeHint::default(),
+        }
+    }
 }

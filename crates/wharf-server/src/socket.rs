@@ -14,6 +14,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{ready, Context, Poll};
 
+use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::watchdog::Watchdog;
@@ -90,15 +91,31 @@ impl<W: AsyncWrite + Unpin> Out<W> {
     }
 }
 
-/// What hyper reads from and writes to.
+/// What hyper (or h2) reads from and writes to.
 pub(crate) struct Socket<R, W> {
+    /// Bytes read before the protocol was known (to tell HTTP/1.1 from HTTP/2),
+    /// returned before anything else.
+    prefix: Bytes,
     read: R,
     cork: Arc<Cork<W>>,
 }
 
 impl<R, W> Socket<R, W> {
     pub(crate) fn new(read: R, cork: Arc<Cork<W>>) -> Self {
-        Socket { read, cork }
+        Socket {
+            prefix: Bytes::new(),
+            read,
+            cork,
+        }
+    }
+
+    /// The socket, with `prefix` read first.
+    pub(crate) fn with_prefix(mut self, prefix: Bytes) -> Self {
+        if !prefix.is_empty() {
+            self.cork.dog.on_read();
+        }
+        self.prefix = prefix;
+        self
     }
 }
 
@@ -108,6 +125,11 @@ impl<R: AsyncRead + Unpin, W> AsyncRead for Socket<R, W> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix.split_to(n));
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         let res = Pin::new(&mut self.read).poll_read(cx, buf);
         if matches!(res, Poll::Ready(Ok(()))) && buf.filled().len() > before {

@@ -34,7 +34,8 @@ pub(crate) struct Watchdog {
     /// Millis since `epoch` when a write first returned Pending, or UNSET.
     blocked_since: AtomicU64,
     head_seen: AtomicBool,
-    /// Wakes [`Watchdog::expired`] when a deadline moves earlier (a request begins).
+    /// Wakes [`Watchdog::expired`] when a deadline may move earlier (a request's first
+    /// byte, the end of the last response).
     earlier: tokio::sync::Notify,
     idle: Duration,
     header: Duration,
@@ -76,6 +77,9 @@ impl Watchdog {
     pub(crate) fn request_finished(&self) {
         if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.idle_since.store(self.now_ms(), Ordering::Release);
+            // The idle deadline may be earlier than the one being waited for (a
+            // header-read deadline set before the request began).
+            self.earlier.notify_one();
         }
     }
 

@@ -19,8 +19,8 @@ use std::time::{Duration, SystemTime};
 
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::{ProducesTickets, ServerSessionMemoryCache, StoresServerSessions};
 use rustls::server::WebPkiClientVerifier;
+use rustls::server::{ProducesTickets, ServerSessionMemoryCache, StoresServerSessions};
 use rustls::ServerConfig;
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
@@ -208,6 +208,12 @@ impl Acceptor {
         files
     }
 
+    /// How many configuration groups there are; with one, no request can address
+    /// another group than its connection's.
+    pub fn group_count(&self) -> usize {
+        self.groups.len()
+    }
+
     /// The group of the site a host name belongs to, if any site claims it.
     pub fn group_for_host(&self, host: Option<&str>) -> Option<usize> {
         self.router.find(host).ok().map(|site| self.group_of[site])
@@ -235,7 +241,11 @@ impl Acceptor {
     async fn handshake(&self, tcp: TcpStream) -> Result<Accepted, AcceptError> {
         let mut first = [0u8; 1];
         match tcp.peek(&mut first).await {
-            Ok(0) => return Err(AcceptError::Handshake(std::io::ErrorKind::UnexpectedEof.into())),
+            Ok(0) => {
+                return Err(AcceptError::Handshake(
+                    std::io::ErrorKind::UnexpectedEof.into(),
+                ))
+            }
             Ok(_) if first[0] != 0x16 => return Err(AcceptError::NotTls(tcp)),
             Ok(_) => {}
             Err(e) => return Err(AcceptError::Handshake(e)),
@@ -243,7 +253,7 @@ impl Acceptor {
         let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp)
             .await
             .map_err(AcceptError::Handshake)?;
-        let sni = start.client_hello().server_name().map(str::to_owned);
+        let sni: Option<Arc<str>> = start.client_hello().server_name().map(Arc::from);
         let group = self.group_for_sni(sni.as_deref());
         let stream = start
             .into_stream(self.config_for(group))
@@ -287,7 +297,9 @@ impl Acceptor {
                 seen = now;
                 match self.reload() {
                     Ok(()) => tracing::info!("certificates changed on disk: reloaded"),
-                    Err(e) => tracing::error!(error = %e, "certificates changed on disk but cannot be loaded; keeping the previous ones"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "certificates changed on disk but cannot be loaded; keeping the previous ones")
+                    }
                 }
             }
         }
@@ -424,6 +436,9 @@ mod tests {
             .err()
             .unwrap()
             .to_string();
-        assert!(err.contains("empty.pem") && err.contains("CERTIFICATE"), "{err}");
+        assert!(
+            err.contains("empty.pem") && err.contains("CERTIFICATE"),
+            "{err}"
+        );
     }
 }

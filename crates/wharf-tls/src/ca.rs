@@ -86,7 +86,11 @@ impl LocalCa {
     /// wharf's data directory: `$WHARF_DATA_DIR`, else `$XDG_DATA_HOME/wharf`, else
     /// `~/.local/share/wharf`.
     pub fn default_data_dir() -> PathBuf {
-        let env = |k| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+        let env = |k| {
+            std::env::var_os(k)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
         env("WHARF_DATA_DIR")
             .or_else(|| env("XDG_DATA_HOME").map(|d| d.join("wharf")))
             .or_else(|| env("HOME").map(|h| h.join(".local/share/wharf")))
@@ -126,13 +130,8 @@ impl LocalCa {
         let host = hostname();
         let now = OffsetDateTime::now_utc();
         let root_key = KeyPair::generate()?;
-        let root = ca_params(
-            &format!("wharf local root CA ({host})"),
-            1,
-            now,
-            ROOT_DAYS,
-        )
-        .self_signed(&root_key)?;
+        let root = ca_params(&format!("wharf local root CA ({host})"), 1, now, ROOT_DAYS)
+            .self_signed(&root_key)?;
         let inter_key = KeyPair::generate()?;
         let inter_params = ca_params(
             &format!("wharf local intermediate CA ({host})"),
@@ -266,14 +265,17 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600, "{key}");
         }
-        let mode = fs::metadata(dir.path().join("ca")).unwrap().permissions().mode();
+        let mode = fs::metadata(dir.path().join("ca"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o700);
     }
 
     #[test]
     fn leaves_chain_to_the_root_through_the_intermediate() {
-        use rustls::pki_types::pem::PemObject as _;
         use rustls::client::danger::ServerCertVerifier as _;
+        use rustls::pki_types::pem::PemObject as _;
         use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
         let dir = tempfile::tempdir().unwrap();
         let ca = LocalCa::new(dir.path());

@@ -19,7 +19,7 @@ mod identity;
 
 use std::path::Path;
 
-pub use acceptor::{Accepted, AcceptError, Acceptor, CertSource, ClientAuth, SiteTls};
+pub use acceptor::{AcceptError, Accepted, Acceptor, CertSource, ClientAuth, SiteTls};
 pub use ca::LocalCa;
 
 /// Why TLS material could not be loaded or made.

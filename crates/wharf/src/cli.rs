@@ -6,12 +6,16 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 use wharf_server::LogFormat;
 
-/// wharf: serves file trees over HTTP/1.1, exact to RFC 9110/9111/9112.
+/// wharf: serves file trees over HTTP/1.1, HTTPS and HTTP/2, exact to the RFCs.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about = None)]
 pub(crate) struct Cli {
     #[command(subcommand)]
     pub(crate) command: Command,
+    /// Where wharf keeps its local CA [default: $XDG_DATA_HOME/wharf, else
+    /// ~/.local/share/wharf]. Replaces `data_dir` of the config file.
+    #[arg(long, global = true, env = "WHARF_DATA_DIR", value_name = "DIR")]
+    pub(crate) data_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -23,6 +27,33 @@ pub(crate) enum Command {
         /// The wharf.toml to check.
         file: PathBuf,
     },
+    /// The local certificate authority (root → intermediate → leaf).
+    #[command(subcommand)]
+    Ca(CaCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum CaCommand {
+    /// Create the root and intermediate CA (keys mode 0600) unless they exist.
+    Init,
+    /// Issue a certificate for NAMES (DNS names or IP addresses), signed by the
+    /// intermediate; writes NAME.pem (leaf + intermediate) and NAME-key.pem.
+    Issue {
+        /// DNS names (`*.example.test` allowed) and IP addresses; the first names the files.
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// A client certificate (for mutual TLS) instead of a server certificate.
+        #[arg(long)]
+        client: bool,
+        /// Days of validity.
+        #[arg(long, default_value_t = wharf_tls::ca::LEAF_DAYS)]
+        days: u32,
+        /// Directory to write the files to.
+        #[arg(long, default_value = ".", value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Print the root certificate's path (`curl --cacert "$(wharf ca path)"`).
+    Path,
 }
 
 #[derive(Debug, clap::Args)]
@@ -30,8 +61,9 @@ pub(crate) struct ServeArgs {
     /// Directory to serve as the default site [default: .]. Not with [[site]] tables
     /// in --config.
     pub(crate) dir: Option<PathBuf>,
-    /// Address to listen on, repeatable [default: 127.0.0.1:8080]; port 0 picks a free
-    /// port (the chosen address is printed). Replaces `listen` of the config file.
+    /// Address to listen on, repeatable [default: 127.0.0.1:8080, or 127.0.0.1:8443
+    /// with --tls]; port 0 picks a free port (the chosen address is printed).
+    /// Replaces `listen` (or with --tls, `tls.listen`) of the config file.
     #[arg(long, value_name = "ADDR")]
     pub(crate) listen: Vec<SocketAddr>,
     /// Configuration file (see examples/wharf.toml for every setting).
@@ -44,6 +76,11 @@ pub(crate) struct ServeArgs {
     /// List directories without an index file (zero-config site only).
     #[arg(long)]
     pub(crate) listing: bool,
+    /// Serve HTTPS (HTTP/1.1 and HTTP/2) on the --listen addresses [default:
+    /// 127.0.0.1:8443] instead of cleartext. Sites without a certificate get one from
+    /// wharf's local CA.
+    #[arg(long)]
+    pub(crate) tls: bool,
     /// Access-log format; replaces `log.access` of the config file.
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub(crate) access_log: Option<AccessLogArg>,

@@ -35,6 +35,33 @@ pub(crate) struct Config {
     pub(crate) file_cache: CacheLimits,
     #[serde(default, rename = "site")]
     pub(crate) sites: Vec<SiteConfig>,
+    #[serde(default)]
+    pub(crate) tls: TlsConfig,
+    /// Where wharf keeps its local CA (default: `$XDG_DATA_HOME/wharf`).
+    pub(crate) data_dir: Option<PathBuf>,
+}
+
+/// `[tls]`: HTTPS listeners.
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct TlsConfig {
+    /// Addresses serving HTTPS (HTTP/1.1 and HTTP/2, chosen by ALPN).
+    pub(crate) listen: Vec<SocketAddr>,
+    /// Cleartext listeners answer every request 308 to the same URL over HTTPS.
+    pub(crate) redirect: bool,
+    /// How often certificate, key and CA files are checked for changes.
+    #[serde(deserialize_with = "wharf_server::limits::duration")]
+    pub(crate) watch_interval: Duration,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            listen: Vec::new(),
+            redirect: false,
+            watch_interval: Duration::from_secs(2),
+        }
+    }
 }
 
 /// `[log]`.
@@ -73,6 +100,8 @@ impl Default for Config {
             log: LogConfig::default(),
             file_cache: CacheLimits::default(),
             sites: Vec::new(),
+            tls: TlsConfig::default(),
+            data_dir: None,
         }
     }
 }
@@ -97,6 +126,16 @@ impl Config {
         let base = path.parent().unwrap_or(Path::new("."));
         for site in &mut cfg.sites {
             site.root = resolve(base, &site.root);
+            let t = &mut site.tls;
+            for p in [&mut t.cert, &mut t.key, &mut t.client_ca]
+                .into_iter()
+                .flatten()
+            {
+                *p = resolve(base, p);
+            }
+        }
+        if let Some(d) = &mut cfg.data_dir {
+            *d = resolve(base, d);
         }
         Ok((cfg, src))
     }
@@ -104,23 +143,47 @@ impl Config {
     /// Parses TOML text; errors name the key and line.
     pub(crate) fn parse(src: &str) -> Result<Config, String> {
         let cfg: Config = toml::from_str(src).map_err(|e| e.to_string().trim_end().to_owned())?;
-        cfg.check().map_err(|(key, msg)| {
-            let path: Vec<Step<'_>> = key.iter().map(|k| Step::Key(k)).collect();
-            match line_of(src, &path) {
-                Some(line) => format!("line {line}: {}: {msg}", key.join(".")),
-                None => format!("{}: {msg}", key.join(".")),
-            }
-        })?;
+        cfg.check()
+            .and_then(|()| cfg.check_sites())
+            .map_err(|(path, msg)| {
+                let key = key_text(&path);
+                match line_of(src, &path) {
+                    Some(line) => format!("line {line}: {key}: {msg}"),
+                    None => format!("{key}: {msg}"),
+                }
+            })?;
         Ok(cfg)
     }
 
     /// Rules that involve more than one value, or a value's context: the key at
     /// fault and what is wrong.
-    fn check(&self) -> Result<(), (&'static [&'static str], String)> {
-        let fail = |key: &'static [&'static str], msg: &str| Err((key, msg.to_owned()));
+    fn check(&self) -> Result<(), (Vec<Step<'static>>, String)> {
+        let fail = |key: &[&'static str], msg: &str| {
+            Err((key.iter().map(|k| Step::Key(k)).collect(), msg.to_owned()))
+        };
         let l = &self.limits;
-        if self.listen.is_empty() {
-            return fail(&["listen"], "at least one address is required");
+        if self.listen.is_empty() && self.tls.listen.is_empty() {
+            return fail(
+                &["listen"],
+                "at least one address is required (here or in tls.listen)",
+            );
+        }
+        if self.tls.redirect && self.tls.listen.is_empty() {
+            return fail(&["tls", "redirect"], "needs a TLS listener (tls.listen)");
+        }
+        if l.max_concurrent_streams == 0 {
+            return fail(&["limits", "max_concurrent_streams"], "must be at least 1");
+        }
+        for (key, v) in [
+            ("stream_window", l.stream_window),
+            ("connection_window", l.connection_window),
+        ] {
+            if !(65_535..=0x7fff_ffff).contains(&v) {
+                return Err((
+                    vec![Step::Key("limits"), Step::Key(key)],
+                    "must be between 65535 and 2147483647 (RFC 9113 §6.9.1)".into(),
+                ));
+            }
         }
         if l.max_connections == 0 {
             return fail(&["limits", "max_connections"], "must be at least 1");
@@ -147,13 +210,29 @@ impl Config {
             );
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
-            return Err((
+            return fail(
                 &["log", "level"],
-                format!("invalid filter {:?}", self.log.level),
-            ));
+                &format!("invalid filter {:?}", self.log.level),
+            );
         }
         Ok(())
     }
+}
+
+/// `site[1].tls.key` for a path of steps.
+fn key_text(path: &[Step<'_>]) -> String {
+    let mut out = String::new();
+    for step in path {
+        match step {
+            Step::Key(k) if out.is_empty() => out.push_str(k),
+            Step::Key(k) => {
+                out.push('.');
+                out.push_str(k);
+            }
+            Step::Index(i) => out.push_str(&format!("[{i}]")),
+        }
+    }
+    out
 }
 
 fn resolve(base: &Path, p: &Path) -> PathBuf {
@@ -161,6 +240,47 @@ fn resolve(base: &Path, p: &Path) -> PathBuf {
         p.to_owned()
     } else {
         base.join(p)
+    }
+}
+
+impl Config {
+    /// The `[site.tls]` rules that involve several keys.
+    fn check_sites(&self) -> Result<(), (Vec<Step<'static>>, String)> {
+        use wharf_files::ClientAuthMode;
+        for (i, site) in self.sites.iter().enumerate() {
+            let t = &site.tls;
+            let fail = |key: &'static str, msg: &str| {
+                Err((
+                    vec![
+                        Step::Key("site"),
+                        Step::Index(i),
+                        Step::Key("tls"),
+                        Step::Key(key),
+                    ],
+                    msg.to_owned(),
+                ))
+            };
+            match (&t.cert, &t.key) {
+                (Some(_), None) => {
+                    return fail("cert", "needs key (the certificate's private key)")
+                }
+                (None, Some(_)) => return fail("key", "needs cert (the certificate chain)"),
+                _ => {}
+            }
+            if t.client_auth != ClientAuthMode::Off && t.client_ca.is_none() {
+                return fail(
+                    "client_auth",
+                    "needs client_ca (the CAs client certificates chain to)",
+                );
+            }
+            if !t.client_auth_paths.is_empty() && t.client_auth != ClientAuthMode::Optional {
+                return fail(
+                    "client_auth_paths",
+                    "only applies with client_auth = \"optional\"",
+                );
+            }
+        }
+        Ok(())
     }
 }
 
@@ -230,6 +350,14 @@ mod tests {
             ("[log]\naccess = \"xml\"\n", &["line 2", "access"]),
             ("[log]\nlevel = \"[[[\"\n", &["line 2", "log.level"]),
             ("listen = []\n", &["line 1", "listen"]),
+            ("[tls]\nredirect = true\n", &["line 2", "tls.redirect"]),
+            ("[tls]\nlisten = [\"127.0.0.1:1\"]\nciphers = 1\n", &["line 3", "ciphers"]),
+            ("[limits]\nstream_window = 10\n", &["line 2", "limits.stream_window"]),
+            ("[[site]]\nroot = \".\"\n[site.tls]\ncert = \"a.pem\"\n", &["line 4", "site[0].tls.cert", "needs key"]),
+            ("[[site]]\nroot = \".\"\n[site.tls]\nclient_auth = \"required\"\n", &["line 4", "site[0].tls.client_auth", "client_ca"]),
+            ("[[site]]\nroot = \".\"\n[site.tls]\nclient_auth = \"maybe\"\n", &["line 4", "client_auth"]),
+            ("[[site]]\nroot = \".\"\n[site.tls]\nclient_auth_paths = [\"/a\"]\n", &["line 4", "client_auth_paths", "optional"]),
+            ("[[site]]\nroot = \".\"\n[site.tls]\nhsts = \"includeSubDomains\"\n", &["line 4", "max-age"]),
             ("[limits]\nmax_connections = 0\n", &["line 2", "limits.max_connections"]),
             ("[limits]\nmax_uri_len = 0\n", &["line 2", "limits.max_uri_len"]),
             ("[limits]\n\nmax_header_bytes = 10\n", &["line 3", "limits.max_header_bytes"]),

@@ -3,6 +3,7 @@
 
 mod cli;
 mod config;
+mod tls;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -13,7 +14,8 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 use wharf_files::Files;
-use wharf_server::{AccessLog, LogFormat, RequestBody, Shutdown};
+use wharf_server::{AccessLog, Listener, LogFormat, Mode, RequestBody, Shutdown};
+use wharf_tls::Acceptor;
 
 use crate::cli::{Cli, Command, ServeArgs};
 use crate::config::{line_of, Config, ConfigError, Step};
@@ -21,8 +23,9 @@ use crate::config::{line_of, Config, ConfigError, Step};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(args, cli.data_dir),
         Command::CheckConfig { file } => check_config(&file),
+        Command::Ca(cmd) => tls::ca_command(cmd, &tls::data_dir(cli.data_dir, None)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -68,7 +71,14 @@ fn effective_config(args: &ServeArgs) -> Result<(Config, Option<String>), Config
         }
         (None, false) => {}
     }
-    if !args.listen.is_empty() {
+    if args.tls {
+        cfg.tls.listen = if args.listen.is_empty() {
+            vec![std::net::SocketAddr::from(([127, 0, 0, 1], 8443))]
+        } else {
+            args.listen.clone()
+        };
+        cfg.listen.clear();
+    } else if !args.listen.is_empty() {
         cfg.listen.clone_from(&args.listen);
     }
     if args.explain {
@@ -101,39 +111,78 @@ fn build_files(cfg: &Config, src: Option<(&std::path::Path, &str)>) -> Result<Fi
     })
 }
 
-fn serve(args: ServeArgs) -> Result<(), ConfigError> {
+fn serve(args: ServeArgs, data_dir: Option<std::path::PathBuf>) -> Result<(), ConfigError> {
     let (cfg, src) = effective_config(&args)?;
     init_logging(&cfg);
     let files = build_files(&cfg, args.config.as_deref().zip(src.as_deref()))?;
+    let tls = if cfg.tls.listen.is_empty() {
+        None
+    } else {
+        let setup = tls::setup(&cfg, &tls::data_dir(data_dir, Some(&cfg)))?;
+        if let Some((names, root)) = &setup.issued {
+            println!("{}", tls::trust_hint(names, root));
+        }
+        Some(setup.acceptor)
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| ConfigError(format!("cannot start the runtime: {e}")))?;
-    runtime.block_on(run(cfg, files))
+    runtime.block_on(run(cfg, files, tls))
 }
 
-async fn run(cfg: Config, files: Files) -> Result<(), ConfigError> {
+/// Binds `addr`; prints what it serves.
+async fn bind(
+    addr: &std::net::SocketAddr,
+    scheme: &str,
+    what: &str,
+) -> Result<tokio::net::TcpListener, ConfigError> {
+    let fail = |e: std::io::Error| ConfigError(format!("listen {addr}: {e}"));
+    let l = tokio::net::TcpListener::bind(addr).await.map_err(fail)?;
+    let local = l.local_addr().map_err(fail)?;
+    println!("wharf: listening on {scheme}://{local}/ ({what})");
+    Ok(l)
+}
+
+async fn run(cfg: Config, files: Files, tls: Option<Arc<Acceptor>>) -> Result<(), ConfigError> {
     let service = Arc::new(FileService(files));
     let shutdown = Shutdown::new();
     let mut listeners = Vec::new();
+    let mut https_port = None;
+    for addr in &cfg.tls.listen {
+        let acceptor = tls.clone().expect("built when TLS listeners exist");
+        let tcp = bind(addr, "https", "HTTP/1.1, HTTP/2").await?;
+        https_port = https_port.or(tcp.local_addr().ok().map(|a| a.port()));
+        listeners.push(Listener {
+            tcp,
+            mode: Mode::Tls(acceptor),
+        });
+    }
+    let redirect = https_port.filter(|_| cfg.tls.redirect);
     for addr in &cfg.listen {
-        let l = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| ConfigError(format!("listen {addr}: {e}")))?;
-        let local = l
-            .local_addr()
-            .map_err(|e| ConfigError(format!("listen {addr}: {e}")))?;
-        println!("wharf: listening on http://{local}/");
-        for site in &cfg.sites {
-            let names: Vec<String> = site.names.iter().map(ToString::to_string).collect();
-            let default = if site.default { " (default site)" } else { "" };
-            println!(
-                "wharf:   serving {} for [{}]{default}",
-                site.root.display(),
-                names.join(", ")
-            );
-        }
-        listeners.push(l);
+        let what = if redirect.is_some() {
+            "redirects to HTTPS"
+        } else {
+            "HTTP/1.1, h2c"
+        };
+        listeners.push(Listener {
+            tcp: bind(addr, "http", what).await?,
+            mode: Mode::Cleartext { redirect },
+        });
+    }
+    for site in &cfg.sites {
+        let names: Vec<String> = site.names.iter().map(ToString::to_string).collect();
+        let default = if site.default { " (default site)" } else { "" };
+        println!(
+            "wharf:   serving {} for [{}]{default}",
+            site.root.display(),
+            names.join(", ")
+        );
+    }
+    let mut background = tokio::task::JoinSet::new();
+    if let Some(acceptor) = &tls {
+        background.spawn(tls::reload_on_sighup(acceptor.clone()));
+        background.spawn(acceptor.clone().watch(cfg.tls.watch_interval));
     }
     let log = AccessLog {
         format: cfg.log.access,
@@ -146,6 +195,7 @@ async fn run(cfg: Config, files: Files) -> Result<(), ConfigError> {
         shutdown.clone(),
     ));
     wait_for_signal().await;
+    background.abort_all();
     tracing::info!(grace = ?cfg.shutdown_grace, "shutting down: no new connections; draining requests in flight");
     shutdown.trigger();
     let _ = server.await;

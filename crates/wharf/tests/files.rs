@@ -1,30 +1,22 @@
-//! Static files over HTTP/1.1 with a real client (reqwest): headers, methods,
-//! directories, caching, preconditions, ranges, encodings, virtual hosts, path safety
-//! and explanations.
+//! Static files with a real client (reqwest): headers, methods, directories, caching,
+//! preconditions, ranges, encodings, virtual hosts, path safety and explanations.
+//!
+//! Every test that does not speak raw HTTP/1.1 runs over HTTP/1.1, h2c, HTTPS/1.1 and
+//! HTTP/2 over TLS (`over_every_version!` at the end): the service must not care.
 
 mod common;
 
 use std::io::Read;
 
-use common::{client, raw, Builder};
-use reqwest::blocking::Response;
+use common::{raw, Builder, Proto};
 use reqwest::header::HeaderMap;
-
-fn get(url: &str, headers: &[(&str, &str)]) -> Response {
-    let mut req = client().get(url);
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    req.send().unwrap()
-}
 
 fn h<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
     headers.get(name).map_or("", |v| v.to_str().unwrap())
 }
 
-#[test]
-fn file_headers_and_content_types() {
-    let w = Builder::new().start();
+fn file_headers_and_content_types(p: Proto) {
+    let w = Builder::new().proto(p).start();
     // (path, Content-Type) — RFC 9110 §8.3
     let table = [
         ("/hello.txt", "text/plain; charset=utf-8"),
@@ -33,7 +25,7 @@ fn file_headers_and_content_types() {
         ("/data.unknownext", "application/octet-stream"),
     ];
     for (path, ct) in table {
-        let res = get(&w.url(path), &[]);
+        let res = w.get(path, &[]);
         assert_eq!(res.status(), 200, "{path}");
         let hs = res.headers().clone();
         assert_eq!(h(&hs, "content-type"), ct, "{path}");
@@ -49,11 +41,10 @@ fn file_headers_and_content_types() {
     }
 }
 
-#[test]
-fn head_has_the_same_headers_and_no_body() {
-    let w = Builder::new().start();
-    let g = get(&w.url("/digits.txt"), &[]);
-    let hd = client().head(w.url("/digits.txt")).send().unwrap();
+fn head_has_the_same_headers_and_no_body(p: Proto) {
+    let w = Builder::new().proto(p).start();
+    let g = w.get("/digits.txt", &[]);
+    let hd = w.client().head(w.url("/digits.txt")).send().unwrap();
     for name in [
         "content-type",
         "content-length",
@@ -69,14 +60,13 @@ fn head_has_the_same_headers_and_no_body() {
     assert!(hd.bytes().unwrap().is_empty());
 }
 
-#[test]
-fn etag_changes_on_same_size_rewrite_within_a_second() {
-    let w = Builder::new().start();
+fn etag_changes_on_same_size_rewrite_within_a_second(p: Proto) {
+    let w = Builder::new().proto(p).start();
     let p = w.root().join("hello.txt");
     let mut tags = Vec::new();
     for content in ["aaaa\n", "bbbb\n", "cccc\n"] {
         std::fs::write(&p, content).unwrap();
-        let res = get(&w.url("/hello.txt"), &[]);
+        let res = w.get("/hello.txt", &[]);
         tags.push(h(res.headers(), "etag").to_owned());
         assert_eq!(res.text().unwrap(), content);
     }
@@ -84,24 +74,25 @@ fn etag_changes_on_same_size_rewrite_within_a_second() {
     assert_eq!(tags.len(), 3, "{tags:?}");
 }
 
-#[test]
-fn directories_index_redirect_and_methods() {
-    let w = Builder::new().start();
-    let res = get(&w.url("/"), &[]);
+fn directories_index_redirect_and_methods(p: Proto) {
+    let w = Builder::new().proto(p).start();
+    let res = w.get("/", &[]);
     assert_eq!(res.text().unwrap(), "<!DOCTYPE html><title>home</title>\n");
-    let res = get(&w.url("/dir?x=1&y=%20"), &[]);
+    let res = w.get("/dir?x=1&y=%20", &[]);
     assert_eq!(res.status(), 301);
     assert_eq!(h(res.headers(), "location"), "/dir/?x=1&y=%20");
     // Listings are off by default: no index → 404.
-    assert_eq!(get(&w.url("/dir/"), &[]).status(), 404);
-    let res = client()
+    assert_eq!(w.get("/dir/", &[]).status(), 404);
+    let res = w
+        .client()
         .request(reqwest::Method::OPTIONS, w.url("/hello.txt"))
         .send()
         .unwrap();
     assert_eq!(res.status(), 204);
     assert_eq!(h(res.headers(), "allow"), "GET, HEAD, OPTIONS");
     for m in ["POST", "PUT", "DELETE", "PATCH", "BREW"] {
-        let res = client()
+        let res = w
+            .client()
             .request(
                 reqwest::Method::from_bytes(m.as_bytes()).unwrap(),
                 w.url("/hello.txt"),
@@ -111,14 +102,16 @@ fn directories_index_redirect_and_methods() {
         assert_eq!(res.status(), 405, "{m}");
         assert_eq!(h(res.headers(), "allow"), "GET, HEAD, OPTIONS");
     }
+    if p != Proto::H1 {
+        return; // `OPTIONS *` is HTTP/1.1 wire format
+    }
     let res = raw(&w, b"OPTIONS * HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!(res.status, 204);
 }
 
-#[test]
-fn listings_html_and_json_sorted_escaped_without_dotfiles() {
-    let w = Builder::new().arg("--listing").start();
-    let page = get(&w.url("/dir/"), &[]).text().unwrap();
+fn listings_html_and_json_sorted_escaped_without_dotfiles(p: Proto) {
+    let w = Builder::new().proto(p).arg("--listing").start();
+    let page = w.get("/dir/", &[]).text().unwrap();
     let a = page.find("a&amp;&lt;x&gt;.txt").expect("escaped name");
     let b = page.find(">b.txt<").unwrap();
     let sub = page.find(">sub/<").unwrap();
@@ -126,7 +119,7 @@ fn listings_html_and_json_sorted_escaped_without_dotfiles() {
     assert!(page.contains("href=\"./a&amp;%3Cx%3E.txt\""), "{page}");
     assert!(!page.contains(".hidden"));
     let json: serde_json::Value = serde_json::from_str(
-        &get(&w.url("/dir/"), &[("Accept", "application/json")])
+        &w.get("/dir/", &[("Accept", "application/json")])
             .text()
             .unwrap(),
     )
@@ -140,28 +133,27 @@ fn listings_html_and_json_sorted_escaped_without_dotfiles() {
     assert_eq!(names, ["sub", "a&<x>.txt", "b.txt"]);
 }
 
-#[test]
-fn dotfiles_policies() {
+fn dotfiles_policies(p: Proto) {
     // (policy, /.env, /.well-known/security.txt)
     for (policy, env, wk) in [("hide", 404, 200), ("deny", 403, 200), ("allow", 200, 200)] {
         let w = Builder::new()
+            .proto(p)
             .config(&format!(
                 "[[site]]\nroot = \"site\"\ndefault = true\ndotfiles = \"{policy}\""
             ))
             .start();
-        assert_eq!(get(&w.url("/.env"), &[]).status(), env, "{policy}");
-        assert_eq!(get(&w.url("/dir/.hidden"), &[]).status(), env, "{policy}");
+        assert_eq!(w.get("/.env", &[]).status(), env, "{policy}");
+        assert_eq!(w.get("/dir/.hidden", &[]).status(), env, "{policy}");
         assert_eq!(
-            get(&w.url("/.well-known/security.txt"), &[]).status(),
+            w.get("/.well-known/security.txt", &[]).status(),
             wk,
             "{policy}"
         );
     }
 }
 
-#[test]
-fn cache_control_rules_and_expires() {
-    let w = Builder::new()
+fn cache_control_rules_and_expires(p: Proto) {
+    let w = Builder::new().proto(p)
         .config(
             "[[site]]\nroot = \"site\"\ndefault = true\n\
              [[site.cache]]\npath = \"/assets/**\"\ncache_control = \"public, max-age=31536000, immutable\"\n\
@@ -182,7 +174,7 @@ fn cache_control_rules_and_expires() {
         ("/image.png", "max-age=3600", Some(3600)),
     ];
     for (path, cc, delta) in table {
-        let res = get(&w.url(path), &[]);
+        let res = w.get(path, &[]);
         let hs = res.headers();
         assert_eq!(h(hs, "cache-control"), cc, "{path}");
         let date = httpdate(h(hs, "date"));
@@ -217,10 +209,9 @@ fn httpdate(s: &str) -> i64 {
         + p[6].parse::<i64>().unwrap()
 }
 
-#[test]
-fn preconditions_in_rfc9110_order() {
-    let w = Builder::new().start();
-    let first = get(&w.url("/hello.txt"), &[]);
+fn preconditions_in_rfc9110_order(p: Proto) {
+    let w = Builder::new().proto(p).start();
+    let first = w.get("/hello.txt", &[]);
     let etag = h(first.headers(), "etag").to_owned();
     let lm = h(first.headers(), "last-modified").to_owned();
     let old = "Mon, 01 Jan 2001 00:00:00 GMT";
@@ -253,7 +244,7 @@ fn preconditions_in_rfc9110_order() {
         ), // If-Match first
     ];
     for (headers, status) in &table {
-        let res = get(&w.url("/hello.txt"), headers);
+        let res = w.get("/hello.txt", headers);
         assert_eq!(res.status(), *status, "{headers:?}");
         if *status == 304 {
             let hs = res.headers();
@@ -272,20 +263,19 @@ fn preconditions_in_rfc9110_order() {
     }
 }
 
-#[test]
-fn ranges_single_suffix_multi_unsatisfiable_and_if_range() {
-    let w = Builder::new().start();
-    let url = w.url("/digits.txt");
-    let res = get(&url, &[("Range", "bytes=0-9")]);
+fn ranges_single_suffix_multi_unsatisfiable_and_if_range(p: Proto) {
+    let w = Builder::new().proto(p).start();
+    let url = "/digits.txt";
+    let res = w.get(url, &[("Range", "bytes=0-9")]);
     assert_eq!(res.status(), 206);
     assert_eq!(h(res.headers(), "content-range"), "bytes 0-9/1000");
     assert_eq!(res.text().unwrap(), "0123456789");
-    let res = get(&url, &[("Range", "bytes=-3")]);
+    let res = w.get(url, &[("Range", "bytes=-3")]);
     assert_eq!(h(res.headers(), "content-range"), "bytes 997-999/1000");
     assert_eq!(res.text().unwrap(), "789");
-    let res = get(&url, &[("Range", "bytes=995-")]);
+    let res = w.get(url, &[("Range", "bytes=995-")]);
     assert_eq!(res.text().unwrap(), "56789");
-    let res = get(&url, &[("Range", "bytes=0-1,5-6")]);
+    let res = w.get(url, &[("Range", "bytes=0-1,5-6")]);
     assert_eq!(res.status(), 206);
     let ct = h(res.headers(), "content-type").to_owned();
     let boundary = ct
@@ -300,22 +290,24 @@ fn ranges_single_suffix_multi_unsatisfiable_and_if_range() {
     );
     assert!(body.contains("Content-Range: bytes 5-6/1000\r\n\r\n56\r\n"));
     assert!(body.ends_with(&format!("--{boundary}--\r\n")));
-    let res = get(&url, &[("Range", "bytes=5000-")]);
+    let res = w.get(url, &[("Range", "bytes=5000-")]);
     assert_eq!(res.status(), 416);
     assert_eq!(h(res.headers(), "content-range"), "bytes */1000");
     // If-Range: a matching strong ETag gets the range, anything else the whole file.
-    let etag = h(get(&url, &[]).headers(), "etag").to_owned();
+    let etag = h(w.get(url, &[]).headers(), "etag").to_owned();
     assert_eq!(
-        get(&url, &[("Range", "bytes=0-0"), ("If-Range", &etag)]).status(),
+        w.get(url, &[("Range", "bytes=0-0"), ("If-Range", &etag)])
+            .status(),
         206
     );
     assert_eq!(
-        get(&url, &[("Range", "bytes=0-0"), ("If-Range", "\"stale\"")]).status(),
+        w.get(url, &[("Range", "bytes=0-0"), ("If-Range", "\"stale\"")])
+            .status(),
         200
     );
     // Hundreds of overlapping ranges: ignored (whole file), not amplified.
     let absurd = format!("bytes={}", vec!["0-999"; 300].join(","));
-    let res = get(&url, &[("Range", &absurd)]);
+    let res = w.get(url, &[("Range", &absurd)]);
     assert_eq!(res.status(), 200);
     assert_eq!(res.bytes().unwrap().len(), 1000);
     let overlapping = format!(
@@ -325,7 +317,7 @@ fn ranges_single_suffix_multi_unsatisfiable_and_if_range() {
             .collect::<Vec<_>>()
             .join(",")
     );
-    let res = get(&url, &[("Range", &overlapping)]);
+    let res = w.get(url, &[("Range", &overlapping)]);
     assert_eq!(res.status(), 206);
     assert_eq!(
         h(res.headers(), "content-range"),
@@ -349,11 +341,10 @@ fn decode(coding: &str, data: &[u8]) -> Vec<u8> {
     out
 }
 
-#[test]
-fn content_codings_negotiated_with_q_values() {
-    let w = Builder::new().start();
+fn content_codings_negotiated_with_q_values(p: Proto) {
+    let w = Builder::new().proto(p).start();
     let original = std::fs::read(w.root().join("big.txt")).unwrap();
-    let url = w.url("/big.txt");
+    let url = "/big.txt";
     // (Accept-Encoding, chosen) — RFC 9110 §12.5.3
     let table = [
         ("gzip", "gzip"),
@@ -369,7 +360,7 @@ fn content_codings_negotiated_with_q_values() {
     ];
     let mut etags = std::collections::HashSet::new();
     for (ae, want) in table {
-        let res = get(&url, &[("Accept-Encoding", ae)]);
+        let res = w.get(url, &[("Accept-Encoding", ae)]);
         assert_eq!(res.status(), 200, "{ae}");
         let hs = res.headers().clone();
         assert_eq!(h(&hs, "content-encoding"), want, "{ae}");
@@ -382,35 +373,34 @@ fn content_codings_negotiated_with_q_values() {
     assert_eq!(distinct.len(), 4, "one ETag per encoding: {etags:?}");
     // Nothing acceptable → 406.
     assert_eq!(
-        get(&url, &[("Accept-Encoding", "identity;q=0")]).status(),
+        w.get(url, &[("Accept-Encoding", "identity;q=0")]).status(),
         406
     );
-    assert_eq!(get(&url, &[("Accept-Encoding", "*;q=0")]).status(), 406);
+    assert_eq!(w.get(url, &[("Accept-Encoding", "*;q=0")]).status(), 406);
     // Already-compressed types are never re-compressed, and get no Vary.
-    let res = get(&w.url("/image.png"), &[("Accept-Encoding", "gzip, br")]);
+    let res = w.get("/image.png", &[("Accept-Encoding", "gzip, br")]);
     assert!(res.headers().get("content-encoding").is_none());
     assert!(res.headers().get("vary").is_none());
     // Small files are sent as they are.
-    let res = get(&w.url("/hello.txt"), &[("Accept-Encoding", "gzip")]);
+    let res = w.get("/hello.txt", &[("Accept-Encoding", "gzip")]);
     assert!(res.headers().get("content-encoding").is_none());
 }
 
-#[test]
-fn encoded_conditional_and_range_requests() {
-    let w = Builder::new().start();
-    let url = w.url("/big.txt");
-    let gz = get(&url, &[("Accept-Encoding", "gzip")]);
+fn encoded_conditional_and_range_requests(p: Proto) {
+    let w = Builder::new().proto(p).start();
+    let url = "/big.txt";
+    let gz = w.get(url, &[("Accept-Encoding", "gzip")]);
     let etag = h(gz.headers(), "etag").to_owned();
     let full = gz.bytes().unwrap();
-    let res = get(
-        &url,
+    let res = w.get(
+        url,
         &[("Accept-Encoding", "gzip"), ("If-None-Match", &etag)],
     );
     assert_eq!(res.status(), 304);
     // The identity representation has another ETag: the gzip one does not validate it.
-    assert_eq!(get(&url, &[("If-None-Match", &etag)]).status(), 200);
+    assert_eq!(w.get(url, &[("If-None-Match", &etag)]).status(), 200);
     // Range applies to the encoded bytes.
-    let res = get(&url, &[("Accept-Encoding", "gzip"), ("Range", "bytes=0-9")]);
+    let res = w.get(url, &[("Accept-Encoding", "gzip"), ("Range", "bytes=0-9")]);
     assert_eq!(res.status(), 206);
     assert_eq!(h(res.headers(), "content-encoding"), "gzip");
     assert_eq!(
@@ -420,17 +410,17 @@ fn encoded_conditional_and_range_requests() {
     assert_eq!(res.bytes().unwrap(), full.slice(0..10));
 }
 
-#[test]
-fn precompressed_siblings_when_not_older() {
+fn precompressed_siblings_when_not_older(p: Proto) {
     let text = "precompressed sibling test. ".repeat(100);
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     std::io::Write::write_all(&mut enc, text.as_bytes()).unwrap();
     let gz = enc.finish().unwrap();
     let w = Builder::new()
+        .proto(p)
         .file("pre.txt", &text)
         .file("pre.txt.gz", &gz)
         .start();
-    let res = get(&w.url("/pre.txt"), &[("Accept-Encoding", "gzip")]);
+    let res = w.get("/pre.txt", &[("Accept-Encoding", "gzip")]);
     assert_eq!(h(res.headers(), "content-encoding"), "gzip");
     assert_eq!(res.bytes().unwrap(), gz, "the sibling's exact bytes");
     // A sibling older than the file is stale and ignored.
@@ -440,7 +430,7 @@ fn precompressed_siblings_when_not_older() {
         .unwrap();
     f.set_modified(std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000))
         .unwrap();
-    let res = get(&w.url("/pre.txt"), &[("Accept-Encoding", "gzip")]);
+    let res = w.get("/pre.txt", &[("Accept-Encoding", "gzip")]);
     assert_eq!(h(res.headers(), "content-encoding"), "gzip");
     assert_ne!(res.bytes().unwrap(), gz, "compressed on the fly instead");
 }
@@ -535,80 +525,83 @@ fn nothing_outside_the_root_is_served() {
     );
 }
 
-#[test]
-fn symlink_policy_follow_and_never() {
+fn symlink_policy_follow_and_never(p: Proto) {
     for (policy, escape, alias) in [
         ("follow", 200, 200),
         ("never", 404, 404),
         ("within-root", 404, 200),
     ] {
-        let b = Builder::new().config(&format!(
+        let b = Builder::new().proto(p).config(&format!(
             "[[site]]\nroot = \"site\"\ndefault = true\nsymlinks = \"{policy}\""
         ));
         std::os::unix::fs::symlink("../outside.txt", b.root().join("escape.txt")).unwrap();
         std::os::unix::fs::symlink("hello.txt", b.root().join("alias.txt")).unwrap();
         let w = b.start();
-        assert_eq!(get(&w.url("/escape.txt"), &[]).status(), escape, "{policy}");
-        assert_eq!(get(&w.url("/alias.txt"), &[]).status(), alias, "{policy}");
+        assert_eq!(w.get("/escape.txt", &[]).status(), escape, "{policy}");
+        assert_eq!(w.get("/alias.txt", &[]).status(), alias, "{policy}");
     }
 }
 
-#[test]
-fn explain_header_and_access_log_field() {
-    let w = Builder::new().arg("--explain").start();
-    let etag = h(get(&w.url("/hello.txt"), &[]).headers(), "etag").to_owned();
-    let res = get(&w.url("/hello.txt"), &[("If-None-Match", &etag)]);
+fn explain_header_and_access_log_field(p: Proto) {
+    let w = Builder::new().proto(p).arg("--explain").start();
+    let etag = h(w.get("/hello.txt", &[]).headers(), "etag").to_owned();
+    let res = w.get("/hello.txt", &[("If-None-Match", &etag)]);
     let why = h(res.headers(), "wharf-explain").to_owned();
     assert!(
         why.starts_with(&format!("304: If-None-Match {etag} matched current ETag")),
         "{why}"
     );
     let line = w.wait_for_output("304: If-None-Match");
-    assert!(line.contains("\"GET /hello.txt HTTP/1.1\" 304"), "{line}");
-    let res = get(&w.url("/digits.txt"), &[("Range", "bytes=0-9")]);
+    let version = format!("{:?}", p.version());
+    assert!(
+        line.contains(&format!("\"GET /hello.txt {version}\" 304")),
+        "{line}"
+    );
+    let res = w.get("/digits.txt", &[("Range", "bytes=0-9")]);
     assert!(h(res.headers(), "wharf-explain").starts_with("206: bytes 0-9 of 1000"));
-    let res = get(&w.url("/../x"), &[]);
+    let res = w.get("/../x", &[]);
     assert!(
         !h(res.headers(), "wharf-explain").contains(w.root().to_str().unwrap()),
         "no file-system paths"
     );
 }
 
-#[test]
-fn explain_is_off_by_default() {
-    let w = Builder::new().start();
-    let res = get(&w.url("/hello.txt"), &[]);
+fn explain_is_off_by_default(p: Proto) {
+    let w = Builder::new().proto(p).start();
+    let res = w.get("/hello.txt", &[]);
     assert!(res.headers().get("wharf-explain").is_none());
 }
 
-#[test]
-fn json_access_log() {
-    let w = Builder::new().arg("--access-log").arg("json").start();
-    get(&w.url("/hello.txt"), &[("User-Agent", "t\"ester")]);
+fn json_access_log(p: Proto) {
+    let w = Builder::new()
+        .proto(p)
+        .arg("--access-log")
+        .arg("json")
+        .start();
+    w.get("/hello.txt", &[("User-Agent", "t\"ester")]);
     let line = w.wait_for_output("\"/hello.txt\"");
     let v: serde_json::Value = serde_json::from_str(&line).unwrap();
     assert_eq!(v["status"], 200);
     assert_eq!(v["user_agent"], "t\"ester");
 }
 
-#[test]
-fn extra_site_headers() {
+fn extra_site_headers(p: Proto) {
     let w = Builder::new()
+        .proto(p)
         .config(
             "[[site]]\nroot = \"site\"\ndefault = true\n[site.headers]\nX-Frame-Options = \"DENY\"",
         )
         .start();
     assert_eq!(
-        h(get(&w.url("/hello.txt"), &[]).headers(), "x-frame-options"),
+        h(w.get("/hello.txt", &[]).headers(), "x-frame-options"),
         "DENY"
     );
 }
 
-#[test]
-fn a_file_url_ending_in_slash_is_not_found() {
-    let w = Builder::new().start();
-    assert_eq!(get(&w.url("/hello.txt/"), &[]).status(), 404);
-    assert_eq!(get(&w.url("/hello.txt"), &[]).status(), 200);
+fn a_file_url_ending_in_slash_is_not_found(p: Proto) {
+    let w = Builder::new().proto(p).start();
+    assert_eq!(w.get("/hello.txt/", &[]).status(), 404);
+    assert_eq!(w.get("/hello.txt", &[]).status(), 200);
 }
 
 #[test]
@@ -631,15 +624,14 @@ fn cache_rules_match_the_normalised_path() {
         assert_eq!(res.header("cache-control"), Some("no-store"), "{target}");
     }
     assert_eq!(
-        h(get(&w.url("/dir/"), &[]).headers(), "cache-control"),
+        h(w.get("/dir/", &[]).headers(), "cache-control"),
         "private, max-age=5",
         "index files match by their own path"
     );
 }
 
-#[test]
-fn if_range_dates_must_be_strong_and_of_the_bytes_sent() {
-    let w = Builder::new().start();
+fn if_range_dates_must_be_strong_and_of_the_bytes_sent(p: Proto) {
+    let w = Builder::new().proto(p).start();
     let past = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_600_000_000);
     for name in ["digits.txt", "big.txt"] {
         std::fs::File::options()
@@ -650,10 +642,7 @@ fn if_range_dates_must_be_strong_and_of_the_bytes_sent() {
             .unwrap();
     }
     let lm = "Sun, 13 Sep 2020 12:26:40 GMT";
-    let res = get(
-        &w.url("/digits.txt"),
-        &[("Range", "bytes=0-0"), ("If-Range", lm)],
-    );
+    let res = w.get("/digits.txt", &[("Range", "bytes=0-0"), ("If-Range", lm)]);
     assert_eq!(h(res.headers(), "last-modified"), lm);
     assert_eq!(
         res.status(),
@@ -661,8 +650,8 @@ fn if_range_dates_must_be_strong_and_of_the_bytes_sent() {
         "old Last-Modified is strong (RFC 9110 §8.8.2.2)"
     );
     // A compressed variant was not made at that date: the date says nothing about its bytes.
-    let res = get(
-        &w.url("/big.txt"),
+    let res = w.get(
+        "/big.txt",
         &[
             ("Accept-Encoding", "gzip"),
             ("Range", "bytes=0-0"),
@@ -673,9 +662,8 @@ fn if_range_dates_must_be_strong_and_of_the_bytes_sent() {
     assert_eq!(res.status(), 200);
 }
 
-#[test]
-fn future_modification_times_are_clamped_to_date() {
-    let w = Builder::new().start();
+fn future_modification_times_are_clamped_to_date(p: Proto) {
+    let w = Builder::new().proto(p).start();
     let future = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(4_102_444_800); // 2100
     std::fs::File::options()
         .write(true)
@@ -683,7 +671,7 @@ fn future_modification_times_are_clamped_to_date() {
         .unwrap()
         .set_modified(future)
         .unwrap();
-    let res = get(&w.url("/hello.txt"), &[]);
+    let res = w.get("/hello.txt", &[]);
     assert_eq!(
         h(res.headers(), "last-modified"),
         h(res.headers(), "date"),
@@ -692,11 +680,41 @@ fn future_modification_times_are_clamped_to_date() {
     // And a Range with that (weak) date is not honoured.
     let lm = h(res.headers(), "last-modified").to_owned();
     assert_eq!(
-        get(
-            &w.url("/hello.txt"),
-            &[("Range", "bytes=0-0"), ("If-Range", &lm)]
-        )
-        .status(),
+        w.get("/hello.txt", &[("Range", "bytes=0-0"), ("If-Range", &lm)])
+            .status(),
         200
     );
 }
+
+/// Runs each test over every protocol, one module per protocol.
+macro_rules! over_every_version {
+    ($($name:ident),* $(,)?) => {
+        mod h1 { $( #[test] fn $name() { super::$name(super::Proto::H1) } )* }
+        mod h2c { $( #[test] fn $name() { super::$name(super::Proto::H2c) } )* }
+        mod https1 { $( #[test] fn $name() { super::$name(super::Proto::H1Tls) } )* }
+        mod h2 { $( #[test] fn $name() { super::$name(super::Proto::H2Tls) } )* }
+    };
+}
+
+over_every_version!(
+    file_headers_and_content_types,
+    head_has_the_same_headers_and_no_body,
+    etag_changes_on_same_size_rewrite_within_a_second,
+    directories_index_redirect_and_methods,
+    listings_html_and_json_sorted_escaped_without_dotfiles,
+    dotfiles_policies,
+    cache_control_rules_and_expires,
+    preconditions_in_rfc9110_order,
+    ranges_single_suffix_multi_unsatisfiable_and_if_range,
+    content_codings_negotiated_with_q_values,
+    encoded_conditional_and_range_requests,
+    precompressed_siblings_when_not_older,
+    symlink_policy_follow_and_never,
+    explain_header_and_access_log_field,
+    explain_is_off_by_default,
+    json_access_log,
+    extra_site_headers,
+    a_file_url_ending_in_slash_is_not_found,
+    if_range_dates_must_be_strong_and_of_the_bytes_sent,
+    future_modification_times_are_clamped_to_date,
+);

@@ -332,10 +332,9 @@ fn the_connection_cap_is_shared_by_all_listeners() {
         .arg("127.0.0.1:0")
         .start();
     let lines = w.wait_for_lines("listening on http://", 2);
-    let addrs: Vec<&str> = lines
+    let addrs: Vec<std::net::SocketAddr> = lines
         .iter()
-        .filter_map(|l| l.split("listening on http://").nth(1))
-        .map(|a| a.trim_end_matches('/'))
+        .map(|l| common::listening_addr(l, "http://"))
         .collect();
     let mut held = w.tcp();
     held.write_all(b"GET /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n")

@@ -13,10 +13,37 @@ use std::time::{Duration, Instant};
 /// How long any single wait in a test may take before the test fails.
 pub const PATIENCE: Duration = Duration::from_secs(20);
 
+/// How a test talks to wharf: the same tests run over every version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Proto {
+    /// HTTP/1.1 over cleartext TCP.
+    H1,
+    /// HTTP/2 over cleartext TCP with prior knowledge.
+    H2c,
+    /// HTTP/1.1 over TLS (ALPN http/1.1).
+    H1Tls,
+    /// HTTP/2 over TLS (ALPN h2).
+    H2Tls,
+}
+
+impl Proto {
+    pub fn tls(self) -> bool {
+        matches!(self, Proto::H1Tls | Proto::H2Tls)
+    }
+
+    pub fn version(self) -> reqwest::Version {
+        match self {
+            Proto::H1 | Proto::H1Tls => reqwest::Version::HTTP_11,
+            Proto::H2c | Proto::H2Tls => reqwest::Version::HTTP_2,
+        }
+    }
+}
+
 /// A running wharf.
 pub struct Wharf {
     child: Child,
     pub addr: SocketAddr,
+    pub proto: Proto,
     /// Everything written to stdout (startup lines, access log).
     out: Arc<(Mutex<String>, Condvar)>,
     pub dir: tempfile::TempDir,
@@ -27,6 +54,7 @@ pub struct Builder {
     dir: tempfile::TempDir,
     config: String,
     args: Vec<String>,
+    proto: Proto,
 }
 
 impl Builder {
@@ -70,7 +98,15 @@ impl Builder {
             dir,
             config: String::new(),
             args: Vec::new(),
+            proto: Proto::H1,
         }
+    }
+
+    /// Serve for `proto` (TLS protocols add `--tls`, with a local CA in the test
+    /// directory).
+    pub fn proto(mut self, proto: Proto) -> Builder {
+        self.proto = proto;
+        self
     }
 
     pub fn root(&self) -> PathBuf {
@@ -113,11 +149,15 @@ impl Builder {
             cmd.arg(self.root());
         }
         cmd.args(&self.args);
-        spawn(cmd, self.dir)
+        cmd.env("WHARF_DATA_DIR", self.dir.path().join("data"));
+        if self.proto.tls() {
+            cmd.arg("--tls");
+        }
+        spawn(cmd, self.dir, self.proto)
     }
 }
 
-fn spawn(mut cmd: Command, dir: tempfile::TempDir) -> Wharf {
+fn spawn(mut cmd: Command, dir: tempfile::TempDir, proto: Proto) -> Wharf {
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -139,18 +179,69 @@ fn spawn(mut cmd: Command, dir: tempfile::TempDir) -> Wharf {
     let mut w = Wharf {
         child,
         addr: "0.0.0.0:0".parse().unwrap(),
+        proto,
         out,
         dir,
     };
-    let line = w.wait_for_output("listening on http://");
-    let addr = line.split("http://").nth(1).unwrap().trim_end_matches('/');
-    w.addr = addr.parse().unwrap();
+    let scheme = if proto.tls() { "https://" } else { "http://" };
+    let line = w.wait_for_output(&format!("listening on {scheme}"));
+    w.addr = listening_addr(&line, scheme);
     w
+}
+
+/// The address of a `wharf: listening on http://ADDR/ (...)` line.
+pub fn listening_addr(line: &str, scheme: &str) -> SocketAddr {
+    let rest = line.split(scheme).nth(1).unwrap();
+    rest[..rest.find('/').unwrap()].parse().unwrap()
 }
 
 impl Wharf {
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
+        let scheme = if self.proto.tls() { "https" } else { "http" };
+        format!("{scheme}://{}{}", self.addr, path)
+    }
+
+    /// The local CA's root certificate (TLS protocols).
+    pub fn root_cert(&self) -> PathBuf {
+        self.dir.path().join("data/ca/root.pem")
+    }
+
+    /// A client speaking this server's protocol, trusting its local CA.
+    pub fn client(&self) -> reqwest::blocking::Client {
+        self.client_with(|b| b)
+    }
+
+    /// [`Wharf::client`], with more settings.
+    pub fn client_with(
+        &self,
+        more: impl FnOnce(reqwest::blocking::ClientBuilder) -> reqwest::blocking::ClientBuilder,
+    ) -> reqwest::blocking::Client {
+        let b = reqwest::blocking::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(PATIENCE);
+        let b = match self.proto {
+            Proto::H1 | Proto::H1Tls => b.http1_only(),
+            Proto::H2c => b.http2_prior_knowledge(),
+            Proto::H2Tls => b,
+        };
+        let b = if self.proto.tls() {
+            let pem = std::fs::read(self.root_cert()).unwrap();
+            b.add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+        } else {
+            b
+        };
+        more(b).build().unwrap()
+    }
+
+    /// GET `path` with `headers`, checking the response came over this server's version.
+    pub fn get(&self, path: &str, headers: &[(&str, &str)]) -> reqwest::blocking::Response {
+        let mut req = self.client().get(self.url(path));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let res = req.send().unwrap();
+        assert_eq!(res.version(), self.proto.version(), "{path}");
+        res
     }
 
     pub fn root(&self) -> PathBuf {

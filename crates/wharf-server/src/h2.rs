@@ -1,0 +1,222 @@
+//! One HTTP/2 connection over the h2 crate (RFC 9113).
+//!
+//! h2 does the framing, HPACK and flow control; this module accepts streams, runs each
+//! request through `conn` and the service on its own task, and sends the response
+//! body as the peer's flow-control window allows. Connection-specific header fields
+//! (RFC 9113 §8.2.2) are dropped from responses. A connection closes with GOAWAY
+//! after `max_requests_per_connection` streams, on shutdown, and when idle.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use bytes::Bytes;
+use h2::server::SendResponse;
+use h2::{Reason, RecvStream, SendStream};
+use http::header::{CONNECTION, TRANSFER_ENCODING, UPGRADE};
+use http::{HeaderMap, Request, Response};
+use http_body::Body;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::task::JoinSet;
+
+use crate::conn::ConnCtx;
+use crate::socket::{Cork, Socket};
+use crate::watchdog::Expiry;
+use crate::{Limits, RequestBody, Service, Shutdown};
+
+/// Streams the client may reset before the server has seen them (h2's
+/// `max_pending_accept_reset_streams`).
+const MAX_PENDING_RESETS: usize = 20;
+
+/// The h2 settings of every connection.
+pub(crate) fn builder(limits: &Limits) -> h2::server::Builder {
+    let mut b = h2::server::Builder::new();
+    b.max_concurrent_streams(limits.max_concurrent_streams)
+        .initial_window_size(limits.stream_window)
+        .initial_connection_window_size(limits.connection_window)
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_pending_accept_reset_streams(MAX_PENDING_RESETS)
+        .max_send_buffer_size(256 * 1024);
+    b
+}
+
+/// Serves one HTTP/2 connection; `prefix` holds bytes already read from `read`.
+pub(crate) async fn serve<S, R, W>(
+    read: R,
+    write: W,
+    prefix: Bytes,
+    ctx: Arc<ConnCtx<S>>,
+    shutdown: Shutdown,
+) where
+    S: Service,
+    R: AsyncRead + Send + Unpin + 'static,
+    W: AsyncWrite + Send + Unpin + 'static,
+{
+    let peer = ctx.info.peer;
+    let dog = ctx.dog.clone();
+    let cork = Cork::new(write, dog.clone());
+    let io = Socket::new(read, cork.clone()).with_prefix(prefix);
+    let handshake = ctx.shared.h2.handshake::<_, Bytes>(io);
+    let wait = ctx.shared.limits.header_read_timeout;
+    let mut conn = match tokio::time::timeout(wait, drive(handshake, &cork)).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "HTTP/2 handshake failed"),
+        Err(_) => return tracing::debug!(%peer, "HTTP/2 handshake timed out"),
+    };
+    let mut streams = JoinSet::new();
+    let mut accepted = 0u64;
+    let max_requests = ctx.shared.limits.max_requests_per_connection;
+    let expired = dog.expired();
+    tokio::pin!(expired);
+    let stop = shutdown.triggered();
+    tokio::pin!(stop);
+    let mut draining = false;
+    let mut finished: Option<Result<(), h2::Error>> = None;
+    let end = std::future::poll_fn(|cx| {
+        if !draining && (stop.as_mut().poll(cx).is_ready() || accepted >= max_requests) {
+            draining = true;
+            conn.graceful_shutdown();
+        }
+        match expired.as_mut().poll(cx) {
+            Poll::Ready(Expiry::Idle) if !draining => {
+                // Idle: say goodbye with GOAWAY rather than vanish.
+                draining = true;
+                conn.graceful_shutdown();
+            }
+            Poll::Ready(expiry) if expiry != Expiry::Idle => return Poll::Ready(Err(expiry)),
+            _ => {}
+        }
+        while let Poll::Ready(Some(_)) = streams.poll_join_next(cx) {}
+        while finished.is_none() {
+            match conn.poll_accept(cx) {
+                Poll::Ready(Some(Ok((req, respond)))) => {
+                    accepted += 1;
+                    streams.spawn(stream(ctx.clone(), req, respond));
+                }
+                Poll::Ready(Some(Err(e))) => finished = Some(Err(e)),
+                Poll::Ready(None) => finished = Some(Ok(())),
+                Poll::Pending => break,
+            }
+        }
+        match cork.poll_drain(cx) {
+            Poll::Ready(Err(e)) => Poll::Ready(Ok(Err(e))),
+            Poll::Ready(Ok(())) => match finished.take() {
+                Some(r) => Poll::Ready(Ok(Ok(r))),
+                None => Poll::Pending,
+            },
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await;
+    match end {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => tracing::debug!(%peer, error = %e, "HTTP/2 connection error"),
+        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "connection ended: write failed"),
+        Err(expiry) => tracing::debug!(%peer, ?expiry, "closing connection: timeout"),
+    }
+}
+
+/// Polls `fut` to completion, writing out what it corked after every poll.
+async fn drive<F: Future, W: AsyncWrite + Unpin>(fut: F, cork: &Cork<W>) -> F::Output {
+    tokio::pin!(fut);
+    let mut out = None;
+    std::future::poll_fn(|cx| {
+        if out.is_none() {
+            if let Poll::Ready(v) = fut.as_mut().poll(cx) {
+                out = Some(v);
+            }
+        }
+        // A failed write surfaces as the handshake's own error on its next read.
+        let drained = cork.poll_drain(cx);
+        match (drained, out.take()) {
+            (Poll::Pending, v) => {
+                out = v;
+                Poll::Pending
+            }
+            (_, Some(v)) => Poll::Ready(v),
+            (_, None) => Poll::Pending,
+        }
+    })
+    .await
+}
+
+/// One request: through `conn` and the service, then the response out.
+async fn stream<S: Service>(
+    ctx: Arc<ConnCtx<S>>,
+    req: Request<RecvStream>,
+    mut respond: SendResponse<Bytes>,
+) {
+    let send_timeout = ctx.shared.limits.send_timeout;
+    let res = ctx.handle(req.map(RequestBody::h2)).await;
+    let (mut parts, body) = res.into_parts();
+    strip_connection_fields(&mut parts.headers);
+    let end = body.is_end_stream();
+    let Ok(send) = respond.send_response(Response::from_parts(parts, ()), end) else {
+        return; // the client reset the stream
+    };
+    if !end {
+        send_body(body, send, send_timeout).await;
+    }
+}
+
+/// RFC 9113 §8.2.2: fields that only mean something to one HTTP/1.1 connection.
+fn strip_connection_fields(h: &mut HeaderMap) {
+    for name in [CONNECTION, TRANSFER_ENCODING, UPGRADE] {
+        h.remove(name);
+    }
+    h.remove("keep-alive");
+    h.remove("proxy-connection");
+}
+
+/// Sends `body` as flow control allows; a peer that grants no window for
+/// `send_timeout` has its stream reset.
+async fn send_body<B>(mut body: B, mut send: SendStream<Bytes>, send_timeout: Duration)
+where
+    B: Body<Data = Bytes, Error = io::Error> + Unpin,
+{
+    loop {
+        let frame = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await;
+        let frame = match frame {
+            None => {
+                let _ = send.send_data(Bytes::new(), true);
+                return;
+            }
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "response body failed: stream reset");
+                return send.send_reset(Reason::INTERNAL_ERROR);
+            }
+            Some(Ok(frame)) => frame,
+        };
+        let mut data = match frame.into_data() {
+            Ok(data) => data,
+            Err(frame) => {
+                if let Ok(trailers) = frame.into_trailers() {
+                    let _ = send.send_trailers(trailers);
+                }
+                return;
+            }
+        };
+        while !data.is_empty() {
+            send.reserve_capacity(data.len());
+            let granted = tokio::time::timeout(
+                send_timeout,
+                std::future::poll_fn(|cx| send.poll_capacity(cx)),
+            )
+            .await;
+            let n = match granted {
+                Ok(Some(Ok(0))) => continue,
+                Ok(Some(Ok(n))) => n,
+                Ok(_) => return, // reset by the peer, or the connection is gone
+                Err(_) => return send.send_reset(Reason::CANCEL),
+            };
+            let chunk = data.split_to(n.min(data.len()));
+            let last = data.is_empty() && body.is_end_stream();
+            if send.send_data(chunk, last).is_err() || last {
+                return;
+            }
+        }
+    }
+}
