@@ -16,6 +16,9 @@ use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Instant;
+
+use crate::h2::flood::Meter;
 
 use crate::watchdog::Watchdog;
 
@@ -98,6 +101,8 @@ pub(crate) struct Socket<R, W> {
     prefix: Bytes,
     read: R,
     cork: Arc<Cork<W>>,
+    /// HTTP/2 only: follows the client's frames to catch floods.
+    meter: Option<Meter>,
 }
 
 impl<R, W> Socket<R, W> {
@@ -106,7 +111,15 @@ impl<R, W> Socket<R, W> {
             prefix: Bytes::new(),
             read,
             cork,
+            meter: None,
         }
+    }
+
+    /// The socket, metering the client's HTTP/2 frames: on a flood, the watchdog is
+    /// told and nothing more is read.
+    pub(crate) fn with_meter(mut self, meter: Meter) -> Self {
+        self.meter = Some(meter);
+        self
     }
 
     /// The socket, with `prefix` read first.
@@ -125,17 +138,27 @@ impl<R: AsyncRead + Unpin, W> AsyncRead for Socket<R, W> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        if !self.prefix.is_empty() {
-            let n = self.prefix.len().min(buf.remaining());
-            buf.put_slice(&self.prefix.split_to(n));
-            return Poll::Ready(Ok(()));
+        let this = &mut *self;
+        if this.cork.dog.is_abused() {
+            // Cut off: the connection's driver was woken and closes it.
+            return Poll::Pending;
         }
         let before = buf.filled().len();
-        let res = Pin::new(&mut self.read).poll_read(cx, buf);
-        if matches!(res, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.cork.dog.on_read();
+        if !this.prefix.is_empty() {
+            let n = this.prefix.len().min(buf.remaining());
+            buf.put_slice(&this.prefix.split_to(n));
+        } else {
+            ready!(Pin::new(&mut this.read).poll_read(cx, buf))?;
+            if buf.filled().len() > before {
+                this.cork.dog.on_read();
+            }
         }
-        res
+        if let Some(meter) = &mut this.meter {
+            if let Some(flood) = meter.feed(&buf.filled()[before..], Instant::now()) {
+                this.cork.dog.abuse(flood.describe());
+            }
+        }
+        Poll::Ready(Ok(()))
     }
 }
 

@@ -21,6 +21,8 @@ pub(crate) enum Expiry {
     Idle,
     HeaderRead,
     Send,
+    /// The client flooded the connection (see `h2::flood`).
+    Abuse,
 }
 
 /// Shared state between a connection's socket, its requests and its watchdog.
@@ -34,6 +36,10 @@ pub(crate) struct Watchdog {
     /// Millis since `epoch` when a write first returned Pending, or UNSET.
     blocked_since: AtomicU64,
     head_seen: AtomicBool,
+    /// Set when the client is to be cut off; its further bytes are not read.
+    abused: AtomicBool,
+    /// Why it was cut off.
+    abuse: std::sync::OnceLock<&'static str>,
     /// Wakes [`Watchdog::expired`] when a deadline may move earlier (a request's first
     /// byte, the end of the last response).
     earlier: tokio::sync::Notify,
@@ -51,6 +57,8 @@ impl Watchdog {
             head_since: AtomicU64::new(UNSET),
             blocked_since: AtomicU64::new(UNSET),
             head_seen: AtomicBool::new(false),
+            abused: AtomicBool::new(false),
+            abuse: std::sync::OnceLock::new(),
             earlier: tokio::sync::Notify::new(),
             idle,
             header,
@@ -93,6 +101,23 @@ impl Watchdog {
         }
     }
 
+    /// The client abused the connection: [`Watchdog::expired`] resolves at once.
+    pub(crate) fn abuse(&self, why: &'static str) {
+        let _ = self.abuse.set(why);
+        self.abused.store(true, Ordering::Release);
+        self.earlier.notify_one();
+    }
+
+    /// Why [`Watchdog::abuse`] was called.
+    pub(crate) fn abuse_reason(&self) -> &'static str {
+        self.abuse.get().copied().unwrap_or("abuse")
+    }
+
+    /// Whether [`Watchdog::abuse`] was called.
+    pub(crate) fn is_abused(&self) -> bool {
+        self.abused.load(Ordering::Acquire)
+    }
+
     /// A write went through (`false`) or found the socket full (`true`).
     pub(crate) fn on_write(&self, pending: bool) {
         let blocked = self.blocked_since.load(Ordering::Relaxed);
@@ -126,6 +151,9 @@ impl Watchdog {
     /// Resolves when a deadline passes with nothing having moved it.
     pub(crate) async fn expired(&self) -> Expiry {
         loop {
+            if self.is_abused() {
+                return Expiry::Abuse;
+            }
             let (when, kind) = self.deadline();
             tokio::select! {
                 _ = tokio::time::sleep_until(when) => {}
@@ -199,6 +227,36 @@ pub(crate) mod tests {
         let start = Instant::now();
         assert_eq!(d.expired().await, Expiry::Idle);
         assert_eq!(start.elapsed().as_secs(), 60);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_deadline_replaces_a_waited_header_deadline() {
+        let d = dog();
+        let waiting = tokio::spawn({
+            let d = d.clone();
+            async move { d.expired().await }
+        });
+        d.on_read(); // waiting for a 10 s header deadline now
+        tokio::task::yield_now().await;
+        d.request_started();
+        d.request_finished();
+        let start = Instant::now();
+        assert_eq!(waiting.await.unwrap(), Expiry::Idle);
+        assert_eq!(start.elapsed().as_secs(), 60);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn abuse_expires_at_once() {
+        let d = dog();
+        let waiting = tokio::spawn({
+            let d = d.clone();
+            async move { d.expired().await }
+        });
+        tokio::task::yield_now().await;
+        d.abuse("test");
+        let start = Instant::now();
+        assert_eq!(waiting.await.unwrap(), Expiry::Abuse);
+        assert_eq!(start.elapsed().as_secs(), 0);
     }
 
     #[tokio::test(start_paused = true)]

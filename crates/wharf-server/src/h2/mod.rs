@@ -22,6 +22,8 @@ use http_body::Body;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::task::JoinSet;
 
+pub(crate) mod flood;
+
 use crate::conn::ConnCtx;
 use crate::socket::{Cork, Socket};
 use crate::watchdog::Expiry;
@@ -30,6 +32,9 @@ use crate::{Limits, RequestBody, Service, Shutdown};
 /// Streams the client may reset before the server has seen them (h2's
 /// `max_pending_accept_reset_streams`).
 const MAX_PENDING_RESETS: usize = 20;
+
+/// How long a flooding client has to read its GOAWAY before the socket closes.
+const ABUSER_GRACE: Duration = Duration::from_secs(1);
 
 /// The h2 settings of every connection.
 pub(crate) fn builder(limits: &Limits) -> h2::server::Builder {
@@ -58,7 +63,9 @@ pub(crate) async fn serve<S, R, W>(
     let peer = ctx.info.peer;
     let dog = ctx.dog.clone();
     let cork = Cork::new(write, dog.clone());
-    let io = Socket::new(read, cork.clone()).with_prefix(prefix);
+    let io = Socket::new(read, cork.clone())
+        .with_prefix(prefix)
+        .with_meter(flood::Meter::new(tokio::time::Instant::now()));
     let handshake = ctx.shared.h2.handshake::<_, Bytes>(io);
     let wait = ctx.shared.limits.header_read_timeout;
     let mut conn = match tokio::time::timeout(wait, drive(handshake, &cork)).await {
@@ -74,20 +81,39 @@ pub(crate) async fn serve<S, R, W>(
     let stop = shutdown.triggered();
     tokio::pin!(stop);
     let mut draining = false;
+    let mut cutoff: Option<Pin<Box<tokio::time::Sleep>>> = None;
     let mut finished: Option<Result<(), h2::Error>> = None;
     let end = std::future::poll_fn(|cx| {
         if !draining && (stop.as_mut().poll(cx).is_ready() || accepted >= max_requests) {
             draining = true;
             conn.graceful_shutdown();
         }
-        match expired.as_mut().poll(cx) {
-            Poll::Ready(Expiry::Idle) if !draining => {
-                // Idle: say goodbye with GOAWAY rather than vanish.
-                draining = true;
-                conn.graceful_shutdown();
+        if let Some(cutoff) = &mut cutoff {
+            // An abuser that does not read its GOAWAY is not waited for.
+            if cutoff.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Err(Expiry::Abuse));
             }
-            Poll::Ready(expiry) if expiry != Expiry::Idle => return Poll::Ready(Err(expiry)),
-            _ => {}
+        } else {
+            match expired.as_mut().poll(cx) {
+                Poll::Ready(Expiry::Idle) if !draining => {
+                    // Idle: say goodbye with GOAWAY rather than vanish.
+                    draining = true;
+                    conn.graceful_shutdown();
+                }
+                Poll::Ready(Expiry::Abuse) => {
+                    tracing::warn!(%peer, reason = dog.abuse_reason(), "closing connection: GOAWAY ENHANCE_YOUR_CALM");
+                    // GOAWAY (ENHANCE_YOUR_CALM), then close once it is written.
+                    let mut sleep = Box::pin(tokio::time::sleep(ABUSER_GRACE));
+                    let _ = sleep.as_mut().poll(cx);
+                    cutoff = Some(sleep);
+                    draining = true;
+                    conn.abrupt_shutdown(Reason::ENHANCE_YOUR_CALM);
+                    streams.abort_all();
+                }
+                Poll::Ready(Expiry::Idle) => {}
+                Poll::Ready(expiry) => return Poll::Ready(Err(expiry)),
+                Poll::Pending => {}
+            }
         }
         while let Poll::Ready(Some(_)) = streams.poll_join_next(cx) {}
         while finished.is_none() {

@@ -1,0 +1,162 @@
+//! HTTP/2 flood defenses, spoken frame by frame over h2c: each attack ends in GOAWAY
+//! (ENHANCE_YOUR_CALM) and a closed connection, while a connection opened before the
+//! attack keeps being served.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+
+use common::{Builder, Wharf};
+
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+const HEADERS: u8 = 0x1;
+const PRIORITY: u8 = 0x2;
+const RST_STREAM: u8 = 0x3;
+const SETTINGS: u8 = 0x4;
+const PING: u8 = 0x6;
+const GOAWAY: u8 = 0x7;
+const CONTINUATION: u8 = 0x9;
+const ENHANCE_YOUR_CALM: u32 = 0xb;
+
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let mut f = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+    f.extend_from_slice(&[kind, flags]);
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// `GET /hello.txt` for authority `t`, HPACK-encoded with the static table only
+/// (RFC 7541 appendix A): :method GET, :scheme http, :path literal, :authority literal.
+fn get_block() -> Vec<u8> {
+    let mut b = vec![0x82, 0x86, 0x04, 10];
+    b.extend_from_slice(b"/hello.txt");
+    b.extend_from_slice(&[0x01, 1, b't']);
+    b
+}
+
+/// An h2c connection past the preface and SETTINGS exchange.
+fn connect(w: &Wharf) -> TcpStream {
+    let mut s = w.tcp();
+    s.write_all(PREFACE).unwrap();
+    s.write_all(&frame(SETTINGS, 0, 0, &[])).unwrap();
+    s
+}
+
+/// Reads frames until one of `kind`; returns (flags, stream, payload), or None at EOF.
+fn until(s: &mut TcpStream, kind: u8) -> Option<(u8, u32, Vec<u8>)> {
+    loop {
+        let mut head = [0u8; 9];
+        s.read_exact(&mut head).ok()?;
+        let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+        let mut payload = vec![0; len];
+        s.read_exact(&mut payload).ok()?;
+        let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+        if head[3] == kind {
+            return Some((head[4], stream, payload));
+        }
+    }
+}
+
+/// Sends `attack` (errors ignored: the server may close mid-way), then expects
+/// GOAWAY with ENHANCE_YOUR_CALM and the end of the connection; then checks that
+/// `bystander`, opened before, is still served.
+fn cut_off_for(w: &Wharf, attack: Vec<u8>) {
+    let mut bystander = connect(w);
+    let mut s = connect(w);
+    let _ = s.write_all(&attack);
+    let (_, _, payload) = until(&mut s, GOAWAY).expect("a GOAWAY frame");
+    let code = u32::from_be_bytes(payload[4..8].try_into().unwrap());
+    assert_eq!(code, ENHANCE_YOUR_CALM, "GOAWAY error code");
+    assert!(
+        common::closed_by_server(&mut s),
+        "the offender is disconnected"
+    );
+    bystander
+        .write_all(&frame(HEADERS, 0x5, 1, &get_block()))
+        .unwrap();
+    let (_, stream, _) = until(&mut bystander, HEADERS).expect("a response");
+    assert_eq!(stream, 1);
+}
+
+fn repeat(f: &[u8], n: usize) -> Vec<u8> {
+    f.repeat(n)
+}
+
+#[test]
+fn rapid_reset_is_cut_off() {
+    let w = Builder::new().start();
+    let mut attack = Vec::new();
+    for i in 0..2000u32 {
+        let id = 2 * i + 1;
+        attack.extend(frame(HEADERS, 0x5, id, &get_block()));
+        attack.extend(frame(RST_STREAM, 0, id, &8u32.to_be_bytes()));
+    }
+    cut_off_for(&w, attack);
+}
+
+#[test]
+fn settings_flood_is_cut_off() {
+    let w = Builder::new().start();
+    cut_off_for(&w, repeat(&frame(SETTINGS, 0, 0, &[]), 1000));
+}
+
+#[test]
+fn ping_flood_is_cut_off() {
+    let w = Builder::new().start();
+    cut_off_for(&w, repeat(&frame(PING, 0, 0, &[0; 8]), 2000));
+}
+
+#[test]
+fn empty_data_flood_is_cut_off() {
+    let w = Builder::new().start();
+    let mut attack = frame(HEADERS, 0x4, 1, &{
+        // A POST whose body never ends: empty DATA frames after it.
+        let mut b = get_block();
+        b[0] = 0x83;
+        b
+    });
+    attack.extend(repeat(&frame(0x0, 0, 1, &[]), 2000));
+    cut_off_for(&w, attack);
+}
+
+#[test]
+fn priority_flood_is_cut_off() {
+    let w = Builder::new().start();
+    cut_off_for(&w, repeat(&frame(PRIORITY, 0, 3, &[0, 0, 0, 1, 16]), 5000));
+}
+
+#[test]
+fn unknown_frame_flood_is_cut_off() {
+    let w = Builder::new().start();
+    cut_off_for(&w, repeat(&frame(0xfa, 0, 0, b"junk"), 2000));
+}
+
+#[test]
+fn continuation_flood_is_cut_off() {
+    let w = Builder::new().start();
+    let mut attack = frame(HEADERS, 0x1, 1, &get_block()); // END_STREAM, no END_HEADERS
+    attack.extend(repeat(&frame(CONTINUATION, 0, 1, &[]), 2000));
+    cut_off_for(&w, attack);
+}
+
+#[test]
+fn ordinary_clients_are_not_mistaken_for_floods() {
+    // Many requests on one connection, each with its SETTINGS/PING-free framing, and
+    // the acknowledgements a client sends: no GOAWAY.
+    let w = Builder::new().start();
+    let mut s = connect(&w);
+    let mut batch = frame(SETTINGS, 0x1, 0, &[]); // ack of the server's SETTINGS
+    for i in 0..100u32 {
+        batch.extend(frame(HEADERS, 0x5, 2 * i + 1, &get_block()));
+    }
+    s.write_all(&batch).unwrap();
+    let mut answered = 0;
+    while answered < 100 {
+        let (flags, _, _) = until(&mut s, HEADERS).expect("every request is answered");
+        if flags & 0x4 != 0 {
+            answered += 1;
+        }
+    }
+}
