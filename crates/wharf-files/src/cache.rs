@@ -153,6 +153,8 @@ pub(crate) struct Entry {
     /// The whole file, when it is small enough to keep.
     pub(crate) content: Option<Bytes>,
     variants: [OnceCell<Option<Variant>>; 3],
+    /// Preload hints of an HTML file, scanned on first use.
+    hints: std::sync::OnceLock<Arc<[HeaderValue]>>,
     last_used: AtomicU64,
 }
 
@@ -208,6 +210,15 @@ impl Entry {
     /// The file's size in bytes.
     pub(crate) fn len(&self) -> u64 {
         self.stamp.size
+    }
+
+    /// The `Link` preload values of this file read as HTML (none for files not kept
+    /// in memory).
+    pub(crate) fn html_hints(&self) -> &Arc<[HeaderValue]> {
+        self.hints.get_or_init(|| match &self.content {
+            Some(bytes) => crate::hints::derive(bytes).into(),
+            None => Arc::from([]),
+        })
     }
 
     fn has_variant(&self, coding: Coding) -> bool {
@@ -331,6 +342,7 @@ impl FileCache {
                 .expect("HTTP dates are valid header values"),
             content,
             variants: Default::default(),
+            hints: std::sync::OnceLock::new(),
             last_used: AtomicU64::new(tick),
         })
     }

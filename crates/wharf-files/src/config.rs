@@ -54,9 +54,52 @@ pub struct SiteConfig {
     /// Smallest file compressed on the fly, in bytes.
     #[serde(default = "default_compress_min")]
     pub compress_min_size: u64,
+    /// Derive preload hints from HTML pages (stylesheets, scripts, fonts, preloads)
+    /// and send them as `103 Early Hints` and `Link` fields.
+    #[serde(default = "yes")]
+    pub early_hints: bool,
+    /// Per-page preload lists replacing the derived hints; with `push`, the
+    /// resources are also pushed over HTTP/2 to clients that allow it.
+    #[serde(default)]
+    pub preload: Vec<PreloadRule>,
     /// HTTPS settings (`[site.tls]`), used by TLS listeners.
     #[serde(default)]
     pub tls: SiteTlsConfig,
+}
+
+/// A `[[site.preload]]` rule.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreloadRule {
+    /// URL path glob of the pages (`/index.html`, `/docs/**`); a directory's page is
+    /// matched by its index file's path.
+    pub path: PathGlob,
+    /// Same-origin paths the pages need (`/style.css`); the `as` destination follows
+    /// from the extension.
+    pub resources: Vec<ResourcePath>,
+    /// Also push them over HTTP/2 (RFC 9113 §8.4) when the client allows.
+    #[serde(default)]
+    pub push: bool,
+}
+
+/// A same-origin absolute path, usable inside `Link: <…>` and as a pushed `:path`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResourcePath(pub(crate) String);
+
+impl<'de> Deserialize<'de> for ResourcePath {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let ok = s.starts_with('/')
+            && !s.starts_with("//")
+            && s.bytes()
+                .all(|b| b.is_ascii_graphic() && !b"<>\"\\`#".contains(&b));
+        if !ok {
+            return Err(D::Error::custom(format!(
+                "resource {s:?} must be a path on this site, like \"/style.css\""
+            )));
+        }
+        Ok(ResourcePath(s))
+    }
 }
 
 /// `[site.tls]`: the site's certificate, client authentication and HSTS.
@@ -134,6 +177,8 @@ impl SiteConfig {
             explain: false,
             compress: true,
             compress_min_size: default_compress_min(),
+            early_hints: true,
+            preload: Vec::new(),
             tls: SiteTlsConfig::default(),
         }
     }

@@ -19,6 +19,7 @@ mod cache;
 mod compress;
 pub mod config;
 mod date;
+mod hints;
 mod listing;
 mod mime;
 mod reasons;

@@ -31,6 +31,7 @@ use crate::site::Site;
 use crate::{date, listing};
 use wharf_http::conn::TlsInfo;
 use wharf_http::host::Router;
+use wharf_http::interim::{EarlyHints, Push};
 
 /// The methods a file resource allows.
 const ALLOW: HeaderValue = HeaderValue::from_static("GET, HEAD, OPTIONS");
@@ -480,6 +481,9 @@ impl Files {
                 return res;
             }
         };
+        if res.status() == StatusCode::OK && media.value.as_bytes().starts_with(b"text/html") {
+            hint(site, t.url, &entry, &mut h, res.extensions_mut(), why);
+        }
         *res.headers_mut() = h;
         set_length(&mut res);
         res
@@ -675,11 +679,41 @@ fn revalidates<B>(req: &Request<B>, etag: &HeaderValue) -> bool {
         && h.get(header::IF_NONE_MATCH) == Some(etag)
 }
 
+/// Preload hints for an HTML page: `Link` fields on the response, the same as
+/// `103 Early Hints` for the transport, and pushes if a rule asks for them.
+fn hint(
+    site: &Site,
+    url: &str,
+    entry: &Entry,
+    h: &mut http::HeaderMap,
+    ext: &mut http::Extensions,
+    why: &mut Reasons,
+) {
+    let (links, push, source) = match site.preload.find(url) {
+        Some(rule) => (rule.links.clone(), rule.push.clone(), "preload rule"),
+        None if site.early_hints => (entry.html_hints().clone(), None, "the page"),
+        None => return,
+    };
+    if links.is_empty() {
+        return;
+    }
+    why.push(format_args!("{} preload hints from {source}", links.len()));
+    let mut early = http::HeaderMap::with_capacity(links.len());
+    for link in links.iter() {
+        h.append(header::LINK, link.clone());
+        early.append(header::LINK, link.clone());
+    }
+    ext.insert(EarlyHints(early));
+    if let Some(paths) = push {
+        ext.insert(Push(paths.to_vec()));
+    }
+}
+
 /// The path `Cache-Control` rules match: decoded and normalised, as the file system
 /// sees it, with the index file's name for a directory. Empty (not built) for sites
 /// without rules of their own.
 fn rule_path(site: &Site, path: &SafePath, index: Option<&str>) -> String {
-    if site.cache.has_rules() {
+    if site.cache.has_rules() || !site.preload.is_empty() {
         decoded_path(path, index)
     } else {
         String::new()

@@ -1,6 +1,7 @@
 //! A site ready to serve: its root opened, its rules compiled.
 
 use std::io;
+use std::sync::Arc;
 
 use globset::GlobSet;
 use http::{HeaderName, HeaderValue};
@@ -22,6 +23,10 @@ pub(crate) struct Site {
     pub(crate) explain: bool,
     pub(crate) compress: bool,
     pub(crate) compress_min_size: u64,
+    /// Derive preload hints from HTML.
+    pub(crate) early_hints: bool,
+    /// `[[site.preload]]` rules.
+    pub(crate) preload: Preloads,
     /// `Strict-Transport-Security`, for HTTPS responses.
     pub(crate) hsts: Option<HeaderValue>,
     /// Paths that need a client certificate (`[site.tls] client_auth_paths`).
@@ -51,6 +56,8 @@ impl Site {
             explain: cfg.explain,
             compress: cfg.compress,
             compress_min_size: cfg.compress_min_size,
+            early_hints: cfg.early_hints,
+            preload: Preloads::new(&cfg.preload),
             hsts: cfg.tls.hsts.as_ref().map(|h| h.0.clone()),
             client_auth_paths: (cfg.tls.client_auth == ClientAuthMode::Optional
                 && !cfg.tls.client_auth_paths.is_empty())
@@ -189,4 +196,72 @@ mod tests {
             assert_eq!(p.max_age, max_age, "{path}");
         }
     }
+}
+
+/// The `[[site.preload]]` rules, rendered once.
+#[derive(Debug)]
+pub(crate) struct Preloads {
+    globs: globset::GlobSet,
+    rules: Vec<Preload>,
+}
+
+/// One rule's hints and pushes.
+#[derive(Debug)]
+pub(crate) struct Preload {
+    pub(crate) links: Arc<[HeaderValue]>,
+    pub(crate) push: Option<Arc<[String]>>,
+}
+
+impl Preloads {
+    fn new(rules: &[crate::config::PreloadRule]) -> Preloads {
+        let mut b = globset::GlobSetBuilder::new();
+        for r in rules {
+            b.add(r.path.0.clone());
+        }
+        Preloads {
+            globs: b.build().expect("globs were compiled one by one when read"),
+            rules: rules
+                .iter()
+                .map(|r| Preload {
+                    links: r.resources.iter().map(|p| preload_link(&p.0)).collect(),
+                    push: r
+                        .push
+                        .then(|| r.resources.iter().map(|p| p.0.clone()).collect()),
+                })
+                .collect(),
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// The first rule matching the page at `path`.
+    pub(crate) fn find(&self, path: &str) -> Option<&Preload> {
+        self.globs
+            .matches(path)
+            .into_iter()
+            .min()
+            .map(|i| &self.rules[i])
+    }
+}
+
+/// `</style.css>; rel=preload; as=style`, the destination chosen by extension.
+fn preload_link(path: &str) -> HeaderValue {
+    let file = path.split(['?', '#']).next().unwrap_or(path);
+    let ext = file
+        .rsplit_once('.')
+        .map_or("", |(_, e)| e)
+        .to_ascii_lowercase();
+    let dest = match ext.as_str() {
+        "css" => "style",
+        "js" | "mjs" => "script",
+        "woff2" | "woff" | "ttf" | "otf" => "font; crossorigin",
+        "png" | "jpg" | "jpeg" | "gif" | "webp" | "avif" | "svg" | "ico" => "image",
+        "json" => "fetch; crossorigin",
+        "vtt" => "track",
+        _ => "fetch",
+    };
+    HeaderValue::from_str(&format!("<{path}>; rel=preload; as={dest}"))
+        .expect("resource paths are validated when read")
 }

@@ -20,6 +20,7 @@
 //! - [`path`] — request-path sanitisation (security critical).
 //! - [`host`] — the site for a request host or TLS server name (virtual hosting).
 //! - [`conn`] — connection facts transports hand to services (addresses, TLS).
+//! - [`interim`] — 103 Early Hints and pushes a service asks its transport for.
 //! - [`explain`] — the [`Explain`] response extension that carries the reasons.
 //!
 //! # What this crate deliberately does not do
@@ -38,6 +39,7 @@ pub mod date;
 pub mod etag;
 pub mod explain;
 pub mod host;
+pub mod interim;
 pub mod negotiate;
 pub mod path;
 pub mod precondition;

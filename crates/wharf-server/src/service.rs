@@ -26,6 +26,8 @@ pub trait Service: Send + Sync + 'static {
 pub struct RequestBody(Kind);
 
 enum Kind {
+    /// No body (pushed requests).
+    Empty,
     H1(hyper::body::Incoming),
     H2(h2::RecvStream),
 }
@@ -38,6 +40,10 @@ impl RequestBody {
     pub(crate) fn h2(body: h2::RecvStream) -> Self {
         RequestBody(Kind::H2(body))
     }
+
+    pub(crate) fn empty() -> Self {
+        RequestBody(Kind::Empty)
+    }
 }
 
 impl Body for RequestBody {
@@ -49,6 +55,7 @@ impl Body for RequestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         match &mut self.get_mut().0 {
+            Kind::Empty => Poll::Ready(None),
             Kind::H1(b) => Pin::new(b).poll_frame(cx).map_err(io::Error::other),
             Kind::H2(b) => {
                 if let Some(data) = ready!(b.poll_data(cx)) {
@@ -67,6 +74,7 @@ impl Body for RequestBody {
 
     fn is_end_stream(&self) -> bool {
         match &self.0 {
+            Kind::Empty => true,
             Kind::H1(b) => b.is_end_stream(),
             Kind::H2(b) => b.is_end_stream(),
         }
@@ -74,6 +82,7 @@ impl Body for RequestBody {
 
     fn size_hint(&self) -> SizeHint {
         match &self.0 {
+            Kind::Empty => SizeHint::with_exact(0),
             Kind::H1(b) => b.size_hint(),
             Kind::H2(_) => SizeHint::default(),
         }

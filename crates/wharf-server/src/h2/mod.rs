@@ -14,13 +14,16 @@ use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
-use h2::server::SendResponse;
+use h2::server::{SendPushedResponse, SendResponse};
 use h2::{Reason, RecvStream, SendStream};
-use http::header::{CONNECTION, TRANSFER_ENCODING, UPGRADE};
-use http::{HeaderMap, Request, Response};
+use http::header::{
+    ACCEPT_ENCODING, ACCEPT_LANGUAGE, CONNECTION, TRANSFER_ENCODING, UPGRADE, USER_AGENT,
+};
+use http::{HeaderMap, Request, Response, StatusCode};
 use http_body::Body;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::task::JoinSet;
+use wharf_http::interim::{EarlyHints, Push};
 
 pub(crate) mod flood;
 
@@ -169,23 +172,116 @@ async fn drive<F: Future, W: AsyncWrite + Unpin>(fut: F, cork: &Cork<W>) -> F::O
     .await
 }
 
-/// One request: through `conn` and the service, then the response out.
+/// One request: through `conn` and the service, then the response out, with its
+/// early hints before it and its pushes beside it.
 async fn stream<S: Service>(
     ctx: Arc<ConnCtx<S>>,
     req: Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
 ) {
+    let (parts, body) = req.into_parts();
+    let pushed_from = push_template(&parts);
+    let res = ctx
+        .handle(Request::from_parts(parts, RequestBody::h2(body)))
+        .await;
+    let (mut head, body) = res.into_parts();
+    if let Some(EarlyHints(fields)) = head.extensions.remove::<EarlyHints>() {
+        let mut early = Response::new(());
+        *early.status_mut() = StatusCode::EARLY_HINTS;
+        *early.headers_mut() = fields;
+        let _ = respond.send_informational(early);
+    }
+    // Promises go before the response that references the pushed resources
+    // (RFC 9113 §8.4); each pushed response is then served on its own task.
+    if let Some(Push(paths)) = head.extensions.remove::<Push>() {
+        for path in paths {
+            let Some(req) = pushed_request(&pushed_from, &path) else {
+                continue;
+            };
+            match respond.push_request(req) {
+                Ok(promised) => {
+                    tokio::spawn(pushed(ctx.clone(), pushed_from.clone(), path, promised));
+                }
+                Err(_) => break, // the client disabled pushes, or the stream is gone
+            }
+        }
+    }
     let send_timeout = ctx.shared.limits.send_timeout;
-    let res = ctx.handle(req.map(RequestBody::h2)).await;
-    let (mut parts, body) = res.into_parts();
-    strip_connection_fields(&mut parts.headers);
+    send(
+        |res, end| respond.send_response(res, end),
+        head,
+        body,
+        send_timeout,
+    )
+    .await;
+}
+
+/// A pushed response: the service answers a `GET` of `path` as if the client had asked.
+async fn pushed<S: Service>(
+    ctx: Arc<ConnCtx<S>>,
+    from: http::request::Parts,
+    path: String,
+    mut promised: SendPushedResponse<Bytes>,
+) {
+    let Some(req) = pushed_request(&from, &path) else {
+        return;
+    };
+    let req = req.map(|()| RequestBody::empty());
+    let (head, body) = ctx.handle(req).await.into_parts();
+    send(
+        |res, end| promised.send_response(res, end),
+        head,
+        body,
+        ctx.shared.limits.send_timeout,
+    )
+    .await;
+}
+
+/// Sends a response head and body through `start` (a stream's or a push's).
+async fn send<B>(
+    start: impl FnOnce(Response<()>, bool) -> Result<SendStream<Bytes>, h2::Error>,
+    mut head: http::response::Parts,
+    body: B,
+    send_timeout: Duration,
+) where
+    B: Body<Data = Bytes, Error = io::Error> + Unpin,
+{
+    strip_connection_fields(&mut head.headers);
+    head.extensions = http::Extensions::new();
     let end = body.is_end_stream();
-    let Ok(send) = respond.send_response(Response::from_parts(parts, ()), end) else {
+    let Ok(stream) = start(Response::from_parts(head, ()), end) else {
         return; // the client reset the stream
     };
     if !end {
-        send_body(body, send, send_timeout).await;
+        send_body(body, stream, send_timeout).await;
     }
+}
+
+/// What pushed requests copy from the request that caused them: scheme, authority
+/// and the fields that choose a representation.
+fn push_template(parts: &http::request::Parts) -> http::request::Parts {
+    let (mut t, ()) = Request::new(()).into_parts();
+    t.uri = parts.uri.clone();
+    t.version = parts.version;
+    for name in [ACCEPT_ENCODING, ACCEPT_LANGUAGE, USER_AGENT] {
+        if let Some(v) = parts.headers.get(&name) {
+            t.headers.insert(name, v.clone());
+        }
+    }
+    t
+}
+
+/// `GET path` on the template's origin; `None` for a path that is not a valid target.
+fn pushed_request(from: &http::request::Parts, path: &str) -> Option<Request<()>> {
+    let mut uri = http::uri::Parts::default();
+    uri.scheme = from.uri.scheme().cloned();
+    uri.authority = from.uri.authority().cloned();
+    uri.path_and_query = Some(path.parse().ok()?);
+    let mut req = Request::new(());
+    *req.uri_mut() = http::Uri::from_parts(uri).ok()?;
+    *req.version_mut() = from.version;
+    *req.headers_mut() = from.headers.clone();
+    Some(req)
 }
 
 /// RFC 9113 §8.2.2: fields that only mean something to one HTTP/1.1 connection.
