@@ -8,12 +8,13 @@ use std::sync::Arc;
 use std::task::Poll;
 
 use bytes::Bytes;
-use http::Request;
+use http::{HeaderMap, Request, Version};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
+use wharf_http::interim::EarlyHints;
 
 use crate::conn::ConnCtx;
 use crate::socket::{Cork, Socket};
@@ -51,9 +52,18 @@ pub(crate) async fn serve<S, R, W>(
     let cork = Cork::new(write, dog.clone());
     let io = TokioIo::new(Socket::new(read, cork.clone()).with_prefix(prefix));
     let builder = ctx.shared.h1.clone();
+    let hints = ctx.shared.http.early_hints_http1.then(|| cork.clone());
     let svc = service_fn(move |req: Request<Incoming>| {
         let ctx = ctx.clone();
-        async move { Ok::<_, Infallible>(ctx.handle(req.map(RequestBody::h1)).await) }
+        let hints = hints.clone().filter(|_| req.version() == Version::HTTP_11);
+        async move {
+            let res = ctx.handle(req.map(RequestBody::h1)).await;
+            if let (Some(cork), Some(EarlyHints(fields))) = (hints, res.extensions().get()) {
+                // RFC 9110 §15.2: never to HTTP/1.0 clients (filtered above).
+                cork.interject(&early_hints(fields));
+            }
+            Ok::<_, Infallible>(res)
+        }
     });
     let conn = builder.serve_connection(io, svc);
     tokio::pin!(conn);
@@ -100,6 +110,19 @@ pub(crate) async fn serve<S, R, W>(
             tracing::debug!(%peer, ?expiry, "closing connection: timeout")
         }
     }
+}
+
+/// A `103 Early Hints` head in HTTP/1.1 wire format.
+fn early_hints(fields: &HeaderMap) -> Vec<u8> {
+    let mut out = b"HTTP/1.1 103 Early Hints\r\n".to_vec();
+    for (name, value) in fields {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out
 }
 
 /// Why a connection ended.

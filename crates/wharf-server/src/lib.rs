@@ -34,7 +34,7 @@ mod watchdog;
 
 pub use access_log::{AccessLog, LogFormat};
 pub use conn::Mode;
-pub use limits::Limits;
+pub use limits::{Http, Limits};
 pub use listener::{serve, Listener};
 pub use service::{RequestBody, Service};
 pub use shutdown::Shutdown;

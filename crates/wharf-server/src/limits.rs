@@ -59,6 +59,15 @@ impl Default for Limits {
     }
 }
 
+/// Protocol options (`[http]` in `wharf.toml`).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Http {
+    /// Send `103 Early Hints` over HTTP/1.1 too (HTTP/2 and HTTP/3 always send them).
+    /// Browsers accept them; some old HTTP/1.1 clients and proxies do not.
+    pub early_hints_http1: bool,
+}
+
 /// Reads a duration written as a number and a unit: `ms`, `s`, `m` or `h`.
 pub fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let text = String::deserialize(d)?;

@@ -10,7 +10,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 use crate::conn::Mode;
-use crate::{AccessLog, ConnInfo, Limits, Service, Shutdown};
+use crate::{AccessLog, ConnInfo, Http, Limits, Service, Shutdown};
 
 /// A bound socket and what it speaks.
 pub struct Listener {
@@ -24,6 +24,7 @@ pub struct Listener {
 pub(crate) struct Shared<S> {
     pub(crate) service: Arc<S>,
     pub(crate) limits: Limits,
+    pub(crate) http: Http,
     pub(crate) log: AccessLog,
     pub(crate) h1: hyper::server::conn::http1::Builder,
     pub(crate) h2: h2::server::Builder,
@@ -40,6 +41,7 @@ pub async fn serve<S: Service>(
     listeners: Vec<Listener>,
     service: Arc<S>,
     limits: Limits,
+    http: Http,
     log: AccessLog,
     shutdown: Shutdown,
 ) {
@@ -49,6 +51,7 @@ pub async fn serve<S: Service>(
         h1: crate::h1::builder(&limits),
         h2: crate::h2::builder(&limits),
         limits,
+        http,
         log,
     });
     let mut loops = tokio::task::JoinSet::new();

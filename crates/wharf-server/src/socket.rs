@@ -34,6 +34,9 @@ pub(crate) struct Cork<W> {
 struct Out<W> {
     half: W,
     buf: Vec<u8>,
+    /// Whether the writer flushed after its last write: then it holds nothing back
+    /// and bytes may be put in front of its next write ([`Cork::interject`]).
+    flushed: bool,
 }
 
 impl<W: AsyncWrite + Unpin> Cork<W> {
@@ -42,6 +45,7 @@ impl<W: AsyncWrite + Unpin> Cork<W> {
             out: Mutex::new(Out {
                 half,
                 buf: Vec::new(),
+                flushed: true,
             }),
             dog,
         })
@@ -50,6 +54,17 @@ impl<W: AsyncWrite + Unpin> Cork<W> {
     /// Writes out everything held back; ready when nothing is left.
     pub(crate) fn poll_drain(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.lock().poll_drain(cx, &self.dog)
+    }
+
+    /// Queues `bytes` ahead of whatever the writer writes next, if it has nothing
+    /// buffered of its own (it flushed after its last write); else returns false.
+    /// HTTP/1.1 sends `103 Early Hints` this way: hyper has no API for 1xx.
+    pub(crate) fn interject(&self, bytes: &[u8]) -> bool {
+        let mut out = self.lock();
+        if out.flushed {
+            out.buf.extend_from_slice(bytes);
+        }
+        out.flushed
     }
 
     fn lock(&self) -> MutexGuard<'_, Out<W>> {
@@ -170,6 +185,7 @@ impl<R: Unpin, W: AsyncWrite + Unpin> AsyncWrite for Socket<R, W> {
     ) -> Poll<io::Result<usize>> {
         let cork = &self.cork;
         let mut out = cork.lock();
+        out.flushed = false;
         if ready!(out.poll_room(cx, buf.len(), &cork.dog))? {
             out.buf.extend_from_slice(buf);
             return Poll::Ready(Ok(buf.len()));
@@ -186,6 +202,7 @@ impl<R: Unpin, W: AsyncWrite + Unpin> AsyncWrite for Socket<R, W> {
     ) -> Poll<io::Result<usize>> {
         let cork = &self.cork;
         let mut out = cork.lock();
+        out.flushed = false;
         let len: usize = bufs.iter().map(|b| b.len()).sum();
         if ready!(out.poll_room(cx, len, &cork.dog))? {
             bufs.iter().for_each(|b| out.buf.extend_from_slice(b));
@@ -200,8 +217,10 @@ impl<R: Unpin, W: AsyncWrite + Unpin> AsyncWrite for Socket<R, W> {
         true
     }
 
-    /// Nothing to do: the connection drains the cork after every poll.
+    /// Nothing to write: the connection drains the cork after every poll. Notes that
+    /// the writer holds nothing back.
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.cork.lock().flushed = true;
         Poll::Ready(Ok(()))
     }
 
@@ -239,6 +258,27 @@ mod tests {
             .unwrap();
         cr.read_exact(&mut got).await.unwrap();
         assert_eq!(&got, b"one two");
+    }
+
+    #[tokio::test]
+    async fn interjections_only_between_flushed_writes() {
+        let (client, server) = tokio::io::duplex(1 << 20);
+        let (r, w) = tokio::io::split(server);
+        let cork = Cork::new(w, dog());
+        let mut sock = Socket::new(r, cork.clone());
+        assert!(cork.interject(b"[103]"), "nothing written yet");
+        sock.write_all(b"first").await.unwrap();
+        assert!(!cork.interject(b"[x]"), "written, not flushed");
+        sock.flush().await.unwrap();
+        assert!(cork.interject(b"[103]"));
+        sock.write_all(b"second").await.unwrap();
+        std::future::poll_fn(|cx| cork.poll_drain(cx))
+            .await
+            .unwrap();
+        let (mut cr, _cw) = tokio::io::split(client);
+        let mut got = [0u8; 21];
+        cr.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"[103]first[103]second");
     }
 
     #[tokio::test]

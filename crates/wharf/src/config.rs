@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use wharf_files::{CacheLimits, SiteConfig};
-use wharf_server::{Limits, LogFormat};
+use wharf_server::{Http, Limits, LogFormat};
 
 /// The whole configuration file.
 #[derive(Debug, Deserialize)]
@@ -29,6 +29,8 @@ pub(crate) struct Config {
     pub(crate) shutdown_grace: Duration,
     #[serde(default)]
     pub(crate) limits: Limits,
+    #[serde(default)]
+    pub(crate) http: Http,
     #[serde(default)]
     pub(crate) log: LogConfig,
     #[serde(default)]
@@ -97,6 +99,7 @@ impl Default for Config {
             listen: default_listen(),
             shutdown_grace: default_grace(),
             limits: Limits::default(),
+            http: Http::default(),
             log: LogConfig::default(),
             file_cache: CacheLimits::default(),
             sites: Vec::new(),

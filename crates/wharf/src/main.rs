@@ -191,6 +191,7 @@ async fn run(cfg: Config, files: Files, tls: Option<Arc<Acceptor>>) -> Result<()
         listeners,
         service,
         cfg.limits.clone(),
+        cfg.http.clone(),
         log,
         shutdown.clone(),
     ));
