@@ -19,7 +19,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{CONNECTION, CONTENT_TYPE, HOST, LOCATION};
+use http::header::{ALT_SVC, CONNECTION, CONTENT_TYPE, HOST, LOCATION};
 use http::{HeaderValue, Request, Response, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -43,7 +43,12 @@ pub enum Mode {
         redirect: Option<u16>,
     },
     /// TLS: HTTP/1.1 or HTTP/2 as ALPN agrees.
-    Tls(Arc<Acceptor>),
+    Tls {
+        /// Certificates and handshakes.
+        acceptor: Arc<Acceptor>,
+        /// `Alt-Svc` advertising HTTP/3 on the same port, when it is served.
+        alt_svc: Option<HeaderValue>,
+    },
 }
 
 /// The HTTP/2 connection preface (RFC 9113 §3.4).
@@ -96,14 +101,8 @@ pub(crate) async fn serve<S: Service>(
         } else {
             l.header_read_timeout
         };
-        Arc::new(ConnCtx {
-            shared: shared.clone(),
-            info,
-            tls,
-            redirect,
-            dog: Watchdog::new(l.idle_timeout, header, l.send_timeout),
-            served: AtomicU64::new(0),
-        })
+        let dog = Watchdog::new(l.idle_timeout, header, l.send_timeout);
+        ConnCtx::new(shared.clone(), info, tls, redirect, dog)
     };
     match mode {
         Mode::Cleartext { redirect } => {
@@ -115,11 +114,11 @@ pub(crate) async fn serve<S: Service>(
             let (read, write) = stream.into_split();
             match kind {
                 Sniffed::H2 => {
-                    let ctx = ctx(None, redirect, true);
+                    let ctx = Arc::new(ctx(None, redirect, true));
                     crate::h2::serve(read, write, prefix, ctx, shutdown).await
                 }
                 Sniffed::H1 => {
-                    let ctx = ctx(None, redirect, false);
+                    let ctx = Arc::new(ctx(None, redirect, false));
                     crate::h1::serve(read, write, prefix, ctx, shutdown).await
                 }
                 _ => {
@@ -127,7 +126,7 @@ pub(crate) async fn serve<S: Service>(
                 }
             }
         }
-        Mode::Tls(acceptor) => {
+        Mode::Tls { acceptor, alt_svc } => {
             let accepted = tokio::select! {
                 _ = shutdown.triggered() => return,
                 r = acceptor.accept(stream) => r,
@@ -151,7 +150,9 @@ pub(crate) async fn serve<S: Service>(
                 group: a.group,
                 acceptor,
             };
-            let ctx = ctx(Some(tls), None, h2);
+            let mut ctx = ctx(Some(tls), None, h2);
+            ctx.alt_svc = alt_svc;
+            let ctx = Arc::new(ctx);
             let (read, write) = tokio::io::split(a.stream);
             if h2 {
                 crate::h2::serve(read, write, Bytes::new(), ctx, shutdown).await
@@ -186,11 +187,15 @@ async fn read_preface<R: AsyncRead + Unpin>(
 }
 
 /// The TLS session of a connection.
-struct Tls {
-    info: TlsInfo,
-    group: usize,
-    acceptor: Arc<Acceptor>,
+pub(crate) struct Tls {
+    pub(crate) info: TlsInfo,
+    pub(crate) group: usize,
+    pub(crate) acceptor: Arc<Acceptor>,
 }
+
+/// Marks a request that arrived in TLS early data (0-RTT): replayable.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct EarlyData;
 
 /// What the requests of one connection share.
 pub(crate) struct ConnCtx<S> {
@@ -198,11 +203,31 @@ pub(crate) struct ConnCtx<S> {
     pub(crate) info: ConnInfo,
     tls: Option<Tls>,
     redirect: Option<u16>,
+    /// Added to every response (HTTP/3 on the same port).
+    alt_svc: Option<HeaderValue>,
     pub(crate) dog: Arc<Watchdog>,
     served: AtomicU64,
 }
 
 impl<S: Service> ConnCtx<S> {
+    pub(crate) fn new(
+        shared: Arc<Shared<S>>,
+        info: ConnInfo,
+        tls: Option<Tls>,
+        redirect: Option<u16>,
+        dog: Arc<Watchdog>,
+    ) -> Self {
+        ConnCtx {
+            shared,
+            info,
+            tls,
+            redirect,
+            alt_svc: None,
+            dog,
+            served: AtomicU64::new(0),
+        }
+    }
+
     /// Counts a request; true once the connection has served its share
     /// (`limits.max_requests_per_connection`).
     pub(crate) fn count_request(&self) -> bool {
@@ -234,6 +259,10 @@ impl<S: Service> ConnCtx<S> {
             }
             res
         };
+        let mut res = res;
+        if let Some(v) = &self.alt_svc {
+            res.headers_mut().insert(ALT_SVC, v.clone());
+        }
         LoggedBody::wrap(res, entry, self.shared.log, self.dog.clone())
     }
 
@@ -245,6 +274,13 @@ impl<S: Service> ConnCtx<S> {
     fn admit<B, T>(&self, req: &Request<B>) -> Option<Response<ResBody<T>>> {
         if let Some(res) = check_head(req, self.shared.limits.max_uri_len) {
             return Some(res);
+        }
+        // RFC 8470 §5.2: requests in replayable early data must be safe.
+        if req.extensions().get::<EarlyData>().is_some() && !req.method().is_safe() {
+            return Some(error(
+                StatusCode::TOO_EARLY,
+                "425 Too Early: repeat this request after the handshake\n",
+            ));
         }
         if let Some(tls) = &self.tls {
             if tls.acceptor.group_count() > 1 {

@@ -13,18 +13,20 @@
 //!   handed to the service.
 //! - `h1`: one HTTP/1.1 connection over hyper.
 //! - `h2`: one HTTP/2 connection over the h2 crate, with its flood defenses.
+//! - `h3`: HTTP/3 over QUIC (quinn + h3) on the UDP port of a TLS listener.
 //! - `socket`: the socket as hyper sees it, with writes corked so that a batch of
 //!   pipelined responses leaves in one write.
 //! - `watchdog`: idle, header-read and send timeouts measured on the socket itself.
 //! - [`access_log`]: one line per request, written when the response body ends.
 //! - [`shutdown`]: one token every task watches, and a tracker the binary waits on.
 //!
-//! Not here: certificates (`wharf-tls`), HTTP/3, file access, configuration files.
+//! Not here: certificates (`wharf-tls`), file access, configuration files.
 
 pub mod access_log;
 mod conn;
 mod h1;
 mod h2;
+mod h3;
 pub mod limits;
 pub mod listener;
 mod service;

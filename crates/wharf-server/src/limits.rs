@@ -60,12 +60,28 @@ impl Default for Limits {
 }
 
 /// Protocol options (`[http]` in `wharf.toml`).
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Http {
     /// Send `103 Early Hints` over HTTP/1.1 too (HTTP/2 and HTTP/3 always send them).
     /// Browsers accept them; some old HTTP/1.1 clients and proxies do not.
     pub early_hints_http1: bool,
+    /// Serve HTTP/3 (QUIC) on the UDP port of every TLS listener, announced with
+    /// `Alt-Svc`.
+    pub http3: bool,
+    /// Validate a QUIC client's address with a Retry before its handshake (RFC 9000
+    /// §8.1): one more round trip for new clients, no work for spoofed addresses.
+    pub quic_retry: bool,
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Http {
+            early_hints_http1: false,
+            http3: true,
+            quic_retry: true,
+        }
+    }
 }
 
 /// Reads a duration written as a number and a unit: `ms`, `s`, `m` or `h`.

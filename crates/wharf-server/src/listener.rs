@@ -18,6 +18,8 @@ pub struct Listener {
     pub tcp: TcpListener,
     /// Cleartext (HTTP/1.1, h2c, optionally redirecting) or TLS.
     pub mode: Mode,
+    /// For a TLS listener: a UDP socket on the same address, to serve HTTP/3 on.
+    pub quic: Option<std::net::UdpSocket>,
 }
 
 /// What every connection shares.
@@ -55,7 +57,22 @@ pub async fn serve<S: Service>(
         log,
     });
     let mut loops = tokio::task::JoinSet::new();
-    for l in listeners {
+    for mut l in listeners {
+        if let (Some(udp), Mode::Tls { acceptor, alt_svc }) = (l.quic.take(), &mut l.mode) {
+            match quic(udp, acceptor, &shared) {
+                Ok((endpoint, advert)) => {
+                    *alt_svc = Some(advert);
+                    loops.spawn(crate::h3::accept_loop(
+                        endpoint,
+                        acceptor.clone(),
+                        shared.clone(),
+                        permits.clone(),
+                        shutdown.clone(),
+                    ));
+                }
+                Err(e) => tracing::error!(error = %e, "cannot serve HTTP/3; TCP only"),
+            }
+        }
         loops.spawn(accept_loop(
             l,
             shared.clone(),
@@ -66,11 +83,25 @@ pub async fn serve<S: Service>(
     while loops.join_next().await.is_some() {}
 }
 
+/// The QUIC endpoint on `udp`, and the `Alt-Svc` value that announces it.
+fn quic<S>(
+    udp: std::net::UdpSocket,
+    acceptor: &Arc<wharf_tls::Acceptor>,
+    shared: &Shared<S>,
+) -> std::io::Result<(quinn::Endpoint, http::HeaderValue)> {
+    let port = udp.local_addr()?.port();
+    let endpoint = crate::h3::endpoint(udp, acceptor, &shared.limits)?;
+    let advert = http::HeaderValue::try_from(format!("h3=\":{port}\"; ma=86400"))
+        .map_err(std::io::Error::other)?;
+    Ok((endpoint, advert))
+}
+
 /// Accepts on one listener until shutdown.
 async fn accept_loop<S: Service>(
     Listener {
         tcp: listener,
         mode,
+        ..
     }: Listener,
     shared: Arc<Shared<S>>,
     permits: Arc<Semaphore>,

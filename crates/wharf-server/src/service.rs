@@ -30,6 +30,7 @@ enum Kind {
     Empty,
     H1(hyper::body::Incoming),
     H2(h2::RecvStream),
+    H3(crate::h3::RecvSide),
 }
 
 impl RequestBody {
@@ -39,6 +40,10 @@ impl RequestBody {
 
     pub(crate) fn h2(body: h2::RecvStream) -> Self {
         RequestBody(Kind::H2(body))
+    }
+
+    pub(crate) fn h3(body: crate::h3::RecvSide) -> Self {
+        RequestBody(Kind::H3(body))
     }
 
     pub(crate) fn empty() -> Self {
@@ -69,6 +74,7 @@ impl Body for RequestBody {
                     None => Poll::Ready(None),
                 }
             }
+            Kind::H3(b) => crate::h3::poll_recv(b, cx).map(|r| r.map(|r| r.map(Frame::data))),
         }
     }
 
@@ -77,6 +83,7 @@ impl Body for RequestBody {
             Kind::Empty => true,
             Kind::H1(b) => b.is_end_stream(),
             Kind::H2(b) => b.is_end_stream(),
+            Kind::H3(_) => false,
         }
     }
 
@@ -84,7 +91,7 @@ impl Body for RequestBody {
         match &self.0 {
             Kind::Empty => SizeHint::with_exact(0),
             Kind::H1(b) => b.size_hint(),
-            Kind::H2(_) => SizeHint::default(),
+            Kind::H2(_) | Kind::H3(_) => SizeHint::default(),
         }
     }
 }

@@ -230,6 +230,35 @@ impl Acceptor {
         self.configs.read().unwrap_or_else(|p| p.into_inner())[group].clone()
     }
 
+    /// Whether any site asks for client certificates.
+    pub fn uses_client_auth(&self) -> bool {
+        self.sites.iter().any(|s| s.client_auth != ClientAuth::Off)
+    }
+
+    /// A TLS 1.3 configuration for QUIC (HTTP/3): ALPN `h3`, 0-RTT allowed (RFC 9001
+    /// §4.6.1 needs `max_early_data_size` of 2^32-1), each site's certificate chosen by
+    /// SNI from the current TCP configurations, so reloads reach QUIC too. Without
+    /// client authentication: QUIC has one configuration for all sites.
+    ///
+    /// Resumption is stateful (session IDs in the server's cache, no self-contained
+    /// tickets): rustls accepts early data only then, because each such ticket can
+    /// be used once, which keeps a captured 0-RTT flight from being replayed.
+    pub fn quic_config(self: &Arc<Self>) -> Result<ServerConfig, TlsError> {
+        let mut config = ServerConfig::builder_with_provider(crate::provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(BySni(self.clone())));
+        config.alpn_protocols = vec![b"h3".to_vec()];
+        config.max_early_data_size = u32::MAX;
+        config.session_storage = self.sessions.clone();
+        Ok(config)
+    }
+
+    /// The group of a QUIC connection's server name (as for TCP handshakes).
+    pub fn group_for_server_name(&self, sni: Option<&str>) -> usize {
+        self.group_for_sni(sni)
+    }
+
     /// Runs the handshake on an accepted connection.
     pub async fn accept(&self, tcp: TcpStream) -> Result<Accepted, AcceptError> {
         match tokio::time::timeout(self.handshake_timeout, self.handshake(tcp)).await {
@@ -303,6 +332,29 @@ impl Acceptor {
                 }
             }
         }
+    }
+}
+
+/// Picks a QUIC connection's certificate as a TCP handshake would.
+#[derive(Debug)]
+struct BySni(Arc<Acceptor>);
+
+impl std::fmt::Debug for Acceptor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Acceptor")
+            .field("sites", &self.sites.len())
+            .field("groups", &self.groups.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl rustls::server::ResolvesServerCert for BySni {
+    fn resolve(
+        &self,
+        hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        let group = self.0.group_for_sni(hello.server_name());
+        self.0.config_for(group).cert_resolver.resolve(hello)
     }
 }
 

@@ -149,13 +149,40 @@ async fn run(cfg: Config, files: Files, tls: Option<Arc<Acceptor>>) -> Result<()
     let shutdown = Shutdown::new();
     let mut listeners = Vec::new();
     let mut https_port = None;
+    let http3 = cfg.http.http3 && tls.as_ref().is_some_and(|a| !a.uses_client_auth());
+    if cfg.http.http3 && !http3 && tls.is_some() {
+        tracing::warn!(
+            "HTTP/3 is off: client certificates (client_auth) are not supported over QUIC yet"
+        );
+    }
     for addr in &cfg.tls.listen {
         let acceptor = tls.clone().expect("built when TLS listeners exist");
-        let tcp = bind(addr, "https", "HTTP/1.1, HTTP/2").await?;
-        https_port = https_port.or(tcp.local_addr().ok().map(|a| a.port()));
+        let what = if http3 {
+            "HTTP/1.1, HTTP/2, HTTP/3"
+        } else {
+            "HTTP/1.1, HTTP/2"
+        };
+        let tcp = bind(addr, "https", what).await?;
+        let local = tcp
+            .local_addr()
+            .map_err(|e| ConfigError(format!("listen {addr}: {e}")))?;
+        https_port = https_port.or(Some(local.port()));
+        // HTTP/3 takes the same port over UDP.
+        let quic = if http3 {
+            Some(
+                std::net::UdpSocket::bind(local)
+                    .map_err(|e| ConfigError(format!("listen {local} (UDP, HTTP/3): {e}")))?,
+            )
+        } else {
+            None
+        };
         listeners.push(Listener {
             tcp,
-            mode: Mode::Tls(acceptor),
+            mode: Mode::Tls {
+                acceptor,
+                alt_svc: None,
+            },
+            quic,
         });
     }
     let redirect = https_port.filter(|_| cfg.tls.redirect);
@@ -168,6 +195,7 @@ async fn run(cfg: Config, files: Files, tls: Option<Arc<Acceptor>>) -> Result<()
         listeners.push(Listener {
             tcp: bind(addr, "http", what).await?,
             mode: Mode::Cleartext { redirect },
+            quic: None,
         });
     }
     for site in &cfg.sites {

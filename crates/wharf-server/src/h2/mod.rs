@@ -285,7 +285,7 @@ fn pushed_request(from: &http::request::Parts, path: &str) -> Option<Request<()>
 }
 
 /// RFC 9113 §8.2.2: fields that only mean something to one HTTP/1.1 connection.
-fn strip_connection_fields(h: &mut HeaderMap) {
+pub(crate) fn strip_connection_fields(h: &mut HeaderMap) {
     for name in [CONNECTION, TRANSFER_ENCODING, UPGRADE] {
         h.remove(name);
     }

@@ -1,0 +1,184 @@
+//! An HTTP/3 client over quinn and h3: trust roots, session resumption with 0-RTT,
+//! and rebinding to a new local address (connection migration). wharf's tests use it
+//! to speak HTTP/3 to the server, and `wharf-load` measures with it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{anyhow, Context as _};
+use bytes::{Buf, Bytes, BytesMut};
+use http::{Request, Response};
+
+/// A QUIC endpoint that can open HTTP/3 connections; it keeps the TLS session
+/// tickets servers send, so later connections can resume and send 0-RTT data.
+pub struct Client {
+    endpoint: quinn::Endpoint,
+}
+
+/// One HTTP/3 connection.
+pub struct Connection {
+    quic: quinn::Connection,
+    send: h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>,
+    driver: tokio::task::JoinHandle<()>,
+    /// Resolves to whether the server accepted the 0-RTT data, when 0-RTT was used.
+    zero_rtt: Option<quinn::ZeroRttAccepted>,
+}
+
+/// A response whose body is still arriving.
+pub struct Incoming {
+    /// Status and header fields.
+    pub head: Response<()>,
+    stream: h3::client::RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>,
+}
+
+impl Incoming {
+    /// The next piece of the body; `None` at its end.
+    pub async fn chunk(&mut self) -> anyhow::Result<Option<Bytes>> {
+        let chunk = self
+            .stream
+            .recv_data()
+            .await
+            .map_err(|e| anyhow!("response body: {e}"))?;
+        Ok(chunk.map(|mut c| c.copy_to_bytes(c.remaining())))
+    }
+}
+
+/// A response with its whole body.
+pub struct Fetched {
+    /// Status and header fields.
+    pub head: Response<()>,
+    /// The body.
+    pub body: Bytes,
+}
+
+impl Client {
+    /// A client trusting the PEM certificates in `roots_pem`, bound to `bind`.
+    pub fn new(roots_pem: &[u8], bind: SocketAddr) -> anyhow::Result<Client> {
+        use rustls::pki_types::pem::PemObject as _;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls::pki_types::CertificateDer::pem_slice_iter(roots_pem) {
+            roots.add(cert.context("trust roots")?)?;
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        tls.alpn_protocols = vec![b"h3".to_vec()];
+        tls.enable_early_data = true;
+        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
+        let mut endpoint = quinn::Endpoint::client(bind)?;
+        endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
+        Ok(Client { endpoint })
+    }
+
+    /// Connects to `addr` for `server_name`. With a session ticket from an earlier
+    /// connection to the same name, the connection is usable at once (0-RTT):
+    /// requests sent before the handshake ends travel as early data.
+    pub async fn connect(&self, addr: SocketAddr, server_name: &str) -> anyhow::Result<Connection> {
+        let connecting = self.endpoint.connect(addr, server_name)?;
+        let (quic, zero_rtt) = match connecting.into_0rtt() {
+            Ok((quic, accepted)) => (quic, Some(accepted)),
+            Err(connecting) => (connecting.await?, None),
+        };
+        let (mut driver, send) = h3::client::new(h3_quinn::Connection::new(quic.clone()))
+            .await
+            .map_err(|e| anyhow!("HTTP/3 setup: {e}"))?;
+        let driver = tokio::spawn(async move {
+            let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
+        });
+        Ok(Connection {
+            quic,
+            send,
+            driver,
+            zero_rtt,
+        })
+    }
+
+    /// Moves the client to a new UDP socket (a new local port): its connections
+    /// migrate to the new path (RFC 9000 §9).
+    pub fn rebind(&self, bind: SocketAddr) -> anyhow::Result<SocketAddr> {
+        let socket = std::net::UdpSocket::bind(bind)?;
+        let local = socket.local_addr()?;
+        self.endpoint.rebind(socket)?;
+        Ok(local)
+    }
+
+    /// The local address in use.
+    pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {
+        Ok(self.endpoint.local_addr()?)
+    }
+
+    /// Waits until every connection is closed (so session tickets have arrived).
+    pub async fn wait_idle(&self) {
+        self.endpoint.wait_idle().await;
+    }
+}
+
+impl Connection {
+    /// Whether this connection sent 0-RTT data that the server accepted; `None`
+    /// when no 0-RTT was attempted. Waits for the handshake.
+    pub async fn zero_rtt_accepted(&mut self) -> Option<bool> {
+        match self.zero_rtt.take() {
+            Some(accepted) => Some(accepted.await),
+            None => None,
+        }
+    }
+
+    /// Sends `req` (its body, if any, in one piece) and reads the whole response.
+    pub async fn send(&mut self, req: Request<Bytes>) -> anyhow::Result<Fetched> {
+        let mut incoming = self.start(req).await?;
+        let mut body = BytesMut::new();
+        while let Some(chunk) = incoming.chunk().await? {
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Fetched {
+            head: incoming.head,
+            body: body.freeze(),
+        })
+    }
+
+    /// Sends `req` and waits for the response head; the body is read with
+    /// [`Incoming::chunk`].
+    pub async fn start(&mut self, req: Request<Bytes>) -> anyhow::Result<Incoming> {
+        let (head, body) = req.into_parts();
+        let mut stream = self
+            .send
+            .send_request(Request::from_parts(head, ()))
+            .await
+            .map_err(|e| anyhow!("request: {e}"))?;
+        if !body.is_empty() {
+            stream
+                .send_data(body)
+                .await
+                .map_err(|e| anyhow!("request body: {e}"))?;
+        }
+        stream.finish().await.map_err(|e| anyhow!("finish: {e}"))?;
+        let head = stream
+            .recv_response()
+            .await
+            .map_err(|e| anyhow!("response: {e}"))?;
+        Ok(Incoming { head, stream })
+    }
+
+    /// `GET url`.
+    pub async fn get(&mut self, url: &str) -> anyhow::Result<Fetched> {
+        self.send(Request::get(url).body(Bytes::new())?).await
+    }
+
+    /// The server's address as this connection sees it now.
+    pub fn remote_address(&self) -> SocketAddr {
+        self.quic.remote_address()
+    }
+
+    /// Closes the connection (code 0).
+    pub fn close(&self) {
+        self.quic.close(0u32.into(), b"done");
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}

@@ -1,0 +1,281 @@
+//! HTTP/3 (RFC 9114) over QUIC (RFC 9000), with quinn and h3, on the UDP port of a
+//! TLS listener.
+//!
+//! quinn does QUIC: anti-amplification (RFC 9000 §8), path validation when a client's
+//! address changes (connection migration, §9), UDP GSO/GRO where the kernel has them,
+//! the idle timeout. This module accepts connections under the same connection cap as
+//! TCP, validates client addresses with a Retry first when `quic_retry` is on, and
+//! runs every request through `conn` and the service like HTTP/1.1 and HTTP/2 do.
+//!
+//! 0-RTT: a resumed client may send requests before the handshake completes. They
+//! are replayable (RFC 8470), so only safe methods are served from early data; any
+//! other method gets 425 Too Early and the client retries after the handshake.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use h3::server::RequestStream;
+use http::{Request, Response, StatusCode};
+use http_body::Body;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use wharf_http::conn::TlsInfo;
+use wharf_http::interim::EarlyHints;
+use wharf_tls::Acceptor;
+
+use crate::conn::{ConnCtx, EarlyData, Tls};
+use crate::listener::Shared;
+use crate::watchdog::Watchdog;
+use crate::{ConnInfo, RequestBody, Service, Shutdown};
+
+type SendSide = RequestStream<h3_quinn::SendStream<Bytes>, Bytes>;
+pub(crate) type RecvSide = RequestStream<h3_quinn::RecvStream, Bytes>;
+
+/// The quinn endpoint for `socket`, serving `acceptor`'s certificates.
+pub(crate) fn endpoint(
+    socket: std::net::UdpSocket,
+    acceptor: &Arc<Acceptor>,
+    limits: &crate::Limits,
+) -> io::Result<quinn::Endpoint> {
+    let tls = acceptor.quic_config().map_err(io::Error::other)?;
+    let crypto =
+        quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(io::Error::other)?;
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    let mut transport = quinn::TransportConfig::default();
+    transport
+        .max_concurrent_bidi_streams(limits.max_concurrent_streams.into())
+        .max_idle_timeout(Some(
+            limits.idle_timeout.try_into().map_err(io::Error::other)?,
+        ))
+        .stream_receive_window(limits.stream_window.into())
+        .receive_window(limits.connection_window.into());
+    config.transport_config(Arc::new(transport)).migration(true);
+    quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        Some(config),
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )
+}
+
+/// Accepts QUIC connections on `endpoint` until shutdown.
+pub(crate) async fn accept_loop<S: Service>(
+    endpoint: quinn::Endpoint,
+    acceptor: Arc<Acceptor>,
+    shared: Arc<Shared<S>>,
+    permits: Arc<Semaphore>,
+    shutdown: Shutdown,
+) {
+    let local = endpoint.local_addr().ok();
+    loop {
+        let incoming = tokio::select! {
+            _ = shutdown.triggered() => break,
+            i = endpoint.accept() => i,
+        };
+        let Some(incoming) = incoming else { break };
+        if shared.http.quic_retry && !incoming.remote_address_validated() {
+            // Address validation (RFC 9000 §8.1): the client proves it receives at
+            // its address before any handshake work is done for it.
+            let _ = incoming.retry();
+            continue;
+        }
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::warn!(peer = %incoming.remote_address(), "refusing QUIC connection: connection limit reached");
+            incoming.refuse();
+            continue;
+        };
+        shutdown.tracker().spawn(connection(
+            incoming,
+            acceptor.clone(),
+            shared.clone(),
+            shutdown.clone(),
+            permit,
+        ));
+    }
+    // Connections in flight finish in their own tasks (tracked by `shutdown`).
+    tracing::info!(?local, "QUIC listener stopped accepting");
+}
+
+/// One QUIC connection: its handshake (0-RTT allowed), then its requests.
+async fn connection<S: Service>(
+    incoming: quinn::Incoming,
+    acceptor: Arc<Acceptor>,
+    shared: Arc<Shared<S>>,
+    shutdown: Shutdown,
+    _permit: OwnedSemaphorePermit,
+) {
+    let peer = incoming.remote_address();
+    let connecting = match incoming.accept() {
+        Ok(c) => c,
+        Err(e) => return tracing::debug!(%peer, error = %e, "QUIC connection refused"),
+    };
+    // Until the handshake completes, requests are early data (0-RTT).
+    let confirmed = Arc::new(AtomicBool::new(false));
+    let conn = match connecting.into_0rtt() {
+        Ok((conn, accepted)) => {
+            let confirmed = confirmed.clone();
+            tokio::spawn(async move {
+                accepted.await;
+                confirmed.store(true, Ordering::Release);
+            });
+            conn
+        }
+        Err(connecting) => {
+            match tokio::time::timeout(shared.limits.tls_handshake_timeout, connecting).await {
+                Ok(Ok(conn)) => {
+                    confirmed.store(true, Ordering::Release);
+                    conn
+                }
+                Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "QUIC handshake failed"),
+                Err(_) => return tracing::debug!(%peer, "QUIC handshake timed out"),
+            }
+        }
+    };
+    let server_name: Option<Arc<str>> = conn
+        .handshake_data()
+        .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+        .and_then(|d| d.server_name.map(Arc::from));
+    let local = conn
+        .local_ip()
+        .map(|ip| std::net::SocketAddr::new(ip, 0))
+        .unwrap_or(peer);
+    let l = &shared.limits;
+    let group = acceptor.group_for_server_name(server_name.as_deref());
+    let ctx = Arc::new(ConnCtx::new(
+        shared.clone(),
+        ConnInfo { peer, local },
+        Some(Tls {
+            info: TlsInfo {
+                server_name,
+                version: "TLSv1.3",
+                client: None,
+            },
+            group,
+            acceptor,
+        }),
+        None,
+        Watchdog::new(l.idle_timeout, l.idle_timeout, l.send_timeout),
+    ));
+    let mut h3 = match h3::server::builder()
+        .max_field_section_size(l.max_header_bytes as u64)
+        .build::<_, Bytes>(h3_quinn::Connection::new(conn.clone()))
+        .await
+    {
+        Ok(h3) => h3,
+        Err(e) => return tracing::debug!(%peer, error = %e, "HTTP/3 setup failed"),
+    };
+    let mut served = 0u64;
+    let mut requests = tokio::task::JoinSet::new();
+    loop {
+        let next = tokio::select! {
+            _ = shutdown.triggered() => break,
+            r = h3.accept() => r,
+        };
+        while requests.try_join_next().is_some() {}
+        match next {
+            Ok(Some(resolver)) => {
+                served += 1;
+                let ctx = ctx.clone();
+                // Opened before the handshake completed: the request is early data.
+                let early = !confirmed.load(Ordering::Acquire);
+                requests.spawn(async move {
+                    match resolver.resolve_request().await {
+                        Ok((req, stream)) => request(ctx, req, stream, early).await,
+                        Err(e) => tracing::debug!(error = %e, "HTTP/3 request head failed"),
+                    }
+                });
+                if served >= l.max_requests_per_connection {
+                    break;
+                }
+            }
+            Ok(None) => return,
+            Err(e) => return tracing::debug!(%peer, error = %e, "HTTP/3 connection ended"),
+        }
+    }
+    // GOAWAY: no new requests; those in flight finish, then the connection closes
+    // (H3_NO_ERROR) rather than waiting for the idle timeout.
+    let _ = h3.shutdown(0).await;
+    while requests.join_next().await.is_some() {}
+    conn.close(0x100u32.into(), b"");
+}
+
+/// One request stream.
+async fn request<S: Service>(
+    ctx: Arc<ConnCtx<S>>,
+    req: Request<()>,
+    stream: RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>,
+    early: bool,
+) {
+    let (mut send, recv) = stream.split();
+    let mut req = req.map(|()| RequestBody::h3(recv));
+    if early {
+        req.extensions_mut().insert(EarlyData);
+    }
+    let (mut head, body) = ctx.handle(req).await.into_parts();
+    if let Some(EarlyHints(fields)) = head.extensions.remove::<EarlyHints>() {
+        let mut early = Response::new(());
+        *early.status_mut() = StatusCode::EARLY_HINTS;
+        *early.headers_mut() = fields;
+        let _ = send.send_response(early).await;
+    }
+    crate::h2::strip_connection_fields(&mut head.headers);
+    head.extensions = http::Extensions::new();
+    if send
+        .send_response(Response::from_parts(head, ()))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    send_body(body, &mut send, ctx.shared.limits.send_timeout).await;
+}
+
+/// Sends the body frame by frame; a client that takes nothing for `send_timeout`
+/// has its stream stopped.
+async fn send_body<B>(mut body: B, send: &mut SendSide, send_timeout: Duration)
+where
+    B: Body<Data = Bytes, Error = io::Error> + Unpin,
+{
+    loop {
+        let frame = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await;
+        let frame = match frame {
+            None => break,
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "response body failed: stream reset");
+                return send.stop_stream(h3::error::Code::H3_INTERNAL_ERROR);
+            }
+            Some(Ok(frame)) => frame,
+        };
+        let sent = match frame.into_data() {
+            Ok(data) => tokio::time::timeout(send_timeout, send.send_data(data)).await,
+            Err(frame) => match frame.into_trailers() {
+                Ok(t) => tokio::time::timeout(send_timeout, send.send_trailers(t)).await,
+                Err(_) => continue,
+            },
+        };
+        match sent {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return, // the client stopped the stream
+            Err(_) => return send.stop_stream(h3::error::Code::H3_REQUEST_CANCELLED),
+        }
+    }
+    let _ = send.finish().await;
+}
+
+/// Reads a request body's next chunk.
+pub(crate) fn poll_recv(
+    recv: &mut RecvSide,
+    cx: &mut std::task::Context<'_>,
+) -> std::task::Poll<Option<io::Result<Bytes>>> {
+    match recv.poll_recv_data(cx) {
+        std::task::Poll::Ready(Ok(Some(mut buf))) => {
+            std::task::Poll::Ready(Some(Ok(buf.copy_to_bytes(buf.remaining()))))
+        }
+        std::task::Poll::Ready(Ok(None)) => std::task::Poll::Ready(None),
+        std::task::Poll::Ready(Err(e)) => std::task::Poll::Ready(Some(Err(io::Error::other(e)))),
+        std::task::Poll::Pending => std::task::Poll::Pending,
+    }
+}
