@@ -13,7 +13,6 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -113,22 +112,11 @@ async fn connection<S: Service>(
         Err(e) => return tracing::debug!(%peer, error = %e, "QUIC connection refused"),
     };
     // Until the handshake completes, requests are early data (0-RTT).
-    let confirmed = Arc::new(AtomicBool::new(false));
-    let conn = match connecting.into_0rtt() {
-        Ok((conn, accepted)) => {
-            let confirmed = confirmed.clone();
-            tokio::spawn(async move {
-                accepted.await;
-                confirmed.store(true, Ordering::Release);
-            });
-            conn
-        }
+    let (conn, mut handshake) = match connecting.into_0rtt() {
+        Ok((conn, accepted)) => (conn, Some(accepted)),
         Err(connecting) => {
             match tokio::time::timeout(shared.limits.tls_handshake_timeout, connecting).await {
-                Ok(Ok(conn)) => {
-                    confirmed.store(true, Ordering::Release);
-                    conn
-                }
+                Ok(Ok(conn)) => (conn, None),
                 Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "QUIC handshake failed"),
                 Err(_) => return tracing::debug!(%peer, "QUIC handshake timed out"),
             }
@@ -180,7 +168,12 @@ async fn connection<S: Service>(
                 served += 1;
                 let ctx = ctx.clone();
                 // Opened before the handshake completed: the request is early data.
-                let early = !confirmed.load(Ordering::Acquire);
+                // quinn's driver completes the handshake before it opens streams that
+                // came after the client's Finished, so asking now is exact.
+                let early = handshake.as_mut().is_some_and(|h| !completed(h));
+                if !early {
+                    handshake = None;
+                }
                 requests.spawn(async move {
                     match resolver.resolve_request().await {
                         Ok((req, stream)) => request(ctx, req, stream, early).await,
@@ -200,6 +193,12 @@ async fn connection<S: Service>(
     let _ = h3.shutdown(0).await;
     while requests.join_next().await.is_some() {}
     conn.close(0x100u32.into(), b"");
+}
+
+/// Whether the handshake has completed, without waiting.
+fn completed(handshake: &mut quinn::ZeroRttAccepted) -> bool {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    std::future::Future::poll(Pin::new(handshake), &mut cx).is_ready()
 }
 
 /// One request stream.

@@ -88,8 +88,9 @@ pub struct Acceptor {
     groups: Vec<usize>,
     alpn: Vec<Vec<u8>>,
     configs: RwLock<Arc<Vec<Arc<ServerConfig>>>>,
-    ticketer: Arc<dyn ProducesTickets>,
-    sessions: Arc<dyn StoresServerSessions>,
+    resumption: Arc<Resumption>,
+    /// The files' timestamps when they were last read (for [`Acceptor::watch`]).
+    loaded: std::sync::Mutex<Vec<Stamp>>,
     handshake_timeout: Duration,
 }
 
@@ -146,8 +147,8 @@ impl Acceptor {
             groups,
             alpn,
             configs: RwLock::new(Arc::new(Vec::new())),
-            ticketer: rustls::crypto::ring::Ticketer::new()?,
-            sessions: ServerSessionMemoryCache::new(SESSION_CACHE),
+            resumption: Arc::new(Resumption::new()?),
+            loaded: std::sync::Mutex::new(Vec::new()),
             handshake_timeout,
         };
         acceptor.reload()?;
@@ -155,14 +156,18 @@ impl Acceptor {
     }
 
     /// Re-reads every certificate, key and CA bundle; on error keeps the current ones.
+    /// Sessions from before a reload cannot be resumed after it: a resumed session
+    /// skips certificate checks, and the client CAs may have changed.
     pub fn reload(&self) -> Result<(), TlsError> {
+        let stamps = stamps(&self.files());
         let configs = self
             .groups
             .iter()
             .map(|&site| self.build(&self.sites[site]).map(Arc::new))
             .collect::<Result<Vec<_>, _>>()?;
         *self.configs.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(configs);
-        Ok(())
+        *self.loaded.lock().unwrap_or_else(|p| p.into_inner()) = stamps;
+        self.resumption.rotate()
     }
 
     fn build(&self, site: &SiteTls) -> Result<ServerConfig, TlsError> {
@@ -185,10 +190,15 @@ impl Acceptor {
             }
         };
         let (chain, key) = site.cert.load()?;
-        let mut config = builder.with_single_cert(chain, key)?;
+        let mut config = builder
+            .with_single_cert(chain, key)
+            .map_err(|e| TlsError::Pem {
+                path: site.cert.describe(),
+                message: e.to_string(),
+            })?;
         config.alpn_protocols.clone_from(&self.alpn);
-        config.ticketer = self.ticketer.clone();
-        config.session_storage = self.sessions.clone();
+        config.ticketer = self.resumption.clone();
+        config.session_storage = self.resumption.clone();
         Ok(config)
     }
 
@@ -250,7 +260,7 @@ impl Acceptor {
             .with_cert_resolver(Arc::new(BySni(self.clone())));
         config.alpn_protocols = vec![b"h3".to_vec()];
         config.max_early_data_size = u32::MAX;
-        config.session_storage = self.sessions.clone();
+        config.session_storage = self.resumption.clone();
         Ok(config)
     }
 
@@ -318,12 +328,17 @@ impl Acceptor {
         if files.is_empty() {
             return std::future::pending().await;
         }
-        let mut seen = stamps(&files);
         loop {
             tokio::time::sleep(every).await;
             let now = stamps(&files);
+            let seen = self
+                .loaded
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
             if now != seen {
-                seen = now;
+                // Whatever happens, this state of the files has been seen.
+                *self.loaded.lock().unwrap_or_else(|p| p.into_inner()) = now;
                 match self.reload() {
                     Ok(()) => tracing::info!("certificates changed on disk: reloaded"),
                     Err(e) => {
@@ -358,7 +373,10 @@ impl rustls::server::ResolvesServerCert for BySni {
     }
 }
 
-fn stamps(files: &[PathBuf]) -> Vec<Option<(SystemTime, u64)>> {
+/// A file's modification time and size, or `None` when it cannot be read.
+type Stamp = Option<(SystemTime, u64)>;
+
+fn stamps(files: &[PathBuf]) -> Vec<Stamp> {
     files
         .iter()
         .map(|f| {
@@ -368,7 +386,102 @@ fn stamps(files: &[PathBuf]) -> Vec<Option<(SystemTime, u64)>> {
         .collect()
 }
 
+/// Session resumption shared by every configuration (TCP and QUIC): stateless
+/// tickets and a session cache, both replaced on every reload.
+struct Resumption {
+    current: RwLock<(Arc<dyn ProducesTickets>, Arc<dyn StoresServerSessions>)>,
+}
+
+impl Resumption {
+    fn new() -> Result<Self, TlsError> {
+        Ok(Resumption {
+            current: RwLock::new(Self::fresh()?),
+        })
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn fresh() -> Result<(Arc<dyn ProducesTickets>, Arc<dyn StoresServerSessions>), TlsError> {
+        Ok((
+            rustls::crypto::ring::Ticketer::new()?,
+            ServerSessionMemoryCache::new(SESSION_CACHE),
+        ))
+    }
+
+    fn rotate(&self) -> Result<(), TlsError> {
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Self::fresh()?;
+        Ok(())
+    }
+
+    fn tickets(&self) -> Arc<dyn ProducesTickets> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+            .clone()
+    }
+
+    fn sessions(&self) -> Arc<dyn StoresServerSessions> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .1
+            .clone()
+    }
+}
+
+impl std::fmt::Debug for Resumption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Resumption")
+    }
+}
+
+impl ProducesTickets for Resumption {
+    fn enabled(&self) -> bool {
+        self.tickets().enabled()
+    }
+
+    fn lifetime(&self) -> u32 {
+        self.tickets().lifetime()
+    }
+
+    fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
+        self.tickets().encrypt(plain)
+    }
+
+    fn decrypt(&self, cipher: &[u8]) -> Option<Vec<u8>> {
+        self.tickets().decrypt(cipher)
+    }
+}
+
+impl StoresServerSessions for Resumption {
+    fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
+        self.sessions().put(key, value)
+    }
+
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.sessions().get(key)
+    }
+
+    fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.sessions().take(key)
+    }
+
+    fn can_cache(&self) -> bool {
+        true
+    }
+}
+
 impl CertSource {
+    /// Where the material comes from, for error messages.
+    fn describe(&self) -> String {
+        match self {
+            CertSource::Files { chain, key } => {
+                format!("{} with {}", chain.display(), key.display())
+            }
+            CertSource::Pem { .. } => "issued certificate".into(),
+        }
+    }
+
     fn load(&self) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
         match self {
             CertSource::Files { chain, key } => Ok((read_certs(chain)?, read_key(key)?)),

@@ -127,7 +127,9 @@ impl LocalCa {
             .mode(0o700)
             .create(&self.dir)
             .map_err(|e| TlsError::io(&self.dir, e))?;
-        let host = hostname();
+        // Two authorities on one host must differ by name, or a chain from one
+        // would be checked against the other's key instead of being unknown.
+        let host = format!("{}, {}", hostname(), random_id()?);
         let now = OffsetDateTime::now_utc();
         let root_key = KeyPair::generate()?;
         let root = ca_params(&format!("wharf local root CA ({host})"), 1, now, ROOT_DAYS)
@@ -198,16 +200,27 @@ fn ca_params(name: &str, path_len: u8, now: OffsetDateTime, days: i64) -> Certif
     p
 }
 
-/// A positive 128-bit serial from the system's random source (RFC 5280 §4.1.2.2).
-fn random_serial() -> Result<rcgen::SerialNumber, TlsError> {
-    let mut bytes = [0u8; 16];
+/// Random bytes from the system's source.
+fn random<const N: usize>() -> Result<[u8; N], TlsError> {
+    let mut bytes = [0u8; N];
     rustls::crypto::ring::default_provider()
         .secure_random
         .fill(&mut bytes)
         .map_err(|_| TlsError::Ca("no random numbers".into()))?;
+    Ok(bytes)
+}
+
+/// A positive 128-bit serial (RFC 5280 §4.1.2.2).
+fn random_serial() -> Result<rcgen::SerialNumber, TlsError> {
+    let mut bytes = random::<16>()?;
     bytes[0] &= 0x7f;
     bytes[0] |= 0x01;
     Ok(rcgen::SerialNumber::from_slice(&bytes))
+}
+
+/// Six hex digits telling this authority from others on the same host.
+fn random_id() -> Result<String, TlsError> {
+    Ok(random::<3>()?.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 fn hostname() -> String {

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 use http::Request;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
@@ -145,6 +146,7 @@ async fn bind(
 }
 
 async fn run(cfg: Config, files: Files, tls: Option<Arc<Acceptor>>) -> Result<(), ConfigError> {
+    let (mut signals, hup) = Signals::install()?;
     let service = Arc::new(FileService(files));
     let shutdown = Shutdown::new();
     let mut listeners = Vec::new();
@@ -209,7 +211,7 @@ async fn run(cfg: Config, files: Files, tls: Option<Arc<Acceptor>>) -> Result<()
     }
     let mut background = tokio::task::JoinSet::new();
     if let Some(acceptor) = &tls {
-        background.spawn(tls::reload_on_sighup(acceptor.clone()));
+        background.spawn(tls::reload_on_sighup(hup, acceptor.clone()));
         background.spawn(acceptor.clone().watch(cfg.tls.watch_interval));
     }
     let log = AccessLog {
@@ -223,7 +225,7 @@ async fn run(cfg: Config, files: Files, tls: Option<Arc<Acceptor>>) -> Result<()
         log,
         shutdown.clone(),
     ));
-    wait_for_signal().await;
+    signals.stop().await;
     background.abort_all();
     tracing::info!(grace = ?cfg.shutdown_grace, "shutting down: no new connections; draining requests in flight");
     shutdown.trigger();
@@ -236,19 +238,32 @@ async fn run(cfg: Config, files: Files, tls: Option<Arc<Acceptor>>) -> Result<()
     Ok(())
 }
 
-/// SIGINT or SIGTERM.
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut int), Ok(mut term)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop wharf with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = int.recv() => {}
-        _ = term.recv() => {}
+/// The signals wharf handles, installed before it listens: a signal that arrives
+/// as soon as the address is printed must not find the default action (death).
+struct Signals {
+    int: Signal,
+    term: Signal,
+}
+
+impl Signals {
+    /// SIGINT and SIGTERM (stop), and SIGHUP (reload certificates).
+    fn install() -> Result<(Signals, Signal), ConfigError> {
+        let on = |kind| {
+            signal(kind).map_err(|e| ConfigError(format!("cannot install signal handlers: {e}")))
+        };
+        let stop = Signals {
+            int: on(SignalKind::interrupt())?,
+            term: on(SignalKind::terminate())?,
+        };
+        Ok((stop, on(SignalKind::hangup())?))
+    }
+
+    /// SIGINT or SIGTERM.
+    async fn stop(&mut self) {
+        tokio::select! {
+            _ = self.int.recv() => {}
+            _ = self.term.recv() => {}
+        }
     }
 }
 

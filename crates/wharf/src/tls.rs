@@ -93,11 +93,10 @@ pub(crate) fn setup(cfg: &Config, data_dir: &Path) -> Result<Setup, ConfigError>
 }
 
 /// Reloads certificates on SIGHUP, for as long as the task runs.
-pub(crate) async fn reload_on_sighup(acceptor: Arc<Acceptor>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        return tracing::warn!("cannot watch SIGHUP: certificates reload only when files change");
-    };
+pub(crate) async fn reload_on_sighup(
+    mut hup: tokio::signal::unix::Signal,
+    acceptor: Arc<Acceptor>,
+) {
     while hup.recv().await.is_some() {
         match acceptor.reload() {
             Ok(()) => tracing::info!("SIGHUP: certificates reloaded"),

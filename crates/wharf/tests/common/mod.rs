@@ -46,8 +46,13 @@ pub struct Wharf {
     pub proto: Proto,
     /// Everything written to stdout (startup lines, access log).
     out: Arc<(Mutex<String>, Condvar)>,
+    /// Everything written to stderr (diagnostics); also echoed to the test's stderr.
+    err: Arc<(Mutex<String>, Condvar)>,
     pub dir: tempfile::TempDir,
 }
+
+/// Text a process writes, line by line, and a condition variable to wait on it.
+type Sink = Arc<(Mutex<String>, Condvar)>;
 
 /// Builds the temporary directory and configuration of a test server.
 pub struct Builder {
@@ -113,6 +118,12 @@ impl Builder {
         self.dir.path().join("site")
     }
 
+    /// The temporary directory (holding `site/`, `wharf.toml` and the data directory
+    /// `data/`).
+    pub fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
     /// Appends TOML to the configuration (sites are written by the test).
     pub fn config(mut self, toml: &str) -> Builder {
         self.config.push_str(toml);
@@ -157,18 +168,16 @@ impl Builder {
     }
 }
 
-fn spawn(mut cmd: Command, dir: tempfile::TempDir, proto: Proto) -> Wharf {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let out = Arc::new((Mutex::new(String::new()), Condvar::new()));
+/// Collects the lines of `from` into a new sink (echoing them to stderr if `echo`).
+fn collect(from: impl Read + Send + 'static, echo: bool) -> Sink {
+    let out: Sink = Arc::new((Mutex::new(String::new()), Condvar::new()));
     let sink = out.clone();
     std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
+        for line in BufReader::new(from).lines() {
             let Ok(line) = line else { break };
+            if echo {
+                eprintln!("{line}");
+            }
             let (m, cv) = &*sink;
             let mut s = m.lock().unwrap();
             s.push_str(&line);
@@ -176,11 +185,44 @@ fn spawn(mut cmd: Command, dir: tempfile::TempDir, proto: Proto) -> Wharf {
             cv.notify_all();
         }
     });
+    out
+}
+
+/// Waits until `sink` has `n` lines containing `needle`; returns them.
+fn wait_in(sink: &Sink, needle: &str, n: usize) -> Vec<String> {
+    let (m, cv) = &**sink;
+    let deadline = Instant::now() + PATIENCE;
+    let mut s = m.lock().unwrap();
+    loop {
+        let found: Vec<String> = s
+            .lines()
+            .filter(|l| l.contains(needle))
+            .map(str::to_owned)
+            .collect();
+        if found.len() >= n {
+            return found;
+        }
+        let left = deadline
+            .checked_duration_since(Instant::now())
+            .unwrap_or_else(|| panic!("no output line with {needle:?}; got:\n{s}"));
+        s = cv.wait_timeout(s, left).unwrap().0;
+    }
+}
+
+fn spawn(mut cmd: Command, dir: tempfile::TempDir, proto: Proto) -> Wharf {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = collect(child.stdout.take().unwrap(), false);
+    let err = collect(child.stderr.take().unwrap(), true);
     let mut w = Wharf {
         child,
         addr: "0.0.0.0:0".parse().unwrap(),
         proto,
         out,
+        err,
         dir,
     };
     let scheme = if proto.tls() { "https://" } else { "http://" };
@@ -255,27 +297,25 @@ impl Wharf {
 
     /// Waits until stdout has `n` lines containing `needle`; returns them.
     pub fn wait_for_lines(&self, needle: &str, n: usize) -> Vec<String> {
-        let (m, cv) = &*self.out;
-        let deadline = Instant::now() + PATIENCE;
-        let mut s = m.lock().unwrap();
-        loop {
-            let found: Vec<String> = s
-                .lines()
-                .filter(|l| l.contains(needle))
-                .map(str::to_owned)
-                .collect();
-            if found.len() >= n {
-                return found;
-            }
-            let left = deadline
-                .checked_duration_since(Instant::now())
-                .unwrap_or_else(|| panic!("no output line with {needle:?}; got:\n{s}"));
-            s = cv.wait_timeout(s, left).unwrap().0;
-        }
+        wait_in(&self.out, needle, n)
     }
 
     pub fn output(&self) -> String {
         self.out.0.lock().unwrap().clone()
+    }
+
+    /// Waits until stderr (diagnostics) has a line containing `needle`; returns it.
+    pub fn wait_for_stderr(&self, needle: &str) -> String {
+        wait_in(&self.err, needle, 1).remove(0)
+    }
+
+    pub fn stderr(&self) -> String {
+        self.err.0.lock().unwrap().clone()
+    }
+
+    /// The address of the first HTTPS listener (printed at startup).
+    pub fn https_addr(&self) -> SocketAddr {
+        listening_addr(&self.wait_for_output("listening on https://"), "https://")
     }
 
     /// Sends a signal (`TERM`, `INT`).
