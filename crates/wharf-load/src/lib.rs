@@ -26,6 +26,8 @@ pub struct Connection {
 
 /// A response whose body is still arriving.
 pub struct Incoming {
+    /// Interim (1xx) responses that preceded the final one.
+    pub interim: Vec<Response<()>>,
     /// Status and header fields.
     pub head: Response<()>,
     stream: h3::client::RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>,
@@ -45,6 +47,8 @@ impl Incoming {
 
 /// A response with its whole body.
 pub struct Fetched {
+    /// Interim (1xx) responses that preceded the final one.
+    pub interim: Vec<Response<()>>,
     /// Status and header fields.
     pub head: Response<()>,
     /// The body.
@@ -133,6 +137,7 @@ impl Connection {
             body.extend_from_slice(&chunk);
         }
         Ok(Fetched {
+            interim: incoming.interim,
             head: incoming.head,
             body: body.freeze(),
         })
@@ -154,11 +159,23 @@ impl Connection {
                 .map_err(|e| anyhow!("request body: {e}"))?;
         }
         stream.finish().await.map_err(|e| anyhow!("finish: {e}"))?;
-        let head = stream
-            .recv_response()
-            .await
-            .map_err(|e| anyhow!("response: {e}"))?;
-        Ok(Incoming { head, stream })
+        let mut interim = Vec::new();
+        loop {
+            let head = stream
+                .recv_response()
+                .await
+                .map_err(|e| anyhow!("response: {e}"))?;
+            // 1xx heads (103 Early Hints) come before the final one.
+            if head.status().is_informational() {
+                interim.push(head);
+                continue;
+            }
+            return Ok(Incoming {
+                interim,
+                head,
+                stream,
+            });
+        }
     }
 
     /// `GET url`.

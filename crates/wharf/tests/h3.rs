@@ -67,6 +67,26 @@ fn requests_over_http3_and_alt_svc_on_tcp() {
 }
 
 #[test]
+fn early_hints_over_http3() {
+    let w = https()
+        .file("page.html", "<link rel=stylesheet href=/s.css><p>page")
+        .start();
+    within(async {
+        let c = client(&w);
+        let mut conn = c.connect(w.addr, "localhost").await.unwrap();
+        let res = conn.get(&w.url("/page.html")).await.unwrap();
+        assert_eq!(res.interim.len(), 1);
+        assert_eq!(res.interim[0].status(), 103);
+        let link = "</s.css>; rel=preload; as=style";
+        assert_eq!(res.interim[0].headers()["link"], link);
+        assert_eq!(res.head.status(), 200);
+        assert_eq!(res.head.headers()["link"], link);
+        let plain = conn.get(&w.url("/hello.txt")).await.unwrap();
+        assert!(plain.interim.is_empty());
+    });
+}
+
+#[test]
 fn zero_rtt_serves_safe_methods_and_answers_425_to_others() {
     let w = https().start();
     within(async {
