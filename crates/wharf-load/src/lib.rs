@@ -130,7 +130,7 @@ impl Connection {
     }
 
     /// Sends `req` (its body, if any, in one piece) and reads the whole response.
-    pub async fn send(&mut self, req: Request<Bytes>) -> anyhow::Result<Fetched> {
+    pub async fn send(&self, req: Request<Bytes>) -> anyhow::Result<Fetched> {
         let mut incoming = self.start(req).await?;
         let mut body = BytesMut::new();
         while let Some(chunk) = incoming.chunk().await? {
@@ -145,10 +145,12 @@ impl Connection {
 
     /// Sends `req` and waits for the response head; the body is read with
     /// [`Incoming::chunk`].
-    pub async fn start(&mut self, req: Request<Bytes>) -> anyhow::Result<Incoming> {
+    /// Several requests may be in flight at once: each call takes its own handle
+    /// to the connection.
+    pub async fn start(&self, req: Request<Bytes>) -> anyhow::Result<Incoming> {
         let (head, body) = req.into_parts();
-        let mut stream = self
-            .send
+        let mut send = self.send.clone();
+        let mut stream = send
             .send_request(Request::from_parts(head, ()))
             .await
             .map_err(|e| anyhow!("request: {e}"))?;
@@ -179,7 +181,7 @@ impl Connection {
     }
 
     /// `GET url`.
-    pub async fn get(&mut self, url: &str) -> anyhow::Result<Fetched> {
+    pub async fn get(&self, url: &str) -> anyhow::Result<Fetched> {
         self.send(Request::get(url).body(Bytes::new())?).await
     }
 

@@ -50,6 +50,8 @@ enum Proto {
 /// What every worker adds to.
 #[derive(Default)]
 struct Totals {
+    /// Connections that ended (and were replaced while time remained).
+    connections: AtomicU64,
     requests: AtomicU64,
     bytes: AtomicU64,
     errors: AtomicU64,
@@ -110,8 +112,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Records one request's outcome.
-fn record(totals: &Totals, started: Instant, result: anyhow::Result<usize>) {
+/// Records one request's outcome; false when it failed (the worker then stops and
+/// its connection is replaced).
+fn record(totals: &Totals, started: Instant, result: anyhow::Result<usize>) -> bool {
     match result {
         Ok(bytes) => {
             totals.requests.fetch_add(1, Ordering::Relaxed);
@@ -122,9 +125,13 @@ fn record(totals: &Totals, started: Instant, result: anyhow::Result<usize>) {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .push(us);
+            true
         }
-        Err(_) => {
-            totals.errors.fetch_add(1, Ordering::Relaxed);
+        Err(e) => {
+            if totals.errors.fetch_add(1, Ordering::Relaxed) < 5 {
+                eprintln!("wharf-load: request failed: {e:#}");
+            }
+            false
         }
     }
 }
@@ -138,25 +145,15 @@ async fn h3_connection(
     deadline: Instant,
     totals: &Arc<Totals>,
 ) -> anyhow::Result<()> {
-    let conn = client.connect(addr, host).await?;
-    let conn = Arc::new(tokio::sync::Mutex::new(conn));
+    let conn = Arc::new(client.connect(addr, host).await?);
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..streams {
         let (conn, totals, url) = (conn.clone(), totals.clone(), url.to_owned());
         workers.spawn(async move {
             while Instant::now() < deadline {
                 let started = Instant::now();
-                // Opening a stream needs the connection briefly; the response is
-                // read without holding it.
-                let incoming = {
-                    let mut c = conn.lock().await;
-                    c.start(
-                        Request::get(url.as_str())
-                            .body(Bytes::new())
-                            .expect("valid URL"),
-                    )
-                    .await
-                };
+                let get = Request::get(url.as_str()).body(Bytes::new());
+                let incoming = conn.start(get.expect("valid URL")).await;
                 let result = async {
                     let mut incoming = incoming?;
                     if !incoming.head.status().is_success() {
@@ -169,12 +166,14 @@ async fn h3_connection(
                     Ok(n)
                 }
                 .await;
-                record(&totals, started, result);
+                if !record(&totals, started, result) {
+                    break;
+                }
             }
         });
     }
     while workers.join_next().await.is_some() {}
-    conn.lock().await.close();
+    conn.close();
     Ok(())
 }
 
@@ -234,7 +233,9 @@ async fn h2_connection(
                     Ok(n)
                 }
                 .await;
-                record(&totals, started, result);
+                if !record(&totals, started, result) {
+                    break;
+                }
             }
         });
     }
@@ -249,6 +250,7 @@ fn report(args: &Args, totals: &Totals, elapsed: Duration) {
     let requests = totals.requests.load(Ordering::Relaxed);
     let bytes = totals.bytes.load(Ordering::Relaxed);
     let errors = totals.errors.load(Ordering::Relaxed);
+    let connections = totals.connections.load(Ordering::Relaxed);
     let mut lat = std::mem::take(
         &mut *totals
             .latencies_us
@@ -265,7 +267,7 @@ fn report(args: &Args, totals: &Totals, elapsed: Duration) {
     let (rps, bps) = (requests as f64 / secs, bytes as f64 / secs);
     if args.json {
         println!(
-            "{{\"proto\":\"{:?}\",\"requests\":{requests},\"errors\":{errors},\"seconds\":{secs:.3},\"rps\":{rps:.1},\"bytes_per_sec\":{bps:.1},\"p50_us\":{},\"p90_us\":{},\"p99_us\":{},\"max_us\":{}}}",
+            "{{\"proto\":\"{:?}\",\"requests\":{requests},\"errors\":{errors},\"connections\":{connections},\"seconds\":{secs:.3},\"rps\":{rps:.1},\"bytes_per_sec\":{bps:.1},\"p50_us\":{},\"p90_us\":{},\"p99_us\":{},\"max_us\":{}}}",
             args.proto,
             pct(0.5),
             pct(0.9),
@@ -274,7 +276,7 @@ fn report(args: &Args, totals: &Totals, elapsed: Duration) {
         );
     } else {
         println!(
-            "{:?} {}: {requests} requests in {secs:.2}s, {errors} errors\n  {rps:.0} req/s, {:.1} MB/s\n  latency p50 {} us, p90 {} us, p99 {} us, max {} us",
+            "{:?} {}: {requests} requests in {secs:.2}s on {connections} connections, {errors} errors\n  {rps:.0} req/s, {:.1} MB/s\n  latency p50 {} us, p90 {} us, p99 {} us, max {} us",
             args.proto,
             args.url,
             bps / 1e6,

@@ -30,6 +30,12 @@ use crate::listener::Shared;
 use crate::watchdog::Watchdog;
 use crate::{ConnInfo, RequestBody, Service, Shutdown};
 
+/// Socket buffer requested for each QUIC socket (the kernel may cap it).
+const UDP_BUFFER: usize = 4 << 20;
+
+/// Largest UDP payload probed for (RFC 9000 §18.2 max_udp_payload_size bound).
+const MAX_UDP_PAYLOAD: u16 = 65_527;
+
 type SendSide = RequestStream<h3_quinn::SendStream<Bytes>, Bytes>;
 pub(crate) type RecvSide = RequestStream<h3_quinn::RecvStream, Bytes>;
 
@@ -39,6 +45,11 @@ pub(crate) fn endpoint(
     acceptor: &Arc<Acceptor>,
     limits: &crate::Limits,
 ) -> io::Result<quinn::Endpoint> {
+    // Room for bursts: a full socket buffer drops datagrams, which QUIC then has to
+    // detect and resend.
+    let sock = socket2::SockRef::from(&socket);
+    let _ = sock.set_recv_buffer_size(UDP_BUFFER);
+    let _ = sock.set_send_buffer_size(UDP_BUFFER);
     let tls = acceptor.quic_config().map_err(io::Error::other)?;
     let crypto =
         quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(io::Error::other)?;
@@ -50,7 +61,14 @@ pub(crate) fn endpoint(
             limits.idle_timeout.try_into().map_err(io::Error::other)?,
         ))
         .stream_receive_window(limits.stream_window.into())
-        .receive_window(limits.connection_window.into());
+        .receive_window(limits.connection_window.into())
+        // Probe for paths that carry more than 1452-byte datagrams (loopback, jumbo
+        // frames): fewer packets, fewer acknowledgements.
+        .mtu_discovery_config(Some({
+            let mut mtu = quinn::MtuDiscoveryConfig::default();
+            mtu.upper_bound(MAX_UDP_PAYLOAD);
+            mtu
+        }));
     config.transport_config(Arc::new(transport)).migration(true);
     quinn::Endpoint::new(
         quinn::EndpointConfig::default(),

@@ -41,7 +41,7 @@ fn requests_over_http3_and_alt_svc_on_tcp() {
     assert_eq!(alt, format!("h3=\":{}\"; ma=86400", w.addr.port()).as_str());
     within(async {
         let c = client(&w);
-        let mut conn = c.connect(w.addr, "localhost").await.unwrap();
+        let conn = c.connect(w.addr, "localhost").await.unwrap();
         let res = conn.get(&w.url("/hello.txt")).await.unwrap();
         assert_eq!(res.head.status(), 200);
         assert_eq!(res.head.version(), http::Version::HTTP_3);
@@ -73,7 +73,7 @@ fn early_hints_over_http3() {
         .start();
     within(async {
         let c = client(&w);
-        let mut conn = c.connect(w.addr, "localhost").await.unwrap();
+        let conn = c.connect(w.addr, "localhost").await.unwrap();
         let res = conn.get(&w.url("/page.html")).await.unwrap();
         assert_eq!(res.interim.len(), 1);
         assert_eq!(res.interim[0].status(), 103);
@@ -136,7 +136,7 @@ fn a_client_that_changes_address_keeps_its_connection_and_response() {
     within(async {
         let c = client(&w);
         let before = c.local_addr().unwrap();
-        let mut conn = c.connect(w.addr, "localhost").await.unwrap();
+        let conn = c.connect(w.addr, "localhost").await.unwrap();
         let mut incoming = conn
             .start(
                 http::Request::get(w.url("/large.bin"))

@@ -1,0 +1,556 @@
+"""What the benchmark programs share (bench/run: HTTP/1.1; bench/tls: HTTPS and HTTP/2).
+
+Setup (tools, file limit, docroot, ports, CPU pinning), the server processes (wharf,
+nginx from the bench/nginx.conf template), the load-generator plumbing (a timed client
+run with its CPU use; wrk with bench/report.lua), run alternation, and the report
+helpers (medians, ratios, machine description, RESULTS.md sections).
+
+Python 3 standard library only. Everything sends traffic to 127.0.0.1 only, and every
+subprocess has a time limit.
+"""
+
+import argparse
+import collections
+import datetime
+import fcntl
+import json
+import os
+import platform
+import random
+import re
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+OUT = BENCH / "out"
+DOCROOT = OUT / "docroot"
+HOST = "127.0.0.1"  # the only address the benchmarks ever send traffic to
+WHARF_BIN = ROOT / "target" / "release" / "wharf"
+RESULTS_MD = BENCH / "RESULTS.md"
+# A single-threaded client at this share of a CPU may be what limits a run.
+CLIENT_BOUND_CPU = 0.95
+
+
+def log(msg):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- options
+
+def parse_duration(text):
+    m = re.fullmatch(r"(\d+)(s|m)?", text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"duration like 10s or 1m, not {text!r}")
+    return int(m.group(1)) * (60 if m.group(2) == "m" else 1)
+
+
+def add_common_options(p, servers, scenarios):
+    """The options both programs take (run length, selection, pinning, build, install)."""
+    p.add_argument("--repeat", type=int, default=5, help="runs per server per scenario (5)")
+    p.add_argument("--duration", type=parse_duration, default=10, help="per run, e.g. 10s (10s)")
+    p.add_argument("--quick", action="store_true", help="3 repeats of 3s")
+    p.add_argument("--write", action="store_true", help="put the results into bench/RESULTS.md")
+    p.add_argument("--servers", default=",".join(servers), help=f"comma list ({','.join(servers)})")
+    p.add_argument("--scenarios", default=",".join(scenarios), help="comma list (all)")
+
+
+def add_pin_build_options(p, client):
+    p.add_argument("--pin", choices=("split", "none"), default="split",
+                   help=f"split: {client} on CPU 0, servers on the other CPUs; none: no pinning")
+    p.add_argument("--no-build", action="store_true", help="use target/release/wharf as is")
+    p.add_argument("--no-install", action="store_true", help="don't apt-get missing tools")
+
+
+def finish_common_options(p, args, servers, scenarios):
+    if args.quick:
+        args.repeat, args.duration = 3, 3
+    args.servers = [s for s in args.servers.split(",") if s]
+    args.scenarios = [s for s in args.scenarios.split(",") if s]
+    bad = set(args.servers) - set(servers) or set(args.scenarios) - set(scenarios)
+    if bad:
+        p.error(f"unknown: {', '.join(sorted(bad))}")
+    return args
+
+
+# ---------------------------------------------------------------- setup
+
+def which(cmd):
+    """Like shutil.which, but also looks in /usr/sbin (nginx), often not on PATH."""
+    return shutil.which(cmd, path=os.environ.get("PATH", os.defpath) + ":/usr/sbin")
+
+
+def ensure_tools(tools, no_install):
+    """`tools` maps commands to the Debian packages that provide them; install only the
+    packages whose command is missing."""
+    missing = list(dict.fromkeys(pkg for cmd, pkg in tools.items() if not which(cmd)))
+    if not missing:
+        return
+    if no_install:
+        sys.exit(f"missing tools: {' '.join(missing)} (and --no-install given)")
+    sudo = [] if os.geteuid() == 0 else ["sudo"]
+    log(f"installing {' '.join(missing)} with apt-get")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    subprocess.run(sudo + ["apt-get", "update", "-qq"], check=True, env=env, timeout=600)
+    subprocess.run(sudo + ["apt-get", "install", "-y", "-qq"] + missing,
+                   check=True, env=env, timeout=900)
+
+
+def raise_fd_limit(need=16384, what="scenario f"):
+    """Servers and clients inherit this: thousands of sockets need room."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if hard != resource.RLIM_INFINITY and hard < need:
+        log(f"warning: RLIMIT_NOFILE hard limit is {hard}; {what} may fail")
+
+
+def english_text(rng, words):
+    """A paragraph of word salad: compresses like prose, not like a repeated string."""
+    sentences = []
+    for _ in range(rng.randint(3, 6)):
+        s = " ".join(rng.choice(words) for _ in range(rng.randint(6, 16)))
+        sentences.append(s.capitalize() + ".")
+    return " ".join(sentences)
+
+
+def realistic_text(size, seed=9110):
+    """~`size` bytes mixing prose, HTML and JS-like lines (gzip -6 gets roughly 3-4x)."""
+    rng = random.Random(seed)
+    words = ("the server file request response header cache client connection body "
+             "static content byte range time value page user data error status "
+             "returns when with from that this into each every other about which "
+             "should must would could after before because while where there").split()
+    idents = ["fetchPage", "renderList", "userId", "cacheKey", "onLoad", "etag", "items"]
+    chunks, total, n = [], 0, 0
+    while total < size:
+        n += 1
+        kind = n % 3
+        if kind == 0:
+            chunk = f"<p class=\"note-{n % 7}\">{english_text(rng, words)}</p>\n"
+        elif kind == 1:
+            a, b = rng.sample(idents, 2)
+            chunk = (f"function {a}{n}({b}) {{ if (!{b}) return null; "
+                     f"return {b}.map(x => x.{rng.choice(idents)} + {rng.randint(0, 999)}); }}\n")
+        else:
+            chunk = english_text(rng, words) + "\n\n"
+        chunks.append(chunk)
+        total += len(chunk)
+    return "".join(chunks).encode()[:size]
+
+
+def make_docroot():
+    """Deterministic files, rewritten every run (cheap, and the ETags are fetched fresh)."""
+    DOCROOT.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(1024)
+    (DOCROOT / "1k.bin").write_bytes(rng.randbytes(1024))
+    (DOCROOT / "1m.bin").write_bytes(rng.randbytes(1024 * 1024))
+    (DOCROOT / "100k.txt").write_bytes(realistic_text(100 * 1024))
+    (DOCROOT / "index.html").write_text(
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>wharf bench</title>"
+        "</head>\n<body><h1>wharf bench docroot</h1><ul>\n"
+        "<li><a href=\"1k.bin\">1k.bin</a></li>\n<li><a href=\"1m.bin\">1m.bin</a></li>\n"
+        "<li><a href=\"100k.txt\">100k.txt</a></li>\n</ul></body></html>\n")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def cpu_sets(pin):
+    """(client CPUs, server CPUs) as taskset lists, or (None, None) for no pinning."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if pin == "none" or len(cpus) < 2:
+        return None, None
+    return str(cpus[0]), ",".join(map(str, cpus[1:]))
+
+
+def taskset(cpus):
+    return ["taskset", "-c", cpus] if cpus else []
+
+
+def take_lock():
+    """Two runs at once would share bench/out (and nginx pid files), and compete for
+    the CPUs: one lock for bench/run and bench/tls."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    lock = open(OUT / ".lock", "w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        sys.exit("another benchmark (bench/run or bench/tls) is running (bench/out/.lock)")
+    return lock  # held until the process exits
+
+
+def install_signal_handlers():
+    """SIGTERM and SIGINT unwind through the `finally` that stops the servers. SIGINT is
+    set explicitly because a shell starting us in the background would have ignored it."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def run_main(main):
+    try:
+        main()
+    except KeyboardInterrupt:
+        sys.exit("interrupted (servers stopped)")
+
+
+# ---------------------------------------------------------------- processes
+
+def proc_children(pid):
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited while we looked
+        if int(fields[1]) == pid:
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+def rss_bytes(pid):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def cpu_seconds(pid):
+    """User + system CPU time of a process (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def busy_cpu_seconds():
+    """CPU time the whole machine spent not idle (all CPUs, steal included), from
+    /proc/stat: with the client's and the server's share subtracted, what other
+    processes (or the hypervisor) took during a run."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def thread_count(pid):
+    return len(list(Path(f"/proc/{pid}/task").iterdir()))
+
+
+class Server:
+    """A server process started by this script; nginx's workers are its children.
+    Its output and files are in `logdir`."""
+
+    def __init__(self, name, port, proc, stop_signal, logdir, scheme="http"):
+        self.name, self.port, self.proc, self.stop_signal = name, port, proc, stop_signal
+        self.logdir, self.scheme = logdir, scheme
+        self.notes = []
+
+    def url(self, path):
+        return f"{self.scheme}://{HOST}:{self.port}{path}"
+
+    def pids(self):
+        return [self.proc.pid] + proc_children(self.proc.pid)
+
+    def rss(self):
+        return sum(rss_bytes(p) for p in self.pids())
+
+    def cpu(self):
+        return sum(cpu_seconds(p) for p in self.pids())
+
+    def stop(self):
+        if self.proc.poll() is not None:
+            return
+        children = proc_children(self.proc.pid)
+        self.proc.send_signal(self.stop_signal)
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            log(f"{self.name} did not stop in 15s; killing it")
+            for pid in [self.proc.pid] + children:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            self.proc.wait(timeout=5)
+
+
+def wait_listening(server, timeout=15):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.proc.poll() is not None:
+            sys.exit(f"{server.name} exited with {server.proc.returncode}; see {server.logdir}/")
+        try:
+            socket.create_connection((HOST, server.port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    server.stop()
+    sys.exit(f"{server.name} not listening on {HOST}:{server.port} after {timeout}s")
+
+
+def spawn(logdir, cmd, env=None):
+    """Start a server in its own session, stdout and stderr to `logdir`."""
+    logdir.mkdir(parents=True, exist_ok=True)
+    with open(logdir / "stdout.log", "wb") as o, open(logdir / "stderr.log", "wb") as e:
+        return subprocess.Popen(cmd, stdout=o, stderr=e, stdin=subprocess.DEVNULL,
+                                env=env, start_new_session=True)
+
+
+def stop_stale(pidfile, conf, what):
+    """A server left by an interrupted run still holds its pid file; stop it if its
+    command line names our configuration file."""
+    try:
+        pid = int(pidfile.read_text())
+        if str(conf) in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
+            log(f"stopping {what} {pid} left by an earlier run")
+            os.kill(pid, signal.SIGTERM)
+            time.sleep(1)
+    except (OSError, ValueError):
+        pass
+
+
+# Lines between these markers of bench/nginx.conf are kept only for HTTPS.
+NGINX_TLS_BEGIN, NGINX_TLS_END = "# @TLS-BEGIN@", "# @TLS-END@"
+
+
+def nginx_config(out, port, tls):
+    """bench/nginx.conf with its placeholders filled in; `tls` is None (cleartext
+    HTTP/1.1) or dict(cert=..., key=...) (HTTPS with HTTP/2)."""
+    lines, keep = [], True
+    for line in (BENCH / "nginx.conf").read_text().splitlines(keepends=True):
+        if line.strip() == NGINX_TLS_BEGIN:
+            keep = tls is not None
+        elif line.strip() == NGINX_TLS_END:
+            keep = True
+        elif keep:
+            lines.append(line)
+    text = "".join(lines)
+    user = "user root root;" if os.geteuid() == 0 else ""
+    for key, value in (("@USER_DIRECTIVE@", user), ("@OUT@", str(out)),
+                       ("@LISTEN@", f"{HOST}:{port}" + (" ssl http2" if tls else "")),
+                       ("@CERT@", str(tls["cert"]) if tls else ""),
+                       ("@KEY@", str(tls["key"]) if tls else ""),
+                       ("@DOCROOT@", str(DOCROOT))):
+        text = text.replace(key, value)
+    return text
+
+
+def start_nginx(port, cpus, out=OUT / "nginx", tls=None):
+    """nginx from bench/nginx.conf, files in `out`; HTTPS + HTTP/2 if `tls` is given."""
+    for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (out / "tmp" / sub).mkdir(parents=True, exist_ok=True)
+    conf = out / "nginx.conf"
+    stop_stale(out / "nginx.pid", conf, "nginx")
+    conf.write_text(nginx_config(out, port, tls))
+    nginx = which("nginx")
+    subprocess.run([nginx, "-t", "-q", "-c", str(conf), "-p", str(out)], check=True, timeout=30)
+    server = Server("nginx", port,
+                    spawn(out, taskset(cpus) + [nginx, "-c", str(conf), "-p", str(out)]),
+                    signal.SIGQUIT, out, "https" if tls else "http")
+    wait_listening(server)
+    time.sleep(0.5)  # let the workers come up before they are counted
+    server.notes.append(f"{len(proc_children(server.proc.pid))} worker processes")
+    return server
+
+
+def nginx_workers(server):
+    """How many workers nginx started (worker_processes auto): the other servers get as many."""
+    return len(proc_children(server.proc.pid)) or os.cpu_count()
+
+
+def build_wharf():
+    log("cargo build --release")
+    subprocess.run(["cargo", "build", "--release"], cwd=ROOT, check=True, timeout=3600)
+
+
+def require_wharf():
+    if not WHARF_BIN.exists():
+        sys.exit(f"{WHARF_BIN} not found (build it, or run with --servers nginx)")
+
+
+def wharf_supports(flag):
+    help_text = subprocess.run([str(WHARF_BIN), "serve", "--help"], capture_output=True,
+                               text=True, timeout=30)
+    return flag in help_text.stdout + help_text.stderr
+
+
+def start_wharf(port, cpus, workers, serve_args, out=OUT / "wharf", scheme="http"):
+    """`wharf serve SERVE_ARGS`. Tokio sizes its pool from the CPU affinity mask;
+    TOKIO_WORKER_THREADS pins it to nginx's worker count so both servers run the same
+    number of workers."""
+    cmd = [str(WHARF_BIN), "serve"] + serve_args
+    env = dict(os.environ, TOKIO_WORKER_THREADS=str(workers))
+    server = Server("wharf", port, spawn(out, taskset(cpus) + cmd, env), signal.SIGTERM,
+                    out, scheme)
+    wait_listening(server)
+    server.notes.append(f"TOKIO_WORKER_THREADS={workers}, "
+                        f"{thread_count(server.proc.pid)} threads")
+    return server
+
+
+# ---------------------------------------------------------------- curl checks
+
+Reply = collections.namedtuple("Reply", "status fields size version")
+
+
+def curl(url, headers=(), extra=()):
+    """Status, lower-cased headers, body size and HTTP version of one GET. `extra`:
+    more curl options (e.g. --cacert FILE, --http2)."""
+    cmd = ["curl", "-sS", "--max-time", "10", "-o", "/dev/null", "-D", "-",
+           "-w", "\n__SIZE__ %{size_download} %{http_version}\n", *extra, url]
+    for h in headers:
+        cmd += ["-H", h]
+    # Bytes, not text=True: universal newlines would turn the CRLFs into LFs.
+    out = subprocess.run(cmd, capture_output=True, timeout=15, check=True).stdout
+    out = out.decode("latin-1")
+    head, _, tail = out.partition("\r\n\r\n")
+    lines = head.split("\r\n")
+    fields = dict((k.strip().lower(), v.strip()) for k, _, v in
+                  (line.partition(":") for line in lines[1:]))
+    m = re.search(r"__SIZE__ (\d+) (\S+)", tail)
+    return Reply(int(lines[0].split()[1]), fields, int(m.group(1)), m.group(2))
+
+
+# ---------------------------------------------------------------- load generators
+
+def run_timed(cmd, timeout, cwd=ROOT):
+    """Run a load generator to completion: (CompletedProcess, CPU seconds it used,
+    wall-clock seconds it ran)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.monotonic()
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd)
+    wall = time.monotonic() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return proc, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime), wall
+
+
+def run_wrk(url, args, spec, headers, cpus):
+    """One wrk run; returns its totals, its error counts and the CPU it used.
+    spec["depth"] > 1 pipelines with bench/pipeline.lua."""
+    depth = spec.get("depth", 1)
+    script = BENCH / ("pipeline.lua" if depth > 1 else "report.lua")
+    cmd = taskset(cpus) + ["wrk", "-t1", f"-c{args.connections}", f"-d{args.duration}s",
+                           "--timeout", "10s", "-s", str(script)]
+    for h in headers:
+        cmd += ["-H", h]
+    cmd += [url] + (["--", str(depth)] if depth > 1 else [])
+    proc, cpu, _ = run_timed(cmd, args.duration + 60)
+    if proc.returncode != 0 or "WRK_RESULT" not in proc.stdout:
+        raise RuntimeError(f"wrk failed ({proc.returncode}): {proc.stderr or proc.stdout}")
+    result = json.loads(proc.stdout.split("WRK_RESULT", 1)[1].splitlines()[0])
+    result["text_errors"] = wrk_text_errors(proc.stdout)
+    result["wrk_cpu"] = cpu
+    result["stdout"] = proc.stdout
+    return result
+
+
+def wrk_text_errors(text):
+    """The error lines wrk prints: 'Non-2xx or 3xx responses: N' and
+    'Socket errors: connect N, read N, write N, timeout N'."""
+    errors = {}
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    errors["status"] = int(m.group(1)) if m else 0
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    for key, value in zip(("connect", "read", "write", "timeout"), m.groups() if m else (0,) * 4):
+        errors[key] = int(value)
+    return errors
+
+
+def measure_wrk(server, url, args, spec, headers, cpus):
+    """One wrk run with rates per second, the CPU each side used, and all errors."""
+    cpu0 = server.cpu()
+    r = run_wrk(url, args, spec, headers, cpus)
+    seconds = r["duration_us"] / 1e6
+    r["server_cpu"] = (server.cpu() - cpu0) / seconds
+    r["wrk_cpu"] /= seconds
+    r["rps"] = r["requests"] / seconds
+    r["mbps"] = r["bytes"] / seconds / 1e6
+    r["errors"] = sum(r["text_errors"].values())
+    json_errors = sum(r[k] for k in ("connect", "read", "write", "timeout", "status"))
+    if json_errors != r["errors"]:
+        log(f"warning: wrk printed {r['errors']} errors but counted {json_errors}")
+        r["errors"] = max(r["errors"], json_errors)
+    return r
+
+
+def alternate(servers, repeat, run_one):
+    """run_one(server, rep) for every server, `repeat` times, alternating the servers run
+    by run with the order flipped every repeat (so drift over time hits all alike);
+    {server name: [results in run order]}."""
+    results = {s.name: [] for s in servers}
+    for rep in range(repeat):
+        for s in (servers if rep % 2 == 0 else servers[::-1]):
+            results[s.name].append(run_one(s, rep))
+    return results
+
+
+# ---------------------------------------------------------------- report
+
+def median(runs, key="rps"):
+    return statistics.median(r[key] for r in runs) if runs else None
+
+
+def fmt_ratio(ratio):
+    return "—" if ratio is None else f"{ratio:.2f}"
+
+
+def met_cell(ratio, target):
+    """'yes', '**no**' (never hidden), or '—' when there is nothing to compare."""
+    return "—" if ratio is None else ("yes" if ratio >= target else "**no**")
+
+
+def command_output(cmd):
+    """First line of a command's output (versions), or 'unknown'."""
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+        return (p.stdout + p.stderr).strip().splitlines()[0]
+    except (OSError, IndexError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def utc_now():
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def host_rows():
+    """(key, value) rows describing the machine: date, nproc, CPU model, kernel."""
+    model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
+                  if l.startswith("model name")), platform.processor() or "unknown")
+    return [("date", utc_now()), ("nproc", str(os.cpu_count())), ("CPU", model),
+            ("kernel", platform.release())]
+
+
+def commit_row():
+    return ("wharf commit", command_output(["git", "-C", str(ROOT), "describe", "--always",
+                                            "--dirty"]))
+
+
+def pinning_row(pin, client):
+    client_cpus, srv_cpus = cpu_sets(pin)
+    return ("pinning", f"{client} on CPU {client_cpus}, servers on CPU {srv_cpus}"
+            if client_cpus else "none")
+
+
+def bullet_rows(rows):
+    return "\n".join(f"- {k}: {v}" for k, v in rows)
+
+
+def write_results(section, mark_start, mark_end):
+    """Replace the section between the markers in RESULTS.md (or append one);
+    the rest of the file, other sections included, is kept."""
+    block = f"{mark_start}\n{section}{mark_end}\n"
+    text = RESULTS_MD.read_text() if RESULTS_MD.exists() else "# wharf benchmark results\n\n"
+    if mark_start in text and mark_end in text:
+        head, rest = text.split(mark_start, 1)
+        text = head + block + rest.split(mark_end, 1)[1].lstrip("\n")
+    else:
+        text = text.rstrip("\n") + "\n\n" + block
+    RESULTS_MD.write_text(text)
+    log(f"wrote {RESULTS_MD}")
