@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
+use futures_util::stream::{FuturesUnordered, StreamExt as _};
 use h3::server::RequestStream;
 use http::{Request, Response, StatusCode};
 use http_body::Body;
@@ -174,17 +175,18 @@ async fn connection<S: Service>(
         Err(e) => return tracing::debug!(%peer, error = %e, "HTTP/3 setup failed"),
     };
     let mut served = 0u64;
-    let mut requests = tokio::task::JoinSet::new();
+    // Requests run inside this task, as HTTP/2 streams do: no task per request.
+    let mut requests = FuturesUnordered::new();
     loop {
         let next = tokio::select! {
+            biased;
             _ = shutdown.triggered() => break,
+            Some(()) = requests.next(), if !requests.is_empty() => continue,
             r = h3.accept() => r,
         };
-        while requests.try_join_next().is_some() {}
         match next {
             Ok(Some(resolver)) => {
                 served += 1;
-                let ctx = ctx.clone();
                 // Opened before the handshake completed: the request is early data.
                 // quinn's driver completes the handshake before it opens streams that
                 // came after the client's Finished, so asking now is exact.
@@ -192,25 +194,35 @@ async fn connection<S: Service>(
                 if !early {
                     handshake = None;
                 }
-                requests.spawn(async move {
-                    match resolver.resolve_request().await {
-                        Ok((req, stream)) => request(ctx, req, stream, early).await,
-                        Err(e) => tracing::debug!(error = %e, "HTTP/3 request head failed"),
-                    }
-                });
+                requests.push(resolve(ctx.clone(), resolver, early));
                 if served >= l.max_requests_per_connection {
                     break;
                 }
             }
-            Ok(None) => return,
-            Err(e) => return tracing::debug!(%peer, error = %e, "HTTP/3 connection ended"),
+            Ok(None) => break,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "HTTP/3 connection ended");
+                break;
+            }
         }
     }
     // GOAWAY: no new requests; those in flight finish, then the connection closes
     // (H3_NO_ERROR) rather than waiting for the idle timeout.
     let _ = h3.shutdown(0).await;
-    while requests.join_next().await.is_some() {}
+    while requests.next().await.is_some() {}
     conn.close(0x100u32.into(), b"");
+}
+
+/// Reads a request's head, then answers it.
+async fn resolve<S: Service>(
+    ctx: Arc<ConnCtx<S>>,
+    resolver: h3::server::RequestResolver<h3_quinn::Connection, Bytes>,
+    early: bool,
+) {
+    match resolver.resolve_request().await {
+        Ok((req, stream)) => request(ctx, req, stream, early).await,
+        Err(e) => tracing::debug!(error = %e, "HTTP/3 request head failed"),
+    }
 }
 
 /// Whether the handshake has completed, without waiting.

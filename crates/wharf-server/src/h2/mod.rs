@@ -14,6 +14,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::stream::{FuturesUnordered, StreamExt as _};
 use h2::server::{SendPushedResponse, SendResponse};
 use h2::{Reason, RecvStream, SendStream};
 use http::header::{
@@ -22,7 +23,6 @@ use http::header::{
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body::Body;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::task::JoinSet;
 use wharf_http::interim::{EarlyHints, Push};
 
 pub(crate) mod flood;
@@ -76,7 +76,9 @@ pub(crate) async fn serve<S, R, W>(
         Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "HTTP/2 handshake failed"),
         Err(_) => return tracing::debug!(%peer, "HTTP/2 handshake timed out"),
     };
-    let mut streams = JoinSet::new();
+    // Streams run inside this task, as an event loop would run them: no task per
+    // request, no wake-up of another thread to answer one.
+    let mut streams = FuturesUnordered::new();
     let mut accepted = 0u64;
     let max_requests = ctx.shared.limits.max_requests_per_connection;
     let expired = dog.expired();
@@ -111,24 +113,28 @@ pub(crate) async fn serve<S, R, W>(
                     cutoff = Some(sleep);
                     draining = true;
                     conn.abrupt_shutdown(Reason::ENHANCE_YOUR_CALM);
-                    streams.abort_all();
+                    streams.clear();
                 }
                 Poll::Ready(Expiry::Idle) => {}
                 Poll::Ready(expiry) => return Poll::Ready(Err(expiry)),
                 Poll::Pending => {}
             }
         }
-        while let Poll::Ready(Some(_)) = streams.poll_join_next(cx) {}
-        while finished.is_none() {
-            match conn.poll_accept(cx) {
-                Poll::Ready(Some(Ok((req, respond)))) => {
-                    accepted += 1;
-                    streams.spawn(stream(ctx.clone(), req, respond));
+        // New streams, then the streams' work, then once more the connection, which
+        // writes the frames the streams queued.
+        for _ in 0..2 {
+            while finished.is_none() {
+                match conn.poll_accept(cx) {
+                    Poll::Ready(Some(Ok((req, respond)))) => {
+                        accepted += 1;
+                        streams.push(stream(ctx.clone(), req, respond));
+                    }
+                    Poll::Ready(Some(Err(e))) => finished = Some(Err(e)),
+                    Poll::Ready(None) => finished = Some(Ok(())),
+                    Poll::Pending => break,
                 }
-                Poll::Ready(Some(Err(e))) => finished = Some(Err(e)),
-                Poll::Ready(None) => finished = Some(Ok(())),
-                Poll::Pending => break,
             }
+            while let Poll::Ready(Some(())) = streams.poll_next_unpin(cx) {}
         }
         match cork.poll_drain(cx) {
             Poll::Ready(Err(e)) => Poll::Ready(Ok(Err(e))),
