@@ -2,7 +2,9 @@
 //! compressed variants, in memory, bounded.
 //!
 //! Entries are keyed by (device, inode) and checked against the file's size, mtime
-//! and ctime (nanoseconds) on every request, so a changed file is never served stale.
+//! and ctime (nanoseconds) whenever the file is opened or its path checked, so a
+//! changed file is not served stale (paths watched by inotify are trusted until a
+//! change is reported, see `paths`).
 //! The strong `ETag` of a file up to `max_file` bytes is a hash of its content: two
 //! writes of the same size within one second still change it, whatever the file
 //! system's timestamp granularity (the reason ETag beats Last-Modified). Files changed
@@ -11,7 +13,6 @@
 //! streamed from disk and tagged by a hash of (inode, size, mtime, ctime).
 
 use std::collections::HashMap;
-use std::ffi::OsString;
 use std::fs::{File, Metadata};
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
@@ -28,6 +29,7 @@ use wharf_http::etag::EntityTag;
 use wharf_http::negotiate::Coding;
 
 use crate::compress;
+use crate::paths::{Lookup, PathIndex};
 use crate::root::Root;
 
 /// Size bounds of the file cache (`[file_cache]` in `wharf.toml`).
@@ -100,32 +102,12 @@ impl Stamp {
     }
 }
 
-/// Where a site's paths last led: relative path → (device, inode), for
-/// [`FileCache::by_path`]. Bounded: when full, it starts over.
-#[derive(Debug, Default)]
-pub(crate) struct PathIndex(Mutex<HashMap<OsString, (u64, u64)>>);
-
-/// Paths remembered per site before the index starts over.
-const MAX_PATHS: usize = 1 << 16;
-
-impl PathIndex {
-    fn get(&self, rel: &Path) -> Option<(u64, u64)> {
-        // Keyed by the raw bytes: hashing a `Path` walks its components.
-        self.lock().get(rel.as_os_str()).copied()
-    }
-
-    /// Notes that `rel` led to the file of `meta`.
-    pub(crate) fn remember(&self, rel: &Path, meta: &Metadata) {
-        let mut map = self.lock();
-        if map.len() >= MAX_PATHS {
-            map.clear();
-        }
-        map.insert(rel.as_os_str().to_owned(), (meta.dev(), meta.ino()));
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<OsString, (u64, u64)>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
+/// The (device, inode) of a `statx` result.
+fn statx_key(st: &rustix::fs::Statx) -> (u64, u64) {
+    (
+        rustix::fs::makedev(st.stx_dev_major, st.stx_dev_minor),
+        st.stx_ino,
+    )
 }
 
 /// What an entry costs beyond its bytes (validators, header values, map slot), so
@@ -279,26 +261,42 @@ impl FileCache {
     /// path that now leads elsewhere (another inode, a symlink, a changed file) falls
     /// back to opening it.
     pub(crate) fn by_path(&self, paths: &PathIndex, root: &Root, rel: &Path) -> Option<Arc<Entry>> {
-        let key = paths.get(rel)?;
-        let st = root.stat(rel)?;
-        if (
-            rustix::fs::makedev(st.stx_dev_major, st.stx_dev_minor),
-            st.stx_ino,
-        ) != key
-        {
-            return None;
+        let (key, stamp) = match paths.get(rel)? {
+            Lookup::Trusted(key) => (key, None),
+            Lookup::Check(key) => {
+                let st = root.stat(rel)?;
+                if statx_key(&st) != key {
+                    return None;
+                }
+                (key, Some(Stamp::of_statx(&st)))
+            }
+        };
+        let e = {
+            let map = self.lock();
+            let e = map.get(&key)?;
+            if stamp.is_some_and(|s| e.stamp != s) || e.content.is_none() {
+                return None;
+            }
+            e.last_used.store(
+                self.clock.fetch_add(1, Ordering::Relaxed),
+                Ordering::Relaxed,
+            );
+            e.clone()
+        };
+        if stamp.is_some() {
+            paths.checked(rel);
         }
-        let stamp = Stamp::of_statx(&st);
-        let map = self.lock();
-        let e = map.get(&key)?;
-        if e.stamp != stamp || e.content.is_none() {
-            return None;
-        }
-        e.last_used.store(
-            self.clock.fetch_add(1, Ordering::Relaxed),
-            Ordering::Relaxed,
-        );
-        Some(e.clone())
+        Some(e)
+    }
+
+    /// Remembers that `rel` led to the file of `meta`, unless it changed since.
+    pub(crate) fn remember(paths: &PathIndex, root: &Root, rel: &Path, meta: &Metadata) {
+        let key = (meta.dev(), meta.ino());
+        let stamp = Stamp::of(meta);
+        paths.remember(rel, key, || {
+            root.stat(rel)
+                .is_some_and(|st| statx_key(&st) == key && Stamp::of_statx(&st) == stamp)
+        });
     }
 
     async fn load(
@@ -497,6 +495,18 @@ mod path_tests {
     use super::*;
     use crate::config::SymlinkPolicy;
 
+    /// Whether `f` holds within a bounded wait (change notification is asynchronous).
+    fn soon(mut f: impl FnMut() -> bool) -> bool {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if f() {
+                return true;
+            }
+            std::thread::yield_now();
+        }
+        false
+    }
+
     #[tokio::test]
     async fn by_path_serves_only_the_same_unchanged_file() {
         let dir = tempfile::tempdir().unwrap();
@@ -504,26 +514,30 @@ mod path_tests {
         std::fs::write(&p, "one").unwrap();
         let root = Root::open(dir.path(), SymlinkPolicy::WithinRoot).unwrap();
         let cache = FileCache::new(CacheLimits::default());
-        let paths = PathIndex::default();
+        let paths = PathIndex::new(root.fd());
         let rel = Path::new("a.txt");
         assert!(cache.by_path(&paths, &root, rel).is_none(), "unknown path");
         let (file, meta) = root.open_file(rel).unwrap();
         let later = SystemTime::now() + Duration::from_secs(5);
         let (e, remembered) = cache.lookup(&Arc::new(file), &meta, later).await.unwrap();
         assert!(remembered);
-        paths.remember(rel, &meta);
+        FileCache::remember(&paths, &root, rel, &meta);
         let fast = cache
             .by_path(&paths, &root, rel)
             .expect("same file, unchanged");
         assert!(Arc::ptr_eq(&fast, &e));
-        // Changed content: the stamp no longer matches.
+        // Changed content: the change is noticed (inotify, or the stamp).
         std::fs::write(&p, "two!").unwrap();
-        assert!(cache.by_path(&paths, &root, rel).is_none());
+        assert!(soon(|| cache.by_path(&paths, &root, rel).is_none()));
         // Replaced by a symlink to the same content elsewhere: another inode.
+        let (file, meta) = root.open_file(rel).unwrap();
+        cache.lookup(&Arc::new(file), &meta, later).await.unwrap();
+        FileCache::remember(&paths, &root, rel, &meta);
+        assert!(cache.by_path(&paths, &root, rel).is_some());
         std::fs::remove_file(&p).unwrap();
         std::fs::write(dir.path().join("b.txt"), "one").unwrap();
         std::os::unix::fs::symlink("b.txt", &p).unwrap();
-        assert!(cache.by_path(&paths, &root, rel).is_none());
+        assert!(soon(|| cache.by_path(&paths, &root, rel).is_none()));
     }
 
     #[tokio::test]
@@ -539,11 +553,11 @@ mod path_tests {
         ] {
             let root = Root::open(dir.path(), policy).unwrap();
             let cache = FileCache::new(CacheLimits::default());
-            let paths = PathIndex::default();
+            let paths = PathIndex::new(root.fd());
             let (file, meta) = root.open_file(rel).unwrap();
             let later = SystemTime::now() + Duration::from_secs(5);
             cache.lookup(&Arc::new(file), &meta, later).await.unwrap();
-            paths.remember(rel, &meta);
+            FileCache::remember(&paths, &root, rel, &meta);
             assert_eq!(
                 cache.by_path(&paths, &root, rel).is_some(),
                 fast,

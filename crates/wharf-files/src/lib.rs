@@ -22,6 +22,7 @@ mod date;
 mod hints;
 mod listing;
 mod mime;
+mod paths;
 mod reasons;
 mod root;
 mod service;

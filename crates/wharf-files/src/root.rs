@@ -102,6 +102,11 @@ impl Root {
     ///
     /// `statx` follows symlinks in parent directories wherever they lead, so unless the
     /// site follows every link, only names directly beneath the root qualify.
+    /// The root directory's descriptor (to watch it for changes).
+    pub(crate) fn fd(&self) -> &OwnedFd {
+        &self.dir
+    }
+
     pub(crate) fn stat(&self, rel: &Path) -> Option<rustix::fs::Statx> {
         if !self.follows_all && rel.components().nth(1).is_some() {
             return None;

@@ -260,7 +260,7 @@ impl Files {
         match self.cache.lookup(&file, meta, now).await {
             Ok((entry, remembered)) => {
                 if remembered && entry.content.is_some() {
-                    site.paths.remember(&t.rel, meta);
+                    FileCache::remember(&site.paths, &site.root, &t.rel, meta);
                 }
                 self.file(site, req, t, entry, now, why).await
             }

@@ -7,8 +7,8 @@ use globset::GlobSet;
 use http::{HeaderName, HeaderValue};
 use wharf_http::cache_control::CacheControl;
 
-use crate::cache::PathIndex;
 use crate::config::{ClientAuthMode, DotfilePolicy, SiteConfig};
+use crate::paths::PathIndex;
 use crate::root::Root;
 
 /// A compiled site.
@@ -37,8 +37,10 @@ pub(crate) struct Site {
 
 impl Site {
     pub(crate) fn new(cfg: &SiteConfig) -> io::Result<Site> {
+        let root = Root::open(&cfg.root, cfg.symlinks)?;
         Ok(Site {
-            root: Root::open(&cfg.root, cfg.symlinks)?,
+            paths: PathIndex::new(root.fd()),
+            root,
             index: cfg.index.iter().map(|n| n.0.clone()).collect(),
             listing: cfg.listing,
             dotfiles: cfg.dotfiles,
@@ -68,7 +70,6 @@ impl Site {
                 }
                 b.build().expect("globs were compiled one by one when read")
             }),
-            paths: PathIndex::default(),
         })
     }
 }

@@ -1,0 +1,334 @@
+//! Where a site's request paths last led, so a hot file is served without opening it
+//! — and, where the kernel can tell wharf about changes, without even a `statx`.
+//!
+//! A remembered path maps to the (device, inode) of the file it reached. Without
+//! change notification every use checks the path with one `statx(2)`. With inotify
+//! the directories on the path are watched: any change to an entry of a watched
+//! directory (write, attribute change, rename, delete, create), or to the directory
+//! itself, forgets the paths it may affect, at once. A remembered path is then
+//! trusted without a system call, and re-checked with `statx` at most once per
+//! [`RECHECK`], which bounds staleness where notification cannot see a change (a
+//! network file system changed by another machine). A queue overflow forgets all.
+//!
+//! The race between opening a file and watching its directory is closed by
+//! re-checking the file after the watch exists: a change before it is seen by the
+//! check, a change after it by the watch.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+
+use rustix::fs::inotify::{self, ReadFlags, WatchFlags};
+
+/// Paths remembered per site before the index starts over.
+const MAX_PATHS: usize = 1 << 16;
+
+/// How long a watched path is trusted before it is checked with `statx` again.
+pub(crate) const RECHECK: Duration = Duration::from_secs(1);
+
+/// What inotify reports for a watched directory.
+const WATCHED: WatchFlags = WatchFlags::MODIFY
+    .union(WatchFlags::ATTRIB)
+    .union(WatchFlags::CLOSE_WRITE)
+    .union(WatchFlags::MOVED_FROM)
+    .union(WatchFlags::MOVED_TO)
+    .union(WatchFlags::CREATE)
+    .union(WatchFlags::DELETE)
+    .union(WatchFlags::DELETE_SELF)
+    .union(WatchFlags::MOVE_SELF)
+    .union(WatchFlags::ONLYDIR);
+
+/// A remembered path.
+#[derive(Clone, Copy, Debug)]
+struct Known {
+    key: (u64, u64),
+    /// Every directory on the path is watched.
+    watched: bool,
+    checked: Instant,
+}
+
+/// What [`PathIndex::get`] knows of a path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Lookup {
+    /// The file's (device, inode); nothing changed since it was checked.
+    Trusted((u64, u64)),
+    /// The file's (device, inode) when last checked; check it again.
+    Check((u64, u64)),
+}
+
+/// A site's remembered paths.
+#[derive(Debug)]
+pub(crate) struct PathIndex {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    map: Mutex<HashMap<OsString, Known>>,
+    watch: Option<Watch>,
+}
+
+/// The site's inotify instance and what it watches.
+#[derive(Debug)]
+struct Watch {
+    fd: Arc<OwnedFd>,
+    /// The site root, reachable by path through this process's descriptor.
+    root: PathBuf,
+    dirs: Mutex<Dirs>,
+}
+
+#[derive(Debug, Default)]
+struct Dirs {
+    by_wd: HashMap<i32, OsString>,
+    by_dir: HashMap<OsString, i32>,
+}
+
+impl PathIndex {
+    /// An index for the site whose root directory is `root`; with change
+    /// notification when the kernel offers it.
+    pub(crate) fn new(root: &OwnedFd) -> PathIndex {
+        let watch = inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK)
+            .ok()
+            .map(|fd| Watch {
+                fd: Arc::new(fd),
+                root: PathBuf::from(format!("/proc/self/fd/{}", root.as_raw_fd())),
+                dirs: Mutex::default(),
+            });
+        let inner = Arc::new(Inner {
+            map: Mutex::default(),
+            watch,
+        });
+        if let Some(w) = &inner.watch {
+            listen(w.fd.clone(), Arc::downgrade(&inner));
+        }
+        PathIndex { inner }
+    }
+
+    /// What is known of `rel`.
+    pub(crate) fn get(&self, rel: &Path) -> Option<Lookup> {
+        // Keyed by the raw bytes: hashing a `Path` walks its components.
+        let k = *self.inner.lock().get(rel.as_os_str())?;
+        Some(if k.watched && k.checked.elapsed() < RECHECK {
+            Lookup::Trusted(k.key)
+        } else {
+            Lookup::Check(k.key)
+        })
+    }
+
+    /// `rel` was just checked and still leads to the same file.
+    pub(crate) fn checked(&self, rel: &Path) {
+        if let Some(k) = self.inner.lock().get_mut(rel.as_os_str()) {
+            k.checked = Instant::now();
+        }
+    }
+
+    /// Notes that `rel` led to the file `key`, if `still_same` (asked after the
+    /// path's directories are watched) confirms the file has not changed since.
+    pub(crate) fn remember(&self, rel: &Path, key: (u64, u64), still_same: impl FnOnce() -> bool) {
+        let watched = self.inner.watch.as_ref().is_some_and(|w| w.cover(rel));
+        if !still_same() {
+            return;
+        }
+        let mut map = self.inner.lock();
+        if map.len() >= MAX_PATHS {
+            map.clear();
+        }
+        map.insert(
+            rel.as_os_str().to_owned(),
+            Known {
+                key,
+                watched,
+                checked: Instant::now(),
+            },
+        );
+    }
+
+    #[cfg(test)]
+    fn watching(&self) -> bool {
+        self.inner.watch.is_some()
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, HashMap<OsString, Known>> {
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Forgets `target` and every path beneath it.
+    fn forget(&self, target: &[u8]) {
+        let mut map = self.lock();
+        if target.is_empty() {
+            return map.clear();
+        }
+        map.retain(|k, _| {
+            let k = k.as_bytes();
+            !(k.starts_with(target) && (k.len() == target.len() || k[target.len()] == b'/'))
+        });
+    }
+
+    /// One inotify event.
+    fn event(&self, wd: i32, flags: ReadFlags, name: Option<&[u8]>) {
+        if flags.contains(ReadFlags::QUEUE_OVERFLOW) {
+            return self.lock().clear();
+        }
+        let Some(w) = &self.watch else { return };
+        let mut dirs = w.dirs.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(dir) = dirs.by_wd.get(&wd).cloned() else {
+            return;
+        };
+        match name.filter(|n| !n.is_empty()) {
+            Some(name) => {
+                let mut target = dir.into_vec();
+                if !target.is_empty() {
+                    target.push(b'/');
+                }
+                target.extend_from_slice(name);
+                drop(dirs);
+                self.forget(&target);
+            }
+            None => {
+                // The directory itself went away or moved: its watch is gone.
+                if flags
+                    .intersects(ReadFlags::IGNORED | ReadFlags::DELETE_SELF | ReadFlags::MOVE_SELF)
+                {
+                    dirs.by_wd.remove(&wd);
+                    dirs.by_dir.remove(&dir);
+                }
+                drop(dirs);
+                self.forget(dir.as_bytes());
+            }
+        }
+    }
+}
+
+impl Watch {
+    /// Watches every directory from the root to `rel`'s parent; false if one cannot
+    /// be watched (the path is then checked on every use).
+    fn cover(&self, rel: &Path) -> bool {
+        let mut dirs = self.dirs.lock().unwrap_or_else(|p| p.into_inner());
+        let mut dir = PathBuf::new();
+        let parents = rel.parent().into_iter().flat_map(|p| p.components());
+        for part in std::iter::once(None).chain(parents.map(Some)) {
+            if let Some(part) = part {
+                dir.push(part);
+            }
+            let key = dir.as_os_str().to_owned();
+            if dirs.by_dir.contains_key(&key) {
+                continue;
+            }
+            match inotify::add_watch(&*self.fd, self.root.join(&dir), WATCHED) {
+                Ok(wd) => {
+                    dirs.by_wd.insert(wd, key.clone());
+                    dirs.by_dir.insert(key, wd);
+                }
+                Err(_) => return false,
+            }
+        }
+        true
+    }
+}
+
+/// Reads `fd`'s events on a thread of its own until the index is dropped.
+fn listen(fd: Arc<OwnedFd>, inner: Weak<Inner>) {
+    let spawned = std::thread::Builder::new()
+        .name("wharf-inotify".into())
+        .spawn(move || {
+            let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
+            loop {
+                let mut fds = [rustix::event::PollFd::new(
+                    &*fd,
+                    rustix::event::PollFlags::IN,
+                )];
+                let second = rustix::time::Timespec {
+                    tv_sec: 1,
+                    tv_nsec: 0,
+                };
+                let ready = rustix::event::poll(&mut fds, Some(&second));
+                let Some(inner) = inner.upgrade() else { return };
+                if matches!(ready, Ok(0)) {
+                    continue;
+                }
+                let mut reader = inotify::Reader::new(&*fd, &mut buf);
+                loop {
+                    match reader.next() {
+                        Ok(ev) => {
+                            let name = ev.file_name().map(|n| n.to_bytes());
+                            inner.event(ev.wd(), ev.events(), name);
+                        }
+                        Err(rustix::io::Errno::AGAIN) | Err(rustix::io::Errno::INTR) => break,
+                        Err(e) => {
+                            // Events can no longer be read: trust nothing from now on.
+                            tracing::warn!(error = %e, "file change notification failed");
+                            inner.lock().clear();
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "no file change notification thread");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wait_until(mut f: impl FnMut() -> bool) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if f() {
+                return true;
+            }
+            std::thread::yield_now();
+        }
+        false
+    }
+
+    /// An index over `dir`, and the descriptor it reaches the directory through.
+    fn index(dir: &Path) -> (PathIndex, OwnedFd) {
+        let fd: OwnedFd = std::fs::File::open(dir).unwrap().into();
+        (PathIndex::new(&fd), fd)
+    }
+
+    #[test]
+    fn changes_in_watched_directories_forget_the_paths_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        for f in ["a.txt", "b.txt", "sub/c.txt"] {
+            std::fs::write(dir.path().join(f), f).unwrap();
+        }
+        let (idx, _root) = index(dir.path());
+        assert!(idx.watching(), "inotify is available on Linux");
+        for (i, f) in ["a.txt", "b.txt", "sub/c.txt"].iter().enumerate() {
+            idx.remember(Path::new(f), (1, i as u64), || true);
+            assert_eq!(idx.get(Path::new(f)), Some(Lookup::Trusted((1, i as u64))));
+        }
+        // A write to a.txt forgets a.txt only.
+        std::fs::write(dir.path().join("a.txt"), "new").unwrap();
+        assert!(wait_until(|| idx.get(Path::new("a.txt")).is_none()));
+        assert!(idx.get(Path::new("b.txt")).is_some());
+        // Renaming the directory forgets what lies beneath it.
+        std::fs::rename(dir.path().join("sub"), dir.path().join("moved")).unwrap();
+        assert!(wait_until(|| idx.get(Path::new("sub/c.txt")).is_none()));
+        assert!(idx.get(Path::new("b.txt")).is_some());
+        // A rename over b.txt forgets it.
+        std::fs::write(dir.path().join("tmp"), "x").unwrap();
+        std::fs::rename(dir.path().join("tmp"), dir.path().join("b.txt")).unwrap();
+        assert!(wait_until(|| idx.get(Path::new("b.txt")).is_none()));
+    }
+
+    #[test]
+    fn a_file_changed_before_its_watch_is_not_remembered() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.txt"), "a").unwrap();
+        let (idx, _root) = index(dir.path());
+        idx.remember(Path::new("a.txt"), (1, 1), || false);
+        assert_eq!(idx.get(Path::new("a.txt")), None);
+    }
+}
