@@ -1,8 +1,9 @@
 //! Static files with a real client (reqwest): headers, methods, directories, caching,
 //! preconditions, ranges, encodings, virtual hosts, path safety and explanations.
 //!
-//! Every test that does not speak raw HTTP/1.1 runs over HTTP/1.1, h2c, HTTPS/1.1 and
-//! HTTP/2 over TLS (`over_every_version!` at the end): the service must not care.
+//! Every test that does not speak raw HTTP/1.1 runs over HTTP/1.1, h2c, HTTPS/1.1,
+//! HTTP/2 over TLS and HTTP/3 (`over_every_version!` at the end): the service must not
+//! care.
 
 mod common;
 
@@ -44,7 +45,7 @@ fn file_headers_and_content_types(p: Proto) {
 fn head_has_the_same_headers_and_no_body(p: Proto) {
     let w = Builder::new().proto(p).start();
     let g = w.get("/digits.txt", &[]);
-    let hd = w.client().head(w.url("/digits.txt")).send().unwrap();
+    let hd = w.request("HEAD", "/digits.txt", &[]);
     for name in [
         "content-type",
         "content-length",
@@ -83,22 +84,11 @@ fn directories_index_redirect_and_methods(p: Proto) {
     assert_eq!(h(res.headers(), "location"), "/dir/?x=1&y=%20");
     // Listings are off by default: no index → 404.
     assert_eq!(w.get("/dir/", &[]).status(), 404);
-    let res = w
-        .client()
-        .request(reqwest::Method::OPTIONS, w.url("/hello.txt"))
-        .send()
-        .unwrap();
+    let res = w.request("OPTIONS", "/hello.txt", &[]);
     assert_eq!(res.status(), 204);
     assert_eq!(h(res.headers(), "allow"), "GET, HEAD, OPTIONS");
     for m in ["POST", "PUT", "DELETE", "PATCH", "BREW"] {
-        let res = w
-            .client()
-            .request(
-                reqwest::Method::from_bytes(m.as_bytes()).unwrap(),
-                w.url("/hello.txt"),
-            )
-            .send()
-            .unwrap();
+        let res = w.request(m, "/hello.txt", &[]);
         assert_eq!(res.status(), 405, "{m}");
         assert_eq!(h(res.headers(), "allow"), "GET, HEAD, OPTIONS");
     }
@@ -693,6 +683,7 @@ macro_rules! over_every_version {
         mod h2c { $( #[test] fn $name() { super::$name(super::Proto::H2c) } )* }
         mod https1 { $( #[test] fn $name() { super::$name(super::Proto::H1Tls) } )* }
         mod h2 { $( #[test] fn $name() { super::$name(super::Proto::H2Tls) } )* }
+        mod h3 { $( #[test] fn $name() { super::$name(super::Proto::H3) } )* }
     };
 }
 

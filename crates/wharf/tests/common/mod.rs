@@ -24,17 +24,20 @@ pub enum Proto {
     H1Tls,
     /// HTTP/2 over TLS (ALPN h2).
     H2Tls,
+    /// HTTP/3 over QUIC, on the TLS listener's UDP port.
+    H3,
 }
 
 impl Proto {
     pub fn tls(self) -> bool {
-        matches!(self, Proto::H1Tls | Proto::H2Tls)
+        matches!(self, Proto::H1Tls | Proto::H2Tls | Proto::H3)
     }
 
     pub fn version(self) -> reqwest::Version {
         match self {
             Proto::H1 | Proto::H1Tls => reqwest::Version::HTTP_11,
             Proto::H2c | Proto::H2Tls => reqwest::Version::HTTP_2,
+            Proto::H3 => reqwest::Version::HTTP_3,
         }
     }
 }
@@ -264,7 +267,7 @@ impl Wharf {
         let b = match self.proto {
             Proto::H1 | Proto::H1Tls => b.http1_only(),
             Proto::H2c => b.http2_prior_knowledge(),
-            Proto::H2Tls => b,
+            Proto::H2Tls | Proto::H3 => b,
         };
         let b = if self.proto.tls() {
             let pem = std::fs::read(self.root_cert()).unwrap();
@@ -277,13 +280,62 @@ impl Wharf {
 
     /// GET `path` with `headers`, checking the response came over this server's version.
     pub fn get(&self, path: &str, headers: &[(&str, &str)]) -> reqwest::blocking::Response {
-        let mut req = self.client().get(self.url(path));
+        self.request("GET", path, headers)
+    }
+
+    /// `method path` with `headers`, over this server's version (HTTP/3 with
+    /// `wharf-load`'s client), checking the response came over that version.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> reqwest::blocking::Response {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let res = if self.proto == Proto::H3 {
+            self.h3_request(method, path, headers)
+        } else {
+            let mut req = self.client().request(method, self.url(path));
+            for (k, v) in headers {
+                req = req.header(*k, *v);
+            }
+            req.send().unwrap()
+        };
+        assert_eq!(res.version(), self.proto.version(), "{path}");
+        res
+    }
+
+    fn h3_request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> reqwest::blocking::Response {
+        let mut req = http::Request::builder().method(method).uri(self.url(path));
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        let res = req.send().unwrap();
-        assert_eq!(res.version(), self.proto.version(), "{path}");
-        res
+        let req = req.body(bytes::Bytes::new()).unwrap();
+        let roots = std::fs::read(self.root_cert()).unwrap();
+        let fetched = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async {
+                tokio::time::timeout(PATIENCE, async {
+                    let client =
+                        wharf_load::Client::new(&roots, "127.0.0.1:0".parse().unwrap()).unwrap();
+                    let conn = client.connect(self.addr, "localhost").await.unwrap();
+                    let fetched = conn.send(req).await.unwrap();
+                    conn.close();
+                    fetched
+                })
+                .await
+                .expect("HTTP/3 request in time")
+            });
+        let (mut head, ()) = fetched.head.into_parts();
+        head.version = http::Version::HTTP_3;
+        http::Response::from_parts(head, fetched.body).into()
     }
 
     pub fn root(&self) -> PathBuf {
