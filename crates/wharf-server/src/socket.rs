@@ -23,6 +23,7 @@ use crate::h2::flood::Meter;
 use crate::watchdog::Watchdog;
 
 /// Bytes held back before a write goes to the socket regardless.
+/// (After every drain the half is flushed too: see `Out::poll_drain`.)
 const CORK_LIMIT: usize = 64 * 1024;
 
 /// The write half of a connection and the bytes waiting for it.
@@ -88,10 +89,21 @@ impl<W: AsyncWrite + Unpin> Out<W> {
                 }
             }
         }
-        dog.on_write(false);
         // An idle connection holds no buffer.
         self.buf = Vec::new();
-        Poll::Ready(Ok(()))
+        // A TLS half may have accepted the bytes and still hold their records (its
+        // socket was full): the flush writes them, or registers for when it can.
+        match Pin::new(&mut self.half).poll_flush(cx) {
+            Poll::Ready(Ok(())) => {
+                dog.on_write(false);
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => {
+                dog.on_write(true);
+                Poll::Pending
+            }
+        }
     }
 
     /// Room for `len` more bytes: drains first when they would not fit.

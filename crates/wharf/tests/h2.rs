@@ -160,3 +160,43 @@ fn ordinary_clients_are_not_mistaken_for_floods() {
         }
     }
 }
+
+/// Runs `cmd`, killing it if it has not finished within `common::PATIENCE`; its output.
+fn run_bounded(mut cmd: std::process::Command) -> std::process::Output {
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("installed (Debian nghttp2-client)");
+    let pid = child.id().to_string();
+    let (done, timer) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        if timer.recv_timeout(common::PATIENCE).is_err() {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &pid])
+                .status();
+        }
+    });
+    let out = child.wait_with_output().unwrap();
+    let _ = done.send(());
+    out
+}
+
+#[test]
+fn large_responses_over_tls_finish_when_the_socket_fills() {
+    // Several connections with several 1 MiB responses each fill the socket buffers:
+    // records TLS holds back must still be written when the socket drains.
+    let w = Builder::new()
+        .proto(common::Proto::H2Tls)
+        .file("big.bin", vec![42u8; 1 << 20])
+        .start();
+    let mut cmd = std::process::Command::new("h2load");
+    cmd.args(["-n", "400", "-c", "4", "-m", "4", "-t", "1"])
+        .arg(w.url("/big.bin"));
+    let out = run_bounded(cmd);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("400 succeeded, 0 failed, 0 errored, 0 timeout"),
+        "{text}"
+    );
+}

@@ -299,13 +299,35 @@ pub(crate) fn strip_connection_fields(h: &mut HeaderMap) {
     h.remove("proxy-connection");
 }
 
-/// Sends `body` as flow control allows; a peer that grants no window for
-/// `send_timeout` has its stream reset.
+/// Sends `body` as flow control allows. Each chunk is handed to h2 whole (h2 splits
+/// it by the windows and holds what does not fit yet); the next chunk is read only
+/// once h2 has room again, so a slow reader holds back the body, not memory. A peer
+/// that opens no window for `send_timeout` has its stream reset.
 async fn send_body<B>(mut body: B, mut send: SendStream<Bytes>, send_timeout: Duration)
 where
     B: Body<Data = Bytes, Error = io::Error> + Unpin,
 {
     loop {
+        // Room for at least one more byte beyond what h2 still holds.
+        send.reserve_capacity(1);
+        if send.capacity() == 0 {
+            let room = tokio::time::timeout(send_timeout, async {
+                loop {
+                    match std::future::poll_fn(|cx| send.poll_capacity(cx)).await {
+                        Some(Ok(0)) => continue,
+                        Some(Ok(_)) => return true,
+                        // Reset by the peer, or the connection is gone.
+                        Some(Err(_)) | None => return false,
+                    }
+                }
+            })
+            .await;
+            match room {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(_) => return send.send_reset(Reason::CANCEL),
+            }
+        }
         let frame = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await;
         let frame = match frame {
             None => {
@@ -318,31 +340,17 @@ where
             }
             Some(Ok(frame)) => frame,
         };
-        let mut data = match frame.into_data() {
-            Ok(data) => data,
+        match frame.into_data() {
+            Ok(data) => {
+                let last = body.is_end_stream();
+                if send.send_data(data, last).is_err() || last {
+                    return;
+                }
+            }
             Err(frame) => {
                 if let Ok(trailers) = frame.into_trailers() {
                     let _ = send.send_trailers(trailers);
                 }
-                return;
-            }
-        };
-        while !data.is_empty() {
-            send.reserve_capacity(data.len());
-            let granted = tokio::time::timeout(
-                send_timeout,
-                std::future::poll_fn(|cx| send.poll_capacity(cx)),
-            )
-            .await;
-            let n = match granted {
-                Ok(Some(Ok(0))) => continue,
-                Ok(Some(Ok(n))) => n,
-                Ok(_) => return, // reset by the peer, or the connection is gone
-                Err(_) => return send.send_reset(Reason::CANCEL),
-            };
-            let chunk = data.split_to(n.min(data.len()));
-            let last = data.is_empty() && body.is_end_stream();
-            if send.send_data(chunk, last).is_err() || last {
                 return;
             }
         }
