@@ -71,8 +71,10 @@ impl Client {
         tls.alpn_protocols = vec![b"h3".to_vec()];
         tls.enable_early_data = true;
         let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
-        let mut endpoint = quinn::Endpoint::client(bind)?;
-        endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
+        let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+        config.transport_config(Arc::new(wharf_quic::transport()));
+        let mut endpoint = wharf_quic::endpoint(std::net::UdpSocket::bind(bind)?, None)?;
+        endpoint.set_default_client_config(config);
         Ok(Client { endpoint })
     }
 
@@ -104,7 +106,7 @@ impl Client {
     pub fn rebind(&self, bind: SocketAddr) -> anyhow::Result<SocketAddr> {
         let socket = std::net::UdpSocket::bind(bind)?;
         let local = socket.local_addr()?;
-        self.endpoint.rebind(socket)?;
+        wharf_quic::rebind(&self.endpoint, socket)?;
         Ok(local)
     }
 
@@ -188,6 +190,11 @@ impl Connection {
     /// The server's address as this connection sees it now.
     pub fn remote_address(&self) -> SocketAddr {
         self.quic.remote_address()
+    }
+
+    /// QUIC statistics of this connection: packets, losses, path MTU, RTT.
+    pub fn stats(&self) -> quinn::ConnectionStats {
+        self.quic.stats()
     }
 
     /// Closes the connection (code 0).

@@ -39,6 +39,9 @@ struct Args {
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
+    /// Print each HTTP/3 connection's QUIC statistics to stderr at its end.
+    #[arg(long)]
+    quic_stats: bool,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -93,11 +96,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
     for _ in 0..args.connections {
         let url = args.url.to_string();
         let (totals, h3, host, roots) = (totals.clone(), h3.clone(), host.clone(), roots.clone());
-        let streams = args.streams;
+        let (streams, quic_stats) = (args.streams, args.quic_stats);
         tasks.spawn(async move {
             let result = match h3 {
                 Some(client) => {
-                    h3_connection(&client, addr, &host, &url, streams, deadline, &totals).await
+                    let conn =
+                        h3_connection(&client, addr, &host, &url, streams, deadline, &totals);
+                    conn.await.map(|stats| {
+                        if quic_stats {
+                            eprintln!("{}", quic_summary(&stats));
+                        }
+                    })
                 }
                 None => h2_connection(addr, &host, &roots, &url, streams, deadline, &totals).await,
             };
@@ -144,7 +153,7 @@ async fn h3_connection(
     streams: usize,
     deadline: Instant,
     totals: &Arc<Totals>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<quinn::ConnectionStats> {
     let conn = Arc::new(client.connect(addr, host).await?);
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..streams {
@@ -173,8 +182,25 @@ async fn h3_connection(
         });
     }
     while workers.join_next().await.is_some() {}
+    let stats = conn.stats();
     conn.close();
-    Ok(())
+    Ok(stats)
+}
+
+/// One line of a connection's QUIC statistics.
+fn quic_summary(s: &quinn::ConnectionStats) -> String {
+    format!(
+        "quic: rtt {:?} cwnd {} mtu {} | sent {} packets {} bytes, lost {} packets, {} congestion events | received {} packets {} bytes",
+        s.path.rtt,
+        s.path.cwnd,
+        s.path.current_mtu,
+        s.path.sent_packets,
+        s.udp_tx.bytes,
+        s.path.lost_packets,
+        s.path.congestion_events,
+        s.udp_rx.datagrams,
+        s.udp_rx.bytes,
+    )
 }
 
 async fn h2_connection(

@@ -31,12 +31,6 @@ use crate::listener::Shared;
 use crate::watchdog::Watchdog;
 use crate::{ConnInfo, RequestBody, Service, Shutdown};
 
-/// Socket buffer requested for each QUIC socket (the kernel may cap it).
-const UDP_BUFFER: usize = 4 << 20;
-
-/// Largest UDP payload probed for (RFC 9000 §18.2 max_udp_payload_size bound).
-const MAX_UDP_PAYLOAD: u16 = 65_527;
-
 type SendSide = RequestStream<h3_quinn::SendStream<Bytes>, Bytes>;
 pub(crate) type RecvSide = RequestStream<h3_quinn::RecvStream, Bytes>;
 
@@ -46,37 +40,20 @@ pub(crate) fn endpoint(
     acceptor: &Arc<Acceptor>,
     limits: &crate::Limits,
 ) -> io::Result<quinn::Endpoint> {
-    // Room for bursts: a full socket buffer drops datagrams, which QUIC then has to
-    // detect and resend.
-    let sock = socket2::SockRef::from(&socket);
-    let _ = sock.set_recv_buffer_size(UDP_BUFFER);
-    let _ = sock.set_send_buffer_size(UDP_BUFFER);
     let tls = acceptor.quic_config().map_err(io::Error::other)?;
     let crypto =
         quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(io::Error::other)?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    let mut transport = quinn::TransportConfig::default();
+    let mut transport = wharf_quic::transport();
     transport
         .max_concurrent_bidi_streams(limits.max_concurrent_streams.into())
         .max_idle_timeout(Some(
             limits.idle_timeout.try_into().map_err(io::Error::other)?,
         ))
         .stream_receive_window(limits.stream_window.into())
-        .receive_window(limits.connection_window.into())
-        // Probe for paths that carry more than 1452-byte datagrams (loopback, jumbo
-        // frames): fewer packets, fewer acknowledgements.
-        .mtu_discovery_config(Some({
-            let mut mtu = quinn::MtuDiscoveryConfig::default();
-            mtu.upper_bound(MAX_UDP_PAYLOAD);
-            mtu
-        }));
+        .receive_window(limits.connection_window.into());
     config.transport_config(Arc::new(transport)).migration(true);
-    quinn::Endpoint::new(
-        quinn::EndpointConfig::default(),
-        Some(config),
-        socket,
-        Arc::new(quinn::TokioRuntime),
-    )
+    wharf_quic::endpoint(socket, Some(config))
 }
 
 /// Accepts QUIC connections on `endpoint` until shutdown.
@@ -211,6 +188,19 @@ async fn connection<S: Service>(
     let _ = h3.shutdown(0).await;
     while requests.next().await.is_some() {}
     conn.close(0x100u32.into(), b"");
+    let stats = conn.stats();
+    tracing::debug!(
+        %peer,
+        mtu = stats.path.current_mtu,
+        rtt = ?stats.path.rtt,
+        sent_packets = stats.path.sent_packets,
+        lost_packets = stats.path.lost_packets,
+        congestion_events = stats.path.congestion_events,
+        black_holes = stats.path.black_holes_detected,
+        mtu_probes = stats.path.sent_plpmtud_probes,
+        mtu_probes_lost = stats.path.lost_plpmtud_probes,
+        "QUIC connection closed"
+    );
 }
 
 /// Reads a request's head, then answers it.
