@@ -170,3 +170,34 @@ fn a_client_that_changes_address_keeps_its_connection_and_response() {
         .collect();
     assert!(ports.iter().all(|p| *p == "127.0.0.1"), "{lines:?}");
 }
+
+/// Over loopback the server's path MTU discovery finds the 64 KiB datagrams the
+/// path carries and keeps them: large GSO batches are sent in pieces the kernel
+/// accepts rather than lost (which looked like an MTU black hole and pinned the
+/// path at 1200 bytes).
+#[test]
+fn large_datagrams_over_loopback() {
+    let w = https().start();
+    within(async {
+        let c = client(&w);
+        let conn = c.connect(w.addr, "localhost").await.unwrap();
+        // Probing takes a round trip per step; bounded by count (and `within`).
+        let mut sizes = Vec::new();
+        for _ in 0..20 {
+            let before = conn.stats().udp_rx;
+            let res = conn.get(&w.url("/large.bin")).await.unwrap();
+            assert_eq!(res.body.len(), 8 << 20);
+            let after = conn.stats().udp_rx;
+            let mean = (after.bytes - before.bytes) / (after.datagrams - before.datagrams);
+            sizes.push(mean);
+            if mean > 16_000 {
+                break;
+            }
+        }
+        let stats = conn.stats().path;
+        assert!(
+            *sizes.last().unwrap() > 16_000,
+            "mean datagram sizes per 8 MiB response: {sizes:?}; {stats:?}"
+        );
+    });
+}
