@@ -58,16 +58,44 @@ pub struct Fetched {
 impl Client {
     /// A client trusting the PEM certificates in `roots_pem`, bound to `bind`.
     pub fn new(roots_pem: &[u8], bind: SocketAddr) -> anyhow::Result<Client> {
+        Client::build(roots_pem, bind, None)
+    }
+
+    /// A client that also presents a certificate (mutual TLS): `chain_pem` holds
+    /// its chain, leaf first, and `key_pem` its private key.
+    pub fn with_identity(
+        roots_pem: &[u8],
+        bind: SocketAddr,
+        chain_pem: &[u8],
+        key_pem: &[u8],
+    ) -> anyhow::Result<Client> {
+        Client::build(roots_pem, bind, Some((chain_pem, key_pem)))
+    }
+
+    fn build(
+        roots_pem: &[u8],
+        bind: SocketAddr,
+        identity: Option<(&[u8], &[u8])>,
+    ) -> anyhow::Result<Client> {
         use rustls::pki_types::pem::PemObject as _;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
         let mut roots = rustls::RootCertStore::empty();
-        for cert in rustls::pki_types::CertificateDer::pem_slice_iter(roots_pem) {
+        for cert in CertificateDer::pem_slice_iter(roots_pem) {
             roots.add(cert.context("trust roots")?)?;
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+            .with_root_certificates(roots);
+        let mut tls = match identity {
+            None => builder.with_no_client_auth(),
+            Some((chain, key)) => builder.with_client_auth_cert(
+                CertificateDer::pem_slice_iter(chain)
+                    .collect::<Result<_, _>>()
+                    .context("client certificate chain")?,
+                PrivateKeyDer::from_pem_slice(key).context("client key")?,
+            )?,
+        };
         tls.alpn_protocols = vec![b"h3".to_vec()];
         tls.enable_early_data = true;
         let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;

@@ -24,7 +24,7 @@ use http_body::Body;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wharf_http::conn::TlsInfo;
 use wharf_http::interim::EarlyHints;
-use wharf_tls::Acceptor;
+use wharf_tls::{Acceptor, ClientAuth};
 
 use crate::conn::{ConnCtx, EarlyData, Tls};
 use crate::listener::Shared;
@@ -34,16 +34,14 @@ use crate::{ConnInfo, RequestBody, Service, Shutdown};
 type SendSide = RequestStream<h3_quinn::SendStream<Bytes>, Bytes>;
 pub(crate) type RecvSide = RequestStream<h3_quinn::RecvStream, Bytes>;
 
-/// The quinn endpoint for `socket`, serving `acceptor`'s certificates.
+/// The quinn endpoint for `socket`, serving `acceptor`'s certificates, and its
+/// settings (for [`accept_loop`] to renew the TLS part after reloads).
 pub(crate) fn endpoint(
     socket: std::net::UdpSocket,
     acceptor: &Arc<Acceptor>,
     limits: &crate::Limits,
-) -> io::Result<quinn::Endpoint> {
-    let tls = acceptor.quic_config().map_err(io::Error::other)?;
-    let crypto =
-        quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(io::Error::other)?;
-    let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+) -> io::Result<(quinn::Endpoint, quinn::ServerConfig)> {
+    let mut config = quinn::ServerConfig::with_crypto(crypto(acceptor)?);
     let mut transport = wharf_quic::transport();
     transport
         .max_concurrent_bidi_streams(limits.max_concurrent_streams.into())
@@ -53,24 +51,46 @@ pub(crate) fn endpoint(
         .stream_receive_window(limits.stream_window.into())
         .receive_window(limits.connection_window.into());
     config.transport_config(Arc::new(transport)).migration(true);
-    wharf_quic::endpoint(socket, Some(config))
+    Ok((wharf_quic::endpoint(socket, Some(config.clone()))?, config))
+}
+
+/// QUIC's TLS settings from `acceptor`'s current material.
+fn crypto(acceptor: &Arc<Acceptor>) -> io::Result<Arc<quinn::crypto::rustls::QuicServerConfig>> {
+    let tls = acceptor.quic_config().map_err(io::Error::other)?;
+    let crypto =
+        quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(io::Error::other)?;
+    Ok(Arc::new(crypto))
 }
 
 /// Accepts QUIC connections on `endpoint` until shutdown.
 pub(crate) async fn accept_loop<S: Service>(
     endpoint: quinn::Endpoint,
+    mut config: quinn::ServerConfig,
     acceptor: Arc<Acceptor>,
     shared: Arc<Shared<S>>,
     permits: Arc<Semaphore>,
     shutdown: Shutdown,
 ) {
     let local = endpoint.local_addr().ok();
+    let mut generation = acceptor.generation();
     loop {
         let incoming = tokio::select! {
             _ = shutdown.triggered() => break,
             i = endpoint.accept() => i,
         };
         let Some(incoming) = incoming else { break };
+        if acceptor.generation() != generation {
+            // Reloaded: new client CAs apply from this handshake on. Only the TLS
+            // part changes: the key of address-validation tokens already sent stays.
+            generation = acceptor.generation();
+            match crypto(&acceptor) {
+                Ok(crypto) => {
+                    config.crypto = crypto;
+                    endpoint.set_server_config(Some(config.clone()));
+                }
+                Err(e) => tracing::warn!(error = %e, "QUIC keeps its previous TLS settings"),
+            }
+        }
         if shared.http.quic_retry && !incoming.remote_address_validated() {
             // Address validation (RFC 9000 §8.1): the client proves it receives at
             // its address before any handshake work is done for it.
@@ -107,8 +127,14 @@ async fn connection<S: Service>(
         Ok(c) => c,
         Err(e) => return tracing::debug!(%peer, error = %e, "QUIC connection refused"),
     };
-    // Until the handshake completes, requests are early data (0-RTT).
-    let (conn, mut handshake) = match connecting.into_0rtt() {
+    // Until the handshake completes, requests are early data (0-RTT); where clients
+    // must authenticate, requests wait for their verified certificate.
+    let early_data = matches!(acceptor.quic_client_auth(), Some(ClientAuth::Off));
+    let attempt = match early_data {
+        true => connecting.into_0rtt(),
+        false => Err(connecting),
+    };
+    let (conn, mut handshake) = match attempt {
         Ok((conn, accepted)) => (conn, Some(accepted)),
         Err(connecting) => {
             match tokio::time::timeout(shared.limits.tls_handshake_timeout, connecting).await {
@@ -135,7 +161,7 @@ async fn connection<S: Service>(
             info: TlsInfo {
                 server_name,
                 version: "TLSv1.3",
-                client: None,
+                client: Acceptor::quic_client_identity(conn.peer_identity()).map(Arc::new),
             },
             group,
             acceptor,

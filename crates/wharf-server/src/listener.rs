@@ -60,10 +60,11 @@ pub async fn serve<S: Service>(
     for mut l in listeners {
         if let (Some(udp), Mode::Tls { acceptor, alt_svc }) = (l.quic.take(), &mut l.mode) {
             match quic(udp, acceptor, &shared) {
-                Ok((endpoint, advert)) => {
+                Ok((endpoint, config, advert)) => {
                     *alt_svc = Some(advert);
                     loops.spawn(crate::h3::accept_loop(
                         endpoint,
+                        config,
                         acceptor.clone(),
                         shared.clone(),
                         permits.clone(),
@@ -83,17 +84,17 @@ pub async fn serve<S: Service>(
     while loops.join_next().await.is_some() {}
 }
 
-/// The QUIC endpoint on `udp`, and the `Alt-Svc` value that announces it.
+/// The QUIC endpoint on `udp`, its settings, and the `Alt-Svc` value that announces it.
 fn quic<S>(
     udp: std::net::UdpSocket,
     acceptor: &Arc<wharf_tls::Acceptor>,
     shared: &Shared<S>,
-) -> std::io::Result<(quinn::Endpoint, http::HeaderValue)> {
+) -> std::io::Result<(quinn::Endpoint, quinn::ServerConfig, http::HeaderValue)> {
     let port = udp.local_addr()?.port();
-    let endpoint = crate::h3::endpoint(udp, acceptor, &shared.limits)?;
+    let (endpoint, config) = crate::h3::endpoint(udp, acceptor, &shared.limits)?;
     let advert = http::HeaderValue::try_from(format!("h3=\":{port}\"; ma=86400"))
         .map_err(std::io::Error::other)?;
-    Ok((endpoint, advert))
+    Ok((endpoint, config, advert))
 }
 
 /// Accepts on one listener until shutdown.

@@ -14,6 +14,7 @@
 //! a session cache) survives reloads, shared by every group.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -91,6 +92,8 @@ pub struct Acceptor {
     resumption: Arc<Resumption>,
     /// The files' timestamps when they were last read (for [`Acceptor::watch`]).
     loaded: std::sync::Mutex<Vec<Stamp>>,
+    /// Successful loads so far (see [`Acceptor::generation`]).
+    generation: AtomicU64,
     handshake_timeout: Duration,
 }
 
@@ -149,6 +152,7 @@ impl Acceptor {
             configs: RwLock::new(Arc::new(Vec::new())),
             resumption: Arc::new(Resumption::new()?),
             loaded: std::sync::Mutex::new(Vec::new()),
+            generation: AtomicU64::new(0),
             handshake_timeout,
         };
         acceptor.reload()?;
@@ -167,27 +171,17 @@ impl Acceptor {
             .collect::<Result<Vec<_>, _>>()?;
         *self.configs.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(configs);
         *self.loaded.lock().unwrap_or_else(|p| p.into_inner()) = stamps;
-        self.resumption.rotate()
+        self.resumption.rotate()?;
+        self.generation.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     fn build(&self, site: &SiteTls) -> Result<ServerConfig, TlsError> {
-        let provider = crate::provider();
-        let builder = ServerConfig::builder_with_provider(provider.clone())
+        let builder = ServerConfig::builder_with_provider(crate::provider())
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
-        let builder = match &site.client_auth {
-            ClientAuth::Off => builder.with_no_client_auth(),
-            ClientAuth::Optional(ca) | ClientAuth::Required(ca) => {
-                let mut roots = rustls::RootCertStore::empty();
-                for cert in read_certs(ca)? {
-                    roots.add(cert)?;
-                }
-                let verifier = WebPkiClientVerifier::builder_with_provider(roots.into(), provider);
-                let verifier = match site.client_auth {
-                    ClientAuth::Optional(_) => verifier.allow_unauthenticated(),
-                    _ => verifier,
-                };
-                builder.with_client_cert_verifier(verifier.build()?)
-            }
+        let builder = match client_verifier(&site.client_auth)? {
+            None => builder.with_no_client_auth(),
+            Some(verifier) => builder.with_client_cert_verifier(verifier),
         };
         let (chain, key) = site.cert.load()?;
         let mut config = builder
@@ -240,28 +234,59 @@ impl Acceptor {
         self.configs.read().unwrap_or_else(|p| p.into_inner())[group].clone()
     }
 
-    /// Whether any site asks for client certificates.
-    pub fn uses_client_auth(&self) -> bool {
-        self.sites.iter().any(|s| s.client_auth != ClientAuth::Off)
+    /// The client authentication all sites share, which QUIC can offer; `None` when
+    /// sites differ. QUIC has one configuration for all sites, and a handshake asks
+    /// for a client certificate before the server learns which site is wanted.
+    pub fn quic_client_auth(&self) -> Option<&ClientAuth> {
+        let first = &self.sites.first()?.client_auth;
+        self.sites
+            .iter()
+            .all(|s| &s.client_auth == first)
+            .then_some(first)
     }
 
-    /// A TLS 1.3 configuration for QUIC (HTTP/3): ALPN `h3`, 0-RTT allowed (RFC 9001
-    /// §4.6.1 needs `max_early_data_size` of 2^32-1), each site's certificate chosen by
-    /// SNI from the current TCP configurations, so reloads reach QUIC too. Without
-    /// client authentication: QUIC has one configuration for all sites.
+    /// Counts successful loads. A transport holding a configuration built by
+    /// [`Acceptor::quic_config`] builds a new one when this changes (client CAs are
+    /// read when a configuration is built; certificates are looked up per handshake).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
+    }
+
+    /// A TLS 1.3 configuration for QUIC (HTTP/3): ALPN `h3`, each site's certificate
+    /// chosen by SNI from the current TCP configurations, the sites' shared client
+    /// authentication (see [`Acceptor::quic_client_auth`]).
     ///
-    /// Resumption is stateful (session IDs in the server's cache, no self-contained
-    /// tickets): rustls accepts early data only then, because each such ticket can
-    /// be used once, which keeps a captured 0-RTT flight from being replayed.
+    /// 0-RTT is allowed (RFC 9001 §4.6.1 needs `max_early_data_size` of 2^32-1)
+    /// unless clients must authenticate: then every request waits for a verified
+    /// handshake. Resumption is stateful (session IDs in the server's cache, no
+    /// self-contained tickets): rustls accepts early data only then, because each
+    /// such ticket can be used once, which keeps a captured 0-RTT flight from being
+    /// replayed.
     pub fn quic_config(self: &Arc<Self>) -> Result<ServerConfig, TlsError> {
-        let mut config = ServerConfig::builder_with_provider(crate::provider())
-            .with_protocol_versions(&[&rustls::version::TLS13])?
-            .with_no_client_auth()
-            .with_cert_resolver(Arc::new(BySni(self.clone())));
+        let auth = self.quic_client_auth().ok_or(TlsError::MixedClientAuth)?;
+        let builder = ServerConfig::builder_with_provider(crate::provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])?;
+        let builder = match client_verifier(auth)? {
+            None => builder.with_no_client_auth(),
+            Some(verifier) => builder.with_client_cert_verifier(verifier),
+        };
+        let mut config = builder.with_cert_resolver(Arc::new(BySni(self.clone())));
         config.alpn_protocols = vec![b"h3".to_vec()];
-        config.max_early_data_size = u32::MAX;
+        config.max_early_data_size = match auth {
+            ClientAuth::Off => u32::MAX,
+            _ => 0,
+        };
         config.session_storage = self.resumption.clone();
         Ok(config)
+    }
+
+    /// The verified client identity of a QUIC connection, from quinn's
+    /// `peer_identity` (the client's certificate chain).
+    pub fn quic_client_identity(
+        identity: Option<Box<dyn std::any::Any>>,
+    ) -> Option<wharf_http::conn::ClientIdentity> {
+        let chain = identity?.downcast::<Vec<CertificateDer<'static>>>().ok()?;
+        crate::identity::of(chain.first()?)
     }
 
     /// The group of a QUIC connection's server name (as for TCP handshakes).
@@ -353,6 +378,25 @@ impl Acceptor {
 /// Picks a QUIC connection's certificate as a TCP handshake would.
 #[derive(Debug)]
 struct BySni(Arc<Acceptor>);
+
+/// The verifier of client certificates for `auth`; `None` when none are asked for.
+fn client_verifier(
+    auth: &ClientAuth,
+) -> Result<Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>, TlsError> {
+    let (ClientAuth::Optional(ca) | ClientAuth::Required(ca)) = auth else {
+        return Ok(None);
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in read_certs(ca)? {
+        roots.add(cert)?;
+    }
+    let verifier = WebPkiClientVerifier::builder_with_provider(roots.into(), crate::provider());
+    let verifier = match auth {
+        ClientAuth::Optional(_) => verifier.allow_unauthenticated(),
+        _ => verifier,
+    };
+    Ok(Some(verifier.build()?))
+}
 
 impl std::fmt::Debug for Acceptor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -47,6 +47,10 @@ pub enum TlsError {
     /// A client CA bundle could not become a verifier.
     #[error("client CA: {0}")]
     Verifier(#[from] rustls::server::VerifierBuilderError),
+    /// Sites of one listener differ in client authentication, which one QUIC
+    /// configuration cannot express.
+    #[error("sites differ in client_auth: QUIC (HTTP/3) has one TLS configuration for all sites of a listener")]
+    MixedClientAuth,
     /// Certificate generation failed.
     #[error("certificate authority: {0}")]
     Ca(String),

@@ -151,11 +151,9 @@ async fn run(cfg: Config, files: Files, tls: Option<Arc<Acceptor>>) -> Result<()
     let shutdown = Shutdown::new();
     let mut listeners = Vec::new();
     let mut https_port = None;
-    let http3 = cfg.http.http3 && tls.as_ref().is_some_and(|a| !a.uses_client_auth());
+    let http3 = cfg.http.http3 && tls.as_ref().is_some_and(|a| a.quic_client_auth().is_some());
     if cfg.http.http3 && !http3 && tls.is_some() {
-        tracing::warn!(
-            "HTTP/3 is off: client certificates (client_auth) are not supported over QUIC yet"
-        );
+        tracing::warn!("HTTP/3 is off: {}", wharf_tls::TlsError::MixedClientAuth);
     }
     for addr in &cfg.tls.listen {
         let acceptor = tls.clone().expect("built when TLS listeners exist");

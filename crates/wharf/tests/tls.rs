@@ -59,6 +59,43 @@ fn issue(data: &Path, out: &Path, names: &[&str], client: bool) -> (PathBuf, Pat
     )
 }
 
+/// Runs `f` on a fresh runtime with a deadline (HTTP/3 clients live in a runtime).
+fn over_h3<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async { tokio::time::timeout(PATIENCE, f).await.expect("in time") })
+}
+
+/// An HTTP/3 client trusting `w`'s root, presenting `identity` (chain, key) if given.
+fn h3_client(w: &common::Wharf, identity: Option<(&Path, &Path)>) -> wharf_load::Client {
+    let roots = std::fs::read(w.root_cert()).unwrap();
+    let bind = "127.0.0.1:0".parse().unwrap();
+    match identity {
+        None => wharf_load::Client::new(&roots, bind),
+        Some((chain, key)) => wharf_load::Client::with_identity(
+            &roots,
+            bind,
+            &std::fs::read(chain).unwrap(),
+            &std::fs::read(key).unwrap(),
+        ),
+    }
+    .unwrap()
+}
+
+/// GET `path` over HTTP/3 on a new connection of `client`: the status, or why there
+/// was none.
+async fn h3_get(w: &common::Wharf, client: &wharf_load::Client, path: &str) -> Result<u16, String> {
+    let conn = client
+        .connect(w.addr, "localhost")
+        .await
+        .map_err(|e| format!("{e:#}"))?;
+    let res = conn.get(&w.url(path)).await.map_err(|e| format!("{e:#}"));
+    conn.close();
+    Ok(res?.head.status().as_u16())
+}
+
 /// Every certificate of a PEM file.
 fn certs(pem: &Path) -> Vec<CertificateDer<'static>> {
     CertificateDer::pem_file_iter(pem)
@@ -408,6 +445,91 @@ fn optional_client_certificates_guard_client_auth_paths() {
     assert!(line.contains("client=\"CN=alice; DNS:alice\""), "{line}");
     let line = w.wait_for_output("GET /private/x.txt HTTP/1.1\" 403");
     assert!(!line.contains("client="), "{line}");
+}
+
+/// The same over HTTP/3: QUIC's handshake asks for the certificate, and requests
+/// wait for it (no 0-RTT where clients must authenticate).
+#[test]
+fn client_certificates_over_http3() {
+    let b = Builder::new().file("private/x.txt", "secret\n");
+    let (chain, key) = issue(
+        &b.path().join("data"),
+        &b.path().join("certs"),
+        &["alice"],
+        true,
+    );
+    let other = tempfile::tempdir().unwrap();
+    let (m_chain, m_key) = issue(
+        other.path(),
+        &other.path().join("certs"),
+        &["mallory"],
+        true,
+    );
+    for (auth, paths) in [
+        ("required", ""),
+        ("optional", "client_auth_paths = [\"/private/**\"]\n"),
+    ] {
+        let w = Builder::new()
+            .config(&format!(
+                "[[site]]\nroot = \"{}\"\ndefault = true\n[site.tls]\nclient_auth = \"{auth}\"\nclient_ca = \"{}\"\n{paths}",
+                b.root().display(),
+                b.path().join("data/ca/root.pem").display(),
+            ))
+            .proto(Proto::H2Tls)
+            .start();
+        over_h3(async {
+            let alice = h3_client(&w, Some((&chain, &key)));
+            assert_eq!(
+                h3_get(&w, &alice, "/private/x.txt").await,
+                Ok(200),
+                "{auth}"
+            );
+            let anonymous = h3_get(&w, &h3_client(&w, None), "/private/x.txt").await;
+            let mallory = h3_client(&w, Some((&m_chain, &m_key)));
+            let mallory = h3_get(&w, &mallory, "/hello.txt").await;
+            assert!(
+                mallory.is_err(),
+                "{auth}: another CA's certificate: {mallory:?}"
+            );
+            if auth == "required" {
+                assert!(
+                    anonymous.is_err(),
+                    "{auth}: without a certificate: {anonymous:?}"
+                );
+            } else {
+                assert_eq!(anonymous, Ok(403), "{auth}: without a certificate");
+            }
+            assert_eq!(
+                h3_get(&w, &alice, "/hello.txt").await,
+                Ok(200),
+                "still serving"
+            );
+        });
+        let line = w.wait_for_output("\"GET /private/x.txt HTTP/3.0\" 200");
+        assert!(line.contains("client=\"CN=alice; DNS:alice\""), "{line}");
+        assert!(!w.output().contains("mallory"), "{}", w.output());
+    }
+}
+
+/// Sites that differ in client authentication cannot share one QUIC configuration:
+/// HTTP/3 is off, with a warning, and not advertised.
+#[test]
+fn http3_is_off_when_sites_differ_in_client_auth() {
+    let w = Builder::new()
+        .config(
+            "[[site]]\nroot = \"site\"\ndefault = true\n\n[[site]]\nroot = \"site\"\nnames = [\"private.test\"]\n[site.tls]\nclient_auth = \"required\"\nclient_ca = \"data/ca/root.pem\"\n",
+        )
+        .proto(Proto::H2Tls)
+        .start();
+    let line = w.wait_for_stderr("HTTP/3 is off");
+    assert!(line.contains("sites differ in client_auth"), "{line}");
+    let res = w.get("/hello.txt", &[]);
+    assert_eq!(res.status(), 200);
+    assert!(
+        res.headers().get("alt-svc").is_none(),
+        "{:?}",
+        res.headers()
+    );
 }
 
 // ---------------------------------------------------------------------------------
@@ -880,6 +1002,50 @@ fn a_reload_that_drops_a_client_ca_also_refuses_resumed_sessions() {
     assert!(text.contains("AlertReceived("), "a full handshake: {text}");
     let text = answer(w.addr, &resuming);
     assert!(text.contains("AlertReceived("), "a resumed session: {text}");
+}
+
+/// Over HTTP/3 too: after the reload QUIC asks for a certificate from the new CA,
+/// and the session the client kept from before is not resumed.
+#[test]
+fn a_reload_reaches_client_authentication_over_http3() {
+    let b = Builder::new();
+    let (chain, key) = issue(
+        &b.path().join("data"),
+        &b.path().join("certs"),
+        &["alice"],
+        true,
+    );
+    std::fs::copy(
+        b.path().join("data/ca/root.pem"),
+        b.path().join("clients.pem"),
+    )
+    .unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let (ok, out, err) = wharf(other.path(), &["ca", "init"]);
+    assert!(ok, "{out}{err}");
+    let w = b
+        .config(
+            "[tls]\nwatch_interval = \"1h\"\n\n[[site]]\nroot = \"site\"\ndefault = true\n[site.tls]\nclient_auth = \"required\"\nclient_ca = \"clients.pem\"\n",
+        )
+        .proto(Proto::H2Tls)
+        .start();
+    over_h3(async {
+        let alice = h3_client(&w, Some((&chain, &key)));
+        assert_eq!(h3_get(&w, &alice, "/hello.txt").await, Ok(200));
+        alice.wait_idle().await;
+        std::fs::copy(
+            other.path().join("ca/root.pem"),
+            w.dir.path().join("clients.pem"),
+        )
+        .unwrap();
+        w.signal("HUP");
+        w.wait_for_stderr("SIGHUP: certificates reloaded");
+        let again = h3_get(&w, &alice, "/hello.txt").await;
+        assert!(again.is_err(), "alice's CA is no longer trusted: {again:?}");
+        let fresh = h3_client(&w, Some((&chain, &key)));
+        let fresh = h3_get(&w, &fresh, "/hello.txt").await;
+        assert!(fresh.is_err(), "a full handshake: {fresh:?}");
+    });
 }
 
 // ---------------------------------------------------------------------------------
