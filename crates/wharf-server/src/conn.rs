@@ -84,82 +84,136 @@ fn sniff(first: &[u8]) -> Sniffed {
 }
 
 /// Serves one accepted connection until it closes.
+///
+/// Each protocol's future is boxed: a task holds the largest variant of its future,
+/// and an idle HTTP/1.1 connection should not carry the room of a TLS handshake or
+/// of an HTTP/2 connection (memory per idle connection is a target, bench/run f).
 pub(crate) async fn serve<S: Service>(
-    mut stream: TcpStream,
+    stream: TcpStream,
     mode: Mode,
     info: ConnInfo,
     shared: Arc<Shared<S>>,
     shutdown: Shutdown,
     _permit: OwnedSemaphorePermit,
 ) {
-    let l = &shared.limits;
-    let ctx = |tls, redirect, h2: bool| {
-        // HTTP/2 has no request heads to time between streams: a byte on an idle
-        // connection (PING, WINDOW_UPDATE) only starts another idle period.
-        let header = if h2 {
-            l.idle_timeout
-        } else {
-            l.header_read_timeout
-        };
-        let dog = Watchdog::new(l.idle_timeout, header, l.send_timeout);
-        ConnCtx::new(shared.clone(), info, tls, redirect, dog)
-    };
     match mode {
         Mode::Cleartext { redirect } => {
-            let first = tokio::select! {
-                _ = shutdown.triggered() => return,
-                r = read_preface(&mut stream, l.idle_timeout, l.header_read_timeout) => r,
-            };
-            let Some((kind, prefix)) = first else { return };
-            let (read, write) = stream.into_split();
-            match kind {
-                Sniffed::H2 => {
-                    let ctx = Arc::new(ctx(None, redirect, true));
-                    crate::h2::serve(read, write, prefix, ctx, shutdown).await
-                }
-                Sniffed::H1 => {
-                    let ctx = Arc::new(ctx(None, redirect, false));
-                    crate::h1::serve(read, write, prefix, ctx, shutdown).await
-                }
-                _ => {
-                    tracing::debug!(peer = %info.peer, "TLS handshake on a cleartext port: closed")
-                }
-            }
+            Box::pin(cleartext(stream, redirect, info, shared, shutdown)).await
         }
         Mode::Tls { acceptor, alt_svc } => {
-            let accepted = tokio::select! {
-                _ = shutdown.triggered() => return,
-                r = acceptor.accept(stream) => r,
-            };
-            let a = match accepted {
-                Ok(a) => a,
-                Err(AcceptError::NotTls(mut tcp)) => {
-                    tracing::debug!(peer = %info.peer, "plaintext on a TLS port: 400");
-                    let _ = tcp.write_all(plain_on_tls().as_bytes()).await;
-                    let _ = tcp.shutdown().await;
-                    return;
-                }
-                Err(e) => {
-                    tracing::debug!(peer = %info.peer, error = ?e, "TLS handshake failed");
-                    return;
-                }
-            };
-            let h2 = a.alpn.as_deref() == Some(b"h2");
-            let tls = Tls {
-                info: a.info,
-                group: a.group,
-                acceptor,
-            };
-            let mut ctx = ctx(Some(tls), None, h2);
-            ctx.alt_svc = alt_svc;
-            let ctx = Arc::new(ctx);
-            let (read, write) = tokio::io::split(a.stream);
-            if h2 {
-                crate::h2::serve(read, write, Bytes::new(), ctx, shutdown).await
-            } else {
-                crate::h1::serve(read, write, Bytes::new(), ctx, shutdown).await
-            }
+            Box::pin(tls(stream, acceptor, alt_svc, info, shared, shutdown)).await
         }
+    }
+}
+
+/// What the requests of a connection share, with its watchdog.
+fn conn_ctx<S: Service>(
+    shared: &Arc<Shared<S>>,
+    info: ConnInfo,
+    tls: Option<Tls>,
+    redirect: Option<u16>,
+    h2: bool,
+) -> ConnCtx<S> {
+    let l = &shared.limits;
+    // HTTP/2 has no request heads to time between streams: a byte on an idle
+    // connection (PING, WINDOW_UPDATE) only starts another idle period.
+    let header = if h2 {
+        l.idle_timeout
+    } else {
+        l.header_read_timeout
+    };
+    let dog = Watchdog::new(l.idle_timeout, header, l.send_timeout);
+    ConnCtx::new(shared.clone(), info, tls, redirect, dog)
+}
+
+/// A cleartext connection: HTTP/1.1, or HTTP/2 with prior knowledge (h2c).
+async fn cleartext<S: Service>(
+    mut stream: TcpStream,
+    redirect: Option<u16>,
+    info: ConnInfo,
+    shared: Arc<Shared<S>>,
+    shutdown: Shutdown,
+) {
+    let l = &shared.limits;
+    // Boxed too: its timers would otherwise stay in this future's room for good.
+    let first = tokio::select! {
+        _ = shutdown.triggered() => return,
+        r = Box::pin(first_bytes(&mut stream, l.idle_timeout, l.header_read_timeout)) => r,
+    };
+    let Some((kind, prefix)) = first else { return };
+    let (read, write) = stream.into_split();
+    match kind {
+        Sniffed::H2 => {
+            let ctx = Arc::new(conn_ctx(&shared, info, None, redirect, true));
+            Box::pin(crate::h2::serve(read, write, prefix, ctx, shutdown)).await
+        }
+        Sniffed::H1 => {
+            let ctx = Arc::new(conn_ctx(&shared, info, None, redirect, false));
+            Box::pin(crate::h1::serve(read, write, prefix, ctx, shutdown)).await
+        }
+        _ => tracing::debug!(peer = %info.peer, "TLS handshake on a cleartext port: closed"),
+    }
+}
+
+/// A connection on a TLS listener: the handshake, then HTTP/2 or HTTP/1.1 by ALPN.
+async fn tls<S: Service>(
+    stream: TcpStream,
+    acceptor: Arc<Acceptor>,
+    alt_svc: Option<HeaderValue>,
+    info: ConnInfo,
+    shared: Arc<Shared<S>>,
+    shutdown: Shutdown,
+) {
+    let accepted = tokio::select! {
+        _ = shutdown.triggered() => return,
+        r = Box::pin(acceptor.accept(stream)) => r,
+    };
+    let a = match accepted {
+        Ok(a) => a,
+        Err(AcceptError::NotTls(mut tcp)) => {
+            tracing::debug!(peer = %info.peer, "plaintext on a TLS port: 400");
+            let _ = tcp.write_all(plain_on_tls().as_bytes()).await;
+            let _ = tcp.shutdown().await;
+            return;
+        }
+        Err(e) => {
+            tracing::debug!(peer = %info.peer, error = ?e, "TLS handshake failed");
+            return;
+        }
+    };
+    let h2 = a.alpn.as_deref() == Some(b"h2");
+    let tls = Tls {
+        info: a.info,
+        group: a.group,
+        acceptor,
+    };
+    let mut ctx = conn_ctx(&shared, info, Some(tls), None, h2);
+    ctx.alt_svc = alt_svc;
+    let ctx = Arc::new(ctx);
+    let (read, write) = tokio::io::split(a.stream);
+    if h2 {
+        Box::pin(crate::h2::serve(read, write, Bytes::new(), ctx, shutdown)).await
+    } else {
+        Box::pin(crate::h1::serve(read, write, Bytes::new(), ctx, shutdown)).await
+    }
+}
+
+/// The protocol of a cleartext connection, from its first bytes. They are peeked,
+/// not read, so HTTP/1.1 and HTTP/2 parsers start on the untouched socket; only an
+/// HTTP/2 preface that arrives in pieces is read here, and handed on as a prefix.
+async fn first_bytes(
+    stream: &mut TcpStream,
+    idle: Duration,
+    header: Duration,
+) -> Option<(Sniffed, Bytes)> {
+    let mut peeked = [0u8; PREFACE.len()];
+    let n = match tokio::time::timeout(idle, stream.peek(&mut peeked)).await {
+        Ok(Ok(n)) if n > 0 => n,
+        _ => return None,
+    };
+    match sniff(&peeked[..n]) {
+        Sniffed::More => read_preface(stream, idle, header).await,
+        kind => Some((kind, Bytes::new())),
     }
 }
 

@@ -200,3 +200,19 @@ fn large_responses_over_tls_finish_when_the_socket_fills() {
         "{text}"
     );
 }
+
+/// An h2c preface that arrives in pieces is still HTTP/2.
+#[test]
+fn a_preface_in_pieces_is_http2() {
+    let w = Builder::new().start();
+    let mut s = w.tcp();
+    s.set_nodelay(true).unwrap();
+    for piece in PREFACE.chunks(5) {
+        s.write_all(piece).unwrap();
+        s.flush().unwrap();
+    }
+    s.write_all(&frame(SETTINGS, 0, 0, &[])).unwrap();
+    s.write_all(&frame(HEADERS, 0x5, 1, &get_block())).unwrap();
+    let (_, stream, _) = until(&mut s, HEADERS).expect("a response");
+    assert_eq!(stream, 1);
+}

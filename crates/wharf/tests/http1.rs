@@ -350,3 +350,26 @@ fn the_connection_cap_is_shared_by_all_listeners() {
         "the second address counts against the same cap"
     );
 }
+
+/// A request whose first bytes could begin the HTTP/2 preface ("P", "PR") is told
+/// apart once more bytes arrive, and reaches HTTP/1.1 whole, whether the server saw
+/// the first byte alone (then it reads and hands the bytes on) or all at once.
+#[test]
+fn requests_that_start_like_the_http2_preface_are_http1() {
+    let w = Builder::new().start();
+    for (first, rest) in [
+        (
+            "P",
+            "UT /x HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n",
+        ),
+        ("PR", "OPFIND / HTTP/1.1\r\nHost: t\r\n\r\n"),
+    ] {
+        let mut s = w.tcp();
+        s.set_nodelay(true).unwrap();
+        s.write_all(first.as_bytes()).unwrap();
+        s.flush().unwrap();
+        s.write_all(rest.as_bytes()).unwrap();
+        let res = read_response(&mut BufReader::new(s), false).expect("a response");
+        assert_eq!(res.status, 405, "{first}{rest}");
+    }
+}
