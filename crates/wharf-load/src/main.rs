@@ -98,21 +98,29 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let (totals, h3, host, roots) = (totals.clone(), h3.clone(), host.clone(), roots.clone());
         let (streams, quic_stats) = (args.streams, args.quic_stats);
         tasks.spawn(async move {
-            let result = match h3 {
-                Some(client) => {
-                    let conn =
-                        h3_connection(&client, addr, &host, &url, streams, deadline, &totals);
-                    conn.await.map(|stats| {
-                        if quic_stats {
-                            eprintln!("{}", quic_summary(&stats));
-                        }
-                    })
+            // A connection the server ends (GOAWAY, a request limit) is replaced while
+            // time remains; one that cannot be opened stops this worker.
+            while Instant::now() < deadline {
+                let result = match &h3 {
+                    Some(client) => {
+                        let conn =
+                            h3_connection(client, addr, &host, &url, streams, deadline, &totals);
+                        conn.await.map(|stats| {
+                            if quic_stats {
+                                eprintln!("{}", quic_summary(&stats));
+                            }
+                        })
+                    }
+                    None => {
+                        h2_connection(addr, &host, &roots, &url, streams, deadline, &totals).await
+                    }
+                };
+                if let Err(e) = result {
+                    eprintln!("wharf-load: connection failed: {e:#}");
+                    totals.errors.fetch_add(1, Ordering::Relaxed);
+                    break;
                 }
-                None => h2_connection(addr, &host, &roots, &url, streams, deadline, &totals).await,
-            };
-            if let Err(e) = result {
-                eprintln!("wharf-load: connection failed: {e:#}");
-                totals.errors.fetch_add(1, Ordering::Relaxed);
+                totals.connections.fetch_add(1, Ordering::Relaxed);
             }
         });
     }
