@@ -956,51 +956,80 @@ fn changed_certificate_files_are_picked_up_by_polling() {
     }
 }
 
+/// A server requiring client certificates that chain to `clients.pem` (alice's CA),
+/// alice's certificate, and another CA to put in its place.
+struct ClientCaReload {
+    w: common::Wharf,
+    chain: PathBuf,
+    key: PathBuf,
+    other: tempfile::TempDir,
+}
+
+impl ClientCaReload {
+    fn start(proto: Proto) -> ClientCaReload {
+        let b = Builder::new();
+        let (chain, key) = issue(
+            &b.path().join("data"),
+            &b.path().join("certs"),
+            &["alice"],
+            true,
+        );
+        std::fs::copy(
+            b.path().join("data/ca/root.pem"),
+            b.path().join("clients.pem"),
+        )
+        .unwrap();
+        let other = tempfile::tempdir().unwrap();
+        let (ok, out, err) = wharf(other.path(), &["ca", "init"]);
+        assert!(ok, "{out}{err}");
+        let w = b
+            .config(
+                "[tls]\nwatch_interval = \"1h\"\n\n[[site]]\nroot = \"site\"\ndefault = true\n[site.tls]\nclient_auth = \"required\"\nclient_ca = \"clients.pem\"\n",
+            )
+            .proto(proto)
+            .start();
+        ClientCaReload {
+            w,
+            chain,
+            key,
+            other,
+        }
+    }
+
+    /// Trusts the other CA instead of alice's, and reloads (SIGHUP).
+    fn distrust_alice(&self) {
+        std::fs::copy(
+            self.other.path().join("ca/root.pem"),
+            self.w.dir.path().join("clients.pem"),
+        )
+        .unwrap();
+        self.w.signal("HUP");
+        self.w.wait_for_stderr("SIGHUP: certificates reloaded");
+    }
+}
+
 /// Session tickets outlive reloads (by design: one ticketer for every configuration),
 /// and a resumed TLS 1.3 session does not present the client certificate again. So a
 /// client whose CA a reload removed from `client_ca` is still served, under its old
 /// identity, for as long as its ticket is valid, while a full handshake is refused.
 #[test]
 fn a_reload_that_drops_a_client_ca_also_refuses_resumed_sessions() {
-    let b = Builder::new();
-    let (chain, key) = issue(
-        &b.path().join("data"),
-        &b.path().join("certs"),
-        &["alice"],
-        true,
+    let r = ClientCaReload::start(Proto::H1Tls);
+    let fresh = rustls_client_config(
+        Some(&r.w.root_cert()),
+        &[b"http/1.1"],
+        Some((&r.chain, &r.key)),
     );
-    std::fs::copy(
-        b.path().join("data/ca/root.pem"),
-        b.path().join("clients.pem"),
-    )
-    .unwrap();
-    let other = tempfile::tempdir().unwrap();
-    let (ok, out, err) = wharf(other.path(), &["ca", "init"]);
-    assert!(ok, "{out}{err}");
-    let w = b
-        .config(
-            "[tls]\nwatch_interval = \"1h\"\n\n[[site]]\nroot = \"site\"\ndefault = true\n[site.tls]\nclient_auth = \"required\"\nclient_ca = \"clients.pem\"\n",
-        )
-        .proto(Proto::H1Tls)
-        .start();
-    let fresh = rustls_client_config(Some(&w.root_cert()), &[b"http/1.1"], Some((&chain, &key)));
     let mut resuming = (*fresh).clone();
     resuming.resumption = rustls::client::Resumption::default();
     let resuming = Arc::new(resuming);
-    let text = answer(w.addr, &resuming);
+    let text = answer(r.w.addr, &resuming);
     assert!(text.starts_with("response: HTTP/1.1 200"), "{text}");
 
-    // Alice's CA is no longer trusted.
-    std::fs::copy(
-        other.path().join("ca/root.pem"),
-        w.dir.path().join("clients.pem"),
-    )
-    .unwrap();
-    w.signal("HUP");
-    w.wait_for_stderr("SIGHUP: certificates reloaded");
-    let text = answer(w.addr, &fresh);
+    r.distrust_alice();
+    let text = answer(r.w.addr, &fresh);
     assert!(text.contains("AlertReceived("), "a full handshake: {text}");
-    let text = answer(w.addr, &resuming);
+    let text = answer(r.w.addr, &resuming);
     assert!(text.contains("AlertReceived("), "a resumed session: {text}");
 }
 
@@ -1008,42 +1037,17 @@ fn a_reload_that_drops_a_client_ca_also_refuses_resumed_sessions() {
 /// and the session the client kept from before is not resumed.
 #[test]
 fn a_reload_reaches_client_authentication_over_http3() {
-    let b = Builder::new();
-    let (chain, key) = issue(
-        &b.path().join("data"),
-        &b.path().join("certs"),
-        &["alice"],
-        true,
-    );
-    std::fs::copy(
-        b.path().join("data/ca/root.pem"),
-        b.path().join("clients.pem"),
-    )
-    .unwrap();
-    let other = tempfile::tempdir().unwrap();
-    let (ok, out, err) = wharf(other.path(), &["ca", "init"]);
-    assert!(ok, "{out}{err}");
-    let w = b
-        .config(
-            "[tls]\nwatch_interval = \"1h\"\n\n[[site]]\nroot = \"site\"\ndefault = true\n[site.tls]\nclient_auth = \"required\"\nclient_ca = \"clients.pem\"\n",
-        )
-        .proto(Proto::H2Tls)
-        .start();
+    let r = ClientCaReload::start(Proto::H2Tls);
+    let w = &r.w;
     over_h3(async {
-        let alice = h3_client(&w, Some((&chain, &key)));
-        assert_eq!(h3_get(&w, &alice, "/hello.txt").await, Ok(200));
+        let alice = h3_client(w, Some((&r.chain, &r.key)));
+        assert_eq!(h3_get(w, &alice, "/hello.txt").await, Ok(200));
         alice.wait_idle().await;
-        std::fs::copy(
-            other.path().join("ca/root.pem"),
-            w.dir.path().join("clients.pem"),
-        )
-        .unwrap();
-        w.signal("HUP");
-        w.wait_for_stderr("SIGHUP: certificates reloaded");
-        let again = h3_get(&w, &alice, "/hello.txt").await;
+        r.distrust_alice();
+        let again = h3_get(w, &alice, "/hello.txt").await;
         assert!(again.is_err(), "alice's CA is no longer trusted: {again:?}");
-        let fresh = h3_client(&w, Some((&chain, &key)));
-        let fresh = h3_get(&w, &fresh, "/hello.txt").await;
+        let fresh = h3_client(w, Some((&r.chain, &r.key)));
+        let fresh = h3_get(w, &fresh, "/hello.txt").await;
         assert!(fresh.is_err(), "a full handshake: {fresh:?}");
     });
 }
