@@ -190,7 +190,10 @@ impl Connection {
                 .await
                 .map_err(|e| anyhow!("request body: {e}"))?;
         }
-        stream.finish().await.map_err(|e| anyhow!("finish: {e}"))?;
+        // A server may answer before it has read the whole request and ask the client
+        // to stop sending (RFC 9114 §4.1); the response still counts, so a failed
+        // finish is not an error here: a broken connection fails the response below.
+        let _ = stream.finish().await;
         let mut interim = Vec::new();
         loop {
             let head = stream

@@ -66,7 +66,7 @@ fn main() -> anyhow::Result<()> {
     // On one CPU (as bench/ pins it) a single-threaded runtime: a task woken by
     // another does not jump the queue there, so the requests that several streams
     // write in one turn leave together, as h2load's event loop sends them.
-    let one_cpu = std::thread::available_parallelism().map_or(false, |n| n.get() == 1);
+    let one_cpu = std::thread::available_parallelism().is_ok_and(|n| n.get() == 1);
     let rt = if one_cpu {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
