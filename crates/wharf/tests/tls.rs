@@ -96,6 +96,29 @@ async fn h3_get(w: &common::Wharf, client: &wharf_load::Client, path: &str) -> R
     Ok(res?.head.status().as_u16())
 }
 
+/// A client certificate for alice from the CA in `b`'s data directory: (chain, key).
+fn alice(b: &Builder) -> (PathBuf, PathBuf) {
+    issue(
+        &b.path().join("data"),
+        &b.path().join("certs"),
+        &["alice"],
+        true,
+    )
+}
+
+/// A client certificate for mallory from a CA of its own (in the returned
+/// directory, which must outlive its use): (directory, chain, key).
+fn mallory() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let other = tempfile::tempdir().unwrap();
+    let (chain, key) = issue(
+        other.path(),
+        &other.path().join("certs"),
+        &["mallory"],
+        true,
+    );
+    (other, chain, key)
+}
+
 /// Every certificate of a PEM file.
 fn certs(pem: &Path) -> Vec<CertificateDer<'static>> {
     CertificateDer::pem_file_iter(pem)
@@ -350,19 +373,8 @@ fn ca_cli_init_path_issue_and_serving_the_issued_certificate() {
 #[test]
 fn required_client_certificates_are_checked_in_the_handshake() {
     let b = Builder::new();
-    let (chain, key) = issue(
-        &b.path().join("data"),
-        &b.path().join("certs"),
-        &["alice"],
-        true,
-    );
-    let other = tempfile::tempdir().unwrap();
-    let (m_chain, m_key) = issue(
-        other.path(),
-        &other.path().join("certs"),
-        &["mallory"],
-        true,
-    );
+    let (chain, key) = alice(&b);
+    let (_other, m_chain, m_key) = mallory();
     let w = b
         .config(
             "[[site]]\nroot = \"site\"\ndefault = true\n[site.tls]\nclient_auth = \"required\"\nclient_ca = \"data/ca/root.pem\"\n",
@@ -419,12 +431,7 @@ fn required_client_certificates_are_checked_in_the_handshake() {
 #[test]
 fn optional_client_certificates_guard_client_auth_paths() {
     let b = Builder::new().file("private/x.txt", "secret\n");
-    let (chain, key) = issue(
-        &b.path().join("data"),
-        &b.path().join("certs"),
-        &["alice"],
-        true,
-    );
+    let (chain, key) = alice(&b);
     let w = b
         .config(
             "[[site]]\nroot = \"site\"\ndefault = true\n[site.tls]\nclient_auth = \"optional\"\nclient_ca = \"data/ca/root.pem\"\nclient_auth_paths = [\"/private/**\"]\n",
@@ -452,19 +459,8 @@ fn optional_client_certificates_guard_client_auth_paths() {
 #[test]
 fn client_certificates_over_http3() {
     let b = Builder::new().file("private/x.txt", "secret\n");
-    let (chain, key) = issue(
-        &b.path().join("data"),
-        &b.path().join("certs"),
-        &["alice"],
-        true,
-    );
-    let other = tempfile::tempdir().unwrap();
-    let (m_chain, m_key) = issue(
-        other.path(),
-        &other.path().join("certs"),
-        &["mallory"],
-        true,
-    );
+    let (chain, key) = alice(&b);
+    let (_other, m_chain, m_key) = mallory();
     for (auth, paths) in [
         ("required", ""),
         ("optional", "client_auth_paths = [\"/private/**\"]\n"),
@@ -968,12 +964,7 @@ struct ClientCaReload {
 impl ClientCaReload {
     fn start(proto: Proto) -> ClientCaReload {
         let b = Builder::new();
-        let (chain, key) = issue(
-            &b.path().join("data"),
-            &b.path().join("certs"),
-            &["alice"],
-            true,
-        );
+        let (chain, key) = alice(&b);
         std::fs::copy(
             b.path().join("data/ca/root.pem"),
             b.path().join("clients.pem"),
