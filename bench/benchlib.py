@@ -1,9 +1,11 @@
 """What the benchmark programs share (bench/run: HTTP/1.1; bench/tls: HTTPS and HTTP/2).
 
-Setup (tools, file limit, docroot, ports, CPU pinning), the server processes (wharf,
-nginx from the bench/nginx.conf template), the load-generator plumbing (a timed client
-run with its CPU use; wrk with bench/report.lua), run alternation, and the report
-helpers (medians, ratios, machine description, RESULTS.md sections).
+Setup (tools, file limit, docroot, ports, CPU pinning modes, the bench certificate from
+wharf's local CA), the server processes (wharf, nginx from the bench/nginx.conf
+template, their access logs), the load-generator plumbing (a timed client run with its
+CPU use; wrk with bench/report.lua), system calls per request (perf or strace), run
+alternation, and the report helpers (medians, ratios, machine description, RESULTS.md
+sections).
 
 Python 3 standard library only. Everything sends traffic to 127.0.0.1 only, and every
 subprocess has a time limit.
@@ -37,6 +39,12 @@ WHARF_BIN = ROOT / "target" / "release" / "wharf"
 RESULTS_MD = BENCH / "RESULTS.md"
 # A single-threaded client at this share of a CPU may be what limits a run.
 CLIENT_BOUND_CPU = 0.95
+# Requests per connection every server allows unless --requests-per-conn says otherwise
+# (nginx keepalive_requests, wharf limits.max_requests_per_connection): far more than
+# one connection gets through in a run, so no server closes connections during one.
+# (wharf's own default is 1000, nginx's 1000 too since 1.19.10.)
+REQUESTS_PER_CONN = 100000
+CA_DIR = OUT / "ca"  # wharf's data dir (the local CA) and where the bench leaf is written
 
 
 def log(msg):
@@ -60,11 +68,21 @@ def add_common_options(p, servers, scenarios):
     p.add_argument("--write", action="store_true", help="put the results into bench/RESULTS.md")
     p.add_argument("--servers", default=",".join(servers), help=f"comma list ({','.join(servers)})")
     p.add_argument("--scenarios", default=",".join(scenarios), help="comma list (all)")
+    p.add_argument("--access-log", action="store_true",
+                   help="every server logs each request to a file in the combined format "
+                        "(default: no access log for any server)")
+    p.add_argument("--requests-per-conn", type=int, default=REQUESTS_PER_CONN, metavar="N",
+                   help="requests per connection for every server: nginx keepalive_requests, "
+                        f"wharf max_requests_per_connection ({REQUESTS_PER_CONN})")
 
 
-def add_pin_build_options(p, client):
-    p.add_argument("--pin", choices=("split", "none"), default="split",
-                   help=f"split: {client} on CPU 0, servers on the other CPUs; none: no pinning")
+PIN_MODES = ("split", "none")
+
+
+def add_pin_build_options(p, client, default="both"):
+    p.add_argument("--pin", choices=("both",) + PIN_MODES, default=default,
+                   help=f"split: {client} on CPU 0, servers on the other CPUs; none: no "
+                        f"pinning; both: every scenario in split mode, then in none ({default})")
     p.add_argument("--no-build", action="store_true", help="use target/release/wharf as is")
     p.add_argument("--no-install", action="store_true", help="don't apt-get missing tools")
 
@@ -165,6 +183,14 @@ def free_port():
         return s.getsockname()[1]
 
 
+def pin_modes(pin):
+    """The pinning modes a run measures, in order: --pin both is split, then none."""
+    return list(PIN_MODES) if pin == "both" else [pin]
+
+
+PIN_TITLES = {"split": "pinned", "none": "unpinned"}
+
+
 def cpu_sets(pin):
     """(client CPUs, server CPUs) as taskset lists, or (None, None) for no pinning."""
     cpus = sorted(os.sched_getaffinity(0))
@@ -251,6 +277,8 @@ class Server:
         self.name, self.port, self.proc, self.stop_signal = name, port, proc, stop_signal
         self.logdir, self.scheme = logdir, scheme
         self.notes = []
+        self.access_log = None  # the file the server writes its access log to, if any
+        self.tls_port = None  # a second, HTTPS listener (bench/run's scenario ft)
 
     def url(self, path):
         return f"{self.scheme}://{HOST}:{self.port}{path}"
@@ -296,9 +324,13 @@ def wait_listening(server, timeout=15):
 
 
 def spawn(logdir, cmd, env=None):
-    """Start a server in its own session, stdout and stderr to `logdir`."""
+    """Start a server in its own session, stdout and stderr to `logdir`. The files are
+    emptied, then opened for appending: an access log written to stdout can then be
+    truncated between runs (truncate_log) without the server writing past the end."""
     logdir.mkdir(parents=True, exist_ok=True)
-    with open(logdir / "stdout.log", "wb") as o, open(logdir / "stderr.log", "wb") as e:
+    for name in ("stdout.log", "stderr.log"):
+        (logdir / name).write_bytes(b"")
+    with open(logdir / "stdout.log", "ab") as o, open(logdir / "stderr.log", "ab") as e:
         return subprocess.Popen(cmd, stdout=o, stderr=e, stdin=subprocess.DEVNULL,
                                 env=env, start_new_session=True)
 
@@ -320,9 +352,12 @@ def stop_stale(pidfile, conf, what):
 NGINX_TLS_BEGIN, NGINX_TLS_END = "# @TLS-BEGIN@", "# @TLS-END@"
 
 
-def nginx_config(out, port, tls):
-    """bench/nginx.conf with its placeholders filled in; `tls` is None (cleartext
-    HTTP/1.1) or dict(cert=..., key=...) (HTTPS with HTTP/2)."""
+def nginx_config(out, port, tls, tls_port=None, access_log=False,
+                 requests=REQUESTS_PER_CONN):
+    """bench/nginx.conf with its placeholders filled in. `tls` is None (cleartext
+    HTTP/1.1 on `port`) or dict(cert=..., key=...): then HTTPS with HTTP/2 on `port`
+    (bench/tls), or with `tls_port` cleartext on `port` and HTTPS/1.1 on `tls_port`
+    (bench/run's scenario ft)."""
     lines, keep = [], True
     for line in (BENCH / "nginx.conf").read_text().splitlines(keepends=True):
         if line.strip() == NGINX_TLS_BEGIN:
@@ -333,8 +368,15 @@ def nginx_config(out, port, tls):
             lines.append(line)
     text = "".join(lines)
     user = "user root root;" if os.geteuid() == 0 else ""
-    for key, value in (("@USER_DIRECTIVE@", user), ("@OUT@", str(out)),
-                       ("@LISTEN@", f"{HOST}:{port}" + (" ssl http2" if tls else "")),
+    if tls and tls_port is None:
+        listens = [f"{HOST}:{port} ssl http2"]
+    else:
+        listens = [f"{HOST}:{port}"] + ([f"{HOST}:{tls_port} ssl"] if tls else [])
+    listen_lines = "\n        ".join(f"listen {l};" for l in listens)
+    log = f"access_log {out / 'access.log'} combined;" if access_log else "access_log off;"
+    for key, value in (("@USER_DIRECTIVE@", user), ("@ACCESS_LOG@", log),
+                       ("@KEEPALIVE_REQUESTS@", str(requests)),
+                       ("@LISTEN_LINES@", listen_lines), ("@OUT@", str(out)),
                        ("@CERT@", str(tls["cert"]) if tls else ""),
                        ("@KEY@", str(tls["key"]) if tls else ""),
                        ("@DOCROOT@", str(DOCROOT))):
@@ -342,21 +384,29 @@ def nginx_config(out, port, tls):
     return text
 
 
-def start_nginx(port, cpus, out=OUT / "nginx", tls=None):
-    """nginx from bench/nginx.conf, files in `out`; HTTPS + HTTP/2 if `tls` is given."""
+def start_nginx(port, cpus, out=OUT / "nginx", tls=None, tls_port=None, access_log=False,
+                requests=REQUESTS_PER_CONN):
+    """nginx from bench/nginx.conf, files in `out`; HTTPS + HTTP/2 if `tls` is given
+    (and `tls_port` not: see nginx_config). With `access_log`, nginx logs every request
+    to `out`/access.log in the combined format."""
     for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (out / "tmp" / sub).mkdir(parents=True, exist_ok=True)
     conf = out / "nginx.conf"
     stop_stale(out / "nginx.pid", conf, "nginx")
-    conf.write_text(nginx_config(out, port, tls))
+    conf.write_text(nginx_config(out, port, tls, tls_port, access_log, requests))
+    if access_log:
+        (out / "access.log").write_bytes(b"")
     nginx = which("nginx")
     subprocess.run([nginx, "-t", "-q", "-c", str(conf), "-p", str(out)], check=True, timeout=30)
     server = Server("nginx", port,
                     spawn(out, taskset(cpus) + [nginx, "-c", str(conf), "-p", str(out)]),
-                    signal.SIGQUIT, out, "https" if tls else "http")
+                    signal.SIGQUIT, out, "https" if tls and tls_port is None else "http")
+    server.tls_port = tls_port
     wait_listening(server)
     time.sleep(0.5)  # let the workers come up before they are counted
     server.notes.append(f"{len(proc_children(server.proc.pid))} worker processes")
+    if access_log:
+        server.access_log = out / "access.log"
     return server
 
 
@@ -373,6 +423,27 @@ def build_wharf():
 def require_wharf():
     if not WHARF_BIN.exists():
         sys.exit(f"{WHARF_BIN} not found (build it, or run with --servers nginx)")
+
+
+def issue_certificate():
+    """A fresh leaf for localhost and 127.0.0.1 from wharf's local CA (created in
+    bench/out/ca on first use); the same files for every server. Returns
+    dict(cert=chain, key=key, root=root certificate)."""
+    CA_DIR.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, WHARF_DATA_DIR=str(CA_DIR))
+    subprocess.run([str(WHARF_BIN), "ca", "issue", "localhost", HOST, "--out", str(CA_DIR)],
+                   env=env, check=True, timeout=60, stdout=subprocess.DEVNULL)
+    root = subprocess.run([str(WHARF_BIN), "ca", "path"], env=env, check=True, timeout=30,
+                          capture_output=True, text=True).stdout.strip()
+    tls = dict(cert=CA_DIR / "localhost.pem", key=CA_DIR / "localhost-key.pem", root=Path(root))
+    for f in tls.values():
+        if not f.exists():
+            sys.exit(f"`wharf ca issue` did not write {f}")
+    return tls
+
+
+def toml_str(value):
+    return json.dumps(str(value))  # a JSON string is a TOML basic string
 
 
 def wharf_supports(flag):
@@ -464,20 +535,170 @@ def wrk_text_errors(text):
 
 
 def measure_wrk(server, url, args, spec, headers, cpus):
-    """One wrk run with rates per second, the CPU each side used, and all errors."""
-    cpu0 = server.cpu()
+    """One wrk run with rates per second, the CPU each side used (and what the rest of
+    the machine used meanwhile), requests per server CPU-second, all errors, and the
+    lines the server's access log got (if it has one)."""
+    truncate_log(server)
+    cpu0, busy0 = server.cpu(), busy_cpu_seconds()
+    start = time.monotonic()
     r = run_wrk(url, args, spec, headers, cpus)
+    wall = time.monotonic() - start
+    server_seconds, busy = server.cpu() - cpu0, busy_cpu_seconds() - busy0
     seconds = r["duration_us"] / 1e6
-    r["server_cpu"] = (server.cpu() - cpu0) / seconds
+    r["server_cpu"] = server_seconds / seconds
+    # Everything else that ran meanwhile (another build, the hypervisor): noise.
+    r["other_cpu"] = max(0.0, (busy - server_seconds - r["wrk_cpu"]) / wall)
     r["wrk_cpu"] /= seconds
     r["rps"] = r["requests"] / seconds
     r["mbps"] = r["bytes"] / seconds / 1e6
+    # Requests per second of server CPU: what the server does with a whole CPU,
+    # whatever limited the run (the client may have).
+    r["per_cpu"] = r["requests"] / server_seconds if server_seconds > 0 else None
+    if server.access_log:
+        r["log_lines"] = count_lines(server.access_log)
     r["errors"] = sum(r["text_errors"].values())
     json_errors = sum(r[k] for k in ("connect", "read", "write", "timeout", "status"))
     if json_errors != r["errors"]:
         log(f"warning: wrk printed {r['errors']} errors but counted {json_errors}")
         r["errors"] = max(r["errors"], json_errors)
     return r
+
+
+def truncate_log(server):
+    """Empty the server's access log (both servers append to it), so it holds one run's
+    lines and the disk does not fill up over a full run."""
+    if server.access_log:
+        os.truncate(server.access_log, 0)
+
+
+def count_lines(path):
+    n = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 24):
+            n += chunk.count(b"\n")
+    return n
+
+
+# ---------------------------------------------------------------- system calls
+
+# What the syscall table reports, per request: each group is the sum of these calls
+# (sendfile is sendfile64 to perf's tracepoints); "total" is every system call.
+SYSCALL_GROUPS = {
+    "reads": ("read", "readv", "recvfrom", "recvmsg"),
+    "writes": ("write", "writev", "sendto", "sendmsg", "sendfile64"),
+    "epoll_wait": ("epoll_wait", "epoll_pwait", "epoll_pwait2"),
+    "futex": ("futex",),
+}
+# Also counted (for the JSON, and the "other" column is total minus the groups).
+SYSCALL_EXTRA = ("accept4", "close", "openat", "newfstatat", "statx", "fstat",
+                 "setsockopt", "sched_yield", "io_uring_enter")
+
+
+def syscall_names():
+    return [n for names in SYSCALL_GROUPS.values() for n in names] + list(SYSCALL_EXTRA)
+
+
+class SyscallCounter:
+    """Counts a server's system calls over a window: `perf stat` on the syscall
+    tracepoints (every thread of the server's processes, also threads started during the
+    window), or else `strace -c -f` (ptrace: slows the server down a lot, the counts per
+    request still hold). start(server) before the client run, stop() after it: a dict
+    {syscall: count, "total": count}."""
+
+    def __init__(self, tool="auto"):
+        self.tool, self.events = None, []
+        if tool in ("auto", "perf") and which("perf"):
+            self.events = [n for n in syscall_names() if self._perf_ok(f"syscalls:sys_enter_{n}")]
+            if self.events and self._perf_ok("raw_syscalls:sys_enter"):
+                self.tool = "perf"
+        if self.tool is None and tool in ("auto", "strace") and which("strace"):
+            self.tool = "strace"
+        self.proc = None
+
+    @staticmethod
+    def _perf_ok(event):
+        try:
+            p = subprocess.run(["perf", "stat", "-x,", "-e", event, "--", "true"],
+                               capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.SubprocessError):
+            return False
+        return p.returncode == 0 and "not supported" not in p.stderr \
+            and "<not counted>" not in p.stderr
+
+    def describe(self):
+        if self.tool == "perf":
+            return (f"`perf stat -e 'syscalls:sys_enter_*,raw_syscalls:sys_enter' -p PIDS` "
+                    f"({command_output(['perf', '--version'])})")
+        return f"`strace -c -f -p PID …` ({command_output(['strace', '-V'])})"
+
+    def start(self, server):
+        pids = ",".join(map(str, server.pids()))
+        self.out = server.logdir / "syscalls.txt"
+        if self.tool == "perf":
+            events = ",".join([f"syscalls:sys_enter_{n}" for n in self.events]
+                              + ["raw_syscalls:sys_enter"])
+            cmd = ["perf", "stat", "-x,", "-o", str(self.out), "-e", events, "-p", pids]
+        else:
+            cmd = ["strace", "-c", "-f", "-q", "-o", str(self.out)]
+            for pid in server.pids():
+                cmd += ["-p", str(pid)]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, text=True)
+        time.sleep(1.0)  # attached (strace stops and resumes every thread)
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"{self.tool} exited {self.proc.returncode}: "
+                               f"{self.proc.stderr.read()[-500:]}")
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            _, err = self.proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.communicate()
+            raise RuntimeError(f"{self.tool} did not stop 30 s after SIGINT")
+        text = self.out.read_text()
+        counts = self._parse_perf(text) if self.tool == "perf" else self._parse_strace(text)
+        if not counts.get("total"):
+            raise RuntimeError(f"{self.tool} counted nothing: {(text or err)[-500:]!r}")
+        return counts
+
+    @staticmethod
+    def _parse_perf(text):
+        counts = {}
+        for line in text.splitlines():
+            fields = line.split(",")
+            if len(fields) < 3 or not fields[0].strip().isdigit():
+                continue
+            event = fields[2]
+            name = "total" if event == "raw_syscalls:sys_enter" else \
+                event.removeprefix("syscalls:sys_enter_")
+            counts[name] = int(fields[0])
+        return counts
+
+    @staticmethod
+    def _parse_strace(text):
+        """strace -c's table: '% time seconds usecs/call calls [errors] syscall'."""
+        counts, total = {}, 0
+        for line in text.splitlines():
+            fields = line.split()
+            if len(fields) < 5 or fields[-1] == "total" or not fields[3].isdigit():
+                continue
+            name = "sendfile64" if fields[-1] == "sendfile" else fields[-1]
+            counts[name] = counts.get(name, 0) + int(fields[3])
+            total += int(fields[3])
+        counts["total"] = total
+        return counts
+
+
+def per_request(counts, requests):
+    """{group: calls per request} for the report: reads, writes, epoll_wait, futex,
+    other (every call not in a group) and total."""
+    out = {g: sum(counts.get(n, 0) for n in names) / requests
+           for g, names in SYSCALL_GROUPS.items()}
+    out["total"] = counts["total"] / requests
+    out["other"] = out["total"] - sum(out[g] for g in SYSCALL_GROUPS)
+    return out
 
 
 def alternate(servers, repeat, run_one):
@@ -532,10 +753,16 @@ def commit_row():
                                             "--dirty"]))
 
 
-def pinning_row(pin, client):
+def pinning_text(pin, client):
+    """How one pinning mode places the processes."""
     client_cpus, srv_cpus = cpu_sets(pin)
-    return ("pinning", f"{client} on CPU {client_cpus}, servers on CPU {srv_cpus}"
-            if client_cpus else "none")
+    return (f"{client} on CPU {client_cpus}, servers on CPU {srv_cpus}" if client_cpus
+            else "none (the kernel places every process)")
+
+
+def pinning_row(pin, client):
+    return ("pinning", "; ".join(f"{PIN_TITLES[m]}: {pinning_text(m, client)}"
+                                 for m in pin_modes(pin)))
 
 
 def bullet_rows(rows):

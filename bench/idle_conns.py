@@ -3,10 +3,13 @@
 
 Each connection sends one GET, reads the whole response (so the server has done a
 full request on it and gone back to waiting), then stays open and silent. Used by
-bench/run to measure a server's memory per idle keep-alive connection.
+bench/run to measure a server's memory per idle keep-alive connection, over HTTP/1.1
+(scenario f) or, with --tls, over HTTPS/1.1 (scenario ft: Python's ssl module, the
+server's chain verified against --cafile, ALPN http/1.1 offered unless --no-alpn).
 
 Protocol with the caller (stdout/stdin, one line each):
-  prints  "READY <opened> <failed>"  once every connection is set up;
+  prints  "READY <opened> <failed> [<TLS version> <cipher> alpn=<protocol>]"
+          once every connection is set up;
   waits   for a line on stdin (or --hold seconds), while the connections sit idle;
   prints  "OPEN <n>"                  the connections the server has not closed;
   then closes everything and exits.
@@ -18,6 +21,7 @@ import argparse
 import asyncio
 import ipaddress
 import resource
+import ssl
 import sys
 
 
@@ -32,6 +36,12 @@ def parse_args():
     p.add_argument("--concurrency", type=int, default=100)
     p.add_argument("--timeout", type=float, default=10.0, help="per connection setup, seconds")
     p.add_argument("--hold", type=float, default=120.0, help="longest wait for stdin, seconds")
+    p.add_argument("--tls", action="store_true", help="HTTPS: TLS with Python's ssl module")
+    p.add_argument("--cafile", help="with --tls: verify the server's chain against this root")
+    p.add_argument("--server-name", default="localhost",
+                   help="with --tls: SNI and the name the certificate must carry (localhost)")
+    p.add_argument("--no-alpn", action="store_true",
+                   help="with --tls: offer no ALPN (default: offer http/1.1)")
     args = p.parse_args()
     if not ipaddress.ip_address(args.host).is_loopback:
         p.error("refusing a non-loopback host: this tool is for local benchmarks only")
@@ -62,17 +72,32 @@ async def read_response(reader):
     return status
 
 
-async def open_one(args, sem):
+def tls_context(args):
+    """TLS 1.2 or 1.3, the chain verified against --cafile, the name --server-name."""
+    ctx = ssl.create_default_context(cafile=args.cafile)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if not args.no_alpn:
+        ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
+
+
+async def open_one(args, sem, ctx):
     """Open one connection and complete one request on it; None on failure."""
-    request = (f"GET {args.path} HTTP/1.1\r\nHost: {args.host}\r\n"
+    host = args.server_name if ctx else args.host
+    request = (f"GET {args.path} HTTP/1.1\r\nHost: {host}\r\n"
                "User-Agent: wharf-bench-idle\r\n\r\n").encode()
+    tls = dict(ssl=ctx, server_hostname=args.server_name,
+               ssl_handshake_timeout=args.timeout) if ctx else {}
     async with sem:
         try:
             reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(args.host, args.port), args.timeout)
+                asyncio.open_connection(args.host, args.port, **tls), args.timeout)
             writer.write(request)
             status = await asyncio.wait_for(read_response(reader), args.timeout)
-        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError):
+        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError,
+                ssl.SSLError) as e:
+            global FIRST_ERROR
+            FIRST_ERROR = FIRST_ERROR or repr(e)
             return None
     if status != 200:
         writer.close()
@@ -99,13 +124,27 @@ async def wait_for_caller(hold):
         loop.remove_reader(sys.stdin.fileno())
 
 
+FIRST_ERROR = None
+
+
+def session_text(conns):
+    """What the first TLS connection negotiated: version, cipher, ALPN."""
+    obj = conns[0][1].get_extra_info("ssl_object") if conns else None
+    if obj is None:
+        return ""
+    return f" {obj.version()} {obj.cipher()[0]} alpn={obj.selected_alpn_protocol() or 'none'}"
+
+
 async def main():
     args = parse_args()
     raise_fd_limit(args.count)
     sem = asyncio.Semaphore(args.concurrency)
-    results = await asyncio.gather(*(open_one(args, sem) for _ in range(args.count)))
+    ctx = tls_context(args) if args.tls else None
+    results = await asyncio.gather(*(open_one(args, sem, ctx) for _ in range(args.count)))
     conns = [c for c in results if c is not None]
-    print(f"READY {len(conns)} {args.count - len(conns)}", flush=True)
+    if FIRST_ERROR:
+        print(f"first failure: {FIRST_ERROR}", file=sys.stderr, flush=True)
+    print(f"READY {len(conns)} {args.count - len(conns)}{session_text(conns)}", flush=True)
 
     await wait_for_caller(args.hold)
     # A server that closed an idle connection has delivered EOF by now.
