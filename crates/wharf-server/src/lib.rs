@@ -11,11 +11,12 @@
 //! - `conn`: one connection: cleartext sniffing (HTTP/1.1, h2c) or the TLS handshake
 //!   and ALPN; per request the host rules, 421, redirect, and the connection facts
 //!   handed to the service.
-//! - `h1`: one HTTP/1.1 connection over hyper.
+//! - `h1`: one HTTP/1.1 connection: wharf's own engine (request heads on `httparse`,
+//!   buffers lent only while bytes move).
 //! - `h2`: one HTTP/2 connection over the h2 crate, with its flood defenses.
 //! - `h3`: HTTP/3 over QUIC (quinn + h3) on the UDP port of a TLS listener.
-//! - `socket`: the socket as hyper sees it, with writes corked so that a batch of
-//!   pipelined responses leaves in one write.
+//! - `socket`: the socket as h2 sees it, with writes corked and the client's frames
+//!   metered.
 //! - `watchdog`: idle, header-read and send timeouts measured on the socket itself.
 //! - [`access_log`]: one line per request, written when the response body ends.
 //! - [`shutdown`]: one token every task watches, and a tracker the binary waits on.

@@ -28,7 +28,6 @@ pub(crate) struct Shared<S> {
     pub(crate) limits: Limits,
     pub(crate) http: Http,
     pub(crate) log: AccessLog,
-    pub(crate) h1: hyper::server::conn::http1::Builder,
     pub(crate) h2: h2::server::Builder,
 }
 
@@ -50,7 +49,6 @@ pub async fn serve<S: Service>(
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let shared = Arc::new(Shared {
         service,
-        h1: crate::h1::builder(&limits),
         h2: crate::h2::builder(&limits),
         limits,
         http,

@@ -1,13 +1,11 @@
-//! The socket as hyper sees it: reads pass through, writes are corked.
+//! The socket as h2 sees it: reads pass through the flood meter, writes are corked.
 //!
-//! hyper flushes after every response, so a client pipelining sixteen requests would
-//! cost sixteen `write(2)` calls, each waking the client. wharf instead collects what
-//! hyper writes while it works through the requests it already has, and the
-//! connection writes it all out once hyper has nothing more to do for now
-//! ([`Cork::poll_drain`], called after every poll of the connection). A lone request
-//! costs the single write it always did; a pipelined batch costs one in all. Writes
-//! larger than the cork go straight to the socket, and a full socket pushes back on
-//! hyper as usual. Both halves report to the connection's [`Watchdog`].
+//! h2 writes frame by frame; wharf collects what it writes while the connection works
+//! through the frames it already has, and writes it all out once the connection has
+//! nothing more to do for now ([`Cork::poll_drain`], called after every poll of the
+//! connection): many streams' frames leave in one `write(2)`. Writes larger than the
+//! cork go straight to the socket, and a full socket pushes back as usual. Both
+//! halves report to the connection's [`Watchdog`].
 
 use std::io;
 use std::pin::Pin;
@@ -35,9 +33,6 @@ pub(crate) struct Cork<W> {
 struct Out<W> {
     half: W,
     buf: Vec<u8>,
-    /// Whether the writer flushed after its last write: then it holds nothing back
-    /// and bytes may be put in front of its next write ([`Cork::interject`]).
-    flushed: bool,
 }
 
 impl<W: AsyncWrite + Unpin> Cork<W> {
@@ -46,7 +41,6 @@ impl<W: AsyncWrite + Unpin> Cork<W> {
             out: Mutex::new(Out {
                 half,
                 buf: Vec::new(),
-                flushed: true,
             }),
             dog,
         })
@@ -55,17 +49,6 @@ impl<W: AsyncWrite + Unpin> Cork<W> {
     /// Writes out everything held back; ready when nothing is left.
     pub(crate) fn poll_drain(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.lock().poll_drain(cx, &self.dog)
-    }
-
-    /// Queues `bytes` ahead of whatever the writer writes next, if it has nothing
-    /// buffered of its own (it flushed after its last write); else returns false.
-    /// HTTP/1.1 sends `103 Early Hints` this way: hyper has no API for 1xx.
-    pub(crate) fn interject(&self, bytes: &[u8]) -> bool {
-        let mut out = self.lock();
-        if out.flushed {
-            out.buf.extend_from_slice(bytes);
-        }
-        out.flushed
     }
 
     fn lock(&self) -> MutexGuard<'_, Out<W>> {
@@ -121,7 +104,7 @@ impl<W: AsyncWrite + Unpin> Out<W> {
     }
 }
 
-/// What hyper (or h2) reads from and writes to.
+/// What h2 reads from and writes to.
 pub(crate) struct Socket<R, W> {
     /// Bytes read before the protocol was known (to tell HTTP/1.1 from HTTP/2),
     /// returned before anything else.
@@ -197,7 +180,6 @@ impl<R: Unpin, W: AsyncWrite + Unpin> AsyncWrite for Socket<R, W> {
     ) -> Poll<io::Result<usize>> {
         let cork = &self.cork;
         let mut out = cork.lock();
-        out.flushed = false;
         if ready!(out.poll_room(cx, buf.len(), &cork.dog))? {
             out.buf.extend_from_slice(buf);
             return Poll::Ready(Ok(buf.len()));
@@ -214,7 +196,6 @@ impl<R: Unpin, W: AsyncWrite + Unpin> AsyncWrite for Socket<R, W> {
     ) -> Poll<io::Result<usize>> {
         let cork = &self.cork;
         let mut out = cork.lock();
-        out.flushed = false;
         let len: usize = bufs.iter().map(|b| b.len()).sum();
         if ready!(out.poll_room(cx, len, &cork.dog))? {
             bufs.iter().for_each(|b| out.buf.extend_from_slice(b));
@@ -229,10 +210,8 @@ impl<R: Unpin, W: AsyncWrite + Unpin> AsyncWrite for Socket<R, W> {
         true
     }
 
-    /// Nothing to write: the connection drains the cork after every poll. Notes that
-    /// the writer holds nothing back.
+    /// Nothing to write: the connection drains the cork after every poll.
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.cork.lock().flushed = true;
         Poll::Ready(Ok(()))
     }
 
@@ -270,27 +249,6 @@ mod tests {
             .unwrap();
         cr.read_exact(&mut got).await.unwrap();
         assert_eq!(&got, b"one two");
-    }
-
-    #[tokio::test]
-    async fn interjections_only_between_flushed_writes() {
-        let (client, server) = tokio::io::duplex(1 << 20);
-        let (r, w) = tokio::io::split(server);
-        let cork = Cork::new(w, dog());
-        let mut sock = Socket::new(r, cork.clone());
-        assert!(cork.interject(b"[103]"), "nothing written yet");
-        sock.write_all(b"first").await.unwrap();
-        assert!(!cork.interject(b"[x]"), "written, not flushed");
-        sock.flush().await.unwrap();
-        assert!(cork.interject(b"[103]"));
-        sock.write_all(b"second").await.unwrap();
-        std::future::poll_fn(|cx| cork.poll_drain(cx))
-            .await
-            .unwrap();
-        let (mut cr, _cw) = tokio::io::split(client);
-        let mut got = [0u8; 21];
-        cr.read_exact(&mut got).await.unwrap();
-        assert_eq!(&got, b"[103]first[103]second");
     }
 
     #[tokio::test]

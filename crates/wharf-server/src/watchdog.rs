@@ -1,8 +1,8 @@
 //! Per-connection timeouts measured on the socket: idle between requests, header
 //! read from the first byte of a request, and send while the client does not read.
 //!
-//! hyper's own header timeout starts when it begins waiting for a request, so it would
-//! also cut idle keep-alive connections; wharf keeps the two apart. The socket wrapper
+//! A header timeout that started when the connection began waiting for a request
+//! would also cut idle keep-alive connections; wharf keeps the two apart. The socket wrapper
 //! (`socket::Socket`) notes the first byte of each request and blocked writes; the connection
 //! notes when a request starts and when its response ends; [`Watchdog::expired`]
 //! sleeps until the nearest deadline and resolves when one passes unchanged.

@@ -296,9 +296,8 @@ impl wharf_server::Service for FileService {
     type Body = wharf_files::Body;
 
     async fn call(&self, req: Request<RequestBody>) -> http::Response<Self::Body> {
-        // hyper keeps one slot per connection for the future of the request in flight;
-        // boxing the file service's (large) future keeps that slot small on idle
-        // keep-alive connections. One allocation per request instead.
-        Box::pin(self.0.serve(&req)).await
+        // Transports box each request's future (HTTP/1.1) or hold it in a per-stream
+        // slot (HTTP/2, HTTP/3), so idle connections keep no room for it.
+        self.0.serve(&req).await
     }
 }

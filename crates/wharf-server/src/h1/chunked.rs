@@ -1,0 +1,301 @@
+//! The chunked transfer coding of request bodies (RFC 9112 §7.1), decoded sans-IO.
+//!
+//! ```text
+//! chunked-body   = *chunk last-chunk trailer-section CRLF
+//! chunk          = chunk-size [ chunk-ext ] CRLF chunk-data CRLF
+//! last-chunk     = 1*("0") [ chunk-ext ] CRLF
+//! ```
+//!
+//! [`Decoder::decode`] takes whatever bytes have arrived and hands back how many it
+//! used and where the chunk data among them is, so the caller copies data straight out
+//! of its read buffer. Every unbounded part of the grammar is bounded: the size (16 hex
+//! digits), a chunk line with its extensions, and the trailer section.
+
+use std::ops::Range;
+
+/// The longest chunk-size line, extensions included, that is accepted.
+const MAX_LINE: usize = 4096;
+
+/// Where the decoder is in the grammar.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// Reading hex digits of a chunk size.
+    Size {
+        digits: u8,
+    },
+    /// After the size: extensions (ignored) up to the line's end.
+    Ext,
+    /// The LF of a chunk line.
+    SizeLf,
+    /// Chunk data still to come.
+    Data(u64),
+    /// The CRLF after chunk data.
+    DataCr,
+    DataLf,
+    /// Trailer section lines; `at_line_start` tells an empty line (the end).
+    Trailer {
+        at_line_start: bool,
+    },
+    TrailerLf {
+        empty: bool,
+    },
+    Done,
+}
+
+/// What one call made of the input.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Decoded {
+    /// Bytes of the input used.
+    pub(crate) used: usize,
+    /// Chunk data within the used bytes, if any.
+    pub(crate) data: Range<usize>,
+}
+
+/// The body is not validly chunked.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct BadChunk(pub(crate) &'static str);
+
+/// A chunked-body decoder.
+#[derive(Debug)]
+pub(crate) struct Decoder {
+    state: State,
+    size: u64,
+    /// Bytes of the current chunk line, or of the trailer section.
+    line: usize,
+    max_trailer: usize,
+    /// The raw trailer section, kept for the service.
+    trailer: Vec<u8>,
+}
+
+impl Decoder {
+    /// A decoder whose trailer section may hold `max_trailer` bytes.
+    pub(crate) fn new(max_trailer: usize) -> Self {
+        Decoder {
+            state: State::Size { digits: 0 },
+            size: 0,
+            line: 0,
+            max_trailer,
+            trailer: Vec::new(),
+        }
+    }
+
+    /// Whether the last chunk and the trailer section have been read.
+    pub(crate) fn is_done(&self) -> bool {
+        self.state == State::Done
+    }
+
+    /// The trailer section read so far (field lines, each ending in CRLF).
+    pub(crate) fn take_trailer(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.trailer)
+    }
+
+    /// Decodes from the start of `input`: stops after a run of chunk data, at the end
+    /// of the body, or when the input is used up.
+    pub(crate) fn decode(&mut self, input: &[u8]) -> Result<Decoded, BadChunk> {
+        let mut i = 0;
+        while i < input.len() {
+            let b = input[i];
+            match self.state {
+                State::Size { digits } => match hex(b) {
+                    Some(d) if digits < 16 => {
+                        self.size = self.size << 4 | u64::from(d);
+                        self.state = State::Size { digits: digits + 1 };
+                    }
+                    Some(_) => return Err(BadChunk("chunk size too large")),
+                    None if digits == 0 => return Err(BadChunk("chunk size expected")),
+                    // §7.1.1: extensions start with BWS ";"; nothing else may follow.
+                    None if !matches!(b, b';' | b' ' | b'\t' | b'\r' | b'\n') => {
+                        return Err(BadChunk("invalid chunk size"))
+                    }
+                    None => {
+                        self.state = State::Ext;
+                        continue;
+                    }
+                },
+                State::Ext => match b {
+                    b'\r' => self.state = State::SizeLf,
+                    b'\n' => self.chunk_line_done(),
+                    _ => {}
+                },
+                State::SizeLf if b == b'\n' => self.chunk_line_done(),
+                State::SizeLf => return Err(BadChunk("CR without LF in chunk line")),
+                State::Data(left) => {
+                    let n = left.min((input.len() - i) as u64) as usize;
+                    self.state = match left - n as u64 {
+                        0 => State::DataCr,
+                        rest => State::Data(rest),
+                    };
+                    return Ok(Decoded {
+                        used: i + n,
+                        data: i..i + n,
+                    });
+                }
+                State::DataCr if b == b'\r' => self.state = State::DataLf,
+                State::DataCr | State::DataLf if b == b'\n' => self.next_chunk(),
+                State::DataCr | State::DataLf => {
+                    return Err(BadChunk("chunk data not followed by CRLF"))
+                }
+                State::Trailer { at_line_start } => {
+                    self.line += 1;
+                    if self.line > self.max_trailer {
+                        return Err(BadChunk("trailer section too large"));
+                    }
+                    match b {
+                        b'\r' => {
+                            self.state = State::TrailerLf {
+                                empty: at_line_start,
+                            }
+                        }
+                        b'\n' => self.trailer_line_done(at_line_start),
+                        _ => {
+                            self.trailer.push(b);
+                            self.state = State::Trailer {
+                                at_line_start: false,
+                            };
+                        }
+                    }
+                }
+                State::TrailerLf { empty } if b == b'\n' => self.trailer_line_done(empty),
+                State::TrailerLf { .. } => return Err(BadChunk("CR without LF in trailer")),
+                State::Done => break,
+            }
+            if matches!(self.state, State::Size { .. } | State::Ext | State::SizeLf) {
+                self.line += 1;
+                if self.line > MAX_LINE {
+                    return Err(BadChunk("chunk line too long"));
+                }
+            }
+            i += 1;
+            if self.state == State::Done {
+                break;
+            }
+        }
+        Ok(Decoded {
+            used: i,
+            data: i..i,
+        })
+    }
+
+    fn chunk_line_done(&mut self) {
+        self.line = 0;
+        self.state = match self.size {
+            0 => State::Trailer {
+                at_line_start: true,
+            },
+            n => State::Data(n),
+        };
+    }
+
+    fn next_chunk(&mut self) {
+        self.size = 0;
+        self.state = State::Size { digits: 0 };
+    }
+
+    fn trailer_line_done(&mut self, empty: bool) {
+        if empty {
+            self.state = State::Done;
+        } else {
+            self.trailer.extend_from_slice(b"\r\n");
+            self.state = State::Trailer {
+                at_line_start: true,
+            };
+        }
+    }
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Decodes `input` fed `step` bytes at a time: the data, the raw trailer section,
+    /// or the error.
+    fn decode_all(input: &[u8], step: usize) -> Result<(Vec<u8>, Vec<u8>), BadChunk> {
+        let mut d = Decoder::new(64);
+        let mut data = Vec::new();
+        let mut pending: Vec<u8> = Vec::new();
+        for piece in input.chunks(step) {
+            pending.extend_from_slice(piece);
+            loop {
+                let out = d.decode(&pending)?;
+                data.extend_from_slice(&pending[out.data.clone()]);
+                pending.drain(..out.used);
+                if out.used == 0 || pending.is_empty() || d.is_done() {
+                    break;
+                }
+            }
+        }
+        if !d.is_done() {
+            return Err(BadChunk("incomplete"));
+        }
+        Ok((data, d.take_trailer()))
+    }
+
+    #[test]
+    fn chunked_bodies() {
+        type Want = Result<(&'static str, &'static str), &'static str>;
+        // (body, data, trailer) — RFC 9112 §7.1
+        let table: &[(&str, Want)] = &[
+            ("0\r\n\r\n", Ok(("", ""))),
+            ("5\r\nhello\r\n0\r\n\r\n", Ok(("hello", ""))),
+            ("5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n", Ok(("hello world", ""))),
+            ("A\r\n0123456789\r\n0\r\n\r\n", Ok(("0123456789", ""))),
+            ("a\r\n0123456789\r\n000\r\n\r\n", Ok(("0123456789", ""))),
+            // §7.1.1 extensions are ignored
+            ("5;name=val;x\r\nhello\r\n0;y\r\n\r\n", Ok(("hello", ""))),
+            // §7.1.2 trailer section
+            ("1\r\nx\r\n0\r\nA: b\r\nC: d\r\n\r\n", Ok(("x", "A: b\r\nC: d\r\n"))),
+            // bare LF line ends (RFC 9112 §2.2)
+            ("1\nx\n0\n\n", Ok(("x", ""))),
+            ("\r\n", Err("chunk size expected")),
+            ("x\r\n", Err("chunk size expected")),
+            ("5x\r\nhello\r\n0\r\n\r\n", Err("invalid chunk size")),
+            ("5 ;a\r\nhello\r\n0\r\n\r\n", Ok(("hello", ""))),
+            ("1\rx", Err("CR without LF in chunk line")),
+            ("1\r\nxy", Err("chunk data not followed by CRLF")),
+            ("11111111111111111\r\n", Err("chunk size too large")),
+            ("0\r\nA: b\r\n", Err("incomplete")),
+            ("5\r\nhel", Err("incomplete")),
+            (
+                "0\r\nA: 0123456789012345678901234567890123456789012345678901234567890123456789\r\n\r\n",
+                Err("trailer section too large"),
+            ),
+        ];
+        for (body, want) in table {
+            for step in [1, 3, body.len()] {
+                let got = decode_all(body.as_bytes(), step)
+                    .map(|(d, t)| (String::from_utf8(d).unwrap(), String::from_utf8(t).unwrap()));
+                let want = want
+                    .map(|(d, t)| (d.to_owned(), t.to_owned()))
+                    .map_err(BadChunk);
+                assert_eq!(got, want, "{body:?} in pieces of {step}");
+            }
+        }
+    }
+
+    #[test]
+    fn long_extensions_are_refused() {
+        let line = format!("1;{}\r\n", "e".repeat(MAX_LINE));
+        assert_eq!(
+            decode_all(line.as_bytes(), 512),
+            Err(BadChunk("chunk line too long"))
+        );
+    }
+
+    #[test]
+    fn bytes_after_the_end_are_left() {
+        let mut d = Decoder::new(64);
+        let input = b"0\r\n\r\nGET / HTTP/1.1\r\n";
+        let out = d.decode(input).unwrap();
+        assert!(d.is_done());
+        assert_eq!(&input[out.used..], b"GET / HTTP/1.1\r\n");
+    }
+}

@@ -1,0 +1,290 @@
+//! Response heads and body framing on the wire (RFC 9112 §4, §6, §7.1).
+//!
+//! [`framing`] decides how a response body is delimited: no body (HEAD, 1xx, 204,
+//! 304), `Content-Length` (set by the service, or known from the body's exact size),
+//! chunked for HTTP/1.1 when the length is unknown, else the connection's close.
+//! [`head`] writes the status line and fields into the connection's write buffer,
+//! adding `Date` when the service did not, and `Connection` as persistence requires.
+
+use std::cell::RefCell;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
+use http::{HeaderMap, Method, StatusCode, Version};
+
+/// How a response body is delimited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Framing {
+    /// Nothing follows the head.
+    None,
+    /// Exactly this many bytes follow.
+    Length(u64),
+    /// The chunked coding.
+    Chunked,
+    /// Bytes until the connection closes (HTTP/1.0 clients, unknown length).
+    Close,
+}
+
+/// RFC 9112 §6.3 from the server's side: how the response to `method` with `status`
+/// and `fields` is framed; `exact` is the body's size when it is known.
+pub(crate) fn framing(
+    method: &Method,
+    version: Version,
+    status: StatusCode,
+    fields: &HeaderMap,
+    exact: Option<u64>,
+) -> Framing {
+    // RFC 9110 §6.4.1: responses to HEAD, 1xx, 204 and 304 have no content.
+    let bodiless = *method == Method::HEAD
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    if bodiless {
+        return Framing::None;
+    }
+    let declared = fields
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    match (declared.or(exact), version) {
+        (Some(n), _) => Framing::Length(n),
+        (None, Version::HTTP_11) => Framing::Chunked,
+        (None, _) => Framing::Close,
+    }
+}
+
+/// Writes the response head into `out`. `keep_alive` says whether the connection
+/// persists after this response (decided by the caller from both sides' wishes).
+/// `exact` is the body's known size, written as `Content-Length` when the service
+/// gave none and the framing (or a HEAD response) calls for it.
+pub(crate) fn head(
+    out: &mut Vec<u8>,
+    status: StatusCode,
+    version: Version,
+    fields: &HeaderMap,
+    framing: Framing,
+    exact: Option<u64>,
+    keep_alive: bool,
+) {
+    // RFC 9110 §6.2: a server sends the highest version it conforms to.
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in fields {
+        // wharf frames the body and manages persistence itself.
+        if name == TRANSFER_ENCODING || name == CONNECTION {
+            continue;
+        }
+        field(out, name.as_str().as_bytes(), value.as_bytes());
+    }
+    if !fields.contains_key(CONTENT_LENGTH) {
+        let length = match framing {
+            Framing::Length(n) => Some(n),
+            // RFC 9110 §8.6: a HEAD response may carry the length a GET would have.
+            Framing::None if !status.is_informational() && status != StatusCode::NO_CONTENT => {
+                exact.filter(|_| status != StatusCode::NOT_MODIFIED)
+            }
+            _ => None,
+        };
+        if let Some(n) = length {
+            field(
+                out,
+                b"content-length",
+                itoa::Buffer::new().format(n).as_bytes(),
+            );
+        }
+    }
+    if framing == Framing::Chunked {
+        field(out, b"transfer-encoding", b"chunked");
+    }
+    if !fields.contains_key(DATE) {
+        DATE_CACHE.with(|d| field(out, b"date", d.borrow_mut().now()));
+    }
+    // RFC 9112 §9.6: "close" when this is the last response; §9.3 HTTP/1.0 needs
+    // "keep-alive" to persist.
+    if !keep_alive {
+        field(out, b"connection", b"close");
+    } else if version == Version::HTTP_10 {
+        field(out, b"connection", b"keep-alive");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// A `103 Early Hints` head (RFC 8297).
+pub(crate) fn early_hints(out: &mut Vec<u8>, fields: &HeaderMap) {
+    out.extend_from_slice(b"HTTP/1.1 103 Early Hints\r\n");
+    for (name, value) in fields {
+        field(out, name.as_str().as_bytes(), value.as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// A transport error answered before any service ran; the connection closes after it.
+pub(crate) fn error(out: &mut Vec<u8>, status: StatusCode, reason: &str) {
+    let text = format!(
+        "{} {}: {reason}\n",
+        status.as_str(),
+        status.canonical_reason().unwrap_or("")
+    );
+    let mut fields = HeaderMap::new();
+    fields.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    let framing = Framing::Length(text.len() as u64);
+    head(out, status, Version::HTTP_11, &fields, framing, None, false);
+    out.extend_from_slice(text.as_bytes());
+}
+
+/// The line that starts a chunk of `len` bytes.
+pub(crate) fn chunk_start(out: &mut Vec<u8>, len: usize) {
+    let mut digits = [0u8; 16];
+    let mut n = len;
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b"0123456789abcdef"[n & 15];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The last chunk, with the trailer section when there is one.
+pub(crate) fn last_chunk(out: &mut Vec<u8>, trailers: Option<&HeaderMap>) {
+    out.extend_from_slice(b"0\r\n");
+    for (name, value) in trailers.into_iter().flatten() {
+        field(out, name.as_str().as_bytes(), value.as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+thread_local! {
+    static DATE_CACHE: RefCell<DateCache> = const { RefCell::new(DateCache { secs: u64::MAX, text: Vec::new() }) };
+}
+
+/// The `Date` value, formatted once a second per thread.
+struct DateCache {
+    secs: u64,
+    text: Vec<u8>,
+}
+
+impl DateCache {
+    fn now(&mut self) -> &[u8] {
+        let now = SystemTime::now();
+        let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        if secs != self.secs {
+            self.secs = secs;
+            self.text = wharf_http::date::fmt_http_date(now).into_bytes();
+        }
+        &self.text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn response_framing() {
+        use Framing as F;
+        let with_length = {
+            let mut h = HeaderMap::new();
+            h.insert(CONTENT_LENGTH, http::HeaderValue::from_static("7"));
+            h
+        };
+        let none = HeaderMap::new();
+        let (get, head) = (Method::GET, Method::HEAD);
+        let (v11, v10) = (Version::HTTP_11, Version::HTTP_10);
+        let ok = StatusCode::OK;
+        // (method, version, status, fields, exact size, framing) — RFC 9112 §6.3, RFC 9110 §6.4.1
+        let table = [
+            (&get, v11, ok, &with_length, None, F::Length(7)),
+            (&get, v11, ok, &none, Some(3), F::Length(3)),
+            (&get, v11, ok, &none, None, F::Chunked),
+            (&get, v10, ok, &none, None, F::Close),
+            (&head, v11, ok, &none, None, F::None),
+            (&get, v11, StatusCode::NO_CONTENT, &none, Some(0), F::None),
+            (
+                &get,
+                v11,
+                StatusCode::NOT_MODIFIED,
+                &with_length,
+                None,
+                F::None,
+            ),
+            (&get, v11, StatusCode::CONTINUE, &none, None, F::None),
+        ];
+        for (m, v, s, f, exact, want) in table {
+            assert_eq!(framing(m, v, s, f, exact), want, "{m} {v:?} {s}");
+        }
+    }
+
+    fn text(status: StatusCode, version: Version, framing: Framing, keep: bool) -> String {
+        let mut fields = HeaderMap::new();
+        fields.insert(DATE, http::HeaderValue::from_static("x"));
+        fields.insert(CONNECTION, http::HeaderValue::from_static("close"));
+        let mut out = Vec::new();
+        head(&mut out, status, version, &fields, framing, Some(5), keep);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn heads() {
+        let ok = StatusCode::OK;
+        assert_eq!(
+            text(ok, Version::HTTP_11, Framing::Length(5), true),
+            "HTTP/1.1 200 OK\r\ndate: x\r\ncontent-length: 5\r\n\r\n"
+        );
+        assert_eq!(
+            text(ok, Version::HTTP_11, Framing::Chunked, false),
+            "HTTP/1.1 200 OK\r\ndate: x\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+        );
+        assert_eq!(
+            text(ok, Version::HTTP_10, Framing::None, true),
+            "HTTP/1.1 200 OK\r\ndate: x\r\ncontent-length: 5\r\nconnection: keep-alive\r\n\r\n"
+        );
+        assert_eq!(
+            text(
+                StatusCode::NOT_MODIFIED,
+                Version::HTTP_11,
+                Framing::None,
+                true
+            ),
+            "HTTP/1.1 304 Not Modified\r\ndate: x\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn chunk_lines() {
+        for (len, want) in [(0, "0\r\n"), (10, "a\r\n"), (4096, "1000\r\n")] {
+            let mut out = Vec::new();
+            chunk_start(&mut out, len);
+            assert_eq!(out, want.as_bytes());
+        }
+        let mut t = HeaderMap::new();
+        t.insert("x-sum", http::HeaderValue::from_static("1"));
+        let mut out = Vec::new();
+        last_chunk(&mut out, Some(&t));
+        assert_eq!(out, b"0\r\nx-sum: 1\r\n\r\n");
+    }
+
+    #[test]
+    fn dates_are_http_dates() {
+        let d = DATE_CACHE.with(|d| d.borrow_mut().now().to_vec());
+        let d = String::from_utf8(d).unwrap();
+        assert!(wharf_http::date::parse_http_date(&d).is_some(), "{d}");
+    }
+}

@@ -1,0 +1,484 @@
+//! Request heads: the request line and header section (RFC 9112 §2–§5), and how the
+//! body that follows is framed (§6).
+//!
+//! Sans-IO: [`parse`] looks at the bytes read so far and says "need more", "here is a
+//! head and its length", or "reject with this status". The tokenising is `httparse`'s;
+//! what a server must refuse is decided here, each rule citing its section:
+//!
+//! - a target longer than `max_uri_len` is 414, checked on the request line alone
+//!   before the header section is complete, so it wins over the 431 of a long head;
+//! - a head over `max_header_bytes`, or with more than `max_headers` fields, is 431;
+//! - a version other than HTTP/1.0 and HTTP/1.1 is 505 when it reads as a later major
+//!   version, else 400;
+//! - framing that cannot be trusted (RFC 9112 §6.1, §6.3) is 400: `Transfer-Encoding`
+//!   in HTTP/1.0, `Transfer-Encoding` with `Content-Length`, chunked not last, a
+//!   `Content-Length` that is not one number; a coding other than chunked is 501.
+
+use std::mem::MaybeUninit;
+
+use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version};
+
+/// More header fields than this are never parsed, whatever `max_headers` says.
+pub(crate) const MAX_HEADERS: usize = 256;
+
+/// The limits a head is checked against (from `[limits]`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct HeadLimits {
+    pub(crate) max_uri_len: usize,
+    pub(crate) max_header_bytes: usize,
+    pub(crate) max_headers: usize,
+}
+
+/// How the request body is delimited (RFC 9112 §6.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Framing {
+    /// No body.
+    Empty,
+    /// `Content-Length` bytes.
+    Length(u64),
+    /// The chunked transfer coding (RFC 9112 §7.1).
+    Chunked,
+}
+
+/// A parsed request head.
+#[derive(Debug)]
+pub(crate) struct Head {
+    pub(crate) parts: http::request::Parts,
+    pub(crate) framing: Framing,
+    /// Whether the client lets the connection persist after this exchange (RFC 9112 §9.3).
+    pub(crate) keep_alive: bool,
+    /// `Expect: 100-continue` from an HTTP/1.1 client (RFC 9110 §10.1.1).
+    pub(crate) expect_continue: bool,
+}
+
+/// What the bytes read so far hold.
+#[derive(Debug)]
+pub(crate) enum Parsed {
+    /// Not a whole head yet; within the limits.
+    Partial,
+    /// A head, and how many bytes of the buffer it took.
+    Head(Box<Head>, usize),
+}
+
+/// A head the server refuses, with the status to answer (the connection then closes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Reject {
+    pub(crate) status: StatusCode,
+    pub(crate) reason: &'static str,
+}
+
+const fn reject(status: StatusCode, reason: &'static str) -> Reject {
+    Reject { status, reason }
+}
+
+const BAD: StatusCode = StatusCode::BAD_REQUEST;
+
+/// Parses the head at the start of `buf`.
+pub(crate) fn parse(buf: &[u8], limits: &HeadLimits) -> Result<Parsed, Reject> {
+    check_target_len(buf, limits.max_uri_len)?;
+    let mut fields = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+    let fields = &mut fields[..limits.max_headers.clamp(1, MAX_HEADERS)];
+    let mut req = httparse::Request::new(&mut []);
+    let len = match req.parse_with_uninit_headers(buf, fields) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() > limits.max_header_bytes => {
+            return Err(too_large());
+        }
+        Ok(httparse::Status::Partial) => return Ok(Parsed::Partial),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(reject(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "too many header fields",
+            ))
+        }
+        Err(httparse::Error::Version) => return Err(version_error(buf)),
+        Err(_) => return Err(reject(BAD, "malformed request head")),
+    };
+    if len > limits.max_header_bytes {
+        return Err(too_large());
+    }
+    let head = build(&req)?;
+    Ok(Parsed::Head(Box::new(head), len))
+}
+
+fn too_large() -> Reject {
+    reject(
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        "request header section too large",
+    )
+}
+
+/// RFC 9112 §3: the request target, even of an incomplete request line, is held to
+/// `max_uri_len` first, so that a long target is 414 whatever follows (RFC 9110 §15.5.15).
+fn check_target_len(buf: &[u8], max: usize) -> Result<(), Reject> {
+    let start = buf.iter().position(|&b| b != b'\r' && b != b'\n');
+    let Some(line) = start.map(|s| &buf[s..]) else {
+        return Ok(());
+    };
+    let line = line.split(|&b| b == b'\n').next().unwrap_or(line);
+    let Some(sp) = line.iter().position(|&b| b == b' ') else {
+        return Ok(());
+    };
+    let rest = &line[sp + 1..];
+    let target = rest.split(|&b| b == b' ').next().unwrap_or(rest);
+    if target.len() > max {
+        return Err(reject(StatusCode::URI_TOO_LONG, "request target too long"));
+    }
+    Ok(())
+}
+
+/// RFC 9110 §15.6.6: 505 for a major version the server does not speak.
+fn version_error(buf: &[u8]) -> Reject {
+    let line = buf
+        .split(|&b| b == b'\n')
+        .find(|l| !l.trim_ascii().is_empty());
+    let version = line
+        .and_then(|l| l.trim_ascii_end().rsplit(|&b| b == b' ').next())
+        .unwrap_or_default();
+    match version.strip_prefix(b"HTTP/") {
+        Some([major, b'.', _]) if major.is_ascii_digit() && *major >= b'2' => reject(
+            StatusCode::HTTP_VERSION_NOT_SUPPORTED,
+            "HTTP/1.1 and HTTP/1.0 only on this connection",
+        ),
+        _ => reject(BAD, "malformed request line"),
+    }
+}
+
+fn build(req: &httparse::Request<'_, '_>) -> Result<Head, Reject> {
+    let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
+        return Err(reject(BAD, "malformed request line"));
+    };
+    let method =
+        Method::from_bytes(method.as_bytes()).map_err(|_| reject(BAD, "invalid method"))?;
+    let version = if minor == 0 {
+        Version::HTTP_10
+    } else {
+        Version::HTTP_11
+    };
+    let uri = target_uri(&method, target)?;
+    let mut headers = HeaderMap::with_capacity(req.headers.len());
+    for f in req.headers.iter() {
+        let name = HeaderName::from_bytes(f.name.as_bytes())
+            .map_err(|_| reject(BAD, "invalid header field name"))?;
+        let value = HeaderValue::from_bytes(f.value)
+            .map_err(|_| reject(BAD, "invalid header field value"))?;
+        headers.append(name, value);
+    }
+    let framing = framing(&headers, version)?;
+    let keep_alive = keep_alive(&headers, version);
+    let expect_continue = expect_continue(&headers, version)?;
+    let mut parts = http::Request::new(()).into_parts().0;
+    parts.method = method;
+    parts.uri = uri;
+    parts.version = version;
+    parts.headers = headers;
+    Ok(Head {
+        parts,
+        framing,
+        keep_alive,
+        expect_continue,
+    })
+}
+
+/// RFC 9112 §3.2: origin-form, absolute-form, authority-form (CONNECT only) and
+/// asterisk-form (OPTIONS only).
+fn target_uri(method: &Method, target: &str) -> Result<Uri, Reject> {
+    let uri: Uri = target
+        .parse()
+        .map_err(|_| reject(BAD, "invalid request target"))?;
+    let asterisk = target == "*";
+    let authority_form = uri.scheme().is_none() && uri.authority().is_some();
+    let ok = if method == Method::CONNECT {
+        authority_form
+    } else if asterisk {
+        method == Method::OPTIONS
+    } else {
+        target.starts_with('/') || uri.scheme().is_some()
+    };
+    if ok {
+        Ok(uri)
+    } else {
+        Err(reject(BAD, "request target not allowed for this method"))
+    }
+}
+
+/// RFC 9112 §6.1 and §6.3: how the body is delimited, or why it cannot be trusted.
+fn framing(h: &HeaderMap, version: Version) -> Result<Framing, Reject> {
+    if h.contains_key(TRANSFER_ENCODING) {
+        // §6.1: "A server or client that receives an HTTP/1.0 message containing a
+        // Transfer-Encoding header field MUST treat the message as if the framing is
+        // faulty".
+        if version == Version::HTTP_10 {
+            return Err(reject(BAD, "Transfer-Encoding in an HTTP/1.0 request"));
+        }
+        // §6.1: a server "MAY reject a request that contains both Content-Length and
+        // Transfer-Encoding" — the request-smuggling shape; wharf does, as nginx does.
+        if h.contains_key(CONTENT_LENGTH) {
+            return Err(reject(BAD, "both Transfer-Encoding and Content-Length"));
+        }
+        let codings: Vec<&[u8]> = h
+            .get_all(TRANSFER_ENCODING)
+            .iter()
+            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+            .map(<[u8]>::trim_ascii)
+            .filter(|c| !c.is_empty())
+            .collect();
+        let chunked = |c: &[u8]| c.eq_ignore_ascii_case(b"chunked");
+        return match codings.as_slice() {
+            // §6.3 item 4: chunked must be the final coding, and (§7.1) applied once.
+            [only] if chunked(only) => Ok(Framing::Chunked),
+            [.., last] if !chunked(last) => Err(reject(BAD, "chunked is not the final coding")),
+            [] => Err(reject(BAD, "empty Transfer-Encoding")),
+            // §6.1: "A server that receives a request message with a transfer coding it
+            // does not understand SHOULD respond with 501".
+            _ if codings.iter().filter(|c| chunked(c)).count() > 1 => {
+                Err(reject(BAD, "chunked applied more than once"))
+            }
+            _ => Err(reject(
+                StatusCode::NOT_IMPLEMENTED,
+                "transfer codings other than chunked",
+            )),
+        };
+    }
+    let mut length: Option<u64> = None;
+    for v in h.get_all(CONTENT_LENGTH) {
+        // §6.3 item 5: a list of identical values may be taken as one; anything else
+        // is unrecoverable.
+        for part in v.as_bytes().split(|&b| b == b',') {
+            let n = decimal(part.trim_ascii()).ok_or(reject(BAD, "invalid Content-Length"))?;
+            if length.is_some_and(|l| l != n) {
+                return Err(reject(BAD, "conflicting Content-Length values"));
+            }
+            length = Some(n);
+        }
+    }
+    Ok(match length {
+        None | Some(0) => Framing::Empty,
+        Some(n) => Framing::Length(n),
+    })
+}
+
+/// `1*DIGIT` as a u64, without signs or overflow.
+fn decimal(s: &[u8]) -> Option<u64> {
+    if s.is_empty() || s.len() > 19 || !s.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    s.iter().try_fold(0u64, |n, d| {
+        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
+}
+
+/// Whether `Connection` lists `token`.
+pub(crate) fn has_token(h: &HeaderMap, name: HeaderName, token: &str) -> bool {
+    h.get_all(name).iter().any(|v| {
+        v.as_bytes()
+            .split(|&b| b == b',')
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+    })
+}
+
+/// RFC 9112 §9.3: HTTP/1.1 persists unless `close`; HTTP/1.0 only with `keep-alive`.
+fn keep_alive(h: &HeaderMap, version: Version) -> bool {
+    if has_token(h, CONNECTION, "close") {
+        return false;
+    }
+    version == Version::HTTP_11 || has_token(h, CONNECTION, "keep-alive")
+}
+
+/// RFC 9110 §10.1.1: `100-continue` is the only expectation; others may get 417.
+/// An HTTP/1.0 client cannot take a 100 and its expectation is ignored.
+fn expect_continue(h: &HeaderMap, version: Version) -> Result<bool, Reject> {
+    let Some(v) = h.get(EXPECT) else {
+        return Ok(false);
+    };
+    if !v
+        .as_bytes()
+        .trim_ascii()
+        .eq_ignore_ascii_case(b"100-continue")
+    {
+        return Err(reject(
+            StatusCode::EXPECTATION_FAILED,
+            "only the 100-continue expectation is supported",
+        ));
+    }
+    Ok(version == Version::HTTP_11)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: HeadLimits = HeadLimits {
+        max_uri_len: 64,
+        max_header_bytes: 256,
+        max_headers: 8,
+    };
+
+    /// The outcome of parsing `text`: `Ok(None)` for partial, the framing of a head,
+    /// or the refusal's status.
+    fn check(text: &str) -> Result<Option<Framing>, u16> {
+        match parse(text.as_bytes(), &LIMITS) {
+            Ok(Parsed::Partial) => Ok(None),
+            Ok(Parsed::Head(h, len)) => {
+                assert!(len <= text.len());
+                Ok(Some(h.framing))
+            }
+            Err(r) => Err(r.status.as_u16()),
+        }
+    }
+
+    #[test]
+    fn heads_and_refusals() {
+        use Framing::*;
+        let long = format!("GET /{} HTTP/1.1\r\n", "x".repeat(64));
+        let long_partial = format!("GET /{}", "x".repeat(64));
+        let big = format!("GET / HTTP/1.1\r\nA: {}\r\n\r\n", "v".repeat(300));
+        let many = format!("GET / HTTP/1.1\r\n{}\r\n", "A: b\r\n".repeat(9));
+        let table: &[(&str, Result<Option<Framing>, u16>)] = &[
+            ("GET / HTTP/1.1\r\nHost: a\r\n\r\n", Ok(Some(Empty))),
+            ("GET / HTTP/1.1\r\nHost: a\r\n", Ok(None)),
+            ("GET / HTT", Ok(None)),
+            ("\r\nGET / HTTP/1.1\r\n\r\n", Ok(Some(Empty))), // §2.2 leading CRLF ignored
+            ("GET / HTTP/1.0\n\n", Ok(Some(Empty))),         // §2.2 bare LF line ends
+            // §3 and RFC 9110 §15.5.15: the target limit wins over the head limit.
+            (&long, Err(414)),
+            (&long_partial, Err(414)),
+            (&big, Err(431)),
+            (&many, Err(431)),
+            ("GET / HTTP/2.0\r\n\r\n", Err(505)), // RFC 9110 §15.6.6
+            ("GET / HTTP/1.2x\r\n\r\n", Err(400)),
+            ("GET / FTP/1.1\r\n\r\n", Err(400)),
+            ("GET  / HTTP/1.1\r\n\r\n", Err(400)),
+            ("GET / HTTP/1.1\r\nA : b\r\n\r\n", Err(400)), // RFC 9112 §5.1 space before colon
+            ("GET / HTTP/1.1\r\nA: b\r\n c\r\n\r\n", Err(400)), // §5.2 obs-fold
+            ("GET / HTTP/1.1\r\nA: \x01\r\n\r\n", Err(400)),
+            ("G@T / HTTP/1.1\r\n\r\n", Err(400)),
+            // §3.2 target forms
+            ("GET x HTTP/1.1\r\n\r\n", Err(400)),
+            ("GET * HTTP/1.1\r\n\r\n", Err(400)),
+            ("OPTIONS * HTTP/1.1\r\n\r\n", Ok(Some(Empty))),
+            ("GET http://a.test/x HTTP/1.1\r\n\r\n", Ok(Some(Empty))),
+            ("CONNECT a.test:443 HTTP/1.1\r\n\r\n", Ok(Some(Empty))),
+            ("CONNECT /x HTTP/1.1\r\n\r\n", Err(400)),
+            ("GET a.test:443 HTTP/1.1\r\n\r\n", Err(400)),
+            // §6.3 framing
+            (
+                "POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\n",
+                Ok(Some(Length(5))),
+            ),
+            (
+                "POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+                Ok(Some(Empty)),
+            ),
+            (
+                "POST / HTTP/1.1\r\nContent-Length: 5, 5\r\n\r\n",
+                Ok(Some(Length(5))),
+            ),
+            (
+                "POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",
+                Ok(Some(Length(5))),
+            ),
+            ("POST / HTTP/1.1\r\nContent-Length: 5, 6\r\n\r\n", Err(400)),
+            ("POST / HTTP/1.1\r\nContent-Length: +5\r\n\r\n", Err(400)),
+            ("POST / HTTP/1.1\r\nContent-Length: 5x\r\n\r\n", Err(400)),
+            (
+                "POST / HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n",
+                Err(400),
+            ),
+            (
+                "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+                Ok(Some(Chunked)),
+            ),
+            (
+                "POST / HTTP/1.1\r\nTransfer-Encoding: CHUNKED\r\n\r\n",
+                Ok(Some(Chunked)),
+            ),
+            (
+                "POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+                Err(501),
+            ),
+            (
+                "POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+                Err(400),
+            ),
+            (
+                "POST / HTTP/1.1\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
+                Err(400),
+            ),
+            ("POST / HTTP/1.1\r\nTransfer-Encoding: \r\n\r\n", Err(400)),
+            (
+                "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+                Err(400),
+            ),
+            (
+                "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+                Err(400),
+            ),
+            // RFC 9110 §10.1.1
+            (
+                "PUT / HTTP/1.1\r\nExpect: 100-continue\r\n\r\n",
+                Ok(Some(Empty)),
+            ),
+            ("PUT / HTTP/1.1\r\nExpect: teapot\r\n\r\n", Err(417)),
+        ];
+        for (text, want) in table {
+            assert_eq!(check(text), *want, "{text:?}");
+        }
+    }
+
+    fn head(text: &str) -> Head {
+        match parse(text.as_bytes(), &LIMITS) {
+            Ok(Parsed::Head(h, _)) => *h,
+            other => panic!("{text:?}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn persistence_and_expectations() {
+        // (request, keep_alive, expect_continue) — RFC 9112 §9.3, RFC 9110 §10.1.1
+        let table = [
+            ("GET / HTTP/1.1\r\n\r\n", true, false),
+            ("GET / HTTP/1.1\r\nConnection: close\r\n\r\n", false, false),
+            (
+                "GET / HTTP/1.1\r\nConnection: foo, Close\r\n\r\n",
+                false,
+                false,
+            ),
+            ("GET / HTTP/1.0\r\n\r\n", false, false),
+            (
+                "GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n",
+                true,
+                false,
+            ),
+            ("PUT / HTTP/1.1\r\nExpect: 100-Continue\r\n\r\n", true, true),
+            (
+                "PUT / HTTP/1.0\r\nExpect: 100-continue\r\n\r\n",
+                false,
+                false,
+            ),
+        ];
+        for (text, keep, expect) in table {
+            let h = head(text);
+            assert_eq!(
+                (h.keep_alive, h.expect_continue),
+                (keep, expect),
+                "{text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn head_length_and_fields() {
+        let text = "POST /a?b HTTP/1.1\r\nHost: x\r\nA: 1\r\nA: 2\r\nContent-Length: 3\r\n\r\nabc";
+        let Ok(Parsed::Head(h, len)) = parse(text.as_bytes(), &LIMITS) else {
+            panic!()
+        };
+        assert_eq!(&text[len..], "abc");
+        assert_eq!(h.parts.method, Method::POST);
+        assert_eq!(h.parts.uri, "/a?b");
+        assert_eq!(h.parts.version, Version::HTTP_11);
+        let a: Vec<_> = h.parts.headers.get_all("a").iter().collect();
+        assert_eq!(a, ["1", "2"]);
+    }
+}

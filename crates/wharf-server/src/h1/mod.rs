@@ -1,0 +1,492 @@
+//! One HTTP/1.1 connection (RFC 9112): wharf's own engine.
+//!
+//! Why not hyper: an idle keep-alive connection must cost a few KiB (the hub holds
+//! thousands of SSE and long-poll subscribers open), and hyper keeps an 8 KiB read
+//! buffer and a write buffer per connection for its whole life. Here the connection
+//! holds buffers only while it has bytes to move (`pool`), and the engine is small
+//! enough to follow whole:
+//!
+//! - `head`: sans-IO request-head parsing on `httparse`, limits (414 before 431,
+//!   431, 505) and body framing (RFC 9112 §6);
+//! - `chunked`: the chunked coding of request bodies (§7.1);
+//! - `reader`: the read half and its lent buffer, shared with the request body,
+//!   `100 Continue` on demand;
+//! - `encode`: response heads, `Date`, framing of response bodies (length, chunked,
+//!   close), `103 Early Hints`;
+//! - this module: the loop. Read a head, run the service, write the response; while
+//!   the client's next requests are already buffered (pipelining) responses collect
+//!   in the write buffer and leave in one write when the connection would otherwise
+//!   wait. Timeouts are the `Watchdog`'s; graceful shutdown closes an idle connection
+//!   at once and lets a busy one finish its response with `Connection: close`.
+
+mod chunked;
+mod encode;
+mod head;
+mod pool;
+mod reader;
+
+use std::future::{poll_fn, Future};
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::CONNECTION;
+use http::{Request, StatusCode, Version};
+use http_body::Body;
+use tokio::io::{AsyncRead, AsyncWrite};
+use wharf_http::interim::EarlyHints;
+
+use crate::conn::ConnCtx;
+use crate::watchdog::{Expiry, Watchdog};
+use crate::{RequestBody, Service, Shutdown};
+pub(crate) use reader::Incoming;
+use reader::{lock, Reader};
+
+/// Response bytes held back before they are written regardless (pipelined batches).
+const CORK_LIMIT: usize = 64 * 1024;
+
+/// Unread request body discarded after a response so the connection can go on; a
+/// longer rest closes the connection instead.
+const DISCARD_LIMIT: usize = 64 * 1024;
+
+/// How long a closing connection reads and drops what the client still sends, so the
+/// client sees the last response rather than a reset (as nginx's lingering close).
+const LINGER: Duration = Duration::from_secs(2);
+
+/// Serves one HTTP/1.1 connection until it closes, times out or shutdown drains it.
+/// `prefix` holds bytes already read from `read`.
+pub(crate) async fn serve<S, R, W>(
+    read: R,
+    write: W,
+    prefix: Bytes,
+    ctx: Arc<ConnCtx<S>>,
+    shutdown: Shutdown,
+) where
+    S: Service,
+    R: AsyncRead + Send + Unpin + 'static,
+    W: AsyncWrite + Send + Unpin + 'static,
+{
+    let dog = ctx.dog.clone();
+    let peer = ctx.info.peer;
+    let flags = Flags::default();
+    let l = &ctx.shared.limits;
+    let limits = head::HeadLimits {
+        max_uri_len: l.max_uri_len,
+        max_header_bytes: l.max_header_bytes,
+        max_headers: l.max_headers,
+    };
+    let reader = Reader::new(read, &prefix, l.max_header_bytes, dog.clone());
+    let mut conn = Conn {
+        reader: Arc::new(Mutex::new(reader)),
+        out: Out {
+            io: write,
+            buf: Vec::new(),
+            sent: 0,
+            dog: dog.clone(),
+        },
+        limits,
+        ctx,
+        flags: &flags,
+    };
+    let run = conn.run();
+    tokio::pin!(run);
+    let expired = dog.expired();
+    tokio::pin!(expired);
+    let stop = shutdown.triggered();
+    tokio::pin!(stop);
+    let end = poll_fn(|cx| {
+        if !flags.draining.load(Ordering::Relaxed) && stop.as_mut().poll(cx).is_ready() {
+            flags.draining.store(true, Ordering::Relaxed);
+            if flags.idle.load(Ordering::Relaxed) {
+                return Poll::Ready(End::Done);
+            }
+        }
+        if let Poll::Ready(expiry) = expired.as_mut().poll(cx) {
+            return Poll::Ready(End::Timeout(expiry));
+        }
+        run.as_mut().poll(cx)
+    })
+    .await;
+    match end {
+        End::Done => {}
+        End::Refused(status, reason) => {
+            tracing::debug!(%peer, %status, reason, "request refused; connection closed")
+        }
+        End::Io(what, e) => tracing::debug!(%peer, error = %e, "connection ended: {what}"),
+        End::Timeout(expiry) => tracing::debug!(%peer, ?expiry, "closing connection: timeout"),
+    }
+}
+
+/// What the connection's outer loop and its engine share.
+#[derive(Default)]
+struct Flags {
+    /// Waiting for a request with nothing buffered and nothing to write.
+    idle: AtomicBool,
+    /// Shutdown began: finish the exchange in progress, then close.
+    draining: AtomicBool,
+}
+
+/// Why a connection ended.
+enum End {
+    Done,
+    Refused(StatusCode, &'static str),
+    Io(&'static str, io::Error),
+    Timeout(Expiry),
+}
+
+struct Conn<'a, S, R, W> {
+    reader: Arc<Mutex<Reader<R>>>,
+    out: Out<W>,
+    limits: head::HeadLimits,
+    ctx: Arc<ConnCtx<S>>,
+    flags: &'a Flags,
+}
+
+impl<S, R, W> Conn<'_, S, R, W>
+where
+    S: Service,
+    R: AsyncRead + Send + Unpin + 'static,
+    W: AsyncWrite + Send + Unpin + 'static,
+{
+    async fn run(&mut self) -> End {
+        loop {
+            let head = match self.next_head().await {
+                Ok(Some(head)) => head,
+                Ok(None) => return self.close(End::Done, false).await,
+                Err(end) => return self.close(end, true).await,
+            };
+            match self.exchange(*head).await {
+                Ok(true) => {}
+                Ok(false) => return self.close(End::Done, true).await,
+                Err(end) => return end,
+            }
+        }
+    }
+
+    /// The next request head; `None` when the client is done (or shutdown found the
+    /// connection idle).
+    async fn next_head(&mut self) -> Result<Option<Box<head::Head>>, End> {
+        let mut seen = 0;
+        loop {
+            {
+                let mut r = lock(&self.reader);
+                let data = r.data();
+                if data.len() > seen {
+                    match head::parse(data, &self.limits) {
+                        Ok(head::Parsed::Head(head, len)) => {
+                            r.consume(len);
+                            return Ok(Some(head));
+                        }
+                        Ok(head::Parsed::Partial) => seen = data.len(),
+                        Err(rejected) => {
+                            drop(r);
+                            return Err(self.refuse(rejected.status, rejected.reason));
+                        }
+                    }
+                }
+                if r.is_eof() {
+                    if !r.data().is_empty() {
+                        tracing::debug!(peer = %self.ctx.info.peer, "connection closed mid-head");
+                    }
+                    return Ok(None);
+                }
+                let empty = r.data().is_empty();
+                if empty && self.flags.draining.load(Ordering::Relaxed) {
+                    return Ok(None);
+                }
+            }
+            // Responses to the requests already read leave before the wait.
+            self.flush().await?;
+            let empty = lock(&self.reader).data().is_empty();
+            self.flags.idle.store(empty, Ordering::Relaxed);
+            let read = poll_fn(|cx| lock(&self.reader).poll_fill(cx)).await;
+            self.flags.idle.store(false, Ordering::Relaxed);
+            read.map_err(|e| End::Io("read failed", e))?;
+        }
+    }
+
+    /// Queues the transport's answer to a head it refuses.
+    fn refuse(&mut self, status: StatusCode, reason: &'static str) -> End {
+        encode::error(self.out.buf(), status, reason);
+        End::Refused(status, reason)
+    }
+
+    /// One request and its response; `Ok(true)` when the connection goes on.
+    async fn exchange(&mut self, head: head::Head) -> Result<bool, End> {
+        let head::Head {
+            parts,
+            framing,
+            keep_alive,
+            expect_continue,
+        } = head;
+        let method = parts.method.clone();
+        let version = parts.version;
+        let body = if framing == head::Framing::Empty {
+            RequestBody::empty()
+        } else {
+            lock(&self.reader).start_body(framing, expect_continue);
+            RequestBody::h1(Incoming(self.reader.clone()))
+        };
+        let ctx = self.ctx.clone();
+        // Boxed: the service's future lives only while a request does, and an idle
+        // connection should not keep room for it.
+        let mut call = Box::pin(async move { ctx.handle(Request::from_parts(parts, body)).await });
+        let res = poll_fn(|cx| {
+            if let Poll::Ready(res) = call.as_mut().poll(cx) {
+                return Poll::Ready(Ok(res));
+            }
+            let mut r = lock(&self.reader);
+            if r.wants_continue() {
+                self.out
+                    .buf()
+                    .extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                r.continue_sent();
+            }
+            drop(r);
+            // Earlier pipelined responses and a 100 leave while the service works.
+            match self.out.poll_flush(cx) {
+                Poll::Ready(Err(e)) => Poll::Ready(Err(End::Io("write failed", e))),
+                _ => Poll::Pending,
+            }
+        })
+        .await?;
+        drop(call);
+        let (parts, mut body) = res.into_parts();
+        let exact = body.size_hint().exact();
+        let framing = encode::framing(&method, version, parts.status, &parts.headers, exact);
+        let keep = keep_alive
+            && framing != encode::Framing::Close
+            && !self.flags.draining.load(Ordering::Relaxed)
+            && !head::has_token(&parts.headers, CONNECTION, "close");
+        if self.ctx.shared.http.early_hints_http1 && version == Version::HTTP_11 {
+            // RFC 9110 §15.2: never to HTTP/1.0 clients.
+            if let Some(EarlyHints(fields)) = parts.extensions.get() {
+                encode::early_hints(self.out.buf(), fields);
+            }
+        }
+        encode::head(
+            self.out.buf(),
+            parts.status,
+            version,
+            &parts.headers,
+            framing,
+            exact,
+            keep,
+        );
+        self.send_body(&mut body, framing).await?;
+        // The access-log line is written and the watchdog told as the body drops.
+        drop(body);
+        if !keep {
+            lock(&self.reader).detach();
+            return Ok(false);
+        }
+        self.discard_body().await
+    }
+
+    /// Writes the response body as `framing` says.
+    async fn send_body<B>(&mut self, body: &mut B, framing: encode::Framing) -> Result<(), End>
+    where
+        B: Body<Data = Bytes, Error = io::Error> + Unpin,
+    {
+        if framing == encode::Framing::None {
+            return Ok(());
+        }
+        let mut sent: u64 = 0;
+        let mut trailers = None;
+        loop {
+            let frame = poll_fn(|cx| match Pin::new(&mut *body).poll_frame(cx) {
+                Poll::Ready(frame) => Poll::Ready(Ok(frame)),
+                // The body waits (a file read, an event): what is ready goes out now.
+                Poll::Pending => match self.out.poll_flush(cx) {
+                    Poll::Ready(Err(e)) => Poll::Ready(Err(End::Io("write failed", e))),
+                    _ => Poll::Pending,
+                },
+            })
+            .await?;
+            let data = match frame {
+                None => break,
+                Some(Err(e)) => return Err(End::Io("response body failed", e)),
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => data,
+                    Err(frame) => {
+                        trailers = frame.into_trailers().ok();
+                        continue;
+                    }
+                },
+            };
+            sent += data.len() as u64;
+            if let encode::Framing::Length(n) = framing {
+                if sent > n {
+                    return Err(End::Io(
+                        "response body",
+                        io::Error::other("longer than its Content-Length"),
+                    ));
+                }
+            }
+            self.put(data, framing == encode::Framing::Chunked).await?;
+        }
+        match framing {
+            encode::Framing::Chunked => encode::last_chunk(self.out.buf(), trailers.as_ref()),
+            encode::Framing::Length(n) if sent < n => {
+                return Err(End::Io(
+                    "response body",
+                    io::Error::other("shorter than its Content-Length"),
+                ))
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Queues (small) or writes (large) one piece of a response body.
+    async fn put(&mut self, data: Bytes, chunked: bool) -> Result<(), End> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        if chunked {
+            encode::chunk_start(self.out.buf(), data.len());
+        }
+        if self.out.buf.len() + data.len() <= CORK_LIMIT {
+            self.out.buf().extend_from_slice(&data);
+        } else {
+            poll_fn(|cx| self.out.poll_write_through(cx, &data))
+                .await
+                .map_err(|e| End::Io("write failed", e))?;
+        }
+        if chunked {
+            self.out.buf().extend_from_slice(b"\r\n");
+        }
+        Ok(())
+    }
+
+    /// Reads what is left of the request body so the next request can be read:
+    /// `Ok(false)` (close) when that is too much or the client waits for a 100.
+    async fn discard_body(&mut self) -> Result<bool, End> {
+        if !lock(&self.reader).detach() {
+            return Ok(false);
+        }
+        let mut budget = DISCARD_LIMIT;
+        let drained = poll_fn(|cx| {
+            // What is written already can go while the client's bytes are read.
+            if let Poll::Ready(Err(e)) = self.out.poll_flush(cx) {
+                return Poll::Ready(Err(e));
+            }
+            lock(&self.reader).poll_discard(cx, &mut budget)
+        })
+        .await;
+        match drained {
+            Ok(done) => Ok(done),
+            Err(e) => Err(End::Io("request body", e)),
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), End> {
+        poll_fn(|cx| self.out.poll_flush(cx))
+            .await
+            .map_err(|e| End::Io("write failed", e))
+    }
+
+    /// Writes what is queued and ends the write side. With `linger` (the server ends
+    /// a connection the client may still be writing to), reads what the client still
+    /// sends for a moment, so that it reads the last response instead of a reset.
+    async fn close(&mut self, end: End, linger: bool) -> End {
+        if let Err(e) = self.flush().await {
+            return e;
+        }
+        if let Err(e) = poll_fn(|cx| Pin::new(&mut self.out.io).poll_shutdown(cx)).await {
+            return End::Io("shutdown failed", e);
+        }
+        if !linger {
+            return end;
+        }
+        let linger = poll_fn(|cx| {
+            let mut r = lock(&self.reader);
+            loop {
+                let n = r.data().len();
+                r.consume(n);
+                match r.poll_fill(cx) {
+                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(()),
+                    Poll::Ready(Ok(_)) => {}
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+        });
+        let _ = tokio::time::timeout(LINGER, linger).await;
+        end
+    }
+}
+
+/// The write half and the bytes queued for it.
+struct Out<W> {
+    io: W,
+    /// Lent by `pool` while bytes wait in it.
+    buf: Vec<u8>,
+    /// Bytes of `buf` already written.
+    sent: usize,
+    dog: Arc<Watchdog>,
+}
+
+impl<W: AsyncWrite + Unpin> Out<W> {
+    /// The buffer to queue bytes in.
+    fn buf(&mut self) -> &mut Vec<u8> {
+        if self.buf.capacity() == 0 {
+            self.buf = pool::take_write();
+        }
+        &mut self.buf
+    }
+
+    /// Writes everything queued (and flushes a TLS half); the emptied buffer goes back.
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.sent < self.buf.len() {
+            let res = Pin::new(&mut self.io).poll_write(cx, &self.buf[self.sent..]);
+            self.sent += ready!(self.written(res))?;
+        }
+        if self.buf.capacity() > 0 {
+            self.sent = 0;
+            pool::give_write(std::mem::take(&mut self.buf));
+        }
+        let res = Pin::new(&mut self.io).poll_flush(cx);
+        self.dog.on_write(res.is_pending());
+        res
+    }
+
+    /// Writes what is queued and then `data`, without copying `data`.
+    fn poll_write_through(&mut self, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<()>> {
+        let queued = self.buf.len();
+        while self.sent < queued + data.len() {
+            let res = if self.sent < queued {
+                let bufs = [
+                    io::IoSlice::new(&self.buf[self.sent..]),
+                    io::IoSlice::new(data),
+                ];
+                Pin::new(&mut self.io).poll_write_vectored(cx, &bufs)
+            } else {
+                Pin::new(&mut self.io).poll_write(cx, &data[self.sent - queued..])
+            };
+            self.sent += ready!(self.written(res))?;
+        }
+        self.sent = 0;
+        self.buf.clear();
+        Poll::Ready(Ok(()))
+    }
+
+    /// The bytes a write took, reporting to the watchdog; `Pending` passes through.
+    fn written(&self, res: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+        match res {
+            Poll::Pending => {
+                self.dog.on_write(true);
+                Poll::Pending
+            }
+            Poll::Ready(Ok(0)) => Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+            Poll::Ready(Ok(n)) => {
+                self.dog.on_write(false);
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+        }
+    }
+}
