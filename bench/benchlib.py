@@ -21,6 +21,7 @@ import platform
 import random
 import re
 import resource
+import select
 import shutil
 import signal
 import socket
@@ -582,44 +583,54 @@ def count_lines(path):
 # ---------------------------------------------------------------- system calls
 
 # What the syscall table reports, per request: each group is the sum of these calls
-# (sendfile is sendfile64 to perf's tracepoints); "total" is every system call.
+# (sendfile is sendfile64 to perf's tracepoints; pread64 and preadv are file reads,
+# nginx's when it gzips); "other" is every other call, and "total" all of them.
 SYSCALL_GROUPS = {
-    "reads": ("read", "readv", "recvfrom", "recvmsg"),
-    "writes": ("write", "writev", "sendto", "sendmsg", "sendfile64"),
+    "reads": ("read", "readv", "recvfrom", "recvmsg", "recvmmsg", "pread64", "preadv"),
+    "writes": ("write", "writev", "sendto", "sendmsg", "sendmmsg", "sendfile64", "pwrite64",
+               "pwritev", "splice"),
     "epoll_wait": ("epoll_wait", "epoll_pwait", "epoll_pwait2"),
     "futex": ("futex",),
 }
-# Also counted (for the JSON, and the "other" column is total minus the groups).
-SYSCALL_EXTRA = ("accept4", "close", "openat", "newfstatat", "statx", "fstat",
-                 "setsockopt", "sched_yield", "io_uring_enter")
-
-
-def syscall_names():
-    return [n for names in SYSCALL_GROUPS.values() for n in names] + list(SYSCALL_EXTRA)
+# Counted one by one too with perf (strace counts every call by name anyway): what a web
+# server may call per request or per connection. perf closes ~2 s after a run with these
+# (~13 s with all 360 syscall tracepoints). Calls not listed are in "total" only.
+SYSCALL_OTHERS = (
+    "epoll_ctl", "accept", "accept4", "close", "shutdown", "openat", "openat2", "newfstatat",
+    "statx", "newfstat", "lseek", "setsockopt", "getsockopt", "ioctl", "fcntl", "sched_yield",
+    "mmap", "munmap", "mremap", "madvise", "mprotect", "brk", "io_uring_enter",
+    "clock_nanosleep", "nanosleep", "getrandom", "timerfd_settime", "tgkill",
+    "rt_sigprocmask", "getpid", "sched_getaffinity")
 
 
 class SyscallCounter:
     """Counts a server's system calls over a window: `perf stat` on the syscall
     tracepoints (every thread of the server's processes, also threads started during the
-    window), or else `strace -c -f` (ptrace: slows the server down a lot, the counts per
-    request still hold). start(server) before the client run, stop() after it: a dict
-    {syscall: count, "total": count}."""
+    window; the counters are switched on and off through perf's control FIFO right before
+    and after the client run), or else `strace -c -f` (ptrace: slows the server down a
+    lot, the counts per request still hold). start(server) before the client run, stop()
+    after it: a dict {syscall: count, "total": count}."""
 
     def __init__(self, tool="auto"):
         self.tool, self.events = None, []
-        if tool in ("auto", "perf") and which("perf"):
-            self.events = [n for n in syscall_names() if self._perf_ok(f"syscalls:sys_enter_{n}")]
-            if self.events and self._perf_ok("raw_syscalls:sys_enter"):
+        if tool in ("auto", "perf") and which("perf") and self._perf_ok("raw_syscalls:sys_enter"):
+            names = [n for names in SYSCALL_GROUPS.values() for n in names] + list(SYSCALL_OTHERS)
+            every = ",".join(f"syscalls:sys_enter_{n}" for n in names)
+            # Kernels differ in their syscalls (no newfstat here, no recvmmsg there):
+            # keep the tracepoints this one has.
+            self.events = names if self._perf_ok(every) else \
+                [n for n in names if self._perf_ok(f"syscalls:sys_enter_{n}")]
+            if "read" in self.events:
                 self.tool = "perf"
         if self.tool is None and tool in ("auto", "strace") and which("strace"):
             self.tool = "strace"
-        self.proc = None
+        self.proc = self.ctl_fd = self.ack_fd = None
 
     @staticmethod
     def _perf_ok(event):
         try:
             p = subprocess.run(["perf", "stat", "-x,", "-e", event, "--", "true"],
-                               capture_output=True, text=True, timeout=30)
+                               capture_output=True, text=True, timeout=60)
         except (OSError, subprocess.SubprocessError):
             return False
         return p.returncode == 0 and "not supported" not in p.stderr \
@@ -627,36 +638,88 @@ class SyscallCounter:
 
     def describe(self):
         if self.tool == "perf":
-            return (f"`perf stat -e 'syscalls:sys_enter_*,raw_syscalls:sys_enter' -p PIDS` "
-                    f"({command_output(['perf', '--version'])})")
+            return (f"`perf stat -e raw_syscalls:sys_enter,syscalls:sys_enter_… -p PIDS` "
+                    f"({len(self.events)} system calls by name; "
+                    f"{command_output(['perf', '--version'])})")
         return f"`strace -c -f -p PID …` ({command_output(['strace', '-V'])})"
 
     def start(self, server):
-        pids = ",".join(map(str, server.pids()))
+        """Attach to every process of the server; counting from when this returns."""
+        pids = [str(p) for p in server.pids()]
         self.out = server.logdir / "syscalls.txt"
         if self.tool == "perf":
+            self.ctl, self.ack = server.logdir / "perf.ctl", server.logdir / "perf.ack"
+            for fifo in (self.ctl, self.ack):
+                fifo.unlink(missing_ok=True)
+                os.mkfifo(fifo)
             events = ",".join([f"syscalls:sys_enter_{n}" for n in self.events]
                               + ["raw_syscalls:sys_enter"])
-            cmd = ["perf", "stat", "-x,", "-o", str(self.out), "-e", events, "-p", pids]
+            cmd = ["perf", "stat", "-x,", "-o", str(self.out), "-D", "-1",
+                   "--control", f"fifo:{self.ctl},{self.ack}", "-e", events, "-p", ",".join(pids)]
         else:
             cmd = ["strace", "-c", "-f", "-q", "-o", str(self.out)]
-            for pid in server.pids():
-                cmd += ["-p", str(pid)]
+            for pid in pids:
+                cmd += ["-p", pid]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, text=True)
-        time.sleep(1.0)  # attached (strace stops and resumes every thread)
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"{self.tool} exited {self.proc.returncode}: "
-                               f"{self.proc.stderr.read()[-500:]}")
+        try:
+            if self.tool == "perf":
+                self._perf_command("enable")
+            else:
+                time.sleep(1.0)  # strace has stopped and resumed every thread by then
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.tool} exited {self.proc.returncode}: "
+                                   f"{self.proc.stderr.read()[-500:]}")
+        except BaseException:
+            self._close_fifos()
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self.proc.communicate()
+            raise
+
+    def _close_fifos(self):
+        for fd in (self.ctl_fd, self.ack_fd):
+            if fd is not None:
+                os.close(fd)
+        self.ctl_fd = self.ack_fd = None
+
+    def _perf_command(self, command, timeout=60):
+        """Send `command` on perf's control FIFO and wait for its "ack" (perf reads the
+        FIFO once its counters are open)."""
+        deadline = time.monotonic() + timeout
+        while self.ctl_fd is None:
+            try:  # fails with ENXIO until perf has opened the FIFO
+                self.ctl_fd = os.open(self.ctl, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"perf exited {self.proc.returncode}: "
+                                       f"{self.proc.stderr.read()[-500:]}")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"perf did not open {self.ctl} in {timeout} s")
+                time.sleep(0.05)
+            self.ack_fd = os.open(self.ack, os.O_RDONLY | os.O_NONBLOCK)
+        os.write(self.ctl_fd, f"{command}\n".encode())
+        got = b""
+        while b"ack" not in got:
+            left = deadline - time.monotonic()
+            if left <= 0 or self.proc.poll() is not None:
+                raise RuntimeError(f"perf did not acknowledge {command!r}")
+            if select.select([self.ack_fd], [], [], min(left, 0.5))[0]:
+                got += os.read(self.ack_fd, 64)
 
     def stop(self):
+        if self.tool == "perf":
+            try:
+                self._perf_command("disable")
+            finally:
+                self._close_fifos()
         self.proc.send_signal(signal.SIGINT)
         try:
-            _, err = self.proc.communicate(timeout=30)
+            _, err = self.proc.communicate(timeout=60)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.communicate()
-            raise RuntimeError(f"{self.tool} did not stop 30 s after SIGINT")
+            raise RuntimeError(f"{self.tool} did not stop 60 s after SIGINT")
         text = self.out.read_text()
         counts = self._parse_perf(text) if self.tool == "perf" else self._parse_strace(text)
         if not counts.get("total"):
@@ -673,7 +736,8 @@ class SyscallCounter:
             event = fields[2]
             name = "total" if event == "raw_syscalls:sys_enter" else \
                 event.removeprefix("syscalls:sys_enter_")
-            counts[name] = int(fields[0])
+            if int(fields[0]):
+                counts[name] = int(fields[0])
         return counts
 
     @staticmethod
