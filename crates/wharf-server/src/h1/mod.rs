@@ -159,7 +159,10 @@ where
                 Ok(None) => return self.close(End::Done, false).await,
                 Err(end) => return self.close(end, true).await,
             };
-            match self.exchange(*head).await {
+            // Boxed: the exchange's state (the service's future, the response being
+            // written) lives only while a request does; an idle connection keeps no
+            // room for it.
+            match Box::pin(self.exchange(*head)).await {
                 Ok(true) => {}
                 Ok(false) => return self.close(End::Done, true).await,
                 Err(end) => return end,
@@ -232,9 +235,8 @@ where
             RequestBody::h1(Incoming(self.reader.clone()))
         };
         let ctx = self.ctx.clone();
-        // Boxed: the service's future lives only while a request does, and an idle
-        // connection should not keep room for it.
-        let mut call = Box::pin(async move { ctx.handle(Request::from_parts(parts, body)).await });
+        let call = async move { ctx.handle(Request::from_parts(parts, body)).await };
+        tokio::pin!(call);
         let res = poll_fn(|cx| {
             if let Poll::Ready(res) = call.as_mut().poll(cx) {
                 return Poll::Ready(Ok(res));
@@ -254,7 +256,6 @@ where
             }
         })
         .await?;
-        drop(call);
         let (parts, mut body) = res.into_parts();
         let exact = body.size_hint().exact();
         let framing = encode::framing(&method, version, parts.status, &parts.headers, exact);
@@ -371,11 +372,14 @@ where
         }
         let mut budget = DISCARD_LIMIT;
         let drained = poll_fn(|cx| {
-            // What is written already can go while the client's bytes are read.
-            if let Poll::Ready(Err(e)) = self.out.poll_flush(cx) {
-                return Poll::Ready(Err(e));
+            let discarded = lock(&self.reader).poll_discard(cx, &mut budget);
+            if discarded.is_pending() {
+                // What is written already goes while the client's bytes are awaited.
+                if let Poll::Ready(Err(e)) = self.out.poll_flush(cx) {
+                    return Poll::Ready(Err(e));
+                }
             }
-            lock(&self.reader).poll_discard(cx, &mut budget)
+            discarded
         })
         .await;
         match drained {
