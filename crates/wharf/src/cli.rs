@@ -61,11 +61,17 @@ pub(crate) struct ServeArgs {
     /// Directory to serve as the default site [default: .]. Not with [[site]] tables
     /// in --config.
     pub(crate) dir: Option<PathBuf>,
-    /// Address to listen on, repeatable [default: 127.0.0.1:8080, or 127.0.0.1:8443
-    /// with --tls]; port 0 picks a free port (the chosen address is printed).
-    /// Replaces `listen` (or with --tls, `tls.listen`) of the config file.
+    /// Address to listen on, repeatable [default: localhost, that is 127.0.0.1 and
+    /// [::1], on port 8080, or 8443 with --tls; see --port]; port 0 picks a free port
+    /// (the chosen address is printed). Replaces `listen` (or with --tls,
+    /// `tls.listen`) of the config file.
     #[arg(long, value_name = "ADDR")]
     pub(crate) listen: Vec<SocketAddr>,
+    /// Listen on localhost, 127.0.0.1 and [::1], on this port [default: 8080, or 8443
+    /// with --tls]; 0 picks one free port for both. Without IPv6, 127.0.0.1 only (with
+    /// a warning). Replaces `listen` (or with --tls, `tls.listen`) of the config file.
+    #[arg(long, value_name = "PORT", conflicts_with = "listen")]
+    pub(crate) port: Option<u16>,
     /// Configuration file (see examples/wharf.toml for every setting).
     #[arg(long, short, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
@@ -76,9 +82,9 @@ pub(crate) struct ServeArgs {
     /// List directories without an index file (zero-config site only).
     #[arg(long)]
     pub(crate) listing: bool,
-    /// Serve HTTPS (HTTP/1.1 and HTTP/2) on the --listen addresses [default:
-    /// 127.0.0.1:8443] instead of cleartext. Sites without a certificate get one from
-    /// wharf's local CA.
+    /// Serve HTTPS (HTTP/1.1, HTTP/2, and HTTP/3 over UDP) on the --listen addresses
+    /// [default: 127.0.0.1:8443 and [::1]:8443] instead of cleartext. Sites without a
+    /// certificate get one from wharf's local CA.
     #[arg(long)]
     pub(crate) tls: bool,
     /// Access-log format; replaces `log.access` of the config file.

@@ -18,9 +18,10 @@ use wharf_server::{Http, Limits, LogFormat};
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Config {
-    /// Addresses to listen on (HTTP/1.1, cleartext).
+    /// Addresses to listen on (HTTP/1.1 and h2c, cleartext); when absent, both
+    /// loopback addresses on port 8080.
     #[serde(default = "default_listen")]
-    pub(crate) listen: Vec<SocketAddr>,
+    pub(crate) listen: Listen,
     /// How long shutdown waits for requests in flight.
     #[serde(
         default = "default_grace",
@@ -48,7 +49,7 @@ pub(crate) struct Config {
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct TlsConfig {
     /// Addresses serving HTTPS (HTTP/1.1 and HTTP/2, chosen by ALPN).
-    pub(crate) listen: Vec<SocketAddr>,
+    pub(crate) listen: Listen,
     /// Cleartext listeners answer every request 308 to the same URL over HTTPS.
     pub(crate) redirect: bool,
     /// How often certificate, key and CA files are checked for changes.
@@ -59,7 +60,7 @@ pub(crate) struct TlsConfig {
 impl Default for TlsConfig {
     fn default() -> Self {
         TlsConfig {
-            listen: Vec::new(),
+            listen: Listen::Addrs(Vec::new()),
             redirect: false,
             watch_interval: Duration::from_secs(2),
         }
@@ -85,8 +86,47 @@ impl Default for LogConfig {
     }
 }
 
-pub(crate) fn default_listen() -> Vec<SocketAddr> {
-    vec![SocketAddr::from(([127, 0, 0, 1], 8080))]
+/// The port of the default cleartext listeners.
+pub(crate) const DEFAULT_HTTP_PORT: u16 = 8080;
+/// The port of the default TLS listeners (`wharf serve --tls`).
+pub(crate) const DEFAULT_HTTPS_PORT: u16 = 8443;
+
+/// Where a group of listeners (`listen`, or `tls.listen`) binds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Listen {
+    /// The addresses the user named; each one must be bound.
+    Addrs(Vec<SocketAddr>),
+    /// wharf's default when the user named none: `localhost` on this port, that is
+    /// 127.0.0.1 and [::1], since clients resolving `localhost` may try either
+    /// first. [::1] is left out, with a warning, on a machine without IPv6. Port 0
+    /// picks one free port for both.
+    Loopback(u16),
+}
+
+impl Listen {
+    /// True when nothing is to be bound.
+    pub(crate) fn is_empty(&self) -> bool {
+        matches!(self, Listen::Addrs(a) if a.is_empty())
+    }
+
+    /// How many addresses are to be bound (at most, for [`Listen::Loopback`]).
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Listen::Addrs(a) => a.len(),
+            Listen::Loopback(_) => 2,
+        }
+    }
+}
+
+/// A `listen` array of the configuration file: the addresses it names.
+impl<'de> Deserialize<'de> for Listen {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Vec::<SocketAddr>::deserialize(d).map(Listen::Addrs)
+    }
+}
+
+pub(crate) fn default_listen() -> Listen {
+    Listen::Loopback(DEFAULT_HTTP_PORT)
 }
 
 fn default_grace() -> Duration {
@@ -331,8 +371,16 @@ mod tests {
     #[test]
     fn empty_file_is_the_defaults() {
         let c = Config::parse("").unwrap();
-        assert_eq!(c.listen, default_listen());
+        assert_eq!(c.listen, Listen::Loopback(DEFAULT_HTTP_PORT));
+        assert!(c.tls.listen.is_empty());
         assert!(c.sites.is_empty());
+    }
+
+    #[test]
+    fn a_listen_array_names_exactly_its_addresses() {
+        let c = Config::parse("listen = [\"127.0.0.1:8080\"]\n").unwrap();
+        let v4: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        assert_eq!(c.listen, Listen::Addrs(vec![v4]));
     }
 
     #[test]

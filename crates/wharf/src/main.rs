@@ -5,6 +5,8 @@ mod cli;
 mod config;
 mod tls;
 
+use std::io::ErrorKind;
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -19,7 +21,7 @@ use wharf_server::{AccessLog, Listener, LogFormat, Mode, RequestBody, Shutdown};
 use wharf_tls::Acceptor;
 
 use crate::cli::{Cli, Command, ServeArgs};
-use crate::config::{line_of, Config, ConfigError, Step};
+use crate::config::{line_of, Config, ConfigError, Listen, Step};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -45,7 +47,7 @@ fn check_config(file: &std::path::Path) -> Result<(), ConfigError> {
         "{}: ok ({} site(s), {} listener(s))",
         file.display(),
         cfg.sites.len(),
-        cfg.listen.len()
+        cfg.listen.len() + cfg.tls.listen.len()
     );
     Ok(())
 }
@@ -72,15 +74,16 @@ fn effective_config(args: &ServeArgs) -> Result<(Config, Option<String>), Config
         }
         (None, false) => {}
     }
+    let listen = match args.port {
+        Some(port) => Some(Listen::Loopback(port)),
+        None if args.listen.is_empty() => None,
+        None => Some(Listen::Addrs(args.listen.clone())),
+    };
     if args.tls {
-        cfg.tls.listen = if args.listen.is_empty() {
-            vec![std::net::SocketAddr::from(([127, 0, 0, 1], 8443))]
-        } else {
-            args.listen.clone()
-        };
-        cfg.listen.clear();
-    } else if !args.listen.is_empty() {
-        cfg.listen.clone_from(&args.listen);
+        cfg.tls.listen = listen.unwrap_or(Listen::Loopback(config::DEFAULT_HTTPS_PORT));
+        cfg.listen = Listen::Addrs(Vec::new());
+    } else if let Some(listen) = listen {
+        cfg.listen = listen;
     }
     if args.explain {
         cfg.sites.iter_mut().for_each(|s| s.explain = true);
@@ -132,17 +135,101 @@ fn serve(args: ServeArgs, data_dir: Option<std::path::PathBuf>) -> Result<(), Co
     runtime.block_on(run(cfg, files, tls))
 }
 
-/// Binds `addr`; prints what it serves.
-async fn bind(
-    addr: &std::net::SocketAddr,
-    scheme: &str,
-    what: &str,
-) -> Result<tokio::net::TcpListener, ConfigError> {
-    let fail = |e: std::io::Error| ConfigError(format!("listen {addr}: {e}"));
-    let l = tokio::net::TcpListener::bind(addr).await.map_err(fail)?;
-    let local = l.local_addr().map_err(fail)?;
-    println!("wharf: listening on {scheme}://{local}/ ({what})");
-    Ok(l)
+/// One bound address: its TCP listener and, for HTTP/3, the UDP socket on the same
+/// address and port.
+struct Bound {
+    tcp: tokio::net::TcpListener,
+    udp: Option<std::net::UdpSocket>,
+    local: SocketAddr,
+}
+
+/// Why an address could not be bound.
+struct BindError {
+    addr: SocketAddr,
+    udp: bool,
+    error: std::io::Error,
+}
+
+impl From<BindError> for ConfigError {
+    fn from(e: BindError) -> ConfigError {
+        let what = if e.udp { " (UDP, HTTP/3)" } else { "" };
+        ConfigError(format!("listen {}{what}: {}", e.addr, e.error))
+    }
+}
+
+/// Binds TCP on `addr` and, with `udp`, UDP on the same address and port.
+async fn bind_one(addr: SocketAddr, udp: bool) -> Result<Bound, BindError> {
+    let fail = |addr, udp| move |error| BindError { addr, udp, error };
+    let tcp = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(fail(addr, false))?;
+    let local = tcp.local_addr().map_err(fail(addr, false))?;
+    let udp = match udp {
+        true => Some(std::net::UdpSocket::bind(local).map_err(fail(local, true))?),
+        false => None,
+    };
+    Ok(Bound { tcp, udp, local })
+}
+
+/// Binds every address of `listen`: TCP, and with `udp` UDP on the same port.
+async fn bind_all(listen: &Listen, udp: bool) -> Result<Vec<Bound>, ConfigError> {
+    match listen {
+        Listen::Addrs(addrs) => {
+            let mut bound = Vec::with_capacity(addrs.len());
+            for addr in addrs {
+                bound.push(bind_one(*addr, udp).await?);
+            }
+            Ok(bound)
+        }
+        Listen::Loopback(port) => bind_loopback(*port, udp).await,
+    }
+}
+
+/// Binds `localhost`: 127.0.0.1 and [::1] on `port` (port 0: one free port for
+/// both). [::1] is left out, with a warning, where the machine has no IPv6.
+async fn bind_loopback(port: u16, udp: bool) -> Result<Vec<Bound>, ConfigError> {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+    // With port 0 the system picks 127.0.0.1's port; another program may hold it
+    // on [::1] (or over UDP). Then try another.
+    let mut attempts = if port == 0 { 32 } else { 1 };
+    loop {
+        attempts -= 1;
+        let retry = |e: &BindError| attempts > 0 && e.error.kind() == ErrorKind::AddrInUse;
+        let v4 = match bind_one((Ipv4Addr::LOCALHOST, port).into(), udp).await {
+            Ok(b) => b,
+            Err(e) if retry(&e) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let v6_addr = SocketAddr::from((Ipv6Addr::LOCALHOST, v4.local.port()));
+        match bind_one(v6_addr, udp).await {
+            Ok(v6) => return Ok(vec![v4, v6]),
+            Err(e) if no_ipv6(&e.error) => {
+                tracing::warn!(
+                    error = %e.error,
+                    "no IPv6 loopback: listening on {} only, not on {v6_addr}",
+                    v4.local
+                );
+                return Ok(vec![v4]);
+            }
+            Err(e) if retry(&e) => continue,
+            Err(e) => {
+                let ConfigError(msg) = e.into();
+                return Err(ConfigError(format!(
+                    "{msg} (by default wharf listens on both 127.0.0.1 and [::1]; \
+                     --listen {} listens on the first only)",
+                    v4.local
+                )));
+            }
+        }
+    }
+}
+
+/// True when `e` says the machine has no IPv6 loopback: the address is not
+/// configured (IPv6 disabled on `lo`), or the kernel has no IPv6 at all.
+fn no_ipv6(e: &std::io::Error) -> bool {
+    /// Linux's EAFNOSUPPORT, which `std::io::ErrorKind` does not name.
+    const EAFNOSUPPORT: i32 = 97;
+    e.kind() == ErrorKind::AddrNotAvailable || e.raw_os_error() == Some(EAFNOSUPPORT)
 }
 
 async fn run(cfg: Config, files: Files, tls: Option<Arc<Acceptor>>) -> Result<(), ConfigError> {
@@ -155,45 +242,35 @@ async fn run(cfg: Config, files: Files, tls: Option<Arc<Acceptor>>) -> Result<()
     if cfg.http.http3 && !http3 && tls.is_some() {
         tracing::warn!("HTTP/3 is off: {}", wharf_tls::TlsError::MixedClientAuth);
     }
-    for addr in &cfg.tls.listen {
+    // HTTP/3 takes the same port over UDP.
+    for bound in bind_all(&cfg.tls.listen, http3).await? {
         let acceptor = tls.clone().expect("built when TLS listeners exist");
         let what = if http3 {
             "HTTP/1.1, HTTP/2, HTTP/3"
         } else {
             "HTTP/1.1, HTTP/2"
         };
-        let tcp = bind(addr, "https", what).await?;
-        let local = tcp
-            .local_addr()
-            .map_err(|e| ConfigError(format!("listen {addr}: {e}")))?;
-        https_port = https_port.or(Some(local.port()));
-        // HTTP/3 takes the same port over UDP.
-        let quic = if http3 {
-            Some(
-                std::net::UdpSocket::bind(local)
-                    .map_err(|e| ConfigError(format!("listen {local} (UDP, HTTP/3): {e}")))?,
-            )
-        } else {
-            None
-        };
+        println!("wharf: listening on https://{}/ ({what})", bound.local);
+        https_port = https_port.or(Some(bound.local.port()));
         listeners.push(Listener {
-            tcp,
+            tcp: bound.tcp,
             mode: Mode::Tls {
                 acceptor,
                 alt_svc: None,
             },
-            quic,
+            quic: bound.udp,
         });
     }
     let redirect = https_port.filter(|_| cfg.tls.redirect);
-    for addr in &cfg.listen {
+    for bound in bind_all(&cfg.listen, false).await? {
         let what = if redirect.is_some() {
             "redirects to HTTPS"
         } else {
             "HTTP/1.1, h2c"
         };
+        println!("wharf: listening on http://{}/ ({what})", bound.local);
         listeners.push(Listener {
-            tcp: bind(addr, "http", what).await?,
+            tcp: bound.tcp,
             mode: Mode::Cleartext { redirect },
             quic: None,
         });
@@ -299,5 +376,52 @@ impl wharf_server::Service for FileService {
         // Transports box each request's future (HTTP/1.1) or hold it in a per-stream
         // slot (HTTP/2, HTTP/3), so idle connections keep no room for it.
         self.0.serve(&req).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The cleartext and TLS listeners `wharf serve ARGS` binds.
+    fn listeners(args: &[&str]) -> (Listen, Listen) {
+        let cli = Cli::try_parse_from([&["wharf", "serve"], args].concat()).unwrap();
+        let Command::Serve(args) = cli.command else {
+            unreachable!("a serve command")
+        };
+        let (cfg, _) = effective_config(&args).unwrap();
+        (cfg.listen, cfg.tls.listen)
+    }
+
+    #[test]
+    fn without_addresses_wharf_listens_on_both_loopbacks() {
+        let none = || Listen::Addrs(Vec::new());
+        let addr = |a: &str| Listen::Addrs(vec![a.parse().unwrap()]);
+        let table: [(&[&str], Listen, Listen); 6] = [
+            (&[], Listen::Loopback(8080), none()),
+            (&["--tls"], none(), Listen::Loopback(8443)),
+            (&["--port", "9000"], Listen::Loopback(9000), none()),
+            (&["--tls", "--port", "0"], none(), Listen::Loopback(0)),
+            (&["--listen", "127.0.0.1:80"], addr("127.0.0.1:80"), none()),
+            (
+                &["--tls", "--listen", "[::1]:443"],
+                none(),
+                addr("[::1]:443"),
+            ),
+        ];
+        for (args, cleartext, tls) in table {
+            assert_eq!(listeners(args), (cleartext, tls), "{args:?}");
+        }
+        let both = Cli::try_parse_from(["wharf", "serve", "--port", "1", "--listen", "[::1]:1"]);
+        assert!(both.is_err(), "--port and --listen together");
+    }
+
+    #[test]
+    fn no_ipv6_is_a_missing_address_or_family_not_a_taken_port() {
+        use std::io::Error;
+        assert!(no_ipv6(&Error::from(ErrorKind::AddrNotAvailable)));
+        assert!(no_ipv6(&Error::from_raw_os_error(97))); // EAFNOSUPPORT
+        assert!(!no_ipv6(&Error::from(ErrorKind::AddrInUse)));
+        assert!(!no_ipv6(&Error::from(ErrorKind::PermissionDenied)));
     }
 }

@@ -2,7 +2,10 @@
 
 mod common;
 
-use std::process::Command;
+use std::net::Ipv4Addr;
+use std::process::{Command, Stdio};
+
+use common::{listening_addr, Builder, Proto};
 
 fn wharf(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_wharf"))
@@ -51,6 +54,7 @@ fn help_documents_every_flag() {
     assert!(ok);
     for flag in [
         "--listen",
+        "--port",
         "--config",
         "--explain",
         "--listing",
@@ -93,4 +97,154 @@ fn zero_config_serves_the_directory_and_prints_its_url() {
         .text()
         .unwrap();
     assert_eq!(body, "hello, world\n");
+}
+
+/// Runs wharf with `args` until it exits by itself; one still running after
+/// `PATIENCE` is killed and the test fails.
+fn wharf_exits(args: &[&str]) -> (bool, String, String) {
+    let child = Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id().to_string();
+    let (done, timer) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        if timer.recv_timeout(common::PATIENCE).is_err() {
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+        }
+    });
+    let out = child.wait_with_output().unwrap();
+    let _ = done.send(());
+    assert!(
+        std::os::unix::process::ExitStatusExt::signal(&out.status).is_none(),
+        "wharf did not exit by itself"
+    );
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// True when this machine has an IPv6 loopback address to listen on.
+fn ipv6_loopback() -> bool {
+    std::net::TcpListener::bind("[::1]:0").is_ok()
+}
+
+/// Without `--listen` (here `--port 0` for a free port; 8080 and 8443 otherwise),
+/// wharf listens on `localhost` as clients resolve it: 127.0.0.1 and [::1], on one
+/// port, over TCP and, for HTTP/3, UDP. Browsers try [::1] first.
+fn default_listeners_answer_on_both_loopbacks(p: Proto) {
+    let mut w = Builder::new().proto(p).default_listeners().start();
+    let scheme = if p.tls() { "https://" } else { "http://" };
+    assert_eq!(w.addr.ip(), Ipv4Addr::LOCALHOST);
+    if !ipv6_loopback() {
+        // No IPv6 here: 127.0.0.1 alone, and a warning.
+        w.wait_for_stderr("no IPv6 loopback");
+        assert_eq!(w.get("/hello.txt", &[]).status(), 200);
+        return;
+    }
+    let line = w.wait_for_output(&format!("listening on {scheme}[::1]:"));
+    let v6 = listening_addr(&line, scheme);
+    assert_eq!(v6.port(), w.addr.port(), "one port for both loopbacks");
+    for addr in [v6, w.addr] {
+        w.addr = addr;
+        let res = w.get("/hello.txt", &[]);
+        assert_eq!(res.status(), 200, "{addr}");
+        assert_eq!(res.text().unwrap(), "hello, world\n", "{addr}");
+    }
+}
+
+mod default_listeners {
+    use super::*;
+    #[test]
+    fn h1() {
+        default_listeners_answer_on_both_loopbacks(Proto::H1)
+    }
+    #[test]
+    fn h2c() {
+        default_listeners_answer_on_both_loopbacks(Proto::H2c)
+    }
+    #[test]
+    fn https1() {
+        default_listeners_answer_on_both_loopbacks(Proto::H1Tls)
+    }
+    #[test]
+    fn h2() {
+        default_listeners_answer_on_both_loopbacks(Proto::H2Tls)
+    }
+    #[test]
+    fn h3() {
+        default_listeners_answer_on_both_loopbacks(Proto::H3)
+    }
+}
+
+/// A default port taken on [::1] by another program is an error, as for any address
+/// (a browser would reach that program), not a silent fallback to 127.0.0.1.
+#[test]
+fn a_default_port_taken_on_ipv6_is_an_error() {
+    if !ipv6_loopback() {
+        eprintln!("skipped: no IPv6 loopback");
+        return;
+    }
+    let taken = std::net::TcpListener::bind("[::1]:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, _, err) = wharf_exits(&["serve", "--port", &port, dir.path().to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains(&format!("listen [::1]:{port}")), "{err}");
+    assert!(err.contains(&format!("--listen 127.0.0.1:{port}")), "{err}");
+}
+
+/// Runs its arguments in new user and network namespaces where `lo` is up and has
+/// IPv6 off: a machine without an IPv6 loopback.
+const WITHOUT_IPV6: &[&str] = &[
+    "unshare",
+    "-rn",
+    "sh",
+    "-c",
+    "echo 1 > /proc/sys/net/ipv6/conf/lo/disable_ipv6 && ip link set lo up && exec \"$@\"",
+    "sh",
+];
+
+/// On a machine without IPv6 the default listeners are 127.0.0.1 alone, with a
+/// warning, rather than an error. Skipped where unprivileged namespaces are not
+/// allowed (`unshare -rn`).
+#[test]
+fn without_ipv6_the_default_listeners_fall_back_to_127_0_0_1() {
+    let runs = Command::new(WITHOUT_IPV6[0])
+        .args(&WITHOUT_IPV6[1..])
+        .arg("true")
+        .status()
+        .is_ok_and(|s| s.success());
+    if !runs {
+        eprintln!("skipped: cannot make a network namespace without IPv6 (unshare -rn)");
+        return;
+    }
+    let w = Builder::new()
+        .wrapper(WITHOUT_IPV6)
+        .default_listeners()
+        .start();
+    assert_eq!(w.addr.ip(), Ipv4Addr::LOCALHOST);
+    let warning = w.wait_for_stderr("no IPv6 loopback");
+    assert!(
+        warning.contains(&format!("[::1]:{}", w.addr.port())),
+        "{warning}"
+    );
+    // It serves, from inside its namespace.
+    let body = Command::new("nsenter")
+        .args([
+            "-t",
+            &w.pid().to_string(),
+            "-U",
+            "-n",
+            "--preserve-credentials",
+        ])
+        .args(["curl", "-s", "--max-time", "20"])
+        .arg(w.url("/hello.txt"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&body.stdout), "hello, world\n");
 }

@@ -63,6 +63,10 @@ pub struct Builder {
     config: String,
     args: Vec<String>,
     proto: Proto,
+    /// Listen where wharf does by default (both loopbacks), on a free port.
+    default_listeners: bool,
+    /// A command (and its arguments) that runs wharf, given as its last arguments.
+    wrapper: Vec<String>,
 }
 
 impl Builder {
@@ -107,6 +111,8 @@ impl Builder {
             config: String::new(),
             args: Vec::new(),
             proto: Proto::H1,
+            default_listeners: false,
+            wrapper: Vec::new(),
         }
     }
 
@@ -134,6 +140,21 @@ impl Builder {
         self
     }
 
+    /// Listen on wharf's default addresses (`--port 0`: 127.0.0.1 and [::1] on one
+    /// free port) instead of `--listen 127.0.0.1:0`. `Wharf::addr` is 127.0.0.1's.
+    pub fn default_listeners(mut self) -> Builder {
+        self.default_listeners = true;
+        self
+    }
+
+    /// Runs wharf through `wrapper` (`["unshare", "-rn"]`), which gets wharf's path
+    /// and arguments as its last arguments and must `exec` it: `Wharf::pid` stays
+    /// wharf's.
+    pub fn wrapper(mut self, wrapper: &[&str]) -> Builder {
+        self.wrapper = wrapper.iter().map(|&a| a.to_owned()).collect();
+        self
+    }
+
     pub fn arg(mut self, a: &str) -> Builder {
         self.args.push(a.to_owned());
         self
@@ -149,8 +170,21 @@ impl Builder {
     /// Starts wharf: with the configuration if any was given (and a default site on
     /// `site/` unless it has `[[site]]` tables), else zero-config on `site/`.
     pub fn start(self) -> Wharf {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_wharf"));
-        cmd.arg("serve").arg("--listen").arg("127.0.0.1:0");
+        let wharf = env!("CARGO_BIN_EXE_wharf");
+        let mut cmd = match self.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(args).arg(wharf);
+                cmd
+            }
+            None => Command::new(wharf),
+        };
+        cmd.arg("serve");
+        if self.default_listeners {
+            cmd.args(["--port", "0"]);
+        } else {
+            cmd.args(["--listen", "127.0.0.1:0"]);
+        }
         if !self.config.is_empty() {
             let mut text = self.config.clone();
             if !text.contains("[[site]]") {
@@ -323,8 +357,12 @@ impl Wharf {
             .unwrap()
             .block_on(async {
                 tokio::time::timeout(PATIENCE, async {
-                    let client =
-                        wharf_load::Client::new(&roots, "127.0.0.1:0".parse().unwrap()).unwrap();
+                    let bind = if self.addr.is_ipv6() {
+                        "[::1]:0"
+                    } else {
+                        "127.0.0.1:0"
+                    };
+                    let client = wharf_load::Client::new(&roots, bind.parse().unwrap()).unwrap();
                     let conn = client.connect(self.addr, "localhost").await.unwrap();
                     let fetched = conn.send(req).await.unwrap();
                     conn.close();
@@ -368,6 +406,11 @@ impl Wharf {
     /// The address of the first HTTPS listener (printed at startup).
     pub fn https_addr(&self) -> SocketAddr {
         listening_addr(&self.wait_for_output("listening on https://"), "https://")
+    }
+
+    /// The process id of wharf.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Sends a signal (`TERM`, `INT`).
