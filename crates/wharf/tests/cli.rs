@@ -248,3 +248,31 @@ fn without_ipv6_the_default_listeners_fall_back_to_127_0_0_1() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&body.stdout), "hello, world\n");
 }
+
+/// The example page says how its stylesheet is cached zero-config and with
+/// examples/wharf.toml (and its script shows which one it got): each setup must send
+/// what the page says it does. Likewise for the listing of /docs/.
+#[test]
+fn the_example_page_says_what_each_setup_does() {
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples");
+    let site = format!("{examples}/site");
+    let config = format!("{examples}/wharf.toml");
+    let setups: [(&str, &[&str], u16); 2] = [
+        ("zero-config", &[&site], 404),
+        ("examples/wharf.toml", &["--config", &config], 200),
+    ];
+    for (setup, args, docs) in setups {
+        let w = Builder::new().serving(args).start();
+        let page = w.get("/", &[]).text().unwrap();
+        let mark = format!("<code data-cache-control=\"{setup}\">");
+        let said = page
+            .split_once(&mark)
+            .and_then(|(_, rest)| rest.split_once("</code>"))
+            .unwrap_or_else(|| panic!("the page names no Cache-Control for {setup}"))
+            .0;
+        let css = w.get("/assets/style.css", &[]);
+        assert_eq!(css.status(), 200, "{setup}");
+        assert_eq!(css.headers()["cache-control"], said, "{setup}");
+        assert_eq!(w.get("/docs/", &[]).status(), docs, "{setup}: /docs/");
+    }
+}

@@ -67,6 +67,8 @@ pub struct Builder {
     default_listeners: bool,
     /// A command (and its arguments) that runs wharf, given as its last arguments.
     wrapper: Vec<String>,
+    /// What to serve instead of the fixture site: a directory, or `--config FILE`.
+    serving: Option<Vec<String>>,
 }
 
 impl Builder {
@@ -113,6 +115,7 @@ impl Builder {
             proto: Proto::H1,
             default_listeners: false,
             wrapper: Vec::new(),
+            serving: None,
         }
     }
 
@@ -155,6 +158,13 @@ impl Builder {
         self
     }
 
+    /// Serves what `args` name (a directory, or `--config FILE`) instead of the
+    /// fixture site and configuration.
+    pub fn serving(mut self, args: &[&str]) -> Builder {
+        self.serving = Some(args.iter().map(|&a| a.to_owned()).collect());
+        self
+    }
+
     pub fn arg(mut self, a: &str) -> Builder {
         self.args.push(a.to_owned());
         self
@@ -185,7 +195,9 @@ impl Builder {
         } else {
             cmd.args(["--listen", "127.0.0.1:0"]);
         }
-        if !self.config.is_empty() {
+        if let Some(serving) = &self.serving {
+            cmd.args(serving);
+        } else if !self.config.is_empty() {
             let mut text = self.config.clone();
             if !text.contains("[[site]]") {
                 text.push_str("\n[[site]]\nroot = \"site\"\ndefault = true\n");
