@@ -276,13 +276,7 @@ async fn run(cfg: Config, files: Files, tls: Option<Arc<Acceptor>>) -> Result<()
         });
     }
     for site in &cfg.sites {
-        let names: Vec<String> = site.names.iter().map(ToString::to_string).collect();
-        let default = if site.default { " (default site)" } else { "" };
-        println!(
-            "wharf:   serving {} for [{}]{default}",
-            site.root.display(),
-            names.join(", ")
-        );
+        println!("wharf:   {}", serving(site));
     }
     let mut background = tokio::task::JoinSet::new();
     if let Some(acceptor) = &tls {
@@ -311,6 +305,20 @@ async fn run(cfg: Config, files: Files, tls: Option<Arc<Acceptor>>) -> Result<()
         tracing::warn!("grace period over: closing the remaining connections");
     }
     Ok(())
+}
+
+/// What a site serves, for whom: `serving ROOT for a.test, *.b.test`.
+fn serving(site: &wharf_files::SiteConfig) -> String {
+    let root = site.root.display();
+    let names: Vec<String> = site.names.iter().map(ToString::to_string).collect();
+    let names = names.join(", ");
+    match (names.is_empty(), site.default) {
+        (true, true) => format!("serving {root} (default site, any host)"),
+        (false, true) => format!("serving {root} for {names} (default site: also any other host)"),
+        (false, false) => format!("serving {root} for {names}"),
+        // Refused by `Files::new`: no request could reach it.
+        (true, false) => format!("serving {root} for no host"),
+    }
 }
 
 /// The signals wharf handles, installed before it listens: a signal that arrives
@@ -414,6 +422,25 @@ mod tests {
         }
         let both = Cli::try_parse_from(["wharf", "serve", "--port", "1", "--listen", "[::1]:1"]);
         assert!(both.is_err(), "--port and --listen together");
+    }
+
+    #[test]
+    fn the_startup_line_names_root_and_hosts() {
+        let site = |names: &[&str], default| {
+            let mut s = wharf_files::SiteConfig::new("www");
+            s.names = names
+                .iter()
+                .map(|n| wharf_files::config::ServerName::new(n).unwrap())
+                .collect();
+            s.default = default;
+            serving(&s)
+        };
+        assert_eq!(site(&[], true), "serving www (default site, any host)");
+        assert_eq!(
+            site(&["a.test", "*.b.test"], true),
+            "serving www for a.test, *.b.test (default site: also any other host)"
+        );
+        assert_eq!(site(&["a.test"], false), "serving www for a.test");
     }
 
     #[test]

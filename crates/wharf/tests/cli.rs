@@ -276,3 +276,34 @@ fn the_example_page_says_what_each_setup_does() {
         assert_eq!(w.get("/docs/", &[]).status(), docs, "{setup}: /docs/");
     }
 }
+
+/// Each site's startup line names its root and the hosts it serves, in words.
+#[test]
+fn the_startup_lines_say_which_hosts_each_site_serves() {
+    let w = Builder::new().start();
+    assert_eq!(
+        w.wait_for_output("serving"),
+        format!(
+            "wharf:   serving {} (default site, any host)",
+            w.root().display()
+        )
+    );
+    let w = Builder::new()
+        .config(
+            "[[site]]\nroot = \"site\"\nnames = [\"a.test\", \"*.b.test\"]\ndefault = true\n\
+             [[site]]\nroot = \"site/dir\"\nnames = [\"c.test\"]\n",
+        )
+        .start();
+    let lines = w.wait_for_lines("serving", 2);
+    let root = w.root();
+    assert_eq!(
+        lines,
+        [
+            format!(
+                "wharf:   serving {} for a.test, *.b.test (default site: also any other host)",
+                root.display()
+            ),
+            format!("wharf:   serving {} for c.test", root.join("dir").display()),
+        ]
+    );
+}
