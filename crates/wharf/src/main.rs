@@ -350,10 +350,13 @@ impl Signals {
     }
 }
 
-/// Access lines go to stdout as they are; diagnostics to stderr with time and level.
+/// Access lines go to stdout as they are; diagnostics to stderr with time and level,
+/// in colour only for a person at a terminal (see [`colour`]).
 fn init_logging(cfg: &Config) {
+    use std::io::IsTerminal;
     let access = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stdout)
+        .with_ansi(false)
         .without_time()
         .with_level(false)
         .with_target(false)
@@ -361,8 +364,13 @@ fn init_logging(cfg: &Config) {
             m.target() == "wharf::access"
         }));
     let diag_filter = EnvFilter::try_new(&cfg.log.level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let ansi = colour(
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
     let diagnostics = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .with_filter(tracing_subscriber::filter::filter_fn(|m| {
             m.target() != "wharf::access"
         }))
@@ -372,6 +380,13 @@ fn init_logging(cfg: &Config) {
         .with(on.then_some(access))
         .with(diagnostics)
         .init();
+}
+
+/// Whether diagnostics are coloured: only on a terminal (not in files, pipes or
+/// journals, where escape codes are noise), and never when `NO_COLOR` is set to
+/// anything but the empty string (<https://no-color.org>).
+fn colour(stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
 /// The file service as a transport-facing [`wharf_server::Service`].
@@ -441,6 +456,19 @@ mod tests {
             "serving www for a.test, *.b.test (default site: also any other host)"
         );
         assert_eq!(site(&["a.test"], false), "serving www for a.test");
+    }
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        use std::ffi::OsStr;
+        assert!(colour(true, None));
+        assert!(
+            colour(true, Some(OsStr::new(""))),
+            "empty NO_COLOR is unset"
+        );
+        assert!(!colour(true, Some(OsStr::new("1"))));
+        assert!(!colour(false, None));
+        assert!(!colour(false, Some(OsStr::new(""))));
     }
 
     #[test]

@@ -307,3 +307,22 @@ fn the_startup_lines_say_which_hosts_each_site_serves() {
         ]
     );
 }
+
+/// Diagnostics written to a pipe (as here: no terminal) carry no colour codes, even
+/// with NO_COLOR unset; nor do access lines.
+#[test]
+fn logs_to_a_pipe_have_no_escape_codes() {
+    let mut w = Builder::new()
+        .env_remove("NO_COLOR")
+        .arg("--explain")
+        .start();
+    assert_eq!(w.get("/hello.txt", &[]).status(), 200);
+    w.wait_for_output("GET /hello.txt");
+    w.signal("TERM");
+    assert!(w.wait_exit().success());
+    let err = w.wait_for_stderr("shutdown complete");
+    assert!(err.contains("INFO"), "{err}");
+    for (what, text) in [("stderr", w.stderr()), ("stdout", w.output())] {
+        assert!(!text.contains('\x1b'), "ESC on {what}: {text:?}");
+    }
+}

@@ -69,6 +69,8 @@ pub struct Builder {
     wrapper: Vec<String>,
     /// What to serve instead of the fixture site: a directory, or `--config FILE`.
     serving: Option<Vec<String>>,
+    /// Environment variables to remove.
+    env_remove: Vec<String>,
 }
 
 impl Builder {
@@ -116,6 +118,7 @@ impl Builder {
             default_listeners: false,
             wrapper: Vec::new(),
             serving: None,
+            env_remove: Vec::new(),
         }
     }
 
@@ -165,6 +168,12 @@ impl Builder {
         self
     }
 
+    /// Runs wharf without the environment variable `key`.
+    pub fn env_remove(mut self, key: &str) -> Builder {
+        self.env_remove.push(key.to_owned());
+        self
+    }
+
     pub fn arg(mut self, a: &str) -> Builder {
         self.args.push(a.to_owned());
         self
@@ -210,6 +219,9 @@ impl Builder {
         }
         cmd.args(&self.args);
         cmd.env("WHARF_DATA_DIR", self.dir.path().join("data"));
+        for key in &self.env_remove {
+            cmd.env_remove(key);
+        }
         if self.proto.tls() {
             cmd.arg("--tls");
         }
