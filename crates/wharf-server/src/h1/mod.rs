@@ -165,7 +165,8 @@ where
             match Box::pin(self.exchange(*head)).await {
                 Ok(true) => {}
                 Ok(false) => return self.close(End::Done, true).await,
-                Err(end) => return end,
+                // What was answered still goes out (a write error ends at once).
+                Err(end) => return self.close(end, true).await,
             }
         }
     }
@@ -261,6 +262,9 @@ where
         let framing = encode::framing(&method, version, parts.status, &parts.headers, exact);
         let keep = keep_alive
             && framing != encode::Framing::Close
+            // The client holds its body back for a 100 that never came: it cannot
+            // tell where the next request would start.
+            && !lock(&self.reader).awaits_continue()
             && !self.flags.draining.load(Ordering::Relaxed)
             && !head::has_token(&parts.headers, CONNECTION, "close");
         if self.ctx.shared.http.early_hints_http1 && version == Version::HTTP_11 {
@@ -492,5 +496,160 @@ impl<W: AsyncWrite + Unpin> Out<W> {
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::listener::Shared;
+    use crate::{AccessLog, Http, Limits, LogFormat};
+    use http::Response;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+    /// Reads each request's body, then answers with it (data and trailers), its
+    /// length unknown (so chunked); 400 when the body cannot be read.
+    struct Echo;
+
+    /// Frames handed back one by one.
+    struct Back(std::collections::VecDeque<http_body::Frame<Bytes>>);
+
+    impl Body for Back {
+        type Data = Bytes;
+        type Error = io::Error;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<http_body::Frame<Bytes>, io::Error>>> {
+            Poll::Ready(self.0.pop_front().map(Ok))
+        }
+    }
+
+    impl Service for Echo {
+        type Body = Back;
+        async fn call(&self, req: Request<RequestBody>) -> Response<Back> {
+            let mut body = req.into_body();
+            let mut frames = std::collections::VecDeque::new();
+            while let Some(frame) = poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+                match frame {
+                    Ok(f) => frames.push_back(f),
+                    Err(_) => {
+                        let mut res = Response::new(Back(Default::default()));
+                        *res.status_mut() = StatusCode::BAD_REQUEST;
+                        return res;
+                    }
+                }
+            }
+            Response::new(Back(frames))
+        }
+    }
+
+    /// A connection to the echo service; the client's end of it.
+    fn echo_conn() -> DuplexStream {
+        let (client, server) = tokio::io::duplex(1 << 20);
+        let shared = Arc::new(Shared {
+            service: Arc::new(Echo),
+            limits: Limits::default(),
+            http: Http::default(),
+            log: AccessLog {
+                format: LogFormat::Off,
+            },
+            h2: crate::h2::builder(&Limits::default()),
+        });
+        let addr = "127.0.0.1:1".parse().unwrap();
+        let info = crate::ConnInfo {
+            peer: addr,
+            local: addr,
+        };
+        let dog = Watchdog::new(
+            Duration::from_secs(60),
+            Duration::from_secs(10),
+            Duration::from_secs(60),
+        );
+        let ctx = Arc::new(ConnCtx::new(shared, info, None, None, dog));
+        let (r, w) = tokio::io::split(server);
+        tokio::spawn(serve(r, w, Bytes::new(), ctx, Shutdown::new()));
+        client
+    }
+
+    /// Reads until `want` has arrived (or the stream ends); everything read.
+    async fn read_until(c: &mut DuplexStream, want: &str) -> String {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&got).contains(want) {
+            let n = c.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8(got).unwrap()
+    }
+
+    #[tokio::test]
+    async fn bodies_stream_back_chunked_with_their_trailers() {
+        let mut c = echo_conn();
+        c.write_all(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello")
+            .await
+            .unwrap();
+        let res = read_until(&mut c, "0\r\n\r\n").await;
+        assert!(res.starts_with("HTTP/1.1 200 OK\r\n"), "{res}");
+        assert!(res.contains("\r\ntransfer-encoding: chunked\r\n"), "{res}");
+        assert!(res.ends_with("\r\n\r\n5\r\nhello\r\n0\r\n\r\n"), "{res}");
+        c.write_all(b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n1\r\nc\r\n0\r\nX-Sum: 3\r\n\r\n")
+            .await
+            .unwrap();
+        let res = read_until(&mut c, "x-sum: 3\r\n\r\n").await;
+        assert!(
+            res.contains("2\r\nab\r\n1\r\nc\r\n0\r\nx-sum: 3\r\n\r\n"),
+            "{res}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_body_read_by_the_service_gets_its_100_continue() {
+        let mut c = echo_conn();
+        c.write_all(
+            b"PUT / HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let first = read_until(&mut c, "\r\n\r\n").await;
+        assert_eq!(first, "HTTP/1.1 100 Continue\r\n\r\n");
+        c.write_all(b"ok").await.unwrap();
+        let res = read_until(&mut c, "0\r\n\r\n").await;
+        assert!(res.starts_with("HTTP/1.1 200 OK\r\n"), "{res}");
+        assert!(res.ends_with("2\r\nok\r\n0\r\n\r\n"), "{res}");
+    }
+
+    #[tokio::test]
+    async fn pipelined_requests_with_bodies_are_answered_in_order() {
+        let mut c = echo_conn();
+        let mut batch = String::new();
+        for i in 0..20 {
+            let body = format!("req{i:02}");
+            batch.push_str(&format!(
+                "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            ));
+        }
+        c.write_all(batch.as_bytes()).await.unwrap();
+        let res = read_until(&mut c, "req19\r\n0\r\n\r\n").await;
+        let order: Vec<_> = (0..20)
+            .map(|i| res.find(&format!("req{i:02}")).expect("every body echoed"))
+            .collect();
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "in order");
+    }
+
+    #[tokio::test]
+    async fn a_client_that_ends_mid_body_ends_the_connection() {
+        let mut c = echo_conn();
+        c.write_all(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc")
+            .await
+            .unwrap();
+        c.shutdown().await.unwrap();
+        let res = read_until(&mut c, "never").await;
+        // The service saw the body fail; its answer goes out and the connection ends.
+        assert!(res.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{res}");
     }
 }

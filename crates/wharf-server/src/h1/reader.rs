@@ -187,6 +187,11 @@ impl<R: AsyncRead + Unpin> Reader<R> {
         matches!(self.expect, Expect::Wanted(_))
     }
 
+    /// Whether the client still holds the body back, waiting for `100 Continue`.
+    pub(crate) fn awaits_continue(&self) -> bool {
+        matches!(self.expect, Expect::Waiting | Expect::Wanted(_)) && !self.body_done()
+    }
+
     /// `100 Continue` went out: the waiting body may read now.
     pub(crate) fn continue_sent(&mut self) {
         if let Expect::Wanted(w) = std::mem::replace(&mut self.expect, Expect::No) {
@@ -199,7 +204,7 @@ impl<R: AsyncRead + Unpin> Reader<R> {
     /// still waits for a `100 Continue` that never came).
     pub(crate) fn detach(&mut self) -> bool {
         self.detached = true;
-        !matches!(self.expect, Expect::Waiting | Expect::Wanted(_)) || self.body_done()
+        !self.awaits_continue()
     }
 
     /// Reads and drops the rest of the body, at most `budget` bytes of it: ready
