@@ -117,9 +117,11 @@ def ensure_tools(tools, no_install):
     sudo = [] if os.geteuid() == 0 else ["sudo"]
     log(f"installing {' '.join(missing)} with apt-get")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    subprocess.run(sudo + ["apt-get", "update", "-qq"], check=True, env=env, timeout=600)
+    # apt's and dpkg's progress to stderr: stdout carries the report.
+    subprocess.run(sudo + ["apt-get", "update", "-qq"], check=True, env=env, timeout=600,
+                   stdout=sys.stderr)
     subprocess.run(sudo + ["apt-get", "install", "-y", "-qq"] + missing,
-                   check=True, env=env, timeout=900)
+                   check=True, env=env, timeout=900, stdout=sys.stderr)
 
 
 def raise_fd_limit(need=16384, what="scenario f"):
