@@ -2,10 +2,16 @@
 //! read from the first byte of a request, and send while the client does not read.
 //!
 //! A header timeout that started when the connection began waiting for a request
-//! would also cut idle keep-alive connections; wharf keeps the two apart. The socket wrapper
-//! (`socket::Socket`) notes the first byte of each request and blocked writes; the connection
-//! notes when a request starts and when its response ends; [`Watchdog::expired`]
-//! sleeps until the nearest deadline and resolves when one passes unchanged.
+//! would also cut idle keep-alive connections; wharf keeps the two apart. The socket
+//! wrapper (`socket::Socket`) or the HTTP/1.1 reader notes the first byte of each
+//! request and blocked writes; the connection notes when a request starts and when its
+//! response ends.
+//!
+//! The timer is lazy: events only record times, and [`Watchdog::expired`] wakes at
+//! most every `min(idle, header, send)` to compare them with the deadlines. A
+//! deadline set by an event is never earlier than the next wake-up (every timeout is
+//! at least that granularity), so none is missed, and a busy connection pays no timer
+//! or wake-up per request — only a check every few seconds.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -40,9 +46,8 @@ pub(crate) struct Watchdog {
     abused: AtomicBool,
     /// Why it was cut off.
     abuse: std::sync::OnceLock<&'static str>,
-    /// Wakes [`Watchdog::expired`] when a deadline may move earlier (a request's first
-    /// byte, the end of the last response).
-    earlier: tokio::sync::Notify,
+    /// Wakes [`Watchdog::expired`] at once when the client is cut off.
+    cut_off: tokio::sync::Notify,
     idle: Duration,
     header: Duration,
     send: Duration,
@@ -59,7 +64,7 @@ impl Watchdog {
             head_seen: AtomicBool::new(false),
             abused: AtomicBool::new(false),
             abuse: std::sync::OnceLock::new(),
-            earlier: tokio::sync::Notify::new(),
+            cut_off: tokio::sync::Notify::new(),
             idle,
             header,
             send,
@@ -85,9 +90,6 @@ impl Watchdog {
     pub(crate) fn request_finished(&self) {
         if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.idle_since.store(self.now_ms(), Ordering::Release);
-            // The idle deadline may be earlier than the one being waited for (a
-            // header-read deadline set before the request began).
-            self.earlier.notify_one();
         }
     }
 
@@ -97,7 +99,6 @@ impl Watchdog {
             && !self.head_seen.swap(true, Ordering::AcqRel)
         {
             self.head_since.store(self.now_ms(), Ordering::Release);
-            self.earlier.notify_one();
         }
     }
 
@@ -105,7 +106,7 @@ impl Watchdog {
     pub(crate) fn abuse(&self, why: &'static str) {
         let _ = self.abuse.set(why);
         self.abused.store(true, Ordering::Release);
-        self.earlier.notify_one();
+        self.cut_off.notify_one();
     }
 
     /// Why [`Watchdog::abuse`] was called.
@@ -150,19 +151,23 @@ impl Watchdog {
 
     /// Resolves when a deadline passes with nothing having moved it.
     pub(crate) async fn expired(&self) -> Expiry {
+        let granularity = self.idle.min(self.header).min(self.send);
+        let next = |deadline: Instant| deadline.min(Instant::now() + granularity);
+        let sleep = tokio::time::sleep_until(next(self.deadline().0));
+        tokio::pin!(sleep);
         loop {
             if self.is_abused() {
                 return Expiry::Abuse;
             }
-            let (when, kind) = self.deadline();
             tokio::select! {
-                _ = tokio::time::sleep_until(when) => {}
-                _ = self.earlier.notified() => continue,
+                _ = sleep.as_mut() => {}
+                _ = self.cut_off.notified() => continue,
             }
-            let (again, kind_again) = self.deadline();
-            if kind_again == kind && again <= Instant::now() {
+            let (deadline, kind) = self.deadline();
+            if deadline <= Instant::now() {
                 return kind;
             }
+            sleep.as_mut().reset(next(deadline));
         }
     }
 }

@@ -162,7 +162,9 @@ where
             // Boxed: the exchange's state (the service's future, the response being
             // written) lives only while a request does; an idle connection keeps no
             // room for it.
-            match Box::pin(self.exchange(*head)).await {
+            // (Bound first: a temporary in the scrutinee would keep its room.)
+            let exchange = Box::pin(self.exchange(*head));
+            match exchange.await {
                 Ok(true) => {}
                 Ok(false) => return self.close(End::Done, true).await,
                 // What was answered still goes out (a write error ends at once).
