@@ -88,6 +88,8 @@ fn sniff(first: &[u8]) -> Sniffed {
 /// Each protocol's future is boxed: a task holds the largest variant of its future,
 /// and an idle HTTP/1.1 connection should not carry the room of a TLS handshake or
 /// of an HTTP/2 connection (memory per idle connection is a target, bench/run f).
+/// Each box is bound before it is awaited: a temporary in the awaited expression
+/// would keep the unboxed future's room in the caller's state after all.
 pub(crate) async fn serve<S: Service>(
     stream: TcpStream,
     mode: Mode,
@@ -98,10 +100,12 @@ pub(crate) async fn serve<S: Service>(
 ) {
     match mode {
         Mode::Cleartext { redirect } => {
-            Box::pin(cleartext(stream, redirect, info, shared, shutdown)).await
+            let fut = Box::pin(cleartext(stream, redirect, info, shared, shutdown));
+            fut.await
         }
         Mode::Tls { acceptor, alt_svc } => {
-            Box::pin(tls(stream, acceptor, alt_svc, info, shared, shutdown)).await
+            let fut = Box::pin(tls(stream, acceptor, alt_svc, info, shared, shutdown));
+            fut.await
         }
     }
 }
@@ -145,11 +149,13 @@ async fn cleartext<S: Service>(
     match kind {
         Sniffed::H2 => {
             let ctx = Arc::new(conn_ctx(&shared, info, None, redirect, true));
-            Box::pin(crate::h2::serve(read, write, prefix, ctx, shutdown)).await
+            let fut = Box::pin(crate::h2::serve(read, write, prefix, ctx, shutdown));
+            fut.await
         }
         Sniffed::H1 => {
             let ctx = Arc::new(conn_ctx(&shared, info, None, redirect, false));
-            Box::pin(crate::h1::serve(read, write, prefix, ctx, shutdown)).await
+            let fut = Box::pin(crate::h1::serve(read, write, prefix, ctx, shutdown));
+            fut.await
         }
         _ => tracing::debug!(peer = %info.peer, "TLS handshake on a cleartext port: closed"),
     }
@@ -192,9 +198,11 @@ async fn tls<S: Service>(
     let ctx = Arc::new(ctx);
     let (read, write) = tokio::io::split(a.stream);
     if h2 {
-        Box::pin(crate::h2::serve(read, write, Bytes::new(), ctx, shutdown)).await
+        let fut = Box::pin(crate::h2::serve(read, write, Bytes::new(), ctx, shutdown));
+        fut.await
     } else {
-        Box::pin(crate::h1::serve(read, write, Bytes::new(), ctx, shutdown)).await
+        let fut = Box::pin(crate::h1::serve(read, write, Bytes::new(), ctx, shutdown));
+        fut.await
     }
 }
 

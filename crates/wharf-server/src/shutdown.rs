@@ -8,6 +8,8 @@
 //! - [`Shutdown::drained`] resolves when every connection task has finished, or when
 //!   the grace period passes (then the remaining connections are dropped).
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -18,6 +20,9 @@ use tokio_util::task::TaskTracker;
 pub struct Shutdown {
     token: CancellationToken,
     tracker: TaskTracker,
+    /// Set with the token: connections look at it on every wake-up, and the token's
+    /// own check takes a lock.
+    flag: Arc<AtomicBool>,
 }
 
 impl Shutdown {
@@ -28,12 +33,13 @@ impl Shutdown {
 
     /// Asks every task to stop (idempotent).
     pub fn trigger(&self) {
+        self.flag.store(true, Ordering::Release);
         self.token.cancel();
     }
 
     /// True once [`trigger`](Self::trigger) has been called.
     pub fn is_triggered(&self) -> bool {
-        self.token.is_cancelled()
+        self.flag.load(Ordering::Acquire)
     }
 
     /// Resolves when shutdown is triggered.

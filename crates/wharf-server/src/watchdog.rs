@@ -149,11 +149,34 @@ impl Watchdog {
         )
     }
 
-    /// Resolves when a deadline passes with nothing having moved it.
-    pub(crate) async fn expired(&self) -> Expiry {
+    /// When to look at the deadlines next: the nearest one, or one granularity from
+    /// now, whichever comes first (see the module doc).
+    fn next_look(&self, deadline: Instant) -> Instant {
         let granularity = self.idle.min(self.header).min(self.send);
-        let next = |deadline: Instant| deadline.min(Instant::now() + granularity);
-        let sleep = tokio::time::sleep_until(next(self.deadline().0));
+        deadline.min(Instant::now() + granularity)
+    }
+
+    /// The first time to look at the deadlines.
+    pub(crate) fn first_look(&self) -> Instant {
+        self.next_look(self.deadline().0)
+    }
+
+    /// Looks at the deadlines: the one that passed, or when to look again.
+    pub(crate) fn look(&self) -> Result<Instant, Expiry> {
+        if self.is_abused() {
+            return Err(Expiry::Abuse);
+        }
+        let (deadline, kind) = self.deadline();
+        if deadline <= Instant::now() {
+            return Err(kind);
+        }
+        Ok(self.next_look(deadline))
+    }
+
+    /// Resolves when a deadline passes with nothing having moved it, or at once when
+    /// the client is cut off.
+    pub(crate) async fn expired(&self) -> Expiry {
+        let sleep = tokio::time::sleep_until(self.first_look());
         tokio::pin!(sleep);
         loop {
             if self.is_abused() {
@@ -163,11 +186,51 @@ impl Watchdog {
                 _ = sleep.as_mut() => {}
                 _ = self.cut_off.notified() => continue,
             }
-            let (deadline, kind) = self.deadline();
-            if deadline <= Instant::now() {
-                return kind;
+            match self.look() {
+                Err(kind) => return kind,
+                Ok(next) => sleep.as_mut().reset(next),
             }
-            sleep.as_mut().reset(next(deadline));
+        }
+    }
+}
+
+/// The watchdog's timer as a connection polls it on every wake-up: one atomic load
+/// unless the timer fired (then the deadlines are looked at and it is set again).
+pub(crate) struct Alarm {
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+    registered: bool,
+}
+
+impl Alarm {
+    pub(crate) fn new(dog: &Watchdog) -> Self {
+        Alarm {
+            sleep: Box::pin(tokio::time::sleep_until(dog.first_look())),
+            registered: false,
+        }
+    }
+
+    /// Ready with the deadline that passed; otherwise the timer is set to wake `cx`.
+    pub(crate) fn poll(
+        &mut self,
+        dog: &Watchdog,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Expiry> {
+        use std::future::Future;
+        use std::task::Poll;
+        if self.registered && !self.sleep.is_elapsed() {
+            return Poll::Pending;
+        }
+        loop {
+            if self.sleep.is_elapsed() {
+                match dog.look() {
+                    Err(kind) => return Poll::Ready(kind),
+                    Ok(next) => self.sleep.as_mut().reset(next),
+                }
+            }
+            if self.sleep.as_mut().poll(cx).is_pending() {
+                self.registered = true;
+                return Poll::Pending;
+            }
         }
     }
 }
@@ -262,6 +325,18 @@ pub(crate) mod tests {
         let start = Instant::now();
         assert_eq!(waiting.await.unwrap(), Expiry::Abuse);
         assert_eq!(start.elapsed().as_secs(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_alarm_sees_what_expired_sees() {
+        let d = dog();
+        let mut alarm = Alarm::new(&d);
+        tokio::time::advance(Duration::from_secs(5)).await;
+        d.on_read();
+        let start = Instant::now();
+        let kind = std::future::poll_fn(|cx| alarm.poll(&d, cx)).await;
+        assert_eq!(kind, Expiry::HeaderRead);
+        assert_eq!(start.elapsed().as_secs(), 10);
     }
 
     #[tokio::test(start_paused = true)]

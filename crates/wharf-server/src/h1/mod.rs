@@ -41,7 +41,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use wharf_http::interim::EarlyHints;
 
 use crate::conn::ConnCtx;
-use crate::watchdog::{Expiry, Watchdog};
+use crate::watchdog::{Alarm, Expiry, Watchdog};
 use crate::{RequestBody, Service, Shutdown};
 pub(crate) use reader::Incoming;
 use reader::{lock, Reader};
@@ -94,18 +94,27 @@ pub(crate) async fn serve<S, R, W>(
     };
     let run = conn.run();
     tokio::pin!(run);
-    let expired = dog.expired();
-    tokio::pin!(expired);
+    // Polled on every wake-up: each costs an atomic load unless it fired.
+    let mut alarm = Alarm::new(&dog);
     let stop = shutdown.triggered();
     tokio::pin!(stop);
+    let mut stop_registered = false;
     let end = poll_fn(|cx| {
-        if !flags.draining.load(Ordering::Relaxed) && stop.as_mut().poll(cx).is_ready() {
-            flags.draining.store(true, Ordering::Relaxed);
-            if flags.idle.load(Ordering::Relaxed) {
-                return Poll::Ready(End::Done);
+        if !flags.draining.load(Ordering::Relaxed) {
+            let stopped = if stop_registered {
+                shutdown.is_triggered()
+            } else {
+                stop_registered = true;
+                stop.as_mut().poll(cx).is_ready()
+            };
+            if stopped {
+                flags.draining.store(true, Ordering::Relaxed);
+                if flags.idle.load(Ordering::Relaxed) {
+                    return Poll::Ready(End::Done);
+                }
             }
         }
-        if let Poll::Ready(expiry) = expired.as_mut().poll(cx) {
+        if let Poll::Ready(expiry) = alarm.poll(&dog, cx) {
             return Poll::Ready(End::Timeout(expiry));
         }
         run.as_mut().poll(cx)
