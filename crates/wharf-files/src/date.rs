@@ -6,7 +6,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use http::HeaderValue;
 use wharf_http::date::fmt_http_date;
 
-/// How many distinct seconds each thread remembers (`Date` plus a few `Expires`).
+/// How many distinct seconds each thread remembers (`Date` plus a few `Expires`);
+/// a new second replaces the earliest.
 const SLOTS: usize = 4;
 
 thread_local! {
@@ -18,19 +19,16 @@ pub(crate) fn header(t: SystemTime) -> HeaderValue {
     let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     CACHED.with(|c| {
         let mut c = c.borrow_mut();
-        // Hashed, so that Date and an Expires a round number of seconds later (the
-        // usual case) do not share a slot.
-        let slot = (secs.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 62) as usize % SLOTS;
-        match &c[slot] {
-            (s, Some(v)) if *s == secs => v.clone(),
-            _ => {
-                let v =
-                    HeaderValue::from_str(&fmt_http_date(UNIX_EPOCH + Duration::from_secs(secs)))
-                        .expect("HTTP dates are valid header values");
-                c[slot] = (secs, Some(v.clone()));
-                v
-            }
+        if let Some((_, Some(v))) = c.iter().find(|(s, v)| *s == secs && v.is_some()) {
+            return v.clone();
         }
+        let v = HeaderValue::from_str(&fmt_http_date(UNIX_EPOCH + Duration::from_secs(secs)))
+            .expect("HTTP dates are valid header values");
+        // The earliest second goes: a past `Date`, rarely a wanted `Expires`.
+        if let Some(oldest) = c.iter_mut().min_by_key(|(s, v)| (v.is_some(), *s)) {
+            *oldest = (secs, Some(v.clone()));
+        }
+        v
     })
 }
 
@@ -39,7 +37,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn same_second_same_value_and_slots_do_not_mix() {
+    fn same_second_same_value_and_seconds_do_not_evict_each_other() {
         let t = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         assert_eq!(header(t), "Tue, 14 Nov 2023 22:13:20 GMT");
         assert_eq!(
@@ -51,5 +49,14 @@ mod tests {
             "Tue, 14 Nov 2023 22:13:24 GMT"
         );
         assert_eq!(header(t), "Tue, 14 Nov 2023 22:13:20 GMT");
+        // A `Date` and an `Expires` an hour later both stay.
+        let later = t + Duration::from_secs(3600);
+        header(later);
+        CACHED.with(|c| {
+            let c = c.borrow();
+            for secs in [1_700_000_000, 1_700_003_600] {
+                assert!(c.iter().any(|(s, v)| *s == secs && v.is_some()), "{secs}");
+            }
+        });
     }
 }

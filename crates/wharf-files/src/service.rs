@@ -222,14 +222,17 @@ impl Files {
             Err(e) => return open_failed(e, why),
         };
         if meta.is_dir() {
-            return Box::pin(self.directory(site, req, &path, &rel, file, now, why)).await;
+            // Boxed (and bound first: a temporary in the awaited expression would keep
+            // the unboxed future's room here), as every slow path: the common path's
+            // future stays small.
+            let slow = Box::pin(self.directory(site, req, &path, &rel, file, now, why));
+            return slow.await;
         }
         if !is_file_url {
             // `/file.txt/` names a directory that does not exist (as ENOTDIR would say).
             return not_found(why, "a file's URL does not end in /");
         }
-        // Slow paths are boxed: the common path's future stays small.
-        Box::pin(self.open_file(
+        let slow = Box::pin(self.open_file(
             site,
             req,
             FileTarget {
@@ -241,8 +244,8 @@ impl Files {
             &meta,
             now,
             why,
-        ))
-        .await
+        ));
+        slow.await
     }
 
     /// A file just opened: its cache entry, then the response.
@@ -366,7 +369,13 @@ impl Files {
         why: &mut Reasons,
     ) -> Response<Body> {
         let media = media_type(t.name);
-        let rep = match self.select(site, req, &t, &media, &entry, now, why).await {
+        let rep = if media.compressible {
+            let select = Box::pin(self.select(site, req, &t, &media, &entry, now, why));
+            select.await
+        } else {
+            Ok(Rep::of(&entry, t.file.clone(), None))
+        };
+        let rep = match rep {
             Ok(rep) => rep,
             Err(res) => return res,
         };
@@ -515,7 +524,8 @@ impl Files {
             if choose_encoding_in(req.headers(), &[coding]).chosen != Some(coding) {
                 continue;
             }
-            if let Some(rep) = Box::pin(self.sibling(site, t, coding, entry, now)).await {
+            let sibling = Box::pin(self.sibling(site, t, coding, entry, now));
+            if let Some(rep) = sibling.await {
                 siblings.push((coding, rep));
                 available.push(coding);
             } else if on_the_fly {
@@ -545,7 +555,8 @@ impl Files {
                     ));
                     return Ok(siblings.swap_remove(pos).1);
                 }
-                match Box::pin(self.cache.variant(entry, c)).await {
+                let variant = Box::pin(self.cache.variant(entry, c));
+                match variant.await {
                     Some(v) => Ok(Rep {
                         data: Data::Memory(v.bytes.clone()),
                         etag: v.etag.clone(),
