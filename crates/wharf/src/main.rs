@@ -399,9 +399,11 @@ impl wharf_server::Service for FileService {
     type Body = wharf_files::Body;
 
     async fn call(&self, req: Request<RequestBody>) -> http::Response<Self::Body> {
-        // Transports box each request's future (HTTP/1.1) or hold it in a per-stream
-        // slot (HTTP/2, HTTP/3), so idle connections keep no room for it.
-        self.0.serve(&req).await
+        // Boxed (and bound first, so that this future keeps no room for it): moving a
+        // box is a pointer copy, and transports move request futures into boxes and
+        // slots, a memcpy of their whole size each time.
+        let serve = Box::pin(self.0.serve(&req));
+        serve.await
     }
 }
 

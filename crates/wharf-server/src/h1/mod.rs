@@ -293,7 +293,15 @@ where
             exact,
             keep,
         );
-        self.send_body(&mut body, framing).await?;
+        if framing != encode::Framing::None {
+            let mut st = Sending {
+                framing,
+                sent: 0,
+                trailers: None,
+                through: None,
+            };
+            poll_fn(|cx| self.poll_send(&mut st, Pin::new(&mut body), cx)).await?;
+        }
         // The access-log line is written and the watchdog told as the body drops.
         drop(body);
         if !keep {
@@ -303,78 +311,81 @@ where
         self.discard_body().await
     }
 
-    /// Writes the response body as `framing` says.
-    async fn send_body<B>(&mut self, body: &mut B, framing: encode::Framing) -> Result<(), End>
+    /// Writes the response body as `framing` says. A poll function over a small
+    /// state (`Sending`) rather than nested async functions: the request's future is
+    /// moved into its box whole, so every byte of its size costs a copy per request.
+    fn poll_send<B>(
+        &mut self,
+        st: &mut Sending,
+        mut body: Pin<&mut B>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), End>>
     where
-        B: Body<Data = Bytes, Error = io::Error> + Unpin,
+        B: Body<Data = Bytes, Error = io::Error>,
     {
-        if framing == encode::Framing::None {
-            return Ok(());
-        }
-        let mut sent: u64 = 0;
-        let mut trailers = None;
+        let write_failed = |e| End::Io("write failed", e);
+        let chunked = st.framing == encode::Framing::Chunked;
         loop {
-            let frame = poll_fn(|cx| match Pin::new(&mut *body).poll_frame(cx) {
-                Poll::Ready(frame) => Poll::Ready(Ok(frame)),
+            if let Some(data) = &st.through {
+                ready!(self.out.poll_write_through(cx, data)).map_err(write_failed)?;
+                st.through = None;
+                if chunked {
+                    self.out.buf().extend_from_slice(b"\r\n");
+                }
+            }
+            let frame = match body.as_mut().poll_frame(cx) {
+                Poll::Ready(frame) => frame,
                 // The body waits (a file read, an event): what is ready goes out now.
-                Poll::Pending => match self.out.poll_flush(cx) {
-                    Poll::Ready(Err(e)) => Poll::Ready(Err(End::Io("write failed", e))),
-                    _ => Poll::Pending,
-                },
-            })
-            .await?;
+                Poll::Pending => {
+                    if let Poll::Ready(Err(e)) = self.out.poll_flush(cx) {
+                        return Poll::Ready(Err(write_failed(e)));
+                    }
+                    return Poll::Pending;
+                }
+            };
             let data = match frame {
-                None => break,
-                Some(Err(e)) => return Err(End::Io("response body failed", e)),
+                None => return Poll::Ready(self.end_body(st)),
+                Some(Err(e)) => return Poll::Ready(Err(End::Io("response body failed", e))),
                 Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) if data.is_empty() => continue,
                     Ok(data) => data,
                     Err(frame) => {
-                        trailers = frame.into_trailers().ok();
+                        st.trailers = frame.into_trailers().ok();
                         continue;
                     }
                 },
             };
-            sent += data.len() as u64;
-            if let encode::Framing::Length(n) = framing {
-                if sent > n {
-                    return Err(End::Io(
-                        "response body",
-                        io::Error::other("longer than its Content-Length"),
-                    ));
+            st.sent += data.len() as u64;
+            if let encode::Framing::Length(n) = st.framing {
+                if st.sent > n {
+                    let e = io::Error::other("longer than its Content-Length");
+                    return Poll::Ready(Err(End::Io("response body", e)));
                 }
             }
-            self.put(data, framing == encode::Framing::Chunked).await?;
-        }
-        match framing {
-            encode::Framing::Chunked => encode::last_chunk(self.out.buf(), trailers.as_ref()),
-            encode::Framing::Length(n) if sent < n => {
-                return Err(End::Io(
-                    "response body",
-                    io::Error::other("shorter than its Content-Length"),
-                ))
+            if chunked {
+                encode::chunk_start(self.out.buf(), data.len());
             }
-            _ => {}
+            if self.out.buf.len() + data.len() <= CORK_LIMIT {
+                self.out.buf().extend_from_slice(&data);
+                if chunked {
+                    self.out.buf().extend_from_slice(b"\r\n");
+                }
+            } else {
+                // Large: written from where it is, after what is queued.
+                st.through = Some(data);
+            }
         }
-        Ok(())
     }
 
-    /// Queues (small) or writes (large) one piece of a response body.
-    async fn put(&mut self, data: Bytes, chunked: bool) -> Result<(), End> {
-        if data.is_empty() {
-            return Ok(());
-        }
-        if chunked {
-            encode::chunk_start(self.out.buf(), data.len());
-        }
-        if self.out.buf.len() + data.len() <= CORK_LIMIT {
-            self.out.buf().extend_from_slice(&data);
-        } else {
-            poll_fn(|cx| self.out.poll_write_through(cx, &data))
-                .await
-                .map_err(|e| End::Io("write failed", e))?;
-        }
-        if chunked {
-            self.out.buf().extend_from_slice(b"\r\n");
+    /// The end of a response body: the last chunk, or a check of the length.
+    fn end_body(&mut self, st: &mut Sending) -> Result<(), End> {
+        match st.framing {
+            encode::Framing::Chunked => encode::last_chunk(self.out.buf(), st.trailers.as_ref()),
+            encode::Framing::Length(n) if st.sent < n => {
+                let e = io::Error::other("shorter than its Content-Length");
+                return Err(End::Io("response body", e));
+            }
+            _ => {}
         }
         Ok(())
     }
@@ -437,6 +448,16 @@ where
         let _ = tokio::time::timeout(LINGER, linger).await;
         end
     }
+}
+
+/// Where the writing of a response body stands.
+struct Sending {
+    framing: encode::Framing,
+    /// Body bytes so far.
+    sent: u64,
+    trailers: Option<http::HeaderMap>,
+    /// A large piece being written from where it is.
+    through: Option<Bytes>,
 }
 
 /// The write half and the bytes queued for it.
