@@ -5,9 +5,6 @@ mod cli;
 mod config;
 mod tls;
 
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::process::ExitCode;
