@@ -105,9 +105,75 @@ pub fn host_of(value: &str) -> String {
     host.to_owned()
 }
 
+/// Whether a `Host` field value is `uri-host [ ":" port ]` (RFC 9110 §7.2, RFC 3986
+/// §3.2.2–§3.2.3), checked without allocating: an IP literal in brackets, or a
+/// reg-name of unreserved characters, sub-delims and percent-encodings; the port all
+/// digits. The empty value is allowed (RFC 9112 §3.2: a target without authority).
+pub fn is_valid_host(value: &str) -> bool {
+    let v = value.as_bytes();
+    let (host, rest) = match v.first() {
+        Some(b'[') => match v.iter().position(|&b| b == b']') {
+            Some(end) => v.split_at(end + 1),
+            None => return false,
+        },
+        _ => v.split_at(v.iter().position(|&b| b == b':').unwrap_or(v.len())),
+    };
+    let port_ok = match rest {
+        [] => true,
+        [b':', digits @ ..] => digits.iter().all(u8::is_ascii_digit),
+        _ => false,
+    };
+    let unreserved_or_sub = |b: u8| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(&b);
+    let host_ok = match host {
+        [b'[', inner @ .., b']'] => {
+            !inner.is_empty() && inner.iter().all(|&b| unreserved_or_sub(b) || b == b':')
+        }
+        _ => host.iter().enumerate().all(|(i, &b)| {
+            unreserved_or_sub(b)
+                || (b == b'%'
+                    && host.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                    && host.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+                || (i >= 1 && host[i - 1] == b'%' && b.is_ascii_hexdigit())
+                || (i >= 2 && host[i - 2] == b'%' && b.is_ascii_hexdigit())
+        }),
+    };
+    host_ok && port_ok
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_field_values() {
+        // RFC 9110 §7.2: Host = uri-host [ ":" port ]; RFC 3986 §3.2.2 host forms.
+        let table = [
+            ("a.test", true),
+            ("a.test:8080", true),
+            ("a.test:", true), // port = *DIGIT
+            ("", true),
+            ("127.0.0.1:80", true),
+            ("[::1]", true),
+            ("[::1]:8443", true),
+            ("[v1.fe80::a+en1]", true),
+            ("xn--bcher-kva.test", true),
+            ("a%20b", true),
+            ("a b", false),
+            ("a%2", false),
+            ("a%zz", false),
+            ("user@a.test", false),
+            ("a.test:80x", false),
+            ("a.test:80:90", false),
+            ("[::1", false),
+            ("[]", false),
+            ("[::1]x", false),
+            ("a/b", false),
+            ("a\\b", false),
+        ];
+        for (value, want) in table {
+            assert_eq!(is_valid_host(value), want, "{value:?}");
+        }
+    }
 
     fn router() -> Router {
         let mut r = Router::default();

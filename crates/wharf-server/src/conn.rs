@@ -378,7 +378,7 @@ fn check_head<B, T>(req: &Request<B>, max_uri_len: usize) -> Option<Response<Res
         let Ok(h) = host.to_str() else {
             return Some(bad_host());
         };
-        if h.parse::<http::uri::Authority>().is_err() && !h.is_empty() {
+        if !wharf_http::host::is_valid_host(h) {
             return Some(bad_host());
         }
         // RFC 9113 §8.3.1: a Host that differs from :authority makes the request malformed.
