@@ -20,6 +20,7 @@
 //! - `watchdog`: idle, header-read and send timeouts measured on the socket itself.
 //! - [`access_log`]: one line per request, written when the response body ends.
 //! - [`shutdown`]: one token every task watches, and a tracker the binary waits on.
+//! - [`upgrade`]: HTTP/1.1 protocol upgrades (101), for WebSocket.
 //!
 //! Not here: certificates (`wharf-tls`), file access, configuration files.
 
@@ -33,7 +34,25 @@ pub mod listener;
 mod service;
 pub mod shutdown;
 mod socket;
+pub mod upgrade;
 mod watchdog;
+
+/// Entry points for the cargo-fuzz targets in `fuzz/`; only under `cfg(fuzzing)`, so
+/// the parsers stay private.
+#[cfg(fuzzing)]
+pub mod fuzz {
+    /// Parses `data` as an HTTP/1.1 request head; a head found must not depend on
+    /// the bytes after it. Panics on a broken property.
+    pub fn h1_head(data: &[u8]) {
+        crate::h1::fuzz_head(data)
+    }
+
+    /// Decodes `data` as a chunked body; what the decoder reports must stay within
+    /// its input. Panics on a broken property.
+    pub fn h1_chunked(data: &[u8]) {
+        crate::h1::fuzz_chunked(data)
+    }
+}
 
 pub use access_log::{AccessLog, LogFormat};
 pub use conn::Mode;

@@ -112,6 +112,19 @@ pub(crate) fn head(
     out.extend_from_slice(b"\r\n");
 }
 
+/// A `101 Switching Protocols` head (RFC 9110 §15.2.2): the service's fields as they
+/// are (`Upgrade`, `Connection: upgrade`), and `Date`; nothing about a body.
+pub(crate) fn switching(out: &mut Vec<u8>, fields: &HeaderMap) {
+    out.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\n");
+    for (name, value) in fields {
+        field(out, name.as_str().as_bytes(), value.as_bytes());
+    }
+    if !fields.contains_key(DATE) {
+        DATE_CACHE.with(|d| field(out, b"date", d.borrow_mut().now()));
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
 /// A `103 Early Hints` head (RFC 8297).
 pub(crate) fn early_hints(out: &mut Vec<u8>, fields: &HeaderMap) {
     out.extend_from_slice(b"HTTP/1.1 103 Early Hints\r\n");

@@ -19,6 +19,8 @@
 //!   wait. Timeouts are the `Watchdog`'s; graceful shutdown closes an idle connection
 //!   at once and lets a busy one finish its response with `Connection: close`.
 
+#[cfg(test)]
+mod arbitrary;
 mod chunked;
 mod encode;
 mod head;
@@ -42,7 +44,11 @@ use wharf_http::interim::EarlyHints;
 
 use crate::conn::ConnCtx;
 use crate::watchdog::{Alarm, Expiry, Watchdog};
-use crate::{RequestBody, Service, Shutdown};
+use crate::{upgrade, RequestBody, Service, Shutdown};
+#[cfg(fuzzing)]
+pub(crate) use chunked::fuzz as fuzz_chunked;
+#[cfg(fuzzing)]
+pub(crate) use head::fuzz as fuzz_head;
 pub(crate) use reader::Incoming;
 use reader::{lock, Reader};
 
@@ -92,36 +98,39 @@ pub(crate) async fn serve<S, R, W>(
         ctx,
         flags: &flags,
     };
-    let run = conn.run();
-    tokio::pin!(run);
-    // Polled on every wake-up: each costs an atomic load unless it fired.
-    let mut alarm = Alarm::new(&dog);
-    let stop = shutdown.triggered();
-    tokio::pin!(stop);
-    let mut stop_registered = false;
-    let end = poll_fn(|cx| {
-        if !flags.draining.load(Ordering::Relaxed) {
-            let stopped = if stop_registered {
-                shutdown.is_triggered()
-            } else {
-                stop_registered = true;
-                stop.as_mut().poll(cx).is_ready()
-            };
-            if stopped {
-                flags.draining.store(true, Ordering::Relaxed);
-                if flags.idle.load(Ordering::Relaxed) {
-                    return Poll::Ready(End::Done);
+    let end = {
+        let run = conn.run();
+        tokio::pin!(run);
+        // Polled on every wake-up: each costs an atomic load unless it fired.
+        let mut alarm = Alarm::new(&dog);
+        let stop = shutdown.triggered();
+        tokio::pin!(stop);
+        let mut stop_registered = false;
+        poll_fn(|cx| {
+            if !flags.draining.load(Ordering::Relaxed) {
+                let stopped = if stop_registered {
+                    shutdown.is_triggered()
+                } else {
+                    stop_registered = true;
+                    stop.as_mut().poll(cx).is_ready()
+                };
+                if stopped {
+                    flags.draining.store(true, Ordering::Relaxed);
+                    if flags.idle.load(Ordering::Relaxed) {
+                        return Poll::Ready(End::Done);
+                    }
                 }
             }
-        }
-        if let Poll::Ready(expiry) = alarm.poll(&dog, cx) {
-            return Poll::Ready(End::Timeout(expiry));
-        }
-        run.as_mut().poll(cx)
-    })
-    .await;
+            if let Poll::Ready(expiry) = alarm.poll(&dog, cx) {
+                return Poll::Ready(End::Timeout(expiry));
+            }
+            run.as_mut().poll(cx)
+        })
+        .await
+    };
     match end {
         End::Done => {}
+        End::Upgrade(pending) => upgrade(conn, pending).await,
         End::Refused(status, reason) => {
             tracing::debug!(%peer, %status, reason, "request refused; connection closed")
         }
@@ -139,9 +148,33 @@ struct Flags {
     draining: AtomicBool,
 }
 
+/// Hands the connection to the service that answered 101, and waits until it is
+/// done with it (so the connection still counts, and shutdown waits for it).
+async fn upgrade<S, R, W>(conn: Conn<'_, S, R, W>, pending: upgrade::Pending)
+where
+    R: AsyncRead + Send + Unpin + 'static,
+    W: AsyncWrite + Send + Unpin + 'static,
+{
+    let peer = conn.ctx.info.peer;
+    let Conn { reader, out, .. } = conn;
+    let Ok(reader) = Arc::try_unwrap(reader) else {
+        return tracing::debug!(%peer, "upgrade refused: the request body is still held");
+    };
+    let (read, buffered) = reader
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .into_parts();
+    let (upgraded, closed) = upgrade::Upgraded::new(buffered, Box::new(read), Box::new(out.io));
+    if pending.fulfil(upgraded) {
+        let _ = closed.await;
+    }
+}
+
 /// Why a connection ended.
 enum End {
     Done,
+    /// The service answered 101: the connection is its now.
+    Upgrade(upgrade::Pending),
     Refused(StatusCode, &'static str),
     Io(&'static str, io::Error),
     Timeout(Expiry),
@@ -176,6 +209,7 @@ where
             match exchange.await {
                 Ok(true) => {}
                 Ok(false) => return self.close(End::Done, true).await,
+                Err(end @ End::Upgrade(_)) => return end,
                 // What was answered still goes out (a write error ends at once).
                 Err(end) => return self.close(end, true).await,
             }
@@ -238,8 +272,18 @@ where
             keep_alive,
             expect_continue,
         } = head;
+        let mut parts = parts;
         let method = parts.method.clone();
         let version = parts.version;
+        // RFC 9110 §7.8: the client offers a protocol; the service may take it.
+        let upgrade = (version == Version::HTTP_11
+            && parts.headers.contains_key(http::header::UPGRADE)
+            && head::has_token(&parts.headers, CONNECTION, "upgrade"))
+        .then(|| {
+            let (pending, on_upgrade) = upgrade::pending();
+            parts.extensions.insert(on_upgrade);
+            pending
+        });
         let body = if framing == head::Framing::Empty {
             RequestBody::empty()
         } else {
@@ -269,6 +313,10 @@ where
         })
         .await?;
         let (parts, mut body) = res.into_parts();
+        if parts.status == StatusCode::SWITCHING_PROTOCOLS {
+            drop(body);
+            return self.switch(&parts.headers, upgrade).await;
+        }
         let exact = body.size_hint().exact();
         let framing = encode::framing(&method, version, parts.status, &parts.headers, exact);
         let keep = keep_alive
@@ -388,6 +436,24 @@ where
             _ => {}
         }
         Ok(())
+    }
+
+    /// Writes the 101 and ends HTTP on this connection: handed over when the client
+    /// asked for an upgrade, else closed (a 101 it did not ask for).
+    async fn switch(
+        &mut self,
+        fields: &http::HeaderMap,
+        upgrade: Option<upgrade::Pending>,
+    ) -> Result<bool, End> {
+        encode::switching(self.out.buf(), fields);
+        self.flush().await?;
+        match upgrade {
+            Some(pending) => Err(End::Upgrade(pending)),
+            None => {
+                tracing::debug!(peer = %self.ctx.info.peer, "101 without an upgrade request: closed");
+                Ok(false)
+            }
+        }
     }
 
     /// Reads what is left of the request body so the next request can be read:
@@ -578,9 +644,80 @@ mod tests {
 
     /// A connection to the echo service; the client's end of it.
     fn echo_conn() -> DuplexStream {
+        conn_to(Echo)
+    }
+
+    /// Answers requests offering the `echo` protocol with 101, then echoes what the
+    /// client sends on the upgraded connection; others get 426.
+    struct Switch;
+
+    impl Service for Switch {
+        type Body = Back;
+        async fn call(&self, mut req: Request<RequestBody>) -> Response<Back> {
+            let Some(on_upgrade) = req.extensions_mut().remove::<upgrade::OnUpgrade>() else {
+                let mut res = Response::new(Back(Default::default()));
+                *res.status_mut() = StatusCode::UPGRADE_REQUIRED;
+                return res;
+            };
+            tokio::spawn(async move {
+                let mut io = on_upgrade.await.expect("upgraded");
+                let mut buf = [0u8; 64];
+                loop {
+                    let n = io.read(&mut buf).await.unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    io.write_all(&buf[..n]).await.unwrap();
+                }
+            });
+            let mut res = Response::new(Back(Default::default()));
+            *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+            let h = res.headers_mut();
+            h.insert(
+                http::header::UPGRADE,
+                http::HeaderValue::from_static("echo"),
+            );
+            h.insert(CONNECTION, http::HeaderValue::from_static("upgrade"));
+            res
+        }
+    }
+
+    #[tokio::test]
+    async fn a_101_hands_the_connection_to_the_service() {
+        let mut c = conn_to(Switch);
+        c.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            .await
+            .unwrap();
+        let res = read_until(&mut c, "\r\n\r\n").await;
+        assert!(
+            res.starts_with("HTTP/1.1 426 Upgrade Required\r\n"),
+            "{res}"
+        );
+        // RFC 9110 §7.8: bytes after the request are the new protocol's already.
+        c.write_all(
+            b"GET / HTTP/1.1\r\nHost: t\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\nearly",
+        )
+        .await
+        .unwrap();
+        let res = read_until(&mut c, "early").await;
+        assert!(
+            res.starts_with("HTTP/1.1 101 Switching Protocols\r\n"),
+            "{res}"
+        );
+        assert!(
+            res.contains("\r\nupgrade: echo\r\nconnection: upgrade\r\n"),
+            "{res}"
+        );
+        assert!(res.ends_with("\r\n\r\nearly"), "{res}");
+        c.write_all(b"more").await.unwrap();
+        assert_eq!(read_until(&mut c, "more").await, "more");
+    }
+
+    /// A connection to `service`; the client's end of it.
+    fn conn_to<S: Service>(service: S) -> DuplexStream {
         let (client, server) = tokio::io::duplex(1 << 20);
         let shared = Arc::new(Shared {
-            service: Arc::new(Echo),
+            service: Arc::new(service),
             limits: Limits::default(),
             http: Http::default(),
             log: AccessLog {

@@ -163,6 +163,13 @@ impl<R: AsyncRead + Unpin> Reader<R> {
         }
     }
 
+    /// The socket's read half and the bytes read but not consumed (an upgrade).
+    pub(crate) fn into_parts(mut self) -> (R, Bytes) {
+        let rest = Bytes::copy_from_slice(self.data());
+        self.release();
+        (self.io, rest)
+    }
+
     /// Sets up the body of a request whose head was just consumed.
     pub(crate) fn start_body(&mut self, framing: Framing, expect_continue: bool) {
         self.detached = false;
