@@ -212,6 +212,22 @@ fn hex(b: u8) -> Option<u8> {
     }
 }
 
+/// The fuzz target's property: decoding any bytes stays within them.
+#[cfg(fuzzing)]
+pub(crate) fn fuzz(data: &[u8]) {
+    let mut d = Decoder::new(1024);
+    let mut at = 0;
+    while at < data.len() && !d.is_done() {
+        match d.decode(&data[at..]) {
+            Ok(out) if out.used > 0 => {
+                assert!(out.data.end <= out.used && at + out.used <= data.len());
+                at += out.used;
+            }
+            _ => break,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -297,5 +313,103 @@ mod tests {
         let out = d.decode(input).unwrap();
         assert!(d.is_done());
         assert_eq!(&input[out.used..], b"GET / HTTP/1.1\r\n");
+    }
+
+    use crate::h1::arbitrary::{Rng, TCHAR, VCHAR};
+
+    /// `data` in the chunked coding: random chunk sizes, extensions and a trailer
+    /// section; returns the encoding and the raw trailer the decoder should keep.
+    fn encode(rng: &mut Rng, data: &[u8]) -> (Vec<u8>, Vec<u8>) {
+        let mut out = Vec::new();
+        let mut rest = data;
+        while !rest.is_empty() {
+            let n = 1 + rng.below(rest.len().min(300));
+            let size = if rng.below(2) == 0 {
+                format!("{n:x}")
+            } else {
+                format!("{n:X}")
+            };
+            out.extend_from_slice(size.as_bytes());
+            if rng.below(4) == 0 {
+                out.extend_from_slice(b";ext=");
+                let len = rng.below(10);
+                out.extend_from_slice(&rng.string(TCHAR, len));
+            }
+            out.extend_from_slice(b"\r\n");
+            out.extend_from_slice(&rest[..n]);
+            out.extend_from_slice(b"\r\n");
+            rest = &rest[n..];
+        }
+        out.extend_from_slice(b"0\r\n");
+        let mut trailer = Vec::new();
+        for _ in 0..rng.below(3) {
+            let name_len = 1 + rng.below(8);
+            trailer.extend_from_slice(&rng.string(TCHAR, name_len));
+            trailer.extend_from_slice(b": ");
+            let value_len = rng.below(12);
+            trailer.extend_from_slice(rng.string(VCHAR, value_len).trim_ascii());
+            trailer.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(&trailer);
+        out.extend_from_slice(b"\r\n");
+        (out, trailer)
+    }
+
+    #[test]
+    fn property_any_chunking_in_any_pieces_decodes_to_the_data() {
+        for seed in 0..3000 {
+            let mut rng = Rng::new(seed);
+            let len = rng.below(2000);
+            let data = rng.noise(len);
+            let (mut wire, trailer) = encode(&mut rng, &data);
+            let after = b"GET / HTTP/1.1\r\n";
+            wire.extend_from_slice(after);
+            let mut d = Decoder::new(1024);
+            let (mut got, mut pending, mut left) = (Vec::new(), Vec::new(), &wire[..]);
+            for n in rng.pieces(wire.len()) {
+                let (piece, rest) = left.split_at(n);
+                left = rest;
+                pending.extend_from_slice(piece);
+                while !pending.is_empty() && !d.is_done() {
+                    let out = d
+                        .decode(&pending)
+                        .unwrap_or_else(|e| panic!("seed {seed}: {e:?}"));
+                    assert!(out.data.end <= out.used, "seed {seed}");
+                    got.extend_from_slice(&pending[out.data]);
+                    pending.drain(..out.used);
+                }
+            }
+            assert!(d.is_done(), "seed {seed}");
+            assert_eq!(got, data, "seed {seed}");
+            assert_eq!(d.take_trailer(), trailer, "seed {seed}");
+            assert_eq!(
+                pending, after,
+                "seed {seed}: bytes after the body are left alone"
+            );
+        }
+    }
+
+    #[test]
+    fn property_arbitrary_bytes_never_panic_and_stay_in_bounds() {
+        for seed in 0..20000 {
+            let mut rng = Rng::new(seed);
+            let len = rng.below(300);
+            let input = rng.noise(len);
+            let mut d = Decoder::new(64);
+            let mut at = 0;
+            while at < input.len() && !d.is_done() {
+                match d.decode(&input[at..]) {
+                    Ok(out) => {
+                        assert!(out.data.end <= out.used, "seed {seed}");
+                        assert!(at + out.used <= input.len(), "seed {seed}");
+                        if out.used == 0 {
+                            break;
+                        }
+                        at += out.used;
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
     }
 }

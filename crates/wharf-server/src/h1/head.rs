@@ -305,6 +305,20 @@ fn expect_continue(h: &HeaderMap, version: Version) -> Result<bool, Reject> {
     Ok(version == Version::HTTP_11)
 }
 
+/// The fuzz target's property: a head found does not depend on what follows it.
+#[cfg(fuzzing)]
+pub(crate) fn fuzz(data: &[u8]) {
+    let limits = HeadLimits {
+        max_uri_len: 8192,
+        max_header_bytes: 16384,
+        max_headers: 100,
+    };
+    if let Ok(Parsed::Head(_, len)) = parse(data, &limits) {
+        assert!(len <= data.len());
+        assert!(matches!(parse(&data[..len], &limits), Ok(Parsed::Head(_, l)) if l == len));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -480,5 +494,144 @@ mod tests {
         assert_eq!(h.parts.version, Version::HTTP_11);
         let a: Vec<_> = h.parts.headers.get_all("a").iter().collect();
         assert_eq!(a, ["1", "2"]);
+    }
+
+    use crate::h1::arbitrary::{Rng, PCHAR, TCHAR, VCHAR};
+
+    const ROOMY: HeadLimits = HeadLimits {
+        max_uri_len: 8192,
+        max_header_bytes: 16384,
+        max_headers: 100,
+    };
+
+    /// A well-formed request head and what it holds.
+    fn valid_head(rng: &mut Rng) -> (Vec<u8>, Method, String, Version, Vec<(String, String)>) {
+        let method = rng
+            .pick(&["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS"])
+            .to_string();
+        let target_len = rng.below(60);
+        let target = format!(
+            "/{}",
+            String::from_utf8(rng.string(PCHAR, target_len)).unwrap()
+        );
+        let version = if rng.below(4) == 0 {
+            Version::HTTP_10
+        } else {
+            Version::HTTP_11
+        };
+        let mut fields = Vec::new();
+        for _ in 0..rng.below(12) {
+            let name_len = 1 + rng.below(20);
+            let name = String::from_utf8(rng.string(TCHAR, name_len)).unwrap();
+            if [
+                "content-length",
+                "transfer-encoding",
+                "expect",
+                "connection",
+            ]
+            .contains(&name.to_ascii_lowercase().as_str())
+            {
+                continue;
+            }
+            let value_len = rng.below(40);
+            let value = String::from_utf8(rng.string(VCHAR, value_len)).unwrap();
+            fields.push((name, value.trim().to_owned()));
+        }
+        let mut text = format!(
+            "{}{method} {target} {}\r\n",
+            if rng.below(8) == 0 { "\r\n" } else { "" },
+            if version == Version::HTTP_10 {
+                "HTTP/1.0"
+            } else {
+                "HTTP/1.1"
+            }
+        );
+        for (n, v) in &fields {
+            let ows = if rng.below(3) == 0 { " \t" } else { " " };
+            text.push_str(&format!(
+                "{n}:{ows}{v}{}\r\n",
+                if rng.below(5) == 0 { " " } else { "" }
+            ));
+        }
+        text.push_str("\r\n");
+        let method = Method::from_bytes(method.as_bytes()).unwrap();
+        (text.into_bytes(), method, target, version, fields)
+    }
+
+    #[test]
+    fn property_valid_heads_parse_whole_and_never_fail_in_pieces() {
+        for seed in 0..3000 {
+            let mut rng = Rng::new(seed);
+            let (bytes, method, target, version, fields) = valid_head(&mut rng);
+            // Every proper prefix is "need more", never a refusal (incremental parsing).
+            for end in 0..bytes.len() {
+                assert!(
+                    matches!(parse(&bytes[..end], &ROOMY), Ok(Parsed::Partial)),
+                    "seed {seed}: prefix of {end} bytes"
+                );
+            }
+            // The whole head parses to what was written, whatever follows it.
+            let mut with_more = bytes.clone();
+            with_more.extend_from_slice(&rng.noise(20));
+            let Ok(Parsed::Head(h, len)) = parse(&with_more, &ROOMY) else {
+                panic!("seed {seed}: {:?}", String::from_utf8_lossy(&bytes));
+            };
+            assert_eq!(len, bytes.len(), "seed {seed}");
+            assert_eq!(h.parts.method, method, "seed {seed}");
+            assert_eq!(h.parts.uri, target.as_str(), "seed {seed}");
+            assert_eq!(h.parts.version, version, "seed {seed}");
+            let got: Vec<(String, String)> = h
+                .parts
+                .headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
+                .collect();
+            let mut want: Vec<(String, String)> = fields
+                .iter()
+                .map(|(n, v)| (n.to_ascii_lowercase(), v.clone()))
+                .collect();
+            let mut got_sorted = got.clone();
+            got_sorted.sort();
+            want.sort();
+            assert_eq!(got_sorted, want, "seed {seed}");
+            assert_eq!(h.framing, Framing::Empty, "seed {seed}");
+        }
+    }
+
+    #[test]
+    fn property_arbitrary_bytes_never_panic_and_heads_are_self_contained() {
+        for seed in 0..20000 {
+            let mut rng = Rng::new(seed);
+            let mut input = Vec::new();
+            if rng.below(2) == 0 {
+                input = valid_head(&mut rng).0;
+                // Damage it somewhere.
+                for _ in 0..1 + rng.below(3) {
+                    if input.is_empty() {
+                        break;
+                    }
+                    let at = rng.below(input.len());
+                    input[at] = rng.next() as u8;
+                }
+            }
+            let noise_len = rng.below(200);
+            input.extend_from_slice(&rng.noise(noise_len));
+            match parse(&input, &LIMITS) {
+                Ok(Parsed::Head(_, len)) => {
+                    assert!(len <= input.len(), "seed {seed}");
+                    assert!(
+                        matches!(parse(&input[..len], &LIMITS), Ok(Parsed::Head(_, l)) if l == len),
+                        "seed {seed}: a head does not depend on what follows it"
+                    );
+                }
+                Ok(Parsed::Partial) => {
+                    assert!(input.len() <= LIMITS.max_header_bytes, "seed {seed}")
+                }
+                Err(r) => assert!(
+                    r.status.is_client_error() || r.status.is_server_error(),
+                    "seed {seed}"
+                ),
+            }
+        }
     }
 }
