@@ -25,7 +25,7 @@ pub struct Limits {
     pub max_requests_per_connection: u64,
     /// Bytes of request line plus header section; beyond it, 431.
     pub max_header_bytes: usize,
-    /// Number of request header fields; beyond it, 431.
+    /// Number of request header fields (at most 256); beyond it, 431.
     pub max_headers: usize,
     /// Length of the request target; beyond it, 414.
     pub max_uri_len: usize,

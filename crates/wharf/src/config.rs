@@ -243,8 +243,8 @@ impl Config {
         if l.max_uri_len < 16 {
             return fail(&["limits", "max_uri_len"], "must be at least 16");
         }
-        if l.max_headers == 0 {
-            return fail(&["limits", "max_headers"], "must be at least 1");
+        if l.max_headers == 0 || l.max_headers > 256 {
+            return fail(&["limits", "max_headers"], "must be between 1 and 256");
         }
         if self.file_cache.max_file > self.file_cache.max_total {
             return fail(
@@ -411,6 +411,7 @@ mod tests {
             ("[[site]]\nroot = \".\"\n[site.tls]\nhsts = \"includeSubDomains\"\n", &["line 4", "max-age"]),
             ("[limits]\nmax_connections = 0\n", &["line 2", "limits.max_connections"]),
             ("[limits]\nmax_uri_len = 0\n", &["line 2", "limits.max_uri_len"]),
+            ("[limits]\nmax_headers = 257\n", &["line 2", "limits.max_headers", "256"]),
             ("[limits]\n\nmax_header_bytes = 10\n", &["line 3", "limits.max_header_bytes"]),
             ("[file_cache]\nmax_total = 10\n", &["line 1", "file_cache.max_file"]),
             ("shutdown_grace = \"0s\"\n", &["line 1", "shutdown_grace"]),
