@@ -72,7 +72,7 @@ impl Body for RequestBody {
     ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         match &mut self.get_mut().0 {
             Kind::Empty => Poll::Ready(None),
-            Kind::H1(b) => b.0.poll_frame(cx),
+            Kind::H1(b) => b.poll_frame(cx),
             Kind::H2(b) => {
                 if let Some(data) = ready!(b.poll_data(cx)) {
                     let data = data.map_err(io::Error::other)?;
@@ -92,7 +92,7 @@ impl Body for RequestBody {
     fn is_end_stream(&self) -> bool {
         match &self.0 {
             Kind::Empty => true,
-            Kind::H1(b) => b.0.is_end_stream(),
+            Kind::H1(b) => b.is_end_stream(),
             Kind::H2(b) => b.is_end_stream(),
             Kind::H3(_) => false,
         }
@@ -101,7 +101,7 @@ impl Body for RequestBody {
     fn size_hint(&self) -> SizeHint {
         match &self.0 {
             Kind::Empty => SizeHint::with_exact(0),
-            Kind::H1(b) => b.0.size_hint(),
+            Kind::H1(b) => b.size_hint(),
             Kind::H2(_) | Kind::H3(_) => SizeHint::default(),
         }
     }

@@ -26,6 +26,8 @@ const UNSET: u64 = u64::MAX;
 pub(crate) enum Expiry {
     Idle,
     HeaderRead,
+    /// A request body stopped arriving for as long as a head may take.
+    BodyRead,
     Send,
     /// The client flooded the connection (see `h2::flood`).
     Abuse,
@@ -41,6 +43,8 @@ pub(crate) struct Watchdog {
     head_since: AtomicU64,
     /// Millis since `epoch` when a write first returned Pending, or UNSET.
     blocked_since: AtomicU64,
+    /// Millis since `epoch` when a read of a request body first found nothing, or UNSET.
+    body_since: AtomicU64,
     head_seen: AtomicBool,
     /// Set when the client is to be cut off; its further bytes are not read.
     abused: AtomicBool,
@@ -61,6 +65,7 @@ impl Watchdog {
             idle_since: AtomicU64::new(0),
             head_since: AtomicU64::new(UNSET),
             blocked_since: AtomicU64::new(UNSET),
+            body_since: AtomicU64::new(UNSET),
             head_seen: AtomicBool::new(false),
             abused: AtomicBool::new(false),
             abuse: std::sync::OnceLock::new(),
@@ -84,6 +89,27 @@ impl Watchdog {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         self.head_since.store(UNSET, Ordering::Release);
         self.head_seen.store(false, Ordering::Release);
+    }
+
+    /// A read of a request body found nothing yet (`true`) or got bytes (`false`).
+    pub(crate) fn body_waiting(&self, waiting: bool) {
+        let since = self.body_since.load(Ordering::Relaxed);
+        if waiting && since == UNSET {
+            self.body_since.store(self.now_ms(), Ordering::Relaxed);
+        } else if !waiting && since != UNSET {
+            self.body_since.store(UNSET, Ordering::Relaxed);
+        }
+    }
+
+    /// What is left of a request body was read and dropped after its response: the
+    /// bytes that did it began no request head.
+    pub(crate) fn body_discarded(&self) {
+        self.body_since.store(UNSET, Ordering::Relaxed);
+        if self.in_flight.load(Ordering::Acquire) == 0 {
+            self.head_since.store(UNSET, Ordering::Release);
+            self.head_seen.store(false, Ordering::Release);
+            self.idle_since.store(self.now_ms(), Ordering::Release);
+        }
     }
 
     /// A response finished (or was abandoned).
@@ -134,6 +160,10 @@ impl Watchdog {
         let blocked = self.blocked_since.load(Ordering::Acquire);
         if blocked != UNSET {
             return (self.at(blocked) + self.send, Expiry::Send);
+        }
+        let body = self.body_since.load(Ordering::Acquire);
+        if body != UNSET {
+            return (self.at(body) + self.header, Expiry::BodyRead);
         }
         if self.in_flight.load(Ordering::Acquire) > 0 {
             // The service is working; its own limits apply. Re-check later.
@@ -337,6 +367,29 @@ pub(crate) mod tests {
         let kind = std::future::poll_fn(|cx| alarm.poll(&d, cx)).await;
         assert_eq!(kind, Expiry::HeaderRead);
         assert_eq!(start.elapsed().as_secs(), 10);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_request_body_expires_after_the_header_timeout() {
+        let d = dog();
+        d.request_started(); // the service reads the body
+        tokio::time::advance(Duration::from_secs(30)).await;
+        d.body_waiting(true);
+        let start = Instant::now();
+        assert_eq!(d.expired().await, Expiry::BodyRead);
+        assert_eq!(start.elapsed().as_secs(), 10);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_discarded_body_leaves_the_connection_idle_not_mid_head() {
+        let d = dog();
+        d.request_started();
+        d.request_finished();
+        d.on_read(); // bytes of the unread body, read to be dropped
+        d.body_discarded();
+        let start = Instant::now();
+        assert_eq!(d.expired().await, Expiry::Idle);
+        assert_eq!(start.elapsed().as_secs(), 60);
     }
 
     #[tokio::test(start_paused = true)]

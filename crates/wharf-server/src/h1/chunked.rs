@@ -23,6 +23,8 @@ enum State {
     Size {
         digits: u8,
     },
+    /// Whitespace after the size: an extension must follow (BWS ";").
+    SizeWs,
     /// After the size: extensions (ignored) up to the line's end.
     Ext,
     /// The LF of a chunk line.
@@ -103,19 +105,25 @@ impl Decoder {
                     }
                     Some(_) => return Err(BadChunk("chunk size too large")),
                     None if digits == 0 => return Err(BadChunk("chunk size expected")),
-                    // §7.1.1: extensions start with BWS ";"; nothing else may follow.
-                    None if !matches!(b, b';' | b' ' | b'\t' | b'\r' | b'\n') => {
-                        return Err(BadChunk("invalid chunk size"))
-                    }
-                    None => {
-                        self.state = State::Ext;
-                        continue;
-                    }
+                    // §7.1: chunk-size [ chunk-ext ] CRLF, and (§7.1.1) an extension
+                    // starts with BWS ";". Strict: a front end that read these lines
+                    // differently could be made to disagree on where the body ends.
+                    None => match b {
+                        b';' => self.state = State::Ext,
+                        b' ' | b'\t' => self.state = State::SizeWs,
+                        b'\r' => self.state = State::SizeLf,
+                        _ => return Err(BadChunk("invalid chunk size")),
+                    },
+                },
+                State::SizeWs => match b {
+                    b' ' | b'\t' => {}
+                    b';' => self.state = State::Ext,
+                    _ => return Err(BadChunk("invalid chunk size")),
                 },
                 State::Ext => match b {
                     b'\r' => self.state = State::SizeLf,
-                    b'\n' => self.chunk_line_done(),
-                    _ => {}
+                    b'\t' | b' '..=b'~' | 0x80.. => {}
+                    _ => return Err(BadChunk("invalid chunk extension")),
                 },
                 State::SizeLf if b == b'\n' => self.chunk_line_done(),
                 State::SizeLf => return Err(BadChunk("CR without LF in chunk line")),
@@ -131,7 +139,7 @@ impl Decoder {
                     });
                 }
                 State::DataCr if b == b'\r' => self.state = State::DataLf,
-                State::DataCr | State::DataLf if b == b'\n' => self.next_chunk(),
+                State::DataLf if b == b'\n' => self.next_chunk(),
                 State::DataCr | State::DataLf => {
                     return Err(BadChunk("chunk data not followed by CRLF"))
                 }
@@ -159,7 +167,10 @@ impl Decoder {
                 State::TrailerLf { .. } => return Err(BadChunk("CR without LF in trailer")),
                 State::Done => break,
             }
-            if matches!(self.state, State::Size { .. } | State::Ext | State::SizeLf) {
+            if matches!(
+                self.state,
+                State::Size { .. } | State::SizeWs | State::Ext | State::SizeLf
+            ) {
                 self.line += 1;
                 if self.line > MAX_LINE {
                     return Err(BadChunk("chunk line too long"));
@@ -269,13 +280,20 @@ mod tests {
             ("5;name=val;x\r\nhello\r\n0;y\r\n\r\n", Ok(("hello", ""))),
             // §7.1.2 trailer section
             ("1\r\nx\r\n0\r\nA: b\r\nC: d\r\n\r\n", Ok(("x", "A: b\r\nC: d\r\n"))),
-            // bare LF line ends (RFC 9112 §2.2)
-            ("1\nx\n0\n\n", Ok(("x", ""))),
+            // §7.1: chunk lines and data end in CRLF; a bare LF is refused
+            ("1\nx\r\n0\r\n\r\n", Err("invalid chunk size")),
+            ("1\r\nx\n0\r\n\r\n", Err("chunk data not followed by CRLF")),
+            ("1;a\nx\r\n0\r\n\r\n", Err("invalid chunk extension")),
+            ("1;a\0\r\nx\r\n0\r\n\r\n", Err("invalid chunk extension")),
+            ("5 x\r\nhello\r\n0\r\n\r\n", Err("invalid chunk size")),
+            // trailer fields, like header fields, may end in a bare LF (RFC 9112 §2.2)
+            ("1\r\nx\r\n0\r\nA: b\n\n", Ok(("x", "A: b\r\n"))),
             ("\r\n", Err("chunk size expected")),
             ("x\r\n", Err("chunk size expected")),
             ("5x\r\nhello\r\n0\r\n\r\n", Err("invalid chunk size")),
             ("5 ;a\r\nhello\r\n0\r\n\r\n", Ok(("hello", ""))),
             ("1\rx", Err("CR without LF in chunk line")),
+            ("1\r\nx\r\r", Err("chunk data not followed by CRLF")),
             ("1\r\nxy", Err("chunk data not followed by CRLF")),
             ("11111111111111111\r\n", Err("chunk size too large")),
             ("0\r\nA: b\r\n", Err("incomplete")),

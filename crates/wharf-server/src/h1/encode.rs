@@ -42,15 +42,21 @@ pub(crate) fn framing(
     if bodiless {
         return Framing::None;
     }
-    let declared = fields
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok());
+    let declared = declared_length(fields);
     match (declared.or(exact), version) {
         (Some(n), _) => Framing::Length(n),
         (None, Version::HTTP_11) => Framing::Chunked,
         (None, _) => Framing::Close,
     }
+}
+
+/// The service's `Content-Length`, if it is one number (`1*DIGIT`, RFC 9110 §8.6).
+fn declared_length(fields: &HeaderMap) -> Option<u64> {
+    let v = fields.get(CONTENT_LENGTH)?.as_bytes();
+    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(v).ok()?.parse().ok()
 }
 
 /// Writes the response head into `out`. `keep_alive` says whether the connection
@@ -72,19 +78,33 @@ pub(crate) fn head(
     out.push(b' ');
     out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
+    // The service's Content-Length goes out only where it frames this body, or
+    // (bodiless responses: HEAD, 304) says what a GET would get; never beside chunked
+    // (RFC 9112 §6.1) and never malformed.
+    let declared = declared_length(fields);
+    let keep_declared = declared.is_some()
+        && match framing {
+            Framing::Length(n) => declared == Some(n),
+            Framing::None => status != StatusCode::NO_CONTENT,
+            Framing::Chunked | Framing::Close => false,
+        };
     for (name, value) in fields {
         // wharf frames the body and manages persistence itself.
-        if name == TRANSFER_ENCODING || name == CONNECTION {
+        if name == TRANSFER_ENCODING
+            || name == CONNECTION
+            || (name == CONTENT_LENGTH && !keep_declared)
+        {
             continue;
         }
         field(out, name.as_str().as_bytes(), value.as_bytes());
     }
-    if !fields.contains_key(CONTENT_LENGTH) {
+    if !keep_declared {
         let length = match framing {
             Framing::Length(n) => Some(n),
-            // RFC 9110 §8.6: a HEAD response may carry the length a GET would have.
+            // RFC 9110 §8.6: a HEAD response may carry the length a GET would have
+            // (an empty stand-in body says nothing of it).
             Framing::None if !status.is_informational() && status != StatusCode::NO_CONTENT => {
-                exact.filter(|_| status != StatusCode::NOT_MODIFIED)
+                exact.filter(|&n| status != StatusCode::NOT_MODIFIED && n > 0)
             }
             _ => None,
         };
@@ -278,6 +298,43 @@ mod tests {
             ),
             "HTTP/1.1 304 Not Modified\r\ndate: x\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn service_lengths_never_contradict_the_framing() {
+        // RFC 9112 §6.1, RFC 9110 §8.6: (declared, framing, content-length written)
+        let table: &[(&str, Framing, Option<&str>)] = &[
+            ("5", Framing::Length(5), Some("5")),
+            ("5, 5", Framing::Chunked, None),
+            ("+5", Framing::Chunked, None),
+            ("abc", Framing::Close, None),
+            ("5", Framing::Chunked, None),
+            ("7", Framing::None, Some("7")), // HEAD: what a GET would get
+        ];
+        for (declared, framing, want) in table {
+            let mut fields = HeaderMap::new();
+            fields.insert(CONTENT_LENGTH, http::HeaderValue::from_static(declared));
+            let mut out = Vec::new();
+            head(
+                &mut out,
+                StatusCode::OK,
+                Version::HTTP_11,
+                &fields,
+                *framing,
+                None,
+                true,
+            );
+            let text = String::from_utf8(out).unwrap();
+            let lengths: Vec<&str> = text
+                .lines()
+                .filter_map(|l| l.strip_prefix("content-length: "))
+                .collect();
+            assert_eq!(
+                lengths,
+                want.iter().copied().collect::<Vec<_>>(),
+                "{declared} {framing:?}"
+            );
+        }
     }
 
     #[test]

@@ -287,8 +287,11 @@ where
         let body = if framing == head::Framing::Empty {
             RequestBody::empty()
         } else {
-            lock(&self.reader).start_body(framing, expect_continue);
-            RequestBody::h1(Incoming(self.reader.clone()))
+            let generation = lock(&self.reader).start_body(framing, expect_continue);
+            RequestBody::h1(Incoming {
+                source: self.reader.clone(),
+                generation,
+            })
         };
         let ctx = self.ctx.clone();
         let call = async move { ctx.handle(Request::from_parts(parts, body)).await };
@@ -298,6 +301,7 @@ where
                 return Poll::Ready(Ok(res));
             }
             let mut r = lock(&self.reader);
+            r.watch_continue(cx);
             if r.wants_continue() {
                 self.out
                     .buf()
@@ -317,13 +321,23 @@ where
             drop(body);
             return self.switch(&parts.headers, upgrade).await;
         }
+        if parts.status.is_informational() {
+            // RFC 9110 §15.2: a 1xx is never the final answer; the service erred.
+            drop(body);
+            return Err(self.refuse(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "a 1xx status as the final response",
+            ));
+        }
         let exact = body.size_hint().exact();
         let framing = encode::framing(&method, version, parts.status, &parts.headers, exact);
         let keep = keep_alive
             && framing != encode::Framing::Close
             // The client holds its body back for a 100 that never came: it cannot
-            // tell where the next request would start.
+            // tell where the next request would start; nor is a long unread rest
+            // worth reading past (RFC 9112 §9.6: say so in this response).
             && !lock(&self.reader).awaits_continue()
+            && !lock(&self.reader).unread_over(DISCARD_LIMIT as u64)
             && !self.flags.draining.load(Ordering::Relaxed)
             && !head::has_token(&parts.headers, CONNECTION, "close");
         if self.ctx.shared.http.early_hints_http1 && version == Version::HTTP_11 {
@@ -341,6 +355,8 @@ where
             exact,
             keep,
         );
+        // The final head is out: no 100 can follow it (RFC 9110 §10.1.1).
+        lock(&self.reader).continue_too_late();
         if framing != encode::Framing::None {
             let mut st = Sending {
                 framing,
@@ -445,14 +461,30 @@ where
         fields: &http::HeaderMap,
         upgrade: Option<upgrade::Pending>,
     ) -> Result<bool, End> {
-        encode::switching(self.out.buf(), fields);
-        self.flush().await?;
-        match upgrade {
-            Some(pending) => Err(End::Upgrade(pending)),
-            None => {
-                tracing::debug!(peer = %self.ctx.info.peer, "101 without an upgrade request: closed");
-                Ok(false)
+        // RFC 9110 §7.8: the switch happens after the whole request, and only to a
+        // protocol the client offered; the connection must be free to hand over.
+        let why_not = {
+            let r = lock(&self.reader);
+            if upgrade.is_none() {
+                Some("101 to a request that offered no upgrade")
+            } else if !r.is_body_done() || r.awaits_continue() {
+                Some("101 before the request body was read")
+            } else if Arc::strong_count(&self.reader) > 1 {
+                Some("101 while the request body is still held")
+            } else {
+                None
             }
+        };
+        match (why_not, upgrade) {
+            (None, Some(pending)) => {
+                encode::switching(self.out.buf(), fields);
+                self.flush().await?;
+                Err(End::Upgrade(pending))
+            }
+            (why, _) => Err(self.refuse(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                why.unwrap_or("upgrade impossible"),
+            )),
         }
     }
 
@@ -475,7 +507,10 @@ where
         })
         .await;
         match drained {
-            Ok(done) => Ok(done),
+            Ok(done) => {
+                self.ctx.dog.body_discarded();
+                Ok(done)
+            }
             Err(e) => Err(End::Io("request body", e)),
         }
     }
@@ -711,6 +746,56 @@ mod tests {
         assert!(res.ends_with("\r\n\r\nearly"), "{res}");
         c.write_all(b"more").await.unwrap();
         assert_eq!(read_until(&mut c, "more").await, "more");
+    }
+
+    /// Reads each request's body in another task (as a proxy's upstream connection
+    /// would), then answers with it.
+    struct Elsewhere;
+
+    impl Service for Elsewhere {
+        type Body = Back;
+        async fn call(&self, req: Request<RequestBody>) -> Response<Back> {
+            let mut body = req.into_body();
+            let frames = tokio::spawn(async move {
+                let mut frames = std::collections::VecDeque::new();
+                while let Some(Ok(f)) = poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+                    frames.push_back(f);
+                }
+                frames
+            });
+            Response::new(Back(frames.await.unwrap()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_read_in_another_task_gets_its_100_continue() {
+        let mut c = conn_to(Elsewhere);
+        c.write_all(
+            b"PUT / HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            read_until(&mut c, "\r\n\r\n").await,
+            "HTTP/1.1 100 Continue\r\n\r\n"
+        );
+        c.write_all(b"ok").await.unwrap();
+        let res = read_until(&mut c, "0\r\n\r\n").await;
+        assert!(res.ends_with("2\r\nok\r\n0\r\n\r\n"), "{res}");
+    }
+
+    #[tokio::test]
+    async fn a_101_before_the_body_is_read_is_refused() {
+        let mut c = conn_to(Switch);
+        c.write_all(b"POST / HTTP/1.1\r\nHost: t\r\nUpgrade: echo\r\nConnection: upgrade\r\nContent-Length: 4\r\n\r\nabcd")
+            .await
+            .unwrap();
+        let res = read_until(&mut c, "never").await;
+        // RFC 9110 §7.8: the switch comes after the whole request; here it cannot.
+        assert!(
+            res.starts_with("HTTP/1.1 500 Internal Server Error\r\n"),
+            "{res}"
+        );
     }
 
     /// A connection to `service`; the client's end of it.

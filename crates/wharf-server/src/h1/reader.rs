@@ -60,6 +60,11 @@ pub(crate) struct Reader<R> {
     expect: Expect,
     /// The request's body was handed back by the connection: its reader is stale.
     detached: bool,
+    /// Counts requests: a body handle of an earlier request never reads a later one's.
+    generation: u64,
+    /// The connection's task, woken when a body (perhaps in another task) wants a
+    /// `100 Continue` sent.
+    conn_waker: Option<Waker>,
     /// Read buffers may grow to this for long heads.
     max_buf: usize,
     max_trailer: usize,
@@ -77,6 +82,8 @@ impl<R: AsyncRead + Unpin> Reader<R> {
             body: BodyState::Done,
             expect: Expect::No,
             detached: false,
+            generation: 0,
+            conn_waker: None,
             max_buf: (max_header_bytes + 1).max(pool::READ_BUF),
             max_trailer: max_header_bytes,
             dog,
@@ -171,8 +178,9 @@ impl<R: AsyncRead + Unpin> Reader<R> {
     }
 
     /// Sets up the body of a request whose head was just consumed.
-    pub(crate) fn start_body(&mut self, framing: Framing, expect_continue: bool) {
+    pub(crate) fn start_body(&mut self, framing: Framing, expect_continue: bool) -> u64 {
         self.detached = false;
+        self.generation += 1;
         self.body = match framing {
             Framing::Empty => BodyState::Done,
             Framing::Length(n) => BodyState::Length(n),
@@ -183,6 +191,28 @@ impl<R: AsyncRead + Unpin> Reader<R> {
         } else {
             Expect::No
         };
+        self.generation
+    }
+
+    /// The connection's task asks to be woken when a `100 Continue` is wanted.
+    pub(crate) fn watch_continue(&mut self, cx: &Context<'_>) {
+        if matches!(self.expect, Expect::Waiting)
+            && !self
+                .conn_waker
+                .as_ref()
+                .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            self.conn_waker = Some(cx.waker().clone());
+        }
+    }
+
+    /// The final response head went out: a `100 Continue` can no longer be sent, so
+    /// the body reads whatever the client sends (RFC 9110 §10.1.1: a client may send
+    /// its body without waiting).
+    pub(crate) fn continue_too_late(&mut self) {
+        if let Expect::Wanted(w) = std::mem::replace(&mut self.expect, Expect::No) {
+            w.wake();
+        }
     }
 
     fn body_done(&self) -> bool {
@@ -192,6 +222,16 @@ impl<R: AsyncRead + Unpin> Reader<R> {
     /// Whether the body asked for bytes the client holds back until `100 Continue`.
     pub(crate) fn wants_continue(&self) -> bool {
         matches!(self.expect, Expect::Wanted(_))
+    }
+
+    /// Whether more than `limit` bytes of the body are known to be unread.
+    pub(crate) fn unread_over(&self, limit: u64) -> bool {
+        matches!(self.body, BodyState::Length(n) if n > limit)
+    }
+
+    /// Whether the whole body has been read.
+    pub(crate) fn is_body_done(&self) -> bool {
+        self.body_done()
     }
 
     /// Whether the client still holds the body back, waiting for `100 Continue`.
@@ -211,6 +251,7 @@ impl<R: AsyncRead + Unpin> Reader<R> {
     /// still waits for a `100 Continue` that never came).
     pub(crate) fn detach(&mut self) -> bool {
         self.detached = true;
+        self.conn_waker = None;
         !self.awaits_continue()
     }
 
@@ -259,9 +300,15 @@ impl<R: AsyncRead + Unpin> Reader<R> {
             if let Expect::Waiting | Expect::Wanted(_) = self.expect {
                 // RFC 9110 §10.1.1: the client sends the body after `100 Continue`.
                 self.expect = Expect::Wanted(cx.waker().clone());
+                if let Some(conn) = self.conn_waker.take() {
+                    conn.wake();
+                }
                 return Poll::Pending;
             }
-            match ready!(self.poll_fill(cx)) {
+            let filled = self.poll_fill(cx);
+            // A client that stops sending its body is timed like one slow to send a head.
+            self.dog.body_waiting(filled.is_pending());
+            match ready!(filled) {
                 Ok(0) => {
                     return Poll::Ready(Some(Err(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
@@ -339,10 +386,15 @@ fn trailers(raw: &[u8]) -> io::Result<Option<HeaderMap>> {
 
 /// What the request body reads through: the connection's [`Reader`], whatever its
 /// socket type.
+/// Each call names the request (`generation`) whose body is wanted.
 pub(crate) trait Source: Send + Sync {
-    fn poll_frame(&self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Frame<Bytes>>>>;
-    fn is_end_stream(&self) -> bool;
-    fn size_hint(&self) -> SizeHint;
+    fn poll_frame(
+        &self,
+        generation: u64,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<io::Result<Frame<Bytes>>>>;
+    fn is_end_stream(&self, generation: u64) -> bool;
+    fn size_hint(&self, generation: u64) -> SizeHint;
 }
 
 /// Locks the reader; only this connection's task and its request body take it.
@@ -351,9 +403,13 @@ pub(crate) fn lock<R>(m: &Mutex<Reader<R>>) -> MutexGuard<'_, Reader<R>> {
 }
 
 impl<R: AsyncRead + Unpin + Send> Source for Mutex<Reader<R>> {
-    fn poll_frame(&self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Frame<Bytes>>>> {
+    fn poll_frame(
+        &self,
+        generation: u64,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<io::Result<Frame<Bytes>>>> {
         let mut r = lock(self);
-        if r.detached {
+        if r.detached || r.generation != generation {
             return Poll::Ready(Some(Err(io::Error::other(
                 "request body read after its response was sent",
             ))));
@@ -361,18 +417,44 @@ impl<R: AsyncRead + Unpin + Send> Source for Mutex<Reader<R>> {
         r.poll_body(cx)
     }
 
-    fn is_end_stream(&self) -> bool {
+    fn is_end_stream(&self, generation: u64) -> bool {
         let r = lock(self);
-        !r.detached && r.body_done()
+        !r.detached && r.generation == generation && r.body_done()
     }
 
-    fn size_hint(&self) -> SizeHint {
-        lock(self).size_hint()
+    fn size_hint(&self, generation: u64) -> SizeHint {
+        let r = lock(self);
+        if r.generation == generation {
+            r.size_hint()
+        } else {
+            SizeHint::default()
+        }
     }
 }
 
 /// The body of an HTTP/1.1 request, as services receive it (in `RequestBody`).
-pub(crate) struct Incoming(pub(crate) Arc<dyn Source>);
+pub(crate) struct Incoming {
+    pub(crate) source: Arc<dyn Source>,
+    /// The request it belongs to.
+    pub(crate) generation: u64,
+}
+
+impl Incoming {
+    pub(crate) fn poll_frame(
+        &self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<io::Result<Frame<Bytes>>>> {
+        self.source.poll_frame(self.generation, cx)
+    }
+
+    pub(crate) fn is_end_stream(&self) -> bool {
+        self.source.is_end_stream(self.generation)
+    }
+
+    pub(crate) fn size_hint(&self) -> SizeHint {
+        self.source.size_hint(self.generation)
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -452,6 +534,30 @@ mod tests {
         assert_eq!(r.data(), b"GET");
         r.consume(3);
         assert_eq!(r.buf.capacity(), 0, "consumed bytes free the buffer");
+    }
+
+    #[tokio::test]
+    async fn a_body_handle_never_reads_a_later_requests_body() {
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let reader = Arc::new(Mutex::new(Reader::new(server, b"", 1024, dog())));
+        let first = lock(&reader).start_body(Framing::Length(2), false);
+        client.write_all(b"aaBBBBB").await.unwrap();
+        let source: Arc<dyn Source> = reader.clone();
+        let f = poll_fn(|cx| source.poll_frame(first, cx))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(f.data_ref().unwrap(), &b"aa"[..]);
+        // The next request on the connection, with its own body.
+        lock(&reader).detach();
+        let second = lock(&reader).start_body(Framing::Length(5), false);
+        let stale = poll_fn(|cx| source.poll_frame(first, cx)).await.unwrap();
+        assert!(stale.is_err(), "the first request's handle is stale");
+        let f = poll_fn(|cx| source.poll_frame(second, cx))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(f.data_ref().unwrap(), &b"BBBBB"[..]);
     }
 
     #[tokio::test]
