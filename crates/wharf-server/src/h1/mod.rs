@@ -273,6 +273,7 @@ where
             expect_continue,
         } = head;
         let mut parts = parts;
+        let has_body = framing != head::Framing::Empty;
         let method = parts.method.clone();
         let version = parts.version;
         // RFC 9110 §7.8: the client offers a protocol; the service may take it.
@@ -331,13 +332,16 @@ where
         }
         let exact = body.size_hint().exact();
         let framing = encode::framing(&method, version, parts.status, &parts.headers, exact);
-        let keep = keep_alive
-            && framing != encode::Framing::Close
+        let body_in_the_way = has_body && {
             // The client holds its body back for a 100 that never came: it cannot
             // tell where the next request would start; nor is a long unread rest
             // worth reading past (RFC 9112 §9.6: say so in this response).
-            && !lock(&self.reader).awaits_continue()
-            && !lock(&self.reader).unread_over(DISCARD_LIMIT as u64)
+            let r = lock(&self.reader);
+            r.awaits_continue() || r.unread_over(DISCARD_LIMIT as u64)
+        };
+        let keep = keep_alive
+            && !body_in_the_way
+            && framing != encode::Framing::Close
             && !self.flags.draining.load(Ordering::Relaxed)
             && !head::has_token(&parts.headers, CONNECTION, "close");
         if self.ctx.shared.http.early_hints_http1 && version == Version::HTTP_11 {
@@ -355,8 +359,10 @@ where
             exact,
             keep,
         );
-        // The final head is out: no 100 can follow it (RFC 9110 §10.1.1).
-        lock(&self.reader).continue_too_late();
+        if has_body {
+            // The final head is out: no 100 can follow it (RFC 9110 §10.1.1).
+            lock(&self.reader).continue_too_late();
+        }
         if framing != encode::Framing::None {
             let mut st = Sending {
                 framing,
@@ -368,6 +374,9 @@ where
         }
         // The access-log line is written and the watchdog told as the body drops.
         drop(body);
+        if !has_body {
+            return Ok(keep);
+        }
         if !keep {
             lock(&self.reader).detach();
             return Ok(false);
