@@ -25,7 +25,7 @@ use crate::reasons::Reasons;
 use crate::body::{Body, Chunk};
 use crate::cache::{CacheLimits, Entry, FileCache, Tag};
 use crate::config::{DotfilePolicy, SiteConfig};
-use crate::mime::{media_type, sibling_suffix, MediaType};
+use crate::mime::{media_type, sibling_suffix};
 use crate::root::OpenError;
 use crate::site::Site;
 use crate::{date, listing};
@@ -370,7 +370,7 @@ impl Files {
     ) -> Response<Body> {
         let media = media_type(t.name);
         let rep = if media.compressible {
-            let select = Box::pin(self.select(site, req, &t, &media, &entry, now, why));
+            let select = Box::pin(self.select(site, req, &t, &entry, now, why));
             select.await
         } else {
             Ok(Rep::of(&entry, t.file.clone(), None))
@@ -498,23 +498,20 @@ impl Files {
         res
     }
 
-    /// The representation to send: identity, a precompressed sibling, or a variant
-    /// compressed on the fly. `Err` is a 406 response.
+    /// The representation of a compressible file to send: identity, a precompressed
+    /// sibling, or a variant compressed on the fly. `Err` is a 406 response. (Other
+    /// files are always sent as they are, without coming here.)
     #[allow(clippy::too_many_arguments)]
     async fn select<B>(
         &self,
         site: &Site,
         req: &Request<B>,
         t: &FileTarget<'_>,
-        media: &MediaType,
         entry: &Arc<Entry>,
         now: SystemTime,
         why: &mut Reasons,
     ) -> Result<Rep, Response<Body>> {
         let identity = Rep::of(entry, t.file.clone(), None);
-        if !media.compressible {
-            return Ok(identity);
-        }
         let on_the_fly =
             site.compress && entry.content.is_some() && entry.len() >= site.compress_min_size;
         let mut available = Vec::with_capacity(4);

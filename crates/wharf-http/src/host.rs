@@ -96,13 +96,18 @@ pub fn request_host<B>(req: &Request<B>) -> Option<String> {
 
 /// The host part of a `Host` value: `[::1]:8080` → `[::1]`, `a.test:80` → `a.test`.
 pub fn host_of(value: &str) -> String {
-    let v = value.trim();
-    let host = if v.starts_with('[') {
-        v.find(']').map_or(v, |end| &v[..=end])
+    split_port(value.trim()).0.to_owned()
+}
+
+/// `uri-host [ ":" port ]` split before the port: `[::1]:80` → (`[::1]`, `:80`),
+/// `a.test:80` → (`a.test`, `:80`), `a.test` → (`a.test`, ``).
+fn split_port(v: &str) -> (&str, &str) {
+    let end = if v.starts_with('[') {
+        v.find(']').map_or(v.len(), |i| i + 1)
     } else {
-        v.rsplit_once(':').map_or(v, |(h, _)| h)
+        v.rfind(':').unwrap_or(v.len())
     };
-    host.to_owned()
+    v.split_at(end)
 }
 
 /// Whether a `Host` field value is `uri-host [ ":" port ]` (RFC 9110 §7.2, RFC 3986
@@ -110,14 +115,8 @@ pub fn host_of(value: &str) -> String {
 /// reg-name of unreserved characters, sub-delims and percent-encodings; the port all
 /// digits. The empty value is allowed (RFC 9112 §3.2: a target without authority).
 pub fn is_valid_host(value: &str) -> bool {
-    let v = value.as_bytes();
-    let (host, rest) = match v.first() {
-        Some(b'[') => match v.iter().position(|&b| b == b']') {
-            Some(end) => v.split_at(end + 1),
-            None => return false,
-        },
-        _ => v.split_at(v.iter().position(|&b| b == b':').unwrap_or(v.len())),
-    };
+    let (host, rest) = split_port(value);
+    let (host, rest) = (host.as_bytes(), rest.as_bytes());
     let port_ok = match rest {
         [] => true,
         [b':', digits @ ..] => digits.iter().all(u8::is_ascii_digit),
@@ -128,13 +127,13 @@ pub fn is_valid_host(value: &str) -> bool {
         [b'[', inner @ .., b']'] => {
             !inner.is_empty() && inner.iter().all(|&b| unreserved_or_sub(b) || b == b':')
         }
+        // The two hex digits of a pct-encoding are unreserved characters themselves.
         _ => host.iter().enumerate().all(|(i, &b)| {
             unreserved_or_sub(b)
                 || (b == b'%'
-                    && host.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
-                    && host.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
-                || (i >= 1 && host[i - 1] == b'%' && b.is_ascii_hexdigit())
-                || (i >= 2 && host[i - 2] == b'%' && b.is_ascii_hexdigit())
+                    && host
+                        .get(i + 1..i + 3)
+                        .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit)))
         }),
     };
     host_ok && port_ok

@@ -8,11 +8,14 @@
 //! - [`Shutdown::drained`] resolves when every connection task has finished, or when
 //!   the grace period passes (then the remaining connections are dropped).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::Context;
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tokio_util::task::TaskTracker;
 
 /// A shutdown signal shared by every task of a server.
@@ -47,6 +50,15 @@ impl Shutdown {
         self.token.cancelled().await
     }
 
+    /// The signal as a connection polls it on every wake-up (see [`Stop`]).
+    pub(crate) fn stop(&self) -> Stop {
+        Stop {
+            wait: Box::pin(self.token.clone().cancelled_owned()),
+            flag: self.flag.clone(),
+            registered: false,
+        }
+    }
+
     pub(crate) fn tracker(&self) -> &TaskTracker {
         &self.tracker
     }
@@ -58,5 +70,25 @@ impl Shutdown {
         tokio::time::timeout(grace, self.tracker.wait())
             .await
             .is_ok()
+    }
+}
+
+/// The shutdown signal for a connection that polls it on every wake-up: the token is
+/// polled once, so that it wakes the connection; after that one atomic load tells,
+/// where polling the token again would take its lock.
+pub(crate) struct Stop {
+    wait: Pin<Box<WaitForCancellationFutureOwned>>,
+    flag: Arc<AtomicBool>,
+    registered: bool,
+}
+
+impl Stop {
+    /// Whether shutdown was triggered; registers `cx` to be woken when it is.
+    pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.registered {
+            return self.flag.load(Ordering::Acquire);
+        }
+        self.registered = true;
+        self.wait.as_mut().poll(cx).is_ready()
     }
 }

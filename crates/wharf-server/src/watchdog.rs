@@ -206,19 +206,14 @@ impl Watchdog {
     /// Resolves when a deadline passes with nothing having moved it, or at once when
     /// the client is cut off.
     pub(crate) async fn expired(&self) -> Expiry {
-        let sleep = tokio::time::sleep_until(self.first_look());
-        tokio::pin!(sleep);
+        let mut alarm = Alarm::new(self);
         loop {
             if self.is_abused() {
                 return Expiry::Abuse;
             }
             tokio::select! {
-                _ = sleep.as_mut() => {}
-                _ = self.cut_off.notified() => continue,
-            }
-            match self.look() {
-                Err(kind) => return kind,
-                Ok(next) => sleep.as_mut().reset(next),
+                kind = std::future::poll_fn(|cx| alarm.poll(self, cx)) => return kind,
+                _ = self.cut_off.notified() => {}
             }
         }
     }

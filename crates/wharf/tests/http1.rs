@@ -193,25 +193,34 @@ fn host_rules_of_rfc9112_section_3_2() {
 #[test]
 fn body_on_get_is_never_parsed_as_a_request() {
     let w = Builder::new().start();
-    let smuggled = "GET /.env HTTP/1.1\r\nHost: t\r\n\r\n";
     let req = format!(
-        "GET /hello.txt HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{smuggled}GET /digits.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
-        smuggled.len()
+        "GET /hello.txt HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{SMUGGLED}GET /digits.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        SMUGGLED.len()
     );
-    let mut s = w.tcp();
-    s.write_all(req.as_bytes()).unwrap();
-    let mut r = BufReader::new(s);
-    let first = read_response(&mut r, false).unwrap();
+    let (first, second) = two_answers(&w, &req);
     assert_eq!(first.body, b"hello, world\n");
     // The body is drained (not parsed) and the next request answered.
-    let second = read_response(&mut r, false).expect("the request after the body");
     assert_eq!(second.status, 200);
     assert_eq!(
         second.body.len(),
         1000,
         "the second answer is /digits.txt, not the smuggled /.env"
     );
+}
+
+/// A request whose body is itself a request (never to be answered).
+const SMUGGLED: &str = "GET /.env HTTP/1.1\r\nHost: t\r\n\r\n";
+
+/// Sends `req` (two requests, the last with `Connection: close`) on one connection:
+/// the two answers, and nothing after them.
+fn two_answers(w: &common::Wharf, req: &str) -> (common::RawResponse, common::RawResponse) {
+    let mut s = w.tcp();
+    s.write_all(req.as_bytes()).unwrap();
+    let mut r = BufReader::new(s);
+    let first = read_response(&mut r, false).unwrap();
+    let second = read_response(&mut r, false).expect("the request after the body");
     assert!(read_response(&mut r, false).is_none());
+    (first, second)
 }
 
 #[test]
@@ -399,22 +408,16 @@ fn request_bodies_are_read_past_so_the_connection_goes_on() {
     let w = Builder::new().start();
     // The file service answers POST with 405 without reading the body; the chunked
     // body is discarded (RFC 9112 §7.1), not parsed as the next request.
-    let smuggled = "GET /.env HTTP/1.1\r\nHost: t\r\n\r\n";
     let req = format!(
-        "POST /hello.txt HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{smuggled}\r\n0\r\nX-Trailer: 1\r\n\r\nGET /hello.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
-        smuggled.len()
+        "POST /hello.txt HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{SMUGGLED}\r\n0\r\nX-Trailer: 1\r\n\r\nGET /hello.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        SMUGGLED.len()
     );
-    let mut s = w.tcp();
-    s.write_all(req.as_bytes()).unwrap();
-    let mut r = BufReader::new(s);
-    let first = read_response(&mut r, false).unwrap();
+    let (first, second) = two_answers(&w, &req);
     assert_eq!(first.status, 405);
-    let second = read_response(&mut r, false).expect("the request after the body");
     assert_eq!(
         (second.status, &second.body[..]),
         (200, &b"hello, world\n"[..])
     );
-    assert!(read_response(&mut r, false).is_none());
 }
 
 #[test]

@@ -52,11 +52,7 @@ pub(crate) fn framing(
 
 /// The service's `Content-Length`, if it is one number (`1*DIGIT`, RFC 9110 §8.6).
 fn declared_length(fields: &HeaderMap) -> Option<u64> {
-    let v = fields.get(CONTENT_LENGTH)?.as_bytes();
-    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(v).ok()?.parse().ok()
+    super::head::decimal(fields.get(CONTENT_LENGTH)?.as_bytes())
 }
 
 /// Writes the response head into `out`. `keep_alive` says whether the connection
@@ -136,9 +132,7 @@ pub(crate) fn head(
 /// are (`Upgrade`, `Connection: upgrade`), and `Date`; nothing about a body.
 pub(crate) fn switching(out: &mut Vec<u8>, fields: &HeaderMap) {
     out.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\n");
-    for (name, value) in fields {
-        field(out, name.as_str().as_bytes(), value.as_bytes());
-    }
+    all_fields(out, fields);
     if !fields.contains_key(DATE) {
         DATE_CACHE.with(|d| field(out, b"date", d.borrow_mut().now()));
     }
@@ -148,9 +142,7 @@ pub(crate) fn switching(out: &mut Vec<u8>, fields: &HeaderMap) {
 /// A `103 Early Hints` head (RFC 8297).
 pub(crate) fn early_hints(out: &mut Vec<u8>, fields: &HeaderMap) {
     out.extend_from_slice(b"HTTP/1.1 103 Early Hints\r\n");
-    for (name, value) in fields {
-        field(out, name.as_str().as_bytes(), value.as_bytes());
-    }
+    all_fields(out, fields);
     out.extend_from_slice(b"\r\n");
 }
 
@@ -191,10 +183,16 @@ pub(crate) fn chunk_start(out: &mut Vec<u8>, len: usize) {
 /// The last chunk, with the trailer section when there is one.
 pub(crate) fn last_chunk(out: &mut Vec<u8>, trailers: Option<&HeaderMap>) {
     out.extend_from_slice(b"0\r\n");
-    for (name, value) in trailers.into_iter().flatten() {
-        field(out, name.as_str().as_bytes(), value.as_bytes());
+    if let Some(trailers) = trailers {
+        all_fields(out, trailers);
     }
     out.extend_from_slice(b"\r\n");
+}
+
+fn all_fields(out: &mut Vec<u8>, fields: &HeaderMap) {
+    for (name, value) in fields {
+        field(out, name.as_str().as_bytes(), value.as_bytes());
+    }
 }
 
 fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {

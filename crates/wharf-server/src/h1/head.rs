@@ -260,7 +260,7 @@ fn framing(h: &HeaderMap, version: Version) -> Result<Framing, Reject> {
 }
 
 /// `1*DIGIT` as a u64, without signs or overflow.
-fn decimal(s: &[u8]) -> Option<u64> {
+pub(crate) fn decimal(s: &[u8]) -> Option<u64> {
     if s.is_empty() || s.len() > 19 || !s.iter().all(u8::is_ascii_digit) {
         return None;
     }
@@ -305,18 +305,32 @@ fn expect_continue(h: &HeaderMap, version: Version) -> Result<bool, Reject> {
     Ok(version == Version::HTTP_11)
 }
 
-/// The fuzz target's property: a head found does not depend on what follows it.
+/// The `[limits]` defaults, for the fuzz target and the tests.
+#[cfg(any(test, fuzzing))]
+const DEFAULT_LIMITS: HeadLimits = HeadLimits {
+    max_uri_len: 8192,
+    max_header_bytes: 16384,
+    max_headers: 100,
+};
+
+/// The fuzz target's property, also checked by the property tests: a head found is
+/// within the input and does not depend on what follows it.
+#[cfg(any(test, fuzzing))]
+fn parse_checked(data: &[u8], limits: &HeadLimits) -> Result<Parsed, Reject> {
+    let parsed = parse(data, limits);
+    if let Ok(Parsed::Head(_, len)) = parsed {
+        assert!(len <= data.len(), "{data:?}");
+        assert!(
+            matches!(parse(&data[..len], limits), Ok(Parsed::Head(_, l)) if l == len),
+            "a head does not depend on what follows it: {data:?}"
+        );
+    }
+    parsed
+}
+
 #[cfg(fuzzing)]
 pub(crate) fn fuzz(data: &[u8]) {
-    let limits = HeadLimits {
-        max_uri_len: 8192,
-        max_header_bytes: 16384,
-        max_headers: 100,
-    };
-    if let Ok(Parsed::Head(_, len)) = parse(data, &limits) {
-        assert!(len <= data.len());
-        assert!(matches!(parse(&data[..len], &limits), Ok(Parsed::Head(_, l)) if l == len));
-    }
+    let _ = parse_checked(data, &DEFAULT_LIMITS);
 }
 
 #[cfg(test)]
@@ -498,11 +512,7 @@ mod tests {
 
     use crate::h1::arbitrary::{Rng, PCHAR, TCHAR, VCHAR};
 
-    const ROOMY: HeadLimits = HeadLimits {
-        max_uri_len: 8192,
-        max_header_bytes: 16384,
-        max_headers: 100,
-    };
+    const ROOMY: HeadLimits = DEFAULT_LIMITS;
 
     /// A well-formed request head and what it holds.
     fn valid_head(rng: &mut Rng) -> (Vec<u8>, Method, String, Version, Vec<(String, String)>) {
@@ -616,14 +626,8 @@ mod tests {
             }
             let noise_len = rng.below(200);
             input.extend_from_slice(&rng.noise(noise_len));
-            match parse(&input, &LIMITS) {
-                Ok(Parsed::Head(_, len)) => {
-                    assert!(len <= input.len(), "seed {seed}");
-                    assert!(
-                        matches!(parse(&input[..len], &LIMITS), Ok(Parsed::Head(_, l)) if l == len),
-                        "seed {seed}: a head does not depend on what follows it"
-                    );
-                }
+            match parse_checked(&input, &LIMITS) {
+                Ok(Parsed::Head(..)) => {}
                 Ok(Parsed::Partial) => {
                     assert!(input.len() <= LIMITS.max_header_bytes, "seed {seed}")
                 }

@@ -103,22 +103,12 @@ pub(crate) async fn serve<S, R, W>(
         tokio::pin!(run);
         // Polled on every wake-up: each costs an atomic load unless it fired.
         let mut alarm = Alarm::new(&dog);
-        let stop = shutdown.triggered();
-        tokio::pin!(stop);
-        let mut stop_registered = false;
+        let mut stop = shutdown.stop();
         poll_fn(|cx| {
-            if !flags.draining.load(Ordering::Relaxed) {
-                let stopped = if stop_registered {
-                    shutdown.is_triggered()
-                } else {
-                    stop_registered = true;
-                    stop.as_mut().poll(cx).is_ready()
-                };
-                if stopped {
-                    flags.draining.store(true, Ordering::Relaxed);
-                    if flags.idle.load(Ordering::Relaxed) {
-                        return Poll::Ready(End::Done);
-                    }
+            if !flags.draining.load(Ordering::Relaxed) && stop.poll(cx) {
+                flags.draining.store(true, Ordering::Relaxed);
+                if flags.idle.load(Ordering::Relaxed) {
+                    return Poll::Ready(End::Done);
                 }
             }
             if let Poll::Ready(expiry) = alarm.poll(&dog, cx) {
@@ -178,6 +168,12 @@ enum End {
     Refused(StatusCode, &'static str),
     Io(&'static str, io::Error),
     Timeout(Expiry),
+}
+
+impl End {
+    fn write(e: io::Error) -> End {
+        End::Io("write failed", e)
+    }
 }
 
 struct Conn<'a, S, R, W> {
@@ -267,12 +263,11 @@ where
     /// One request and its response; `Ok(true)` when the connection goes on.
     async fn exchange(&mut self, head: head::Head) -> Result<bool, End> {
         let head::Head {
-            parts,
+            mut parts,
             framing,
             keep_alive,
             expect_continue,
         } = head;
-        let mut parts = parts;
         let has_body = framing != head::Framing::Empty;
         let method = parts.method.clone();
         let version = parts.version;
@@ -285,7 +280,7 @@ where
             parts.extensions.insert(on_upgrade);
             pending
         });
-        let body = if framing == head::Framing::Empty {
+        let body = if !has_body {
             RequestBody::empty()
         } else {
             let generation = lock(&self.reader).start_body(framing, expect_continue);
@@ -307,12 +302,12 @@ where
                 self.out
                     .buf()
                     .extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
-                r.continue_sent();
+                r.expectation_over();
             }
             drop(r);
             // Earlier pipelined responses and a 100 leave while the service works.
             match self.out.poll_flush(cx) {
-                Poll::Ready(Err(e)) => Poll::Ready(Err(End::Io("write failed", e))),
+                Poll::Ready(Err(e)) => Poll::Ready(Err(End::write(e))),
                 _ => Poll::Pending,
             }
         })
@@ -361,7 +356,7 @@ where
         );
         if has_body {
             // The final head is out: no 100 can follow it (RFC 9110 §10.1.1).
-            lock(&self.reader).continue_too_late();
+            lock(&self.reader).expectation_over();
         }
         if framing != encode::Framing::None {
             let mut st = Sending {
@@ -396,11 +391,10 @@ where
     where
         B: Body<Data = Bytes, Error = io::Error>,
     {
-        let write_failed = |e| End::Io("write failed", e);
         let chunked = st.framing == encode::Framing::Chunked;
         loop {
             if let Some(data) = &st.through {
-                ready!(self.out.poll_write_through(cx, data)).map_err(write_failed)?;
+                ready!(self.out.poll_write_through(cx, data)).map_err(End::write)?;
                 st.through = None;
                 if chunked {
                     self.out.buf().extend_from_slice(b"\r\n");
@@ -411,7 +405,7 @@ where
                 // The body waits (a file read, an event): what is ready goes out now.
                 Poll::Pending => {
                     if let Poll::Ready(Err(e)) = self.out.poll_flush(cx) {
-                        return Poll::Ready(Err(write_failed(e)));
+                        return Poll::Ready(Err(End::write(e)));
                     }
                     return Poll::Pending;
                 }
@@ -472,28 +466,23 @@ where
     ) -> Result<bool, End> {
         // RFC 9110 §7.8: the switch happens after the whole request, and only to a
         // protocol the client offered; the connection must be free to hand over.
-        let why_not = {
-            let r = lock(&self.reader);
-            if upgrade.is_none() {
-                Some("101 to a request that offered no upgrade")
-            } else if !r.is_body_done() || r.awaits_continue() {
-                Some("101 before the request body was read")
-            } else if Arc::strong_count(&self.reader) > 1 {
-                Some("101 while the request body is still held")
-            } else {
-                None
+        let handover = match upgrade {
+            None => Err("101 to a request that offered no upgrade"),
+            Some(_) if !lock(&self.reader).body_done() => {
+                Err("101 before the request body was read")
             }
+            Some(_) if Arc::strong_count(&self.reader) > 1 => {
+                Err("101 while the request body is still held")
+            }
+            Some(pending) => Ok(pending),
         };
-        match (why_not, upgrade) {
-            (None, Some(pending)) => {
+        match handover {
+            Ok(pending) => {
                 encode::switching(self.out.buf(), fields);
                 self.flush().await?;
                 Err(End::Upgrade(pending))
             }
-            (why, _) => Err(self.refuse(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                why.unwrap_or("upgrade impossible"),
-            )),
+            Err(why) => Err(self.refuse(StatusCode::INTERNAL_SERVER_ERROR, why)),
         }
     }
 
@@ -527,7 +516,7 @@ where
     async fn flush(&mut self) -> Result<(), End> {
         poll_fn(|cx| self.out.poll_flush(cx))
             .await
-            .map_err(|e| End::Io("write failed", e))
+            .map_err(End::write)
     }
 
     /// Writes what is queued and ends the write side. With `linger` (the server ends
@@ -667,22 +656,31 @@ mod tests {
         }
     }
 
+    /// Every frame of a request body, or the error that ended it.
+    async fn frames(
+        mut body: RequestBody,
+    ) -> io::Result<std::collections::VecDeque<http_body::Frame<Bytes>>> {
+        let mut frames = std::collections::VecDeque::new();
+        while let Some(frame) = poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+            frames.push_back(frame?);
+        }
+        Ok(frames)
+    }
+
+    /// An empty response with `status`.
+    fn status(status: StatusCode) -> Response<Back> {
+        let mut res = Response::new(Back(Default::default()));
+        *res.status_mut() = status;
+        res
+    }
+
     impl Service for Echo {
         type Body = Back;
         async fn call(&self, req: Request<RequestBody>) -> Response<Back> {
-            let mut body = req.into_body();
-            let mut frames = std::collections::VecDeque::new();
-            while let Some(frame) = poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
-                match frame {
-                    Ok(f) => frames.push_back(f),
-                    Err(_) => {
-                        let mut res = Response::new(Back(Default::default()));
-                        *res.status_mut() = StatusCode::BAD_REQUEST;
-                        return res;
-                    }
-                }
+            match frames(req.into_body()).await {
+                Ok(frames) => Response::new(Back(frames)),
+                Err(_) => status(StatusCode::BAD_REQUEST),
             }
-            Response::new(Back(frames))
         }
     }
 
@@ -699,9 +697,7 @@ mod tests {
         type Body = Back;
         async fn call(&self, mut req: Request<RequestBody>) -> Response<Back> {
             let Some(on_upgrade) = req.extensions_mut().remove::<upgrade::OnUpgrade>() else {
-                let mut res = Response::new(Back(Default::default()));
-                *res.status_mut() = StatusCode::UPGRADE_REQUIRED;
-                return res;
+                return status(StatusCode::UPGRADE_REQUIRED);
             };
             tokio::spawn(async move {
                 let mut io = on_upgrade.await.expect("upgraded");
@@ -714,8 +710,7 @@ mod tests {
                     io.write_all(&buf[..n]).await.unwrap();
                 }
             });
-            let mut res = Response::new(Back(Default::default()));
-            *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+            let mut res = status(StatusCode::SWITCHING_PROTOCOLS);
             let h = res.headers_mut();
             h.insert(
                 http::header::UPGRADE,
@@ -764,15 +759,8 @@ mod tests {
     impl Service for Elsewhere {
         type Body = Back;
         async fn call(&self, req: Request<RequestBody>) -> Response<Back> {
-            let mut body = req.into_body();
-            let frames = tokio::spawn(async move {
-                let mut frames = std::collections::VecDeque::new();
-                while let Some(Ok(f)) = poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
-                    frames.push_back(f);
-                }
-                frames
-            });
-            Response::new(Back(frames.await.unwrap()))
+            let frames = tokio::spawn(frames(req.into_body()));
+            Response::new(Back(frames.await.unwrap().unwrap_or_default()))
         }
     }
 

@@ -206,16 +206,17 @@ impl<R: AsyncRead + Unpin> Reader<R> {
         }
     }
 
-    /// The final response head went out: a `100 Continue` can no longer be sent, so
-    /// the body reads whatever the client sends (RFC 9110 §10.1.1: a client may send
-    /// its body without waiting).
-    pub(crate) fn continue_too_late(&mut self) {
+    /// The expectation is over: `100 Continue` went out, or the final response head
+    /// did and no 100 can follow it (RFC 9110 §10.1.1: a client may send its body
+    /// without waiting). A body waiting for it reads now.
+    pub(crate) fn expectation_over(&mut self) {
         if let Expect::Wanted(w) = std::mem::replace(&mut self.expect, Expect::No) {
             w.wake();
         }
     }
 
-    fn body_done(&self) -> bool {
+    /// Whether the whole body has been read.
+    pub(crate) fn body_done(&self) -> bool {
         matches!(self.body, BodyState::Done)
     }
 
@@ -229,21 +230,9 @@ impl<R: AsyncRead + Unpin> Reader<R> {
         matches!(self.body, BodyState::Length(n) if n > limit)
     }
 
-    /// Whether the whole body has been read.
-    pub(crate) fn is_body_done(&self) -> bool {
-        self.body_done()
-    }
-
     /// Whether the client still holds the body back, waiting for `100 Continue`.
     pub(crate) fn awaits_continue(&self) -> bool {
         matches!(self.expect, Expect::Waiting | Expect::Wanted(_)) && !self.body_done()
-    }
-
-    /// `100 Continue` went out: the waiting body may read now.
-    pub(crate) fn continue_sent(&mut self) {
-        if let Expect::Wanted(w) = std::mem::replace(&mut self.expect, Expect::No) {
-            w.wake();
-        }
     }
 
     /// The response is done: the body's reader is stale from now on. Returns whether
@@ -285,17 +274,13 @@ impl<R: AsyncRead + Unpin> Reader<R> {
                     return Poll::Ready(Some(frame));
                 }
             }
-            match &mut self.body {
+            match std::mem::replace(&mut self.body, BodyState::Done) {
                 BodyState::Done => return Poll::Ready(None),
-                BodyState::Trailers(_) => {
-                    let BodyState::Trailers(t) = std::mem::replace(&mut self.body, BodyState::Done)
-                    else {
-                        unreachable!("matched above")
-                    };
-                    return Poll::Ready(Some(Ok(Frame::trailers(t))));
-                }
-                BodyState::Length(_) | BodyState::Chunked(_) if self.start < self.end => continue,
-                BodyState::Length(_) | BodyState::Chunked(_) => {}
+                BodyState::Trailers(t) => return Poll::Ready(Some(Ok(Frame::trailers(t)))),
+                more => self.body = more,
+            }
+            if self.start < self.end {
+                continue;
             }
             if let Expect::Waiting | Expect::Wanted(_) = self.expect {
                 // RFC 9110 §10.1.1: the client sends the body after `100 Continue`.
@@ -569,7 +554,7 @@ mod tests {
         let mut cx = Context::from_waker(&waker);
         assert!(r.poll_body(&mut cx).is_pending());
         assert!(r.wants_continue());
-        r.continue_sent();
+        r.expectation_over();
         assert!(!r.wants_continue());
         client.write_all(b"ok").await.unwrap();
         let f = poll_fn(|cx| r.poll_body(cx)).await.unwrap().unwrap();

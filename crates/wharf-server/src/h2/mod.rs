@@ -83,13 +83,12 @@ pub(crate) async fn serve<S, R, W>(
     let max_requests = ctx.shared.limits.max_requests_per_connection;
     let expired = dog.expired();
     tokio::pin!(expired);
-    let stop = shutdown.triggered();
-    tokio::pin!(stop);
+    let mut stop = shutdown.stop();
     let mut draining = false;
     let mut cutoff: Option<Pin<Box<tokio::time::Sleep>>> = None;
     let mut finished: Option<Result<(), h2::Error>> = None;
     let end = std::future::poll_fn(|cx| {
-        if !draining && (stop.as_mut().poll(cx).is_ready() || accepted >= max_requests) {
+        if !draining && (stop.poll(cx) || accepted >= max_requests) {
             draining = true;
             conn.graceful_shutdown();
         }
