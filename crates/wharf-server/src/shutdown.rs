@@ -50,6 +50,12 @@ impl Shutdown {
         self.token.cancelled().await
     }
 
+    /// The token, for tasks that outlive their request (a WebSocket session closes
+    /// with 1001 when it fires).
+    pub fn token(&self) -> CancellationToken {
+        self.token.clone()
+    }
+
     /// The signal as a connection polls it on every wake-up (see [`Stop`]).
     pub(crate) fn stop(&self) -> Stop {
         Stop {

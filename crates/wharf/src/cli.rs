@@ -87,6 +87,10 @@ pub(crate) struct ServeArgs {
     /// certificate get one from wharf's local CA.
     #[arg(long)]
     pub(crate) tls: bool,
+    /// Add a WebSocket echo endpoint at this path (for conformance tests and
+    /// benchmarks), as a `[[websocket]]` with the default settings.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) ws_echo: Option<String>,
     /// Access-log format; replaces `log.access` of the config file.
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub(crate) access_log: Option<AccessLogArg>,

@@ -42,6 +42,136 @@ pub(crate) struct Config {
     pub(crate) tls: TlsConfig,
     /// Where wharf keeps its local CA (default: `$XDG_DATA_HOME/wharf`).
     pub(crate) data_dir: Option<PathBuf>,
+    /// `[[websocket]]` endpoints.
+    #[serde(default)]
+    pub(crate) websocket: Vec<WebSocketConfig>,
+}
+
+/// `[[websocket]]`: a WebSocket endpoint at `path` on every site. (Mapped here onto
+/// `wharf_ws`'s plain types: the WebSocket crate knows no configuration format.)
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct WebSocketConfig {
+    /// The request path, exactly.
+    pub(crate) path: String,
+    /// What the endpoint does: `"echo"` sends every message back.
+    pub(crate) serve: WebSocketService,
+    /// Subprotocols, in order of preference.
+    pub(crate) protocols: Vec<String>,
+    /// Pages allowed to connect: `"same"` (same host and port), `"any"`, or a list of
+    /// origins (`"https://app.example"`).
+    pub(crate) origins: OriginsConfig,
+    /// Offer permessage-deflate.
+    pub(crate) deflate: bool,
+    /// Largest frame, in bytes.
+    pub(crate) max_frame_size: usize,
+    /// Largest message, in bytes.
+    pub(crate) max_message_size: usize,
+    /// Bytes that may wait for a client that does not read before it is closed (1008).
+    pub(crate) max_queued_bytes: usize,
+    /// How often the server pings.
+    #[serde(deserialize_with = "wharf_server::limits::duration")]
+    pub(crate) ping_interval: Duration,
+    /// How long a peer may stay silent before it is closed.
+    #[serde(deserialize_with = "wharf_server::limits::duration")]
+    pub(crate) idle_timeout: Duration,
+}
+
+impl Default for WebSocketConfig {
+    fn default() -> Self {
+        let s = wharf_ws::Settings::default();
+        WebSocketConfig {
+            path: String::new(),
+            serve: WebSocketService::Echo,
+            protocols: Vec::new(),
+            origins: OriginsConfig::Word(OriginWord::Same),
+            deflate: true,
+            max_frame_size: s.max_frame_size,
+            max_message_size: s.max_message_size,
+            max_queued_bytes: s.max_queued_bytes,
+            ping_interval: s.ping_interval,
+            idle_timeout: s.idle_timeout,
+        }
+    }
+}
+
+impl WebSocketConfig {
+    /// An echo endpoint with the default settings (`--ws-echo PATH`).
+    pub(crate) fn echo(path: String) -> Self {
+        WebSocketConfig {
+            path,
+            ..WebSocketConfig::default()
+        }
+    }
+
+    /// The session settings.
+    pub(crate) fn settings(&self) -> wharf_ws::Settings {
+        wharf_ws::Settings {
+            max_frame_size: self.max_frame_size,
+            max_message_size: self.max_message_size,
+            max_queued_bytes: self.max_queued_bytes,
+            ping_interval: self.ping_interval,
+            idle_timeout: self.idle_timeout,
+            ..wharf_ws::Settings::default()
+        }
+    }
+
+    /// The handshake policy.
+    pub(crate) fn policy(&self) -> wharf_ws::Policy {
+        wharf_ws::Policy {
+            protocols: self.protocols.clone(),
+            origins: match &self.origins {
+                OriginsConfig::Word(OriginWord::Same) => wharf_ws::Origins::Same,
+                OriginsConfig::Word(OriginWord::Any) => wharf_ws::Origins::Any,
+                OriginsConfig::List(l) => wharf_ws::Origins::List(l.clone()),
+            },
+            deflate: self.deflate,
+        }
+    }
+}
+
+/// What a `[[websocket]]` endpoint does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum WebSocketService {
+    /// Sends every message back.
+    Echo,
+}
+
+/// `origins`: a word or a list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum OriginsConfig {
+    /// `"same"` or `"any"`.
+    Word(OriginWord),
+    /// Origins allowed.
+    List(Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for OriginsConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Word(String),
+            List(Vec<String>),
+        }
+        let expected = "expected \"same\", \"any\" or a list of origins";
+        match Raw::deserialize(d).map_err(|_| serde::de::Error::custom(expected))? {
+            Raw::Word(w) if w == "same" => Ok(OriginsConfig::Word(OriginWord::Same)),
+            Raw::Word(w) if w == "any" => Ok(OriginsConfig::Word(OriginWord::Any)),
+            Raw::Word(w) => Err(serde::de::Error::custom(format!("{expected}, not {w:?}"))),
+            Raw::List(l) => Ok(OriginsConfig::List(l)),
+        }
+    }
+}
+
+/// The words `origins` takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OriginWord {
+    /// Same host and port.
+    Same,
+    /// Any page.
+    Any,
 }
 
 /// `[tls]`: HTTPS listeners.
@@ -145,6 +275,7 @@ impl Default for Config {
             sites: Vec::new(),
             tls: TlsConfig::default(),
             data_dir: None,
+            websocket: Vec::new(),
         }
     }
 }
@@ -188,6 +319,7 @@ impl Config {
         let cfg: Config = toml::from_str(src).map_err(|e| e.to_string().trim_end().to_owned())?;
         cfg.check()
             .and_then(|()| cfg.check_sites())
+            .and_then(|()| cfg.check_websockets())
             .map_err(|(path, msg)| {
                 let key = key_text(&path);
                 match line_of(src, &path) {
@@ -257,6 +389,50 @@ impl Config {
                 &["log", "level"],
                 &format!("invalid filter {:?}", self.log.level),
             );
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// `[[websocket]]` rules: a path, used once, and limits that let a message through.
+    fn check_websockets(&self) -> Result<(), (Vec<Step<'static>>, String)> {
+        for (i, ws) in self.websocket.iter().enumerate() {
+            let fail = |key: &'static str, msg: &str| {
+                Err((
+                    vec![Step::Key("websocket"), Step::Index(i), Step::Key(key)],
+                    msg.to_owned(),
+                ))
+            };
+            if !ws.path.starts_with('/') {
+                return fail("path", "must start with / (a request path)");
+            }
+            if self.websocket[..i].iter().any(|w| w.path == ws.path) {
+                return fail("path", "is already a WebSocket endpoint");
+            }
+            for (key, v) in [
+                ("max_frame_size", ws.max_frame_size),
+                ("max_message_size", ws.max_message_size),
+                ("max_queued_bytes", ws.max_queued_bytes),
+            ] {
+                if v < 125 {
+                    return fail(key, "must be at least 125 bytes");
+                }
+            }
+            if ws.ping_interval.is_zero() || ws.idle_timeout.is_zero() {
+                let key = if ws.ping_interval.is_zero() {
+                    "ping_interval"
+                } else {
+                    "idle_timeout"
+                };
+                return fail(key, "must be more than 0s");
+            }
+            if ws.idle_timeout <= ws.ping_interval {
+                return fail(
+                    "idle_timeout",
+                    "must be longer than ping_interval (a live peer answers pings)",
+                );
+            }
         }
         Ok(())
     }
@@ -416,6 +592,13 @@ mod tests {
             ("[file_cache]\nmax_total = 10\n", &["line 1", "file_cache.max_file"]),
             ("shutdown_grace = \"0s\"\n", &["line 1", "shutdown_grace"]),
             ("[file_cache]\nmax_file = -1\n", &["line 2", "max_file"]),
+            ("[[websocket]]\npath = \"ws\"\n", &["line 2", "websocket[0].path", "start with /"]),
+            ("[[websocket]]\npath = \"/ws\"\n[[websocket]]\npath = \"/ws\"\n", &["line 4", "websocket[1].path", "already"]),
+            ("[[websocket]]\npath = \"/ws\"\nserve = \"chat\"\n", &["line 3", "serve"]),
+            ("[[websocket]]\npath = \"/ws\"\norigins = \"some\"\n", &["line 3", "same"]),
+            ("[[websocket]]\npath = \"/ws\"\nmax_frame_size = 10\n", &["line 3", "websocket[0].max_frame_size"]),
+            ("[[websocket]]\npath = \"/ws\"\nping_interval = \"90s\"\n", &["websocket[0].idle_timeout", "ping_interval"]),
+            ("[[websocket]]\npath = \"/ws\"\nping_interval = \"0s\"\n", &["line 3", "ping_interval", "invalid duration"]),
         ];
         for (doc, words) in table {
             let err = Config::parse(doc).expect_err(doc);

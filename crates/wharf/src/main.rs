@@ -1,6 +1,7 @@
 //! The `wharf` binary: command line, configuration, logging, and wiring the
 //! static-file service (`wharf-files`) to the transports (`wharf-server`).
 
+mod app;
 mod cli;
 mod config;
 mod tls;
@@ -11,13 +12,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use http::Request;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 use wharf_files::Files;
-use wharf_server::{AccessLog, Listener, LogFormat, Mode, RequestBody, Shutdown};
+use wharf_server::{AccessLog, Listener, LogFormat, Mode, Shutdown};
 use wharf_tls::Acceptor;
 
 use crate::cli::{Cli, Command, ServeArgs};
@@ -90,6 +90,15 @@ fn effective_config(args: &ServeArgs) -> Result<(Config, Option<String>), Config
     }
     if let Some(f) = args.access_log {
         cfg.log.access = f.into();
+    }
+    if let Some(path) = &args.ws_echo {
+        if !path.starts_with('/') {
+            return Err(ConfigError(format!(
+                "--ws-echo {path}: must start with / (a request path)"
+            )));
+        }
+        cfg.websocket
+            .push(config::WebSocketConfig::echo(path.clone()));
     }
     Ok((cfg, src))
 }
@@ -234,8 +243,8 @@ fn no_ipv6(e: &std::io::Error) -> bool {
 
 async fn run(cfg: Config, files: Files, tls: Option<Arc<Acceptor>>) -> Result<(), ConfigError> {
     let (mut signals, hup) = Signals::install()?;
-    let service = Arc::new(FileService(files));
     let shutdown = Shutdown::new();
+    let service = Arc::new(app::App::new(files, &cfg.websocket, shutdown.token()));
     let mut listeners = Vec::new();
     let mut https_port = None;
     let http3 = cfg.http.http3 && tls.as_ref().is_some_and(|a| a.quic_client_auth().is_some());
@@ -387,21 +396,6 @@ fn init_logging(cfg: &Config) {
 /// anything but the empty string (<https://no-color.org>).
 fn colour(stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
     stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
-}
-
-/// The file service as a transport-facing [`wharf_server::Service`].
-struct FileService(Files);
-
-impl wharf_server::Service for FileService {
-    type Body = wharf_files::Body;
-
-    async fn call(&self, req: Request<RequestBody>) -> http::Response<Self::Body> {
-        // Boxed (and bound first, so that this future keeps no room for it): moving a
-        // box is a pointer copy, and transports move request futures into boxes and
-        // slots, a memcpy of their whole size each time.
-        let serve = Box::pin(self.0.serve(&req));
-        serve.await
-    }
 }
 
 #[cfg(test)]
