@@ -1,53 +1,114 @@
-//! The service wharf runs behind every transport: WebSocket endpoints by path, then
-//! the file service.
+//! The service wharf runs behind every transport: the hub under its mount, WebSocket
+//! endpoints by path, then the file service.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Request, Response};
+use http_body::{Frame, SizeHint};
 use tokio_util::sync::CancellationToken;
-use wharf_files::{Body, Files};
+use wharf_files::Files;
 use wharf_server::upgrade::OnUpgrade;
 use wharf_server::RequestBody;
 
-use crate::config::{WebSocketConfig, WebSocketService};
+use crate::config::{Config, Listen, WebSocketConfig, WebSocketService};
 
 /// Every service of a running wharf.
 pub(crate) struct App {
     files: Files,
+    hub: Option<wharf_hub::Service>,
     websockets: Vec<Endpoint>,
-    /// Fires on shutdown: WebSocket sessions then close with 1001.
-    shutdown: CancellationToken,
 }
 
 /// A WebSocket endpoint, ready to accept.
 struct Endpoint {
     path: String,
     serve: WebSocketService,
-    policy: wharf_ws::Policy,
-    settings: Arc<wharf_ws::Settings>,
+    ws: wharf_ws::Endpoint,
+}
+
+/// A response body of any of the services.
+pub(crate) enum Body {
+    Files(wharf_files::Body),
+    Hub(wharf_hub::Body),
+}
+
+impl http_body::Body for Body {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        match self.get_mut() {
+            Body::Files(b) => Pin::new(b).poll_frame(cx),
+            Body::Hub(b) => Pin::new(b).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Body::Files(b) => b.is_end_stream(),
+            Body::Hub(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Body::Files(b) => b.size_hint(),
+            Body::Hub(b) => b.size_hint(),
+        }
+    }
+}
+
+/// The WebSocket endpoint a `[[websocket]]` (or the hub's settings) describes.
+fn endpoint(c: &WebSocketConfig, shutdown: &CancellationToken) -> wharf_ws::Endpoint {
+    wharf_ws::Endpoint {
+        policy: c.policy(),
+        settings: Arc::new(c.settings()),
+        shutdown: Some(shutdown.clone()),
+    }
+}
+
+/// Whether every listener is on a loopback address.
+fn loopback_only(cfg: &Config) -> bool {
+    [&cfg.listen, &cfg.tls.listen].into_iter().all(|l| match l {
+        Listen::Loopback(_) => true,
+        Listen::Addrs(a) => a.iter().all(|a| a.ip().is_loopback()),
+    })
 }
 
 impl App {
     pub(crate) fn new(
         files: Files,
-        websockets: &[WebSocketConfig],
+        cfg: &Config,
         shutdown: CancellationToken,
-    ) -> Self {
-        let websockets = websockets
+    ) -> Result<Self, String> {
+        let websockets = cfg
+            .websocket
             .iter()
             .map(|c| Endpoint {
                 path: c.path.clone(),
                 serve: c.serve,
-                policy: c.policy(),
-                settings: Arc::new(c.settings()),
+                ws: endpoint(c, &shutdown),
             })
             .collect();
-        App {
+        let hub = if cfg.hub.enabled {
+            let hub = wharf_hub::Hub::new(cfg.hub.hub(loopback_only(cfg)))
+                .map_err(|e| format!("hub.data_dir: {e}"))?;
+            let ws = endpoint(&cfg.hub.websocket(), &shutdown);
+            Some(wharf_hub::Service::new(Arc::new(hub), ws).map_err(|e| format!("hub: {e}"))?)
+        } else {
+            None
+        };
+        Ok(App {
             files,
+            hub,
             websockets,
-            shutdown,
-        }
+        })
     }
 }
 
@@ -55,58 +116,47 @@ impl wharf_server::Service for App {
     type Body = Body;
 
     async fn call(&self, mut req: Request<RequestBody>) -> Response<Body> {
-        if let Some(ep) = self.websockets.iter().find(|e| e.path == req.uri().path()) {
+        let path = req.uri().path();
+        if let Some(hub) = self.hub.as_ref().filter(|h| h.handles(path)) {
+            let upgrade = req.extensions_mut().remove::<OnUpgrade>();
+            let serve = Box::pin(hub.serve(req, upgrade));
+            return serve.await.map(Body::Hub);
+        }
+        if let Some(ep) = self.websockets.iter().find(|e| e.path == path) {
             return self.websocket(ep, &mut req);
         }
         // Boxed (and bound first, so that this future keeps no room for it): moving a
         // box is a pointer copy, and transports move request futures into boxes and
         // slots, a memcpy of their whole size each time.
         let serve = Box::pin(self.files.serve(&req));
-        serve.await
+        serve.await.map(Body::Files)
     }
 }
 
 impl App {
-    /// Answers a WebSocket handshake and, once the transport hands the stream over,
-    /// runs the session in a task of its own.
+    /// Answers a WebSocket handshake; the session runs in a task of its own.
     fn websocket(&self, ep: &Endpoint, req: &mut Request<RequestBody>) -> Response<Body> {
-        let accepted = match wharf_ws::accept(req, &ep.policy) {
-            Ok(a) => a,
-            Err(refused) => return refusal(refused),
-        };
-        let Some(upgrade) = req.extensions_mut().remove::<OnUpgrade>() else {
-            let r = wharf_ws::Refused {
-                status: http::StatusCode::NOT_IMPLEMENTED,
-                headers: http::HeaderMap::new(),
-                reason: "WebSocket is not available over this HTTP version yet",
-            };
-            return refusal(r);
-        };
-        let (settings, deflate, shutdown, serve) = (
-            ep.settings.clone(),
-            accepted.deflate,
-            self.shutdown.clone(),
-            ep.serve,
-        );
-        tokio::spawn(async move {
-            let Ok(io) = upgrade.await else {
-                return; // the 101 was not written: the client went away
-            };
-            let session = wharf_ws::Session::new(io, settings, deflate, Some(shutdown));
+        let upgrade = req.extensions_mut().remove::<OnUpgrade>();
+        let serve = ep.serve;
+        let run = move |session| async move {
             let end = match serve {
                 WebSocketService::Echo => wharf_ws::echo(session).await,
             };
             if let Some(end) = end {
                 tracing::debug!(code = end.code.0, by_peer = end.by_peer, reason = %end.reason, "WebSocket closed");
             }
-        });
-        accepted.response.map(|()| Body::empty())
+        };
+        match ep.ws.accept(req, upgrade, run) {
+            Ok(response) => response.map(|()| Body::Files(wharf_files::Body::empty())),
+            Err(refused) => refusal(refused),
+        }
     }
 }
 
 /// A refused handshake: its status and fields, and the reason as text.
 fn refusal(r: wharf_ws::Refused) -> Response<Body> {
-    let mut resp = Response::new(Body::from_bytes(Bytes::from(format!("{}\n", r.reason))));
+    let text = Bytes::from(format!("{}\n", r.reason));
+    let mut resp = Response::new(Body::Files(wharf_files::Body::from_bytes(text)));
     *resp.status_mut() = r.status;
     *resp.headers_mut() = r.headers;
     resp.headers_mut().insert(

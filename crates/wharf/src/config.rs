@@ -45,6 +45,148 @@ pub(crate) struct Config {
     /// `[[websocket]]` endpoints.
     #[serde(default)]
     pub(crate) websocket: Vec<WebSocketConfig>,
+    /// `[hub]`: the real-time hub.
+    #[serde(default)]
+    pub(crate) hub: HubConfig,
+}
+
+/// `[hub]`: named channels reached by WebSocket, Server-Sent Events and (long-)polling.
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct HubConfig {
+    /// Mount the hub.
+    pub(crate) enabled: bool,
+    /// The path prefix of the channels.
+    pub(crate) mount: String,
+    /// Messages kept per channel for clients that come back.
+    pub(crate) history: usize,
+    /// Messages older than this leave the history (none: only `history` counts).
+    #[serde(deserialize_with = "optional_duration")]
+    pub(crate) history_ttl: Option<Duration>,
+    /// Largest message a client may publish, in bytes.
+    pub(crate) max_message_size: usize,
+    /// Channels the hub holds at most.
+    pub(crate) max_channels: usize,
+    /// Longest wait of a long-poll.
+    #[serde(deserialize_with = "wharf_server::limits::duration")]
+    pub(crate) long_poll_timeout: Duration,
+    /// Comment lines on idle Server-Sent Events streams, this often.
+    #[serde(deserialize_with = "wharf_server::limits::duration")]
+    pub(crate) sse_heartbeat: Duration,
+    /// Where history is stored, so that it survives a restart (none: memory only).
+    pub(crate) data_dir: Option<PathBuf>,
+    /// What requests without a token may do; absent: everything while every listener
+    /// is on loopback, nothing otherwise.
+    pub(crate) anonymous: Option<HubRights>,
+    /// Bearer tokens.
+    #[serde(rename = "token")]
+    pub(crate) tokens: Vec<HubToken>,
+    /// Pages allowed to open WebSocket subscriptions (as in `[[websocket]]`).
+    pub(crate) origins: OriginsConfig,
+    /// WebSocket subscribers are pinged this often.
+    #[serde(deserialize_with = "wharf_server::limits::duration")]
+    pub(crate) ping_interval: Duration,
+    /// A WebSocket subscriber silent this long is closed.
+    #[serde(deserialize_with = "wharf_server::limits::duration")]
+    pub(crate) idle_timeout: Duration,
+    /// Bytes that may wait for a WebSocket subscriber that does not read (1008 beyond).
+    pub(crate) max_queued_bytes: usize,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        let hub = wharf_hub::Config::default();
+        let ws = WebSocketConfig::default();
+        HubConfig {
+            enabled: true,
+            mount: hub.mount,
+            history: hub.history.max_messages,
+            history_ttl: None,
+            max_message_size: hub.max_message_size,
+            max_channels: hub.max_channels,
+            long_poll_timeout: hub.long_poll_timeout,
+            sse_heartbeat: hub.sse_heartbeat,
+            data_dir: None,
+            anonymous: None,
+            tokens: Vec::new(),
+            origins: ws.origins,
+            ping_interval: ws.ping_interval,
+            idle_timeout: ws.idle_timeout,
+            max_queued_bytes: ws.max_queued_bytes,
+        }
+    }
+}
+
+/// Channel patterns (`*`, `chat.*`) one may publish and subscribe to.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct HubRights {
+    pub(crate) publish: Vec<String>,
+    pub(crate) subscribe: Vec<String>,
+}
+
+/// `[[hub.token]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HubToken {
+    pub(crate) token: String,
+    #[serde(default)]
+    pub(crate) publish: Vec<String>,
+    #[serde(default)]
+    pub(crate) subscribe: Vec<String>,
+}
+
+impl HubConfig {
+    /// The hub's settings; `loopback_only` says whether every listener is on a
+    /// loopback address (then, unless configured, anonymous clients may do anything).
+    pub(crate) fn hub(&self, loopback_only: bool) -> wharf_hub::Config {
+        let rights = |p: &[String], s: &[String]| wharf_hub::Rights {
+            publish: p.to_vec(),
+            subscribe: s.to_vec(),
+        };
+        let anonymous = match &self.anonymous {
+            Some(r) => rights(&r.publish, &r.subscribe),
+            None if loopback_only => wharf_hub::Rights::all(),
+            None => wharf_hub::Rights::default(),
+        };
+        wharf_hub::Config {
+            mount: self.mount.clone(),
+            history: wharf_hub::History {
+                max_messages: self.history,
+                max_age: self.history_ttl,
+            },
+            max_message_size: self.max_message_size,
+            max_channels: self.max_channels,
+            long_poll_timeout: self.long_poll_timeout,
+            sse_heartbeat: self.sse_heartbeat,
+            data_dir: self.data_dir.clone(),
+            access: wharf_hub::Access {
+                anonymous,
+                tokens: self
+                    .tokens
+                    .iter()
+                    .map(|t| (t.token.clone(), rights(&t.publish, &t.subscribe)))
+                    .collect(),
+            },
+        }
+    }
+
+    /// The WebSocket endpoint of subscribers.
+    pub(crate) fn websocket(&self) -> WebSocketConfig {
+        WebSocketConfig {
+            origins: self.origins.clone(),
+            ping_interval: self.ping_interval,
+            idle_timeout: self.idle_timeout,
+            max_queued_bytes: self.max_queued_bytes,
+            max_message_size: self.max_message_size,
+            max_frame_size: self.max_message_size,
+            ..WebSocketConfig::default()
+        }
+    }
+}
+
+fn optional_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    wharf_server::limits::duration(d).map(Some)
 }
 
 /// `[[websocket]]`: a WebSocket endpoint at `path` on every site. (Mapped here onto
@@ -276,6 +418,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             data_dir: None,
             websocket: Vec::new(),
+            hub: HubConfig::default(),
         }
     }
 }
@@ -395,8 +538,51 @@ impl Config {
 }
 
 impl Config {
-    /// `[[websocket]]` rules: a path, used once, and limits that let a message through.
+    /// `[[websocket]]` and `[hub]` rules: a path, used once, and limits that let a
+    /// message through.
     fn check_websockets(&self) -> Result<(), (Vec<Step<'static>>, String)> {
+        let h = &self.hub;
+        let fail = |key: &'static str, msg: &str| {
+            Err((vec![Step::Key("hub"), Step::Key(key)], msg.to_owned()))
+        };
+        if !(h.mount.starts_with('/') && h.mount.ends_with('/')) {
+            return fail("mount", "must start and end with / (a path prefix)");
+        }
+        if h.history == 0 {
+            return fail(
+                "history",
+                "must keep at least 1 message (it is how clients resume)",
+            );
+        }
+        if h.max_message_size < 125 {
+            return fail("max_message_size", "must be at least 125 bytes");
+        }
+        if h.max_channels == 0 {
+            return fail("max_channels", "must be at least 1");
+        }
+        if h.idle_timeout <= h.ping_interval {
+            return fail(
+                "idle_timeout",
+                "must be longer than ping_interval (a live peer answers pings)",
+            );
+        }
+        for pattern in h
+            .tokens
+            .iter()
+            .flat_map(|t| t.publish.iter().chain(&t.subscribe))
+            .chain(
+                h.anonymous
+                    .iter()
+                    .flat_map(|a| a.publish.iter().chain(&a.subscribe)),
+            )
+        {
+            if let Err(e) = globset::Glob::new(pattern) {
+                return fail("token", &format!("bad channel pattern {pattern:?}: {e}"));
+            }
+        }
+        if h.tokens.iter().any(|t| t.token.len() < 16) {
+            return fail("token", "tokens must be at least 16 characters");
+        }
         for (i, ws) in self.websocket.iter().enumerate() {
             let fail = |key: &'static str, msg: &str| {
                 Err((

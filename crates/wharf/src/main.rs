@@ -244,7 +244,7 @@ fn no_ipv6(e: &std::io::Error) -> bool {
 async fn run(cfg: Config, files: Files, tls: Option<Arc<Acceptor>>) -> Result<(), ConfigError> {
     let (mut signals, hup) = Signals::install()?;
     let shutdown = Shutdown::new();
-    let service = Arc::new(app::App::new(files, &cfg.websocket, shutdown.token()));
+    let service = Arc::new(app::App::new(files, &cfg, shutdown.token()).map_err(ConfigError)?);
     let mut listeners = Vec::new();
     let mut https_port = None;
     let http3 = cfg.http.http3 && tls.as_ref().is_some_and(|a| a.quic_client_auth().is_some());

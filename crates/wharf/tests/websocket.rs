@@ -5,137 +5,16 @@
 mod common;
 
 use std::io::{BufReader, Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{raw, read_response, Builder, RawResponse, Wharf};
-
-const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+use common::ws::{connect, frame, KEY};
+use common::{raw, read_response, Builder, Wharf};
 
 /// An endpoint at `/ws` with `settings`, on a server with the fixture site.
 fn server(settings: &str) -> Wharf {
     Builder::new()
         .config(&format!("[[websocket]]\npath = \"/ws\"\n{settings}\n"))
         .start()
-}
-
-/// A frame as the server sent it.
-#[derive(Debug)]
-struct Frame {
-    fin: bool,
-    rsv1: bool,
-    opcode: u8,
-    payload: Vec<u8>,
-}
-
-impl Frame {
-    fn close_code(&self) -> Option<u16> {
-        (self.opcode == 8 && self.payload.len() >= 2)
-            .then(|| u16::from_be_bytes([self.payload[0], self.payload[1]]))
-    }
-}
-
-/// A client connection after its handshake.
-struct Ws {
-    s: TcpStream,
-    r: BufReader<TcpStream>,
-}
-
-fn handshake(
-    w: &Wharf,
-    path: &str,
-    extra: &[(&str, &str)],
-) -> (TcpStream, BufReader<TcpStream>, RawResponse) {
-    let mut s = w.tcp();
-    let mut req = format!(
-        "GET {path} HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {KEY}\r\n"
-    );
-    for (k, v) in extra {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).unwrap();
-    let mut r = BufReader::new(s.try_clone().unwrap());
-    let res = read_response(&mut r, false).expect("a handshake response");
-    (s, r, res)
-}
-
-fn connect(w: &Wharf, extra: &[(&str, &str)]) -> (Ws, RawResponse) {
-    let (s, r, res) = handshake(w, "/ws", extra);
-    assert_eq!(res.status, 101, "{res:?}");
-    (Ws { s, r }, res)
-}
-
-/// A masked client frame.
-fn frame(fin: bool, rsv: u8, opcode: u8, payload: &[u8]) -> Vec<u8> {
-    let mask = [0x37, 0xfa, 0x21, 0x3d];
-    let mut v = vec![(u8::from(fin) << 7) | (rsv << 4) | opcode];
-    match payload.len() {
-        n @ 0..=125 => v.push(0x80 | n as u8),
-        n @ 126..=0xFFFF => {
-            v.push(0x80 | 126);
-            v.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            v.push(0x80 | 127);
-            v.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    v.extend_from_slice(&mask);
-    v.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    v
-}
-
-impl Ws {
-    fn send(&mut self, fin: bool, opcode: u8, payload: &[u8]) {
-        self.s.write_all(&frame(fin, 0, opcode, payload)).unwrap();
-    }
-
-    /// The next frame, or `None` at the end of the stream.
-    fn recv(&mut self) -> Option<Frame> {
-        let mut head = [0u8; 2];
-        self.r.read_exact(&mut head).ok()?;
-        assert_eq!(head[1] & 0x80, 0, "server frames are not masked");
-        let len = match head[1] & 0x7F {
-            126 => {
-                let mut b = [0u8; 2];
-                self.r.read_exact(&mut b).ok()?;
-                u64::from(u16::from_be_bytes(b))
-            }
-            127 => {
-                let mut b = [0u8; 8];
-                self.r.read_exact(&mut b).ok()?;
-                u64::from_be_bytes(b)
-            }
-            n => u64::from(n),
-        };
-        let mut payload = vec![0; len as usize];
-        self.r.read_exact(&mut payload).ok()?;
-        Some(Frame {
-            fin: head[0] & 0x80 != 0,
-            rsv1: head[0] & 0x40 != 0,
-            opcode: head[0] & 0x0F,
-            payload,
-        })
-    }
-
-    /// Reads frames up to the server's close and answers it, as clients do; the
-    /// code, then whether the server closed the TCP connection after it.
-    fn close_code(&mut self) -> (Option<u16>, bool) {
-        loop {
-            match self.recv() {
-                Some(f) if f.opcode == 8 => {
-                    // Fails harmlessly when the server closed first.
-                    let _ = self.s.write_all(&frame(true, 0, 8, &f.payload));
-                    let eof = matches!(self.r.read(&mut [0u8; 1]), Ok(0));
-                    return (f.close_code(), eof);
-                }
-                Some(_) => continue,
-                None => return (None, true),
-            }
-        }
-    }
 }
 
 #[test]
@@ -158,8 +37,10 @@ fn a_handshake_gets_101_with_the_accept_key_of_rfc_6455() {
 fn bad_handshakes_get_the_rfc_status_and_fields() {
     let w = server("origins = \"same\"");
     let base = "Host: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n";
-    let table: [(String, u16, Option<(&str, &str)>); 6] = [
-        (format!("GET /ws HTTP/1.1\r\nHost: t\r\n\r\n"), 426, Some(("upgrade", "websocket"))),
+    // (request, status, a field the answer must have)
+    type Case = (String, u16, Option<(&'static str, &'static str)>);
+    let table: [Case; 6] = [
+        ("GET /ws HTTP/1.1\r\nHost: t\r\n\r\n".into(), 426, Some(("upgrade", "websocket"))),
         (
             format!("GET /ws HTTP/1.1\r\n{base}Sec-WebSocket-Version: 8\r\nSec-WebSocket-Key: {KEY}\r\n\r\n"),
             426,

@@ -3,6 +3,8 @@
 
 #![allow(dead_code, unreachable_pub, missing_docs)] // each test file uses a part
 
+pub mod ws;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;

@@ -1,0 +1,292 @@
+//! The hub: publish by POST and by WebSocket; subscribe by polling, long-polling,
+//! Server-Sent Events and WebSocket, over every HTTP version; ids, history and what
+//! was missed; tokens; history kept across a restart; bad input.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::time::{Duration, Instant};
+
+use common::ws::connect_to;
+use common::{raw, Builder, Proto, Wharf, PATIENCE};
+use serde_json::Value;
+
+fn json(res: reqwest::blocking::Response) -> Value {
+    serde_json::from_slice(&res.bytes().unwrap()).unwrap()
+}
+
+/// Publishes `text` on `channel` (over HTTP/2 on TLS servers); its id.
+fn publish(w: &Wharf, channel: &str, text: &str) -> u64 {
+    let res = w
+        .client()
+        .post(w.url(&format!("/hub/{channel}")))
+        .body(text.to_owned())
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    json(res)["id"].as_u64().unwrap()
+}
+
+fn datas(v: &Value) -> Vec<String> {
+    v["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["data"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Waits until `channel` has `n` subscribers (a long-poll or stream is waiting).
+fn wait_for_subscribers(w: &Wharf, channel: &str, n: u64) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let v = json(w.get("/hub/", &[]));
+        let found = v["channels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["channel"] == channel);
+        if found.is_some_and(|c| c["subscribers"] == n) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{channel} never had {n} subscribers: {v}"
+        );
+        std::thread::yield_now();
+    }
+}
+
+fn polls_and_long_polls_lose_nothing(proto: Proto) {
+    let w = Builder::new().proto(proto).start();
+    assert_eq!(publish(&w, "chat", "a"), 1);
+    assert_eq!(publish(&w, "chat", "b"), 2);
+    // A poll without a position: the history.
+    let v = json(w.get("/hub/chat", &[]));
+    assert_eq!(
+        (datas(&v), v["last"].as_u64()),
+        (vec!["a".into(), "b".into()], Some(2))
+    );
+    let m = &v["messages"][1];
+    assert_eq!(
+        (m["id"].as_u64(), m["channel"].as_str()),
+        (Some(2), Some("chat"))
+    );
+    assert!(m["time"].as_u64().unwrap() > 1_700_000_000_000);
+    // After an id.
+    assert_eq!(datas(&json(w.get("/hub/chat?since=1", &[]))), ["b"]);
+    // A long-poll waits for the next message.
+    let v = std::thread::scope(|scope| {
+        let waiting = scope.spawn(|| json(w.get("/hub/chat?since=2", &[])));
+        wait_for_subscribers(&w, "chat", 1);
+        publish(&w, "chat", "c");
+        waiting.join().unwrap()
+    });
+    assert_eq!(
+        (datas(&v), v["last"].as_u64()),
+        (vec!["c".to_owned()], Some(3))
+    );
+    // Nothing comes: answered empty after the wait, with the position to keep.
+    let start = Instant::now();
+    let v = json(w.get("/hub/chat?since=3&wait=1", &[]));
+    assert!(start.elapsed() >= Duration::from_secs(1));
+    assert_eq!((datas(&v).len(), v["last"].as_u64()), (0, Some(3)));
+    // Plain polling never waits.
+    let v = json(w.get("/hub/chat?since=3&wait=0", &[]));
+    assert_eq!(datas(&v).len(), 0);
+}
+
+fn server_sent_events_resume_after_last_event_id(proto: Proto) {
+    let w = Builder::new().proto(proto).start();
+    publish(&w, "news", "one");
+    publish(&w, "news", "two");
+    let res = w
+        .client()
+        .get(w.url("/hub/news"))
+        .header("Accept", "text/event-stream")
+        .header("Last-Event-ID", "1")
+        .send()
+        .unwrap();
+    assert_eq!(res.headers()["content-type"], "text/event-stream");
+    let mut lines = BufReader::new(res).lines().map(Result::unwrap);
+    let mut next_event = || -> Vec<String> {
+        let mut ev = Vec::new();
+        for line in lines.by_ref() {
+            if line.is_empty() {
+                if !ev.is_empty() {
+                    return ev;
+                }
+                continue;
+            }
+            ev.push(line);
+        }
+        panic!("the stream ended");
+    };
+    assert_eq!(next_event(), ["retry: 2000"]);
+    let ev = next_event();
+    assert_eq!(ev[0], "id: 2");
+    let data: Value = serde_json::from_str(ev[1].strip_prefix("data: ").unwrap()).unwrap();
+    assert_eq!(data["data"], "two");
+    publish(&w, "news", "three");
+    assert_eq!(next_event()[0], "id: 3");
+}
+
+macro_rules! over_every_version {
+    ($($name:ident),* $(,)?) => {
+        mod h1 { $( #[test] fn $name() { super::$name(super::Proto::H1) } )* }
+        mod h2c { $( #[test] fn $name() { super::$name(super::Proto::H2c) } )* }
+        mod https1 { $( #[test] fn $name() { super::$name(super::Proto::H1Tls) } )* }
+        mod h2 { $( #[test] fn $name() { super::$name(super::Proto::H2Tls) } )* }
+    };
+}
+
+over_every_version!(
+    polls_and_long_polls_lose_nothing,
+    server_sent_events_resume_after_last_event_id
+);
+
+#[test]
+fn polls_and_long_polls_over_http3() {
+    polls_and_long_polls_lose_nothing(Proto::H3);
+}
+
+#[test]
+fn websocket_subscribers_get_messages_and_publish() {
+    let w = Builder::new().start();
+    publish(&w, "room", "before");
+    let (mut ws, _) = connect_to(&w, "/hub/room?since=0", &[]);
+    let first: Value = serde_json::from_slice(&ws.recv().unwrap().payload).unwrap();
+    assert_eq!(
+        (first["id"].as_u64(), first["data"].as_str()),
+        (Some(1), Some("before"))
+    );
+    publish(&w, "room", "by POST");
+    let m: Value = serde_json::from_slice(&ws.recv().unwrap().payload).unwrap();
+    assert_eq!(m["data"], "by POST");
+    // What the client sends is published to everyone, itself included.
+    ws.send(true, 1, b"by WebSocket");
+    let m: Value = serde_json::from_slice(&ws.recv().unwrap().payload).unwrap();
+    assert_eq!(
+        (m["id"].as_u64(), m["data"].as_str()),
+        (Some(3), Some("by WebSocket"))
+    );
+    assert_eq!(
+        datas(&json(w.get("/hub/room?since=2", &[]))),
+        ["by WebSocket"]
+    );
+    // Binary messages are not hub messages.
+    ws.send(true, 2, &[1, 2]);
+    assert_eq!(ws.close_code().0, Some(1003));
+}
+
+#[test]
+fn ids_that_left_the_history_are_reported_as_missed() {
+    let w = Builder::new().config("[hub]\nhistory = 3\n").start();
+    for i in 1..=5 {
+        publish(&w, "c", &format!("m{i}"));
+    }
+    let v = json(w.get("/hub/c?since=0", &[]));
+    assert_eq!(
+        (v["missed"]["from"].as_u64(), v["missed"]["to"].as_u64()),
+        (Some(1), Some(2))
+    );
+    assert_eq!(datas(&v), ["m3", "m4", "m5"]);
+    // The whole history, without a position, is not a miss.
+    assert!(json(w.get("/hub/c", &[])).get("missed").is_none());
+    let (mut ws, _) = connect_to(&w, "/hub/c?since=1", &[]);
+    let m: Value = serde_json::from_slice(&ws.recv().unwrap().payload).unwrap();
+    assert_eq!(m["missed"]["to"], 2);
+    let m: Value = serde_json::from_slice(&ws.recv().unwrap().payload).unwrap();
+    assert_eq!(m["id"], 3);
+}
+
+#[test]
+fn tokens_and_anonymous_rights() {
+    let w = Builder::new()
+        .config(
+            "[hub.anonymous]\nsubscribe = [\"public.*\"]\n\
+             [[hub.token]]\ntoken = \"0123456789abcdef-writer\"\npublish = [\"*\"]\nsubscribe = [\"*\"]\n",
+        )
+        .start();
+    let c = w.client();
+    let post = |path: &str, auth: Option<&str>| {
+        let mut r = c.post(w.url(path)).body("x");
+        if let Some(t) = auth {
+            r = r.header("Authorization", format!("Bearer {t}"));
+        }
+        r.send().unwrap()
+    };
+    let res = post("/hub/public.news", None);
+    assert_eq!(res.status(), 401);
+    assert_eq!(
+        res.headers()["www-authenticate"],
+        "Bearer realm=\"wharf hub\""
+    );
+    let res = post("/hub/public.news", Some("wrong-token-0000000"));
+    assert_eq!(res.status(), 401);
+    assert!(res.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .contains("invalid_token"));
+    assert_eq!(
+        post("/hub/public.news", Some("0123456789abcdef-writer")).status(),
+        200
+    );
+    assert_eq!(
+        post("/hub/_files", Some("0123456789abcdef-writer")).status(),
+        403
+    );
+    assert_eq!(w.get("/hub/public.news", &[]).status(), 200);
+    assert_eq!(w.get("/hub/private", &[]).status(), 401);
+    assert_eq!(
+        w.get("/hub/private?token=0123456789abcdef-writer", &[])
+            .status(),
+        200
+    );
+}
+
+#[test]
+fn history_survives_a_restart_with_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!("[hub]\ndata_dir = \"{}\"\n", dir.path().display());
+    let w = Builder::new().config(&config).start();
+    for t in ["a", "b", "c"] {
+        publish(&w, "log", t);
+    }
+    drop(w); // killed, not shut down: nothing is written at exit
+    let w = Builder::new().config(&config).start();
+    assert_eq!(datas(&json(w.get("/hub/log?since=1", &[]))), ["b", "c"]);
+    assert_eq!(publish(&w, "log", "d"), 4, "ids continue");
+}
+
+#[test]
+fn bad_requests_get_clear_statuses_and_others_are_served() {
+    let w = Builder::new()
+        .config("[hub]\nmax_message_size = 1000\n")
+        .start();
+    let c = w.client();
+    let table: [(&str, &str, Vec<u8>, u16); 7] = [
+        ("GET", "/hub/c?since=abc", vec![], 400),
+        ("GET", "/hub/c?since=1&wait=soon", vec![], 400),
+        ("GET", "/hub/bad%20name", vec![], 404),
+        ("GET", "/hub/.hidden", vec![], 404),
+        ("POST", "/hub/c", vec![b'x'; 1001], 413),
+        ("POST", "/hub/c", vec![0xFF, 0xFE], 400),
+        ("DELETE", "/hub/c", vec![], 405),
+    ];
+    for (method, path, body, status) in table {
+        let res = c
+            .request(method.parse().unwrap(), w.url(path))
+            .body(body)
+            .send()
+            .unwrap();
+        assert_eq!(res.status(), status, "{method} {path}");
+        assert!(json(res)["error"].is_string(), "{method} {path}: a reason");
+    }
+    let res = raw(
+        &w,
+        b"GET /hub/c HTTP/1.1\r\nHost: t\r\nLast-Event-ID: x\r\nAccept: text/event-stream\r\n\r\n",
+    );
+    assert_eq!(res.status, 400);
+    assert_eq!(publish(&w, "c", "still served"), 1);
+}
