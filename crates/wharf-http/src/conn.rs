@@ -35,3 +35,9 @@ pub struct ClientIdentity {
     /// Subject alternative names: `DNS:…`, `IP:…`, `email:…`, `URI:…`.
     pub sans: Vec<String>,
 }
+
+/// The `:protocol` of an extended CONNECT request (RFC 8441 §4, RFC 9220), which the
+/// HTTP/2 and HTTP/3 transports put in the request's extensions: `websocket` asks for
+/// a WebSocket over the request's stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectProtocol(pub String);

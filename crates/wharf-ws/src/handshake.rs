@@ -53,10 +53,7 @@ impl Default for Policy {
     }
 }
 
-/// The `:protocol` of an extended CONNECT request (RFC 8441 §4), as the HTTP/2 and
-/// HTTP/3 transports put it in the request's extensions.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConnectProtocol(pub String);
+pub use wharf_http::conn::ConnectProtocol;
 
 /// A handshake the server agrees to.
 #[derive(Debug)]

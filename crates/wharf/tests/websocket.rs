@@ -264,3 +264,65 @@ fn abandoned_handshakes_do_not_hold_up_others() {
         .unwrap();
     assert_eq!(read_response(&mut r, false).unwrap().status, 200);
 }
+
+/// WebSocket over HTTP/2 (RFC 8441): the server offers extended CONNECT in its
+/// SETTINGS, answers a CONNECT with `:protocol websocket` 200, and the stream's DATA
+/// frames carry the WebSocket frames.
+#[test]
+fn websocket_over_http2_extended_connect() {
+    let w = server("");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(w.addr).await.unwrap();
+        let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+        tokio::spawn(conn);
+        let mut client = client.ready().await.unwrap();
+        // One exchange first, so that the server's SETTINGS have arrived.
+        let get = http::Request::get(format!("http://{}/hello.txt", w.addr))
+            .body(())
+            .unwrap();
+        let (res, _) = client.send_request(get, true).unwrap();
+        assert_eq!(res.await.unwrap().status(), 200);
+        assert!(
+            client.is_extended_connect_protocol_enabled(),
+            "SETTINGS_ENABLE_CONNECT_PROTOCOL"
+        );
+        let mut req = http::Request::builder()
+            .method("CONNECT")
+            .uri(format!("http://{}/ws", w.addr))
+            .header("sec-websocket-version", "13")
+            .body(())
+            .unwrap();
+        req.extensions_mut()
+            .insert(h2::ext::Protocol::from("websocket"));
+        let (res, mut send) = client.send_request(req, false).unwrap();
+        let res = res.await.unwrap();
+        assert_eq!(res.status(), 200);
+        assert!(res.headers().get("sec-websocket-accept").is_none());
+        let mut recv = res.into_body();
+        send.send_data(frame(true, 0, 1, b"over h2").into(), false)
+            .unwrap();
+        let mut got = Vec::new();
+        while got.len() < 2 + 7 {
+            let data = recv.data().await.unwrap().unwrap();
+            let _ = recv.flow_control().release_capacity(data.len());
+            got.extend_from_slice(&data);
+        }
+        assert_eq!(&got[..], &[&[0x81u8, 7][..], b"over h2"].concat()[..]);
+        // A CONNECT for another protocol, or to a path that is no endpoint, is refused.
+        let mut other = http::Request::builder()
+            .method("CONNECT")
+            .uri(format!("http://{}/ws", w.addr))
+            .header("sec-websocket-version", "13")
+            .body(())
+            .unwrap();
+        other
+            .extensions_mut()
+            .insert(h2::ext::Protocol::from("webtransport"));
+        let (res, _) = client.send_request(other, true).unwrap();
+        assert_eq!(res.await.unwrap().status(), 400);
+    });
+}

@@ -23,9 +23,11 @@ use http::header::{
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body::Body;
 use tokio::io::{AsyncRead, AsyncWrite};
+use wharf_http::conn::ConnectProtocol;
 use wharf_http::interim::{EarlyHints, Push};
 
 pub(crate) mod flood;
+mod tunnel;
 
 use crate::conn::ConnCtx;
 use crate::socket::{Cork, Socket};
@@ -47,7 +49,8 @@ pub(crate) fn builder(limits: &Limits) -> h2::server::Builder {
         .initial_connection_window_size(limits.connection_window)
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
         .max_pending_accept_reset_streams(MAX_PENDING_RESETS)
-        .max_send_buffer_size(256 * 1024);
+        .max_send_buffer_size(256 * 1024)
+        .enable_connect_protocol(); // RFC 8441: WebSocket over HTTP/2
     b
 }
 
@@ -184,7 +187,10 @@ async fn stream<S: Service>(
     req: Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
 ) {
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    if let Some(protocol) = parts.extensions.remove::<h2::ext::Protocol>() {
+        return connect(ctx, parts, protocol, body, respond).await;
+    }
     let pushed_from = push_template(&parts);
     let res = ctx
         .handle(Request::from_parts(parts, RequestBody::h2(body)))
@@ -219,6 +225,49 @@ async fn stream<S: Service>(
         send_timeout,
     )
     .await;
+}
+
+/// An extended CONNECT (RFC 8441 §4): the service sees the `:protocol` as a
+/// [`ConnectProtocol`] and an [`OnUpgrade`](crate::upgrade::OnUpgrade); when it answers
+/// 2xx and awaits the upgrade, the stream becomes its byte stream, and this stream's
+/// future lasts until the service drops it (so the connection, and shutdown, wait for
+/// it). Any other answer is sent as usual and the stream ends.
+async fn connect<S: Service>(
+    ctx: Arc<ConnCtx<S>>,
+    mut parts: http::request::Parts,
+    protocol: h2::ext::Protocol,
+    body: RecvStream,
+    mut respond: SendResponse<Bytes>,
+) {
+    let (pending, on_upgrade) = crate::upgrade::pending();
+    parts
+        .extensions
+        .insert(ConnectProtocol(protocol.as_str().to_owned()));
+    parts.extensions.insert(on_upgrade);
+    let req = Request::from_parts(parts, RequestBody::empty());
+    let (head, res_body) = ctx.handle(req).await.into_parts();
+    let send_timeout = ctx.shared.limits.send_timeout;
+    if !head.status.is_success() {
+        return send(
+            |res, end| respond.send_response(res, end),
+            head,
+            res_body,
+            send_timeout,
+        )
+        .await;
+    }
+    let mut res = Response::from_parts(head, ());
+    strip_connection_fields(res.headers_mut());
+    *res.extensions_mut() = http::Extensions::new();
+    let Ok(send) = respond.send_response(res, false) else {
+        return; // the client reset the stream
+    };
+    let (read, write) = tunnel::split(body, send);
+    let (upgraded, closed) =
+        crate::upgrade::Upgraded::new(Bytes::new(), Box::new(read), Box::new(write));
+    if pending.fulfil(upgraded) {
+        let _ = closed.await;
+    }
 }
 
 /// A pushed response: the service answers a `GET` of `path` as if the client had asked.
