@@ -152,6 +152,8 @@ impl Service {
         let op = match *req.method() {
             Method::POST => Op::Publish,
             Method::GET | Method::HEAD => Op::Subscribe,
+            // A WebSocket over HTTP/2 (RFC 8441).
+            Method::CONNECT if wharf_ws::is_websocket(&req) => Op::Subscribe,
             Method::OPTIONS => {
                 let mut r = Response::new(Body::empty());
                 *r.status_mut() = StatusCode::NO_CONTENT;

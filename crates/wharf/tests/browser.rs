@@ -1,0 +1,51 @@
+//! The example site's chat page in headless Chromium (`tests/browser/chat.mjs`, with
+//! playwright-core): over HTTP/1.1, and over HTTPS, where Chromium speaks HTTP/2 and
+//! opens its WebSockets with extended CONNECT (RFC 8441), trusting wharf's local CA
+//! through its NSS database as a user would.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::{Builder, Proto, Wharf};
+
+fn example_site() -> String {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/site").to_owned()
+}
+
+/// Runs the chat script against `base`; panics with its output unless it passes.
+fn chat(base: &str, root_ca: Option<&Path>) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/chat.mjs");
+    let mut cmd = Command::new("node");
+    cmd.arg(script).arg(base);
+    if let Some(ca) = root_ca {
+        cmd.arg(ca);
+    }
+    let out = cmd.output().expect("node (the CI installs Node.js, playwright-core, chromium)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success() && text.contains("chat: ok"), "chat.mjs failed:\n{text}");
+}
+
+fn serve(proto: Proto) -> Wharf {
+    Builder::new().proto(proto).serving(&[&example_site()]).start()
+}
+
+#[test]
+fn chat_over_http1() {
+    let w = serve(Proto::H1);
+    chat(&format!("http://localhost:{}", w.addr.port()), None);
+    assert!(w.output().contains("\"GET /hub/chat?since=0 HTTP/1.1\" 101"), "{}", w.output());
+}
+
+#[test]
+fn chat_over_https_uses_websocket_over_http2() {
+    let w = serve(Proto::H2Tls);
+    chat(&format!("https://localhost:{}", w.addr.port()), Some(&w.root_cert()));
+    let log = w.output();
+    assert!(log.contains("\"CONNECT /hub/chat?since=0 HTTP/2.0\" 200"), "{log}");
+}
