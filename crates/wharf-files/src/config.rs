@@ -48,6 +48,9 @@ pub struct SiteConfig {
     /// Send a `Wharf-Explain` header with the reason for every response.
     #[serde(default)]
     pub explain: bool,
+    /// Tell listeners (the hub's `_files` channel) of every change seen in the tree.
+    #[serde(default)]
+    pub file_events: bool,
     /// Compress compressible types on the fly (results are kept in memory).
     #[serde(default = "yes")]
     pub compress: bool,
@@ -175,6 +178,7 @@ impl SiteConfig {
             cache: Vec::new(),
             headers: BTreeMap::new(),
             explain: false,
+            file_events: false,
             compress: true,
             compress_min_size: default_compress_min(),
             early_hints: true,

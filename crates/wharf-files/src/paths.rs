@@ -66,11 +66,32 @@ pub(crate) struct PathIndex {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
 struct Inner {
     map: Mutex<HashMap<OsString, Known>>,
     watch: Option<Watch>,
+    /// Told of every entry that changed in a watched directory.
+    listener: std::sync::OnceLock<Listener>,
 }
+
+/// What [`PathIndex::listen`] calls with the path (relative to the root) of an entry
+/// that was written, created, moved or deleted.
+pub(crate) type Listener = Arc<dyn Fn(&Path) + Send + Sync>;
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inner")
+            .field("watch", &self.watch)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The events that tell a listener an entry changed: a file written and closed,
+/// created, moved in or out, deleted (not every `write(2)` of a file being written).
+const CHANGED: ReadFlags = ReadFlags::CLOSE_WRITE
+    .union(ReadFlags::CREATE)
+    .union(ReadFlags::MOVED_FROM)
+    .union(ReadFlags::MOVED_TO)
+    .union(ReadFlags::DELETE);
 
 /// The site's inotify instance and what it watches.
 #[derive(Debug)]
@@ -88,6 +109,19 @@ struct Dirs {
 }
 
 impl PathIndex {
+    /// Calls `listener` for every change seen from now on in the watched directories
+    /// (those on the paths of files served); a second listener is ignored.
+    pub(crate) fn listen(&self, listener: Listener) {
+        let _ = self.inner.listener.set(listener);
+    }
+
+    /// Watches the directories on `rel`'s path without remembering it.
+    pub(crate) fn watch(&self, rel: &Path) {
+        if let Some(w) = &self.inner.watch {
+            w.cover(rel);
+        }
+    }
+
     /// An index for the site whose root directory is `root`; with change
     /// notification when the kernel offers it.
     pub(crate) fn new(root: &OwnedFd) -> PathIndex {
@@ -101,6 +135,7 @@ impl PathIndex {
         let inner = Arc::new(Inner {
             map: Mutex::default(),
             watch,
+            listener: std::sync::OnceLock::new(),
         });
         if let Some(w) = &inner.watch {
             listen(w.fd.clone(), Arc::downgrade(&inner));
@@ -189,6 +224,9 @@ impl Inner {
                 target.extend_from_slice(name);
                 drop(dirs);
                 self.forget(&target);
+                if let Some(listener) = self.listener.get().filter(|_| flags.intersects(CHANGED)) {
+                    listener(Path::new(std::ffi::OsStr::from_bytes(&target)));
+                }
             }
             None => {
                 // The directory itself went away or moved: its watch is gone.

@@ -103,6 +103,20 @@ impl Files {
         })
     }
 
+    /// Calls `listener` with the site's index and the path (`/dir/file`) of every change
+    /// seen in the trees of sites with `file_events`: files written, created, moved or
+    /// deleted in the directories wharf watches (those of the files it served). Called
+    /// on the notification thread: keep it short.
+    pub fn on_change(&self, listener: impl Fn(usize, &str) + Send + Sync + 'static) {
+        let listener = Arc::new(listener);
+        for (i, site) in self.sites.iter().enumerate().filter(|(_, s)| s.file_events) {
+            let listener = listener.clone();
+            site.paths.listen(Arc::new(move |rel: &std::path::Path| {
+                listener(i, &format!("/{}", rel.to_string_lossy()));
+            }));
+        }
+    }
+
     /// Answers `req`. The request body is never read.
     pub async fn serve<B>(&self, req: &Request<B>) -> Response<Body> {
         let now = SystemTime::now();
@@ -264,6 +278,9 @@ impl Files {
             Ok((entry, remembered)) => {
                 if remembered && entry.content.is_some() {
                     FileCache::remember(&site.paths, &site.root, &t.rel, meta);
+                } else if site.file_events {
+                    // Not remembered (too new, or too large), but its changes are news.
+                    site.paths.watch(&t.rel);
                 }
                 self.file(site, req, t, entry, now, why).await
             }

@@ -33,6 +33,8 @@ pub(crate) struct Site {
     pub(crate) client_auth_paths: Option<globset::GlobSet>,
     /// Where this site's paths last led, for serving without opening.
     pub(crate) paths: PathIndex,
+    /// Changes are reported to [`crate::Files::on_change`]'s listener.
+    pub(crate) file_events: bool,
 }
 
 impl Site {
@@ -40,6 +42,7 @@ impl Site {
         let root = Root::open(&cfg.root, cfg.symlinks)?;
         Ok(Site {
             paths: PathIndex::new(root.fd()),
+            file_events: cfg.file_events,
             root,
             index: cfg.index.iter().map(|n| n.0.clone()).collect(),
             listing: cfg.listing,

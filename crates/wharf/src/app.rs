@@ -112,6 +112,80 @@ impl App {
     }
 }
 
+/// The hub channel of file changes.
+const FILE_EVENTS: &str = "_files";
+
+impl App {
+    /// Publishes every change the file service sees in sites with `file_events` on
+    /// the hub's `_files` channel: `{"site","path","change","size","etag"}`, with the
+    /// size and ETag a `GET` now gets (asked of the file service itself, so they are
+    /// exactly what clients see). Bursts (an editor's create, write, rename) are
+    /// coalesced: each path once per batch of queued changes.
+    pub(crate) fn publish_file_events(app: &Arc<App>, cfg: &Config) {
+        if app.hub.is_none() || !cfg.sites.iter().any(|s| s.file_events) {
+            return;
+        }
+        let hosts: Vec<String> = cfg
+            .sites
+            .iter()
+            .map(|s| {
+                s.names
+                    .first()
+                    .map_or_else(|| "localhost".to_owned(), |n| n.to_string())
+            })
+            .collect();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, String)>();
+        app.files.on_change(move |site, path| {
+            let _ = tx.send((site, path.to_owned()));
+        });
+        let app = app.clone();
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut batch = vec![first];
+                while let Ok(more) = rx.try_recv() {
+                    if !batch.contains(&more) {
+                        batch.push(more);
+                    }
+                }
+                for (site, path) in batch {
+                    app.publish_file_event(&hosts[site], &path).await;
+                }
+            }
+        });
+    }
+
+    async fn publish_file_event(&self, host: &str, path: &str) {
+        let Some(hub) = &self.hub else { return };
+        let uri = path
+            .split('/')
+            .map(|seg| {
+                percent_encoding::utf8_percent_encode(seg, percent_encoding::NON_ALPHANUMERIC)
+                    .to_string()
+            })
+            .collect::<Vec<_>>()
+            .join("/");
+        let Ok(req) = Request::head(uri).header(header::HOST, host).body(()) else {
+            return;
+        };
+        let res = self.files.serve(&req).await;
+        let h = res.headers();
+        let field = |name| h.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
+        let event = serde_json::json!({
+            "site": host,
+            "path": path,
+            "change": if res.status().is_success() { "modified" } else { "deleted" },
+            "size": field(header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok()),
+            "etag": field(header::ETAG),
+        });
+        if let Err(e) = hub
+            .hub()
+            .publish(FILE_EVENTS, Bytes::from(event.to_string()))
+        {
+            tracing::warn!(error = ?e, path, "file event not published");
+        }
+    }
+}
+
 impl wharf_server::Service for App {
     type Body = Body;
 

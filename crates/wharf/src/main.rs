@@ -70,6 +70,7 @@ fn effective_config(args: &ServeArgs) -> Result<(Config, Option<String>), Config
         (dir, true) => {
             let mut site = wharf_files::SiteConfig::new(dir.clone().unwrap_or_else(|| ".".into()));
             site.listing = args.listing;
+            site.file_events = true; // live reload through the hub's `_files` channel
             cfg.sites.push(site);
         }
         (None, false) => {}
@@ -245,6 +246,7 @@ async fn run(cfg: Config, files: Files, tls: Option<Arc<Acceptor>>) -> Result<()
     let (mut signals, hup) = Signals::install()?;
     let shutdown = Shutdown::new();
     let service = Arc::new(app::App::new(files, &cfg, shutdown.token()).map_err(ConfigError)?);
+    app::App::publish_file_events(&service, &cfg);
     let mut listeners = Vec::new();
     let mut https_port = None;
     let http3 = cfg.http.http3 && tls.as_ref().is_some_and(|a| a.quic_client_auth().is_some());

@@ -14,38 +14,83 @@ fn example_site() -> String {
     concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/site").to_owned()
 }
 
-/// Runs the chat script against `base`; panics with its output unless it passes.
-fn chat(base: &str, root_ca: Option<&Path>) {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/chat.mjs");
+/// Runs `tests/browser/{script}.mjs` with `args`; panics with its output unless it
+/// says `{script}: ok`.
+fn node(script: &str, args: &[&std::ffi::OsStr]) {
+    let path = format!("{}/tests/browser/{script}.mjs", env!("CARGO_MANIFEST_DIR"));
     let mut cmd = Command::new("node");
-    cmd.arg(script).arg(base);
-    if let Some(ca) = root_ca {
-        cmd.arg(ca);
-    }
-    let out = cmd.output().expect("node (the CI installs Node.js, playwright-core, chromium)");
+    cmd.arg(path).args(args);
+    let out = cmd
+        .output()
+        .expect("node (the CI installs Node.js, playwright-core, chromium)");
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success() && text.contains("chat: ok"), "chat.mjs failed:\n{text}");
+    assert!(
+        out.status.success() && text.contains(&format!("{script}: ok")),
+        "{script}.mjs failed:\n{text}"
+    );
+}
+
+fn chat(base: &str, root_ca: Option<&Path>) {
+    let mut args = vec![std::ffi::OsStr::new(base)];
+    args.extend(root_ca.map(Path::as_os_str));
+    node("chat", &args);
 }
 
 fn serve(proto: Proto) -> Wharf {
-    Builder::new().proto(proto).serving(&[&example_site()]).start()
+    Builder::new()
+        .proto(proto)
+        .serving(&[&example_site()])
+        .start()
+}
+
+#[test]
+fn pages_reload_when_their_file_changes() {
+    let w = Builder::new().start(); // zero-config: file_events on
+    let site = w.root();
+    let example = Path::new(&example_site()).to_owned();
+    for f in [
+        "index.html",
+        "assets/live.js",
+        "assets/style.css",
+        "assets/app.js",
+    ] {
+        std::fs::copy(example.join(f), site.join(f)).unwrap();
+    }
+    node(
+        "live",
+        &[
+            format!("http://localhost:{}", w.addr.port()).as_ref(),
+            site.as_os_str(),
+        ],
+    );
 }
 
 #[test]
 fn chat_over_http1() {
     let w = serve(Proto::H1);
     chat(&format!("http://localhost:{}", w.addr.port()), None);
-    assert!(w.output().contains("\"GET /hub/chat?since=0 HTTP/1.1\" 101"), "{}", w.output());
+    assert!(
+        w.output()
+            .contains("\"GET /hub/chat?since=0 HTTP/1.1\" 101"),
+        "{}",
+        w.output()
+    );
 }
 
 #[test]
 fn chat_over_https_uses_websocket_over_http2() {
     let w = serve(Proto::H2Tls);
-    chat(&format!("https://localhost:{}", w.addr.port()), Some(&w.root_cert()));
+    chat(
+        &format!("https://localhost:{}", w.addr.port()),
+        Some(&w.root_cert()),
+    );
     let log = w.output();
-    assert!(log.contains("\"CONNECT /hub/chat?since=0 HTTP/2.0\" 200"), "{log}");
+    assert!(
+        log.contains("\"CONNECT /hub/chat?since=0 HTTP/2.0\" 200"),
+        "{log}"
+    );
 }

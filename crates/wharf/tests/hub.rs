@@ -290,3 +290,43 @@ fn bad_requests_get_clear_statuses_and_others_are_served() {
     assert_eq!(res.status, 400);
     assert_eq!(publish(&w, "c", "still served"), 1);
 }
+
+#[test]
+fn file_changes_are_published_with_the_new_etag() {
+    let w = Builder::new().start(); // zero-config: file_events on
+    assert_eq!(w.get("/hello.txt", &[]).status(), 200); // its directory is now watched
+    let changed = std::thread::scope(|scope| {
+        let waiting = scope.spawn(|| json(w.get("/hub/_files?since=0", &[])));
+        wait_for_subscribers(&w, "_files", 1);
+        std::fs::write(w.root().join("hello.txt"), "hello, again\n").unwrap();
+        waiting.join().unwrap()
+    });
+    let event: Value =
+        serde_json::from_str(changed["messages"][0]["data"].as_str().unwrap()).unwrap();
+    let res = w.get("/hello.txt", &[]);
+    let etag = res.headers()["etag"].to_str().unwrap().to_owned();
+    assert_eq!(res.bytes().unwrap(), "hello, again\n");
+    assert_eq!(event["path"], "/hello.txt");
+    assert_eq!(event["change"], "modified");
+    assert_eq!(event["size"], 13);
+    assert_eq!(event["etag"], etag.as_str(), "the ETag a GET now gets");
+    // A deletion is published too.
+    let last = changed["last"].as_u64().unwrap();
+    std::fs::remove_file(w.root().join("hello.txt")).unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    let deleted = loop {
+        let v = json(w.get(&format!("/hub/_files?since={last}"), &[]));
+        let found = v["messages"].as_array().unwrap().iter().find_map(|m| {
+            let e: Value = serde_json::from_str(m["data"].as_str().unwrap()).unwrap();
+            (e["change"] == "deleted").then_some(e)
+        });
+        if let Some(e) = found {
+            break e;
+        }
+        assert!(Instant::now() < deadline, "no deletion event: {v}");
+    };
+    assert_eq!(
+        (deleted["path"].as_str(), deleted["etag"].as_str()),
+        (Some("/hello.txt"), None)
+    );
+}
