@@ -11,6 +11,7 @@ use bytes::Bytes;
 
 use crate::auth::Access;
 use crate::channel::{Channel, Event, History};
+use crate::redis::Redis;
 use crate::store::Store;
 
 /// The hub's settings.
@@ -30,6 +31,10 @@ pub struct Config {
     pub sse_heartbeat: Duration,
     /// Where history is stored; `None`: memory only.
     pub data_dir: Option<PathBuf>,
+    /// Share channels with other nodes through this Redis (`redis://host:port/db`).
+    pub redis: Option<String>,
+    /// Prefix of the Redis keys and pub/sub channels.
+    pub redis_prefix: String,
     /// Who may publish and subscribe where.
     pub access: Access,
 }
@@ -47,6 +52,8 @@ impl Default for Config {
             long_poll_timeout: Duration::from_secs(30),
             sse_heartbeat: Duration::from_secs(15),
             data_dir: None,
+            redis: None,
+            redis_prefix: "wharf:hub:".into(),
             access: Access::default(),
         }
     }
@@ -59,6 +66,8 @@ pub enum PublishError {
     TooManyChannels,
     /// Storing the message failed; it was not published.
     Store(io::Error),
+    /// Redis could not be reached or refused the message; it was not published.
+    Redis(redis::RedisError),
 }
 
 /// Named channels.
@@ -66,10 +75,34 @@ pub struct Hub {
     config: Config,
     channels: Mutex<HashMap<String, Arc<Channel>>>,
     store: Option<Store>,
+    redis: Option<Arc<Redis>>,
 }
 
 impl Hub {
-    /// A hub; with `data_dir`, the channels stored there come back with their history.
+    /// A hub: with `redis`, connected and subscribed to the other nodes' messages;
+    /// with `data_dir`, the channels stored there come back with their history.
+    pub async fn open(config: Config) -> io::Result<Arc<Hub>> {
+        let redis = match &config.redis {
+            Some(url) => {
+                let keep = config.history.max_messages;
+                let r = Redis::connect(url, &config.redis_prefix, keep)
+                    .await
+                    .map_err(|e| io::Error::other(format!("hub.redis {url}: {e}")))?;
+                Some(Arc::new(r))
+            }
+            None => None,
+        };
+        let mut hub = Hub::new(config)?;
+        hub.redis = redis;
+        let hub = Arc::new(hub);
+        if let Some(r) = &hub.redis {
+            r.listen(Arc::downgrade(&hub));
+        }
+        Ok(hub)
+    }
+
+    /// A hub on this node only; with `data_dir`, the channels stored there come back
+    /// with their history.
     pub fn new(config: Config) -> io::Result<Hub> {
         let store = match &config.data_dir {
             Some(dir) => Some(Store::open(dir, config.history.max_messages)?),
@@ -92,6 +125,7 @@ impl Hub {
             config,
             channels: Mutex::new(channels),
             store,
+            redis: None,
         })
     }
 
@@ -100,8 +134,38 @@ impl Hub {
         &self.config
     }
 
-    /// The channel `name` (created empty if new); `None` when the hub is full.
-    pub fn channel(&self, name: &str) -> Option<Arc<Channel>> {
+    fn loaded(&self, name: &str) -> Option<Arc<Channel>> {
+        let channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        channels.get(name).cloned()
+    }
+
+    /// The channel `name`, created if new (from Redis's history when shared);
+    /// `None` when the hub is full.
+    pub async fn channel(&self, name: &str) -> Option<Arc<Channel>> {
+        if let Some(c) = self.loaded(name) {
+            return Some(c);
+        }
+        let fresh = Channel::new(name, self.config.history, 1);
+        if let Some(r) = &self.redis {
+            // Loaded before it is listed: what arrives meanwhile is a gap that the
+            // next delivery fills from the history.
+            match r.load(name).await {
+                Ok((events, last)) => {
+                    let first = events.first().map_or(last + 1, |e| e.id);
+                    let c = Channel::new(name, self.config.history, first);
+                    events.into_iter().for_each(|e| c.restore(e));
+                    return self.list(name, c);
+                }
+                Err(e) => {
+                    tracing::warn!(channel = name, error = %e, "hub: history not loaded from Redis")
+                }
+            }
+        }
+        self.list(name, fresh)
+    }
+
+    /// Adds `c` to the channels unless another task did first.
+    fn list(&self, name: &str, c: Channel) -> Option<Arc<Channel>> {
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = channels.get(name) {
             return Some(c.clone());
@@ -109,9 +173,46 @@ impl Hub {
         if channels.len() >= self.config.max_channels {
             return None;
         }
-        let c = Arc::new(Channel::new(name, self.config.history, 1));
+        let c = Arc::new(c);
         channels.insert(name.to_owned(), c.clone());
         Some(c)
+    }
+
+    /// An event of a shared channel, published by any node: inserted after whatever
+    /// ids this node lacks before it.
+    pub(crate) async fn deliver(&self, name: &str, event: Arc<Event>) {
+        let Some(c) = self.loaded(name) else {
+            return; // loaded from Redis when first used here
+        };
+        self.fill(&c, event.id).await;
+        c.restore(event);
+    }
+
+    /// Fetches the ids of `c` from its next one up to `before` from Redis.
+    async fn fill(&self, c: &Channel, before: u64) {
+        let (Some(r), next) = (&self.redis, c.next_id()) else {
+            return;
+        };
+        if before <= next {
+            return;
+        }
+        match r.range(c.name(), next, before).await {
+            Ok(events) => events.into_iter().for_each(|e| c.restore(e)),
+            Err(e) => {
+                tracing::warn!(channel = c.name(), error = %e, "hub: missing ids not fetched")
+            }
+        }
+    }
+
+    /// After a lost subscription: what every loaded channel missed meanwhile.
+    pub(crate) async fn resync(&self) {
+        let Some(r) = &self.redis else { return };
+        for c in self.channels() {
+            match r.load(c.name()).await {
+                Ok((events, _)) => events.into_iter().for_each(|e| c.restore(e)),
+                Err(e) => return tracing::warn!(error = %e, "hub: resync with Redis failed"),
+            }
+        }
     }
 
     /// Every channel, by name.
@@ -122,9 +223,20 @@ impl Hub {
         v
     }
 
-    /// Publishes `data` on `name`: stored first when the hub has a `data_dir`.
-    pub fn publish(&self, name: &str, data: Bytes) -> Result<Arc<Event>, PublishError> {
-        let channel = self.channel(name).ok_or(PublishError::TooManyChannels)?;
+    /// Publishes `data` on `name`: through Redis when shared, else stored first when
+    /// the hub has a `data_dir`.
+    pub async fn publish(&self, name: &str, data: Bytes) -> Result<Arc<Event>, PublishError> {
+        let channel = self
+            .channel(name)
+            .await
+            .ok_or(PublishError::TooManyChannels)?;
+        if let Some(r) = &self.redis {
+            let event = r.publish(name, &data).await.map_err(PublishError::Redis)?;
+            // At once on this node (the other nodes get it through pub/sub).
+            self.fill(&channel, event.id).await;
+            channel.restore(event.clone());
+            return Ok(event);
+        }
         channel
             .publish(data, |event, kept| match &self.store {
                 Some(store) => store.append(name, event, kept),

@@ -7,11 +7,13 @@
 //! - [`auth`]: anonymous rights and bearer tokens, by channel pattern.
 //! - [`service`]: the HTTP interface under the mount (`/hub/`): `http::Request` in,
 //!   `http::Response` out, over any HTTP version; WebSocket sessions via `wharf-ws`.
+//! - `redis`: channels shared by several nodes through Redis (`hub.redis`).
 //! - `sse`: the Server-Sent Events stream.
 
 pub mod auth;
 pub mod channel;
 pub mod hub;
+mod redis;
 pub mod service;
 mod sse;
 mod store;

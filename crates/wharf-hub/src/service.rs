@@ -185,7 +185,7 @@ impl Service {
             (_, Some(Ok(id))) | (Some(Ok(id)), None) => Some(id),
             (None, None) => None,
         };
-        let Some(channel) = self.hub.channel(name) else {
+        let Some(channel) = self.hub.channel(name).await else {
             return error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the hub holds its maximum of channels",
@@ -281,7 +281,7 @@ impl Service {
         if std::str::from_utf8(&body).is_err() {
             return error(StatusCode::BAD_REQUEST, "a message is UTF-8 text");
         }
-        match self.hub.publish(name, body) {
+        match self.hub.publish(name, body).await {
             Ok(e) => json(
                 StatusCode::OK,
                 format!(
@@ -299,6 +299,16 @@ impl Service {
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "the message could not be stored",
                 )
+            }
+            Err(PublishError::Redis(e)) => {
+                tracing::error!(channel = name, error = %e, "hub: publishing through Redis failed");
+                let mut r = error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the hub's Redis is unreachable",
+                );
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                r
             }
         }
     }
@@ -367,7 +377,7 @@ async fn subscriber<S>(
             msg = session.recv() => match msg {
                 None => break,
                 Some(Message::Text(data)) if may_publish => {
-                    if let Err(e) = hub.publish(&name, data) {
+                    if let Err(e) = hub.publish(&name, data).await {
                         tracing::warn!(channel = %name, error = ?e, "hub: a WebSocket publish failed");
                         session.close(wharf_ws::Close::new(Code::INTERNAL, "the message could not be published"));
                     }

@@ -82,7 +82,7 @@ fn loopback_only(cfg: &Config) -> bool {
 }
 
 impl App {
-    pub(crate) fn new(
+    pub(crate) async fn new(
         files: Files,
         cfg: &Config,
         shutdown: CancellationToken,
@@ -97,10 +97,11 @@ impl App {
             })
             .collect();
         let hub = if cfg.hub.enabled {
-            let hub = wharf_hub::Hub::new(cfg.hub.hub(loopback_only(cfg)))
-                .map_err(|e| format!("hub.data_dir: {e}"))?;
+            let hub = wharf_hub::Hub::open(cfg.hub.hub(loopback_only(cfg)))
+                .await
+                .map_err(|e| format!("hub: {e}"))?;
             let ws = endpoint(&cfg.hub.websocket(), &shutdown);
-            Some(wharf_hub::Service::new(Arc::new(hub), ws).map_err(|e| format!("hub: {e}"))?)
+            Some(wharf_hub::Service::new(hub, ws).map_err(|e| format!("hub: {e}"))?)
         } else {
             None
         };
@@ -180,6 +181,7 @@ impl App {
         if let Err(e) = hub
             .hub()
             .publish(FILE_EVENTS, Bytes::from(event.to_string()))
+            .await
         {
             tracing::warn!(error = ?e, path, "file event not published");
         }

@@ -75,6 +75,10 @@ pub(crate) struct HubConfig {
     pub(crate) sse_heartbeat: Duration,
     /// Where history is stored, so that it survives a restart (none: memory only).
     pub(crate) data_dir: Option<PathBuf>,
+    /// Share channels, ids and history with other wharf nodes through this Redis.
+    pub(crate) redis: Option<String>,
+    /// Prefix of the Redis keys and pub/sub channels (one per group of nodes).
+    pub(crate) redis_prefix: String,
     /// What requests without a token may do; absent: everything while every listener
     /// is on loopback, nothing otherwise.
     pub(crate) anonymous: Option<HubRights>,
@@ -107,6 +111,8 @@ impl Default for HubConfig {
             long_poll_timeout: hub.long_poll_timeout,
             sse_heartbeat: hub.sse_heartbeat,
             data_dir: None,
+            redis: None,
+            redis_prefix: hub.redis_prefix,
             anonymous: None,
             tokens: Vec::new(),
             origins: ws.origins,
@@ -160,6 +166,8 @@ impl HubConfig {
             long_poll_timeout: self.long_poll_timeout,
             sse_heartbeat: self.sse_heartbeat,
             data_dir: self.data_dir.clone(),
+            redis: self.redis.clone(),
+            redis_prefix: self.redis_prefix.clone(),
             access: wharf_hub::Access {
                 anonymous,
                 tokens: self
@@ -560,24 +568,33 @@ impl Config {
         if h.max_channels == 0 {
             return fail("max_channels", "must be at least 1");
         }
+        if h.redis.is_some() && h.data_dir.is_some() {
+            return fail(
+                "data_dir",
+                "not with hub.redis: shared history lives in Redis",
+            );
+        }
+        if let Some(url) = &h.redis {
+            if !(url.starts_with("redis://") || url.starts_with("unix://")) {
+                return fail("redis", "must be a redis:// or unix:// URL");
+            }
+        }
         if h.idle_timeout <= h.ping_interval {
             return fail(
                 "idle_timeout",
                 "must be longer than ping_interval (a live peer answers pings)",
             );
         }
-        for pattern in h
-            .tokens
+        let tokens = h.tokens.iter().map(|t| ("token", &t.publish, &t.subscribe));
+        let anonymous = h
+            .anonymous
             .iter()
-            .flat_map(|t| t.publish.iter().chain(&t.subscribe))
-            .chain(
-                h.anonymous
-                    .iter()
-                    .flat_map(|a| a.publish.iter().chain(&a.subscribe)),
-            )
-        {
-            if let Err(e) = globset::Glob::new(pattern) {
-                return fail("token", &format!("bad channel pattern {pattern:?}: {e}"));
+            .map(|a| ("anonymous", &a.publish, &a.subscribe));
+        for (key, publish, subscribe) in tokens.chain(anonymous) {
+            for pattern in publish.iter().chain(subscribe) {
+                if let Err(e) = globset::Glob::new(pattern) {
+                    return fail(key, &format!("bad channel pattern {pattern:?}: {e}"));
+                }
             }
         }
         if h.tokens.iter().any(|t| t.token.len() < 16) {
@@ -785,6 +802,13 @@ mod tests {
             ("[[websocket]]\npath = \"/ws\"\nmax_frame_size = 10\n", &["line 3", "websocket[0].max_frame_size"]),
             ("[[websocket]]\npath = \"/ws\"\nping_interval = \"90s\"\n", &["websocket[0].idle_timeout", "ping_interval"]),
             ("[[websocket]]\npath = \"/ws\"\nping_interval = \"0s\"\n", &["line 3", "ping_interval", "invalid duration"]),
+            ("[hub]\nmount = \"/hub\"\n", &["line 2", "hub.mount"]),
+            ("[hub]\nhistory = 0\n", &["line 2", "hub.history"]),
+            ("[hub]\nredis = \"redis://x\"\ndata_dir = \"d\"\n", &["line 3", "hub.data_dir", "Redis"]),
+            ("[hub]\nredis = \"http://x\"\n", &["line 2", "hub.redis"]),
+            ("[hub]\n[[hub.token]]\ntoken = \"short\"\n", &["hub.token", "16"]),
+            ("[hub]\n[hub.anonymous]\npublish = [\"[\"]\n", &["hub.anonymous", "pattern"]),
+            ("[hub]\nbogus = 1\n", &["line 2", "bogus"]),
         ];
         for (doc, words) in table {
             let err = Config::parse(doc).expect_err(doc);

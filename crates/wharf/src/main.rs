@@ -245,7 +245,8 @@ fn no_ipv6(e: &std::io::Error) -> bool {
 async fn run(cfg: Config, files: Files, tls: Option<Arc<Acceptor>>) -> Result<(), ConfigError> {
     let (mut signals, hup) = Signals::install()?;
     let shutdown = Shutdown::new();
-    let service = Arc::new(app::App::new(files, &cfg, shutdown.token()).map_err(ConfigError)?);
+    let app = app::App::new(files, &cfg, shutdown.token()).await;
+    let service = Arc::new(app.map_err(ConfigError)?);
     app::App::publish_file_events(&service, &cfg);
     let mut listeners = Vec::new();
     let mut https_port = None;

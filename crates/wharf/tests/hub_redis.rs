@@ -1,0 +1,187 @@
+//! Two wharf nodes sharing the hub through a real `redis-server` (`hub.redis`): a
+//! message published on one reaches subscribers of every transport on the other with
+//! one id sequence, and a client that reconnects to the other node resumes without
+//! loss.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::Instant;
+
+use common::ws::connect_to;
+use common::{Builder, Wharf, PATIENCE};
+use serde_json::Value;
+
+/// A `redis-server` on a free loopback port, stopped when dropped.
+struct Redis {
+    child: Child,
+    port: u16,
+}
+
+impl Redis {
+    fn start() -> Redis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server (the CI installs Debian's redis-server)");
+        let deadline = Instant::now() + PATIENCE;
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::yield_now();
+        }
+        Redis { child, port }
+    }
+
+    fn node(&self) -> Wharf {
+        Builder::new()
+            .config(&format!(
+                "[hub]\nredis = \"redis://127.0.0.1:{}\"\n",
+                self.port
+            ))
+            .start()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn json(res: reqwest::blocking::Response) -> Value {
+    serde_json::from_slice(&res.bytes().unwrap()).unwrap()
+}
+
+fn publish(w: &Wharf, channel: &str, text: &str) -> u64 {
+    let res = w
+        .client()
+        .post(w.url(&format!("/hub/{channel}")))
+        .body(text.to_owned())
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    json(res)["id"].as_u64().unwrap()
+}
+
+fn messages(v: &Value) -> Vec<(u64, String)> {
+    v["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["id"].as_u64().unwrap(),
+                m["data"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn wait_for_subscribers(w: &Wharf, channel: &str, n: u64) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let v = json(w.get("/hub/", &[]));
+        let found = v["channels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["channel"] == channel);
+        if found.is_some_and(|c| c["subscribers"] == n) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{channel} never had {n} subscribers: {v}"
+        );
+        std::thread::yield_now();
+    }
+}
+
+#[test]
+fn a_publish_on_one_node_reaches_every_transport_on_the_other() {
+    let redis = Redis::start();
+    let (a, b) = (redis.node(), redis.node());
+    // On B: a WebSocket, an event stream and a long-poll, all waiting.
+    let (mut ws, _) = connect_to(&b, "/hub/room", &[]);
+    let sse = b
+        .client()
+        .get(b.url("/hub/room"))
+        .header("Accept", "text/event-stream")
+        .send()
+        .unwrap();
+    let mut sse = BufReader::new(sse).lines().map(Result::unwrap);
+    assert_eq!(sse.next().unwrap(), "retry: 2000");
+    std::thread::scope(|scope| {
+        let poll = scope.spawn(|| json(b.get("/hub/room?since=0", &[])));
+        wait_for_subscribers(&b, "room", 3);
+        assert_eq!(publish(&a, "room", "from A"), 1);
+        assert_eq!(messages(&poll.join().unwrap()), [(1, "from A".to_owned())]);
+    });
+    let m: Value = serde_json::from_slice(&ws.recv().unwrap().payload).unwrap();
+    assert_eq!(
+        (m["id"].as_u64(), m["data"].as_str()),
+        (Some(1), Some("from A"))
+    );
+    let sse_id = sse.find(|l| l.starts_with("id: ")).unwrap();
+    assert_eq!(sse_id, "id: 1");
+    // One id sequence across nodes.
+    assert_eq!(publish(&b, "room", "from B"), 2);
+    assert_eq!(publish(&a, "room", "from A again"), 3);
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let all = messages(&json(a.get("/hub/room?since=0&wait=1", &[])));
+        if all.len() == 3 {
+            let ids: Vec<u64> = all.iter().map(|m| m.0).collect();
+            assert_eq!(ids, [1, 2, 3]);
+            break;
+        }
+        assert!(Instant::now() < deadline, "{all:?}");
+    }
+}
+
+#[test]
+fn a_client_resumes_on_the_other_node_without_loss() {
+    let redis = Redis::start();
+    let (a, b) = (redis.node(), redis.node());
+    publish(&a, "feed", "one");
+    publish(&a, "feed", "two");
+    // The client read up to 2 on A, then lost A; meanwhile more came, on both nodes.
+    let seen = messages(&json(a.get("/hub/feed?since=0", &[])));
+    assert_eq!(seen.last().unwrap().0, 2);
+    publish(&b, "feed", "three");
+    publish(&a, "feed", "four");
+    // Reconnecting to B (which never served this channel) with its last id.
+    let rest = messages(&json(b.get("/hub/feed?since=2", &[])));
+    assert_eq!(rest, [(3, "three".to_owned()), (4, "four".to_owned())]);
+    // An event stream resumes with Last-Event-ID the same way.
+    let sse = b
+        .client()
+        .get(b.url("/hub/feed"))
+        .header("Accept", "text/event-stream")
+        .header("Last-Event-ID", "3")
+        .send()
+        .unwrap();
+    let id = BufReader::new(sse)
+        .lines()
+        .map(Result::unwrap)
+        .find(|l| l.starts_with("id: "));
+    assert_eq!(id.as_deref(), Some("id: 4"));
+}
