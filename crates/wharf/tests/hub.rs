@@ -330,3 +330,58 @@ fn file_changes_are_published_with_the_new_etag() {
         (Some("/hello.txt"), None)
     );
 }
+
+/// One HTTP/2 connection carries many event streams (no connection per stream).
+#[test]
+fn many_event_streams_share_one_http2_connection() {
+    let w = Builder::new().start();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(w.addr).await.unwrap();
+        let (client, conn) = ::h2::client::handshake(tcp).await.unwrap();
+        tokio::spawn(conn);
+        let mut streams = Vec::new();
+        for _ in 0..100 {
+            let mut client = client.clone().ready().await.unwrap();
+            let req = http::Request::get(format!("http://{}/hub/many", w.addr))
+                .header("accept", "text/event-stream")
+                .body(())
+                .unwrap();
+            let (res, _) = client.send_request(req, true).unwrap();
+            streams.push(res);
+        }
+        let mut bodies = Vec::new();
+        for res in streams {
+            let res = res.await.unwrap();
+            assert_eq!(res.status(), 200);
+            let mut body = res.into_body();
+            let first = body.data().await.unwrap().unwrap(); // "retry: 2000"
+            assert!(first.starts_with(b"retry:"));
+            bodies.push(body);
+        }
+        let publisher = tokio::task::spawn_blocking({
+            let url = w.url("/hub/many");
+            move || {
+                let c = common::client();
+                assert_eq!(c.post(url).body("to all").send().unwrap().status(), 200);
+            }
+        });
+        publisher.await.unwrap();
+        for mut body in bodies {
+            let mut got = Vec::new();
+            while !got.ends_with(b"\n\n") {
+                let chunk = body.data().await.unwrap().unwrap();
+                let _ = body.flow_control().release_capacity(chunk.len());
+                got.extend_from_slice(&chunk);
+            }
+            let text = String::from_utf8(got).unwrap();
+            assert!(
+                text.starts_with("id: 1\n") && text.contains("to all"),
+                "{text}"
+            );
+        }
+    });
+}
