@@ -385,3 +385,48 @@ fn many_event_streams_share_one_http2_connection() {
         }
     });
 }
+
+#[test]
+fn server_sent_events_over_http3() {
+    let w = Builder::new().proto(Proto::H3).start();
+    publish(&w, "q", "before");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let roots = std::fs::read(w.root_cert()).unwrap();
+        let client = wharf_load::Client::new(&roots, "127.0.0.1:0".parse().unwrap()).unwrap();
+        let conn = client.connect(w.addr, "localhost").await.unwrap();
+        let req = http::Request::get(w.url("/hub/q"))
+            .header("accept", "text/event-stream")
+            .header("last-event-id", "0")
+            .body(bytes::Bytes::new())
+            .unwrap();
+        let mut res = conn.start(req).await.unwrap();
+        assert_eq!(res.head.headers()["content-type"], "text/event-stream");
+        let mut text = String::new();
+        let mut read_until = async |needle: &str, text: &mut String| {
+            while !text.contains(needle) {
+                let chunk = res.chunk().await.unwrap().expect("the stream goes on");
+                text.push_str(std::str::from_utf8(&chunk).unwrap());
+            }
+        };
+        read_until("id: 1\n", &mut text).await;
+        let url = w.url("/hub/q");
+        let root = w.root_cert();
+        tokio::task::spawn_blocking(move || {
+            let pem = std::fs::read(root).unwrap();
+            let c = reqwest::blocking::Client::builder()
+                .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+                .build()
+                .unwrap();
+            assert_eq!(c.post(url).body("after").send().unwrap().status(), 200);
+        })
+        .await
+        .unwrap();
+        read_until("id: 2\n", &mut text).await;
+        assert!(text.contains("\"data\":\"after\""), "{text}");
+        conn.close();
+    });
+}
