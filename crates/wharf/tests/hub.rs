@@ -7,55 +7,10 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::time::{Duration, Instant};
 
+use common::hub::{datas, json, publish, wait_for_subscribers};
 use common::ws::connect_to;
-use common::{raw, Builder, Proto, Wharf, PATIENCE};
+use common::{raw, Builder, Proto, PATIENCE};
 use serde_json::Value;
-
-fn json(res: reqwest::blocking::Response) -> Value {
-    serde_json::from_slice(&res.bytes().unwrap()).unwrap()
-}
-
-/// Publishes `text` on `channel` (over HTTP/2 on TLS servers); its id.
-fn publish(w: &Wharf, channel: &str, text: &str) -> u64 {
-    let res = w
-        .client()
-        .post(w.url(&format!("/hub/{channel}")))
-        .body(text.to_owned())
-        .send()
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    json(res)["id"].as_u64().unwrap()
-}
-
-fn datas(v: &Value) -> Vec<String> {
-    v["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["data"].as_str().unwrap().to_owned())
-        .collect()
-}
-
-/// Waits until `channel` has `n` subscribers (a long-poll or stream is waiting).
-fn wait_for_subscribers(w: &Wharf, channel: &str, n: u64) {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let v = json(w.get("/hub/", &[]));
-        let found = v["channels"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["channel"] == channel);
-        if found.is_some_and(|c| c["subscribers"] == n) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{channel} never had {n} subscribers: {v}"
-        );
-        std::thread::yield_now();
-    }
-}
 
 fn polls_and_long_polls_lose_nothing(proto: Proto) {
     let w = Builder::new().proto(proto).start();

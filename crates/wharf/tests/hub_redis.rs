@@ -10,6 +10,7 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
+use common::hub::{json, messages, publish, wait_for_subscribers};
 use common::ws::connect_to;
 use common::{Builder, Wharf, PATIENCE};
 use serde_json::Value;
@@ -63,55 +64,6 @@ impl Drop for Redis {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-fn json(res: reqwest::blocking::Response) -> Value {
-    serde_json::from_slice(&res.bytes().unwrap()).unwrap()
-}
-
-fn publish(w: &Wharf, channel: &str, text: &str) -> u64 {
-    let res = w
-        .client()
-        .post(w.url(&format!("/hub/{channel}")))
-        .body(text.to_owned())
-        .send()
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    json(res)["id"].as_u64().unwrap()
-}
-
-fn messages(v: &Value) -> Vec<(u64, String)> {
-    v["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| {
-            (
-                m["id"].as_u64().unwrap(),
-                m["data"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
-}
-
-fn wait_for_subscribers(w: &Wharf, channel: &str, n: u64) {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let v = json(w.get("/hub/", &[]));
-        let found = v["channels"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["channel"] == channel);
-        if found.is_some_and(|c| c["subscribers"] == n) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{channel} never had {n} subscribers: {v}"
-        );
-        std::thread::yield_now();
     }
 }
 
