@@ -63,7 +63,7 @@ impl http_body::Body for Body {
     ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         match &mut self.get_mut().0 {
             Kind::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            Kind::Events(e) => e.poll_next(cx).map(|b| Some(Ok(Frame::data(b)))),
+            Kind::Events(e) => e.poll_next(cx).map(|b| b.map(|b| Ok(Frame::data(b)))),
         }
     }
 
@@ -210,6 +210,7 @@ impl Service {
             let events = Events::new(
                 channel.cursor(from).subscribe(),
                 self.hub.config().sse_heartbeat,
+                self.ws.shutdown.clone(),
             );
             let mut r = Response::new(Body(Kind::Events(Box::new(events))));
             let h = r.headers_mut();
@@ -231,7 +232,7 @@ impl Service {
         };
         // Without a position, a poll answers with the whole history.
         let cursor = channel.cursor(Some(from.unwrap_or_else(|| channel.first_id())));
-        poll(cursor, wait).await
+        poll(cursor, wait, self.ws.shutdown.as_ref()).await
     }
 
     fn index(&self, token: Option<&str>) -> Response<Body> {
@@ -314,16 +315,28 @@ impl Service {
     }
 }
 
-/// A poll: what is there after the cursor, waiting up to `wait` for something.
-async fn poll(mut cursor: Cursor, wait: Duration) -> Response<Body> {
+/// A poll: what is there after the cursor, waiting up to `wait` for something (a
+/// shutdown answers at once, so that the client polls again elsewhere).
+async fn poll(
+    mut cursor: Cursor,
+    wait: Duration,
+    shutdown: Option<&tokio_util::sync::CancellationToken>,
+) -> Response<Body> {
     let step = match cursor.try_next(POLL_MAX) {
         Some(step) => Some(step),
         None if wait.is_zero() => None,
         None => {
             let mut waiting = cursor.subscribe();
-            let step = tokio::time::timeout(wait, waiting.next(POLL_MAX))
-                .await
-                .ok();
+            let stopped = async {
+                match shutdown {
+                    Some(s) => s.cancelled().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let step = tokio::select! {
+                step = tokio::time::timeout(wait, waiting.next(POLL_MAX)) => step.ok(),
+                () = stopped => None,
+            };
             cursor = waiting;
             step
         }

@@ -4,24 +4,27 @@
 //! its data; lost ids are an event named `missed`; an idle stream gets a comment line
 //! every heartbeat, which keeps proxies from timing it out and finds dead clients.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes};
 use tokio::time::{Instant, Interval, MissedTickBehavior};
-use tokio_util::sync::ReusableBoxFuture;
+use tokio_util::sync::{CancellationToken, ReusableBoxFuture, WaitForCancellationFutureOwned};
 
 use crate::channel::{Cursor, Step};
 
 /// Events one wake-up takes from the channel at most.
 pub(crate) const BATCH: usize = 64;
 
-/// A subscription's event stream.
+/// A subscription's event stream; it ends when the server shuts down (the browser
+/// reconnects, to another node or to this one restarted, with `Last-Event-ID`).
 pub(crate) struct Events {
     next: ReusableBoxFuture<'static, (Cursor, Step)>,
     heartbeat: Pin<Box<Interval>>,
     first: Option<Bytes>,
+    shutdown: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
 }
 
 async fn wait(mut cursor: Cursor) -> (Cursor, Step) {
@@ -30,7 +33,11 @@ async fn wait(mut cursor: Cursor) -> (Cursor, Step) {
 }
 
 impl Events {
-    pub(crate) fn new(cursor: Cursor, heartbeat: Duration) -> Self {
+    pub(crate) fn new(
+        cursor: Cursor,
+        heartbeat: Duration,
+        shutdown: Option<CancellationToken>,
+    ) -> Self {
         let mut interval = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
         interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
         Events {
@@ -39,19 +46,28 @@ impl Events {
             // Sent at once, so the client sees the stream open; and how long a
             // browser waits before reconnecting.
             first: Some(Bytes::from_static(b"retry: 2000\n\n")),
+            shutdown: shutdown.map(|t| Box::pin(t.cancelled_owned())),
         }
     }
 
-    pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Bytes> {
+    /// The next piece of the stream; `None` once the server shuts down.
+    pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
         if let Some(first) = self.first.take() {
-            return Poll::Ready(first);
+            return Poll::Ready(Some(first));
+        }
+        if self
+            .shutdown
+            .as_mut()
+            .is_some_and(|s| s.as_mut().poll(cx).is_ready())
+        {
+            return Poll::Ready(None);
         }
         if let Poll::Ready((cursor, step)) = self.next.poll(cx) {
             self.next.set(wait(cursor));
-            return Poll::Ready(encode(&step));
+            return Poll::Ready(Some(encode(&step)));
         }
         if self.heartbeat.as_mut().poll_tick(cx).is_ready() {
-            return Poll::Ready(Bytes::from_static(b": heartbeat\n\n"));
+            return Poll::Ready(Some(Bytes::from_static(b": heartbeat\n\n")));
         }
         Poll::Pending
     }

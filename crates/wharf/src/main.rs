@@ -167,18 +167,34 @@ impl From<BindError> for ConfigError {
     }
 }
 
+/// Connections the kernel queues before wharf accepts them (capped by
+/// `net.core.somaxconn`). The usual default of 128 overflowed when ten thousand hub
+/// clients (re)connected at once: a browser reconnecting after a restart waits a
+/// SYN retransmission (a second or more) for every overflow.
+const LISTEN_BACKLOG: u32 = 4096;
+
 /// Binds TCP on `addr` and, with `udp`, UDP on the same address and port.
 async fn bind_one(addr: SocketAddr, udp: bool) -> Result<Bound, BindError> {
     let fail = |addr, udp| move |error| BindError { addr, udp, error };
-    let tcp = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(fail(addr, false))?;
+    let tcp = listen_tcp(addr).map_err(fail(addr, false))?;
     let local = tcp.local_addr().map_err(fail(addr, false))?;
     let udp = match udp {
         true => Some(std::net::UdpSocket::bind(local).map_err(fail(local, true))?),
         false => None,
     };
     Ok(Bound { tcp, udp, local })
+}
+
+/// A TCP listener on `addr` (address reuse on, as `TcpListener::bind` does) with
+/// [`LISTEN_BACKLOG`].
+fn listen_tcp(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Binds every address of `listen`: TCP, and with `udp` UDP on the same port.

@@ -385,3 +385,32 @@ fn server_sent_events_over_http3() {
         conn.close();
     });
 }
+
+/// On shutdown, event streams end and waiting long-polls are answered at once, so
+/// that wharf exits without waiting out its grace period (and clients go elsewhere).
+#[test]
+fn shutdown_ends_event_streams_and_answers_long_polls() {
+    let mut w = Builder::new().start();
+    let sse = w
+        .client()
+        .get(w.url("/hub/c"))
+        .header("Accept", "text/event-stream")
+        .send()
+        .unwrap();
+    let mut lines = BufReader::new(sse).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "retry: 2000");
+    let start = Instant::now();
+    let answer = std::thread::scope(|scope| {
+        let waiting = scope.spawn(|| json(w.get("/hub/c?since=0", &[])));
+        wait_for_subscribers(&w, "c", 2);
+        w.signal("TERM");
+        waiting.join().unwrap()
+    });
+    assert_eq!(datas(&answer).len(), 0, "answered empty");
+    assert!(lines.all(|l| l.is_ok()), "the event stream ends cleanly");
+    assert!(w.wait_exit().success());
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "no grace period waited out"
+    );
+}
