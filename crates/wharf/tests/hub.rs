@@ -414,3 +414,24 @@ fn shutdown_ends_event_streams_and_answers_long_polls() {
         "no grace period waited out"
     );
 }
+
+/// A client that closes its connection stops being a subscriber at once, whether it
+/// was streaming events or waiting in a long-poll (not at the next heartbeat or the
+/// end of the wait, a minute away here).
+#[test]
+fn subscribers_that_hang_up_are_gone_at_once() {
+    let w = Builder::new()
+        .config("[hub]\nsse_heartbeat = \"60s\"\nlong_poll_timeout = \"60s\"\n")
+        .start();
+    for request in [
+        "GET /hub/c HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\n\r\n",
+        "GET /hub/c?since=0 HTTP/1.1\r\nHost: t\r\n\r\n",
+    ] {
+        let mut s = w.tcp();
+        std::io::Write::write_all(&mut s, request.as_bytes()).unwrap();
+        wait_for_subscribers(&w, "c", 1);
+        drop(s);
+        wait_for_subscribers(&w, "c", 0);
+    }
+    assert_eq!(publish(&w, "c", "still served"), 1);
+}

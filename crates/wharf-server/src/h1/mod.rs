@@ -176,6 +176,11 @@ impl End {
     }
 }
 
+/// The client closed while its response was pending.
+fn client_gone() -> End {
+    End::Io("client went away", io::ErrorKind::ConnectionAborted.into())
+}
+
 struct Conn<'a, S, R, W> {
     reader: Arc<Mutex<Reader<R>>>,
     out: Out<W>,
@@ -304,6 +309,10 @@ where
                     .extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
                 r.expectation_over();
             }
+            // A long-poll whose client went away is not waited out.
+            if r.poll_gone(cx) {
+                return Poll::Ready(Err(client_gone()));
+            }
             drop(r);
             // Earlier pipelined responses and a 100 leave while the service works.
             match self.out.poll_flush(cx) {
@@ -403,9 +412,14 @@ where
             let frame = match body.as_mut().poll_frame(cx) {
                 Poll::Ready(frame) => frame,
                 // The body waits (a file read, an event): what is ready goes out now.
+                // An event stream whose client went away ends now, not at its next
+                // write.
                 Poll::Pending => {
                     if let Poll::Ready(Err(e)) = self.out.poll_flush(cx) {
                         return Poll::Ready(Err(End::write(e)));
+                    }
+                    if lock(&self.reader).poll_gone(cx) {
+                        return Poll::Ready(Err(client_gone()));
                     }
                     return Poll::Pending;
                 }

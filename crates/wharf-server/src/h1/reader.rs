@@ -170,6 +170,29 @@ impl<R: AsyncRead + Unpin> Reader<R> {
         }
     }
 
+    /// Whether the client went away (end of stream, or a read error) while its
+    /// response is pending, as nginx tests it for requests that wait: what arrives
+    /// meanwhile (a pipelined request) is read ahead and kept, while there is room.
+    /// Never while the request's body may still be read, whose bytes are the
+    /// service's. Checking costs no system call until the socket is readable.
+    pub(crate) fn poll_gone(&mut self, cx: &mut Context<'_>) -> bool {
+        if !self.body_done() {
+            return false;
+        }
+        loop {
+            let full =
+                self.start == 0 && self.end == self.buf.len() && self.buf.len() >= self.max_buf;
+            if full {
+                return false;
+            }
+            match self.poll_fill(cx) {
+                Poll::Pending => return false,
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return true,
+                Poll::Ready(Ok(_)) => {}
+            }
+        }
+    }
+
     /// The socket's read half and the bytes read but not consumed (an upgrade).
     pub(crate) fn into_parts(mut self) -> (R, Bytes) {
         let rest = Bytes::copy_from_slice(self.data());
