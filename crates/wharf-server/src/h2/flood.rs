@@ -120,7 +120,19 @@ pub(crate) struct Meter {
     /// CONTINUATION frames in the open header block, if one is open.
     block: Option<u32>,
     buckets: [Bucket; BUDGETS.len()],
+    /// When each recently opened stream was opened, in ms since `born`: a reset is
+    /// rapid only when its stream is young.
+    opened: std::collections::VecDeque<(u32, u32)>,
+    born: Instant,
 }
+
+/// Streams whose opening time is kept (the oldest are forgotten; a reset of a
+/// forgotten stream counts as rapid).
+const TRACKED: usize = 2048;
+
+/// A stream reset at least this long after it opened is not a rapid reset: it is a
+/// client leaving a page or closing event streams it held (a hub subscriber).
+const RAPID_MS: u32 = 1000;
 
 impl Meter {
     pub(crate) fn new(now: Instant) -> Meter {
@@ -136,6 +148,8 @@ impl Meter {
                 rate,
                 at: now,
             }),
+            opened: std::collections::VecDeque::new(),
+            born: now,
         }
     }
 
@@ -159,7 +173,10 @@ impl Meter {
                 self.have = 0;
                 let len = u32::from_be_bytes([0, self.head[0], self.head[1], self.head[2]]);
                 self.payload = len as usize;
-                if let Some(flood) = self.frame(self.head[3], self.head[4], len, now) {
+                let stream =
+                    u32::from_be_bytes([self.head[5], self.head[6], self.head[7], self.head[8]])
+                        & 0x7fff_ffff;
+                if let Some(flood) = self.frame(self.head[3], self.head[4], stream, len, now) {
                     return Some(flood);
                 }
             }
@@ -167,14 +184,34 @@ impl Meter {
         None
     }
 
+    /// Milliseconds since the meter was made.
+    fn ms(&self, now: Instant) -> u32 {
+        now.saturating_duration_since(self.born).as_millis() as u32
+    }
+
+    /// Whether resetting `stream` now is a rapid reset: it opened less than
+    /// [`RAPID_MS`] ago, or too long ago to be remembered.
+    fn rapid(&self, stream: u32, now: Instant) -> bool {
+        match self.opened.iter().rev().find(|(id, _)| *id == stream) {
+            Some(&(_, at)) => self.ms(now).saturating_sub(at) < RAPID_MS,
+            None => true,
+        }
+    }
+
     /// Accounts for one frame header.
-    fn frame(&mut self, kind: u8, flags: u8, len: u32, now: Instant) -> Option<Flood> {
+    fn frame(&mut self, kind: u8, flags: u8, stream: u32, len: u32, now: Instant) -> Option<Flood> {
         let metered = match kind {
             DATA if len == 0 && flags & END_STREAM == 0 => Some(Flood::EmptyData),
             HEADERS => {
                 self.block = (flags & END_HEADERS == 0).then_some(0);
+                if self.opened.len() == TRACKED {
+                    self.opened.pop_front();
+                }
+                let at = self.ms(now);
+                self.opened.push_back((stream, at));
                 None
             }
+            RST_STREAM if !self.rapid(stream, now) => None,
             CONTINUATION => {
                 let n = self.block.map_or(0, |n| n + 1);
                 if n > MAX_CONTINUATIONS {
@@ -265,6 +302,32 @@ mod tests {
             m.feed(&frame(HEADERS, 0, &[0x82]), now);
             assert_eq!(m.feed(&frame(CONTINUATION, END_HEADERS, &[]), now), None);
         }
+    }
+
+    #[test]
+    fn resets_of_streams_that_lived_are_not_rapid() {
+        let t0 = Instant::now();
+        let mut m = Meter::new(t0);
+        assert_eq!(m.feed(&[0; PREFACE_LEN], t0), None);
+        let stream = |kind, id: u32| {
+            let mut f = frame(kind, END_HEADERS, &[0x82]);
+            f[5..9].copy_from_slice(&id.to_be_bytes());
+            f
+        };
+        // A thousand event streams held for a minute, then closed at once.
+        for id in (1..2000).step_by(2) {
+            assert_eq!(m.feed(&stream(HEADERS, id), t0), None);
+        }
+        let later = t0 + Duration::from_secs(60);
+        for id in (1..2000).step_by(2) {
+            assert_eq!(m.feed(&stream(RST_STREAM, id), later), None, "stream {id}");
+        }
+        // Opened and reset at once: rapid, cut after the burst.
+        let cut = (2001..4000).step_by(2).position(|id| {
+            m.feed(&stream(HEADERS, id), later).is_some()
+                || m.feed(&stream(RST_STREAM, id), later).is_some()
+        });
+        assert_eq!(cut, Some(200));
     }
 
     #[test]
