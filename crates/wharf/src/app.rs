@@ -25,6 +25,8 @@ pub(crate) struct App {
 /// A WebSocket endpoint, ready to accept.
 struct Endpoint {
     path: String,
+    /// The hosts it answers on (its only "site"; without names, every host).
+    hosts: wharf_http::host::Router,
     serve: WebSocketService,
     ws: wharf_ws::Endpoint,
 }
@@ -92,6 +94,13 @@ impl App {
             .iter()
             .map(|c| Endpoint {
                 path: c.path.clone(),
+                hosts: {
+                    let mut r = wharf_http::host::Router::default();
+                    let names: Vec<String> = c.hosts.iter().map(|n| n.to_string()).collect();
+                    r.add(0, &names, names.is_empty())
+                        .expect("distinct names of one endpoint");
+                    r
+                },
                 serve: c.serve,
                 ws: endpoint(c, &shutdown),
             })
@@ -198,7 +207,11 @@ impl wharf_server::Service for App {
             let serve = Box::pin(hub.serve(req, upgrade));
             return serve.await.map(Body::Hub);
         }
-        if let Some(ep) = self.websockets.iter().find(|e| e.path == path) {
+        if let Some(ep) = self
+            .websockets
+            .iter()
+            .find(|e| e.path == path && e.hosts.route(&req).is_ok())
+        {
             return self.websocket(ep, &mut req);
         }
         // Boxed (and bound first, so that this future keeps no room for it): moving a

@@ -204,6 +204,9 @@ fn optional_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Du
 pub(crate) struct WebSocketConfig {
     /// The request path, exactly.
     pub(crate) path: String,
+    /// The host names it answers on (`*.example.com` too), as `[[site]] names`;
+    /// empty: every site.
+    pub(crate) hosts: Vec<wharf_files::config::ServerName>,
     /// What the endpoint does: `"echo"` sends every message back.
     pub(crate) serve: WebSocketService,
     /// Subprotocols, in order of preference.
@@ -232,6 +235,7 @@ impl Default for WebSocketConfig {
         let s = wharf_ws::Settings::default();
         WebSocketConfig {
             path: String::new(),
+            hosts: Vec::new(),
             serve: WebSocketService::Echo,
             protocols: Vec::new(),
             origins: OriginsConfig::Word(OriginWord::Same),
@@ -610,8 +614,11 @@ impl Config {
             if !ws.path.starts_with('/') {
                 return fail("path", "must start with / (a request path)");
             }
-            if self.websocket[..i].iter().any(|w| w.path == ws.path) {
-                return fail("path", "is already a WebSocket endpoint");
+            if self.websocket[..i]
+                .iter()
+                .any(|w| w.path == ws.path && w.hosts == ws.hosts)
+            {
+                return fail("path", "is already a WebSocket endpoint (for these hosts)");
             }
             for (key, v) in [
                 ("max_frame_size", ws.max_frame_size),

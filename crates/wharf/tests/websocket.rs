@@ -326,3 +326,15 @@ fn websocket_over_http2_extended_connect() {
         assert_eq!(res.await.unwrap().status(), 400);
     });
 }
+
+#[test]
+fn endpoints_can_belong_to_some_hosts_only() {
+    let w = server("hosts = [\"chat.test\", \"*.ws.test\"]");
+    for (host, status) in [("chat.test", 101), ("a.ws.test:8080", 101), ("t", 404)] {
+        let req = format!(
+            "GET /ws HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {KEY}\r\n\r\n"
+        );
+        assert_eq!(raw(&w, req.as_bytes()).status, status, "{host}");
+    }
+}
