@@ -75,6 +75,25 @@ fn endpoint(c: &WebSocketConfig, shutdown: &CancellationToken) -> wharf_ws::Endp
     }
 }
 
+/// The startup line about the hub: where it is and who may use it.
+pub(crate) fn hub_line(cfg: &Config) -> Option<String> {
+    let h = &cfg.hub;
+    if !h.enabled {
+        return None;
+    }
+    let who = match (&h.anonymous, loopback_only(cfg)) {
+        (Some(_), _) => "anonymous rights as configured",
+        (None, true) => "anyone on this machine may publish and subscribe",
+        (None, false) => "tokens only: a listener is not on loopback",
+    };
+    let nodes = if h.redis.is_some() {
+        ", shared through Redis"
+    } else {
+        ""
+    };
+    Some(format!("hub at {} ({who}{nodes})", h.mount))
+}
+
 /// Whether every listener is on a loopback address.
 fn loopback_only(cfg: &Config) -> bool {
     [&cfg.listen, &cfg.tls.listen].into_iter().all(|l| match l {
@@ -253,4 +272,31 @@ fn refusal(r: wharf_ws::Refused) -> Response<Body> {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hub_line_says_who_may_use_it() {
+        let mut cfg = Config::default();
+        assert_eq!(
+            hub_line(&cfg).as_deref(),
+            Some("hub at /hub/ (anyone on this machine may publish and subscribe)")
+        );
+        cfg.listen = Listen::Addrs(vec!["0.0.0.0:80".parse().unwrap()]);
+        assert_eq!(
+            hub_line(&cfg).as_deref(),
+            Some("hub at /hub/ (tokens only: a listener is not on loopback)")
+        );
+        cfg.hub.redis = Some("redis://127.0.0.1".into());
+        cfg.hub.anonymous = Some(Default::default());
+        assert_eq!(
+            hub_line(&cfg).as_deref(),
+            Some("hub at /hub/ (anonymous rights as configured, shared through Redis)")
+        );
+        cfg.hub.enabled = false;
+        assert_eq!(hub_line(&cfg), None);
+    }
 }

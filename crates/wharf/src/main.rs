@@ -306,6 +306,9 @@ async fn run(cfg: Config, files: Files, tls: Option<Arc<Acceptor>>) -> Result<()
     for site in &cfg.sites {
         println!("wharf:   {}", serving(site));
     }
+    if let Some(line) = app::hub_line(&cfg) {
+        println!("wharf:   {line}");
+    }
     let mut background = tokio::task::JoinSet::new();
     if let Some(acceptor) = &tls {
         background.spawn(tls::reload_on_sighup(hup, acceptor.clone()));
