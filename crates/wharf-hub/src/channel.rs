@@ -93,6 +93,15 @@ impl Channel {
         }
     }
 
+    /// A channel whose history is `events` (in id order) and whose last id is `last`
+    /// (history kept elsewhere: a log, Redis).
+    pub fn with_history(name: &str, history: History, events: Vec<Arc<Event>>, last: u64) -> Self {
+        let first = events.first().map_or(last + 1, |e| e.id);
+        let c = Channel::new(name, history, first);
+        events.into_iter().for_each(|e| c.restore(e));
+        c
+    }
+
     /// The channel's name.
     pub fn name(&self) -> &str {
         &self.name

@@ -92,7 +92,7 @@ impl Hub {
             }
             None => None,
         };
-        let mut hub = Hub::new(config)?;
+        let mut hub = Hub::local(config)?;
         hub.redis = redis;
         let hub = Arc::new(hub);
         if let Some(r) = &hub.redis {
@@ -101,9 +101,9 @@ impl Hub {
         Ok(hub)
     }
 
-    /// A hub on this node only; with `data_dir`, the channels stored there come back
+    /// The hub without Redis; with `data_dir`, the channels stored there come back
     /// with their history.
-    pub fn new(config: Config) -> io::Result<Hub> {
+    fn local(config: Config) -> io::Result<Hub> {
         let store = match &config.data_dir {
             Some(dir) => Some(Store::open(dir, config.history.max_messages)?),
             None => None,
@@ -112,12 +112,8 @@ impl Hub {
         if let Some(store) = &store {
             for name in store.channels()? {
                 let events = store.load(&name)?;
-                let next = events.last().map_or(1, |e| e.id + 1);
-                let first = events.first().map_or(next, |e| e.id);
-                let channel = Channel::new(&name, config.history, first);
-                for e in events {
-                    channel.restore(e);
-                }
+                let last = events.last().map_or(0, |e| e.id);
+                let channel = Channel::with_history(&name, config.history, events, last);
                 channels.insert(name, Arc::new(channel));
             }
         }
@@ -145,23 +141,20 @@ impl Hub {
         if let Some(c) = self.loaded(name) {
             return Some(c);
         }
-        let fresh = Channel::new(name, self.config.history, 1);
-        if let Some(r) = &self.redis {
-            // Loaded before it is listed: what arrives meanwhile is a gap that the
-            // next delivery fills from the history.
-            match r.load(name).await {
-                Ok((events, last)) => {
-                    let first = events.first().map_or(last + 1, |e| e.id);
-                    let c = Channel::new(name, self.config.history, first);
-                    events.into_iter().for_each(|e| c.restore(e));
-                    return self.list(name, c);
-                }
-                Err(e) => {
-                    tracing::warn!(channel = name, error = %e, "hub: history not loaded from Redis")
-                }
-            }
-        }
-        self.list(name, fresh)
+        let history = self.config.history;
+        // Loaded before it is listed: what arrives meanwhile is a gap that the next
+        // delivery fills from the history.
+        let stored = match &self.redis {
+            Some(r) => r.load(name).await.unwrap_or_else(|e| {
+                tracing::warn!(channel = name, error = %e, "hub: history not loaded from Redis");
+                (Vec::new(), 0)
+            }),
+            None => (Vec::new(), 0),
+        };
+        self.list(
+            name,
+            Channel::with_history(name, history, stored.0, stored.1),
+        )
     }
 
     /// Adds `c` to the channels unless another task did first.
@@ -178,13 +171,17 @@ impl Hub {
         Some(c)
     }
 
-    /// An event of a shared channel, published by any node: inserted after whatever
-    /// ids this node lacks before it.
+    /// An event of a shared channel, published by any node.
     pub(crate) async fn deliver(&self, name: &str, event: Arc<Event>) {
-        let Some(c) = self.loaded(name) else {
-            return; // loaded from Redis when first used here
-        };
-        self.fill(&c, event.id).await;
+        if let Some(c) = self.loaded(name) {
+            self.insert(&c, event).await;
+        } // else loaded from Redis when first used here
+    }
+
+    /// Inserts an event of a shared channel after whatever ids this node lacks before
+    /// it, fetched from Redis.
+    async fn insert(&self, c: &Channel, event: Arc<Event>) {
+        self.fill(c, event.id).await;
         c.restore(event);
     }
 
@@ -206,12 +203,8 @@ impl Hub {
 
     /// After a lost subscription: what every loaded channel missed meanwhile.
     pub(crate) async fn resync(&self) {
-        let Some(r) = &self.redis else { return };
         for c in self.channels() {
-            match r.load(c.name()).await {
-                Ok((events, _)) => events.into_iter().for_each(|e| c.restore(e)),
-                Err(e) => return tracing::warn!(error = %e, "hub: resync with Redis failed"),
-            }
+            self.fill(&c, u64::MAX).await;
         }
     }
 
@@ -233,8 +226,7 @@ impl Hub {
         if let Some(r) = &self.redis {
             let event = r.publish(name, &data).await.map_err(PublishError::Redis)?;
             // At once on this node (the other nodes get it through pub/sub).
-            self.fill(&channel, event.id).await;
-            channel.restore(event.clone());
+            self.insert(&channel, event.clone()).await;
             return Ok(event);
         }
         channel

@@ -65,13 +65,19 @@ impl Store {
     }
 
     /// Reads a channel's log: its events in id order (a torn last record dropped).
+    /// The log stays open for appending, its records counted.
     pub(crate) fn load(&self, channel: &str) -> io::Result<Vec<Arc<Event>>> {
         let mut bytes = Vec::new();
-        match File::open(self.path(channel)) {
-            Ok(mut f) => f.read_to_end(&mut bytes)?,
+        let mut file = match OpenOptions::new()
+            .read(true)
+            .append(true)
+            .open(self.path(channel))
+        {
+            Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(e),
         };
+        file.read_to_end(&mut bytes)?;
         let mut events = Vec::new();
         let mut at = 0;
         while let Some(head) = bytes.get(at..at + HEADER) {
@@ -92,6 +98,10 @@ impl Store {
         if at < bytes.len() {
             tracing::warn!(channel, "hub log: dropped a record cut short");
         }
+        let records = events.len();
+        let mut logs = self.logs.lock().unwrap_or_else(|p| p.into_inner());
+        logs.entry(channel.to_owned())
+            .or_insert(Log { file, records });
         Ok(events)
     }
 
@@ -107,12 +117,12 @@ impl Store {
         let log = match logs.entry(channel.to_owned()) {
             std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
             std::collections::hash_map::Entry::Vacant(v) => {
-                let records = self.load(channel)?.len();
+                // A channel new to the log (existing logs were loaded at start).
                 let file = OpenOptions::new()
                     .create(true)
                     .append(true)
                     .open(self.path(channel))?;
-                v.insert(Log { file, records })
+                v.insert(Log { file, records: 0 })
             }
         };
         log.file.write_all(&record(event))?;

@@ -4,7 +4,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::{Builder, Proto, Wharf};
+use common::{within, Builder, Proto, Wharf};
 use wharf_load::Client;
 
 fn https() -> Builder {
@@ -16,22 +16,6 @@ fn https() -> Builder {
 fn client(w: &Wharf) -> Client {
     let roots = std::fs::read(w.root_cert()).unwrap();
     Client::new(&roots, "127.0.0.1:0".parse().unwrap()).unwrap()
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-/// Runs `f` with a deadline, so a hung QUIC exchange fails the test.
-fn within<T>(f: impl std::future::Future<Output = T>) -> T {
-    runtime().block_on(async {
-        tokio::time::timeout(common::PATIENCE, f)
-            .await
-            .expect("finished in time")
-    })
 }
 
 #[test]

@@ -290,11 +290,7 @@ fn file_changes_are_published_with_the_new_etag() {
 #[test]
 fn many_event_streams_share_one_http2_connection() {
     let w = Builder::new().start();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    common::within(async {
         let tcp = tokio::net::TcpStream::connect(w.addr).await.unwrap();
         let (client, conn) = ::h2::client::handshake(tcp).await.unwrap();
         tokio::spawn(conn);
@@ -345,11 +341,7 @@ fn many_event_streams_share_one_http2_connection() {
 fn server_sent_events_over_http3() {
     let w = Builder::new().proto(Proto::H3).start();
     publish(&w, "q", "before");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    common::within(async {
         let roots = std::fs::read(w.root_cert()).unwrap();
         let client = wharf_load::Client::new(&roots, "127.0.0.1:0".parse().unwrap()).unwrap();
         let conn = client.connect(w.addr, "localhost").await.unwrap();

@@ -59,15 +59,6 @@ fn issue(data: &Path, out: &Path, names: &[&str], client: bool) -> (PathBuf, Pat
     )
 }
 
-/// Runs `f` on a fresh runtime with a deadline (HTTP/3 clients live in a runtime).
-fn over_h3<T>(f: impl std::future::Future<Output = T>) -> T {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(async { tokio::time::timeout(PATIENCE, f).await.expect("in time") })
-}
-
 /// An HTTP/3 client trusting `w`'s root, presenting `identity` (chain, key) if given.
 fn h3_client(w: &common::Wharf, identity: Option<(&Path, &Path)>) -> wharf_load::Client {
     let roots = std::fs::read(w.root_cert()).unwrap();
@@ -473,7 +464,7 @@ fn client_certificates_over_http3() {
             ))
             .proto(Proto::H2Tls)
             .start();
-        over_h3(async {
+        common::within(async {
             let alice = h3_client(&w, Some((&chain, &key)));
             assert_eq!(
                 h3_get(&w, &alice, "/private/x.txt").await,
@@ -702,12 +693,8 @@ fn an_authority_of_another_certificate_group_gets_421_over_http2() {
     let w = two_certificate_groups(Proto::H2Tls);
     let port = w.addr.port();
     let config = rustls_config(Some(&w.root_cert()), &[b"h2"]);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
     // Three requests on one connection whose SNI is a.test.
-    let answers = rt.block_on(async {
+    let answers = common::within(async {
         tokio::time::timeout(PATIENCE, async {
             let tcp = tokio::net::TcpStream::connect(w.addr).await.unwrap();
             let tls = tokio_rustls::TlsConnector::from(config)
@@ -1030,7 +1017,7 @@ fn a_reload_that_drops_a_client_ca_also_refuses_resumed_sessions() {
 fn a_reload_reaches_client_authentication_over_http3() {
     let r = ClientCaReload::start(Proto::H2Tls);
     let w = &r.w;
-    over_h3(async {
+    common::within(async {
         let alice = h3_client(w, Some((&r.chain, &r.key)));
         assert_eq!(h3_get(w, &alice, "/hello.txt").await, Ok(200));
         alice.wait_idle().await;

@@ -271,11 +271,7 @@ fn abandoned_handshakes_do_not_hold_up_others() {
 #[test]
 fn websocket_over_http2_extended_connect() {
     let w = server("");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    common::within(async {
         let tcp = tokio::net::TcpStream::connect(w.addr).await.unwrap();
         let (client, conn) = h2::client::handshake(tcp).await.unwrap();
         tokio::spawn(conn);

@@ -378,26 +378,18 @@ impl Wharf {
         }
         let req = req.body(bytes::Bytes::new()).unwrap();
         let roots = std::fs::read(self.root_cert()).unwrap();
-        let fetched = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(async {
-                tokio::time::timeout(PATIENCE, async {
-                    let bind = if self.addr.is_ipv6() {
-                        "[::1]:0"
-                    } else {
-                        "127.0.0.1:0"
-                    };
-                    let client = wharf_load::Client::new(&roots, bind.parse().unwrap()).unwrap();
-                    let conn = client.connect(self.addr, "localhost").await.unwrap();
-                    let fetched = conn.send(req).await.unwrap();
-                    conn.close();
-                    fetched
-                })
-                .await
-                .expect("HTTP/3 request in time")
-            });
+        let fetched = within(async {
+            let bind = if self.addr.is_ipv6() {
+                "[::1]:0"
+            } else {
+                "127.0.0.1:0"
+            };
+            let client = wharf_load::Client::new(&roots, bind.parse().unwrap()).unwrap();
+            let conn = client.connect(self.addr, "localhost").await.unwrap();
+            let fetched = conn.send(req).await.unwrap();
+            conn.close();
+            fetched
+        });
         let (mut head, ()) = fetched.head.into_parts();
         head.version = http::Version::HTTP_3;
         http::Response::from_parts(head, fetched.body).into()
@@ -482,6 +474,20 @@ impl Drop for Wharf {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Runs `f` on a fresh single-threaded runtime with a deadline of `PATIENCE`, so a
+/// hung exchange fails the test (async clients: HTTP/3, h2, the hub's streams).
+pub fn within<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            tokio::time::timeout(PATIENCE, f)
+                .await
+                .expect("finished in time")
+        })
 }
 
 /// A blocking reqwest client that does not decompress, redirect or pool across tests.
