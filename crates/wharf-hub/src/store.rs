@@ -96,7 +96,9 @@ impl Store {
             at += HEADER + len;
         }
         if at < bytes.len() {
+            // Cut off, so that records appended later do not follow the torn one.
             tracing::warn!(channel, "hub log: dropped a record cut short");
+            file.set_len(at as u64)?;
         }
         let records = events.len();
         let mut logs = self.logs.lock().unwrap_or_else(|p| p.into_inner());
@@ -179,7 +181,13 @@ mod tests {
             .open(store.path("c"))
             .unwrap();
         f.write_all(&record(&event(4))[..21]).unwrap();
+        drop(store);
+        let store = Store::open(dir.path(), 100).unwrap(); // a restart
         assert_eq!(store.load("c").unwrap().len(), 3);
+        // What is appended after the torn record reads back.
+        store.append("c", &event(4), Vec::new).unwrap();
+        let ids: Vec<u64> = store.load("c").unwrap().iter().map(|e| e.id).collect();
+        assert_eq!(ids, [1, 2, 3, 4]);
         assert_eq!(store.channels().unwrap(), ["c"]);
     }
 
