@@ -9,7 +9,8 @@
 //! - [`config`]: a site's settings, validated as they are deserialized.
 //! - `service`: the request flow (site, method, path, resource, representation,
 //!   preconditions, ranges).
-//! - `root`: opening files beneath a site root with `openat2(2)` (path safety).
+//! - [`root`]: opening files beneath a site root with `openat2(2)` (path safety);
+//!   public because FTP opens the same trees through it.
 //! - `cache`: validators, small files' bytes and compressed variants, bounded.
 //! - `compress`, `mime`, `listing`, `date`, `reasons`: the pieces those use.
 //! - [`Body`]: the response body, bytes in memory or ranges of an open file.
@@ -24,7 +25,7 @@ mod listing;
 mod mime;
 mod paths;
 mod reasons;
-mod root;
+pub mod root;
 mod service;
 mod site;
 

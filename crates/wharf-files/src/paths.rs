@@ -115,6 +115,16 @@ impl PathIndex {
         let _ = self.inner.listener.set(listener);
     }
 
+    /// `rel` (a file or directory) was changed by wharf itself (an FTP upload,
+    /// rename or delete): forgets it and everything beneath it now, rather than when
+    /// the kernel's notice arrives, and tells the listener.
+    pub(crate) fn changed(&self, rel: &Path) {
+        self.inner.forget(rel.as_os_str().as_bytes());
+        if let Some(listener) = self.inner.listener.get() {
+            listener(rel);
+        }
+    }
+
     /// Watches the directories on `rel`'s path without remembering it.
     pub(crate) fn watch(&self, rel: &Path) {
         if let Some(w) = &self.inner.watch {

@@ -18,7 +18,7 @@ use crate::config::SymlinkPolicy;
 
 /// An open site root.
 #[derive(Debug)]
-pub(crate) struct Root {
+pub struct Root {
     dir: OwnedFd,
     resolve: ResolveFlags,
     follows_all: bool,
@@ -27,7 +27,7 @@ pub(crate) struct Root {
 
 /// Why a path could not be opened, as the status to answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum OpenError {
+pub enum OpenError {
     /// Absent, not a directory where one was expected, or outside the root.
     NotFound,
     /// Present but not readable by wharf.
@@ -51,8 +51,9 @@ impl OpenError {
 }
 
 impl Root {
-    /// Opens `path` as a site root.
-    pub(crate) fn open(path: &Path, symlinks: SymlinkPolicy) -> io::Result<Root> {
+    /// Opens `path` as a site root (the directory itself may be reached through a
+    /// symbolic link; nothing beneath it leaves it, per `symlinks`).
+    pub fn open(path: &Path, symlinks: SymlinkPolicy) -> io::Result<Root> {
         let dir = rustix::fs::open(
             path,
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -75,7 +76,7 @@ impl Root {
 
     /// Opens `rel` (a sanitised relative path; empty for the root itself) for reading.
     /// Never blocks on a FIFO or device: those are refused as not found.
-    pub(crate) fn open_file(&self, rel: &Path) -> Result<(File, std::fs::Metadata), OpenError> {
+    pub fn open_file(&self, rel: &Path) -> Result<(File, std::fs::Metadata), OpenError> {
         let rel: &Path = if rel.as_os_str().is_empty() {
             Path::new(".")
         } else {

@@ -117,6 +117,17 @@ impl Files {
         }
     }
 
+    /// Tells the service that `rel` (a path relative to site `site`'s root, as
+    /// [`wharf_http::path::SafePath::to_relative_path`] gives) was changed by wharf
+    /// itself: the next request sees the new file (and its new `ETag`) at once,
+    /// without waiting for change notification, and the change is reported to
+    /// [`Files::on_change`]'s listener where the site has `file_events`.
+    pub fn changed(&self, site: usize, rel: &std::path::Path) {
+        if let Some(site) = self.sites.get(site) {
+            site.paths.changed(rel);
+        }
+    }
+
     /// Answers `req`. The request body is never read.
     pub async fn serve<B>(&self, req: &Request<B>) -> Response<Body> {
         let now = SystemTime::now();

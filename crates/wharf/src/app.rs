@@ -17,7 +17,7 @@ use crate::config::{Config, Listen, WebSocketConfig, WebSocketService};
 
 /// Every service of a running wharf.
 pub(crate) struct App {
-    files: Files,
+    pub(crate) files: Files,
     hub: Option<wharf_hub::Service>,
     websockets: Vec<Endpoint>,
 }

@@ -30,6 +30,45 @@ pub(crate) enum Command {
     /// The local certificate authority (root → intermediate → leaf).
     #[command(subcommand)]
     Ca(CaCommand),
+    /// FTP virtual users (a TOML file of argon2 password hashes, `ftp.users_file`).
+    #[command(subcommand)]
+    FtpUser(FtpUserCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum FtpUserCommand {
+    /// Add a user, or change one: the password is read from the first line of
+    /// standard input.
+    Add {
+        /// The login name.
+        name: String,
+        /// The users file (created if absent).
+        #[arg(long, default_value = "ftp-users.toml", value_name = "FILE")]
+        users: PathBuf,
+        /// The user's own root directory [default: the FTP root].
+        #[arg(long, value_name = "DIR")]
+        root: Option<PathBuf>,
+        /// Read-only access.
+        #[arg(long)]
+        read_only: bool,
+        /// Most bytes per second of one transfer.
+        #[arg(long, value_name = "BYTES")]
+        max_rate: Option<u64>,
+    },
+    /// Remove a user.
+    Remove {
+        /// The login name.
+        name: String,
+        /// The users file.
+        #[arg(long, default_value = "ftp-users.toml", value_name = "FILE")]
+        users: PathBuf,
+    },
+    /// List the users.
+    List {
+        /// The users file.
+        #[arg(long, default_value = "ftp-users.toml", value_name = "FILE")]
+        users: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -91,6 +130,17 @@ pub(crate) struct ServeArgs {
     /// benchmarks), as a `[[websocket]]` with the default settings.
     #[arg(long, value_name = "PATH")]
     pub(crate) ws_echo: Option<String>,
+    /// Serve the site over FTP on this address, repeatable (with --tls, explicit
+    /// FTPS as well). Replaces `ftp.listen` of the config file.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) ftp_listen: Vec<SocketAddr>,
+    /// Implicit FTPS (TLS from the first byte) on this address, repeatable.
+    /// Replaces `ftp.implicit_listen` of the config file.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) ftp_implicit_listen: Vec<SocketAddr>,
+    /// An FTP user with read-write access to the whole tree, repeatable.
+    #[arg(long, value_name = "NAME:PASSWORD")]
+    pub(crate) ftp_user: Vec<String>,
     /// Access-log format; replaces `log.access` of the config file.
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub(crate) access_log: Option<AccessLogArg>,

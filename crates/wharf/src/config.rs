@@ -48,6 +48,110 @@ pub(crate) struct Config {
     /// `[hub]`: the real-time hub.
     #[serde(default)]
     pub(crate) hub: HubConfig,
+    /// `[ftp]`: FTP and FTPS over the same trees.
+    #[serde(default)]
+    pub(crate) ftp: FtpConfig,
+}
+
+/// `[ftp]`: FTP and FTPS listeners, users and limits (off while `listen` and
+/// `implicit_listen` are empty).
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct FtpConfig {
+    /// Addresses for FTP (explicit FTPS with `AUTH TLS` where TLS is set up).
+    pub(crate) listen: Vec<SocketAddr>,
+    /// Addresses for implicit FTPS (TLS from the first byte).
+    pub(crate) implicit_listen: Vec<SocketAddr>,
+    /// The tree served (default: the default site's root, else the first site's).
+    pub(crate) root: Option<PathBuf>,
+    /// Virtual users with argon2 hashes (`wharf ftp-user add`).
+    pub(crate) users_file: Option<PathBuf>,
+    /// Read-only anonymous access.
+    pub(crate) anonymous: bool,
+    /// Users must send `AUTH TLS` before logging in (anonymous excepted).
+    pub(crate) require_tls: bool,
+    /// Data connections must be protected (`PROT P`).
+    pub(crate) require_tls_data: bool,
+    /// Passive data ports, `"50000-50100"` (default: any free port).
+    pub(crate) passive_ports: Option<PortRange>,
+    /// The address passive mode gives clients outside loopback and private networks.
+    pub(crate) passive_address: Option<std::net::IpAddr>,
+    /// Most sessions at once.
+    pub(crate) max_sessions: usize,
+    /// Most sessions at once from one address.
+    pub(crate) max_sessions_per_ip: usize,
+    /// A silent control connection is closed after this long.
+    #[serde(deserialize_with = "wharf_server::limits::duration")]
+    pub(crate) idle_timeout: Duration,
+    /// Longest wait for a data connection, or for progress on one.
+    #[serde(deserialize_with = "wharf_server::limits::duration")]
+    pub(crate) data_timeout: Duration,
+    /// Longest command line, in bytes.
+    pub(crate) max_line: usize,
+    /// Delay before a failed login is answered.
+    #[serde(deserialize_with = "wharf_server::limits::duration")]
+    pub(crate) login_delay: Duration,
+    /// Failed logins from one address before it is locked out.
+    pub(crate) max_login_failures: u32,
+    /// How long a locked-out address is refused.
+    #[serde(deserialize_with = "wharf_server::limits::duration")]
+    pub(crate) lockout: Duration,
+    /// An interrupted upload leaves what arrived in place, for `REST` to resume.
+    pub(crate) keep_partial_uploads: bool,
+}
+
+impl Default for FtpConfig {
+    fn default() -> Self {
+        let d = wharf_ftp::Config::new(".");
+        FtpConfig {
+            listen: Vec::new(),
+            implicit_listen: Vec::new(),
+            root: None,
+            users_file: None,
+            anonymous: d.anonymous,
+            require_tls: d.require_tls,
+            require_tls_data: d.require_tls_data,
+            passive_ports: None,
+            passive_address: None,
+            max_sessions: d.max_sessions,
+            max_sessions_per_ip: d.max_sessions_per_ip,
+            idle_timeout: d.idle_timeout,
+            data_timeout: d.data_timeout,
+            max_line: d.max_line,
+            login_delay: d.login_delay,
+            max_login_failures: d.max_login_failures,
+            lockout: d.lockout,
+            keep_partial_uploads: d.keep_partial_uploads,
+        }
+    }
+}
+
+impl FtpConfig {
+    /// Whether FTP is served.
+    pub(crate) fn enabled(&self) -> bool {
+        !(self.listen.is_empty() && self.implicit_listen.is_empty())
+    }
+}
+
+/// A port range, `"50000-50100"`: unprivileged ports, first not after last.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct PortRange(pub(crate) std::ops::RangeInclusive<u16>);
+
+impl<'de> Deserialize<'de> for PortRange {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let bad =
+            || serde::de::Error::custom(format!("{s:?}: want \"FIRST-LAST\", ports 1024-65535"));
+        let (a, b) = s.split_once('-').ok_or_else(bad)?;
+        let (a, b): (u16, u16) = (
+            a.trim().parse().map_err(|_| bad())?,
+            b.trim().parse().map_err(|_| bad())?,
+        );
+        if a < 1024 || a > b {
+            return Err(bad());
+        }
+        Ok(PortRange(a..=b))
+    }
 }
 
 /// `[hub]`: named channels reached by WebSocket, Server-Sent Events and (long-)polling.
@@ -431,6 +535,7 @@ impl Default for Config {
             data_dir: None,
             websocket: Vec::new(),
             hub: HubConfig::default(),
+            ftp: FtpConfig::default(),
         }
     }
 }
@@ -466,6 +571,12 @@ impl Config {
         if let Some(d) = &mut cfg.data_dir {
             *d = resolve(base, d);
         }
+        for p in [&mut cfg.ftp.root, &mut cfg.ftp.users_file]
+            .into_iter()
+            .flatten()
+        {
+            *p = resolve(base, p);
+        }
         Ok((cfg, src))
     }
 
@@ -473,6 +584,7 @@ impl Config {
     pub(crate) fn parse(src: &str) -> Result<Config, String> {
         let cfg: Config = toml::from_str(src).map_err(|e| e.to_string().trim_end().to_owned())?;
         cfg.check()
+            .and_then(|()| cfg.check_ftp())
             .and_then(|()| cfg.check_sites())
             .and_then(|()| cfg.check_websockets())
             .map_err(|(path, msg)| {
@@ -550,6 +662,44 @@ impl Config {
 }
 
 impl Config {
+    /// `[ftp]` rules.
+    fn check_ftp(&self) -> Result<(), (Vec<Step<'static>>, String)> {
+        let f = &self.ftp;
+        let fail = |key: &'static str, msg: &str| {
+            Err((vec![Step::Key("ftp"), Step::Key(key)], msg.to_owned()))
+        };
+        for (key, v) in [
+            ("max_sessions", f.max_sessions),
+            ("max_sessions_per_ip", f.max_sessions_per_ip),
+            ("max_login_failures", f.max_login_failures as usize),
+        ] {
+            if v == 0 {
+                return fail(key, "must be at least 1");
+            }
+        }
+        if f.max_line < 512 {
+            return fail(
+                "max_line",
+                "must be at least 512 (RFC 959 path names need room)",
+            );
+        }
+        for (key, d) in [
+            ("idle_timeout", f.idle_timeout),
+            ("data_timeout", f.data_timeout),
+        ] {
+            if d.is_zero() {
+                return fail(key, "must be more than 0s");
+            }
+        }
+        if (f.require_tls || f.require_tls_data) && !f.enabled() {
+            return fail(
+                "require_tls",
+                "needs an FTP listener (ftp.listen or ftp.implicit_listen)",
+            );
+        }
+        Ok(())
+    }
+
     /// `[[websocket]]` and `[hub]` rules: a path, used once, and limits that let a
     /// message through.
     fn check_websockets(&self) -> Result<(), (Vec<Step<'static>>, String)> {

@@ -4,6 +4,7 @@
 mod app;
 mod cli;
 mod config;
+mod ftp;
 mod tls;
 
 use std::io::ErrorKind;
@@ -29,6 +30,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(args, cli.data_dir),
         Command::CheckConfig { file } => check_config(&file),
         Command::Ca(cmd) => tls::ca_command(cmd, &tls::data_dir(cli.data_dir, None)),
+        Command::FtpUser(cmd) => ftp::user_command(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -92,6 +94,12 @@ fn effective_config(args: &ServeArgs) -> Result<(Config, Option<String>), Config
     if let Some(f) = args.access_log {
         cfg.log.access = f.into();
     }
+    if !args.ftp_listen.is_empty() {
+        cfg.ftp.listen = args.ftp_listen.clone();
+    }
+    if !args.ftp_implicit_listen.is_empty() {
+        cfg.ftp.implicit_listen = args.ftp_implicit_listen.clone();
+    }
     if let Some(path) = &args.ws_echo {
         if !path.starts_with('/') {
             return Err(ConfigError(format!(
@@ -129,20 +137,24 @@ fn serve(args: ServeArgs, data_dir: Option<std::path::PathBuf>) -> Result<(), Co
     let (cfg, src) = effective_config(&args)?;
     init_logging(&cfg);
     let files = build_files(&cfg, args.config.as_deref().zip(src.as_deref()))?;
-    let tls = if cfg.tls.listen.is_empty() {
-        None
+    let f = &cfg.ftp;
+    let ftp_tls = !f.implicit_listen.is_empty() || f.require_tls || f.require_tls_data;
+    let (tls, ftp_acceptor) = if cfg.tls.listen.is_empty() && !ftp_tls {
+        (None, None)
     } else {
         let setup = tls::setup(&cfg, &tls::data_dir(data_dir, Some(&cfg)))?;
         if let Some((names, root)) = &setup.issued {
             println!("{}", tls::trust_hint(names, root));
         }
-        Some(setup.acceptor)
+        let http = (!cfg.tls.listen.is_empty()).then_some(setup.acceptor);
+        (http, Some(setup.ftp))
     };
+    let ftp = ftp::settings(&cfg, &args.ftp_user, ftp_acceptor)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| ConfigError(format!("cannot start the runtime: {e}")))?;
-    runtime.block_on(run(cfg, files, tls))
+    runtime.block_on(run(cfg, files, tls, ftp))
 }
 
 /// One bound address: its TCP listener and, for HTTP/3, the UDP socket on the same
@@ -258,7 +270,12 @@ fn no_ipv6(e: &std::io::Error) -> bool {
     e.kind() == ErrorKind::AddrNotAvailable || e.raw_os_error() == Some(EAFNOSUPPORT)
 }
 
-async fn run(cfg: Config, files: Files, tls: Option<Arc<Acceptor>>) -> Result<(), ConfigError> {
+async fn run(
+    cfg: Config,
+    files: Files,
+    tls: Option<Arc<Acceptor>>,
+    ftp: Option<wharf_ftp::Config>,
+) -> Result<(), ConfigError> {
     let (mut signals, hup) = Signals::install()?;
     let shutdown = Shutdown::new();
     let app = app::App::new(files, &cfg, shutdown.token()).await;
@@ -309,6 +326,10 @@ async fn run(cfg: Config, files: Files, tls: Option<Arc<Acceptor>>) -> Result<()
     if let Some(line) = app::hub_line(&cfg) {
         println!("wharf:   {line}");
     }
+    let ftp_server = match ftp {
+        Some(settings) => Some(start_ftp(&cfg, settings, &service, &shutdown).await?),
+        None => None,
+    };
     let mut background = tokio::task::JoinSet::new();
     if let Some(acceptor) = &tls {
         background.spawn(tls::reload_on_sighup(hup, acceptor.clone()));
@@ -330,7 +351,11 @@ async fn run(cfg: Config, files: Files, tls: Option<Arc<Acceptor>>) -> Result<()
     tracing::info!(grace = ?cfg.shutdown_grace, "shutting down: no new connections; draining requests in flight");
     shutdown.trigger();
     let _ = server.await;
-    if shutdown.drained(cfg.shutdown_grace).await {
+    let ftp_drained = match ftp_server {
+        Some(task) => tokio::time::timeout(cfg.shutdown_grace, task).await.is_ok(),
+        None => true,
+    };
+    if shutdown.drained(cfg.shutdown_grace).await && ftp_drained {
         tracing::info!("shutdown complete");
     } else {
         tracing::warn!("grace period over: closing the remaining connections");
@@ -339,6 +364,47 @@ async fn run(cfg: Config, files: Files, tls: Option<Arc<Acceptor>>) -> Result<()
 }
 
 /// What a site serves, for whom: `serving ROOT for a.test, *.b.test`.
+/// Binds the FTP listeners and starts the FTP server; it ends once shutdown is
+/// triggered and its sessions have finished.
+async fn start_ftp(
+    cfg: &Config,
+    mut settings: wharf_ftp::Config,
+    app: &Arc<app::App>,
+    shutdown: &Shutdown,
+) -> Result<tokio::task::JoinHandle<()>, ConfigError> {
+    let app = app.clone();
+    settings.on_change = Some(ftp::on_change(cfg, move |site, rel| {
+        app.files.changed(site, rel)
+    }));
+    let explicit = if settings.tls.is_some() {
+        "FTP, explicit FTPS"
+    } else {
+        "FTP"
+    };
+    let root = settings.root.display().to_string();
+    let server = wharf_ftp::Server::new(settings).map_err(|e| ConfigError(e.to_string()))?;
+    let mut listeners = Vec::new();
+    let listens = [(&cfg.ftp.listen, false), (&cfg.ftp.implicit_listen, true)];
+    for (addrs, implicit_tls) in listens {
+        for addr in addrs {
+            let tcp =
+                listen_tcp(*addr).map_err(|e| ConfigError(format!("ftp listen {addr}: {e}")))?;
+            let local = tcp
+                .local_addr()
+                .map_err(|e| ConfigError(format!("ftp listen {addr}: {e}")))?;
+            match implicit_tls {
+                false => println!("wharf: listening on ftp://{local}/ ({explicit})"),
+                true => println!("wharf: listening on ftps://{local}/ (implicit FTPS)"),
+            }
+            listeners.push(wharf_ftp::Listener { tcp, implicit_tls });
+        }
+    }
+    println!("wharf:   FTP serving {root}");
+    Ok(tokio::spawn(
+        Arc::new(server).run(listeners, shutdown.token()),
+    ))
+}
+
 fn serving(site: &wharf_files::SiteConfig) -> String {
     let root = site.root.display();
     let names: Vec<String> = site.names.iter().map(ToString::to_string).collect();

@@ -25,6 +25,8 @@ pub(crate) fn data_dir(cli: Option<PathBuf>, cfg: Option<&Config>) -> PathBuf {
 /// The acceptor of the TLS listeners, with what the operator should be told.
 pub(crate) struct Setup {
     pub(crate) acceptor: Arc<Acceptor>,
+    /// The same certificates for FTPS (ALPN `ftp`).
+    pub(crate) ftp: Arc<Acceptor>,
     /// Set when wharf issued a certificate: the names and the root to trust.
     pub(crate) issued: Option<(Vec<String>, PathBuf)>,
 }
@@ -58,7 +60,7 @@ pub(crate) fn setup(cfg: &Config, data_dir: &Path) -> Result<Setup, ConfigError>
             key: leaf.key_pem,
         })
     };
-    let sites = cfg
+    let sites: Vec<SiteTls> = cfg
         .sites
         .iter()
         .map(|s| SiteTls {
@@ -80,14 +82,18 @@ pub(crate) fn setup(cfg: &Config, data_dir: &Path) -> Result<Setup, ConfigError>
             },
         })
         .collect();
-    let acceptor = Acceptor::new(
-        sites,
-        vec![b"h2".to_vec(), b"http/1.1".to_vec()],
-        cfg.limits.tls_handshake_timeout,
-    )
-    .map_err(|e| ConfigError(format!("TLS: {e}")))?;
+    let acceptor = |alpn: &[&[u8]]| {
+        Acceptor::new(
+            sites.clone(),
+            alpn.iter().map(|p| p.to_vec()).collect(),
+            cfg.limits.tls_handshake_timeout,
+        )
+        .map(Arc::new)
+        .map_err(|e| ConfigError(format!("TLS: {e}")))
+    };
     Ok(Setup {
-        acceptor: Arc::new(acceptor),
+        acceptor: acceptor(&[b"h2", b"http/1.1"])?,
+        ftp: acceptor(&[b"ftp"])?,
         issued,
     })
 }

@@ -1,0 +1,109 @@
+//! FTP path names: the client's current directory joined with a command's argument,
+//! checked by the very function that checks HTTP request paths.
+//!
+//! FTP clients say `..` (`CDUP`, `CWD ..`, `RETR ../a`), which an HTTP client never
+//! sends, so dot-segments are resolved here first, lexically and clamped at the user's
+//! root (as a chroot would: `/..` is `/`). The result is written as an absolute path
+//! with `%` escaped (FTP names are not percent-encoded) and handed to
+//! [`wharf_http::path::sanitize`], so both protocols refuse exactly the same names
+//! (NUL, control characters, backslashes, invalid UTF-8). Opening then goes through
+//! [`wharf_files::root::Root`], whose `openat2(RESOLVE_BENEATH)` keeps symbolic links
+//! inside the root as well.
+
+use wharf_http::path::{sanitize, PathError, SafePath};
+
+/// The root, `/`.
+pub(crate) fn root() -> SafePath {
+    sanitize("/").expect("/ is a valid path")
+}
+
+/// `arg` resolved against `cwd` (absolute if it starts with `/`).
+pub(crate) fn resolve(cwd: &SafePath, arg: &str) -> Result<SafePath, PathError> {
+    let mut segments: Vec<&str> = if arg.starts_with('/') {
+        Vec::new()
+    } else {
+        cwd.segments().iter().map(String::as_str).collect()
+    };
+    for piece in arg.split('/') {
+        match piece {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            name => segments.push(name),
+        }
+    }
+    let mut raw = String::from("/");
+    for (i, s) in segments.iter().enumerate() {
+        if i > 0 {
+            raw.push('/');
+        }
+        raw.push_str(&s.replace('%', "%25"));
+    }
+    sanitize(&raw)
+}
+
+/// The path as the client sees it: `/`, `/a/b`.
+pub(crate) fn display(p: &SafePath) -> String {
+    if p.is_root() {
+        return "/".to_owned();
+    }
+    p.segments().iter().fold(String::new(), |mut out, s| {
+        out.push('/');
+        out.push_str(s);
+        out
+    })
+}
+
+/// The last segment and the directory holding it; `None` for the root.
+pub(crate) fn split_last(p: &SafePath) -> Option<(SafePath, &str)> {
+    let (name, parent) = p.segments().split_last()?;
+    let mut raw = String::from("/");
+    raw.push_str(&parent.join("/").replace('%', "%25"));
+    Some((sanitize(&raw).expect("segments of a safe path"), name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolution_is_lexical_and_clamped_at_the_root() {
+        let cwd = resolve(&root(), "/pub/docs").unwrap();
+        let table = [
+            ("a.txt", "/pub/docs/a.txt"),
+            ("/a.txt", "/a.txt"),
+            ("..", "/pub"),
+            ("../..", "/"),
+            ("../../../../etc/passwd", "/etc/passwd"),
+            ("/../x", "/x"),
+            ("./b//c/", "/pub/docs/b/c"),
+            ("100%.txt", "/pub/docs/100%.txt"),
+            ("%2e%2e", "/pub/docs/%2e%2e"),
+        ];
+        for (arg, want) in table {
+            assert_eq!(display(&resolve(&cwd, arg).unwrap()), want, "{arg}");
+        }
+    }
+
+    #[test]
+    fn the_http_rules_refuse_the_same_names() {
+        let table = [
+            ("a\\b", PathError::Backslash),
+            ("a\0b", PathError::Nul),
+            ("a\x07b", PathError::ControlChar),
+            ("a\u{85}b", PathError::ControlChar),
+        ];
+        for (arg, want) in table {
+            assert_eq!(resolve(&root(), arg).unwrap_err(), want, "{arg:?}");
+        }
+    }
+
+    #[test]
+    fn split_gives_parent_and_name() {
+        let p = resolve(&root(), "/a/b%c/d").unwrap();
+        let (parent, name) = split_last(&p).unwrap();
+        assert_eq!((display(&parent).as_str(), name), ("/a/b%c", "d"));
+        assert!(split_last(&root()).is_none());
+    }
+}
