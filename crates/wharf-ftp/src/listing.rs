@@ -146,14 +146,14 @@ mod tests {
 
     #[test]
     fn ls_lines_as_clients_parse_them() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000); // 2026-11-18
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000); // 2026-11-18 11:06 UTC
         let e = |dir, secs, name: &str| Entry {
             name: name.into(),
             meta: meta(dir, secs),
         };
         assert_eq!(
             ls_line(&e(false, 1_794_900_000, "a b.txt"), now),
-            "-rw-r--r-- 1 ftp      ftp                 5 Nov 17 00:00 a b.txt"
+            "-rw-r--r-- 1 ftp      ftp                 5 Nov 17 07:20 a b.txt"
         );
         assert_eq!(
             ls_line(&e(true, 1_700_000_000, "old"), now),
