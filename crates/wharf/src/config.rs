@@ -691,12 +691,6 @@ impl Config {
                 return fail(key, "must be more than 0s");
             }
         }
-        if (f.require_tls || f.require_tls_data) && !f.enabled() {
-            return fail(
-                "require_tls",
-                "needs an FTP listener (ftp.listen or ftp.implicit_listen)",
-            );
-        }
         Ok(())
     }
 
