@@ -269,10 +269,15 @@ pub(crate) fn transfer(
             let conn = rustls::ServerConnection::new(cfg)
                 .map_err(|e| TransferError::Network(io::Error::other(e)))?;
             let mut stream = rustls::StreamOwned::new(conn, &tcp);
-            let moved = run(job, &mut stream, &mut limiter, progress, net)?;
+            let done = run(job, &mut stream, &mut limiter, progress, net)?;
             stream.conn.send_close_notify();
-            stream.flush().map_err(net)?;
-            Ok(moved)
+            let closed = stream.flush();
+            // A download is complete only once the client has the close_notify; an
+            // uploader may already have closed its end after sending its own.
+            if done.upload.is_none() {
+                closed.map_err(net)?;
+            }
+            Ok(done)
         }
     }
 }
