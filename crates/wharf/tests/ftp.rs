@@ -417,3 +417,120 @@ fn tls_can_be_required() {
     let r = ftp.custom_command("PROT C", &[suppaftp::Status::CommandOk]);
     assert!(r.is_err());
 }
+
+/// `wharf ftp-user add NAME ...` with `password` on standard input.
+fn add_user(users: &std::path::Path, name: &str, password: &str, extra: &[&str]) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .args(["ftp-user", "add", name, "--users"])
+        .arg(users)
+        .args(extra)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{password}\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn virtual_users_from_a_file_with_their_own_roots_and_rights() {
+    let b = Builder::new();
+    let users = b.path().join("users.toml");
+    let home = b.path().join("bob-home");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(home.join("mine.txt"), "bob's").unwrap();
+    add_user(
+        &users,
+        "bob",
+        "bobpw",
+        &["--root", home.to_str().unwrap(), "--max-rate", "2000000"],
+    );
+    add_user(&users, "carol", "carolpw", &["--read-only"]);
+    let text = std::fs::read_to_string(&users).unwrap();
+    assert!(
+        text.contains("$argon2id$") && !text.contains("bobpw"),
+        "{text}"
+    );
+    let w = b
+        .arg("--ftp-listen")
+        .arg("127.0.0.1:0")
+        .config(&format!(
+            "[ftp]\nusers_file = {:?}\nlogin_delay = \"10ms\"\n",
+            users.to_str().unwrap()
+        ))
+        .start();
+    let a = addr(&w, false);
+    // bob: his own root, read-write, at most 2 MB/s.
+    let mut bob = suppaftp::FtpStream::connect(a).unwrap();
+    bob.login("bob", "bobpw").unwrap();
+    bob.transfer_type(FileType::Binary).unwrap();
+    assert_eq!(bob.nlst(None).unwrap(), ["mine.txt"]);
+    let started = std::time::Instant::now();
+    put(&mut bob, "up.bin", &vec![1u8; 1_000_000]);
+    let took = started.elapsed();
+    assert!(
+        took >= std::time::Duration::from_millis(400),
+        "1 MB at 2 MB/s took {took:?}"
+    );
+    assert!(home.join("up.bin").exists() && !w.root().join("up.bin").exists());
+    // carol: the FTP root, read-only.
+    let mut carol = suppaftp::FtpStream::connect(a).unwrap();
+    carol.login("carol", "carolpw").unwrap();
+    carol.transfer_type(FileType::Binary).unwrap();
+    assert_eq!(get(&mut carol, "hello.txt"), b"hello, world\n");
+    assert!(carol.rm("hello.txt").is_err());
+    assert!(w.root().join("hello.txt").exists());
+    // A wrong password, and an unknown user, get the same answer.
+    for (user, pw) in [("bob", "nope"), ("mallory", "bobpw")] {
+        let mut raw = Raw::connect(a);
+        raw.cmd(&format!("USER {user}"));
+        assert_eq!(
+            raw.cmd(&format!("PASS {pw}")),
+            (530, "Login incorrect.\r\n".into())
+        );
+    }
+}
+
+#[test]
+fn shutdown_lets_a_running_transfer_finish() {
+    let b = Builder::new();
+    let users = b.path().join("users.toml");
+    add_user(&users, "slow", "pw", &["--max-rate", "4000000"]);
+    let mut w = b
+        .file("two.bin", vec![3u8; 2_000_000])
+        .arg("--ftp-listen")
+        .arg("127.0.0.1:0")
+        .config(&format!(
+            "[ftp]\nusers_file = {:?}\n",
+            users.to_str().unwrap()
+        ))
+        .start();
+    let a = addr(&w, false);
+    let mut raw = Raw::connect(a);
+    raw.cmd("USER slow");
+    assert_eq!(raw.cmd("PASS pw").0, 230);
+    raw.cmd("TYPE I");
+    let mut data = raw.epsv_connect();
+    assert_eq!(raw.cmd("RETR two.bin").0, 150);
+    let mut first = [0u8; 1000];
+    data.read_exact(&mut first).unwrap();
+    w.signal("TERM");
+    // The transfer completes, then the session is told the server is going away.
+    let mut rest = Vec::new();
+    data.read_to_end(&mut rest).unwrap();
+    assert_eq!(first.len() + rest.len(), 2_000_000);
+    assert_eq!(raw.reply().0, 226);
+    assert_eq!(raw.reply().0, 421);
+    assert!(w.wait_exit().success());
+}
