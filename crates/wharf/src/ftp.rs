@@ -81,6 +81,20 @@ pub(crate) fn settings(
     Ok(Some(out))
 }
 
+/// What `check-config` can tell of `[ftp]` without starting: the users file reads
+/// and the root is a directory.
+pub(crate) fn check(cfg: &Config) -> Result<(), ConfigError> {
+    if let Some(path) = &cfg.ftp.users_file {
+        UsersFile::load(path, false).map_err(|e| ConfigError(format!("ftp.users_file: {e}")))?;
+    }
+    if let Some(root) = &cfg.ftp.root {
+        if !root.is_dir() {
+            return Err(ConfigError(format!("ftp.root: {}: not a directory", root.display())));
+        }
+    }
+    Ok(())
+}
+
 /// Sends every change made over FTP to the file service of the site whose tree
 /// holds it (the innermost, when roots nest), so that the next `GET` sees it.
 pub(crate) fn on_change(

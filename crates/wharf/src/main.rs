@@ -45,6 +45,7 @@ fn main() -> ExitCode {
 fn check_config(file: &std::path::Path) -> Result<(), ConfigError> {
     let (cfg, src) = Config::load(file)?;
     build_files(&cfg, Some((file, &src)))?;
+    ftp::check(&cfg)?;
     println!(
         "{}: ok ({} site(s), {} listener(s))",
         file.display(),
