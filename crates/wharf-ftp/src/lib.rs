@@ -127,6 +127,10 @@ pub struct Config {
     /// An interrupted upload leaves what arrived in place (for `REST` to resume)
     /// instead of leaving the previous file untouched.
     pub keep_partial_uploads: bool,
+    /// Uploads are synced to disk (`fdatasync`) before they are renamed into place,
+    /// so that a power loss cannot leave an empty file where a complete one was
+    /// reported (226).
+    pub sync_uploads: bool,
     /// Told of every change, before the client is.
     pub on_change: Option<OnChange>,
 }
@@ -145,7 +149,8 @@ impl std::fmt::Debug for Config {
 impl Config {
     /// The defaults: no users, no TLS, any passive port, 200 sessions (20 per
     /// address), 5 min control and 30 s data timeouts, 4 KiB command lines, 1 s
-    /// delay after a failed login, 5 failures locking an address out for 5 min.
+    /// delay after a failed login, 5 failures locking an address out for 5 min,
+    /// uploads synced before they are renamed into place.
     pub fn new(root: impl Into<PathBuf>) -> Config {
         Config {
             root: root.into(),
@@ -165,6 +170,7 @@ impl Config {
             max_login_failures: 5,
             lockout: Duration::from_secs(300),
             keep_partial_uploads: false,
+            sync_uploads: true,
             on_change: None,
         }
     }

@@ -134,6 +134,9 @@ impl Server {
             return;
         }
         let _permit = Permit { server: &self, ip };
+        // Replies are small writes that follow one another (150, then 226): with
+        // Nagle's algorithm the second waits for the client's delayed ACK (40 ms).
+        let _ = tcp.set_nodelay(true);
         let control = if implicit_tls {
             let Some(acceptor) = &self.config.tls else {
                 return;

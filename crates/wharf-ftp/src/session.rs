@@ -14,7 +14,7 @@ use std::task::{Context, Poll};
 use std::time::{Instant, SystemTime};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use wharf_http::path::SafePath;
@@ -540,8 +540,6 @@ enum ListKind {
     Facts,
 }
 
-static PASSIVE_START: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-
 impl Session<'_> {
     fn tree(&self) -> &Arc<Tree> {
         &self.login.as_ref().expect("checked by dispatch").tree
@@ -860,31 +858,10 @@ impl Session<'_> {
         }
     }
 
-    async fn passive_listener(&self) -> io::Result<TcpListener> {
-        let ip = self.local.ip();
-        let Some(range) = self.cfg().passive_ports.clone() else {
-            return TcpListener::bind((ip, 0)).await;
-        };
-        let (lo, hi) = (*range.start(), *range.end());
-        let span = usize::from(hi - lo) + 1;
-        let start = PASSIVE_START.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        for i in 0..span {
-            let port = lo + ((start + i) % span) as u16;
-            match TcpListener::bind((ip, port)).await {
-                Ok(l) => return Ok(l),
-                Err(e) if e.kind() == io::ErrorKind::AddrInUse => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        Err(io::Error::new(
-            io::ErrorKind::AddrInUse,
-            format!("every passive port in {lo}-{hi} is in use"),
-        ))
-    }
-
     async fn open_passive(&mut self) -> Result<u16, Reply> {
         self.plan = None;
-        let listener = self.passive_listener().await.map_err(|e| {
+        let range = self.cfg().passive_ports.as_ref();
+        let listener = data::passive_listener(self.local.ip(), range).map_err(|e| {
             tracing::warn!(target: "wharf::ftp", peer = %self.peer, error = %e, "no passive port");
             Reply::new(425, format!("Cannot open a passive port: {e}."))
         })?;
@@ -1121,10 +1098,12 @@ impl Session<'_> {
         if append && self.ty == Type::Ascii && keep > 0 {
             // Appending converts only the new bytes: fine in any type.
         }
-        let upload = tokio::task::spawn_blocking(move || tree.upload(&p, keep).map(|u| (u, p)))
-            .await
-            .map_err(|e| Reply::new(451, e.to_string()))?
-            .map_err(fs_reply)?;
+        let sync = self.cfg().sync_uploads;
+        let upload =
+            tokio::task::spawn_blocking(move || tree.upload(&p, keep, sync).map(|u| (u, p)))
+                .await
+                .map_err(|e| Reply::new(451, e.to_string()))?
+                .map_err(fs_reply)?;
         let (upload, p) = upload;
         let shown = path::display(&p);
         let note = match &unique {

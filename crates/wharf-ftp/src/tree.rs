@@ -281,8 +281,9 @@ impl Tree {
     }
 
     /// Starts an upload to `p`, whose bytes will begin with the first `keep` bytes of
-    /// the file there now (`REST` + `STOR`, or `APPE` with `keep` its size).
-    pub(crate) fn upload(&self, p: &SafePath, keep: u64) -> Result<Upload, FsError> {
+    /// the file there now (`REST` + `STOR`, or `APPE` with `keep` its size); synced to
+    /// disk before it is renamed into place if `sync`.
+    pub(crate) fn upload(&self, p: &SafePath, keep: u64, sync: bool) -> Result<Upload, FsError> {
         let (dir, name) = self.parent(p)?;
         if let Ok(st) = rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
             if FileType::from_raw_mode(st.st_mode as _) == FileType::Directory {
@@ -313,6 +314,8 @@ impl Tree {
             tmp_name,
             name: name.to_owned(),
             file: Some(file),
+            sync,
+            unflushed: 0,
         };
         if let Some(base) = base {
             let copied = io::copy(
@@ -333,7 +336,15 @@ pub(crate) struct Upload {
     tmp_name: String,
     name: String,
     file: Option<File>,
+    sync: bool,
+    /// Bytes written since writeback was last started.
+    unflushed: u64,
 }
+
+/// With `sync`, writeback is started every this many bytes while the upload runs, so
+/// that the disk works alongside the network and the final `fdatasync` has only the
+/// tail left to wait for.
+const WRITEBACK_EVERY: u64 = 8 << 20;
 
 impl Upload {
     /// The file being written.
@@ -341,9 +352,27 @@ impl Upload {
         self.file.as_mut().expect("open until committed")
     }
 
-    /// Syncs the bytes to disk and renames the file into place.
+    /// Appends `data`.
+    pub(crate) fn write(&mut self, data: &[u8]) -> io::Result<()> {
+        use std::io::Write;
+        let file = self.file.as_mut().expect("open until committed");
+        file.write_all(data)?;
+        self.unflushed += data.len() as u64;
+        if self.sync && self.unflushed >= WRITEBACK_EVERY {
+            self.unflushed = 0;
+            // POSIX_FADV_DONTNEED starts writeback of the dirty pages (without waiting
+            // for it) on Linux, then drops the clean ones: an upload this big is read
+            // back from disk, if at all.
+            let _ = rustix::fs::fadvise(&*file, 0, None, rustix::fs::Advice::DontNeed);
+        }
+        Ok(())
+    }
+
+    /// Syncs the bytes to disk (where asked) and renames the file into place.
     pub(crate) fn commit(mut self) -> Result<(), FsError> {
-        self.file().sync_data()?;
+        if self.sync {
+            self.file().sync_data()?;
+        }
         self.file = None;
         rustix::fs::renameat(
             &self.dir,
@@ -409,7 +438,7 @@ mod tests {
     #[test]
     fn uploads_appear_only_when_committed() {
         let (_keep, t) = tree();
-        let mut up = t.upload(&p("a.txt"), 0).unwrap();
+        let mut up = t.upload(&p("a.txt"), 0, true).unwrap();
         up.file().write_all(b"new").unwrap();
         assert_eq!(std::fs::read(t.path().join("a.txt")).unwrap(), b"hello");
         assert_eq!(
@@ -424,12 +453,18 @@ mod tests {
             4,
             "temporary removed"
         );
-        let mut up = t.upload(&p("a.txt"), 3).unwrap();
+        let mut up = t.upload(&p("a.txt"), 3, true).unwrap();
         up.file().write_all(b"p!").unwrap();
         up.commit().unwrap();
         assert_eq!(std::fs::read(t.path().join("a.txt")).unwrap(), b"help!");
-        assert!(t.upload(&p("a.txt"), 99).is_err(), "restart beyond the end");
-        assert!(matches!(t.upload(&p("sub"), 0), Err(FsError::NotAFile)));
+        assert!(
+            t.upload(&p("a.txt"), 99, true).is_err(),
+            "restart beyond the end"
+        );
+        assert!(matches!(
+            t.upload(&p("sub"), 0, true),
+            Err(FsError::NotAFile)
+        ));
     }
 
     #[test]

@@ -98,6 +98,8 @@ pub(crate) struct FtpConfig {
     pub(crate) lockout: Duration,
     /// An interrupted upload leaves what arrived in place, for `REST` to resume.
     pub(crate) keep_partial_uploads: bool,
+    /// Uploads reach the disk before they are renamed into place.
+    pub(crate) sync_uploads: bool,
 }
 
 impl Default for FtpConfig {
@@ -122,6 +124,7 @@ impl Default for FtpConfig {
             max_login_failures: d.max_login_failures,
             lockout: d.lockout,
             keep_partial_uploads: d.keep_partial_uploads,
+            sync_uploads: d.sync_uploads,
         }
     }
 }

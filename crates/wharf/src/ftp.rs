@@ -78,6 +78,7 @@ pub(crate) fn settings(
     out.max_login_failures = f.max_login_failures;
     out.lockout = f.lockout;
     out.keep_partial_uploads = f.keep_partial_uploads;
+    out.sync_uploads = f.sync_uploads;
     Ok(Some(out))
 }
 
@@ -89,7 +90,10 @@ pub(crate) fn check(cfg: &Config) -> Result<(), ConfigError> {
     }
     if let Some(root) = &cfg.ftp.root {
         if !root.is_dir() {
-            return Err(ConfigError(format!("ftp.root: {}: not a directory", root.display())));
+            return Err(ConfigError(format!(
+                "ftp.root: {}: not a directory",
+                root.display()
+            )));
         }
     }
     Ok(())
