@@ -144,7 +144,6 @@ pub(crate) async fn connect(
     };
     let tcp = tcp.into_std()?;
     tcp.set_nonblocking(false)?;
-    tcp.set_nodelay(true)?;
     tcp.set_read_timeout(Some(timeout))?;
     tcp.set_write_timeout(Some(timeout))?;
     Ok(tcp)
@@ -371,7 +370,7 @@ fn send_file(
     let mut pos = offset;
     let mut moved = 0;
     loop {
-        let chunk = limiter.chunk(CHUNK * 4);
+        let chunk = limiter.chunk(CHUNK / 2);
         let n = match rustix::fs::sendfile(tcp, file, Some(&mut pos), chunk) {
             Ok(n) => n,
             Err(rustix::io::Errno::INTR) => continue,

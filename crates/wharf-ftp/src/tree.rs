@@ -344,7 +344,7 @@ pub(crate) struct Upload {
 /// With `sync`, writeback is started every this many bytes while the upload runs, so
 /// that the disk works alongside the network and the final `fdatasync` has only the
 /// tail left to wait for.
-const WRITEBACK_EVERY: u64 = 8 << 20;
+const WRITEBACK_EVERY: u64 = 2 << 20;
 
 impl Upload {
     /// The file being written.
