@@ -1,7 +1,9 @@
 //! `TYPE A` (RFC 959 §3.1.1.1): on the wire, lines end with CRLF; on disk (Unix),
 //! with LF. Both directions convert chunk by chunk, carrying state across chunk
 //! boundaries, and leave everything else alone: a lone CR is data, and a file that
-//! already has CRLF line ends is not given a second CR.
+//! already has CRLF line ends is not given a second CR. So a file with CRLF on disk,
+//! downloaded and uploaded again in ASCII mode, comes back with LF: binary mode
+//! (`TYPE I`) is the one that keeps bytes as they are.
 
 /// Disk to network: LF → CRLF unless the LF already follows a CR.
 #[derive(Debug, Default)]
@@ -50,11 +52,23 @@ impl FromNetwork {
     }
 }
 
-/// How many bytes `data` takes on the wire in ASCII mode (for `SIZE`).
-pub(crate) fn network_len(data: &[u8]) -> u64 {
-    let mut out = Vec::with_capacity(data.len() + data.len() / 16);
-    ToNetwork::default().convert(data, &mut out);
-    out.len() as u64
+/// How many bytes `data` takes on the wire in ASCII mode (for `SIZE`): its length
+/// plus one for every LF not already after a CR. Blocking.
+pub(crate) fn network_len(mut data: impl std::io::Read) -> std::io::Result<u64> {
+    let mut buf = [0u8; 64 << 10];
+    let (mut total, mut last_was_cr) = (0u64, false);
+    loop {
+        let n = match data.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        for &b in &buf[..n] {
+            total += 1 + u64::from(b == b'\n' && !last_was_cr);
+            last_was_cr = b == b'\r';
+        }
+    }
 }
 
 #[cfg(test)]
@@ -86,7 +100,7 @@ mod tests {
         both_ways(b"\n\n", b"\r\n\r\n");
         both_ways(b"lone\rcr\r", b"lone\rcr\r");
         both_ways(b"", b"");
-        assert_eq!(network_len(b"a\nb\r\nc"), 7);
+        assert_eq!(network_len(&b"a\nb\r\nc"[..]).unwrap(), 7);
     }
 
     #[test]

@@ -231,7 +231,7 @@ pub(crate) fn parse(line: &[u8]) -> Result<Command, Reply> {
 }
 
 /// `LIST -la dir` → `dir`: clients pass `ls` options, which wharf ignores.
-fn list_path(arg: Option<&str>) -> Option<String> {
+pub(crate) fn list_path(arg: Option<&str>) -> Option<String> {
     let mut rest = arg?.trim_start();
     while let Some(opts) = rest.strip_prefix('-') {
         rest = opts.split_once(' ').map_or("", |(_, r)| r).trim_start();

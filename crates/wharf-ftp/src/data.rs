@@ -13,6 +13,7 @@
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU64;
 use std::ops::RangeInclusive;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -228,6 +229,8 @@ pub(crate) struct Progress {
     bytes: AtomicU64,
     aborted: AtomicBool,
     socket: Mutex<Option<std::net::TcpStream>>,
+    /// Fired by [`Progress::abort`]: ends the wait for the data connection.
+    cancel: CancellationToken,
 }
 
 impl Progress {
@@ -236,9 +239,16 @@ impl Progress {
         self.bytes.load(Ordering::Relaxed)
     }
 
-    /// Stops the transfer: its socket is shut down, so blocked reads and writes end.
+    /// Fired when the transfer is stopped.
+    pub(crate) fn cancelled(&self) -> &CancellationToken {
+        &self.cancel
+    }
+
+    /// Stops the transfer: the wait for its data connection ends, and its socket is
+    /// shut down, so blocked reads and writes end.
     pub(crate) fn abort(&self) {
         self.aborted.store(true, Ordering::Release);
+        self.cancel.cancel();
         if let Some(s) = self
             .socket
             .lock()
@@ -292,11 +302,30 @@ impl Done {
     }
 }
 
-/// Limits of one transfer.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Pace {
-    /// Most bytes per second, if limited.
-    pub(crate) max_rate: Option<u64>,
+/// A byte rate shared by every transfer of one user (`max_rate`): each chunk takes
+/// the next slot of time on one clock, so N transfers together keep to the rate.
+#[derive(Debug)]
+pub(crate) struct RateLimit {
+    rate: NonZeroU64,
+    next: Mutex<Instant>,
+}
+
+impl RateLimit {
+    pub(crate) fn new(rate: NonZeroU64) -> RateLimit {
+        RateLimit {
+            rate,
+            next: Mutex::new(Instant::now()),
+        }
+    }
+
+    /// How long to wait, having sent `n` more bytes, before sending again.
+    fn reserve(&self, n: usize) -> Duration {
+        let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        let start = (*next).max(now);
+        *next = start + Duration::from_secs_f64(n as f64 / self.rate.get() as f64);
+        next.saturating_duration_since(now)
+    }
 }
 
 const CHUNK: usize = 256 << 10;
@@ -306,7 +335,7 @@ pub(crate) fn transfer(
     job: Job,
     tcp: std::net::TcpStream,
     tls: Option<Arc<rustls::ServerConfig>>,
-    pace: Pace,
+    rate: Option<&RateLimit>,
     progress: &Progress,
 ) -> Result<Done, TransferError> {
     *progress.socket.lock().unwrap_or_else(|p| p.into_inner()) =
@@ -314,7 +343,7 @@ pub(crate) fn transfer(
     if progress.aborted() {
         return Err(TransferError::Aborted);
     }
-    let mut limiter = Limiter::new(pace.max_rate);
+    let mut limiter = Limiter { rate, progress };
     let net = |e: io::Error| {
         if progress.aborted() {
             TransferError::Aborted
@@ -487,36 +516,30 @@ fn run<S: Read + Write>(
     }
 }
 
-/// Keeps a transfer under its byte rate by sleeping between chunks.
-struct Limiter {
-    rate: Option<u64>,
-    start: Instant,
-    moved: u64,
+/// Keeps a transfer under its user's byte rate by sleeping between chunks, in short
+/// steps so that `ABOR` is not kept waiting.
+struct Limiter<'a> {
+    rate: Option<&'a RateLimit>,
+    progress: &'a Progress,
 }
 
-impl Limiter {
-    fn new(rate: Option<u64>) -> Limiter {
-        Limiter {
-            rate,
-            start: Instant::now(),
-            moved: 0,
-        }
-    }
-
+impl Limiter<'_> {
     /// The chunk size to use: a tenth of a second's worth when limited.
     fn chunk(&self, max: usize) -> usize {
         match self.rate {
-            Some(r) => (r / 10).clamp(1024, max as u64) as usize,
+            Some(r) => (r.rate.get() / 10).clamp(1024, max as u64) as usize,
             None => max,
         }
     }
 
     fn pace(&mut self, n: usize) {
         let Some(rate) = self.rate else { return };
-        self.moved += n as u64;
-        let due = Duration::from_secs_f64(self.moved as f64 / rate as f64);
-        if let Some(wait) = due.checked_sub(self.start.elapsed()) {
-            std::thread::sleep(wait);
+        let mut wait = rate.reserve(n);
+        const STEP: Duration = Duration::from_millis(100);
+        while !wait.is_zero() && !self.progress.aborted() {
+            let nap = wait.min(STEP);
+            std::thread::sleep(nap);
+            wait -= nap;
         }
     }
 }

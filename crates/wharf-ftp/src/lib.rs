@@ -108,7 +108,7 @@ pub struct Config {
     /// The address PASV tells clients that are not on loopback or a private network
     /// (the external address behind NAT); the control connection's own otherwise.
     pub passive_address: Option<IpAddr>,
-    /// Most sessions at once, and per client address.
+    /// Most sessions at once.
     pub max_sessions: usize,
     /// Most sessions at once from one address.
     pub max_sessions_per_ip: usize,

@@ -5,19 +5,23 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::IpAddr;
+use std::num::NonZeroU64;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+use crate::data::{Progress, RateLimit};
 
 use crate::reply::Reply;
 use crate::session::{Control, Session};
 use crate::tree::Tree;
-use crate::users::Guard;
+use crate::users::{Guard, Secret};
 use crate::Config;
 
 /// A bound control-connection listener.
@@ -39,6 +43,23 @@ pub struct Server {
     pub(crate) user_roots: HashMap<String, Arc<Tree>>,
     pub(crate) guard: Guard,
     sessions: Mutex<HashMap<IpAddr, usize>>,
+    /// Byte rates of users with `max_rate`, shared by all their transfers.
+    rates: HashMap<String, Arc<RateLimit>>,
+    /// A hash unknown users' passwords are checked against, so that they take as long
+    /// to refuse as known ones (present when any user has a hashed password).
+    dummy: Option<Secret>,
+    /// Password hash checks at once (each takes tens of MiB and milliseconds of CPU).
+    hashing: Semaphore,
+    /// Running transfers, stopped when the grace period of a shutdown is over.
+    transfers: Mutex<Vec<Weak<Progress>>>,
+}
+
+/// A user whose password was right.
+pub(crate) struct Authenticated {
+    pub(crate) name: String,
+    pub(crate) tree: Arc<Tree>,
+    pub(crate) write: bool,
+    pub(crate) rate: Option<Arc<RateLimit>>,
 }
 
 impl Server {
@@ -51,18 +72,69 @@ impl Server {
         };
         let root = open(&config.root)?;
         let mut user_roots = HashMap::new();
+        let mut rates = HashMap::new();
         for a in &config.accounts {
             if let Some(r) = a.root() {
                 user_roots.insert(a.name().to_owned(), open(r)?);
             }
+            if let Some(rate) = a.max_rate.and_then(NonZeroU64::new) {
+                rates.insert(a.name().to_owned(), Arc::new(RateLimit::new(rate)));
+            }
         }
+        let dummy = config
+            .accounts
+            .iter()
+            .any(|a| a.secret.is_slow())
+            .then(|| Secret::Hash(crate::users::hash_password("not a password of anyone")));
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         Ok(Server {
             guard: Guard::new(config.max_login_failures, config.lockout),
             config,
             root,
             user_roots,
             sessions: Mutex::default(),
+            rates,
+            dummy,
+            hashing: Semaphore::new(cpus),
+            transfers: Mutex::default(),
         })
+    }
+
+    /// Checks `name`'s password (hashes on the blocking pool, a few at a time).
+    pub(crate) async fn authenticate(&self, name: &str, password: String) -> Option<Authenticated> {
+        let account = self.config.accounts.iter().find(|a| a.name == name);
+        let secret = account.map(|a| &a.secret).or(self.dummy.as_ref())?.clone();
+        let ok = if secret.is_slow() {
+            let _permit = self.hashing.acquire().await.ok()?;
+            tokio::task::spawn_blocking(move || secret.verify(&password))
+                .await
+                .unwrap_or(false)
+        } else {
+            secret.verify(&password)
+        };
+        let a = account.filter(|_| ok)?;
+        Some(Authenticated {
+            name: a.name.clone(),
+            tree: self.user_roots.get(&a.name).unwrap_or(&self.root).clone(),
+            write: a.write,
+            rate: self.rates.get(&a.name).cloned(),
+        })
+    }
+
+    /// Registers a running transfer (to be stopped if shutdown runs out of time).
+    pub(crate) fn track(&self, progress: &Arc<Progress>) {
+        let mut list = self.transfers.lock().unwrap_or_else(|p| p.into_inner());
+        list.retain(|w| w.strong_count() > 0);
+        list.push(Arc::downgrade(progress));
+    }
+
+    /// Stops every running transfer (their data connections are shut down): the end
+    /// of a shutdown's grace period.
+    pub fn abort_transfers(&self) {
+        let list = self.transfers.lock().unwrap_or_else(|p| p.into_inner());
+        for p in list.iter().filter_map(Weak::upgrade) {
+            p.abort();
+        }
     }
 
     /// Serves `listeners` until `shutdown` fires, then waits for the sessions: idle
@@ -103,7 +175,9 @@ impl Server {
             let shutdown = shutdown.clone();
             let implicit = listener.implicit_tls;
             tracker.spawn(async move {
-                server.session(tcp, peer.ip(), implicit, shutdown).await;
+                server
+                    .session(tcp, peer.ip().to_canonical(), implicit, shutdown)
+                    .await;
             });
         }
     }

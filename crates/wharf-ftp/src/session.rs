@@ -21,12 +21,12 @@ use wharf_http::path::SafePath;
 
 use crate::ascii;
 use crate::command::{self, Command, Type};
-use crate::data::{self, ConnectError, Done, Job, Pace, Plan, Progress, TransferError};
+use crate::data::{self, ConnectError, Done, Job, Plan, Progress, RateLimit, TransferError};
 use crate::listing::{self, Facts};
 use crate::path;
 use crate::reply::Reply;
 use crate::server::Server;
-use crate::tree::{FsError, Tree};
+use crate::tree::{FsError, Tree, UPLOAD_PREFIX};
 
 /// The control connection's byte stream: cleartext until `AUTH TLS`, or TLS from
 /// the start on an implicit-FTPS listener.
@@ -98,6 +98,8 @@ struct Wire {
     buf: Vec<u8>,
     /// Bytes of an overlong line dropped so far.
     discarding: Option<usize>,
+    /// Longest wait for the client to take a reply.
+    timeout: std::time::Duration,
 }
 
 /// What the client sent.
@@ -144,9 +146,30 @@ impl Wire {
         }
     }
 
+    /// Sends a reply; a client that does not read it within `timeout` is gone.
+    /// Whether the client has closed the control connection, without waiting: a
+    /// read that is ready at once with the end of the stream (or an error). Bytes it
+    /// reads are kept for [`Wire::line`].
+    async fn closed_now(&mut self) -> bool {
+        let mut chunk = [0u8; 2048];
+        match tokio::time::timeout(std::time::Duration::ZERO, self.io.read(&mut chunk)).await {
+            Ok(Ok(0) | Err(_)) => true,
+            Ok(Ok(n)) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                false
+            }
+            Err(_) => false,
+        }
+    }
+
     async fn send(&mut self, reply: &Reply) -> io::Result<()> {
-        self.io.write_all(reply.encode().as_bytes()).await?;
-        self.io.flush().await
+        let write = async {
+            self.io.write_all(reply.encode().as_bytes()).await?;
+            self.io.flush().await
+        };
+        tokio::time::timeout(self.timeout, write)
+            .await
+            .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
     }
 }
 
@@ -155,7 +178,8 @@ struct Login {
     name: String,
     tree: Arc<Tree>,
     write: bool,
-    max_rate: Option<u64>,
+    rate: Option<Arc<RateLimit>>,
+    anonymous: bool,
 }
 
 /// A transfer running beside the command loop.
@@ -163,7 +187,6 @@ struct Running {
     what: String,
     size: Option<u64>,
     progress: Arc<Progress>,
-    cancel: CancellationToken,
     task: JoinHandle<Result<Done, Failure>>,
     /// The path an upload will change.
     target: Option<SafePath>,
@@ -227,6 +250,7 @@ impl<'s> Session<'s> {
                 io,
                 buf: Vec::new(),
                 discarding: None,
+                timeout: server.config.idle_timeout,
             },
             peer,
             local,
@@ -282,10 +306,7 @@ impl<'s> Session<'s> {
                     // The client left: a transfer still running is abandoned (an
                     // upload keeps the previous file).
                     if let Some(r) = self.running.take() {
-                        r.progress.abort();
-                        r.cancel.cancel();
-                        let _ = r.task.await;
-                        tracing::info!(target: "wharf::ftp", peer = %self.peer, what = r.what, "client left during a transfer: abandoned");
+                        self.abandon(r).await;
                     }
                     Flow::Close
                 }
@@ -369,6 +390,14 @@ impl<'s> Session<'s> {
             // RNTO must follow RNFR at once (RFC 959 §4.1.3).
             self.rename_from = None;
         }
+        if !matches!(
+            cmd,
+            Rest(_) | Retr(_) | Stor(_) | Appe(_) | Pasv | Epsv(_) | Port(_) | Eprt(_) | Type(_)
+        ) {
+            // REST applies to the transfer that follows (RFC 3659 §5.3); setting up its
+            // data connection and type may come between.
+            self.rest = 0;
+        }
         let reply = match cmd {
             User(name) => self.user(name),
             Pass(pw) => return self.pass(pw).await,
@@ -428,7 +457,7 @@ impl<'s> Session<'s> {
                     format!("Restarting at {n}. Send STOR or RETR."),
                 ))
             }
-            Size(arg) => self.size(&arg),
+            Size(arg) => self.size(&arg).await,
             Mdtm(arg) => {
                 let p = self.resolve(&arg)?;
                 let (_, meta) = self.tree().open_file(&p).map_err(fs_reply)?;
@@ -546,12 +575,19 @@ impl Session<'_> {
     }
 
     fn resolve(&self, arg: &str) -> Result<SafePath, Reply> {
-        path::resolve(&self.cwd, arg).map_err(|e| {
-            Reply::new(
+        let p = path::resolve(&self.cwd, arg)
+            .map_err(|e| Reply::new(553, format!("File name not allowed: {}.", e.reason())))?;
+        if p.segments().iter().any(|s| s.starts_with(UPLOAD_PREFIX)) {
+            return Err(Reply::new(
                 553,
-                format!("File name not allowed: {}.", &e.to_string()[5..]),
-            )
-        })
+                "File name not allowed: an upload in progress.",
+            ));
+        }
+        if self.login.as_ref().is_some_and(|l| l.anonymous) && p.any_hidden() {
+            // Hidden from anonymous users, as from HTTP clients by default.
+            return Err(fs_reply(FsError::NotFound));
+        }
+        Ok(p)
     }
 
     /// `arg` resolved, for a command that changes files.
@@ -606,39 +642,33 @@ impl Session<'_> {
             .take()
             .ok_or_else(|| Reply::new(503, "Log in with USER first."))?;
         let server = self.server;
-        let login = if (name == "anonymous" || name == "ftp") && self.cfg().anonymous {
+        let ip = self.peer.ip();
+        let anonymous = (name == "anonymous" || name == "ftp") && self.cfg().anonymous;
+        let login = if anonymous {
             Some(Login {
                 name: name.clone(),
                 tree: server.root.clone(),
                 write: false,
-                max_rate: None,
+                rate: None,
+                anonymous: true,
             })
+        } else if server.guard.locked(ip, Instant::now()).is_some() {
+            // Locked out while this session was open: no more guesses.
+            None
         } else {
-            let account = self.cfg().accounts.iter().find(|a| a.name == name).cloned();
-            let ok = match account.clone() {
-                Some(a) if a.secret.is_slow() => {
-                    tokio::task::spawn_blocking(move || a.secret.verify(&pw))
-                        .await
-                        .unwrap_or(false)
-                }
-                Some(a) => a.secret.verify(&pw),
-                None => false,
-            };
-            account.filter(|_| ok).map(|a| Login {
-                tree: server
-                    .user_roots
-                    .get(&a.name)
-                    .unwrap_or(&server.root)
-                    .clone(),
+            server.authenticate(&name, pw).await.map(|a| Login {
                 name: a.name,
+                tree: a.tree,
                 write: a.write,
-                max_rate: a.max_rate,
+                rate: a.rate,
+                anonymous: false,
             })
         };
-        let ip = self.peer.ip();
         match login {
             Some(login) => {
-                server.guard.succeeded(ip);
+                if !login.anonymous {
+                    server.guard.succeeded(ip);
+                }
                 tracing::info!(target: "wharf::ftp", peer = %self.peer, user = login.name, "logged in");
                 let text = format!("User {} logged in.", login.name);
                 self.login = Some(login);
@@ -743,7 +773,7 @@ impl Session<'_> {
     }
 
     fn stat_path(&self, arg: &str) -> Result<Reply, Reply> {
-        let p = self.resolve(list_arg(arg))?;
+        let p = self.resolve(command::list_path(Some(arg)).as_deref().unwrap_or("."))?;
         let lines = self.listing_lines(&p, ListKind::Long)?;
         Ok(Reply::multi(
             213,
@@ -766,12 +796,12 @@ impl Session<'_> {
         Ok(Reply::multi(
             250,
             format!("Listing {shown}"),
-            [line.trim_start().to_owned()],
+            [line],
             "End.",
         ))
     }
 
-    fn size(&self, arg: &str) -> Result<Reply, Reply> {
+    async fn size(&self, arg: &str) -> Result<Reply, Reply> {
         let p = self.resolve(arg)?;
         let (file, meta) = self.tree().open_file(&p).map_err(fs_reply)?;
         if self.ty == Type::Image {
@@ -784,9 +814,11 @@ impl Session<'_> {
                 "SIZE in ASCII mode is given for files up to 16 MiB; use TYPE I.",
             ));
         }
-        let mut data = Vec::with_capacity(meta.size as usize);
-        io::Read::read_to_end(&mut &file, &mut data).map_err(|e| fs_reply(e.into()))?;
-        Ok(Reply::new(213, ascii::network_len(&data).to_string()))
+        let counted = tokio::task::spawn_blocking(move || ascii::network_len(file))
+            .await
+            .map_err(|e| Reply::new(451, e.to_string()))?;
+        let n = counted.map_err(|e| fs_reply(e.into()))?;
+        Ok(Reply::new(213, n.to_string()))
     }
 
     fn reinitialize(&mut self) {
@@ -858,7 +890,7 @@ impl Session<'_> {
         }
     }
 
-    async fn open_passive(&mut self) -> Result<u16, Reply> {
+    fn open_passive(&mut self) -> Result<u16, Reply> {
         self.plan = None;
         let range = self.cfg().passive_ports.as_ref();
         let listener = data::passive_listener(self.local.ip(), range).map_err(|e| {
@@ -884,7 +916,7 @@ impl Session<'_> {
             Some(IpAddr::V4(ext)) if !is_local_network(self.peer.ip()) => ext,
             _ => own,
         };
-        let port = self.open_passive().await?;
+        let port = self.open_passive()?;
         tracing::debug!(target: "wharf::ftp", peer = %self.peer, port, advertised = %shown, "passive");
         Ok(Reply::new(227, pasv_text(shown, port)))
     }
@@ -905,7 +937,7 @@ impl Session<'_> {
                 format!("Network protocol not supported, use ({own})."),
             ));
         }
-        let port = self.open_passive().await?;
+        let port = self.open_passive()?;
         Ok(Reply::new(
             229,
             format!("Entering Extended Passive Mode (|||{port}|)."),
@@ -915,6 +947,18 @@ impl Session<'_> {
     fn active(&mut self, to: SocketAddr) -> Result<Reply, Reply> {
         if self.epsv_all {
             return Err(Reply::new(503, "EPSV ALL was sent: only EPSV now."));
+        }
+        let own = if self.peer.ip().to_canonical().is_ipv4() {
+            1
+        } else {
+            2
+        };
+        if to.ip().to_canonical().is_ipv4() != (own == 1) {
+            // RFC 2428 §2: the other network protocol.
+            return Err(Reply::new(
+                522,
+                format!("Network protocol not supported, use ({own})."),
+            ));
         }
         if !data::same_ip(to.ip(), self.peer.ip()) || to.port() < 1024 {
             tracing::warn!(
@@ -940,11 +984,7 @@ impl Session<'_> {
         let writable = self.login.as_ref().is_some_and(|l| l.write);
         let now = SystemTime::now();
         let entries = if meta.dir {
-            let hidden = writable
-                || self
-                    .login
-                    .as_ref()
-                    .is_some_and(|l| l.name != "anonymous" && l.name != "ftp");
+            let hidden = !self.login.as_ref().is_some_and(|l| l.anonymous);
             tree.list(p, hidden).map_err(fs_reply)?
         } else if kind == ListKind::Facts {
             return Err(Reply::new(
@@ -1095,15 +1135,18 @@ impl Session<'_> {
         } else {
             rest
         };
-        if append && self.ty == Type::Ascii && keep > 0 {
-            // Appending converts only the new bytes: fine in any type.
-        }
         let sync = self.cfg().sync_uploads;
-        let upload =
-            tokio::task::spawn_blocking(move || tree.upload(&p, keep, sync).map(|u| (u, p)))
-                .await
-                .map_err(|e| Reply::new(451, e.to_string()))?
-                .map_err(fs_reply)?;
+        let new = unique.is_some();
+        let upload = tokio::task::spawn_blocking(move || {
+            match new {
+                true => tree.upload_new(&p, sync),
+                false => tree.upload(&p, keep, sync),
+            }
+            .map(|u| (u, p))
+        })
+        .await
+        .map_err(|e| Reply::new(451, e.to_string()))?
+        .map_err(fs_reply)?;
         let (upload, p) = upload;
         let shown = path::display(&p);
         let note = match &unique {
@@ -1146,18 +1189,16 @@ impl Session<'_> {
             .await
             .map_err(|_| Reply::new(421, "gone"))?;
         let progress = Arc::new(Progress::default());
-        let cancel = CancellationToken::new();
+        self.server.track(&progress);
         let (peer, local) = (self.peer.ip(), self.local.ip());
         let timeout = self.cfg().data_timeout;
-        let pace = Pace {
-            max_rate: self.login.as_ref().and_then(|l| l.max_rate),
-        };
+        let rate = self.login.as_ref().and_then(|l| l.rate.clone());
         let task = {
-            let (progress, cancel) = (progress.clone(), cancel.clone());
+            let progress = progress.clone();
             tokio::spawn(async move {
-                let tcp = data::connect(plan, peer, local, timeout, &cancel).await?;
+                let tcp = data::connect(plan, peer, local, timeout, progress.cancelled()).await?;
                 let done = tokio::task::spawn_blocking(move || {
-                    data::transfer(job, tcp, tls, pace, &progress)
+                    data::transfer(job, tcp, tls, rate.as_deref(), &progress)
                 })
                 .await
                 .map_err(|e| TransferError::Network(io::Error::other(e)))??;
@@ -1168,7 +1209,6 @@ impl Session<'_> {
             what,
             size,
             progress,
-            cancel,
             task,
             target,
             started: Instant::now(),
@@ -1187,6 +1227,14 @@ impl Session<'_> {
         let secs = r.started.elapsed().as_secs_f64();
         let reply = match done {
             Ok(Done { bytes, upload }) => {
+                // A client killed mid-upload closes its control connection first
+                // (the lower descriptor), then the data connection, which looks like
+                // the end of the file: the upload is committed only if the client is
+                // still there.
+                if upload.is_some() && self.wire.closed_now().await {
+                    self.discard(&r, Ok(Done { bytes, upload })).await;
+                    return Flow::Close;
+                }
                 let committed = match upload {
                     Some(u) => tokio::task::spawn_blocking(move || u.commit())
                         .await
@@ -1208,10 +1256,10 @@ impl Session<'_> {
                 }
             }
             Err(e) => {
-                if self.cfg().keep_partial_uploads {
-                    if let Some(t) = &r.target {
-                        self.changed(t);
-                    }
+                // What arrived was put in place (data::transfer keeps partials).
+                let kept = self.cfg().keep_partial_uploads && matches!(e, Failure::Transfer(_));
+                if let (true, Some(t)) = (kept, &r.target) {
+                    self.changed(t);
                 }
                 tracing::warn!(target: "wharf::ftp", peer = %self.peer, user, what = r.what, bytes = r.progress.bytes(), error = %e, "transfer failed");
                 match e {
@@ -1232,31 +1280,64 @@ impl Session<'_> {
         self.reply(reply).await
     }
 
+    /// The client left during a transfer: it is stopped, then discarded. An upload
+    /// whose partial is to be kept first gets the rest of what the client sent (its
+    /// data connection ends with it), at most `data_timeout` later.
+    async fn abandon(&mut self, mut r: Running) {
+        let drain = r.target.is_some() && self.cfg().keep_partial_uploads;
+        if !drain {
+            r.progress.abort();
+        }
+        let joined = match tokio::time::timeout(self.cfg().data_timeout, &mut r.task).await {
+            Ok(joined) => joined,
+            Err(_) => {
+                r.progress.abort();
+                (&mut r.task).await
+            }
+        };
+        let done = joined.unwrap_or_else(|e| {
+            Err(Failure::Transfer(TransferError::Network(io::Error::other(
+                e,
+            ))))
+        });
+        self.discard(&r, done).await;
+    }
+
+    /// The client left: an upload is not committed; what arrived is put in place only
+    /// with `keep_partial_uploads` (for a later `REST`).
+    async fn discard(&mut self, r: &Running, done: Result<Done, Failure>) {
+        let keep = self.cfg().keep_partial_uploads;
+        let ended = match &done {
+            Ok(d) => format!("data connection ended after {} bytes", d.bytes),
+            Err(e) => e.to_string(),
+        };
+        let kept = match done {
+            Ok(Done {
+                upload: Some(u), ..
+            }) if keep => tokio::task::spawn_blocking(move || u.keep_partial())
+                .await
+                .is_ok_and(|r| r.is_ok()),
+            // data::transfer kept what arrived.
+            Err(Failure::Transfer(_)) => keep,
+            _ => false,
+        };
+        if let (true, Some(t)) = (kept, &r.target) {
+            self.changed(t);
+        }
+        tracing::info!(target: "wharf::ftp", peer = %self.peer, what = r.what, bytes = r.progress.bytes(), ended, kept, "client left during a transfer: abandoned");
+    }
+
     async fn abort(&mut self) -> Answer {
         self.plan = None;
         let Some(r) = &self.running else {
             return Err(Reply::new(225, "No transfer to abort."));
         };
         r.progress.abort();
-        r.cancel.cancel();
         let done = wait(&mut self.running).await;
         if let Flow::Close = self.finish(done).await {
             return Ok(Flow::Close);
         }
         Err(Reply::new(226, "ABOR successful."))
-    }
-}
-
-/// `LIST -la dir` as `STAT` receives it: the options are dropped.
-fn list_arg(arg: &str) -> &str {
-    let mut rest = arg.trim_start();
-    while let Some(opts) = rest.strip_prefix('-') {
-        rest = opts.split_once(' ').map_or("", |(_, r)| r).trim_start();
-    }
-    if rest.is_empty() {
-        "."
-    } else {
-        rest
     }
 }
 
@@ -1290,7 +1371,5 @@ mod tests {
             assert_eq!(is_local_network(ip.parse().unwrap()), local, "{ip}");
         }
         assert_eq!(quoted("/a\"b"), "\"/a\"\"b\"");
-        assert_eq!(list_arg("-la sub"), "sub");
-        assert_eq!(list_arg("-la"), ".");
     }
 }

@@ -266,7 +266,8 @@ impl Tree {
         Ok(rustix::fs::unlinkat(&dir, name, AtFlags::empty())?)
     }
 
-    /// `RNFR` + `RNTO`: replaces a file at `to`, never a directory.
+    /// `RNFR` + `RNTO`, as `rename(2)`: replaces a file at `to`, or an empty
+    /// directory when `from` is a directory.
     pub(crate) fn rename(&self, from: &SafePath, to: &SafePath) -> Result<(), FsError> {
         let (from_dir, from_name) = self.parent(from)?;
         let (to_dir, to_name) = self.parent(to)?;
@@ -284,6 +285,22 @@ impl Tree {
     /// the file there now (`REST` + `STOR`, or `APPE` with `keep` its size); synced to
     /// disk before it is renamed into place if `sync`.
     pub(crate) fn upload(&self, p: &SafePath, keep: u64, sync: bool) -> Result<Upload, FsError> {
+        self.upload_with(p, keep, sync, false)
+    }
+
+    /// [`Tree::upload`] of a new file (`STOU`): the commit fails rather than replace
+    /// a file that appeared meanwhile.
+    pub(crate) fn upload_new(&self, p: &SafePath, sync: bool) -> Result<Upload, FsError> {
+        self.upload_with(p, 0, sync, true)
+    }
+
+    fn upload_with(
+        &self,
+        p: &SafePath,
+        keep: u64,
+        sync: bool,
+        no_replace: bool,
+    ) -> Result<Upload, FsError> {
         let (dir, name) = self.parent(p)?;
         if let Ok(st) = rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
             if FileType::from_raw_mode(st.st_mode as _) == FileType::Directory {
@@ -315,6 +332,7 @@ impl Tree {
             name: name.to_owned(),
             file: Some(file),
             sync,
+            no_replace,
             unflushed: 0,
         };
         if let Some(base) = base {
@@ -322,7 +340,10 @@ impl Tree {
                 &mut io::Read::take(&base, keep),
                 upload.file.as_mut().expect("open"),
             )?;
-            debug_assert_eq!(copied, keep);
+            if copied != keep {
+                // The file shrank since it was measured.
+                return Err(FsError::BadRestart(copied));
+            }
         }
         Ok(upload)
     }
@@ -337,6 +358,8 @@ pub(crate) struct Upload {
     name: String,
     file: Option<File>,
     sync: bool,
+    /// Fail rather than replace an existing file.
+    no_replace: bool,
     /// Bytes written since writeback was last started.
     unflushed: u64,
 }
@@ -374,12 +397,13 @@ impl Upload {
             self.file().sync_data()?;
         }
         self.file = None;
-        rustix::fs::renameat(
-            &self.dir,
-            self.tmp_name.as_str(),
-            &self.dir,
-            self.name.as_str(),
-        )?;
+        let flags = if self.no_replace {
+            rustix::fs::RenameFlags::NOREPLACE
+        } else {
+            rustix::fs::RenameFlags::empty()
+        };
+        let (tmp, name) = (self.tmp_name.as_str(), self.name.as_str());
+        rustix::fs::renameat_with(&self.dir, tmp, &self.dir, name, flags)?;
         self.tmp_name.clear();
         Ok(())
     }

@@ -9,7 +9,7 @@
 //! password = "$argon2id$v=19$m=19456,t=2,p=1$..."   # PHC string
 //! root = "/srv/ftp/alice"   # optional: the FTP root otherwise
 //! write = true              # optional, default true
-//! max_rate = 1048576        # optional: bytes per second, per transfer
+//! max_rate = 1048576        # optional: bytes per second, all the user's transfers together
 //! ```
 
 use std::collections::HashMap;
@@ -37,7 +37,7 @@ pub struct User {
     /// Whether the user may change files.
     #[serde(default = "yes")]
     pub write: bool,
-    /// Most bytes per second of one transfer.
+    /// Most bytes per second, all the user's transfers together (at least 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_rate: Option<u64>,
 }
@@ -83,6 +83,9 @@ impl UsersFile {
             }
             if PasswordHash::new(&u.password).is_err() {
                 return bad("password: not a PHC hash string (use `wharf ftp-user add`)".into());
+            }
+            if u.max_rate == Some(0) {
+                return bad("max_rate: must be at least 1 (byte per second), or absent".into());
             }
             if file.users[..i].iter().any(|o| o.name == u.name) {
                 return bad(format!("name: {:?} appears twice", u.name));
@@ -179,7 +182,8 @@ pub(crate) struct Guard {
     failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
 }
 
-/// Addresses remembered before the oldest are forgotten.
+/// Addresses remembered; beyond this, those whose failures are older than the
+/// lockout are forgotten.
 const MAX_TRACKED: usize = 10_000;
 
 impl Guard {

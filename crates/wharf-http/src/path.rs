@@ -54,10 +54,10 @@ impl PathError {
     }
 }
 
-impl fmt::Display for PathError {
-    /// `400: ...`; names the rule, never the path.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let why = match self {
+impl PathError {
+    /// The rule broken, without the status: `path has a NUL byte`.
+    pub fn reason(&self) -> &'static str {
+        match self {
             PathError::NotAbsolute => "path does not start with /",
             PathError::InvalidPercentEncoding => "path has an invalid percent-encoding",
             PathError::NotUtf8 => "path does not decode to UTF-8",
@@ -66,8 +66,14 @@ impl fmt::Display for PathError {
             PathError::Backslash => "path has a backslash",
             PathError::Nul => "path has a NUL byte",
             PathError::ControlChar => "path has a control character",
-        };
-        write!(f, "400: {why}")
+        }
+    }
+}
+
+impl fmt::Display for PathError {
+    /// `400: ...`; names the rule, never the path.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "400: {}", self.reason())
     }
 }
 

@@ -51,8 +51,8 @@ pub(crate) enum FtpUserCommand {
         /// Read-only access.
         #[arg(long)]
         read_only: bool,
-        /// Most bytes per second of one transfer.
-        #[arg(long, value_name = "BYTES")]
+        /// Most bytes per second, all the user's transfers together.
+        #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
         max_rate: Option<u64>,
     },
     /// Remove a user.

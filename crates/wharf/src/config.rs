@@ -680,6 +680,12 @@ impl Config {
                 return fail(key, "must be at least 1");
             }
         }
+        if f.passive_address.is_some_and(|a| a.is_ipv6()) {
+            return fail(
+                "passive_address",
+                "must be an IPv4 address (PASV can only name IPv4; EPSV names no address)",
+            );
+        }
         if f.max_line < 512 {
             return fail(
                 "max_line",

@@ -122,6 +122,28 @@ pub(crate) fn on_change(
     })
 }
 
+/// One line of standard input; not echoed when it is a terminal.
+fn read_password() -> Result<String, ConfigError> {
+    use std::io::IsTerminal;
+    let stty = |arg| {
+        std::process::Command::new("stty")
+            .arg(arg)
+            .stdin(std::process::Stdio::inherit())
+            .status()
+    };
+    let tty = std::io::stdin().is_terminal();
+    if tty {
+        let _ = stty("-echo");
+    }
+    let mut line = String::new();
+    let read = std::io::stdin().lock().read_line(&mut line);
+    if tty {
+        let _ = stty("echo");
+    }
+    read.map_err(|e| ConfigError(format!("reading the password: {e}")))?;
+    Ok(line)
+}
+
 /// `wharf ftp-user ...`.
 pub(crate) fn user_command(cmd: FtpUserCommand) -> Result<(), ConfigError> {
     let err = |e: wharf_ftp::UsersError| ConfigError(e.to_string());
@@ -138,11 +160,7 @@ pub(crate) fn user_command(cmd: FtpUserCommand) -> Result<(), ConfigError> {
             }
             let mut file = UsersFile::load(&users, true).map_err(err)?;
             eprint!("Password for {name} (read from standard input): ");
-            let mut password = String::new();
-            std::io::stdin()
-                .lock()
-                .read_line(&mut password)
-                .map_err(|e| ConfigError(format!("reading the password: {e}")))?;
+            let password = read_password()?;
             let password = password.trim_end_matches(['\r', '\n']);
             eprintln!();
             if password.is_empty() {

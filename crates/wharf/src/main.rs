@@ -327,14 +327,18 @@ async fn run(
     if let Some(line) = app::hub_line(&cfg) {
         println!("wharf:   {line}");
     }
+    let mut acceptors: Vec<Arc<Acceptor>> = tls.iter().cloned().collect();
+    acceptors.extend(ftp.as_ref().and_then(|f| f.tls.clone()));
     let ftp_server = match ftp {
         Some(settings) => Some(start_ftp(&cfg, settings, &service, &shutdown).await?),
         None => None,
     };
     let mut background = tokio::task::JoinSet::new();
-    if let Some(acceptor) = &tls {
-        background.spawn(tls::reload_on_sighup(hup, acceptor.clone()));
+    for acceptor in &acceptors {
         background.spawn(acceptor.clone().watch(cfg.tls.watch_interval));
+    }
+    if !acceptors.is_empty() {
+        background.spawn(tls::reload_on_sighup(hup, acceptors));
     }
     let log = AccessLog {
         format: cfg.log.access,
@@ -350,13 +354,23 @@ async fn run(
     signals.stop().await;
     background.abort_all();
     tracing::info!(grace = ?cfg.shutdown_grace, "shutting down: no new connections; draining requests in flight");
+    let deadline = tokio::time::Instant::now() + cfg.shutdown_grace;
     shutdown.trigger();
     let _ = server.await;
     let ftp_drained = match ftp_server {
-        Some(task) => tokio::time::timeout(cfg.shutdown_grace, task).await.is_ok(),
+        Some((ftp, mut task)) => match tokio::time::timeout_at(deadline, &mut task).await {
+            Ok(_) => true,
+            Err(_) => {
+                // Transfers still running are stopped; their sessions then end.
+                ftp.abort_transfers();
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(2), task).await;
+                false
+            }
+        },
         None => true,
     };
-    if shutdown.drained(cfg.shutdown_grace).await && ftp_drained {
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    if shutdown.drained(left).await && ftp_drained {
         tracing::info!("shutdown complete");
     } else {
         tracing::warn!("grace period over: closing the remaining connections");
@@ -364,15 +378,14 @@ async fn run(
     Ok(())
 }
 
-/// What a site serves, for whom: `serving ROOT for a.test, *.b.test`.
-/// Binds the FTP listeners and starts the FTP server; it ends once shutdown is
+/// Binds the FTP listeners and starts the FTP server; its task ends once shutdown is
 /// triggered and its sessions have finished.
 async fn start_ftp(
     cfg: &Config,
     mut settings: wharf_ftp::Config,
     app: &Arc<app::App>,
     shutdown: &Shutdown,
-) -> Result<tokio::task::JoinHandle<()>, ConfigError> {
+) -> Result<(Arc<wharf_ftp::Server>, tokio::task::JoinHandle<()>), ConfigError> {
     let app = app.clone();
     settings.on_change = Some(ftp::on_change(cfg, move |site, rel| {
         app.files.changed(site, rel)
@@ -401,11 +414,12 @@ async fn start_ftp(
         }
     }
     println!("wharf:   FTP serving {root}");
-    Ok(tokio::spawn(
-        Arc::new(server).run(listeners, shutdown.token()),
-    ))
+    let server = Arc::new(server);
+    let task = tokio::spawn(server.clone().run(listeners, shutdown.token()));
+    Ok((server, task))
 }
 
+/// What a site serves, for whom: `serving ROOT for a.test, *.b.test`.
 fn serving(site: &wharf_files::SiteConfig) -> String {
     let root = site.root.display();
     let names: Vec<String> = site.names.iter().map(ToString::to_string).collect();

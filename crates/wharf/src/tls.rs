@@ -98,16 +98,19 @@ pub(crate) fn setup(cfg: &Config, data_dir: &Path) -> Result<Setup, ConfigError>
     })
 }
 
-/// Reloads certificates on SIGHUP, for as long as the task runs.
+/// Reloads the certificates of every acceptor (HTTPS, FTPS) on SIGHUP, for as long
+/// as the task runs.
 pub(crate) async fn reload_on_sighup(
     mut hup: tokio::signal::unix::Signal,
-    acceptor: Arc<Acceptor>,
+    acceptors: Vec<Arc<Acceptor>>,
 ) {
     while hup.recv().await.is_some() {
-        match acceptor.reload() {
-            Ok(()) => tracing::info!("SIGHUP: certificates reloaded"),
-            Err(e) => {
-                tracing::error!(error = %e, "SIGHUP: cannot reload certificates; keeping the previous ones")
+        for acceptor in &acceptors {
+            match acceptor.reload() {
+                Ok(()) => tracing::info!("SIGHUP: certificates reloaded"),
+                Err(e) => {
+                    tracing::error!(error = %e, "SIGHUP: cannot reload certificates; keeping the previous ones")
+                }
             }
         }
     }

@@ -237,7 +237,8 @@ fn refusals_carry_the_rfc_codes() {
     // FTP bounce: another host, or a privileged port (RFC 2577): 504, and logged.
     assert_eq!(raw.cmd("PORT 192,0,2,1,31,144").0, 504);
     assert_eq!(raw.cmd("EPRT |1|127.0.0.1|25|").0, 504);
-    assert_eq!(raw.cmd("EPRT |2|::1|2000|").0, 504);
+    // The other network protocol than the control connection's (RFC 2428 §2).
+    assert_eq!(raw.cmd("EPRT |2|::1|2000|").0, 522);
     w.wait_for_stderr("FTP bounce");
     // Path escapes: `..` stops at the root; names HTTP refuses are refused (553).
     assert_eq!(raw.cmd("CWD ../../../..").0, 250);
@@ -533,4 +534,135 @@ fn shutdown_lets_a_running_transfer_finish() {
     assert_eq!(raw.reply().0, 226);
     assert_eq!(raw.reply().0, 421);
     assert!(w.wait_exit().success());
+}
+
+#[test]
+fn the_small_commands_answer_as_the_rfcs_say() {
+    let w = builder().start();
+    let mut raw = Raw::login(addr(&w, false));
+    let (code, feat) = raw.cmd("FEAT");
+    assert_eq!(code, 211);
+    for f in [
+        "EPSV",
+        "EPRT",
+        "MDTM",
+        "SIZE",
+        "REST STREAM",
+        "UTF8",
+        "TVFS",
+        "MLST type*;size*;modify*;perm*;unique*;",
+    ] {
+        assert!(feat.lines().any(|l| l.trim() == f), "{f} not in {feat}");
+    }
+    assert_eq!(raw.cmd("OPTS UTF8 ON").0, 200);
+    assert_eq!(
+        raw.cmd("OPTS MLST type;size;").1.trim(),
+        "MLST OPTS type;size;"
+    );
+    assert_eq!(raw.cmd("SYST").1.trim(), "UNIX Type: L8");
+    assert_eq!(raw.cmd("HELP").0, 214);
+    assert_eq!(raw.cmd("ALLO 1000").0, 202);
+    assert_eq!(raw.cmd("MODE S").0, 200);
+    assert_eq!(raw.cmd("STRU F").0, 200);
+    assert_eq!(raw.cmd("STRU R").0, 504);
+    assert_eq!(raw.cmd("ABOR").0, 225, "nothing to abort");
+    // STOU: the server names the file (RFC 1123 §4.1.2.9: in the 150 reply).
+    raw.cmd("TYPE I");
+    let mut data = raw.epsv_connect();
+    let (code, text) = raw.cmd("STOU");
+    assert_eq!(code, 150);
+    let name = text.trim().strip_prefix("FILE: ").unwrap().to_owned();
+    data.write_all(b"unique").unwrap();
+    drop(data);
+    assert_eq!(raw.reply().0, 226);
+    assert_eq!(std::fs::read(w.root().join(&name)).unwrap(), b"unique");
+    // STAT with a path: the listing over the control connection (213).
+    let (code, text) = raw.cmd("STAT dir");
+    assert_eq!(code, 213);
+    assert!(text.contains(" b.txt"), "{text}");
+    // REIN: logged out, ready for a new user.
+    assert_eq!(raw.cmd("REIN").0, 220);
+    assert_eq!(raw.cmd("PWD").0, 530);
+    assert_eq!(raw.cmd(&format!("USER {USER}")).0, 331);
+    assert_eq!(raw.cmd(&format!("PASS {PASSWORD}")).0, 230);
+}
+
+#[test]
+fn ipv6_uses_the_extended_commands() {
+    let w = Builder::new()
+        .arg("--ftp-listen")
+        .arg("[::1]:0")
+        .arg("--ftp-user")
+        .arg(&format!("{USER}:{PASSWORD}"))
+        .start();
+    let a = addr(&w, false);
+    assert!(a.is_ipv6());
+    for mode in [Mode::ExtendedPassive, Mode::Active] {
+        let mut ftp = suppaftp::FtpStream::connect(a).unwrap();
+        ftp.login(USER, PASSWORD).unwrap();
+        ftp.transfer_type(FileType::Binary).unwrap();
+        ftp.set_mode(mode); // active mode over IPv6 sends EPRT |2|::1|port|
+        put(&mut ftp, "v6.bin", b"over IPv6");
+        assert_eq!(get(&mut ftp, "v6.bin"), b"over IPv6", "{mode:?}");
+    }
+    let mut raw = Raw::login(a);
+    assert_eq!(raw.cmd("PASV").0, 522, "PASV cannot name an IPv6 address");
+    assert_eq!(raw.cmd("EPSV 1").0, 522);
+}
+
+#[test]
+fn passive_ports_come_from_the_configured_range() {
+    let w = builder()
+        .config("[ftp]\npassive_ports = \"40100-40103\"\npassive_address = \"203.0.113.7\"\n")
+        .start();
+    let mut raw = Raw::login(addr(&w, false));
+    for _ in 0..6 {
+        let (code, text) = raw.cmd("PASV");
+        assert_eq!(code, 227, "{text}");
+        // A loopback client is told the server's own address, not the external one.
+        let nums: Vec<u16> = text
+            .split(['(', ')'])
+            .nth(1)
+            .unwrap()
+            .split(',')
+            .map(|n| n.parse().unwrap())
+            .collect();
+        assert_eq!(&nums[..4], &[127, 0, 0, 1], "{text}");
+        let port = nums[4] * 256 + nums[5];
+        assert!((40100..=40103).contains(&port), "{port}");
+    }
+}
+
+#[test]
+fn kept_partial_uploads_resume_with_rest() {
+    let w = builder()
+        .config("[ftp]\nkeep_partial_uploads = true\n")
+        .start();
+    let a = addr(&w, false);
+    let whole: Vec<u8> = (0..200_000u32).map(|i| (i % 241) as u8).collect();
+    let mut raw = Raw::login(a);
+    raw.cmd("TYPE I");
+    let mut data = raw.epsv_connect();
+    assert_eq!(raw.cmd("STOR part.bin").0, 150);
+    data.write_all(&whole[..50_000]).unwrap();
+    // The client goes away mid-upload: what it sent is kept under the name.
+    raw.stream.shutdown(std::net::Shutdown::Both).unwrap();
+    drop(raw);
+    drop(data);
+    w.wait_for_stderr("client left during a transfer");
+    let mut ftp = client(&w);
+    let have = ftp.size("part.bin").unwrap();
+    assert_eq!(have, 50_000);
+    ftp.resume_transfer(have).unwrap();
+    put(&mut ftp, "part.bin", &whole[have..]);
+    assert_eq!(std::fs::read(w.root().join("part.bin")).unwrap(), whole);
+}
+
+#[test]
+fn a_silent_control_connection_is_closed() {
+    let w = builder().config("[ftp]\nidle_timeout = \"1s\"\n").start();
+    let mut raw = Raw::login(addr(&w, false));
+    let (code, text) = raw.reply();
+    assert_eq!(code, 421, "{text}");
+    assert!(raw.closed());
 }

@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
@@ -22,13 +22,25 @@ struct Redis {
 }
 
 impl Redis {
+    /// A redis-server on a free port, answering PING. The port is free when chosen
+    /// but another test's server may take it first: then redis-server exits (or
+    /// something else answers) and another port is tried.
     fn start() -> Redis {
+        for _ in 0..5 {
+            if let Some(redis) = Redis::try_start() {
+                return redis;
+            }
+        }
+        panic!("redis-server did not start on any of 5 ports");
+    }
+
+    fn try_start() -> Option<Redis> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let child = Command::new("redis-server")
+        let mut child = Command::new("redis-server")
             .args([
                 "--port",
                 &port.to_string(),
@@ -43,11 +55,25 @@ impl Redis {
             .spawn()
             .expect("redis-server (the CI installs Debian's redis-server)");
         let deadline = Instant::now() + PATIENCE;
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                return None; // the port was taken
+            }
+            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+                let mut pong = [0u8; 7];
+                let answered = s.set_read_timeout(Some(PATIENCE)).is_ok()
+                    && s.write_all(b"PING\r\n").is_ok()
+                    && s.read_exact(&mut pong).is_ok();
+                if answered && &pong == b"+PONG\r\n" {
+                    return Some(Redis { child, port });
+                }
+                let _ = child.kill();
+                let _ = child.wait();
+                return None; // another server has the port
+            }
             assert!(Instant::now() < deadline, "redis-server did not start");
             std::thread::yield_now();
         }
-        Redis { child, port }
     }
 
     fn node(&self) -> Wharf {
