@@ -535,6 +535,17 @@ async fn wait(running: &mut Option<Running>) -> Result<Done, Failure> {
     }
 }
 
+/// The TLS settings of a data connection: the control connection's, without TLS 1.3
+/// session tickets. A ticket is sent after the handshake; an uploading client that
+/// never reads it closes its socket with unread data, which the kernel turns into a
+/// reset, and the server may see the reset before the last bytes (curl did, now and
+/// then). Data connections resume the control connection's session instead.
+fn data_tls(control: &Arc<rustls::ServerConfig>) -> Arc<rustls::ServerConfig> {
+    let mut cfg = (**control).clone();
+    cfg.send_tls13_tickets = 0;
+    Arc::new(cfg)
+}
+
 /// `"/a/b"` with embedded quotes doubled (RFC 959 Appendix II).
 fn quoted(p: &str) -> String {
     format!("\"{}\"", p.replace('"', "\"\""))
@@ -1181,7 +1192,9 @@ impl Session<'_> {
             .take()
             .ok_or_else(|| Reply::new(425, "Use PASV, EPSV, PORT or EPRT first."))?;
         let tls = match (&self.wire.io, self.prot_private, &self.cfg().tls) {
-            (Control::Tls(_, group), true, Some(acceptor)) => Some(acceptor.config_for(*group)),
+            (Control::Tls(_, group), true, Some(acceptor)) => {
+                Some(data_tls(&acceptor.config_for(*group)))
+            }
             _ => None,
         };
         self.wire
