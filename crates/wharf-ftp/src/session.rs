@@ -1332,7 +1332,11 @@ impl Session<'_> {
                 .is_ok_and(|r| r.is_ok()),
             // data::transfer kept what arrived.
             Err(Failure::Transfer(_)) => keep,
-            _ => false,
+            // Dropped here, before the log line: an upload's temporary goes with it.
+            other => {
+                drop(other);
+                false
+            }
         };
         if let (true, Some(t)) = (kept, &r.target) {
             self.changed(t);
