@@ -666,3 +666,41 @@ fn a_silent_control_connection_is_closed() {
     assert_eq!(code, 421, "{text}");
     assert!(raw.closed());
 }
+
+#[test]
+fn a_passive_port_refuses_other_addresses() {
+    let w = builder().start();
+    let mut raw = Raw::login(addr(&w, false));
+    raw.cmd("TYPE I");
+    let (code, text) = raw.cmd("EPSV");
+    assert_eq!(code, 229, "{text}");
+    let port: u16 = text.split('|').nth(3).unwrap().parse().unwrap();
+    // Another host (127.0.0.2 is another address on loopback) takes the port first:
+    // it is refused and logged, and the client's own connection still gets the data.
+    let mut stolen = connect_from("127.0.0.2", port);
+    let data = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    data.set_read_timeout(Some(PATIENCE)).unwrap();
+    assert_eq!(raw.cmd("RETR hello.txt").0, 150);
+    assert_eq!(read_all(data), b"hello, world\n");
+    assert_eq!(raw.reply().0, 226);
+    w.wait_for_stderr("port theft");
+    // The stranger's connection was closed without a byte.
+    stolen.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut nothing = Vec::new();
+    let _ = stolen.read_to_end(&mut nothing);
+    assert!(nothing.is_empty());
+}
+
+/// A TCP connection to 127.0.0.1:`port` from the address `from` (std cannot bind
+/// before connecting; tokio's `TcpSocket` can).
+fn connect_from(from: &str, port: u16) -> TcpStream {
+    let from: std::net::SocketAddr = format!("{from}:0").parse().unwrap();
+    let stream = common::within(async move {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(from).unwrap();
+        let s = socket.connect(([127, 0, 0, 1], port).into()).await.unwrap();
+        s.into_std().unwrap()
+    });
+    stream.set_nonblocking(false).unwrap();
+    stream
+}
