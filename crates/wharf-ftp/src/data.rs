@@ -399,7 +399,7 @@ fn send_file(
     let mut pos = offset;
     let mut moved = 0;
     loop {
-        let chunk = limiter.chunk(CHUNK / 2);
+        let chunk = limiter.chunk(CHUNK * 64);
         let n = match rustix::fs::sendfile(tcp, file, Some(&mut pos), chunk) {
             Ok(n) => n,
             Err(rustix::io::Errno::INTR) => continue,
