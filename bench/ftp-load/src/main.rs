@@ -153,6 +153,7 @@ struct Args {
     name: String,
     size: u64,
     sessions: usize,
+    count: u32,
     list: String,
     files: Vec<String>,
 }
@@ -168,6 +169,7 @@ fn parse() -> Args {
         name: String::new(),
         size: 0,
         sessions: 200,
+        count: 1,
         list: String::new(),
         files: Vec::new(),
     };
@@ -181,6 +183,7 @@ fn parse() -> Args {
             "--name" => a.name = v,
             "--size" => a.size = v.parse().expect("--size BYTES"),
             "--sessions" => a.sessions = v.parse().expect("--sessions N"),
+            "--count" => a.count = v.parse().expect("--count N"),
             "--list" => a.list = v,
             "--files" => a.files = v.split(',').map(str::to_owned).collect(),
             _ => panic!("unknown flag {flag}"),
@@ -189,44 +192,59 @@ fn parse() -> Args {
     a
 }
 
+/// `--count` downloads of `--file` in one session, back to back; the time counted is
+/// from each 150 to its 226.
 fn retr(a: &Args) -> Result<String, String> {
     let mut c = Control::login(a.addr, &a.user, &a.pass)?;
-    let mut d = c.data()?;
     let mut buf = vec![0u8; 1 << 20];
-    c.cmd(&format!("RETR {}", a.file), 150)?;
-    let start = Instant::now();
-    let mut n = 0u64;
-    loop {
-        match d.read(&mut buf) {
-            Ok(0) => break,
-            Ok(k) => n += k as u64,
-            Err(e) => return Err(format!("data read: {e}")),
+    let (mut n, mut secs) = (0u64, 0f64);
+    for _ in 0..a.count {
+        let mut d = c.data()?;
+        c.cmd(&format!("RETR {}", a.file), 150)?;
+        let start = Instant::now();
+        loop {
+            match d.read(&mut buf) {
+                Ok(0) => break,
+                Ok(k) => n += k as u64,
+                Err(e) => return Err(format!("data read: {e}")),
+            }
         }
+        drop(d);
+        c.expect(226)?;
+        secs += start.elapsed().as_secs_f64();
     }
-    drop(d);
-    c.expect(226)?;
-    let secs = start.elapsed().as_secs_f64();
     let _ = c.cmd("QUIT", 221);
     Ok(format!("{{\"bytes\":{n},\"seconds\":{secs}}}"))
 }
 
+/// `--count` uploads of `--size` bytes to `--name` (with `.N` appended after the
+/// first), back to back; the time counted is from each 150 to its 226.
 fn stor(a: &Args) -> Result<String, String> {
     let mut c = Control::login(a.addr, &a.user, &a.pass)?;
-    let mut d = c.data()?;
-    let chunk: Vec<u8> = (0..1u32 << 20).map(|i| (i.wrapping_mul(2654435761) >> 24) as u8).collect();
-    c.cmd(&format!("STOR {}", a.name), 150)?;
-    let start = Instant::now();
-    let mut left = a.size;
-    while left > 0 {
-        let k = left.min(chunk.len() as u64) as usize;
-        d.write_all(&chunk[..k]).map_err(|e| format!("data write: {e}"))?;
-        left -= k as u64;
+    let chunk: Vec<u8> = (0..1u32 << 20)
+        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+        .collect();
+    let mut secs = 0f64;
+    for i in 0..a.count {
+        let name = if i == 0 { a.name.clone() } else { format!("{}.{i}", a.name) };
+        let mut d = c.data()?;
+        c.cmd(&format!("STOR {name}"), 150)?;
+        let start = Instant::now();
+        let mut left = a.size;
+        while left > 0 {
+            let k = left.min(chunk.len() as u64) as usize;
+            d.write_all(&chunk[..k]).map_err(|e| format!("data write: {e}"))?;
+            left -= k as u64;
+        }
+        drop(d);
+        c.expect(226)?;
+        secs += start.elapsed().as_secs_f64();
     }
-    drop(d);
-    c.expect(226)?;
-    let secs = start.elapsed().as_secs_f64();
     let _ = c.cmd("QUIT", 221);
-    Ok(format!("{{\"bytes\":{},\"seconds\":{secs}}}", a.size))
+    Ok(format!(
+        "{{\"bytes\":{},\"seconds\":{secs}}}",
+        a.size * u64::from(a.count)
+    ))
 }
 
 fn one_session(a: &Args, gate: &Gate) -> Result<u64, String> {
