@@ -56,13 +56,8 @@ pub(crate) fn read(dir: &File, show_hidden: bool, show_links: bool) -> std::io::
         let Ok(name) = entry.file_name().to_str() else {
             continue;
         };
-        if name == "."
-            || name == ".."
-            || (!show_hidden && name.starts_with('.') && name != ".well-known")
-        {
-            continue;
-        }
-        if name.contains('\\') || name.chars().any(char::is_control) {
+        let hidden = name.starts_with('.') && name != ".well-known";
+        if !wharf_http::path::is_nameable(name) || (hidden && !show_hidden) {
             continue;
         }
         let Ok(st) = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) else {

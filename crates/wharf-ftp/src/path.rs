@@ -3,18 +3,18 @@
 //!
 //! FTP clients say `..` (`CDUP`, `CWD ..`, `RETR ../a`), which an HTTP client never
 //! sends, so dot-segments are resolved here first, lexically and clamped at the user's
-//! root (as a chroot would: `/..` is `/`). The result is written as an absolute path
-//! with `%` escaped (FTP names are not percent-encoded) and handed to
-//! [`wharf_http::path::sanitize`], so both protocols refuse exactly the same names
-//! (NUL, control characters, backslashes, invalid UTF-8). Opening then goes through
+//! root (as a chroot would: `/..` is `/`). The names left are checked by
+//! [`wharf_http::path::from_names`], the rules of HTTP's `sanitize` for names that are
+//! not percent-encoded, so both protocols refuse exactly the same names (NUL, control
+//! characters, backslashes). Opening then goes through
 //! [`wharf_files::root::Root`], whose `openat2(RESOLVE_BENEATH)` keeps symbolic links
 //! inside the root as well.
 
-use wharf_http::path::{sanitize, PathError, SafePath};
+use wharf_http::path::{from_names, PathError, SafePath};
 
 /// The root, `/`.
 pub(crate) fn root() -> SafePath {
-    sanitize("/").expect("/ is a valid path")
+    from_names([]).expect("no names: the root")
 }
 
 /// `arg` resolved against `cwd` (absolute if it starts with `/`).
@@ -33,14 +33,7 @@ pub(crate) fn resolve(cwd: &SafePath, arg: &str) -> Result<SafePath, PathError> 
             name => segments.push(name),
         }
     }
-    let mut raw = String::from("/");
-    for (i, s) in segments.iter().enumerate() {
-        if i > 0 {
-            raw.push('/');
-        }
-        raw.push_str(&s.replace('%', "%25"));
-    }
-    sanitize(&raw)
+    from_names(segments)
 }
 
 /// The path as the client sees it: `/`, `/a/b`.
@@ -58,9 +51,8 @@ pub(crate) fn display(p: &SafePath) -> String {
 /// The last segment and the directory holding it; `None` for the root.
 pub(crate) fn split_last(p: &SafePath) -> Option<(SafePath, &str)> {
     let (name, parent) = p.segments().split_last()?;
-    let mut raw = String::from("/");
-    raw.push_str(&parent.join("/").replace('%', "%25"));
-    Some((sanitize(&raw).expect("segments of a safe path"), name))
+    let parent = from_names(parent.iter().map(String::as_str)).expect("segments of a safe path");
+    Some((parent, name))
 }
 
 #[cfg(test)]

@@ -116,7 +116,6 @@ impl Wire {
     /// The next line; `None` at the end of the stream. Cancel-safe: bytes read are
     /// kept in the buffer.
     async fn line(&mut self, max: usize) -> io::Result<Option<Line>> {
-        let mut chunk = [0u8; 2048];
         loop {
             if let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
                 let mut line: Vec<u8> = self.buf.drain(..=pos).collect();
@@ -138,30 +137,30 @@ impl Wire {
                 self.discarding = Some(dropped);
                 self.buf.clear();
             }
-            let n = self.io.read(&mut chunk).await?;
-            if n == 0 {
+            if self.fill().await? == 0 {
                 return Ok(None);
             }
-            self.buf.extend_from_slice(&chunk[..n]);
         }
     }
 
-    /// Sends a reply; a client that does not read it within `timeout` is gone.
+    /// Reads what the client sent into the buffer; 0 at the end of the stream.
+    /// Cancel-safe: bytes are kept as soon as they are read.
+    async fn fill(&mut self) -> io::Result<usize> {
+        let mut chunk = [0u8; 2048];
+        let n = self.io.read(&mut chunk).await?;
+        self.buf.extend_from_slice(&chunk[..n]);
+        Ok(n)
+    }
+
     /// Whether the client has closed the control connection, without waiting: a
     /// read that is ready at once with the end of the stream (or an error). Bytes it
     /// reads are kept for [`Wire::line`].
     async fn closed_now(&mut self) -> bool {
-        let mut chunk = [0u8; 2048];
-        match tokio::time::timeout(std::time::Duration::ZERO, self.io.read(&mut chunk)).await {
-            Ok(Ok(0) | Err(_)) => true,
-            Ok(Ok(n)) => {
-                self.buf.extend_from_slice(&chunk[..n]);
-                false
-            }
-            Err(_) => false,
-        }
+        let ready = tokio::time::timeout(std::time::Duration::ZERO, self.fill()).await;
+        matches!(ready, Ok(Ok(0) | Err(_)))
     }
 
+    /// Sends a reply; a client that does not read it within `timeout` is gone.
     async fn send(&mut self, reply: &Reply) -> io::Result<()> {
         let write = async {
             self.io.write_all(reply.encode().as_bytes()).await?;
@@ -546,6 +545,25 @@ fn data_tls(control: &Arc<rustls::ServerConfig>) -> Arc<rustls::ServerConfig> {
     Arc::new(cfg)
 }
 
+/// A transfer asked for before its data connection was set up.
+fn no_plan() -> Reply {
+    Reply::new(425, "Use PASV, EPSV, PORT or EPRT first.")
+}
+
+/// The names of anonymous access (RFC 1635).
+fn is_anonymous(user: &str) -> bool {
+    user == "anonymous" || user == "ftp"
+}
+
+/// The RFC 2428 network protocol number of an address: 1 for IPv4, 2 for IPv6.
+fn protocol(ip: IpAddr) -> u8 {
+    if ip.to_canonical().is_ipv4() {
+        1
+    } else {
+        2
+    }
+}
+
 /// `"/a/b"` with embedded quotes doubled (RFC 959 Appendix II).
 fn quoted(p: &str) -> String {
     format!("\"{}\"", p.replace('"', "\"\""))
@@ -632,8 +650,7 @@ impl Session<'_> {
         if self.login.is_some() {
             return Err(Reply::new(503, "Already logged in (REIN to start over)."));
         }
-        let anonymous = name == "anonymous" || name == "ftp";
-        if anonymous && self.cfg().anonymous {
+        if is_anonymous(&name) && self.cfg().anonymous {
             self.pending_user = Some(name);
             return Ok(Reply::new(
                 331,
@@ -654,7 +671,7 @@ impl Session<'_> {
             .ok_or_else(|| Reply::new(503, "Log in with USER first."))?;
         let server = self.server;
         let ip = self.peer.ip();
-        let anonymous = (name == "anonymous" || name == "ftp") && self.cfg().anonymous;
+        let anonymous = is_anonymous(&name) && self.cfg().anonymous;
         let login = if anonymous {
             Some(Login {
                 name: name.clone(),
@@ -691,10 +708,14 @@ impl Session<'_> {
                 let locked = server.guard.failed(ip, Instant::now());
                 tracing::warn!(target: "wharf::ftp", peer = %self.peer, user = name, locked, "login failed");
                 tokio::time::sleep(self.cfg().login_delay).await;
-                self.wire
+                if self
+                    .wire
                     .send(&Reply::new(530, "Login incorrect."))
                     .await
-                    .map_err(|_| Reply::new(421, "gone"))?;
+                    .is_err()
+                {
+                    return Ok(Flow::Close); // the client is gone
+                }
                 if locked || self.failures >= SESSION_FAILURES {
                     let _ = self
                         .wire
@@ -860,10 +881,10 @@ impl Session<'_> {
         if !self.wire.buf.is_empty() {
             return Err(Reply::new(503, "Commands after AUTH before the handshake."));
         }
-        self.wire
-            .send(&Reply::new(234, "AUTH TLS OK; start the handshake."))
-            .await
-            .map_err(|_| Reply::new(421, "gone"))?;
+        let go = Reply::new(234, "AUTH TLS OK; start the handshake.");
+        if self.wire.send(&go).await.is_err() {
+            return Ok(Flow::Close); // the client is gone
+        }
         let Control::Plain(tcp) = std::mem::replace(&mut self.wire.io, Control::Gone) else {
             unreachable!("checked above");
         };
@@ -937,11 +958,7 @@ impl Session<'_> {
             self.epsv_all = true;
             return Ok(Reply::new(200, "EPSV ALL: only EPSV from now on."));
         };
-        let own = if self.local.ip().to_canonical().is_ipv4() {
-            1
-        } else {
-            2
-        };
+        let own = protocol(self.local.ip());
         if proto.is_some_and(|p| p != own) {
             return Err(Reply::new(
                 522,
@@ -959,12 +976,8 @@ impl Session<'_> {
         if self.epsv_all {
             return Err(Reply::new(503, "EPSV ALL was sent: only EPSV now."));
         }
-        let own = if self.peer.ip().to_canonical().is_ipv4() {
-            1
-        } else {
-            2
-        };
-        if to.ip().to_canonical().is_ipv4() != (own == 1) {
+        let own = protocol(self.peer.ip());
+        if protocol(to.ip()) != own {
             // RFC 2428 §2: the other network protocol.
             return Err(Reply::new(
                 522,
@@ -1041,7 +1054,7 @@ impl Session<'_> {
     /// Checks that a data connection can be made, before any work.
     fn ready_for_data(&self) -> Result<(), Reply> {
         if self.plan.is_none() {
-            return Err(Reply::new(425, "Use PASV, EPSV, PORT or EPRT first."));
+            return Err(no_plan());
         }
         if self.cfg().require_tls_data && !self.prot_private {
             return Err(Reply::new(
@@ -1187,20 +1200,16 @@ impl Session<'_> {
         size: Option<u64>,
         target: Option<SafePath>,
     ) -> Answer {
-        let plan = self
-            .plan
-            .take()
-            .ok_or_else(|| Reply::new(425, "Use PASV, EPSV, PORT or EPRT first."))?;
+        let plan = self.plan.take().ok_or_else(no_plan)?;
         let tls = match (&self.wire.io, self.prot_private, &self.cfg().tls) {
             (Control::Tls(_, group), true, Some(acceptor)) => {
                 Some(data_tls(&acceptor.config_for(*group)))
             }
             _ => None,
         };
-        self.wire
-            .send(&Reply::new(150, note))
-            .await
-            .map_err(|_| Reply::new(421, "gone"))?;
+        if self.wire.send(&Reply::new(150, note)).await.is_err() {
+            return Ok(Flow::Close); // the client is gone
+        }
         let progress = Arc::new(Progress::default());
         self.server.track(&progress);
         let (peer, local) = (self.peer.ip(), self.local.ip());

@@ -194,12 +194,9 @@ impl Tree {
             let Ok(name) = entry.file_name().to_str() else {
                 continue;
             };
-            if name == "."
-                || name == ".."
+            if !wharf_http::path::is_nameable(name)
                 || name.starts_with(UPLOAD_PREFIX)
                 || (!hidden && name.starts_with('.'))
-                || name.contains('\\')
-                || name.chars().any(char::is_control)
             {
                 continue;
             }

@@ -16,9 +16,9 @@
 //! joined to (on Unix; wharf does not target Windows, where drive prefixes and
 //! reserved names would need more rules).
 //!
-//! FTP (later) shares this gate: it joins its current directory and the command
-//! argument into one absolute path, escapes `%` (FTP names are not percent-encoded),
-//! and calls [`sanitize`], so both protocols refuse exactly the same names.
+//! Names that are not percent-encoded (FTP arguments, directory entries) go through
+//! the same rules with [`from_names`], so FTP, HTTP and directory listings refuse
+//! exactly the same names.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -172,6 +172,26 @@ pub fn sanitize(raw_path: &str) -> Result<SafePath, PathError> {
         segments,
         trailing_slash: raw_path.ends_with('/'),
     })
+}
+
+/// A path from names as they are on disk or in an FTP command (not percent-encoded),
+/// checked by the same rules as [`sanitize`]; empty names are skipped, as `//` is.
+pub fn from_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<SafePath, PathError> {
+    let segments = names
+        .into_iter()
+        .filter(|n| !n.is_empty())
+        .map(|n| segment(&n.replace('%', "%25")))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(SafePath {
+        trailing_slash: segments.is_empty(),
+        segments,
+    })
+}
+
+/// Whether a directory entry's name is one a request could name (listings leave the
+/// others out).
+pub fn is_nameable(name: &str) -> bool {
+    !name.is_empty() && from_names([name]).is_ok()
 }
 
 fn segment(raw: &str) -> Result<String, PathError> {
@@ -525,5 +545,27 @@ mod tests {
         assert_eq!(e.status(), StatusCode::BAD_REQUEST);
         assert_eq!(e.to_string(), "400: path has a . or .. segment");
         assert!(!e.to_string().contains("passwd"));
+    }
+
+    #[test]
+    fn names_follow_the_segment_rules() {
+        // Not percent-encoded: `%` is a name's own character.
+        let p = from_names(["a", "", "100%.txt"]).unwrap();
+        assert_eq!(p.segments(), ["a", "100%.txt"]);
+        assert!(!p.has_trailing_slash());
+        assert!(from_names([]).unwrap().is_root());
+        for (name, nameable) in [
+            ("a b.txt", true),
+            ("%2e%2e", true),
+            (".hidden", true),
+            ("", false),
+            (".", false),
+            ("..", false),
+            ("a\\b", false),
+            ("a\0b", false),
+            ("a\u{85}b", false),
+        ] {
+            assert_eq!(is_nameable(name), nameable, "{name:?}");
+        }
     }
 }
