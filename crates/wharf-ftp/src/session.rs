@@ -806,9 +806,10 @@ impl Session<'_> {
 
     fn stat_path(&self, arg: &str) -> Result<Reply, Reply> {
         let p = self.resolve(command::list_path(Some(arg)).as_deref().unwrap_or("."))?;
-        let lines = self.listing_lines(&p, ListKind::Long)?;
+        let (lines, dir) = self.listing_lines(&p, ListKind::Long)?;
+        // RFC 959 §4.2: 212 directory status, 213 file status.
         Ok(Reply::multi(
-            213,
+            if dir { 212 } else { 213 },
             format!("Status of {}:", path::display(&p)),
             lines,
             "End of status.",
@@ -1002,7 +1003,8 @@ impl Session<'_> {
         Ok(Reply::new(200, "Active mode: will connect to you."))
     }
 
-    fn listing_lines(&self, p: &SafePath, kind: ListKind) -> Result<Vec<String>, Reply> {
+    /// The listing of `p`, and whether `p` is a directory.
+    fn listing_lines(&self, p: &SafePath, kind: ListKind) -> Result<(Vec<String>, bool), Reply> {
         let tree = self.tree();
         let (_, meta) = tree.open(p).map_err(fs_reply)?;
         let writable = self.login.as_ref().is_some_and(|l| l.write);
@@ -1019,14 +1021,15 @@ impl Session<'_> {
             let name = p.segments().last().cloned().unwrap_or_default();
             vec![crate::tree::Entry { name, meta }]
         };
-        Ok(entries
+        let lines = entries
             .iter()
             .map(|e| match kind {
                 ListKind::Long => listing::ls_line(e, now),
                 ListKind::Names => e.name.clone(),
                 ListKind::Facts => self.facts.line(&e.meta, &e.name, writable),
             })
-            .collect())
+            .collect();
+        Ok((lines, meta.dir))
     }
 
     async fn list(&mut self, arg: Option<&str>, kind: ListKind) -> Answer {
@@ -1036,7 +1039,7 @@ impl Session<'_> {
             None => self.cwd.clone(),
         };
         let mut bytes = Vec::new();
-        for line in self.listing_lines(&p, kind)? {
+        for line in self.listing_lines(&p, kind)?.0 {
             bytes.extend_from_slice(line.as_bytes());
             bytes.extend_from_slice(b"\r\n");
         }
@@ -1285,13 +1288,15 @@ impl Session<'_> {
                 }
                 tracing::warn!(target: "wharf::ftp", peer = %self.peer, user, what = r.what, bytes = r.progress.bytes(), error = %e, "transfer failed");
                 match e {
+                    // ABOR, also while the data connection was still awaited.
+                    Failure::Connect(ConnectError::Aborted)
+                    | Failure::Transfer(TransferError::Aborted) => {
+                        Reply::new(426, "Transfer aborted.")
+                    }
                     Failure::Connect(e) => {
                         Reply::new(425, format!("Cannot open data connection: {e}."))
                     }
                     Failure::Transfer(TransferError::Local(e)) => fs_reply(e),
-                    Failure::Transfer(TransferError::Aborted) => {
-                        Reply::new(426, "Transfer aborted.")
-                    }
                     Failure::Transfer(TransferError::Network(e)) => Reply::new(
                         426,
                         format!("Data connection closed; transfer aborted ({e})."),

@@ -566,6 +566,12 @@ fn the_small_commands_answer_as_the_rfcs_say() {
     assert_eq!(raw.cmd("STRU F").0, 200);
     assert_eq!(raw.cmd("STRU R").0, 504);
     assert_eq!(raw.cmd("ABOR").0, 225, "nothing to abort");
+    // ABOR while the server still waits for the data connection: 426, then 226.
+    assert_eq!(raw.cmd("EPSV").0, 229);
+    assert_eq!(raw.cmd("RETR hello.txt").0, 150);
+    raw.send("ABOR");
+    assert_eq!(raw.reply().0, 426);
+    assert_eq!(raw.reply().0, 226);
     // STOU: the server names the file (RFC 1123 §4.1.2.9: in the 150 reply).
     raw.cmd("TYPE I");
     let mut data = raw.epsv_connect();
@@ -576,10 +582,14 @@ fn the_small_commands_answer_as_the_rfcs_say() {
     drop(data);
     assert_eq!(raw.reply().0, 226);
     assert_eq!(std::fs::read(w.root().join(&name)).unwrap(), b"unique");
-    // STAT with a path: the listing over the control connection (213).
+    // STAT with a path: the listing over the control connection (RFC 959 §4.2: 212
+    // for a directory, 213 for a file).
     let (code, text) = raw.cmd("STAT dir");
-    assert_eq!(code, 213);
+    assert_eq!(code, 212);
     assert!(text.contains(" b.txt"), "{text}");
+    let (code, text) = raw.cmd("STAT hello.txt");
+    assert_eq!(code, 213);
+    assert!(text.contains(" hello.txt"), "{text}");
     // REIN: logged out, ready for a new user.
     assert_eq!(raw.cmd("REIN").0, 220);
     assert_eq!(raw.cmd("PWD").0, 530);
