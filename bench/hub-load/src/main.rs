@@ -1135,6 +1135,29 @@ fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
+/// `PREFIX_p50_ms`, `PREFIX_p99_ms`, `PREFIX_max_ms` from a latency summary.
+fn insert_latency(out: &mut serde_json::Map<String, Value>, prefix: &str, summary: &Value) {
+    for k in ["p50_ms", "p99_ms", "max_ms"] {
+        out.insert(format!("{prefix}_{k}"), summary[k].clone());
+    }
+}
+
+/// The server's RSS before the subscribers came, with them idle, at the end, and the
+/// growth per subscriber (KiB).
+fn insert_memory(
+    out: &mut serde_json::Map<String, Value>,
+    [before, idle, end]: [Option<u64>; 3],
+    subscribers: usize,
+) {
+    out.insert("rss_before_kib".into(), json!(before));
+    out.insert("rss_idle_kib".into(), json!(idle));
+    out.insert("rss_end_kib".into(), json!(end));
+    let per = before
+        .zip(idle)
+        .map(|(b, i)| round3((i as f64 - b as f64) / subscribers.max(1) as f64));
+    out.insert("rss_per_subscriber_kib".into(), json!(per));
+}
+
 fn merge(into: &mut serde_json::Map<String, Value>, v: Value) {
     if let Value::Object(m) = v {
         into.extend(m);
@@ -1294,18 +1317,9 @@ async fn fanout(
     out.insert("missing".into(), json!(expected.saturating_sub(received)));
     out.insert("drain_s".into(), json!(round3(drain_s)));
     merge(&mut out, latency_summary(&mut lat));
-    let post = latency_summary(&mut rtt);
-    out.insert("post_p50_ms".into(), post["p50_ms"].clone());
-    out.insert("post_p99_ms".into(), post["p99_ms"].clone());
-    out.insert("post_max_ms".into(), post["max_ms"].clone());
+    insert_latency(&mut out, "post", &latency_summary(&mut rtt));
     merge(&mut out, tally(&recs));
-    out.insert("rss_before_kib".into(), json!(rss_before));
-    out.insert("rss_idle_kib".into(), json!(rss_idle));
-    out.insert("rss_end_kib".into(), json!(rss_end));
-    out.insert(
-        "rss_per_subscriber_kib".into(),
-        json!(rss_before.zip(rss_idle).map(|(b, i)| round3((i as f64 - b as f64) / n.max(1) as f64))),
-    );
+    insert_memory(&mut out, [rss_before, rss_idle, rss_end], n);
     out.insert("server_cpu_s".into(), json!(cpu_server));
     out.insert("client_cpu_s".into(), json!(cpu_self));
     Value::Object(out)
@@ -1396,20 +1410,11 @@ async fn broadcast(cfg: Arc<Cfg>, n_lp: usize, n_sse: usize) -> Value {
     merge(&mut out, summary);
     for kind in ["longpoll", "sse"] {
         let mut l = by_kind.remove(kind).unwrap_or_default();
-        let s = latency_summary(&mut l);
-        for k in ["p50_ms", "p99_ms", "max_ms"] {
-            out.insert(format!("{kind}_{k}"), s[k].clone());
-        }
+        insert_latency(&mut out, kind, &latency_summary(&mut l));
         out.insert(format!("{kind}_received"), json!(l.len()));
     }
     merge(&mut out, tally(&recs));
-    out.insert("rss_before_kib".into(), json!(rss_before));
-    out.insert("rss_idle_kib".into(), json!(rss_idle));
-    out.insert("rss_end_kib".into(), json!(rss_end));
-    out.insert(
-        "rss_per_subscriber_kib".into(),
-        json!(rss_before.zip(rss_idle).map(|(b, i)| round3((i as f64 - b as f64) / want.max(1) as f64))),
-    );
+    insert_memory(&mut out, [rss_before, rss_idle, rss_end], want);
     out.insert("server_cpu_s".into(), json!(cpu_server));
     Value::Object(out)
 }
