@@ -714,3 +714,32 @@ fn connect_from(from: &str, port: u16) -> TcpStream {
     stream.set_nonblocking(false).unwrap();
     stream
 }
+
+#[test]
+fn sessions_in_all_are_limited() {
+    let w = builder().config("[ftp]\nmax_sessions = 2\n").start();
+    let a = addr(&w, false);
+    let _held: Vec<Raw> = (0..2).map(|_| Raw::connect(a)).collect();
+    let mut third = TcpStream::connect(a).unwrap();
+    third.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut text = String::new();
+    third.read_to_string(&mut text).unwrap();
+    assert!(text.starts_with("421 Too many sessions (2)"), "{text}");
+}
+
+#[test]
+fn a_stalled_data_connection_times_out() {
+    let w = builder().config("[ftp]\ndata_timeout = \"1s\"\n").start();
+    let before = std::fs::read(w.root().join("hello.txt")).unwrap();
+    let mut raw = Raw::login(addr(&w, false));
+    raw.cmd("TYPE I");
+    let mut data = raw.epsv_connect();
+    assert_eq!(raw.cmd("STOR hello.txt").0, 150);
+    data.write_all(b"a start, then nothing").unwrap();
+    // The client neither sends more nor closes: 426 once data_timeout passes, the
+    // previous file kept, and the session goes on.
+    let (code, text) = raw.reply();
+    assert_eq!(code, 426, "{text}");
+    assert_eq!(std::fs::read(w.root().join("hello.txt")).unwrap(), before);
+    assert_eq!(raw.cmd("NOOP").0, 200);
+}
