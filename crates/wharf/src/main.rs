@@ -475,7 +475,8 @@ fn init_logging(cfg: &Config) {
         .with_filter(tracing_subscriber::filter::filter_fn(|m| {
             m.target() == "wharf::access"
         }));
-    let diag_filter = EnvFilter::try_new(&cfg.log.level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let diag_filter = EnvFilter::try_new(diagnostics_filter(&cfg.log.level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
     let ansi = colour(
         std::io::stderr().is_terminal(),
         std::env::var_os("NO_COLOR").as_deref(),
@@ -492,6 +493,18 @@ fn init_logging(cfg: &Config) {
         .with(on.then_some(access))
         .with(diagnostics)
         .init();
+}
+
+/// The configured filter, with rustls's warning about an IP address sent as a TLS
+/// server name lowered to `error` unless the filter names rustls itself: curl and lftp
+/// send one whenever they connect to an address (RFC 6066 §3 forbids it), the handshake
+/// goes on without it, and one line per connection buried the warnings that matter.
+fn diagnostics_filter(level: &str) -> String {
+    if level.contains("rustls") {
+        level.to_owned()
+    } else {
+        format!("{level},rustls::msgs::handshake=error")
+    }
 }
 
 /// Whether diagnostics are coloured: only on a terminal (not in files, pipes or
@@ -568,6 +581,16 @@ mod tests {
         assert!(!colour(true, Some(OsStr::new("1"))));
         assert!(!colour(false, None));
         assert!(!colour(false, Some(OsStr::new(""))));
+    }
+
+    #[test]
+    fn rustls_ip_server_name_warnings_are_quiet_unless_asked_for() {
+        assert_eq!(
+            diagnostics_filter("info"),
+            "info,rustls::msgs::handshake=error"
+        );
+        assert_eq!(diagnostics_filter("rustls=debug"), "rustls=debug");
+        assert!(EnvFilter::try_new(diagnostics_filter("wharf=debug,info")).is_ok());
     }
 
     #[test]
