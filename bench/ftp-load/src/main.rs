@@ -156,6 +156,9 @@ struct Args {
     count: u32,
     list: String,
     files: Vec<String>,
+    /// For `stor`: the server's root, where each upload is synced to disk after its
+    /// 226 (for servers that do not), the time counted.
+    sync_dir: Option<std::path::PathBuf>,
 }
 
 fn parse() -> Args {
@@ -172,6 +175,7 @@ fn parse() -> Args {
         count: 1,
         list: String::new(),
         files: Vec::new(),
+        sync_dir: None,
     };
     while let Some(flag) = it.next() {
         let v = it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
@@ -186,6 +190,7 @@ fn parse() -> Args {
             "--count" => a.count = v.parse().expect("--count N"),
             "--list" => a.list = v,
             "--files" => a.files = v.split(',').map(str::to_owned).collect(),
+            "--sync-dir" => a.sync_dir = Some(v.into()),
             _ => panic!("unknown flag {flag}"),
         }
     }
@@ -218,7 +223,8 @@ fn retr(a: &Args) -> Result<String, String> {
 }
 
 /// `--count` uploads of `--size` bytes to `--name` (with `.N` appended after the
-/// first), back to back; the time counted is from each 150 to its 226.
+/// first), back to back; the time counted is from each 150 to its 226 (and, with
+/// `--sync-dir`, to the end of an `fdatasync` of the file the server wrote).
 fn stor(a: &Args) -> Result<String, String> {
     let mut c = Control::login(a.addr, &a.user, &a.pass)?;
     let chunk: Vec<u8> = (0..1u32 << 20)
@@ -238,6 +244,11 @@ fn stor(a: &Args) -> Result<String, String> {
         }
         drop(d);
         c.expect(226)?;
+        if let Some(dir) = &a.sync_dir {
+            std::fs::File::open(dir.join(&name))
+                .and_then(|f| f.sync_data())
+                .map_err(|e| format!("sync {name}: {e}"))?;
+        }
         secs += start.elapsed().as_secs_f64();
     }
     let _ = c.cmd("QUIT", 221);

@@ -330,7 +330,8 @@ impl Tree {
             file: Some(file),
             sync,
             no_replace,
-            unflushed: 0,
+            written: 0,
+            unflushed_from: 0,
         };
         if let Some(base) = base {
             let copied = io::copy(
@@ -341,6 +342,7 @@ impl Tree {
                 // The file shrank since it was measured.
                 return Err(FsError::BadRestart(copied));
             }
+            (upload.written, upload.unflushed_from) = (keep, keep);
         }
         Ok(upload)
     }
@@ -357,8 +359,10 @@ pub(crate) struct Upload {
     sync: bool,
     /// Fail rather than replace an existing file.
     no_replace: bool,
-    /// Bytes written since writeback was last started.
-    unflushed: u64,
+    /// Bytes written so far.
+    written: u64,
+    /// Where the bytes not yet handed to writeback begin.
+    unflushed_from: u64,
 }
 
 /// With `sync`, writeback is started every this many bytes while the upload runs, so
@@ -377,13 +381,17 @@ impl Upload {
         use std::io::Write;
         let file = self.file.as_mut().expect("open until committed");
         file.write_all(data)?;
-        self.unflushed += data.len() as u64;
-        if self.sync && self.unflushed >= WRITEBACK_EVERY {
-            self.unflushed = 0;
-            // POSIX_FADV_DONTNEED starts writeback of the dirty pages (without waiting
-            // for it) on Linux, then drops the clean ones: an upload this big is read
-            // back from disk, if at all.
-            let _ = rustix::fs::fadvise(&*file, 0, None, rustix::fs::Advice::DontNeed);
+        self.written += data.len() as u64;
+        if self.sync && self.written - self.unflushed_from >= WRITEBACK_EVERY {
+            // POSIX_FADV_DONTNEED starts writeback of the dirty pages in its range
+            // (without waiting for it) on Linux, then drops the clean ones: an upload
+            // this big is read back from disk, if at all. The range reaches back one
+            // step, whose writeback has had time to finish, and no further, so each
+            // byte is looked at twice however large the file grows.
+            let from = self.unflushed_from.saturating_sub(WRITEBACK_EVERY);
+            let len = std::num::NonZeroU64::new(self.written - from);
+            let _ = rustix::fs::fadvise(&*file, from, len, rustix::fs::Advice::DontNeed);
+            self.unflushed_from = self.written;
         }
         Ok(())
     }
