@@ -22,6 +22,8 @@
 //! - [`conn`] — connection facts transports hand to services (addresses, TLS).
 //! - [`interim`] — 103 Early Hints and pushes a service asks its transport for.
 //! - [`explain`] — the [`Explain`] response extension that carries the reasons.
+//! - [`forward`] — what an intermediary changes in a message it forwards: hop-by-hop
+//!   fields, `Via`, `Forwarded` and `X-Forwarded-*`.
 //!
 //! # What this crate deliberately does not do
 //! - No I/O of any kind: no sockets, no file system, no async runtime.
@@ -38,6 +40,7 @@ pub mod conn;
 pub mod date;
 pub mod etag;
 pub mod explain;
+pub mod forward;
 pub mod host;
 pub mod interim;
 pub mod negotiate;

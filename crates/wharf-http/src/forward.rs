@@ -1,0 +1,340 @@
+//! What an intermediary changes in a message it forwards: hop-by-hop fields (RFC 9110
+//! §7.6.1), `Via` (RFC 9110 §7.6.3), and the fields that tell the next server who
+//! the client was: `Forwarded` (RFC 7239) and the `X-Forwarded-For`, `-Proto` and
+//! `-Host` fields most applications still read.
+//!
+//! Exists so that the reverse proxy (and later the client and the inspection proxy)
+//! apply one set of rules, table-tested here, in both directions.
+//!
+//! Incoming forwarding fields are the client's words: unless the connection came from
+//! a proxy the operator trusts, they are dropped and replaced, so that a client cannot
+//! make an upstream believe it came from somewhere else.
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName};
+use http::{HeaderValue, Version};
+
+use crate::util::{is_token, list_elements, params};
+
+/// `X-Forwarded-For`.
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// `X-Forwarded-Proto`.
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+/// `X-Forwarded-Host`.
+pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+/// `Forwarded` (RFC 7239).
+pub static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+
+/// Fields that are hop-by-hop whether or not `Connection` names them: RFC 9110
+/// §7.6.1 names `Proxy-Connection`, `Keep-Alive`, `TE`, `Transfer-Encoding` and
+/// `Upgrade` ("even if they are not nominated as connection options").
+const ALWAYS_HOP_BY_HOP: [&str; 6] = [
+    "connection",
+    "proxy-connection",
+    "keep-alive",
+    "te",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Removes the fields that describe the connection a message arrived on, not the
+/// message: every field named in `Connection`, then `Connection` itself and the
+/// fields of [`ALWAYS_HOP_BY_HOP`] (RFC 9110 §7.6.1 MUST: "Intermediaries MUST parse
+/// a received Connection header field before a message is forwarded and, for each
+/// connection-option in this field, remove any header or trailer field(s) from the
+/// message with the same name as the connection-option, and then remove the
+/// Connection header field itself").
+///
+/// `Host` is never removed, whatever `Connection` says: a request without it cannot
+/// be routed, and no client has a reason to name it.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| {
+            list_elements(v)
+                .into_iter()
+                .filter_map(|o| HeaderName::from_bytes(o.as_bytes()).ok())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    for name in named.iter().filter(|n| **n != header::HOST) {
+        headers.remove(name);
+    }
+    for name in ALWAYS_HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// Whether a request's `TE` field offers trailers (`TE: trailers`, RFC 9110 §10.1.4),
+/// which a gRPC client sends and its server requires; `TE` itself is hop-by-hop, so
+/// the proxy sends its own when this is true.
+pub fn te_trailers(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(list_elements)
+        .any(|e| params(e)[0].eq_ignore_ascii_case("trailers"))
+}
+
+/// The `received-protocol` of a `Via` entry for a message of `version` (RFC 9110
+/// §7.6.3: the protocol name is omitted for HTTP): `1.0`, `1.1`, `2`, `3`.
+fn via_protocol(version: Version) -> &'static str {
+    match version {
+        Version::HTTP_09 => "0.9",
+        Version::HTTP_10 => "1.0",
+        Version::HTTP_2 => "2",
+        Version::HTTP_3 => "3",
+        _ => "1.1",
+    }
+}
+
+/// Appends this intermediary to `Via` (RFC 9110 §7.6.3 MUST: "A proxy MUST send an
+/// appropriate Via header field ... in each message that it forwards"): `1.1 wharf`
+/// for a message received over HTTP/1.1. `pseudonym` stands for the host name
+/// (§7.6.3 allows one), so that internal names are not revealed.
+pub fn append_via(headers: &mut HeaderMap, received: Version, pseudonym: &str) {
+    let entry = format!("{} {pseudonym}", via_protocol(received));
+    if let Ok(v) = HeaderValue::from_str(&entry) {
+        headers.append(header::VIA, v);
+    }
+}
+
+/// The hop a request took to this intermediary.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hop<'a> {
+    /// The address of the client (the peer of the connection).
+    pub client: IpAddr,
+    /// `http` or `https`: how the request reached this intermediary.
+    pub proto: &'static str,
+    /// The host the client asked for (`Host`, or the target's authority).
+    pub host: Option<&'a str>,
+}
+
+/// A `node` of RFC 7239 §6 for an address: IPv4 as it is, IPv6 in brackets, which
+/// makes it a quoted-string (`for="[2001:db8::1]"`, §4).
+fn node(ip: IpAddr) -> String {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("\"[{v6}]\""),
+    }
+}
+
+/// A parameter value of RFC 7239 §4: a token as it is, anything else quoted.
+fn value(text: &str) -> String {
+    if is_token(text) {
+        text.to_owned()
+    } else {
+        let escaped: String = text
+            .chars()
+            .flat_map(|c| match c {
+                '"' | '\\' => vec!['\\', c],
+                c => vec![c],
+            })
+            .collect();
+        format!("\"{escaped}\"")
+    }
+}
+
+/// Sets the forwarding fields of a request about to be forwarded: appends one
+/// `Forwarded` element (`for=…;host=…;proto=…`, RFC 7239 §4, §5) and the client's
+/// address to `X-Forwarded-For`, and sets `X-Forwarded-Proto` and `X-Forwarded-Host`
+/// unless a trusted proxy already did.
+///
+/// With `trusted` false (the client is not a configured proxy), the fields as
+/// received are dropped first: they were written by the client, and an upstream that
+/// logs or authorises by them would be lied to (RFC 7239 §8.1).
+pub fn set_forwarded(headers: &mut HeaderMap, hop: &Hop<'_>, trusted: bool) {
+    let names = [
+        &FORWARDED,
+        &X_FORWARDED_FOR,
+        &X_FORWARDED_PROTO,
+        &X_FORWARDED_HOST,
+    ];
+    if !trusted {
+        for name in names {
+            headers.remove(name);
+        }
+    }
+    let mut element = format!("for={}", node(hop.client));
+    if let Some(host) = hop.host {
+        element.push_str(";host=");
+        element.push_str(&value(host));
+    }
+    element.push_str(";proto=");
+    element.push_str(hop.proto);
+    if let Ok(v) = HeaderValue::from_str(&element) {
+        headers.append(&FORWARDED, v);
+    }
+    let client = hop.client.to_canonical().to_string();
+    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(earlier) => format!("{earlier}, {client}"),
+        None => client,
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        headers.insert(&X_FORWARDED_FOR, v);
+    }
+    if !headers.contains_key(&X_FORWARDED_PROTO) {
+        headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(hop.proto));
+    }
+    if let Some(host) = hop
+        .host
+        .filter(|_| !headers.contains_key(&X_FORWARDED_HOST))
+    {
+        if let Ok(v) = HeaderValue::from_str(host) {
+            headers.insert(&X_FORWARDED_HOST, v);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::util::test_headers as headers;
+
+    fn lines(h: &HeaderMap, name: &str) -> Vec<String> {
+        h.get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn hop_by_hop_fields_are_removed() {
+        // (fields received, fields left, RFC clause)
+        let table: &[(&[(&str, &str)], &[&str], &str)] = &[
+            (
+                &[("connection", "keep-alive, x-trace"), ("keep-alive", "timeout=5"), ("x-trace", "1"), ("accept", "*/*")],
+                &["accept"],
+                "§7.6.1: fields named in Connection, then Connection itself",
+            ),
+            (
+                &[("te", "trailers"), ("transfer-encoding", "chunked"), ("upgrade", "h2c"), ("proxy-connection", "keep-alive"), ("trailer", "x-sum")],
+                &["trailer"],
+                "§7.6.1: TE, Transfer-Encoding, Upgrade, Proxy-Connection even when not nominated; Trailer is end-to-end",
+            ),
+            (
+                &[("connection", "host, close"), ("host", "a.test")],
+                &["host"],
+                "Host is never removed",
+            ),
+            (
+                &[("connection", "bad name, ,"), ("cookie", "a=1")],
+                &["cookie"],
+                "§5.6.1: an option that is not a field name names nothing; empty elements skipped",
+            ),
+            (
+                &[("connection", "X-A"), ("connection", "x-b"), ("x-a", "1"), ("x-b", "2"), ("x-c", "3")],
+                &["x-c"],
+                "§5.3: several Connection lines are one list, names case-insensitive",
+            ),
+        ];
+        for (given, left, rfc) in table {
+            let mut h = headers(given);
+            remove_hop_by_hop(&mut h);
+            let mut got: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+            got.sort_unstable();
+            assert_eq!(got, *left, "{rfc}");
+        }
+    }
+
+    #[test]
+    fn te_trailers_is_recognised() {
+        for (te, want) in [
+            ("trailers", true),
+            ("gzip;q=0.5, Trailers", true),
+            ("gzip", false),
+            ("", false),
+        ] {
+            assert_eq!(te_trailers(&headers(&[("te", te)])), want, "TE: {te}");
+        }
+        assert!(!te_trailers(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn via_names_the_received_protocol() {
+        let mut h = headers(&[("via", "1.0 fred")]);
+        append_via(&mut h, Version::HTTP_11, "wharf");
+        append_via(&mut h, Version::HTTP_2, "wharf");
+        append_via(&mut h, Version::HTTP_3, "wharf");
+        assert_eq!(
+            lines(&h, "via"),
+            ["1.0 fred", "1.1 wharf", "2 wharf", "3 wharf"],
+            "§7.6.3: appended in order; protocol name omitted for HTTP"
+        );
+    }
+
+    #[test]
+    fn forwarding_fields_from_an_untrusted_client_are_replaced() {
+        let hop = Hop {
+            client: "203.0.113.7".parse().unwrap(),
+            proto: "https",
+            host: Some("a.test:8443"),
+        };
+        let lies = [
+            ("forwarded", "for=10.0.0.1"),
+            ("x-forwarded-for", "10.0.0.1"),
+            ("x-forwarded-proto", "http"),
+            ("x-forwarded-host", "admin.internal"),
+        ];
+        let mut h = headers(&lies);
+        set_forwarded(&mut h, &hop, false);
+        assert_eq!(
+            lines(&h, "forwarded"),
+            ["for=203.0.113.7;host=\"a.test:8443\";proto=https"],
+            "RFC 7239 §5.3: a host with a port is not a token, so it is quoted"
+        );
+        assert_eq!(lines(&h, "x-forwarded-for"), ["203.0.113.7"]);
+        assert_eq!(lines(&h, "x-forwarded-proto"), ["https"]);
+        assert_eq!(lines(&h, "x-forwarded-host"), ["a.test:8443"]);
+
+        let mut h = headers(&lies);
+        set_forwarded(&mut h, &hop, true);
+        assert_eq!(
+            lines(&h, "forwarded"),
+            [
+                "for=10.0.0.1",
+                "for=203.0.113.7;host=\"a.test:8443\";proto=https"
+            ],
+            "RFC 7239 §4: a trusted proxy's elements kept, ours appended"
+        );
+        assert_eq!(lines(&h, "x-forwarded-for"), ["10.0.0.1, 203.0.113.7"]);
+        assert_eq!(
+            lines(&h, "x-forwarded-proto"),
+            ["http"],
+            "the first proxy saw it"
+        );
+        assert_eq!(lines(&h, "x-forwarded-host"), ["admin.internal"]);
+    }
+
+    #[test]
+    fn ipv6_clients_are_bracketed_and_quoted() {
+        let mut h = HeaderMap::new();
+        let hop = Hop {
+            client: "2001:db8::1".parse().unwrap(),
+            proto: "http",
+            host: Some("b.test"),
+        };
+        set_forwarded(&mut h, &hop, false);
+        assert_eq!(
+            lines(&h, "forwarded"),
+            ["for=\"[2001:db8::1]\";host=b.test;proto=http"],
+            "RFC 7239 §6: IPv6 in brackets, then quoted (§4)"
+        );
+        assert_eq!(lines(&h, "x-forwarded-for"), ["2001:db8::1"]);
+        let mut h = HeaderMap::new();
+        let mapped = Hop {
+            client: "::ffff:192.0.2.1".parse().unwrap(),
+            ..hop
+        };
+        set_forwarded(&mut h, &mapped, false);
+        assert_eq!(
+            lines(&h, "x-forwarded-for"),
+            ["192.0.2.1"],
+            "an IPv4-mapped peer is IPv4"
+        );
+    }
+}
