@@ -20,6 +20,8 @@ pub(crate) struct App {
     pub(crate) files: Files,
     hub: Option<wharf_hub::Service>,
     websockets: Vec<Endpoint>,
+    /// With `wharf proxy`, where every request goes.
+    proxy: Option<wharf_proxy::Proxy>,
 }
 
 /// A WebSocket endpoint, ready to accept.
@@ -35,6 +37,7 @@ struct Endpoint {
 pub(crate) enum Body {
     Files(wharf_files::Body),
     Hub(wharf_hub::Body),
+    Proxy(wharf_proxy::Body),
 }
 
 impl http_body::Body for Body {
@@ -48,6 +51,7 @@ impl http_body::Body for Body {
         match self.get_mut() {
             Body::Files(b) => Pin::new(b).poll_frame(cx),
             Body::Hub(b) => Pin::new(b).poll_frame(cx),
+            Body::Proxy(b) => Pin::new(b).poll_frame(cx),
         }
     }
 
@@ -55,6 +59,7 @@ impl http_body::Body for Body {
         match self {
             Body::Files(b) => b.is_end_stream(),
             Body::Hub(b) => b.is_end_stream(),
+            Body::Proxy(b) => b.is_end_stream(),
         }
     }
 
@@ -62,6 +67,7 @@ impl http_body::Body for Body {
         match self {
             Body::Files(b) => b.size_hint(),
             Body::Hub(b) => b.size_hint(),
+            Body::Proxy(b) => b.size_hint(),
         }
     }
 }
@@ -137,6 +143,7 @@ impl App {
             files,
             hub,
             websockets,
+            proxy: cfg.proxy.clone().map(wharf_proxy::Proxy::new),
         })
     }
 }
@@ -220,6 +227,10 @@ impl wharf_server::Service for App {
     type Body = Body;
 
     async fn call(&self, mut req: Request<RequestBody>) -> Response<Body> {
+        if let Some(proxy) = &self.proxy {
+            let forward = Box::pin(proxy.serve(req));
+            return forward.await.map(Body::Proxy);
+        }
         let path = req.uri().path();
         if let Some(hub) = self.hub.as_ref().filter(|h| h.handles(path)) {
             let upgrade = req.extensions_mut().remove::<OnUpgrade>();

@@ -22,6 +22,9 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Serve a directory (zero config), or the sites of a configuration file.
     Serve(ServeArgs),
+    /// Forward every request to upstream servers (a reverse proxy), like `caddy
+    /// reverse-proxy --to`.
+    Proxy(ProxyArgs),
     /// Validate a configuration file (keys, values, site roots) and exit.
     CheckConfig {
         /// The wharf.toml to check.
@@ -100,32 +103,14 @@ pub(crate) struct ServeArgs {
     /// Directory to serve as the default site [default: .]. Not with [[site]] tables
     /// in --config.
     pub(crate) dir: Option<PathBuf>,
-    /// Address to listen on, repeatable [default: localhost, that is 127.0.0.1 and
-    /// [::1], on port 8080, or 8443 with --tls; see --port]; port 0 picks a free port
-    /// (the chosen address is printed). Replaces `listen` (or with --tls,
-    /// `tls.listen`) of the config file.
-    #[arg(long, value_name = "ADDR")]
-    pub(crate) listen: Vec<SocketAddr>,
-    /// Listen on localhost, 127.0.0.1 and [::1], on this port [default: 8080, or 8443
-    /// with --tls]; 0 picks one free port for both. Without IPv6, 127.0.0.1 only (with
-    /// a warning). Replaces `listen` (or with --tls, `tls.listen`) of the config file.
-    #[arg(long, value_name = "PORT", conflicts_with = "listen")]
-    pub(crate) port: Option<u16>,
+    #[command(flatten)]
+    pub(crate) front: FrontArgs,
     /// Configuration file (see examples/wharf.toml for every setting).
     #[arg(long, short, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
-    /// Add a Wharf-Explain header (and access-log field) saying why each response is
-    /// what it is, on every site.
-    #[arg(long)]
-    pub(crate) explain: bool,
     /// List directories without an index file (zero-config site only).
     #[arg(long)]
     pub(crate) listing: bool,
-    /// Serve HTTPS (HTTP/1.1, HTTP/2, and HTTP/3 over UDP) on the --listen addresses
-    /// [default: 127.0.0.1:8443 and [::1]:8443] instead of cleartext. Sites without a
-    /// certificate get one from wharf's local CA.
-    #[arg(long)]
-    pub(crate) tls: bool,
     /// Add a WebSocket echo endpoint at this path (for conformance tests and
     /// benchmarks), as a `[[websocket]]` with the default settings.
     #[arg(long, value_name = "PATH")]
@@ -141,9 +126,51 @@ pub(crate) struct ServeArgs {
     /// An FTP user with read-write access to the whole tree, repeatable.
     #[arg(long, value_name = "NAME:PASSWORD")]
     pub(crate) ftp_user: Vec<String>,
+}
+
+/// How clients reach wharf: the options `serve` and `proxy` share.
+#[derive(Debug, Default, clap::Args)]
+pub(crate) struct FrontArgs {
+    /// Address to listen on, repeatable [default: localhost, that is 127.0.0.1 and
+    /// [::1], on port 8080, or 8443 with --tls; see --port]; port 0 picks a free port
+    /// (the chosen address is printed). Replaces `listen` (or with --tls,
+    /// `tls.listen`) of the config file.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) listen: Vec<SocketAddr>,
+    /// Listen on localhost, 127.0.0.1 and [::1], on this port [default: 8080, or 8443
+    /// with --tls]; 0 picks one free port for both. Without IPv6, 127.0.0.1 only (with
+    /// a warning). Replaces `listen` (or with --tls, `tls.listen`) of the config file.
+    #[arg(long, value_name = "PORT", conflicts_with = "listen")]
+    pub(crate) port: Option<u16>,
+    /// Add a Wharf-Explain header (and access-log field) saying why each response is
+    /// what it is, on every site.
+    #[arg(long)]
+    pub(crate) explain: bool,
+    /// Serve HTTPS (HTTP/1.1, HTTP/2, and HTTP/3 over UDP) on the --listen addresses
+    /// [default: 127.0.0.1:8443 and [::1]:8443] instead of cleartext. Sites without a
+    /// certificate get one from wharf's local CA.
+    #[arg(long)]
+    pub(crate) tls: bool,
     /// Access-log format; replaces `log.access` of the config file.
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub(crate) access_log: Option<AccessLogArg>,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ProxyArgs {
+    /// An upstream server, `http://HOST[:PORT]`, repeatable: requests go to each in
+    /// turn (round robin), and to the next when one cannot be reached.
+    #[arg(long = "to", value_name = "URL", required = true)]
+    pub(crate) to: Vec<String>,
+    #[command(flatten)]
+    pub(crate) front: FrontArgs,
+    /// Configuration file: its `[proxy]` settings (timeouts, pools, retries, trusted
+    /// proxies), listeners, TLS, limits and logging apply.
+    #[arg(long, short, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+    /// Send the upstream's own host and port as `Host` instead of the client's.
+    #[arg(long)]
+    pub(crate) change_host: bool,
 }
 
 /// Access-log formats.

@@ -51,6 +51,95 @@ pub(crate) struct Config {
     /// `[ftp]`: FTP and FTPS over the same trees.
     #[serde(default)]
     pub(crate) ftp: FtpConfig,
+    /// `[proxy]`: how wharf talks to upstream servers.
+    #[serde(default, rename = "proxy")]
+    pub(crate) proxy_settings: ProxySettings,
+    /// Every request forwarded to upstreams (`wharf proxy`); not a file setting.
+    #[serde(skip)]
+    pub(crate) proxy: Option<wharf_proxy::Config>,
+}
+
+/// `[proxy]`: timeouts, connection pools, retries and trust, for every upstream.
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct ProxySettings {
+    #[serde(deserialize_with = "wharf_server::limits::duration")]
+    connect_timeout: Duration,
+    #[serde(deserialize_with = "wharf_server::limits::duration")]
+    response_timeout: Duration,
+    #[serde(deserialize_with = "wharf_server::limits::duration")]
+    body_timeout: Duration,
+    max_body: u64,
+    retries: u32,
+    max_idle: usize,
+    #[serde(deserialize_with = "wharf_server::limits::duration")]
+    idle_timeout: Duration,
+    max_connections: usize,
+    max_pending: usize,
+    #[serde(deserialize_with = "cidrs")]
+    trusted_proxies: Vec<wharf_proxy::Cidr>,
+    host: ProxyHost,
+}
+
+/// `proxy.host`: the `Host` sent upstream.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum ProxyHost {
+    /// The client's.
+    #[default]
+    Keep,
+    /// The upstream's, from its URL.
+    Upstream,
+}
+
+fn cidrs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<wharf_proxy::Cidr>, D::Error> {
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|s| s.parse().map_err(serde::de::Error::custom))
+        .collect()
+}
+
+impl Default for ProxySettings {
+    fn default() -> Self {
+        let d = wharf_proxy::Config::new(Vec::new());
+        ProxySettings {
+            connect_timeout: d.pool.connect_timeout,
+            response_timeout: d.response_timeout,
+            body_timeout: d.body_timeout,
+            max_body: d.max_body,
+            retries: d.retries,
+            max_idle: d.pool.max_idle,
+            idle_timeout: d.pool.idle_timeout,
+            max_connections: d.pool.max_connections,
+            max_pending: d.pool.max_pending,
+            trusted_proxies: d.trusted_proxies,
+            host: ProxyHost::Keep,
+        }
+    }
+}
+
+impl ProxySettings {
+    /// The proxy's configuration for `upstreams`, with these settings.
+    pub(crate) fn proxy(&self, upstreams: Vec<wharf_proxy::Upstream>) -> wharf_proxy::Config {
+        let mut c = wharf_proxy::Config::new(upstreams);
+        c.pool = wharf_proxy::PoolLimits {
+            max_idle: self.max_idle,
+            idle_timeout: self.idle_timeout,
+            max_connections: self.max_connections,
+            max_pending: self.max_pending,
+            connect_timeout: self.connect_timeout,
+        };
+        c.response_timeout = self.response_timeout;
+        c.body_timeout = self.body_timeout;
+        c.max_body = self.max_body;
+        c.retries = self.retries;
+        c.trusted_proxies = self.trusted_proxies.clone();
+        c.host = match self.host {
+            ProxyHost::Keep => wharf_proxy::HostHeader::Keep,
+            ProxyHost::Upstream => wharf_proxy::HostHeader::Upstream,
+        };
+        c
+    }
 }
 
 /// `[ftp]`: FTP and FTPS listeners, users and limits (off while `listen` and
@@ -539,6 +628,8 @@ impl Default for Config {
             websocket: Vec::new(),
             hub: HubConfig::default(),
             ftp: FtpConfig::default(),
+            proxy_settings: ProxySettings::default(),
+            proxy: None,
         }
     }
 }
@@ -939,6 +1030,10 @@ mod tests {
             ("[[site]]\nnames = [\"a.test\"]\n", &["root"]),
             ("[log]\naccess = \"xml\"\n", &["line 2", "access"]),
             ("[log]\nlevel = \"[[[\"\n", &["line 2", "log.level"]),
+            ("[proxy]\nbody_timeout = \"0s\"\n", &["line 2", "body_timeout", "invalid duration"]),
+            ("[proxy]\ntrusted_proxies = [\"10.0.0.0/33\"]\n", &["line 2", "prefix length"]),
+            ("[proxy]\nhost = \"origin\"\n", &["line 2", "host"]),
+            ("[proxy]\nretry = 2\n", &["line 2", "retry"]),
             ("listen = []\n", &["line 1", "listen"]),
             ("[tls]\nredirect = true\n", &["line 2", "tls.redirect"]),
             ("[tls]\nlisten = [\"127.0.0.1:1\"]\nciphers = 1\n", &["line 3", "ciphers"]),

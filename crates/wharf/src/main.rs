@@ -21,13 +21,14 @@ use wharf_files::Files;
 use wharf_server::{AccessLog, Listener, LogFormat, Mode, Shutdown};
 use wharf_tls::Acceptor;
 
-use crate::cli::{Cli, Command, ServeArgs};
+use crate::cli::{Cli, Command, FrontArgs, ProxyArgs, ServeArgs};
 use crate::config::{line_of, Config, ConfigError, Listen, Step};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve(args, cli.data_dir),
+        Command::Proxy(args) => proxy(args, cli.data_dir),
         Command::CheckConfig { file } => check_config(&file),
         Command::Ca(cmd) => tls::ca_command(cmd, &tls::data_dir(cli.data_dir, None)),
         Command::FtpUser(cmd) => ftp::user_command(cmd),
@@ -78,23 +79,7 @@ fn effective_config(args: &ServeArgs) -> Result<(Config, Option<String>), Config
         }
         (None, false) => {}
     }
-    let listen = match args.port {
-        Some(port) => Some(Listen::Loopback(port)),
-        None if args.listen.is_empty() => None,
-        None => Some(Listen::Addrs(args.listen.clone())),
-    };
-    if args.tls {
-        cfg.tls.listen = listen.unwrap_or(Listen::Loopback(config::DEFAULT_HTTPS_PORT));
-        cfg.listen = Listen::Addrs(Vec::new());
-    } else if let Some(listen) = listen {
-        cfg.listen = listen;
-    }
-    if args.explain {
-        cfg.sites.iter_mut().for_each(|s| s.explain = true);
-    }
-    if let Some(f) = args.access_log {
-        cfg.log.access = f.into();
-    }
+    apply_front(&mut cfg, &args.front);
     if !args.ftp_listen.is_empty() {
         cfg.ftp.listen = args.ftp_listen.clone();
     }
@@ -111,6 +96,56 @@ fn effective_config(args: &ServeArgs) -> Result<(Config, Option<String>), Config
             .push(config::WebSocketConfig::echo(path.clone()));
     }
     Ok((cfg, src))
+}
+
+/// The listeners, explanations and access log the command line asks for.
+fn apply_front(cfg: &mut Config, front: &FrontArgs) {
+    let listen = match front.port {
+        Some(port) => Some(Listen::Loopback(port)),
+        None if front.listen.is_empty() => None,
+        None => Some(Listen::Addrs(front.listen.clone())),
+    };
+    if front.tls {
+        cfg.tls.listen = listen.unwrap_or(Listen::Loopback(config::DEFAULT_HTTPS_PORT));
+        cfg.listen = Listen::Addrs(Vec::new());
+    } else if let Some(listen) = listen {
+        cfg.listen = listen;
+    }
+    if front.explain {
+        cfg.sites.iter_mut().for_each(|s| s.explain = true);
+    }
+    if let Some(f) = front.access_log {
+        cfg.log.access = f.into();
+    }
+}
+
+/// The configuration of `wharf proxy`: every request to the upstreams, with the
+/// `[proxy]` settings (and listeners, TLS, limits, logging) of `--config`. Sites are
+/// never reached by a request; they only name the certificates (without any, a
+/// default site stands for localhost's automatic certificate with `--tls`).
+fn proxy_config(args: &ProxyArgs) -> Result<Config, ConfigError> {
+    let upstreams = args
+        .to
+        .iter()
+        .map(|u| wharf_proxy::Upstream::parse(u))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ConfigError(format!("--to {e}")))?;
+    let mut cfg = match &args.config {
+        Some(path) => Config::load(path)?.0,
+        None => Config::default(),
+    };
+    if cfg.sites.is_empty() {
+        cfg.sites.push(wharf_files::SiteConfig::new("."));
+    }
+    cfg.hub.enabled = false;
+    apply_front(&mut cfg, &args.front);
+    let mut proxy = cfg.proxy_settings.proxy(upstreams);
+    proxy.explain = args.front.explain;
+    if args.change_host {
+        proxy.host = wharf_proxy::HostHeader::Upstream;
+    }
+    cfg.proxy = Some(proxy);
+    Ok(cfg)
 }
 
 fn build_files(cfg: &Config, src: Option<(&std::path::Path, &str)>) -> Result<Files, ConfigError> {
@@ -138,6 +173,23 @@ fn serve(args: ServeArgs, data_dir: Option<std::path::PathBuf>) -> Result<(), Co
     let (cfg, src) = effective_config(&args)?;
     init_logging(&cfg);
     let files = build_files(&cfg, args.config.as_deref().zip(src.as_deref()))?;
+    start(cfg, files, data_dir, &args.ftp_user)
+}
+
+fn proxy(args: ProxyArgs, data_dir: Option<std::path::PathBuf>) -> Result<(), ConfigError> {
+    let cfg = proxy_config(&args)?;
+    init_logging(&cfg);
+    let files = build_files(&cfg, None)?;
+    start(cfg, files, data_dir, &[])
+}
+
+/// Sets up TLS and FTP as configured, starts the runtime and runs until a signal.
+fn start(
+    cfg: Config,
+    files: Files,
+    data_dir: Option<std::path::PathBuf>,
+    ftp_users: &[String],
+) -> Result<(), ConfigError> {
     let f = &cfg.ftp;
     let ftp_tls = !f.implicit_listen.is_empty() || f.require_tls || f.require_tls_data;
     let (tls, ftp_acceptor) = if cfg.tls.listen.is_empty() && !ftp_tls {
@@ -150,7 +202,7 @@ fn serve(args: ServeArgs, data_dir: Option<std::path::PathBuf>) -> Result<(), Co
         let http = (!cfg.tls.listen.is_empty()).then_some(setup.acceptor);
         (http, Some(setup.ftp))
     };
-    let ftp = ftp::settings(&cfg, &args.ftp_user, ftp_acceptor)?;
+    let ftp = ftp::settings(&cfg, ftp_users, ftp_acceptor)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -321,8 +373,16 @@ async fn run(
             quic: None,
         });
     }
-    for site in &cfg.sites {
-        println!("wharf:   {}", serving(site));
+    match &cfg.proxy {
+        Some(p) => {
+            let to: Vec<String> = p.upstreams.iter().map(ToString::to_string).collect();
+            println!("wharf:   proxying to {} (round robin)", to.join(", "));
+        }
+        None => {
+            for site in &cfg.sites {
+                println!("wharf:   {}", serving(site));
+            }
+        }
     }
     if let Some(line) = app::hub_line(&cfg) {
         println!("wharf:   {line}");

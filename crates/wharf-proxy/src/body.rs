@@ -1,0 +1,178 @@
+//! Bodies on their way through the proxy: the client's request body to the upstream
+//! (counted against the size limit), and the upstream's response body to the client
+//! (with the idle timeout, and the connection given back to its pool at the end).
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
+use hyper::client::conn::http1::SendRequest;
+use tokio::time::{Instant, Sleep};
+
+use crate::pool::Pool;
+use crate::RequestBody;
+
+/// A response body from the proxy: the upstream's, streamed, or a short text of the
+/// proxy's own (an error page).
+pub struct Body(Kind);
+
+enum Kind {
+    Full(Option<Bytes>),
+    Upstream(Box<Streaming>),
+}
+
+struct Streaming {
+    incoming: hyper::body::Incoming,
+    /// The connection, until the body ends (then back to its pool) or fails.
+    conn: Option<(SendRequest<RequestBody>, Arc<Pool>)>,
+    /// Longest wait for the next piece of the body.
+    idle: Duration,
+    timer: Pin<Box<Sleep>>,
+}
+
+impl Body {
+    /// A body of the proxy's own.
+    pub fn full(bytes: impl Into<Bytes>) -> Body {
+        Body(Kind::Full(Some(bytes.into())))
+    }
+
+    pub(crate) fn upstream(
+        incoming: hyper::body::Incoming,
+        sender: SendRequest<RequestBody>,
+        pool: Arc<Pool>,
+        idle: Duration,
+    ) -> Body {
+        let mut s = Streaming {
+            incoming,
+            conn: Some((sender, pool)),
+            idle,
+            timer: Box::pin(tokio::time::sleep(idle)),
+        };
+        if http_body::Body::is_end_stream(&s.incoming) {
+            // No body (HEAD, 204, 304, Content-Length: 0): nothing more to wait for.
+            s.release();
+        }
+        Body(Kind::Upstream(Box::new(s)))
+    }
+}
+
+impl Streaming {
+    fn release(&mut self) {
+        if let Some((sender, pool)) = self.conn.take() {
+            pool.release(sender);
+        }
+    }
+}
+
+impl http_body::Body for Body {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        let s = match &mut self.get_mut().0 {
+            Kind::Full(bytes) => return Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Kind::Upstream(s) => s,
+        };
+        match Pin::new(&mut s.incoming).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                let deadline = Instant::now() + s.idle;
+                s.timer.as_mut().reset(deadline);
+                if http_body::Body::is_end_stream(&s.incoming) {
+                    s.release();
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                // The connection is not reused: dropping its sender closes it.
+                s.conn = None;
+                Poll::Ready(Some(Err(io::Error::other(format!("upstream body: {e}")))))
+            }
+            Poll::Ready(None) => {
+                s.release();
+                Poll::Ready(None)
+            }
+            Poll::Pending => {
+                ready!(s.timer.as_mut().poll(cx));
+                s.conn = None;
+                Poll::Ready(Some(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("upstream body: nothing for {:?}", s.idle),
+                ))))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.0 {
+            Kind::Full(bytes) => bytes.is_none(),
+            Kind::Upstream(s) => s.incoming.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.0 {
+            Kind::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+            Kind::Upstream(s) => s.incoming.size_hint(),
+        }
+    }
+}
+
+/// The client's request body on its way upstream, failing once more than `max`
+/// bytes have come (and noting it in `over`, for the 413).
+pub(crate) struct Limited<B> {
+    inner: B,
+    left: u64,
+    over: Arc<AtomicBool>,
+}
+
+impl<B> Limited<B> {
+    pub(crate) fn new(inner: B, max: u64, over: Arc<AtomicBool>) -> Self {
+        Limited {
+            inner,
+            left: max,
+            over,
+        }
+    }
+}
+
+impl<B> http_body::Body for Limited<B>
+where
+    B: http_body::Body<Data = Bytes, Error = io::Error> + Unpin,
+{
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        let this = self.get_mut();
+        let frame = ready!(Pin::new(&mut this.inner).poll_frame(cx));
+        if let Some(Ok(f)) = &frame {
+            let n = f.data_ref().map_or(0, |d| d.len() as u64);
+            if n > this.left {
+                this.over.store(true, Ordering::Release);
+                return Poll::Ready(Some(Err(io::Error::other("request body over the limit"))));
+            }
+            this.left -= n;
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

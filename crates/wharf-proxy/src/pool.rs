@@ -1,0 +1,267 @@
+//! Keep-alive HTTP/1.1 connections to one upstream, reused across requests.
+//!
+//! A connection is lent to one exchange at a time and comes back only once its
+//! response has been read to the end and hyper says it can take another request; a
+//! response dropped half way closes its connection, so a connection is never reused
+//! after an incomplete exchange. Idle connections are kept newest first (the oldest
+//! are the likeliest to have been closed by the upstream), at most `max_idle` of them,
+//! each for at most `idle_timeout`.
+//!
+//! `max_connections` bounds the connections open to the upstream (idle, busy and
+//! being opened). At the bound a request waits for one to come free, but only while
+//! fewer than `max_pending` requests wait: beyond that it fails at once (circuit
+//! breaking), so an overloaded upstream does not queue requests without end.
+
+use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+
+use crate::upstream::Upstream;
+use crate::RequestBody;
+
+/// The limits of one upstream's pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolLimits {
+    /// Idle connections kept for reuse.
+    pub max_idle: usize,
+    /// How long an idle connection is kept.
+    pub idle_timeout: Duration,
+    /// Connections open at once (0: no limit).
+    pub max_connections: usize,
+    /// Requests waiting for a connection at once, beyond which requests fail at once.
+    pub max_pending: usize,
+    /// How long to wait for the TCP connection to be established.
+    pub connect_timeout: Duration,
+}
+
+impl Default for PoolLimits {
+    fn default() -> Self {
+        PoolLimits {
+            max_idle: 32,
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 0,
+            max_pending: 1024,
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Why no connection could be had.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckoutError {
+    /// Connecting failed (refused, unreachable, name not resolved).
+    #[error("cannot connect: {0}")]
+    Connect(io::Error),
+    /// Connecting took longer than `connect_timeout`.
+    #[error("connecting timed out after {0:?}")]
+    ConnectTimeout(Duration),
+    /// `max_connections` are open and `max_pending` requests already wait.
+    #[error("too many requests waiting for a connection ({0})")]
+    Saturated(usize),
+}
+
+/// The pool of one upstream.
+#[derive(Debug)]
+pub(crate) struct Pool {
+    upstream: Upstream,
+    limits: PoolLimits,
+    idle: Mutex<Vec<Idle>>,
+    /// Connections open or being opened.
+    open: Arc<AtomicUsize>,
+    /// Requests waiting for a connection.
+    waiting: AtomicUsize,
+    /// Signalled when a connection goes idle or closes.
+    freed: Arc<Notify>,
+}
+
+#[derive(Debug)]
+struct Idle {
+    sender: http1::SendRequest<RequestBody>,
+    since: Instant,
+}
+
+/// A connection lent to one exchange.
+#[derive(Debug)]
+pub(crate) struct Conn {
+    pub(crate) sender: http1::SendRequest<RequestBody>,
+    /// Whether it served an earlier request (a failure to send on it may be the
+    /// upstream having closed it meanwhile, and worth one more try).
+    pub(crate) reused: bool,
+}
+
+/// Counts one open connection until dropped (when the connection's task ends, or
+/// when connecting fails).
+struct OpenSlot {
+    open: Arc<AtomicUsize>,
+    freed: Arc<Notify>,
+}
+
+impl Drop for OpenSlot {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::AcqRel);
+        self.freed.notify_one();
+    }
+}
+
+impl Pool {
+    pub(crate) fn new(upstream: Upstream, limits: PoolLimits) -> Pool {
+        Pool {
+            upstream,
+            limits,
+            idle: Mutex::new(Vec::new()),
+            open: Arc::new(AtomicUsize::new(0)),
+            waiting: AtomicUsize::new(0),
+            freed: Arc::new(Notify::new()),
+        }
+    }
+
+    pub(crate) fn upstream(&self) -> &Upstream {
+        &self.upstream
+    }
+
+    /// Connections open to this upstream (idle, busy or being opened).
+    pub(crate) fn open_connections(&self) -> usize {
+        self.open.load(Ordering::Acquire)
+    }
+
+    /// An idle connection if one is usable, else a new one, else (at
+    /// `max_connections`) the first to come free.
+    pub(crate) async fn checkout(&self) -> Result<Conn, CheckoutError> {
+        loop {
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            if let Some(sender) = self.take_idle() {
+                return Ok(Conn {
+                    sender,
+                    reused: true,
+                });
+            }
+            if let Some(slot) = self.reserve() {
+                let sender = self.connect(slot).await?;
+                return Ok(Conn {
+                    sender,
+                    reused: false,
+                });
+            }
+            let waiting = self.waiting.fetch_add(1, Ordering::AcqRel);
+            if waiting >= self.limits.max_pending {
+                self.waiting.fetch_sub(1, Ordering::AcqRel);
+                return Err(CheckoutError::Saturated(waiting));
+            }
+            freed.await;
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    /// The newest idle connection that is still open and not expired; the expired
+    /// ones are dropped (which closes them).
+    fn take_idle(&self) -> Option<http1::SendRequest<RequestBody>> {
+        let mut idle = self.idle.lock().expect("pool lock");
+        let now = Instant::now();
+        idle.retain(|i| {
+            now.duration_since(i.since) < self.limits.idle_timeout && !i.sender.is_closed()
+        });
+        while let Some(i) = idle.pop() {
+            if i.sender.is_ready() {
+                return Some(i.sender);
+            }
+        }
+        None
+    }
+
+    /// Room for one more connection, unless `max_connections` are open.
+    fn reserve(&self) -> Option<OpenSlot> {
+        let max = self.limits.max_connections;
+        let mut open = self.open.load(Ordering::Acquire);
+        loop {
+            if max != 0 && open >= max {
+                return None;
+            }
+            match self.open.compare_exchange_weak(
+                open,
+                open + 1,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    return Some(OpenSlot {
+                        open: self.open.clone(),
+                        freed: self.freed.clone(),
+                    })
+                }
+                Err(now) => open = now,
+            }
+        }
+    }
+
+    async fn connect(
+        &self,
+        slot: OpenSlot,
+    ) -> Result<http1::SendRequest<RequestBody>, CheckoutError> {
+        let limit = self.limits.connect_timeout;
+        let tcp = match tokio::time::timeout(limit, TcpStream::connect(self.upstream.connect_to()))
+            .await
+        {
+            Ok(Ok(tcp)) => tcp,
+            Ok(Err(e)) => return Err(CheckoutError::Connect(e)),
+            Err(_) => return Err(CheckoutError::ConnectTimeout(limit)),
+        };
+        let _ = tcp.set_nodelay(true);
+        let (sender, conn) = http1::Builder::new()
+            .handshake(TokioIo::new(tcp))
+            .await
+            .map_err(|e| CheckoutError::Connect(io::Error::other(e)))?;
+        let upstream = self.upstream.clone();
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(target: "wharf::proxy", %upstream, error = %e, "upstream connection ended");
+            }
+            drop(slot);
+        });
+        Ok(sender)
+    }
+
+    /// Takes back a connection whose response was read to its end: kept once hyper
+    /// says it can take another request (at once, or within a second), else closed.
+    pub(crate) fn release(self: &Arc<Self>, mut sender: http1::SendRequest<RequestBody>) {
+        if sender.is_ready() {
+            self.keep(sender);
+        } else if !sender.is_closed() {
+            let pool = self.clone();
+            tokio::spawn(async move {
+                let ready = tokio::time::timeout(Duration::from_secs(1), sender.ready()).await;
+                if let Ok(Ok(())) = ready {
+                    pool.keep(sender);
+                }
+            });
+        }
+    }
+
+    /// Drops idle connections that have been idle too long (which closes them).
+    pub(crate) fn reap(&self) {
+        let now = Instant::now();
+        let mut idle = self.idle.lock().expect("pool lock");
+        idle.retain(|i| now.duration_since(i.since) < self.limits.idle_timeout);
+    }
+
+    fn keep(&self, sender: http1::SendRequest<RequestBody>) {
+        let mut idle = self.idle.lock().expect("pool lock");
+        if idle.len() >= self.limits.max_idle {
+            // The oldest goes: the newest is the likeliest still to be open upstream.
+            idle.remove(0);
+        }
+        idle.push(Idle {
+            sender,
+            since: Instant::now(),
+        });
+        drop(idle);
+        self.freed.notify_one();
+    }
+}
