@@ -205,7 +205,12 @@ mod tests {
     #[test]
     fn hop_by_hop_fields_are_removed() {
         // (fields received, fields left, RFC clause)
-        let table: &[(&[(&str, &str)], &[&str], &str)] = &[
+        type Row = (
+            &'static [(&'static str, &'static str)],
+            &'static [&'static str],
+            &'static str,
+        );
+        let table: &[Row] = &[
             (
                 &[("connection", "keep-alive, x-trace"), ("keep-alive", "timeout=5"), ("x-trace", "1"), ("accept", "*/*")],
                 &["accept"],

@@ -75,6 +75,8 @@ pub struct Builder {
     serving: Option<Vec<String>>,
     /// Environment variables to remove.
     env_remove: Vec<String>,
+    /// The subcommand: `serve`, or `proxy`.
+    command: &'static str,
 }
 
 impl Builder {
@@ -123,6 +125,7 @@ impl Builder {
             wrapper: Vec::new(),
             serving: None,
             env_remove: Vec::new(),
+            command: "serve",
         }
     }
 
@@ -172,6 +175,13 @@ impl Builder {
         self
     }
 
+    /// Runs `wharf proxy` with `args` (`--to URL ...`, `--config FILE`) instead of
+    /// serving files.
+    pub fn proxy(mut self, args: &[&str]) -> Builder {
+        self.command = "proxy";
+        self.serving(args)
+    }
+
     /// Runs wharf without the environment variable `key`.
     pub fn env_remove(mut self, key: &str) -> Builder {
         self.env_remove.push(key.to_owned());
@@ -202,7 +212,7 @@ impl Builder {
             }
             None => Command::new(wharf),
         };
-        cmd.arg("serve");
+        cmd.arg(self.command);
         if self.default_listeners {
             cmd.args(["--port", "0"]);
         } else {

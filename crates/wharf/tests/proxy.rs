@@ -1,0 +1,605 @@
+//! `wharf proxy`: a real wharf and scripted upstreams behind it, real clients in
+//! front (reqwest over every protocol, raw TCP for what clients do not send).
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{raw, Builder, Proto, Wharf, PATIENCE};
+
+/// What a scripted upstream does with one request.
+enum Reply {
+    /// Writes these bytes and keeps the connection for the next request.
+    Bytes(Vec<u8>),
+    /// Writes these bytes and closes the connection.
+    Close(Vec<u8>),
+    /// Writes the first bytes, waits until the test sends on the channel (or
+    /// `PATIENCE` passes), then writes a 200.
+    Hold(Vec<u8>, Arc<Mutex<mpsc::Receiver<()>>>),
+    /// A 200 with this many zero bytes, written in pieces.
+    Stream(usize),
+}
+
+/// A request as a scripted upstream saw it.
+#[derive(Clone, Debug)]
+struct Seen {
+    /// The request line and fields, lowercased names, as received.
+    head: String,
+    /// Body bytes received (by Content-Length or chunked).
+    body_len: usize,
+    /// Whether the body arrived whole.
+    complete: bool,
+}
+
+impl Seen {
+    fn field(&self, name: &str) -> Vec<String> {
+        self.head
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_once(':'))
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim().to_owned())
+            .collect()
+    }
+}
+
+/// An HTTP/1.1 upstream on 127.0.0.1 that answers each request with `script`.
+struct Upstream {
+    addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    connections: Arc<AtomicUsize>,
+    /// Connections that have ended.
+    closed: Arc<AtomicUsize>,
+}
+
+impl Upstream {
+    fn start(script: impl Fn(&Seen) -> Reply + Send + Sync + 'static) -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let closed = Arc::new(AtomicUsize::new(0));
+        let script = Arc::new(script);
+        let (s, c, d) = (seen.clone(), connections.clone(), closed.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { break };
+                c.fetch_add(1, Ordering::SeqCst);
+                let (s, d, script) = (s.clone(), d.clone(), script.clone());
+                std::thread::spawn(move || {
+                    serve_connection(stream, &s, &*script);
+                    d.fetch_add(1, Ordering::SeqCst);
+                });
+            }
+        });
+        Upstream {
+            addr,
+            seen,
+            connections,
+            closed,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+fn serve_connection(
+    stream: TcpStream,
+    seen: &Mutex<Vec<Seen>>,
+    script: &(dyn Fn(&Seen) -> Reply + Sync),
+) {
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut w = stream.try_clone().unwrap();
+    let mut r = BufReader::new(stream);
+    loop {
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            if r.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            if line == "\r\n" {
+                break;
+            }
+            head.push_str(line.trim_end());
+            head.push('\n');
+        }
+        let mut req = Seen {
+            head,
+            body_len: 0,
+            complete: true,
+        };
+        let length = req
+            .field("content-length")
+            .first()
+            .map(|v| v.parse::<usize>().unwrap());
+        let chunked = req
+            .field("transfer-encoding")
+            .iter()
+            .any(|v| v.contains("chunked"));
+        req.complete = read_body(&mut r, length, chunked, &mut req.body_len);
+        seen.lock().unwrap().push(req.clone());
+        if !req.complete {
+            return;
+        }
+        match script(&req) {
+            Reply::Bytes(b) => {
+                if w.write_all(&b).is_err() {
+                    return;
+                }
+            }
+            Reply::Close(b) => {
+                let _ = w.write_all(&b);
+                return;
+            }
+            Reply::Hold(first, rx) => {
+                let _ = w.write_all(&first);
+                let _ = rx.lock().unwrap().recv_timeout(PATIENCE);
+                let _ = w.write_all(&ok("held"));
+            }
+            Reply::Stream(n) => {
+                let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {n}\r\n\r\n");
+                let _ = w.write_all(head.as_bytes());
+                let piece = vec![0u8; 64 << 10];
+                for start in (0..n).step_by(piece.len()) {
+                    if w.write_all(&piece[..piece.len().min(n - start)]).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Reads a request body; false when the connection ended first.
+fn read_body(r: &mut impl BufRead, length: Option<usize>, chunked: bool, got: &mut usize) -> bool {
+    const BUF: usize = 64 << 10;
+    let mut buf = vec![0u8; BUF];
+    if chunked {
+        loop {
+            let mut size = String::new();
+            if r.read_line(&mut size).unwrap_or(0) == 0 {
+                return false;
+            }
+            let n = usize::from_str_radix(size.trim().split(';').next().unwrap(), 16).unwrap();
+            let mut left = n + 2;
+            while left > 0 {
+                let k = match r.read(&mut buf[..left.min(BUF)]) {
+                    Ok(0) | Err(_) => return false,
+                    Ok(k) => k,
+                };
+                left -= k;
+            }
+            *got += n;
+            if n == 0 {
+                return true;
+            }
+        }
+    }
+    let mut left = length.unwrap_or(0);
+    while left > 0 {
+        match r.read(&mut buf[..left.min(BUF)]) {
+            Ok(0) | Err(_) => return false,
+            Ok(k) => {
+                left -= k;
+                *got += k;
+            }
+        }
+    }
+    true
+}
+
+/// A 200 response with `body`.
+fn ok(body: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// `wharf proxy --explain` (over `proto`) in front of `to`, with `toml` as its
+/// configuration file when not empty.
+fn proxy(proto: Proto, to: &[String], toml: &str) -> Wharf {
+    let b = Builder::new().proto(proto);
+    let mut args: Vec<String> = to
+        .iter()
+        .flat_map(|u| ["--to".to_owned(), u.clone()])
+        .collect();
+    if !toml.is_empty() {
+        let path = b.path().join("proxy.toml");
+        std::fs::write(&path, toml).unwrap();
+        args.extend(["--config".to_owned(), path.display().to_string()]);
+    }
+    args.push("--explain".into());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    b.proxy(&args).start()
+}
+
+fn explain(res: &reqwest::blocking::Response) -> String {
+    res.headers()
+        .get("wharf-explain")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default()
+}
+
+const ALL: [Proto; 5] = [Proto::H1, Proto::H2c, Proto::H1Tls, Proto::H2Tls, Proto::H3];
+
+#[test]
+fn files_of_an_upstream_wharf_over_every_protocol() {
+    let origin = Builder::new().start();
+    let direct = origin.get("/hello.txt", &[]);
+    let etag = direct.headers()["etag"].to_str().unwrap().to_owned();
+    for proto in ALL {
+        let p = proxy(proto, &[origin.url("")], "");
+        let res = p.get("/hello.txt", &[]);
+        assert_eq!(res.status(), 200, "{proto:?}");
+        assert_eq!(
+            res.headers()["etag"],
+            etag.as_str(),
+            "{proto:?}: the origin's"
+        );
+        assert_eq!(res.headers()["via"], "1.1 wharf", "{proto:?}");
+        assert!(
+            explain(&res).contains("new connection"),
+            "{proto:?}: {}",
+            explain(&res)
+        );
+        assert_eq!(res.text().unwrap(), "hello, world\n");
+        let again = p.get("/digits.txt", &[("range", "bytes=0-3")]);
+        assert_eq!(again.status(), 206, "{proto:?}");
+        assert!(
+            explain(&again).contains("reused connection"),
+            "{proto:?}: {}",
+            explain(&again)
+        );
+        assert_eq!(again.text().unwrap(), "0123");
+        let not_modified = p.get("/hello.txt", &[("if-none-match", &etag)]);
+        assert_eq!(not_modified.status(), 304, "{proto:?}");
+        let head = p.request("HEAD", "/hello.txt", &[]);
+        assert_eq!(head.headers()["content-length"], "13", "{proto:?}");
+        assert_eq!(head.bytes().unwrap().len(), 0);
+        assert_eq!(p.get("/missing", &[]).status(), 404);
+    }
+}
+
+#[test]
+fn hop_by_hop_fields_go_and_forwarding_fields_are_set() {
+    let up = Upstream::start(|_| {
+        Reply::Bytes(
+            b"HTTP/1.1 200 OK\r\nconnection: x-up\r\nx-up: 1\r\nkeep-alive: timeout=5\r\nx-kept: 1\r\ncontent-length: 2\r\n\r\nok"
+                .to_vec(),
+        )
+    });
+    let p = proxy(Proto::H1, &[up.url()], "");
+    let res = raw(
+        &p,
+        b"GET /x?q=1 HTTP/1.1\r\nhost: a.test\r\nconnection: x-secret\r\nx-secret: s\r\nte: trailers\r\n\
+          x-forwarded-for: 6.6.6.6\r\nforwarded: for=6.6.6.6\r\nx-forwarded-host: evil.test\r\n\r\n",
+    );
+    assert_eq!(res.status, 200);
+    assert_eq!(res.header("x-kept"), Some("1"));
+    assert_eq!(
+        res.header("x-up"),
+        None,
+        "named in the upstream's Connection"
+    );
+    assert_eq!(res.header("keep-alive"), None);
+    assert_eq!(res.header("via"), Some("1.1 wharf"));
+    let seen = &up.seen()[0];
+    assert!(
+        seen.head.starts_with("GET /x?q=1 HTTP/1.1"),
+        "{}",
+        seen.head
+    );
+    assert_eq!(seen.field("host"), ["a.test"], "the client's Host, kept");
+    assert!(
+        seen.field("x-secret").is_empty(),
+        "named in the client's Connection"
+    );
+    assert!(seen.field("te").is_empty(), "hop-by-hop");
+    assert_eq!(
+        seen.field("x-forwarded-for"),
+        ["127.0.0.1"],
+        "the client's words dropped"
+    );
+    assert_eq!(
+        seen.field("forwarded"),
+        ["for=127.0.0.1;host=a.test;proto=http"]
+    );
+    assert_eq!(seen.field("x-forwarded-proto"), ["http"]);
+    assert_eq!(seen.field("x-forwarded-host"), ["a.test"]);
+    assert_eq!(seen.field("via"), ["1.1 wharf"]);
+}
+
+#[test]
+fn trusted_proxies_are_extended_and_host_can_be_the_upstreams() {
+    let up = Upstream::start(|_| Reply::Bytes(ok("ok")));
+    let toml = "[proxy]\ntrusted_proxies = [\"127.0.0.0/8\"]\nhost = \"upstream\"\n";
+    let p = proxy(Proto::H1, &[up.url()], toml);
+    raw(
+        &p,
+        b"GET / HTTP/1.1\r\nhost: a.test\r\nx-forwarded-for: 192.0.2.9\r\nforwarded: for=192.0.2.9\r\n\r\n",
+    );
+    let seen = &up.seen()[0];
+    assert_eq!(seen.field("host"), [up.addr.to_string()]);
+    assert_eq!(seen.field("x-forwarded-for"), ["192.0.2.9, 127.0.0.1"]);
+    assert_eq!(
+        seen.field("forwarded"),
+        ["for=192.0.2.9", "for=127.0.0.1;host=a.test;proto=http"]
+    );
+}
+
+#[test]
+fn an_unreachable_upstream_is_skipped_and_alone_gets_502() {
+    let dead = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let up = Upstream::start(|_| Reply::Bytes(ok("alive")));
+    let p = proxy(Proto::H1, &[dead.clone(), up.url()], "");
+    for _ in 0..4 {
+        let res = p.get("/", &[]);
+        assert_eq!(res.status(), 200, "retried on the other upstream");
+        assert_eq!(res.text().unwrap(), "alive");
+    }
+    let alone = proxy(Proto::H1, &[dead], "[proxy]\nretries = 0\n");
+    let res = alone.get("/", &[]);
+    assert_eq!(res.status(), 502);
+    assert!(
+        explain(&res).contains("cannot connect"),
+        "{}",
+        explain(&res)
+    );
+}
+
+#[test]
+fn broken_upstream_responses_get_502_and_nothing_else_is_disturbed() {
+    let up = Upstream::start(|req| match req.head.split(' ').nth(1).unwrap() {
+        "/garbage" => Reply::Close(b"SSH-2.0-OpenSSH\r\n\r\n".to_vec()),
+        "/huge-head" => Reply::Close(
+            format!(
+                "HTTP/1.1 200 OK\r\nx-big: {}\r\ncontent-length: 0\r\n\r\n",
+                "a".repeat(1 << 20)
+            )
+            .into_bytes(),
+        ),
+        "/closed" => Reply::Close(Vec::new()),
+        "/cut" => {
+            Reply::Close(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\nonly this".to_vec())
+        }
+        _ => Reply::Bytes(ok("fine")),
+    });
+    let p = proxy(Proto::H1, &[up.url()], "[proxy]\nretries = 0\n");
+    for (path, why) in [
+        ("/garbage", "malformed"),
+        ("/huge-head", "malformed"),
+        ("/closed", "closed before a complete response"),
+    ] {
+        let res = p.get(path, &[]);
+        assert_eq!(res.status(), 502, "{path}");
+        assert!(explain(&res).contains(why), "{path}: {}", explain(&res));
+        assert_eq!(p.get("/", &[]).text().unwrap(), "fine", "after {path}");
+    }
+    // A response cut short reaches the client as an incomplete message, never as a
+    // complete shorter one.
+    let res = p.get("/cut", &[]);
+    assert_eq!(res.status(), 200);
+    assert!(res.bytes().is_err(), "the body must fail, not end early");
+    let mut c = p.tcp();
+    c.write_all(b"GET /cut HTTP/1.1\r\nhost: a\r\n\r\n")
+        .unwrap();
+    let mut got = Vec::new();
+    c.read_to_end(&mut got).unwrap();
+    let text = String::from_utf8_lossy(&got);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    assert!(head.contains("content-length: 1000"), "{head}");
+    assert!(body.len() < 1000, "closed after what arrived");
+    assert_eq!(p.get("/", &[]).text().unwrap(), "fine");
+}
+
+#[test]
+fn slow_upstreams_get_504_and_stalled_bodies_are_cut() {
+    let (release, held) = mpsc::channel::<()>();
+    let held = Arc::new(Mutex::new(held));
+    let up = Upstream::start(move |req| match req.head.split(' ').nth(1).unwrap() {
+        "/slow" => Reply::Hold(Vec::new(), held.clone()),
+        "/stall" => Reply::Hold(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nstart".to_vec(),
+            held.clone(),
+        ),
+        _ => Reply::Bytes(ok("fine")),
+    });
+    let toml = "[proxy]\nresponse_timeout = \"500ms\"\nbody_timeout = \"500ms\"\nretries = 0\n";
+    let p = proxy(Proto::H1, &[up.url()], toml);
+    let start = Instant::now();
+    let res = p.get("/slow", &[]);
+    assert_eq!(res.status(), 504);
+    assert!(start.elapsed() < Duration::from_secs(5));
+    assert!(
+        explain(&res).contains("no response within"),
+        "{}",
+        explain(&res)
+    );
+    let start = Instant::now();
+    let res = p.get("/stall", &[]);
+    assert_eq!(res.status(), 200);
+    assert!(res.bytes().is_err(), "a stalled body is cut, not ended");
+    assert!(start.elapsed() < Duration::from_secs(5));
+    release.send(()).unwrap();
+    release.send(()).unwrap();
+    assert_eq!(p.get("/", &[]).text().unwrap(), "fine");
+}
+
+#[test]
+fn big_bodies_stream_through_in_bounded_memory() {
+    const SIZE: usize = 256 << 20;
+    let up = Upstream::start(|req| match req.head.split(' ').next().unwrap() {
+        "GET" => Reply::Stream(SIZE),
+        _ => Reply::Bytes(ok(&req.body_len.to_string())),
+    });
+    let p = proxy(Proto::H1, &[up.url()], "[proxy]\nmax_body = 1073741824\n");
+    let mut c = p.tcp();
+    c.write_all(b"GET /big HTTP/1.1\r\nhost: a\r\n\r\n")
+        .unwrap();
+    let mut r = BufReader::new(c.try_clone().unwrap());
+    let mut line = String::new();
+    while line != "\r\n" {
+        line.clear();
+        r.read_line(&mut line).unwrap();
+    }
+    let mut left = SIZE;
+    let mut buf = vec![0u8; 1 << 20];
+    while left > 0 {
+        let n = r.read(&mut buf[..left.min(1 << 20)]).unwrap();
+        assert!(n > 0, "{left} bytes missing");
+        left -= n;
+    }
+    let head = format!("POST /up HTTP/1.1\r\nhost: a\r\ncontent-length: {SIZE}\r\n\r\n");
+    c.write_all(head.as_bytes()).unwrap();
+    for _ in 0..SIZE / buf.len() {
+        c.write_all(&buf).unwrap();
+    }
+    let mut answer = vec![0u8; 256];
+    let n = r.read(&mut answer).unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.ends_with(&SIZE.to_string()), "{answer}");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", p.pid())).unwrap();
+    let peak_kib: usize = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    assert!(
+        peak_kib < 64 << 10,
+        "peak RSS {peak_kib} KiB for 256 MiB each way"
+    );
+}
+
+#[test]
+fn beyond_max_connections_and_max_pending_requests_get_503() {
+    let (release, held) = mpsc::channel::<()>();
+    let held = Arc::new(Mutex::new(held));
+    let up = Upstream::start(move |req| match req.head.split(' ').nth(1).unwrap() {
+        "/slow" => Reply::Hold(Vec::new(), held.clone()),
+        _ => Reply::Bytes(ok("fine")),
+    });
+    let toml = "[proxy]\nmax_connections = 1\nmax_pending = 0\nretries = 0\n";
+    let p = proxy(Proto::H1, &[up.url()], toml);
+    let url = p.url("/slow");
+    let first = std::thread::spawn(move || common::client().get(url).send().unwrap().status());
+    // The first request holds the only connection once the upstream has seen it.
+    let deadline = Instant::now() + PATIENCE;
+    while up.seen().is_empty() {
+        assert!(Instant::now() < deadline, "the first request never arrived");
+        std::thread::yield_now();
+    }
+    let res = p.get("/", &[]);
+    assert_eq!(res.status(), 503);
+    assert!(res.headers().contains_key("retry-after"));
+    release.send(()).unwrap();
+    assert_eq!(first.join().unwrap(), 200);
+    assert_eq!(
+        p.get("/", &[]).text().unwrap(),
+        "fine",
+        "the connection is free again"
+    );
+}
+
+#[test]
+fn request_bodies_stream_with_a_limit() {
+    let up = Upstream::start(|req| Reply::Bytes(ok(&req.body_len.to_string())));
+    let p = proxy(Proto::H1, &[up.url()], "[proxy]\nmax_body = 100000\n");
+    let client = common::client();
+    let res = client
+        .post(p.url("/up"))
+        .body(vec![7u8; 100_000])
+        .send()
+        .unwrap();
+    assert_eq!(res.text().unwrap(), "100000");
+    let before = up.connections.load(Ordering::SeqCst);
+    let res = client
+        .post(p.url("/up"))
+        .body(vec![7u8; 100_001])
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 413, "by Content-Length, before any upstream");
+    assert_eq!(up.connections.load(Ordering::SeqCst), before);
+    // Chunked: the limit is found while streaming. The proxy may answer (and close)
+    // before the whole body is written, so it is written from another thread.
+    let mut c = p.tcp();
+    let mut w = c.try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        let head = b"POST /up HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\n";
+        let _ = w.write_all(head);
+        let chunk = format!("{:x}\r\n{}\r\n", 10_000, "x".repeat(10_000));
+        for _ in 0..20 {
+            let _ = w.write_all(chunk.as_bytes());
+        }
+        let _ = w.write_all(b"0\r\n\r\n");
+    });
+    let mut status = [0u8; 12];
+    c.read_exact(&mut status).unwrap();
+    assert_eq!(&status, b"HTTP/1.1 413");
+    writer.join().unwrap();
+}
+
+#[test]
+fn a_client_that_vanishes_mid_upload_leaves_no_connection_in_the_pool() {
+    let up = Upstream::start(|_| Reply::Bytes(ok("ok")));
+    let p = proxy(Proto::H1, &[up.url()], "");
+    let mut c = p.tcp();
+    c.write_all(b"POST /up HTTP/1.1\r\nhost: a\r\ncontent-length: 1000000\r\n\r\n")
+        .unwrap();
+    c.write_all(&[1u8; 10_000]).unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    while up.connections.load(Ordering::SeqCst) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the upload never reached the upstream"
+        );
+        std::thread::yield_now();
+    }
+    drop(c);
+    while up.closed.load(Ordering::SeqCst) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the upstream connection was kept open"
+        );
+        std::thread::yield_now();
+    }
+    // Closed before the head went out, or with the upload cut: never a whole request.
+    assert!(up.seen().iter().all(|s| !s.complete), "{:?}", up.seen());
+    let res = p.get("/", &[]);
+    assert_eq!(res.status(), 200);
+    assert!(
+        explain(&res).contains("new connection"),
+        "{}",
+        explain(&res)
+    );
+}
+
+#[test]
+fn smuggling_attempts_never_reach_an_upstream() {
+    let up = Upstream::start(|_| Reply::Bytes(ok("ok")));
+    let p = proxy(Proto::H1, &[up.url()], "");
+    for attempt in [
+        &b"POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nhost: a\r\n\r\n"[..],
+        b"POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\nhello!",
+        b"POST / HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked, identity\r\n\r\n0\r\n\r\n",
+    ] {
+        let res = raw(&p, attempt);
+        assert_eq!(res.status, 400, "{}", String::from_utf8_lossy(attempt));
+    }
+    assert_eq!(up.connections.load(Ordering::SeqCst), 0);
+}
