@@ -68,6 +68,21 @@ pub struct SiteConfig {
     /// HTTPS settings (`[site.tls]`), used by TLS listeners.
     #[serde(default)]
     pub tls: SiteTlsConfig,
+    /// Paths forwarded to upstream groups (`[[site.proxy]]`) instead of served from
+    /// the root; the file service never sees those requests.
+    #[serde(default)]
+    pub proxy: Vec<ProxyRoute>,
+}
+
+/// A `[[site.proxy]]` route: requests whose path starts with `path` go to the upstream
+/// group named `upstream` (an `[[upstream]]` table), path and query unchanged.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyRoute {
+    /// The path prefix (`/api/`; `/` for everything).
+    pub path: String,
+    /// The name of the upstream group.
+    pub upstream: String,
 }
 
 /// A `[[site.preload]]` rule.
@@ -184,6 +199,7 @@ impl SiteConfig {
             early_hints: true,
             preload: Vec::new(),
             tls: SiteTlsConfig::default(),
+            proxy: Vec::new(),
         }
     }
 }

@@ -31,5 +31,5 @@ mod site;
 
 pub use body::Body;
 pub use cache::CacheLimits;
-pub use config::{ClientAuthMode, SiteConfig, SiteTlsConfig};
+pub use config::{ClientAuthMode, ProxyRoute, SiteConfig, SiteTlsConfig};
 pub use service::{BuildError, Files};

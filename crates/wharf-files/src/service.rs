@@ -128,14 +128,25 @@ impl Files {
         }
     }
 
+    /// The site (index into the configured sites) a request's host selects, if any.
+    pub fn site_of<B>(&self, req: &Request<B>) -> Option<usize> {
+        self.router.route(req).ok()
+    }
+
+    /// Whether responses for `site` (or, for `None`, for requests no site takes)
+    /// carry their explanation as a header.
+    pub fn explains(&self, site: Option<usize>) -> bool {
+        match site {
+            Some(i) => self.sites.get(i).is_some_and(|s| s.explain),
+            None => self.explain_unrouted,
+        }
+    }
+
     /// Answers `req`. The request body is never read.
     pub async fn serve<B>(&self, req: &Request<B>) -> Response<Body> {
         let now = SystemTime::now();
         let routed = self.router.route(req);
-        let explain_on = match &routed {
-            Ok(i) => self.sites[*i].explain,
-            Err(_) => self.explain_unrouted,
-        };
+        let explain_on = self.explains(routed.as_ref().ok().copied());
         let mut why = Reasons::new(explain_on);
         let (mut res, site) = match routed {
             Err(no) => {

@@ -5,21 +5,25 @@
 //! protocol carried the request; it never sees the client's connection, only the
 //! facts the transport put in the request (`wharf_http::conn`). The rules an
 //! intermediary applies to the messages (hop-by-hop fields, `Via`, `Forwarded`) are
-//! `wharf_http::forward`'s; this crate does the I/O: choosing an upstream (round
-//! robin), lending it a connection from its [`pool`], the timeouts, the retries that
-//! are safe, and the statuses of failure (502, 504, 503, 413) with their reasons for
-//! `explain`.
+//! `wharf_http::forward`'s; this crate does the I/O: choosing a member of an
+//! upstream group (`group`: balancing, passive health; `health`: active checks;
+//! `sticky`: signed session cookies), lending it a connection from its `pool`, the
+//! timeouts, the retries that are safe, and the statuses of failure (502, 504, 503,
+//! 413) with their reasons for `explain`.
 //!
 //! Bodies are streamed both ways, a frame at a time: memory does not grow with a
 //! message's size.
 
 mod body;
+mod group;
+mod health;
 mod pool;
+mod sticky;
 mod upstream;
 
 use std::io;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -33,9 +37,11 @@ use wharf_http::forward;
 use wharf_http::Explain;
 
 pub use body::Body;
+pub use group::{ActiveCheck, Balance, GroupConfig, HashOn, Passive};
 pub use pool::{CheckoutError, PoolLimits};
 pub use upstream::{BadUpstream, Upstream};
 
+use group::Group;
 use pool::Pool;
 
 /// The body type of requests sent upstream.
@@ -111,8 +117,11 @@ impl Cidr {
 /// How the proxy behaves.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// The upstream servers, chosen round robin.
-    pub upstreams: Vec<Upstream>,
+    /// The upstream groups; a request is forwarded to one (`Proxy::serve`).
+    pub groups: Vec<GroupConfig>,
+    /// The key that signs sticky-session cookies (random when `None`: cookies then
+    /// last as long as the process, and hold on this node only).
+    pub sticky_key: Option<Vec<u8>>,
     /// Connections to each upstream.
     pub pool: PoolLimits,
     /// Longest wait for an upstream's response head once the request is sent (504).
@@ -130,15 +139,14 @@ pub struct Config {
     /// Peers whose `Forwarded` and `X-Forwarded-*` fields are believed and extended;
     /// from anyone else they are replaced.
     pub trusted_proxies: Vec<Cidr>,
-    /// Send the reason for each response as `Wharf-Explain`.
-    pub explain: bool,
 }
 
 impl Config {
-    /// The defaults, proxying to `upstreams`.
+    /// The defaults, proxying to `upstreams` (one group, `default`, round robin).
     pub fn new(upstreams: Vec<Upstream>) -> Config {
         Config {
-            upstreams,
+            groups: vec![GroupConfig::new("default", upstreams)],
+            sticky_key: None,
             pool: PoolLimits::default(),
             response_timeout: Duration::from_secs(60),
             body_timeout: Duration::from_secs(60),
@@ -146,7 +154,6 @@ impl Config {
             retries: 1,
             host: HostHeader::Keep,
             trusted_proxies: Vec::new(),
-            explain: false,
         }
     }
 }
@@ -154,14 +161,15 @@ impl Config {
 /// The reverse proxy service.
 pub struct Proxy {
     cfg: Config,
-    pools: Vec<Arc<Pool>>,
-    next: AtomicUsize,
+    groups: Vec<Arc<Group>>,
 }
 
 /// A failure, the status it gets and why.
 struct Failure {
     status: StatusCode,
     reason: String,
+    /// For a 503: when to try again.
+    retry_after: Option<Duration>,
 }
 
 impl Failure {
@@ -169,61 +177,82 @@ impl Failure {
         Failure {
             status,
             reason: reason.into(),
+            retry_after: (status == StatusCode::SERVICE_UNAVAILABLE)
+                .then_some(Duration::from_secs(1)),
         }
     }
 }
 
 impl Proxy {
-    /// A proxy to `cfg.upstreams` (at least one). Spawns the task that closes idle
-    /// connections past their time, so it is called within a tokio runtime.
+    /// A proxy to the groups of `cfg` (each with at least one member). Spawns the
+    /// tasks that close idle connections past their time and run the health checks,
+    /// so it is called within a tokio runtime.
     pub fn new(cfg: Config) -> Proxy {
-        assert!(!cfg.upstreams.is_empty(), "a proxy needs an upstream");
-        let pools: Vec<Arc<Pool>> = cfg
-            .upstreams
+        assert!(
+            cfg.groups.iter().all(|g| !g.members.is_empty()),
+            "every group needs a member"
+        );
+        let key = cfg.sticky_key.clone().unwrap_or_else(random_key);
+        let groups: Vec<Arc<Group>> = cfg
+            .groups
             .iter()
-            .map(|u| Arc::new(Pool::new(u.clone(), cfg.pool)))
+            .map(|g| Arc::new(Group::new(g.clone(), cfg.pool, &key)))
             .collect();
-        let weak: Vec<Weak<Pool>> = pools.iter().map(Arc::downgrade).collect();
+        groups.iter().for_each(health::spawn);
+        let weak: Vec<Weak<Group>> = groups.iter().map(Arc::downgrade).collect();
         let every = (cfg.pool.idle_timeout / 2).max(Duration::from_secs(1));
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             loop {
                 tick.tick().await;
-                let mut alive = false;
-                for pool in weak.iter().filter_map(Weak::upgrade) {
-                    pool.reap();
-                    alive = true;
-                }
-                if !alive {
+                let alive: Vec<Arc<Group>> = weak.iter().filter_map(Weak::upgrade).collect();
+                if alive.is_empty() {
                     break;
                 }
+                alive
+                    .iter()
+                    .flat_map(|g| &g.members)
+                    .for_each(|m| m.pool.reap());
             }
         });
-        Proxy {
-            cfg,
-            pools,
-            next: AtomicUsize::new(0),
-        }
+        Proxy { cfg, groups }
     }
 
-    /// Connections open to each upstream, in configuration order.
-    pub fn open_connections(&self) -> Vec<usize> {
-        self.pools.iter().map(|p| p.open_connections()).collect()
+    /// Connections open to each member of group `group`, in configuration order.
+    pub fn open_connections(&self, group: usize) -> Vec<usize> {
+        self.groups[group]
+            .members
+            .iter()
+            .map(|m| m.pool.open_connections())
+            .collect()
     }
 
-    /// Forwards one request and answers with the upstream's response, or with the
-    /// proxy's own when that fails.
-    pub async fn serve<B>(&self, req: Request<B>) -> Response<Body>
+    /// Forwards one request to a member of group `group` (an index into
+    /// `Config::groups`) and answers with its response, or with the proxy's own when
+    /// that fails. With `explain`, the reason is also sent as `Wharf-Explain` (it is
+    /// always in the response's `Explain` extension, for the access log).
+    pub async fn serve<B>(&self, group: usize, req: Request<B>, explain: bool) -> Response<Body>
     where
         B: http_body::Body<Data = Bytes, Error = io::Error> + Send + Unpin + 'static,
     {
-        match self.forward(req).await {
-            Ok(res) => res,
+        let (mut res, why) = match self.forward(&self.groups[group], req).await {
+            Ok(answer) => answer,
             Err(f) => self.failure(f),
+        };
+        if explain {
+            if let Ok(v) = HeaderValue::from_str(&why) {
+                res.headers_mut().insert(wharf_http::explain::HEADER, v);
+            }
         }
+        res.extensions_mut().insert(Explain(why));
+        res
     }
 
-    async fn forward<B>(&self, req: Request<B>) -> Result<Response<Body>, Failure>
+    async fn forward<B>(
+        &self,
+        group: &Arc<Group>,
+        req: Request<B>,
+    ) -> Result<(Response<Body>, String), Failure>
     where
         B: http_body::Body<Data = Bytes, Error = io::Error> + Send + Unpin + 'static,
     {
@@ -254,10 +283,17 @@ impl Proxy {
         } else {
             body::Limited::new(body, self.cfg.max_body, over.clone()).boxed_unsync()
         });
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let mut last = None;
-        for attempt in 0..=self.cfg.retries as usize {
-            let pool = &self.pools[(start + attempt) % self.pools.len()];
+        let client = parts.extensions.get::<ConnInfo>().map(|c| c.peer.ip());
+        let mut tried: Vec<usize> = Vec::new();
+        // The failed attempts so far: their status and reason.
+        let mut earlier: Vec<(StatusCode, String)> = Vec::new();
+        for _ in 0..=self.cfg.retries {
+            let Some((i, picked)) = group.pick(&parts.headers, parts.uri.path(), client, &tried)
+            else {
+                break;
+            };
+            tried.push(i);
+            let pool = &group.members[i].pool;
             let upstream = pool.upstream();
             let mut conn = match pool.checkout().await {
                 Ok(c) => c,
@@ -268,24 +304,24 @@ impl Proxy {
                     ));
                 }
                 Err(e) => {
-                    // Nothing was sent: another upstream may take it.
+                    // Nothing was sent: another member may take it.
+                    group.failed(i);
+                    tracing::warn!(target: "wharf::proxy", group = %group.name, %upstream, error = %e, "upstream unreachable");
                     let status = match e {
                         CheckoutError::ConnectTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
                         _ => StatusCode::BAD_GATEWAY,
                     };
-                    tracing::warn!(target: "wharf::proxy", %upstream, error = %e, "upstream unreachable");
-                    last = Some(Failure::new(
-                        status,
-                        format!("{}: {upstream}: {e}", status.as_u16()),
-                    ));
+                    earlier.push((status, format!("{}: {upstream}: {e}", status.as_u16())));
                     continue;
                 }
             };
             let req = self.upstream_request(&head, upstream, body.take().unwrap_or_else(empty));
+            let in_flight = group.start(i);
             let sent = conn.sender.try_send_request(req);
             let res = match tokio::time::timeout(self.cfg.response_timeout, sent).await {
                 Ok(Ok(res)) => res,
                 Err(_) => {
+                    group.failed(i);
                     return Err(Failure::new(
                         StatusCode::GATEWAY_TIMEOUT,
                         format!(
@@ -301,35 +337,55 @@ impl Proxy {
                             format!("413: the body went over the limit of {}", self.cfg.max_body),
                         ));
                     }
-                    let failure = Failure::new(
-                        StatusCode::BAD_GATEWAY,
-                        format!("502: {upstream}: {}", describe(e.error())),
-                    );
+                    let reason = format!("502: {upstream}: {}", describe(e.error()));
                     if let Some(unsent) = e.take_message() {
                         // Refused before a byte was written (a closed keep-alive
                         // connection): the request is whole and can go elsewhere.
                         body = Some(unsent.into_body());
-                    } else if !replayable {
-                        return Err(failure);
+                    } else {
+                        group.failed(i);
+                        if !replayable {
+                            return Err(Failure::new(StatusCode::BAD_GATEWAY, reason));
+                        }
                     }
-                    tracing::debug!(target: "wharf::proxy", %upstream, reused = conn.reused, reason = %failure.reason, "retrying");
-                    last = Some(failure);
+                    tracing::debug!(target: "wharf::proxy", %upstream, reused = conn.reused, %reason, "retrying");
+                    earlier.push((StatusCode::BAD_GATEWAY, reason));
                     continue;
                 }
             };
-            let why = if conn.reused {
-                "reused connection"
-            } else {
-                "new connection"
-            };
-            return Ok(self.downstream(
-                res,
-                conn.sender,
-                pool,
-                format!("proxied to {upstream} ({why})"),
-            ));
+            drop(in_flight);
+            group.succeeded(i);
+            let mut why = format!(
+                "proxied to {upstream} (group {}, {picked}, {} connection)",
+                group.name,
+                if conn.reused { "reused" } else { "new" }
+            );
+            if !earlier.is_empty() {
+                why.push_str("; after ");
+                why.push_str(&reasons(&earlier));
+            }
+            let mut res = self.downstream(res, conn.sender, pool);
+            if picked != group::PICKED_STICKY {
+                if let Some(cookie) = group
+                    .sticky
+                    .as_ref()
+                    .and_then(|s| s.set_cookie(&group.members[i]))
+                {
+                    res.headers_mut().append(header::SET_COOKIE, cookie);
+                }
+            }
+            return Ok((res, why));
         }
-        Err(last.expect("at least one attempt"))
+        // Every attempt failed (the last one's status is the answer), or no member was
+        // healthy to begin with.
+        match earlier.last() {
+            Some((status, _)) => Err(Failure::new(*status, reasons(&earlier))),
+            None => Err(Failure {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                reason: format!("503: no healthy upstream in group {}", group.name),
+                retry_after: Some(group.retry_after()),
+            }),
+        }
     }
 
     /// The parts of the request to send upstream (without `Host`, set per upstream):
@@ -417,20 +473,17 @@ impl Proxy {
         res: Response<hyper::body::Incoming>,
         sender: hyper::client::conn::http1::SendRequest<RequestBody>,
         pool: &Arc<Pool>,
-        why: String,
     ) -> Response<Body> {
         let (mut parts, incoming) = res.into_parts();
         forward::remove_hop_by_hop(&mut parts.headers);
         forward::append_via(&mut parts.headers, parts.version, VIA_NAME);
         parts.version = Version::HTTP_11;
         let body = Body::upstream(incoming, sender, pool.clone(), self.cfg.body_timeout);
-        let mut res = Response::from_parts(parts, body);
-        self.explain(&mut res, why);
-        res
+        Response::from_parts(parts, body)
     }
 
-    /// The proxy's own answer to a failure.
-    fn failure(&self, f: Failure) -> Response<Body> {
+    /// The proxy's own answer to a failure, and its reason.
+    fn failure(&self, f: Failure) -> (Response<Body>, String) {
         if f.status.is_server_error() {
             tracing::warn!(target: "wharf::proxy", reason = %f.reason, "upstream failure");
         }
@@ -442,20 +495,11 @@ impl Proxy {
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
-        if f.status == StatusCode::SERVICE_UNAVAILABLE {
-            h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        if let Some(after) = f.retry_after {
+            let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+            h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
-        self.explain(&mut res, f.reason);
-        res
-    }
-
-    fn explain(&self, res: &mut Response<Body>, reason: String) {
-        if self.cfg.explain {
-            if let Ok(v) = HeaderValue::from_str(&reason) {
-                res.headers_mut().insert(wharf_http::explain::HEADER, v);
-            }
-        }
-        res.extensions_mut().insert(Explain(reason));
+        (res, f.reason)
     }
 }
 
@@ -466,6 +510,22 @@ struct Head {
     /// The host the client named (`Host`, or the target's authority).
     host: Option<String>,
     headers: HeaderMap,
+}
+
+/// The reasons of failed attempts, in order.
+fn reasons(attempts: &[(StatusCode, String)]) -> String {
+    let all: Vec<&str> = attempts.iter().map(|(_, r)| r.as_str()).collect();
+    all.join("; ")
+}
+
+/// A random key for sticky cookies (ring's system random source).
+fn random_key() -> Vec<u8> {
+    use ring::rand::SecureRandom;
+    let mut key = vec![0u8; 32];
+    ring::rand::SystemRandom::new()
+        .fill(&mut key)
+        .expect("the system's random source");
+    key
 }
 
 fn empty() -> RequestBody {

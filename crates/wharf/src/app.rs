@@ -20,8 +20,12 @@ pub(crate) struct App {
     pub(crate) files: Files,
     hub: Option<wharf_hub::Service>,
     websockets: Vec<Endpoint>,
-    /// With `wharf proxy`, where every request goes.
+    /// The reverse proxy, when upstream groups are configured.
     proxy: Option<wharf_proxy::Proxy>,
+    /// Per site, its `[[site.proxy]]` routes: path prefix and group index.
+    routes: Vec<Vec<(String, usize)>>,
+    /// Every request goes to group 0 (`wharf proxy`).
+    proxy_everything: bool,
 }
 
 /// A WebSocket endpoint, ready to accept.
@@ -144,6 +148,8 @@ impl App {
             hub,
             websockets,
             proxy: cfg.proxy.clone().map(wharf_proxy::Proxy::new),
+            routes: routes(cfg),
+            proxy_everything: cfg.proxy_everything,
         })
     }
 }
@@ -227,8 +233,8 @@ impl wharf_server::Service for App {
     type Body = Body;
 
     async fn call(&self, mut req: Request<RequestBody>) -> Response<Body> {
-        if let Some(proxy) = &self.proxy {
-            let forward = Box::pin(proxy.serve(req));
+        if let (Some(proxy), Some((group, explain))) = (&self.proxy, self.proxied(&req)) {
+            let forward = Box::pin(proxy.serve(group, req, explain));
             return forward.await.map(Body::Proxy);
         }
         let path = req.uri().path();
@@ -252,7 +258,46 @@ impl wharf_server::Service for App {
     }
 }
 
+/// Per site, its proxy routes with the index of the group each names (names checked
+/// on load), longest prefix first.
+fn routes(cfg: &Config) -> Vec<Vec<(String, usize)>> {
+    let groups: Vec<&str> = cfg
+        .proxy
+        .iter()
+        .flat_map(|p| &p.groups)
+        .map(|g| g.name.as_str())
+        .collect();
+    cfg.sites
+        .iter()
+        .map(|site| {
+            let mut r: Vec<(String, usize)> = site
+                .proxy
+                .iter()
+                .filter_map(|route| {
+                    let g = groups.iter().position(|n| *n == route.upstream)?;
+                    Some((route.path.clone(), g))
+                })
+                .collect();
+            r.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
+            r
+        })
+        .collect()
+}
+
 impl App {
+    /// The upstream group a request goes to, and whether its site explains.
+    fn proxied<B>(&self, req: &Request<B>) -> Option<(usize, bool)> {
+        if self.proxy_everything {
+            return Some((0, self.files.explains(self.files.site_of(req))));
+        }
+        let site = self.files.site_of(req)?;
+        let path = req.uri().path();
+        self.routes[site]
+            .iter()
+            .find(|(prefix, _)| path.starts_with(prefix.as_str()))
+            .map(|(_, g)| (*g, self.files.explains(Some(site))))
+    }
+
     /// Answers a WebSocket handshake; the session runs in a task of its own.
     fn websocket(&self, ep: &Endpoint, req: &mut Request<RequestBody>) -> Response<Body> {
         let upgrade = req.extensions_mut().remove::<OnUpgrade>();

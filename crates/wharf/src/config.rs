@@ -54,9 +54,183 @@ pub(crate) struct Config {
     /// `[proxy]`: how wharf talks to upstream servers.
     #[serde(default, rename = "proxy")]
     pub(crate) proxy_settings: ProxySettings,
-    /// Every request forwarded to upstreams (`wharf proxy`); not a file setting.
+    /// `[[upstream]]`: upstream groups, for `[[site.proxy]]` routes.
+    #[serde(default, rename = "upstream")]
+    pub(crate) upstreams: Vec<UpstreamConfig>,
+    /// The reverse proxy, when there are upstream groups (from `[[upstream]]`, or
+    /// `wharf proxy --to`); not a file setting.
     #[serde(skip)]
     pub(crate) proxy: Option<wharf_proxy::Config>,
+    /// Every request goes to the first upstream group (`wharf proxy`).
+    #[serde(skip)]
+    pub(crate) proxy_everything: bool,
+}
+
+/// An `[[upstream]]` group: its members, balancing and health checks.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UpstreamConfig {
+    /// The name `[[site.proxy]]` routes use.
+    pub(crate) name: String,
+    /// Member URLs, `http://HOST[:PORT]`.
+    to: Vec<String>,
+    /// Weights, one per member (default: all 1).
+    #[serde(default)]
+    weights: Vec<u32>,
+    #[serde(default)]
+    balance: BalanceName,
+    /// With `balance = "hash"`: `header:NAME`, `cookie:NAME`, `path` or `client_ip`.
+    hash_on: Option<String>,
+    /// With `balance = "sticky"`: the cookie's name.
+    #[serde(default = "default_sticky_cookie")]
+    sticky_cookie: String,
+    /// Consecutive failures that eject a member (0: never).
+    #[serde(default = "default_passive_fails")]
+    passive_fails: u32,
+    /// How long an ejected member is left out.
+    #[serde(
+        default = "default_passive_eject",
+        deserialize_with = "wharf_server::limits::duration"
+    )]
+    passive_eject: Duration,
+    /// Active checks (`[upstream.health_check]`).
+    health_check: Option<HealthCheckConfig>,
+}
+
+/// `upstream.balance`.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum BalanceName {
+    #[default]
+    RoundRobin,
+    LeastRequests,
+    Hash,
+    Sticky,
+}
+
+/// `[upstream.health_check]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HealthCheckConfig {
+    path: String,
+    #[serde(
+        default = "default_check_interval",
+        deserialize_with = "wharf_server::limits::duration"
+    )]
+    interval: Duration,
+    #[serde(
+        default = "default_check_timeout",
+        deserialize_with = "wharf_server::limits::duration"
+    )]
+    timeout: Duration,
+    #[serde(default = "default_check_passes")]
+    passes: u32,
+    #[serde(default = "default_passive_fails")]
+    fails: u32,
+}
+
+fn default_sticky_cookie() -> String {
+    "wharf_upstream".into()
+}
+
+fn default_passive_fails() -> u32 {
+    wharf_proxy::Passive::default().fails
+}
+
+fn default_passive_eject() -> Duration {
+    wharf_proxy::Passive::default().eject
+}
+
+fn default_check_interval() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_check_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+
+fn default_check_passes() -> u32 {
+    2
+}
+
+impl UpstreamConfig {
+    /// The group this table describes, or the key at fault and why.
+    pub(crate) fn group(&self) -> Result<wharf_proxy::GroupConfig, (&'static str, String)> {
+        if self.to.is_empty() {
+            return Err(("to", "needs at least one URL".into()));
+        }
+        let members = self
+            .to
+            .iter()
+            .map(|u| wharf_proxy::Upstream::parse(u))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ("to", e.to_string()))?;
+        let weights = match self.weights.len() {
+            0 => vec![1; members.len()],
+            n if n == members.len() => self.weights.clone(),
+            _ => return Err(("weights", "needs one weight per URL of `to`".into())),
+        };
+        if weights.contains(&0) {
+            return Err(("weights", "must be at least 1".into()));
+        }
+        let balance = match (self.balance, &self.hash_on) {
+            (BalanceName::Hash, Some(on)) => {
+                wharf_proxy::Balance::Hash(hash_on(on).map_err(|e| ("hash_on", e))?)
+            }
+            (BalanceName::Hash, None) => return Err(("balance", "\"hash\" needs hash_on".into())),
+            (_, Some(_)) => return Err(("hash_on", "only applies with balance = \"hash\"".into())),
+            (BalanceName::RoundRobin, None) => wharf_proxy::Balance::RoundRobin,
+            (BalanceName::LeastRequests, None) => wharf_proxy::Balance::LeastRequests,
+            (BalanceName::Sticky, None) => wharf_proxy::Balance::Sticky {
+                cookie: self.sticky_cookie.clone(),
+            },
+        };
+        let check = match &self.health_check {
+            None => None,
+            Some(h) => {
+                if !h.path.starts_with('/') {
+                    return Err(("path", "must start with / (a request path)".into()));
+                }
+                if h.passes == 0 || h.fails == 0 {
+                    return Err(("health_check", "passes and fails must be at least 1".into()));
+                }
+                Some(wharf_proxy::ActiveCheck {
+                    path: h.path.clone(),
+                    interval: h.interval,
+                    timeout: h.timeout,
+                    passes: h.passes,
+                    fails: h.fails,
+                })
+            }
+        };
+        Ok(wharf_proxy::GroupConfig {
+            name: self.name.clone(),
+            members: members.into_iter().zip(weights).collect(),
+            balance,
+            passive: wharf_proxy::Passive {
+                fails: self.passive_fails,
+                eject: self.passive_eject,
+            },
+            check,
+        })
+    }
+}
+
+/// `hash_on`: `header:NAME`, `cookie:NAME`, `path` or `client_ip`.
+fn hash_on(text: &str) -> Result<wharf_proxy::HashOn, String> {
+    match text.split_once(':') {
+        Some(("header", name)) => http::HeaderName::from_bytes(name.trim().as_bytes())
+            .map(wharf_proxy::HashOn::Header)
+            .map_err(|_| format!("{name:?} is not a field name")),
+        Some(("cookie", name)) if !name.trim().is_empty() => {
+            Ok(wharf_proxy::HashOn::Cookie(name.trim().to_owned()))
+        }
+        None if text == "path" => Ok(wharf_proxy::HashOn::Path),
+        None if text == "client_ip" => Ok(wharf_proxy::HashOn::ClientIp),
+        _ => Err(format!(
+            "{text:?}: expected header:NAME, cookie:NAME, path or client_ip"
+        )),
+    }
 }
 
 /// `[proxy]`: timeouts, connection pools, retries and trust, for every upstream.
@@ -79,6 +253,9 @@ pub(crate) struct ProxySettings {
     #[serde(deserialize_with = "cidrs")]
     trusted_proxies: Vec<wharf_proxy::Cidr>,
     host: ProxyHost,
+    /// Signs sticky-session cookies; give every node the same one (default: random
+    /// per start).
+    sticky_key: Option<String>,
 }
 
 /// `proxy.host`: the `Host` sent upstream.
@@ -114,14 +291,17 @@ impl Default for ProxySettings {
             max_pending: d.pool.max_pending,
             trusted_proxies: d.trusted_proxies,
             host: ProxyHost::Keep,
+            sticky_key: None,
         }
     }
 }
 
 impl ProxySettings {
-    /// The proxy's configuration for `upstreams`, with these settings.
-    pub(crate) fn proxy(&self, upstreams: Vec<wharf_proxy::Upstream>) -> wharf_proxy::Config {
-        let mut c = wharf_proxy::Config::new(upstreams);
+    /// The proxy's configuration for `groups`, with these settings.
+    pub(crate) fn proxy(&self, groups: Vec<wharf_proxy::GroupConfig>) -> wharf_proxy::Config {
+        let mut c = wharf_proxy::Config::new(Vec::new());
+        c.groups = groups;
+        c.sticky_key = self.sticky_key.as_ref().map(|k| k.clone().into_bytes());
         c.pool = wharf_proxy::PoolLimits {
             max_idle: self.max_idle,
             idle_timeout: self.idle_timeout,
@@ -629,7 +809,9 @@ impl Default for Config {
             hub: HubConfig::default(),
             ftp: FtpConfig::default(),
             proxy_settings: ProxySettings::default(),
+            upstreams: Vec::new(),
             proxy: None,
+            proxy_everything: false,
         }
     }
 }
@@ -680,6 +862,7 @@ impl Config {
         cfg.check()
             .and_then(|()| cfg.check_ftp())
             .and_then(|()| cfg.check_sites())
+            .and_then(|()| cfg.check_upstreams())
             .and_then(|()| cfg.check_websockets())
             .map_err(|(path, msg)| {
                 let key = key_text(&path);
@@ -756,6 +939,58 @@ impl Config {
 }
 
 impl Config {
+    /// `[[upstream]]` and `[[site.proxy]]` rules: groups that can be built, named once,
+    /// and routes that name one.
+    fn check_upstreams(&self) -> Result<(), (Vec<Step<'static>>, String)> {
+        for (i, u) in self.upstreams.iter().enumerate() {
+            let at =
+                |key: &'static str| vec![Step::Key("upstream"), Step::Index(i), Step::Key(key)];
+            if self.upstreams[..i].iter().any(|o| o.name == u.name) {
+                return Err((
+                    at("name"),
+                    format!("{:?} names another upstream too", u.name),
+                ));
+            }
+            u.group().map_err(|(key, msg)| (at(key), msg))?;
+        }
+        for (i, site) in self.sites.iter().enumerate() {
+            for (j, route) in site.proxy.iter().enumerate() {
+                let at = |key: &'static str| {
+                    vec![
+                        Step::Key("site"),
+                        Step::Index(i),
+                        Step::Key("proxy"),
+                        Step::Index(j),
+                        Step::Key(key),
+                    ]
+                };
+                if !route.path.starts_with('/') {
+                    return Err((at("path"), "must start with / (a path prefix)".into()));
+                }
+                if !self.upstreams.iter().any(|u| u.name == route.upstream) {
+                    return Err((
+                        at("upstream"),
+                        format!("no [[upstream]] is named {:?}", route.upstream),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The reverse proxy of the `[[upstream]]` groups, if any (checked on load).
+    pub(crate) fn build_proxy(&mut self) {
+        if self.upstreams.is_empty() {
+            return;
+        }
+        let groups = self
+            .upstreams
+            .iter()
+            .filter_map(|u| u.group().ok())
+            .collect();
+        self.proxy = Some(self.proxy_settings.proxy(groups));
+    }
+
     /// `[ftp]` rules.
     fn check_ftp(&self) -> Result<(), (Vec<Step<'static>>, String)> {
         let f = &self.ftp;
@@ -1034,6 +1269,15 @@ mod tests {
             ("[proxy]\ntrusted_proxies = [\"10.0.0.0/33\"]\n", &["line 2", "prefix length"]),
             ("[proxy]\nhost = \"origin\"\n", &["line 2", "host"]),
             ("[proxy]\nretry = 2\n", &["line 2", "retry"]),
+            ("[[upstream]]\nname = \"a\"\nto = []\n", &["line 3", "upstream[0].to", "at least one"]),
+            ("[[upstream]]\nname = \"a\"\nto = [\"https://x\"]\n", &["line 3", "upstream[0].to", "only http://"]),
+            ("[[upstream]]\nname = \"a\"\nto = [\"http://x\"]\nweights = [1, 2]\n", &["line 4", "upstream[0].weights"]),
+            ("[[upstream]]\nname = \"a\"\nto = [\"http://x\"]\nbalance = \"hash\"\n", &["line 4", "needs hash_on"]),
+            ("[[upstream]]\nname = \"a\"\nto = [\"http://x\"]\nbalance = \"hash\"\nhash_on = \"body\"\n", &["line 5", "hash_on"]),
+            ("[[upstream]]\nname = \"a\"\nto = [\"http://x\"]\n[[upstream]]\nname = \"a\"\nto = [\"http://y\"]\n", &["line 5", "upstream[1].name"]),
+            ("[[upstream]]\nname = \"a\"\nto = [\"http://x\"]\nbalance = \"random\"\n", &["line 4", "balance"]),
+            ("[[site]]\nroot = \".\"\n[[site.proxy]]\npath = \"/api/\"\nupstream = \"nope\"\n", &["line 5", "site[0].proxy[0].upstream", "no [[upstream]]"]),
+            ("[[upstream]]\nname = \"a\"\nto = [\"http://x\"]\n[[site]]\nroot = \".\"\n[[site.proxy]]\npath = \"api\"\nupstream = \"a\"\n", &["line 7", "path", "must start with /"]),
             ("listen = []\n", &["line 1", "listen"]),
             ("[tls]\nredirect = true\n", &["line 2", "tls.redirect"]),
             ("[tls]\nlisten = [\"127.0.0.1:1\"]\nciphers = 1\n", &["line 3", "ciphers"]),

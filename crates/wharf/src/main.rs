@@ -139,12 +139,14 @@ fn proxy_config(args: &ProxyArgs) -> Result<Config, ConfigError> {
     }
     cfg.hub.enabled = false;
     apply_front(&mut cfg, &args.front);
-    let mut proxy = cfg.proxy_settings.proxy(upstreams);
-    proxy.explain = args.front.explain;
+    let mut proxy = cfg
+        .proxy_settings
+        .proxy(vec![wharf_proxy::GroupConfig::new("default", upstreams)]);
     if args.change_host {
         proxy.host = wharf_proxy::HostHeader::Upstream;
     }
     cfg.proxy = Some(proxy);
+    cfg.proxy_everything = true;
     Ok(cfg)
 }
 
@@ -170,7 +172,8 @@ fn build_files(cfg: &Config, src: Option<(&std::path::Path, &str)>) -> Result<Fi
 }
 
 fn serve(args: ServeArgs, data_dir: Option<std::path::PathBuf>) -> Result<(), ConfigError> {
-    let (cfg, src) = effective_config(&args)?;
+    let (mut cfg, src) = effective_config(&args)?;
+    cfg.build_proxy();
     init_logging(&cfg);
     let files = build_files(&cfg, args.config.as_deref().zip(src.as_deref()))?;
     start(cfg, files, data_dir, &args.ftp_user)
@@ -373,14 +376,32 @@ async fn run(
             quic: None,
         });
     }
+    let members = |g: &wharf_proxy::GroupConfig| {
+        let to: Vec<String> = g.members.iter().map(|(u, _)| u.to_string()).collect();
+        to.join(", ")
+    };
     match &cfg.proxy {
-        Some(p) => {
-            let to: Vec<String> = p.upstreams.iter().map(ToString::to_string).collect();
-            println!("wharf:   proxying to {} (round robin)", to.join(", "));
+        Some(p) if cfg.proxy_everything => {
+            println!(
+                "wharf:   proxying to {} (round robin)",
+                members(&p.groups[0])
+            );
         }
-        None => {
+        _ => {
             for site in &cfg.sites {
                 println!("wharf:   {}", serving(site));
+                for route in &site.proxy {
+                    let group = cfg
+                        .proxy
+                        .iter()
+                        .flat_map(|p| &p.groups)
+                        .find(|g| g.name == route.upstream);
+                    let to = group.map(members).unwrap_or_default();
+                    println!(
+                        "wharf:     {}* proxied to upstream {} ({to})",
+                        route.path, route.upstream
+                    );
+                }
             }
         }
     }

@@ -603,3 +603,182 @@ fn smuggling_attempts_never_reach_an_upstream() {
     }
     assert_eq!(up.connections.load(Ordering::SeqCst), 0);
 }
+
+/// wharf serving the fixture site, with `[[upstream]]` and `[[site.proxy]]` tables
+/// (`toml`) and explanations on.
+fn site_with_routes(toml: &str) -> Wharf {
+    Builder::new()
+        .config(&format!(
+            "{toml}\n[[site]]\nroot = \"site\"\ndefault = true\nexplain = true\n\
+             [[site.proxy]]\npath = \"/api/\"\nupstream = \"api\"\n"
+        ))
+        .start()
+}
+
+/// Which upstream (by the body it answers) served each of `n` GETs of `path`.
+fn served_by(w: &Wharf, path: &str, headers: &[(&str, &str)], n: usize) -> Vec<String> {
+    (0..n)
+        .map(|_| {
+            let res = w.get(path, headers);
+            assert_eq!(res.status(), 200, "{}", explain(&res));
+            res.text().unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn site_routes_send_a_prefix_to_a_weighted_group() {
+    let a = Upstream::start(|_| Reply::Bytes(ok("a")));
+    let b = Upstream::start(|_| Reply::Bytes(ok("b")));
+    let toml = format!(
+        "[[upstream]]\nname = \"api\"\nto = [\"{}\", \"{}\"]\nweights = [2, 1]\n",
+        a.url(),
+        b.url()
+    );
+    let w = site_with_routes(&toml);
+    assert_eq!(w.get("/hello.txt", &[]).text().unwrap(), "hello, world\n");
+    assert_eq!(
+        served_by(&w, "/api/x", &[], 6),
+        ["a", "b", "a", "a", "b", "a"]
+    );
+    assert_eq!(
+        a.seen()[0].head.lines().next().unwrap(),
+        "GET /api/x HTTP/1.1"
+    );
+    let res = w.get("/api", &[]);
+    assert_eq!(res.status(), 404, "/api is not under /api/: a file");
+}
+
+#[test]
+fn failing_members_are_ejected_then_503_with_retry_after() {
+    let dead = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let toml = format!(
+        "[proxy]\nretries = 0\n[[upstream]]\nname = \"api\"\nto = [\"{dead}\"]\n\
+         passive_fails = 2\npassive_eject = \"60s\"\n"
+    );
+    let w = site_with_routes(&toml);
+    for _ in 0..2 {
+        assert_eq!(w.get("/api/", &[]).status(), 502);
+    }
+    w.wait_for_stderr("upstream ejected");
+    let res = w.get("/api/", &[]);
+    assert_eq!(res.status(), 503);
+    let after: u64 = res.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((50..=60).contains(&after), "Retry-After: {after}");
+    assert!(
+        explain(&res).contains("no healthy upstream in group api"),
+        "{}",
+        explain(&res)
+    );
+    assert_eq!(
+        w.get("/hello.txt", &[]).status(),
+        200,
+        "files are not disturbed"
+    );
+}
+
+#[test]
+fn active_health_checks_take_a_member_out_and_bring_it_back() {
+    let sick = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let s = sick.clone();
+    let a = Upstream::start(move |req| {
+        if req.head.starts_with("GET /healthz") && s.load(Ordering::SeqCst) {
+            Reply::Bytes(
+                b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\n\r\n".to_vec(),
+            )
+        } else {
+            Reply::Bytes(ok("a"))
+        }
+    });
+    let b = Upstream::start(|_| Reply::Bytes(ok("b")));
+    let toml = format!(
+        "[[upstream]]\nname = \"api\"\nto = [\"{}\", \"{}\"]\n\
+         [upstream.health_check]\npath = \"/healthz\"\ninterval = \"50ms\"\npasses = 1\nfails = 1\n",
+        a.url(),
+        b.url()
+    );
+    let w = site_with_routes(&toml);
+    w.wait_for_stderr("upstream failed its health check");
+    assert_eq!(served_by(&w, "/api/", &[], 4), ["b", "b", "b", "b"]);
+    sick.store(false, Ordering::SeqCst);
+    w.wait_for_stderr("upstream healthy again");
+    let both = served_by(&w, "/api/", &[], 4);
+    assert!(
+        both.contains(&"a".to_owned()) && both.contains(&"b".to_owned()),
+        "{both:?}"
+    );
+    let checks = a
+        .seen()
+        .iter()
+        .filter(|s| s.head.starts_with("GET /healthz"))
+        .count();
+    assert!(checks >= 2);
+    let check = a
+        .seen()
+        .into_iter()
+        .find(|s| s.head.starts_with("GET /healthz"))
+        .unwrap();
+    assert_eq!(
+        check.field("host"),
+        [a.addr.to_string()],
+        "checks name the member"
+    );
+}
+
+#[test]
+fn sticky_sessions_follow_a_signed_cookie_and_ignore_a_forged_one() {
+    let a = Upstream::start(|_| Reply::Bytes(ok("a")));
+    let b = Upstream::start(|_| Reply::Bytes(ok("b")));
+    let toml = format!(
+        "[proxy]\nsticky_key = \"test key\"\n[[upstream]]\nname = \"api\"\n\
+         to = [\"{}\", \"{}\"]\nbalance = \"sticky\"\n",
+        a.url(),
+        b.url()
+    );
+    let w = site_with_routes(&toml);
+    let first = w.get("/api/", &[]);
+    let set = first.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(
+        set.starts_with("wharf_upstream=") && set.contains("HttpOnly"),
+        "{set}"
+    );
+    let who = first.text().unwrap();
+    let cookie = set.split(';').next().unwrap().to_owned();
+    for _ in 0..6 {
+        let res = w.get("/api/", &[("cookie", &cookie)]);
+        assert!(!res.headers().contains_key("set-cookie"), "already pinned");
+        assert!(explain(&res).contains("sticky cookie"), "{}", explain(&res));
+        assert_eq!(res.text().unwrap(), who);
+    }
+    let forged = format!("{}0", &cookie[..cookie.len() - 1]);
+    let res = w.get("/api/", &[("cookie", &forged)]);
+    assert!(explain(&res).contains("new session"), "{}", explain(&res));
+    assert!(res.headers().contains_key("set-cookie"), "a fresh cookie");
+}
+
+#[test]
+fn consistent_hashing_keeps_a_key_on_one_member() {
+    let a = Upstream::start(|_| Reply::Bytes(ok("a")));
+    let b = Upstream::start(|_| Reply::Bytes(ok("b")));
+    let toml = format!(
+        "[[upstream]]\nname = \"api\"\nto = [\"{}\", \"{}\"]\nbalance = \"hash\"\nhash_on = \"header:x-user\"\n",
+        a.url(),
+        b.url()
+    );
+    let w = site_with_routes(&toml);
+    let mut members = std::collections::HashSet::new();
+    for user in 0..16 {
+        let user = user.to_string();
+        let got = served_by(&w, "/api/", &[("x-user", &user)], 3);
+        assert!(got.iter().all(|g| *g == got[0]), "user {user}: {got:?}");
+        members.insert(got[0].clone());
+    }
+    assert_eq!(members.len(), 2, "16 users over both members");
+}

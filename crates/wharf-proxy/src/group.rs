@@ -1,0 +1,493 @@
+//! An upstream group: its members, how a request picks one, and which are healthy.
+//!
+//! Balancing policies:
+//! - round robin, weighted (nginx's smooth weighted round robin: with weights 5, 1, 1
+//!   the order is a a b a c a a, never five in a row);
+//! - least outstanding requests, by the "power of two choices": two members drawn at
+//!   random, the one with fewer requests in flight (per unit of weight) wins;
+//! - consistent hashing of a header, a cookie or the path (rendezvous hashing: each
+//!   key goes to the member with the highest hash of key and member, so adding or
+//!   removing a member moves only the keys that go to or came from it);
+//! - sticky sessions by cookie (see [`crate::sticky`]).
+//!
+//! Health: a member is left out while an active check says it is down, or while it
+//! is ejected after `fails` consecutive failed exchanges (refused, reset, timed out,
+//! malformed), for `eject`; then it is tried again, and one more failure ejects it
+//! again at once. Changes are logged.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use http::header::{self, HeaderMap, HeaderName};
+
+use crate::pool::{Pool, PoolLimits};
+use crate::sticky::Sticky;
+use crate::upstream::Upstream;
+
+/// What a consistent hash is computed on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HashOn {
+    /// A request field (e.g. `X-User`).
+    Header(HeaderName),
+    /// A cookie of the request.
+    Cookie(String),
+    /// The request path.
+    Path,
+    /// The client's address.
+    ClientIp,
+}
+
+/// How a request picks a member.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum Balance {
+    /// Round robin, weighted by the members' weights.
+    #[default]
+    RoundRobin,
+    /// The fewer requests in flight of two members drawn at random.
+    LeastRequests,
+    /// Consistent hashing; requests without the key go round robin.
+    Hash(HashOn),
+    /// The member named by a signed cookie; round robin (and the cookie set) without
+    /// a valid one.
+    Sticky {
+        /// The cookie's name.
+        cookie: String,
+    },
+}
+
+/// Passive health: failures in a row that eject a member, and for how long.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Passive {
+    /// Consecutive failed exchanges that eject a member (0: never).
+    pub fails: u32,
+    /// How long an ejected member is left out.
+    pub eject: Duration,
+}
+
+impl Default for Passive {
+    fn default() -> Self {
+        Passive {
+            fails: 3,
+            eject: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Active health checks: a GET of `path` on every member every `interval`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ActiveCheck {
+    /// The path (and query) asked for; a 2xx or 3xx passes.
+    pub path: String,
+    /// Time between checks.
+    pub interval: Duration,
+    /// Longest a check may take.
+    pub timeout: Duration,
+    /// Consecutive passes that bring a member that is down back.
+    pub passes: u32,
+    /// Consecutive failures that take a member down.
+    pub fails: u32,
+}
+
+/// One group as configured.
+#[derive(Clone, Debug)]
+pub struct GroupConfig {
+    /// Its name, for logs and explanations.
+    pub name: String,
+    /// Members and their weights (at least 1).
+    pub members: Vec<(Upstream, u32)>,
+    /// How requests pick a member.
+    pub balance: Balance,
+    /// Ejection after failures.
+    pub passive: Passive,
+    /// Active checks, if any.
+    pub check: Option<ActiveCheck>,
+}
+
+impl GroupConfig {
+    /// A group of equally weighted members, round robin, default passive health.
+    pub fn new(name: impl Into<String>, members: Vec<Upstream>) -> GroupConfig {
+        GroupConfig {
+            name: name.into(),
+            members: members.into_iter().map(|u| (u, 1)).collect(),
+            balance: Balance::RoundRobin,
+            passive: Passive::default(),
+            check: None,
+        }
+    }
+}
+
+/// A member of a group.
+#[derive(Debug)]
+pub(crate) struct Member {
+    pub(crate) pool: Arc<Pool>,
+    weight: u32,
+    /// Requests sent and not yet answered (least-requests balancing).
+    in_flight: AtomicUsize,
+    /// Consecutive failed exchanges.
+    fails: AtomicU32,
+    /// Milliseconds since the group's epoch until which the member is ejected (0: not).
+    ejected_until: AtomicU64,
+    /// What the active checks say (true without checks).
+    pub(crate) up: AtomicBool,
+}
+
+/// A group, ready to pick members.
+#[derive(Debug)]
+pub(crate) struct Group {
+    pub(crate) name: String,
+    pub(crate) members: Vec<Member>,
+    balance: Balance,
+    passive: Passive,
+    pub(crate) check: Option<ActiveCheck>,
+    pub(crate) sticky: Option<Sticky>,
+    epoch: Instant,
+    /// Round robin's and the random draws' counter.
+    next: AtomicUsize,
+    /// Smooth weighted round robin's current weights.
+    current: Mutex<Vec<i64>>,
+}
+
+/// Why a member was picked, for `explain`.
+pub(crate) const PICKED_STICKY: &str = "sticky cookie";
+
+impl Group {
+    pub(crate) fn new(cfg: GroupConfig, limits: PoolLimits, sticky_key: &[u8]) -> Group {
+        let members: Vec<Member> = cfg
+            .members
+            .into_iter()
+            .map(|(u, w)| Member {
+                pool: Arc::new(Pool::new(u, limits)),
+                weight: w.max(1),
+                in_flight: AtomicUsize::new(0),
+                fails: AtomicU32::new(0),
+                ejected_until: AtomicU64::new(0),
+                up: AtomicBool::new(true),
+            })
+            .collect();
+        let sticky = match &cfg.balance {
+            Balance::Sticky { cookie } => Some(Sticky::new(cookie, sticky_key)),
+            _ => None,
+        };
+        Group {
+            name: cfg.name,
+            current: Mutex::new(vec![0; members.len()]),
+            members,
+            balance: cfg.balance,
+            passive: cfg.passive,
+            check: cfg.check,
+            sticky,
+            epoch: Instant::now(),
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Whether member `i` may take requests now.
+    pub(crate) fn available(&self, i: usize) -> bool {
+        let m = &self.members[i];
+        m.up.load(Ordering::Acquire) && m.ejected_until.load(Ordering::Acquire) <= self.now_ms()
+    }
+
+    /// How long until an ejected member comes back (for `Retry-After`), if any is
+    /// ejected and none is down by an active check alone.
+    pub(crate) fn retry_after(&self) -> Duration {
+        let now = self.now_ms();
+        let soonest = self
+            .members
+            .iter()
+            .filter(|m| m.up.load(Ordering::Acquire))
+            .map(|m| m.ejected_until.load(Ordering::Acquire).saturating_sub(now))
+            .min();
+        Duration::from_millis(soonest.unwrap_or(1000)).max(Duration::from_secs(1))
+    }
+
+    /// The member for a request, among the available ones not in `tried`; `None`
+    /// when there is none. With sticky sessions, `pinned` is the member the cookie
+    /// named (already checked).
+    pub(crate) fn pick(
+        &self,
+        headers: &HeaderMap,
+        path: &str,
+        client: Option<IpAddr>,
+        tried: &[usize],
+    ) -> Option<(usize, &'static str)> {
+        let ok = |i: usize| !tried.contains(&i) && self.available(i);
+        match &self.balance {
+            Balance::RoundRobin => self.weighted_round_robin(ok).map(|i| (i, "round robin")),
+            Balance::LeastRequests => self.least_requests(ok).map(|i| (i, "least requests")),
+            Balance::Hash(on) => match hash_key(on, headers, path, client) {
+                Some(key) => self.rendezvous(&key, ok).map(|i| (i, "consistent hash")),
+                None => self
+                    .weighted_round_robin(ok)
+                    .map(|i| (i, "round robin (no hash key)")),
+            },
+            Balance::Sticky { .. } => {
+                let named = self
+                    .sticky
+                    .as_ref()
+                    .and_then(|s| s.member(headers, &self.members));
+                match named {
+                    Some(i) if ok(i) => Some((i, PICKED_STICKY)),
+                    _ => self
+                        .weighted_round_robin(ok)
+                        .map(|i| (i, "round robin (new session)")),
+                }
+            }
+        }
+    }
+
+    /// nginx's smooth weighted round robin over the members `ok` allows.
+    fn weighted_round_robin(&self, ok: impl Fn(usize) -> bool) -> Option<usize> {
+        let mut current = self.current.lock().expect("balancer lock");
+        let mut total = 0i64;
+        let mut best: Option<usize> = None;
+        for (i, m) in self.members.iter().enumerate() {
+            if !ok(i) {
+                continue;
+            }
+            current[i] += i64::from(m.weight);
+            total += i64::from(m.weight);
+            if best.is_none_or(|b| current[i] > current[b]) {
+                best = Some(i);
+            }
+        }
+        let best = best?;
+        current[best] -= total;
+        Some(best)
+    }
+
+    /// Power of two choices on requests in flight per unit of weight.
+    fn least_requests(&self, ok: impl Fn(usize) -> bool) -> Option<usize> {
+        let candidates: Vec<usize> = (0..self.members.len()).filter(|&i| ok(i)).collect();
+        match candidates.len() {
+            0 => None,
+            1 => Some(candidates[0]),
+            n => {
+                let draw = splitmix(self.next.fetch_add(1, Ordering::Relaxed) as u64);
+                let a = candidates[(draw % n as u64) as usize];
+                let mut b = candidates[((draw >> 32) % (n as u64 - 1)) as usize];
+                if b == a {
+                    b = candidates[n - 1];
+                }
+                let load = |i: usize| {
+                    let m = &self.members[i];
+                    m.in_flight.load(Ordering::Relaxed) as f64 / f64::from(m.weight)
+                };
+                Some(if load(b) < load(a) { b } else { a })
+            }
+        }
+    }
+
+    /// Weighted rendezvous hashing: the member with the highest score for `key`.
+    fn rendezvous(&self, key: &[u8], ok: impl Fn(usize) -> bool) -> Option<usize> {
+        let mut best: Option<(f64, usize)> = None;
+        for (i, m) in self.members.iter().enumerate().filter(|(i, _)| ok(*i)) {
+            let id = m.pool.upstream().to_string();
+            let h = xxhash_rust::xxh3::xxh3_64_with_seed(
+                key,
+                xxhash_rust::xxh3::xxh3_64(id.as_bytes()),
+            );
+            // A uniform number in (0, 1), then weight / -ln(u) (weighted rendezvous).
+            let u = ((h >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+            let score = f64::from(m.weight) / -u.ln();
+            if best.is_none_or(|(s, _)| score > s) {
+                best = Some((score, i));
+            }
+        }
+        best.map(|(_, i)| i)
+    }
+
+    /// Counts a request in flight on member `i` until the guard is dropped.
+    pub(crate) fn start(&self, i: usize) -> InFlight<'_> {
+        self.members[i].in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(&self.members[i])
+    }
+
+    /// An exchange with member `i` got a response.
+    pub(crate) fn succeeded(&self, i: usize) {
+        let m = &self.members[i];
+        if m.fails.swap(0, Ordering::AcqRel) >= self.passive.fails && self.passive.fails > 0 {
+            tracing::info!(target: "wharf::proxy", group = %self.name, upstream = %m.pool.upstream(), "upstream back after ejection");
+        }
+    }
+
+    /// An exchange with member `i` failed (refused, reset, timed out, malformed).
+    pub(crate) fn failed(&self, i: usize) {
+        let m = &self.members[i];
+        let fails = m.fails.fetch_add(1, Ordering::AcqRel) + 1;
+        if self.passive.fails == 0 || fails < self.passive.fails {
+            return;
+        }
+        let until = self.now_ms() + self.passive.eject.as_millis() as u64;
+        m.ejected_until.store(until, Ordering::Release);
+        // The next failure after the ejection ends ejects it again at once.
+        m.fails.store(self.passive.fails - 1, Ordering::Release);
+        tracing::warn!(target: "wharf::proxy", group = %self.name, upstream = %m.pool.upstream(), failures = fails, eject = ?self.passive.eject, "upstream ejected");
+    }
+}
+
+/// A request in flight on a member.
+pub(crate) struct InFlight<'a>(&'a Member);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The bytes a request's consistent hash is computed on, if it has them.
+fn hash_key(
+    on: &HashOn,
+    headers: &HeaderMap,
+    path: &str,
+    client: Option<IpAddr>,
+) -> Option<Vec<u8>> {
+    match on {
+        HashOn::Header(name) => headers.get(name).map(|v| v.as_bytes().to_vec()),
+        HashOn::Cookie(name) => cookie(headers, name).map(|v| v.as_bytes().to_vec()),
+        HashOn::Path => Some(path.as_bytes().to_vec()),
+        HashOn::ClientIp => client.map(|ip| ip.to_canonical().to_string().into_bytes()),
+    }
+}
+
+/// The value of cookie `name` in the request's `Cookie` fields (RFC 6265 §5.4).
+pub(crate) fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v.trim_matches('"'))
+}
+
+/// A well-mixed 64-bit number from a counter (SplitMix64).
+fn splitmix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group(weights: &[u32], balance: Balance) -> Group {
+        let members = weights
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                (
+                    Upstream::parse(&format!("http://10.0.0.{}:80", i + 1)).unwrap(),
+                    *w,
+                )
+            })
+            .collect();
+        let cfg = GroupConfig {
+            name: "g".into(),
+            members,
+            balance,
+            passive: Passive {
+                fails: 2,
+                eject: Duration::from_secs(60),
+            },
+            check: None,
+        };
+        Group::new(cfg, PoolLimits::default(), b"key")
+    }
+
+    fn picks(g: &Group, n: usize) -> Vec<usize> {
+        (0..n)
+            .map(|_| g.pick(&HeaderMap::new(), "/", None, &[]).unwrap().0)
+            .collect()
+    }
+
+    #[test]
+    fn weighted_round_robin_is_smooth() {
+        let g = group(&[5, 1, 1], Balance::RoundRobin);
+        assert_eq!(
+            picks(&g, 7),
+            [0, 0, 1, 0, 2, 0, 0],
+            "nginx's example: a a b a c a a"
+        );
+        let g = group(&[1, 1, 1], Balance::RoundRobin);
+        assert_eq!(picks(&g, 6), [0, 1, 2, 0, 1, 2]);
+    }
+
+    #[test]
+    fn unavailable_and_tried_members_are_skipped() {
+        let g = group(&[1, 1, 1], Balance::RoundRobin);
+        g.members[1].up.store(false, Ordering::Release);
+        assert_eq!(picks(&g, 4), [0, 2, 0, 2]);
+        let h = HeaderMap::new();
+        assert_eq!(g.pick(&h, "/", None, &[0, 2]), None);
+        g.failed(0);
+        assert!(g.available(0), "one failure of two");
+        g.failed(0);
+        assert!(!g.available(0), "ejected after two in a row");
+        assert_eq!(picks(&g, 2), [2, 2]);
+        g.failed(2);
+        g.failed(2);
+        assert_eq!(g.pick(&h, "/", None, &[]), None, "none left");
+        let after = g.retry_after();
+        assert!(
+            after > Duration::from_secs(50),
+            "the soonest ejection's end: {after:?}"
+        );
+    }
+
+    #[test]
+    fn least_requests_prefers_the_idle_member() {
+        let g = group(&[1, 1], Balance::LeastRequests);
+        let _busy = (g.start(0), g.start(0));
+        for _ in 0..20 {
+            assert_eq!(picks(&g, 1), [1]);
+        }
+    }
+
+    #[test]
+    fn consistent_hashing_moves_only_the_keys_of_a_removed_member() {
+        let on = Balance::Hash(HashOn::Header(HeaderName::from_static("x-user")));
+        let g = group(&[1, 1, 1, 1], on);
+        let pick = |user: usize, tried: &[usize]| {
+            let mut h = HeaderMap::new();
+            h.insert("x-user", user.to_string().parse().unwrap());
+            g.pick(&h, "/", None, tried).unwrap().0
+        };
+        let before: Vec<usize> = (0..400).map(|u| pick(u, &[])).collect();
+        for m in 0..4 {
+            let share = before.iter().filter(|&&b| b == m).count();
+            assert!((60..140).contains(&share), "member {m} got {share} of 400");
+        }
+        for (u, was) in before.iter().enumerate() {
+            let now = pick(u, &[2]);
+            if *was != 2 {
+                assert_eq!(now, *was, "user {u} moved though its member stayed");
+            }
+        }
+        let mut h = HeaderMap::new();
+        h.insert("x-user", "7".parse().unwrap());
+        assert_eq!(g.pick(&h, "/", None, &[]).unwrap().1, "consistent hash");
+        assert_eq!(
+            g.pick(&HeaderMap::new(), "/", None, &[]).unwrap().1,
+            "round robin (no hash key)"
+        );
+    }
+
+    #[test]
+    fn cookies_are_found_by_name() {
+        let mut h = HeaderMap::new();
+        h.append(header::COOKIE, "a=1; sid=\"xyz\"".parse().unwrap());
+        h.append(header::COOKIE, "b=2".parse().unwrap());
+        assert_eq!(cookie(&h, "sid"), Some("xyz"));
+        assert_eq!(cookie(&h, "b"), Some("2"));
+        assert_eq!(cookie(&h, "s"), None);
+    }
+}

@@ -1,0 +1,92 @@
+//! Active health checks: every member of a group with `check` gets a GET of the check
+//! path every interval, on a connection of its own (so that a check neither waits for
+//! the pool nor keeps a connection in it). `fails` failures in a row take a member
+//! out; `passes` passes in a row bring it back. Changes are logged.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Request};
+use http_body_util::Empty;
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use crate::group::{ActiveCheck, Group};
+use crate::upstream::Upstream;
+
+/// Starts the checks of `group`, if it has any; they stop once the group is dropped.
+pub(crate) fn spawn(group: &Arc<Group>) {
+    let Some(check) = group.check.clone() else {
+        return;
+    };
+    for member in 0..group.members.len() {
+        let group = Arc::downgrade(group);
+        tokio::spawn(run(group, member, check.clone()));
+    }
+}
+
+async fn run(group: Weak<Group>, member: usize, check: ActiveCheck) {
+    let mut tick = tokio::time::interval(check.interval);
+    let (mut passes, mut fails) = (0u32, 0u32);
+    loop {
+        tick.tick().await;
+        let Some(g) = group.upgrade() else { return };
+        let upstream = g.members[member].pool.upstream().clone();
+        drop(g);
+        let outcome = probe(&upstream, &check).await;
+        let Some(g) = group.upgrade() else { return };
+        let m = &g.members[member];
+        match outcome {
+            Ok(()) => {
+                (passes, fails) = (passes + 1, 0);
+                if passes >= check.passes && !m.up.swap(true, Ordering::AcqRel) {
+                    tracing::info!(target: "wharf::proxy", group = %g.name, %upstream, passes, "upstream healthy again");
+                }
+            }
+            Err(why) => {
+                (passes, fails) = (0, fails + 1);
+                if fails >= check.fails && m.up.swap(false, Ordering::AcqRel) {
+                    tracing::warn!(target: "wharf::proxy", group = %g.name, %upstream, fails, reason = %why, "upstream failed its health check");
+                }
+            }
+        }
+    }
+}
+
+/// One check: a 2xx or 3xx answer to GET of the path within the timeout.
+async fn probe(upstream: &Upstream, check: &ActiveCheck) -> Result<(), String> {
+    let exchange = async {
+        let tcp = TcpStream::connect(upstream.connect_to())
+            .await
+            .map_err(|e| format!("cannot connect: {e}"))?;
+        let (mut sender, conn) = http1::handshake::<_, Empty<Bytes>>(TokioIo::new(tcp))
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        let mut req = Request::new(Empty::new());
+        *req.uri_mut() = check
+            .path
+            .parse()
+            .map_err(|_| "bad check path".to_owned())?;
+        let host =
+            HeaderValue::from_str(upstream.authority().as_str()).map_err(|e| e.to_string())?;
+        req.headers_mut().insert(header::HOST, host);
+        req.headers_mut().insert(
+            header::USER_AGENT,
+            HeaderValue::from_static("wharf-health-check"),
+        );
+        let res = sender.send_request(req).await.map_err(|e| e.to_string())?;
+        let status = res.status();
+        if status.is_success() || status.is_redirection() {
+            Ok(())
+        } else {
+            Err(format!("status {}", status.as_u16()))
+        }
+    };
+    match tokio::time::timeout(check.timeout, exchange).await {
+        Ok(r) => r,
+        Err(_) => Err(format!("no answer within {:?}", check.timeout)),
+    }
+}
