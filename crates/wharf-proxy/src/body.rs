@@ -37,6 +37,11 @@ struct Streaming {
 }
 
 impl Body {
+    /// No body.
+    pub fn empty() -> Body {
+        Body(Kind::Full(None))
+    }
+
     /// A body of the proxy's own.
     pub fn full(bytes: impl Into<Bytes>) -> Body {
         Body(Kind::Full(Some(bytes.into())))

@@ -19,6 +19,7 @@ mod group;
 mod health;
 mod pool;
 mod sticky;
+mod tunnel;
 mod upstream;
 
 use std::io;
@@ -231,11 +232,24 @@ impl Proxy {
     /// `Config::groups`) and answers with its response, or with the proxy's own when
     /// that fails. With `explain`, the reason is also sent as `Wharf-Explain` (it is
     /// always in the response's `Explain` extension, for the access log).
-    pub async fn serve<B>(&self, group: usize, req: Request<B>, explain: bool) -> Response<Body>
+    ///
+    /// `upgrade` is the transport's promise of the client's connection after a `101`
+    /// (or a `200` to an extended CONNECT), for upgrades passed through to the
+    /// upstream; without it, an HTTP/1.1 `Upgrade` is not passed on.
+    pub async fn serve<B, U, S, E>(
+        &self,
+        group: usize,
+        req: Request<B>,
+        upgrade: Option<U>,
+        explain: bool,
+    ) -> Response<Body>
     where
         B: http_body::Body<Data = Bytes, Error = io::Error> + Send + Unpin + 'static,
+        U: std::future::Future<Output = Result<S, E>> + Send + 'static,
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+        E: Send + 'static,
     {
-        let (mut res, why) = match self.forward(&self.groups[group], req).await {
+        let (mut res, why) = match self.forward(&self.groups[group], req, upgrade).await {
             Ok(answer) => answer,
             Err(f) => self.failure(f),
         };
@@ -248,19 +262,26 @@ impl Proxy {
         res
     }
 
-    async fn forward<B>(
+    async fn forward<B, U, S, E>(
         &self,
         group: &Arc<Group>,
         req: Request<B>,
+        client_upgrade: Option<U>,
     ) -> Result<(Response<Body>, String), Failure>
     where
         B: http_body::Body<Data = Bytes, Error = io::Error> + Send + Unpin + 'static,
+        U: std::future::Future<Output = Result<S, E>> + Send + 'static,
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+        E: Send + 'static,
     {
         let (parts, body) = req.into_parts();
-        if parts.method == Method::CONNECT {
+        // An upgrade is passed on only where the transport can hand over the client's
+        // connection.
+        let upgrade = client_upgrade.as_ref().and(tunnel::Upgrade::of(&parts));
+        if parts.method == Method::CONNECT && upgrade.is_none() {
             return Err(Failure::new(
                 StatusCode::METHOD_NOT_ALLOWED,
-                "405: CONNECT is not forwarded",
+                "405: CONNECT is not forwarded (only extended CONNECT for a WebSocket)",
             ));
         }
         if let Some(len) = content_length(&parts.headers).filter(|l| *l > self.cfg.max_body) {
@@ -272,7 +293,7 @@ impl Proxy {
                 ),
             ));
         }
-        let head = self.upstream_head(&parts);
+        let head = self.upstream_head(&parts, upgrade.as_ref());
         let no_body = body.is_end_stream();
         // Safe to send again after a failure: nothing of it is lost, and doing it twice
         // means the same (RFC 9110 §9.2.2).
@@ -355,6 +376,15 @@ impl Proxy {
             };
             drop(in_flight);
             group.succeeded(i);
+            if let (Some(up), true) = (&upgrade, res.status() == StatusCode::SWITCHING_PROTOCOLS) {
+                let res = self.switch(res, up, client_upgrade).map_err(|why| {
+                    Failure::new(StatusCode::BAD_GATEWAY, format!("502: {upstream}: {why}"))
+                })?;
+                return Ok((
+                    res,
+                    format!("tunnel to {upstream} (group {}, {picked})", group.name),
+                ));
+            }
             let mut why = format!(
                 "proxied to {upstream} (group {}, {picked}, {} connection)",
                 group.name,
@@ -391,7 +421,11 @@ impl Proxy {
     /// The parts of the request to send upstream (without `Host`, set per upstream):
     /// the target in origin form, the fields less hop-by-hop ones, with `Via` and the
     /// forwarding fields.
-    fn upstream_head(&self, parts: &http::request::Parts) -> Head {
+    fn upstream_head(
+        &self,
+        parts: &http::request::Parts,
+        upgrade: Option<&tunnel::Upgrade>,
+    ) -> Head {
         let target = if parts.method == Method::OPTIONS && parts.uri.path() == "*" {
             PathAndQuery::from_static("*")
         } else {
@@ -437,8 +471,11 @@ impl Proxy {
             forward::set_forwarded(&mut headers, &hop, trusted);
         }
         forward::append_via(&mut headers, parts.version, VIA_NAME);
+        if let Some(up) = upgrade {
+            up.request_fields(&mut headers);
+        }
         Head {
-            method: parts.method.clone(),
+            method: upgrade.map_or_else(|| parts.method.clone(), |u| u.method(&parts.method)),
             target,
             host,
             headers,
@@ -482,6 +519,30 @@ impl Proxy {
         Response::from_parts(parts, body)
     }
 
+    /// The client's answer to an upgrade the upstream agreed to (`101`, or `200` to
+    /// an extended CONNECT); the connections are then joined in a task.
+    fn switch<U, S, E>(
+        &self,
+        mut res: Response<hyper::body::Incoming>,
+        upgrade: &tunnel::Upgrade,
+        client: Option<U>,
+    ) -> Result<Response<Body>, String>
+    where
+        U: std::future::Future<Output = Result<S, E>> + Send + 'static,
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+        E: Send + 'static,
+    {
+        let upstream = hyper::upgrade::on(&mut res);
+        let (mut parts, _) = res.into_parts();
+        let protocol = parts.headers.get(header::UPGRADE).cloned();
+        forward::remove_hop_by_hop(&mut parts.headers);
+        upgrade.answer(&mut parts.status, &mut parts.headers, protocol.as_ref())?;
+        forward::append_via(&mut parts.headers, parts.version, VIA_NAME);
+        let client = client.ok_or("no connection to hand over")?;
+        tunnel::splice(client, upstream);
+        Ok(Response::from_parts(parts, Body::empty()))
+    }
+
     /// The proxy's own answer to a failure, and its reason.
     fn failure(&self, f: Failure) -> (Response<Body>, String) {
         if f.status.is_server_error() {
@@ -518,14 +579,9 @@ fn reasons(attempts: &[(StatusCode, String)]) -> String {
     all.join("; ")
 }
 
-/// A random key for sticky cookies (ring's system random source).
+/// A random key for sticky cookies.
 fn random_key() -> Vec<u8> {
-    use ring::rand::SecureRandom;
-    let mut key = vec![0u8; 32];
-    ring::rand::SystemRandom::new()
-        .fill(&mut key)
-        .expect("the system's random source");
-    key
+    tunnel::random::<32>().to_vec()
 }
 
 fn empty() -> RequestBody {

@@ -220,7 +220,7 @@ impl Pool {
             .map_err(|e| CheckoutError::Connect(io::Error::other(e)))?;
         let upstream = self.upstream.clone();
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            if let Err(e) = conn.with_upgrades().await {
                 tracing::debug!(target: "wharf::proxy", %upstream, error = %e, "upstream connection ended");
             }
             drop(slot);

@@ -234,7 +234,8 @@ impl wharf_server::Service for App {
 
     async fn call(&self, mut req: Request<RequestBody>) -> Response<Body> {
         if let (Some(proxy), Some((group, explain))) = (&self.proxy, self.proxied(&req)) {
-            let forward = Box::pin(proxy.serve(group, req, explain));
+            let upgrade = req.extensions_mut().remove::<OnUpgrade>();
+            let forward = Box::pin(proxy.serve(group, req, upgrade, explain));
             return forward.await.map(Body::Proxy);
         }
         let path = req.uri().path();

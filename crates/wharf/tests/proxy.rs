@@ -782,3 +782,58 @@ fn consistent_hashing_keeps_a_key_on_one_member() {
     }
     assert_eq!(members.len(), 2, "16 users over both members");
 }
+
+#[test]
+fn websockets_pass_through_from_http1_and_http2_clients() {
+    let origin = Builder::new().arg("--ws-echo").arg("/ws").start();
+    let p = proxy(Proto::H1, &[origin.url("")], "");
+    let (mut ws, res) = common::ws::connect_to(&p, "/ws", &[]);
+    assert_eq!(
+        res.header("sec-websocket-accept"),
+        Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+        "the origin's answer to the client's key"
+    );
+    assert_eq!(res.header("via"), Some("1.1 wharf"));
+    ws.send(true, 1, b"through the proxy");
+    let echo = ws.recv().expect("the echo");
+    assert_eq!(
+        (echo.opcode, &echo.payload[..]),
+        (1, &b"through the proxy"[..])
+    );
+
+    // RFC 8441: an HTTP/2 client's extended CONNECT reaches the HTTP/1.1 origin.
+    let p2 = proxy(Proto::H2c, &[origin.url("")], "");
+    common::within(async {
+        let tcp = tokio::net::TcpStream::connect(p2.addr).await.unwrap();
+        let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+        tokio::spawn(conn);
+        let mut client = client.ready().await.unwrap();
+        let get = http::Request::get(format!("http://{}/hello.txt", p2.addr))
+            .body(())
+            .unwrap();
+        let (res, _) = client.send_request(get, true).unwrap();
+        assert_eq!(res.await.unwrap().status(), 200);
+        let mut req = http::Request::builder()
+            .method("CONNECT")
+            .uri(format!("http://{}/ws", p2.addr))
+            .header("sec-websocket-version", "13")
+            .body(())
+            .unwrap();
+        req.extensions_mut()
+            .insert(h2::ext::Protocol::from("websocket"));
+        let (res, mut send) = client.send_request(req, false).unwrap();
+        let res = res.await.unwrap();
+        assert_eq!(res.status(), 200, "{:?}", res.headers());
+        assert!(res.headers().get("sec-websocket-accept").is_none());
+        let mut recv = res.into_body();
+        send.send_data(common::ws::frame(true, 0, 1, b"over h2").into(), false)
+            .unwrap();
+        let mut got = Vec::new();
+        while got.len() < 2 + 7 {
+            let data = recv.data().await.unwrap().unwrap();
+            let _ = recv.flow_control().release_capacity(data.len());
+            got.extend_from_slice(&data);
+        }
+        assert_eq!(&got[..], &[&[0x81u8, 7][..], b"over h2"].concat()[..]);
+    });
+}
