@@ -47,15 +47,16 @@ impl Body {
         Body(Kind::Full(Some(bytes.into())))
     }
 
+    /// The upstream's body; `conn`, an HTTP/1.1 connection, goes back to its pool
+    /// at the body's end.
     pub(crate) fn upstream(
         incoming: hyper::body::Incoming,
-        sender: SendRequest<RequestBody>,
-        pool: Arc<Pool>,
+        conn: Option<(SendRequest<RequestBody>, Arc<Pool>)>,
         idle: Duration,
     ) -> Body {
         let mut s = Streaming {
             incoming,
-            conn: Some((sender, pool)),
+            conn,
             idle,
             timer: Box::pin(tokio::time::sleep(idle)),
         };

@@ -153,12 +153,17 @@ pub(crate) struct Group {
 pub(crate) const PICKED_STICKY: &str = "sticky cookie";
 
 impl Group {
-    pub(crate) fn new(cfg: GroupConfig, limits: PoolLimits, sticky_key: &[u8]) -> Group {
+    pub(crate) fn new(
+        cfg: GroupConfig,
+        limits: PoolLimits,
+        sticky_key: &[u8],
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> Group {
         let members: Vec<Member> = cfg
             .members
             .into_iter()
             .map(|(u, w)| Member {
-                pool: Arc::new(Pool::new(u, limits)),
+                pool: Arc::new(Pool::new(u, limits, tls.clone())),
                 weight: w.max(1),
                 in_flight: AtomicUsize::new(0),
                 fails: AtomicU32::new(0),
@@ -400,7 +405,7 @@ mod tests {
             },
             check: None,
         };
-        Group::new(cfg, PoolLimits::default(), b"key")
+        Group::new(cfg, PoolLimits::default(), b"key", None)
     }
 
     fn picks(g: &Group, n: usize) -> Vec<usize> {

@@ -1,20 +1,15 @@
 //! Active health checks: every member of a group with `check` gets a GET of the check
-//! path every interval, on a connection of its own (so that a check neither waits for
-//! the pool nor keeps a connection in it). `fails` failures in a row take a member
+//! path every interval, on a connection of its own in the member's protocol (so that
+//! a check neither waits for the pool nor keeps a connection in it). `fails` failures in a row take a member
 //! out; `passes` passes in a row bring it back. Changes are logged.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
-use bytes::Bytes;
 use http::{header, HeaderValue, Request};
-use http_body_util::Empty;
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 
 use crate::group::{ActiveCheck, Group};
-use crate::upstream::Upstream;
+use crate::pool::Pool;
 
 /// Starts the checks of `group`, if it has any; they stop once the group is dropped.
 pub(crate) fn spawn(group: &Arc<Group>) {
@@ -33,9 +28,10 @@ async fn run(group: Weak<Group>, member: usize, check: ActiveCheck) {
     loop {
         tick.tick().await;
         let Some(g) = group.upgrade() else { return };
-        let upstream = g.members[member].pool.upstream().clone();
+        let pool = g.members[member].pool.clone();
         drop(g);
-        let outcome = probe(&upstream, &check).await;
+        let outcome = probe(&pool, &check).await;
+        let upstream = pool.upstream();
         let Some(g) = group.upgrade() else { return };
         let m = &g.members[member];
         match outcome {
@@ -56,16 +52,11 @@ async fn run(group: Weak<Group>, member: usize, check: ActiveCheck) {
 }
 
 /// One check: a 2xx or 3xx answer to GET of the path within the timeout.
-async fn probe(upstream: &Upstream, check: &ActiveCheck) -> Result<(), String> {
+async fn probe(pool: &Pool, check: &ActiveCheck) -> Result<(), String> {
+    let upstream = pool.upstream();
     let exchange = async {
-        let tcp = TcpStream::connect(upstream.connect_to())
-            .await
-            .map_err(|e| format!("cannot connect: {e}"))?;
-        let (mut sender, conn) = http1::handshake::<_, Empty<Bytes>>(TokioIo::new(tcp))
-            .await
-            .map_err(|e| e.to_string())?;
-        tokio::spawn(conn);
-        let mut req = Request::new(Empty::new());
+        let mut sender = pool.connect(None).await.map_err(|e| e.to_string())?;
+        let mut req = Request::new(crate::empty());
         *req.uri_mut() = check
             .path
             .parse()
@@ -77,7 +68,8 @@ async fn probe(upstream: &Upstream, check: &ActiveCheck) -> Result<(), String> {
             header::USER_AGENT,
             HeaderValue::from_static("wharf-health-check"),
         );
-        let res = sender.send_request(req).await.map_err(|e| e.to_string())?;
+        sender.shape(&mut req, upstream);
+        let res = sender.send(req).await.map_err(|e| e.error().to_string())?;
         let status = res.status();
         if status.is_success() || status.is_redirection() {
             Ok(())

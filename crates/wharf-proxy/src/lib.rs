@@ -19,6 +19,7 @@ mod group;
 mod health;
 mod pool;
 mod sticky;
+mod tls;
 mod tunnel;
 mod upstream;
 
@@ -40,7 +41,8 @@ use wharf_http::Explain;
 pub use body::Body;
 pub use group::{ActiveCheck, Balance, GroupConfig, HashOn, Passive};
 pub use pool::{CheckoutError, PoolLimits};
-pub use upstream::{BadUpstream, Upstream};
+pub use tls::{client_config, UpstreamTls};
+pub use upstream::{BadUpstream, Protocol, Upstream};
 
 use group::Group;
 use pool::Pool;
@@ -120,6 +122,8 @@ impl Cidr {
 pub struct Config {
     /// The upstream groups; a request is forwarded to one (`Proxy::serve`).
     pub groups: Vec<GroupConfig>,
+    /// TLS to `https://` upstreams.
+    pub tls: UpstreamTls,
     /// The key that signs sticky-session cookies (random when `None`: cookies then
     /// last as long as the process, and hold on this node only).
     pub sticky_key: Option<Vec<u8>>,
@@ -147,6 +151,7 @@ impl Config {
     pub fn new(upstreams: Vec<Upstream>) -> Config {
         Config {
             groups: vec![GroupConfig::new("default", upstreams)],
+            tls: UpstreamTls::default(),
             sticky_key: None,
             pool: PoolLimits::default(),
             response_timeout: Duration::from_secs(60),
@@ -188,16 +193,29 @@ impl Proxy {
     /// A proxy to the groups of `cfg` (each with at least one member). Spawns the
     /// tasks that close idle connections past their time and run the health checks,
     /// so it is called within a tokio runtime.
-    pub fn new(cfg: Config) -> Proxy {
+    ///
+    /// Fails when TLS to `https://` upstreams cannot be set up (see
+    /// [`client_config`]).
+    pub fn new(cfg: Config) -> Result<Proxy, String> {
         assert!(
             cfg.groups.iter().all(|g| !g.members.is_empty()),
             "every group needs a member"
         );
+        let https = cfg
+            .groups
+            .iter()
+            .flat_map(|g| &g.members)
+            .any(|(u, _)| u.protocol() == Protocol::Tls);
+        let tls = if https {
+            Some(client_config(&cfg.tls).map_err(|e| format!("TLS to upstreams: {e}"))?)
+        } else {
+            None
+        };
         let key = cfg.sticky_key.clone().unwrap_or_else(random_key);
         let groups: Vec<Arc<Group>> = cfg
             .groups
             .iter()
-            .map(|g| Arc::new(Group::new(g.clone(), cfg.pool, &key)))
+            .map(|g| Arc::new(Group::new(g.clone(), cfg.pool, &key, tls.clone())))
             .collect();
         groups.iter().for_each(health::spawn);
         let weak: Vec<Weak<Group>> = groups.iter().map(Arc::downgrade).collect();
@@ -216,7 +234,7 @@ impl Proxy {
                     .for_each(|m| m.pool.reap());
             }
         });
-        Proxy { cfg, groups }
+        Ok(Proxy { cfg, groups })
     }
 
     /// Connections open to each member of group `group`, in configuration order.
@@ -336,9 +354,14 @@ impl Proxy {
                     continue;
                 }
             };
-            let req = self.upstream_request(&head, upstream, body.take().unwrap_or_else(empty));
+            let mut req = self.upstream_request(&head, upstream, body.take().unwrap_or_else(empty));
+            conn.sender.shape(&mut req, upstream);
+            if head.te_trailers && conn.sender.is_h2() {
+                req.headers_mut()
+                    .insert(header::TE, HeaderValue::from_static("trailers"));
+            }
             let in_flight = group.start(i);
-            let sent = conn.sender.try_send_request(req);
+            let sent = conn.sender.send(req);
             let res = match tokio::time::timeout(self.cfg.response_timeout, sent).await {
                 Ok(Ok(res)) => res,
                 Err(_) => {
@@ -447,6 +470,9 @@ impl Proxy {
                     .map(str::to_owned)
             });
         let mut headers = parts.headers.clone();
+        // gRPC clients send `TE: trailers` and gRPC servers insist on it; TE is
+        // hop-by-hop, so the proxy says it again itself (to HTTP/2 upstreams).
+        let te_trailers = forward::te_trailers(&headers);
         forward::remove_hop_by_hop(&mut headers);
         // wharf answered (or will answer) any `Expect: 100-continue` itself, when it
         // first reads the body to send it on.
@@ -479,6 +505,7 @@ impl Proxy {
             target,
             host,
             headers,
+            te_trailers,
         }
     }
 
@@ -508,14 +535,18 @@ impl Proxy {
     fn downstream(
         &self,
         res: Response<hyper::body::Incoming>,
-        sender: hyper::client::conn::http1::SendRequest<RequestBody>,
+        sender: pool::Sender,
         pool: &Arc<Pool>,
     ) -> Response<Body> {
         let (mut parts, incoming) = res.into_parts();
         forward::remove_hop_by_hop(&mut parts.headers);
         forward::append_via(&mut parts.headers, parts.version, VIA_NAME);
         parts.version = Version::HTTP_11;
-        let body = Body::upstream(incoming, sender, pool.clone(), self.cfg.body_timeout);
+        let conn = match sender {
+            pool::Sender::H1(s) => Some((s, pool.clone())),
+            pool::Sender::H2(_) => None,
+        };
+        let body = Body::upstream(incoming, conn, self.cfg.body_timeout);
         Response::from_parts(parts, body)
     }
 
@@ -571,6 +602,8 @@ struct Head {
     /// The host the client named (`Host`, or the target's authority).
     host: Option<String>,
     headers: HeaderMap,
+    /// The client asked for trailers (`TE: trailers`).
+    te_trailers: bool,
 }
 
 /// The reasons of failed attempts, in order.
@@ -584,7 +617,8 @@ fn random_key() -> Vec<u8> {
     tunnel::random::<32>().to_vec()
 }
 
-fn empty() -> RequestBody {
+/// An empty request body.
+pub(crate) fn empty() -> RequestBody {
     Empty::new().map_err(|never| match never {}).boxed_unsync()
 }
 

@@ -1,6 +1,8 @@
-//! Keep-alive HTTP/1.1 connections to one upstream, reused across requests.
+//! Connections to one upstream, reused across requests: keep-alive HTTP/1.1
+//! connections lent to one exchange at a time, or one HTTP/2 connection shared by
+//! all (its streams multiplexed by hyper, within the upstream's stream limit).
 //!
-//! A connection is lent to one exchange at a time and comes back only once its
+//! An HTTP/1.1 connection is lent to one exchange at a time and comes back only once its
 //! response has been read to the end and hyper says it can take another request; a
 //! response dropped half way closes its connection, so a connection is never reused
 //! after an incomplete exchange. Idle connections are kept newest first (the oldest
@@ -17,12 +19,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
+use http::{Request, Response};
+use hyper::client::conn::{http1, http2, TrySendError};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
-use crate::upstream::Upstream;
+use crate::upstream::{Protocol, Upstream};
 use crate::RequestBody;
 
 /// The limits of one upstream's pool.
@@ -61,6 +65,9 @@ pub enum CheckoutError {
     /// Connecting took longer than `connect_timeout`.
     #[error("connecting timed out after {0:?}")]
     ConnectTimeout(Duration),
+    /// The TLS handshake or the HTTP/2 preface failed.
+    #[error("{0}")]
+    Handshake(String),
     /// `max_connections` are open and `max_pending` requests already wait.
     #[error("too many requests waiting for a connection ({0})")]
     Saturated(usize),
@@ -78,6 +85,64 @@ pub(crate) struct Pool {
     waiting: AtomicUsize,
     /// Signalled when a connection goes idle or closes.
     freed: Arc<Notify>,
+    /// The HTTP/2 connection every request shares, once there is one.
+    shared: Mutex<Option<http2::SendRequest<RequestBody>>>,
+    /// For `https://` upstreams.
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+/// The sending half of a connection.
+#[derive(Debug)]
+pub(crate) enum Sender {
+    H1(http1::SendRequest<RequestBody>),
+    H2(http2::SendRequest<RequestBody>),
+}
+
+impl Sender {
+    /// Sends a request; a request refused before anything of it was written comes
+    /// back in the error.
+    pub(crate) async fn send(
+        &mut self,
+        req: Request<RequestBody>,
+    ) -> Result<Response<hyper::body::Incoming>, TrySendError<Request<RequestBody>>> {
+        match self {
+            Sender::H1(s) => s.try_send_request(req).await,
+            Sender::H2(s) => s.try_send_request(req).await,
+        }
+    }
+
+    /// Whether requests go out as HTTP/2.
+    pub(crate) fn is_h2(&self) -> bool {
+        matches!(self, Sender::H2(_))
+    }
+
+    /// Puts a request with an origin-form target and a `Host` field into the form
+    /// its protocol sends: unchanged for HTTP/1.1; for HTTP/2 the target becomes
+    /// absolute (`:scheme` and `:authority`, RFC 9113 §8.3.1) and `Host` goes.
+    pub(crate) fn shape<B>(&self, req: &mut Request<B>, upstream: &Upstream) {
+        if !self.is_h2() {
+            return;
+        }
+        let scheme = if upstream.protocol() == Protocol::Tls {
+            "https"
+        } else {
+            "http"
+        };
+        let host = req
+            .headers_mut()
+            .remove(http::header::HOST)
+            .and_then(|h| h.to_str().ok().map(str::to_owned))
+            .unwrap_or_else(|| upstream.authority().to_string());
+        let path = req
+            .uri()
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_owned();
+        if let Ok(uri) = format!("{scheme}://{host}{path}").parse() {
+            *req.uri_mut() = uri;
+        }
+        *req.version_mut() = http::Version::HTTP_2;
+    }
 }
 
 #[derive(Debug)]
@@ -89,7 +154,7 @@ struct Idle {
 /// A connection lent to one exchange.
 #[derive(Debug)]
 pub(crate) struct Conn {
-    pub(crate) sender: http1::SendRequest<RequestBody>,
+    pub(crate) sender: Sender,
     /// Whether it served an earlier request (a failure to send on it may be the
     /// upstream having closed it meanwhile, and worth one more try).
     pub(crate) reused: bool,
@@ -97,7 +162,7 @@ pub(crate) struct Conn {
 
 /// Counts one open connection until dropped (when the connection's task ends, or
 /// when connecting fails).
-struct OpenSlot {
+pub(crate) struct OpenSlot {
     open: Arc<AtomicUsize>,
     freed: Arc<Notify>,
 }
@@ -110,7 +175,12 @@ impl Drop for OpenSlot {
 }
 
 impl Pool {
-    pub(crate) fn new(upstream: Upstream, limits: PoolLimits) -> Pool {
+    /// A pool for `upstream`; `tls` is required for `https://` upstreams.
+    pub(crate) fn new(
+        upstream: Upstream,
+        limits: PoolLimits,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> Pool {
         Pool {
             upstream,
             limits,
@@ -118,6 +188,8 @@ impl Pool {
             open: Arc::new(AtomicUsize::new(0)),
             waiting: AtomicUsize::new(0),
             freed: Arc::new(Notify::new()),
+            shared: Mutex::new(None),
+            tls,
         }
     }
 
@@ -137,14 +209,20 @@ impl Pool {
             let freed = self.freed.notified();
             tokio::pin!(freed);
             freed.as_mut().enable();
-            if let Some(sender) = self.take_idle() {
+            if let Some(sender) = self
+                .take_shared()
+                .or_else(|| self.take_idle().map(Sender::H1))
+            {
                 return Ok(Conn {
                     sender,
                     reused: true,
                 });
             }
             if let Some(slot) = self.reserve() {
-                let sender = self.connect(slot).await?;
+                let sender = self.connect(Some(slot)).await?;
+                if let Sender::H2(s) = &sender {
+                    *self.shared.lock().expect("pool lock") = Some(s.clone());
+                }
                 return Ok(Conn {
                     sender,
                     reused: false,
@@ -158,6 +236,15 @@ impl Pool {
             freed.await;
             self.waiting.fetch_sub(1, Ordering::AcqRel);
         }
+    }
+
+    /// The shared HTTP/2 connection, while it is open.
+    fn take_shared(&self) -> Option<Sender> {
+        let shared = self.shared.lock().expect("pool lock");
+        shared
+            .as_ref()
+            .filter(|s| !s.is_closed())
+            .map(|s| Sender::H2(s.clone()))
     }
 
     /// The newest idle connection that is still open and not expired; the expired
@@ -201,10 +288,9 @@ impl Pool {
         }
     }
 
-    async fn connect(
-        &self,
-        slot: OpenSlot,
-    ) -> Result<http1::SendRequest<RequestBody>, CheckoutError> {
+    /// A new connection (for checks, without a slot: it does not count against
+    /// `max_connections`), by the upstream's protocol; over TLS, ALPN decides.
+    pub(crate) async fn connect(&self, slot: Option<OpenSlot>) -> Result<Sender, CheckoutError> {
         let limit = self.limits.connect_timeout;
         let tcp = match tokio::time::timeout(limit, TcpStream::connect(self.upstream.connect_to()))
             .await
@@ -214,18 +300,63 @@ impl Pool {
             Err(_) => return Err(CheckoutError::ConnectTimeout(limit)),
         };
         let _ = tcp.set_nodelay(true);
-        let (sender, conn) = http1::Builder::new()
-            .handshake(TokioIo::new(tcp))
-            .await
-            .map_err(|e| CheckoutError::Connect(io::Error::other(e)))?;
-        let upstream = self.upstream.clone();
-        tokio::spawn(async move {
-            if let Err(e) = conn.with_upgrades().await {
-                tracing::debug!(target: "wharf::proxy", %upstream, error = %e, "upstream connection ended");
+        match self.upstream.protocol() {
+            Protocol::Http1 => self.start(tcp, false, slot).await,
+            Protocol::H2c => self.start(tcp, true, slot).await,
+            Protocol::Tls => {
+                let cfg = self
+                    .tls
+                    .clone()
+                    .expect("TLS configured for https:// upstreams");
+                let name =
+                    rustls::pki_types::ServerName::try_from(self.upstream.tls_name().to_owned())
+                        .map_err(|e| CheckoutError::Handshake(format!("server name: {e}")))?;
+                let handshake = tokio_rustls::TlsConnector::from(cfg).connect(name, tcp);
+                let tls = match tokio::time::timeout(limit, handshake).await {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(e)) => return Err(CheckoutError::Handshake(format!("TLS: {e}"))),
+                    Err(_) => return Err(CheckoutError::ConnectTimeout(limit)),
+                };
+                let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                self.start(tls, h2, slot).await
             }
-            drop(slot);
-        });
-        Ok(sender)
+        }
+    }
+
+    /// HTTP/1.1 or HTTP/2 on a connected stream, its connection driven by a task of
+    /// its own that holds `slot` until the connection ends.
+    async fn start<T>(
+        &self,
+        io: T,
+        h2: bool,
+        slot: Option<OpenSlot>,
+    ) -> Result<Sender, CheckoutError>
+    where
+        T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let upstream = self.upstream.clone();
+        let failed = |e: hyper::Error| CheckoutError::Handshake(e.to_string());
+        if h2 {
+            let (sender, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(io))
+                .await
+                .map_err(failed)?;
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(target: "wharf::proxy", %upstream, error = %e, "upstream connection ended");
+                }
+                drop(slot);
+            });
+            Ok(Sender::H2(sender))
+        } else {
+            let (sender, conn) = http1::handshake(TokioIo::new(io)).await.map_err(failed)?;
+            tokio::spawn(async move {
+                if let Err(e) = conn.with_upgrades().await {
+                    tracing::debug!(target: "wharf::proxy", %upstream, error = %e, "upstream connection ended");
+                }
+                drop(slot);
+            });
+            Ok(Sender::H1(sender))
+        }
     }
 
     /// Takes back a connection whose response was read to its end: kept once hyper

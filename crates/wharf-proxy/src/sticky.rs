@@ -100,7 +100,7 @@ mod tests {
         cfg.balance = Balance::Sticky {
             cookie: "wharf_up".into(),
         };
-        Group::new(cfg, PoolLimits::default(), b"secret")
+        Group::new(cfg, PoolLimits::default(), b"secret", None)
     }
 
     fn with_cookie(value: &str) -> HeaderMap {

@@ -1,14 +1,28 @@
 //! An upstream server as configured: its URL, checked once, and what a request
-//! forwarded to it needs (the address to connect to, the authority for `Host`).
+//! forwarded to it needs (the address to connect to, the authority for `Host`, the
+//! protocol: `http://` HTTP/1.1, `h2c://` HTTP/2 with prior knowledge, `https://`
+//! TLS with the protocol its ALPN picks, HTTP/2 or HTTP/1.1).
 
 use std::fmt;
 
 use http::uri::{Authority, Scheme, Uri};
 
-/// One upstream server, `http://HOST[:PORT]`.
+/// One upstream server, `http://`, `h2c://` or `https://HOST[:PORT]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Upstream {
     authority: Authority,
+    protocol: Protocol,
+}
+
+/// How wharf talks to an upstream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// HTTP/1.1 over TCP (`http://`).
+    Http1,
+    /// HTTP/2 over TCP with prior knowledge (`h2c://`, RFC 9113 §3.3).
+    H2c,
+    /// TLS, then HTTP/2 or HTTP/1.1 as ALPN decides (`https://`).
+    Tls,
 }
 
 /// A URL that cannot name an upstream, and why.
@@ -22,19 +36,22 @@ pub struct BadUpstream {
 }
 
 impl Upstream {
-    /// Parses `http://HOST[:PORT]` (a trailing `/` allowed). A path, query, user
-    /// information or another scheme is refused: requests keep their own targets.
+    /// Parses `http://`, `h2c://` or `https://HOST[:PORT]` (a trailing `/` allowed).
+    /// A path, query, user information or another scheme is refused: requests keep
+    /// their own targets.
     pub fn parse(url: &str) -> Result<Upstream, BadUpstream> {
         let bad = |why| BadUpstream {
             url: url.to_owned(),
             why,
         };
         let uri: Uri = url.parse().map_err(|_| bad("not a URL"))?;
-        match uri.scheme() {
-            Some(s) if *s == Scheme::HTTP => {}
-            Some(_) => return Err(bad("only http:// upstreams are supported")),
+        let protocol = match uri.scheme() {
+            Some(s) if *s == Scheme::HTTP => Protocol::Http1,
+            Some(s) if *s == Scheme::HTTPS => Protocol::Tls,
+            Some(s) if s.as_str() == "h2c" => Protocol::H2c,
+            Some(_) => return Err(bad("the scheme must be http://, h2c:// or https://")),
             None => return Err(bad("give the scheme, e.g. http://127.0.0.1:3000")),
-        }
+        };
         let authority = uri.authority().ok_or_else(|| bad("no host"))?.clone();
         if authority.as_str().contains('@') {
             return Err(bad("user information is not allowed"));
@@ -47,13 +64,36 @@ impl Upstream {
                 "a path or query is not allowed: requests keep their own",
             ));
         }
-        Ok(Upstream { authority })
+        Ok(Upstream {
+            authority,
+            protocol,
+        })
     }
 
-    /// `HOST:PORT` to connect to (port 80 when the URL has none).
+    /// `HOST:PORT` to connect to (port 80, or 443 for `https://`, when the URL has
+    /// none).
     pub fn connect_to(&self) -> String {
+        let default = if self.protocol == Protocol::Tls {
+            443
+        } else {
+            80
+        };
         let host = self.authority.host();
-        format!("{host}:{}", self.authority.port_u16().unwrap_or(80))
+        format!("{host}:{}", self.authority.port_u16().unwrap_or(default))
+    }
+
+    /// The name the upstream's certificate must carry (and the TLS server name):
+    /// the host, without brackets for an IPv6 address.
+    pub fn tls_name(&self) -> &str {
+        self.authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+    }
+
+    /// How wharf talks to it.
+    pub fn protocol(&self) -> Protocol {
+        self.protocol
     }
 
     /// The authority as configured, for a `Host` rewritten to the upstream's.
@@ -64,7 +104,12 @@ impl Upstream {
 
 impl fmt::Display for Upstream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "http://{}", self.authority)
+        let scheme = match self.protocol {
+            Protocol::Http1 => "http",
+            Protocol::H2c => "h2c",
+            Protocol::Tls => "https",
+        };
+        write!(f, "{scheme}://{}", self.authority)
     }
 }
 
@@ -78,6 +123,8 @@ mod tests {
             ("http://127.0.0.1:3000", "127.0.0.1:3000"),
             ("http://app.internal/", "app.internal:80"),
             ("http://[::1]:8080", "[::1]:8080"),
+            ("https://app.internal", "app.internal:443"),
+            ("h2c://127.0.0.1:50051", "127.0.0.1:50051"),
         ];
         for (url, addr) in ok {
             assert_eq!(Upstream::parse(url).unwrap().connect_to(), addr, "{url}");
@@ -87,7 +134,10 @@ mod tests {
                 "127.0.0.1:3000",
                 "give the scheme, e.g. http://127.0.0.1:3000",
             ),
-            ("ftp://a.test", "only http:// upstreams are supported"),
+            (
+                "ftp://a.test",
+                "the scheme must be http://, h2c:// or https://",
+            ),
             ("http://u:p@a.test", "user information is not allowed"),
             (
                 "http://a.test/api",

@@ -147,7 +147,7 @@ impl App {
             files,
             hub,
             websockets,
-            proxy: cfg.proxy.clone().map(wharf_proxy::Proxy::new),
+            proxy: cfg.proxy.clone().map(wharf_proxy::Proxy::new).transpose()?,
             routes: routes(cfg),
             proxy_everything: cfg.proxy_everything,
         })

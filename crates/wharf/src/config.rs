@@ -256,6 +256,12 @@ pub(crate) struct ProxySettings {
     /// Signs sticky-session cookies; give every node the same one (default: random
     /// per start).
     sticky_key: Option<String>,
+    /// CA certificates (PEM) for `https://` upstreams instead of the system's roots.
+    pub(crate) ca: Option<PathBuf>,
+    /// A client certificate chain (PEM) for `https://` upstreams (mutual TLS) ...
+    pub(crate) client_cert: Option<PathBuf>,
+    /// ... and its key.
+    pub(crate) client_key: Option<PathBuf>,
 }
 
 /// `proxy.host`: the `Host` sent upstream.
@@ -292,6 +298,9 @@ impl Default for ProxySettings {
             trusted_proxies: d.trusted_proxies,
             host: ProxyHost::Keep,
             sticky_key: None,
+            ca: None,
+            client_cert: None,
+            client_key: None,
         }
     }
 }
@@ -302,6 +311,11 @@ impl ProxySettings {
         let mut c = wharf_proxy::Config::new(Vec::new());
         c.groups = groups;
         c.sticky_key = self.sticky_key.as_ref().map(|k| k.clone().into_bytes());
+        c.tls = wharf_proxy::UpstreamTls {
+            ca: self.ca.clone(),
+            client_cert: self.client_cert.clone(),
+            client_key: self.client_key.clone(),
+        };
         c.pool = wharf_proxy::PoolLimits {
             max_idle: self.max_idle,
             idle_timeout: self.idle_timeout,
@@ -847,9 +861,16 @@ impl Config {
         if let Some(d) = &mut cfg.data_dir {
             *d = resolve(base, d);
         }
-        for p in [&mut cfg.ftp.root, &mut cfg.ftp.users_file]
-            .into_iter()
-            .flatten()
+        let p = &mut cfg.proxy_settings;
+        for p in [
+            &mut cfg.ftp.root,
+            &mut cfg.ftp.users_file,
+            &mut p.ca,
+            &mut p.client_cert,
+            &mut p.client_key,
+        ]
+        .into_iter()
+        .flatten()
         {
             *p = resolve(base, p);
         }

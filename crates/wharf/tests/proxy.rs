@@ -837,3 +837,39 @@ fn websockets_pass_through_from_http1_and_http2_clients() {
         assert_eq!(&got[..], &[&[0x81u8, 7][..], b"over h2"].concat()[..]);
     });
 }
+
+#[test]
+fn http2_and_tls_upstreams() {
+    let origin = Builder::new().start();
+    let p = proxy(Proto::H1, &[format!("h2c://{}", origin.addr)], "");
+    for _ in 0..3 {
+        let res = p.get("/hello.txt", &[]);
+        assert_eq!(res.status(), 200, "{}", explain(&res));
+        assert_eq!(res.text().unwrap(), "hello, world\n");
+    }
+    assert_eq!(
+        origin
+            .wait_for_lines("\"GET /hello.txt HTTP/2.0\"", 3)
+            .len(),
+        3,
+        "h2c:// speaks HTTP/2 to the upstream"
+    );
+
+    // https://: the upstream's certificate verified against a configured CA, HTTP/2
+    // by ALPN, and refused without that CA.
+    let secure = Builder::new().proto(Proto::H1Tls).start();
+    let url = format!("https://localhost:{}", secure.addr.port());
+    let toml = format!(
+        "[proxy]\nca = {:?}\n",
+        secure.root_cert().display().to_string()
+    );
+    let p = proxy(Proto::H1, std::slice::from_ref(&url), &toml);
+    let res = p.get("/hello.txt", &[]);
+    assert_eq!(res.status(), 200, "{}", explain(&res));
+    assert_eq!(res.text().unwrap(), "hello, world\n");
+    secure.wait_for_output("\"GET /hello.txt HTTP/2.0\"");
+    let untrusted = proxy(Proto::H1, &[url], "[proxy]\nretries = 0\n");
+    let res = untrusted.get("/hello.txt", &[]);
+    assert_eq!(res.status(), 502);
+    assert!(explain(&res).contains("certificate"), "{}", explain(&res));
+}
