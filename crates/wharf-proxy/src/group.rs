@@ -222,6 +222,9 @@ impl Group {
         tried: &[usize],
     ) -> Option<(usize, &'static str)> {
         let ok = |i: usize| !tried.contains(&i) && self.available(i);
+        if self.members.len() == 1 && self.sticky.is_none() {
+            return ok(0).then_some((0, "the only member"));
+        }
         match &self.balance {
             Balance::RoundRobin => self.weighted_round_robin(ok).map(|i| (i, "round robin")),
             Balance::LeastRequests => self.least_requests(ok).map(|i| (i, "least requests")),

@@ -267,16 +267,24 @@ impl Proxy {
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
         E: Send + 'static,
     {
-        let (mut res, why) = match self.forward(&self.groups[group], req, upgrade).await {
+        let (mut res, why) = match self
+            .forward(&self.groups[group], req, upgrade, explain)
+            .await
+        {
             Ok(answer) => answer,
-            Err(f) => self.failure(f),
-        };
-        if explain {
-            if let Ok(v) = HeaderValue::from_str(&why) {
-                res.headers_mut().insert(wharf_http::explain::HEADER, v);
+            Err(f) => {
+                let (res, why) = self.failure(f);
+                (res, Some(why))
             }
+        };
+        if let Some(why) = why {
+            if explain {
+                if let Ok(v) = HeaderValue::from_str(&why) {
+                    res.headers_mut().insert(wharf_http::explain::HEADER, v);
+                }
+            }
+            res.extensions_mut().insert(Explain(why));
         }
-        res.extensions_mut().insert(Explain(why));
         res
     }
 
@@ -285,14 +293,15 @@ impl Proxy {
         group: &Arc<Group>,
         req: Request<B>,
         client_upgrade: Option<U>,
-    ) -> Result<(Response<Body>, String), Failure>
+        explain: bool,
+    ) -> Result<(Response<Body>, Option<String>), Failure>
     where
         B: http_body::Body<Data = Bytes, Error = io::Error> + Send + Unpin + 'static,
         U: std::future::Future<Output = Result<S, E>> + Send + 'static,
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
         E: Send + 'static,
     {
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
         // An upgrade is passed on only where the transport can hand over the client's
         // connection.
         let upgrade = client_upgrade.as_ref().and(tunnel::Upgrade::of(&parts));
@@ -311,7 +320,7 @@ impl Proxy {
                 ),
             ));
         }
-        let head = self.upstream_head(&parts, upgrade.as_ref());
+        let mut head = self.upstream_head(&mut parts, upgrade.as_ref());
         let no_body = body.is_end_stream();
         // Safe to send again after a failure: nothing of it is lost, and doing it twice
         // means the same (RFC 9110 §9.2.2).
@@ -327,7 +336,7 @@ impl Proxy {
         // The failed attempts so far: their status and reason.
         let mut earlier: Vec<(StatusCode, String)> = Vec::new();
         for _ in 0..=self.cfg.retries {
-            let Some((i, picked)) = group.pick(&parts.headers, parts.uri.path(), client, &tried)
+            let Some((i, picked)) = group.pick(&head.headers, parts.uri.path(), client, &tried)
             else {
                 break;
             };
@@ -354,7 +363,14 @@ impl Proxy {
                     continue;
                 }
             };
-            let mut req = self.upstream_request(&head, upstream, body.take().unwrap_or_else(empty));
+            // The fields are copied only where another attempt may need them.
+            let headers = if replayable && tried.len() <= self.cfg.retries as usize {
+                head.headers.clone()
+            } else {
+                std::mem::take(&mut head.headers)
+            };
+            let mut req =
+                self.upstream_request(&head, headers, upstream, body.take().unwrap_or_else(empty));
             conn.sender.shape(&mut req, upstream);
             if head.te_trailers && conn.sender.is_h2() {
                 req.headers_mut()
@@ -385,7 +401,10 @@ impl Proxy {
                     if let Some(unsent) = e.take_message() {
                         // Refused before a byte was written (a closed keep-alive
                         // connection): the request is whole and can go elsewhere.
-                        body = Some(unsent.into_body());
+                        let (unsent, unsent_body) = unsent.into_parts();
+                        head.headers = unsent.headers;
+                        head.headers.remove(header::TE);
+                        body = Some(unsent_body);
                     } else {
                         group.failed(i);
                         if !replayable {
@@ -403,20 +422,23 @@ impl Proxy {
                 let res = self.switch(res, up, client_upgrade).map_err(|why| {
                     Failure::new(StatusCode::BAD_GATEWAY, format!("502: {upstream}: {why}"))
                 })?;
-                return Ok((
-                    res,
-                    format!("tunnel to {upstream} (group {}, {picked})", group.name),
-                ));
+                let why = explain
+                    .then(|| format!("tunnel to {upstream} (group {}, {picked})", group.name));
+                return Ok((res, why));
             }
-            let mut why = format!(
-                "proxied to {upstream} (group {}, {picked}, {} connection)",
-                group.name,
-                if conn.reused { "reused" } else { "new" }
-            );
-            if !earlier.is_empty() {
-                why.push_str("; after ");
-                why.push_str(&reasons(&earlier));
-            }
+            // Reasons are formatted only for sites that send them.
+            let why = explain.then(|| {
+                let mut why = format!(
+                    "proxied to {upstream} (group {}, {picked}, {} connection)",
+                    group.name,
+                    if conn.reused { "reused" } else { "new" }
+                );
+                if !earlier.is_empty() {
+                    why.push_str("; after ");
+                    why.push_str(&reasons(&earlier));
+                }
+                why
+            });
             let mut res = self.downstream(res, conn.sender, pool);
             if picked != group::PICKED_STICKY {
                 if let Some(cookie) = group
@@ -444,9 +466,10 @@ impl Proxy {
     /// The parts of the request to send upstream (without `Host`, set per upstream):
     /// the target in origin form, the fields less hop-by-hop ones, with `Via` and the
     /// forwarding fields.
+    /// Takes the request's fields (`parts.headers` is left empty).
     fn upstream_head(
         &self,
-        parts: &http::request::Parts,
+        parts: &mut http::request::Parts,
         upgrade: Option<&tunnel::Upgrade>,
     ) -> Head {
         let target = if parts.method == Method::OPTIONS && parts.uri.path() == "*" {
@@ -469,7 +492,7 @@ impl Proxy {
                     .and_then(|h| h.to_str().ok())
                     .map(str::to_owned)
             });
-        let mut headers = parts.headers.clone();
+        let mut headers = std::mem::take(&mut parts.headers);
         // gRPC clients send `TE: trailers` and gRPC servers insist on it; TE is
         // hop-by-hop, so the proxy says it again itself (to HTTP/2 upstreams).
         let te_trailers = forward::te_trailers(&headers);
@@ -512,6 +535,7 @@ impl Proxy {
     fn upstream_request(
         &self,
         head: &Head,
+        mut headers: HeaderMap,
         upstream: &Upstream,
         body: RequestBody,
     ) -> Request<RequestBody> {
@@ -519,7 +543,6 @@ impl Proxy {
         *req.method_mut() = head.method.clone();
         *req.uri_mut() = Uri::from(head.target.clone());
         *req.version_mut() = Version::HTTP_11;
-        let mut headers = head.headers.clone();
         let host = match (&self.cfg.host, &head.host) {
             (HostHeader::Keep, Some(h)) => h.as_str(),
             _ => upstream.authority().as_str(),

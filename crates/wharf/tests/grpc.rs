@@ -132,7 +132,10 @@ fn a_deadline_expires_at_the_upstream_and_its_status_comes_back() {
         // expired" (other servers say DEADLINE_EXCEEDED): what the upstream says, the
         // client hears.
         assert_eq!(fields["grpc-status"], "1");
-        assert_eq!(fields["grpc-message"], "Timeout%20expired", "percent-encoded");
+        assert_eq!(
+            fields["grpc-message"], "Timeout%20expired",
+            "percent-encoded"
+        );
         assert!(start.elapsed() < Duration::from_secs(3));
     });
 }
