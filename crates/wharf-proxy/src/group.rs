@@ -14,10 +14,15 @@
 //! is ejected after `fails` consecutive failed exchanges (refused, reset, timed out,
 //! malformed), for `eject`; then it is tried again, and one more failure ejects it
 //! again at once. Changes are logged.
+//!
+//! Membership can change while requests run (service discovery, [`Group::update`]):
+//! a request works on the snapshot it took ([`Group::members`]), so one in flight on
+//! a member that has just been removed finishes there; members that stay keep their
+//! connections and health.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderMap, HeaderName};
@@ -103,6 +108,8 @@ pub struct GroupConfig {
     pub passive: Passive,
     /// Active checks, if any.
     pub check: Option<ActiveCheck>,
+    /// Where more members come from (the static ones serve until it answers).
+    pub discovery: Option<crate::discovery::Discovery>,
 }
 
 impl GroupConfig {
@@ -114,6 +121,7 @@ impl GroupConfig {
             balance: Balance::RoundRobin,
             passive: Passive::default(),
             check: None,
+            discovery: None,
         }
     }
 }
@@ -123,6 +131,8 @@ impl GroupConfig {
 pub(crate) struct Member {
     pub(crate) pool: Arc<Pool>,
     weight: u32,
+    /// Smooth weighted round robin's current weight (changed under `Group::wrr`).
+    current: std::sync::atomic::AtomicI64,
     /// Requests sent and not yet answered (least-requests balancing).
     in_flight: AtomicUsize,
     /// Consecutive failed exchanges.
@@ -137,7 +147,7 @@ pub(crate) struct Member {
 #[derive(Debug)]
 pub(crate) struct Group {
     pub(crate) name: String,
-    pub(crate) members: Vec<Member>,
+    members: RwLock<Arc<Vec<Arc<Member>>>>,
     balance: Balance,
     passive: Passive,
     pub(crate) check: Option<ActiveCheck>,
@@ -145,9 +155,15 @@ pub(crate) struct Group {
     epoch: Instant,
     /// Round robin's and the random draws' counter.
     next: AtomicUsize,
-    /// Smooth weighted round robin's current weights.
-    current: Mutex<Vec<i64>>,
+    /// Held while smooth weighted round robin updates the members' weights.
+    wrr: Mutex<()>,
+    /// For members that join later.
+    limits: PoolLimits,
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
+
+/// The members as one request sees them.
+pub(crate) type Members = Arc<Vec<Arc<Member>>>;
 
 /// Why a member was picked, for `explain`.
 pub(crate) const PICKED_STICKY: &str = "sticky cookie";
@@ -159,42 +175,74 @@ impl Group {
         sticky_key: &[u8],
         tls: Option<Arc<rustls::ClientConfig>>,
     ) -> Group {
-        let members: Vec<Member> = cfg
-            .members
-            .into_iter()
-            .map(|(u, w)| Member {
-                pool: Arc::new(Pool::new(u, limits, tls.clone())),
-                weight: w.max(1),
-                in_flight: AtomicUsize::new(0),
-                fails: AtomicU32::new(0),
-                ejected_until: AtomicU64::new(0),
-                up: AtomicBool::new(true),
-            })
-            .collect();
         let sticky = match &cfg.balance {
             Balance::Sticky { cookie } => Some(Sticky::new(cookie, sticky_key)),
             _ => None,
         };
+        let members = cfg
+            .members
+            .into_iter()
+            .map(|(u, w)| Arc::new(Member::new(u, w, limits, tls.clone())))
+            .collect();
         Group {
             name: cfg.name,
-            current: Mutex::new(vec![0; members.len()]),
-            members,
+            members: RwLock::new(Arc::new(members)),
             balance: cfg.balance,
             passive: cfg.passive,
             check: cfg.check,
             sticky,
             epoch: Instant::now(),
             next: AtomicUsize::new(0),
+            wrr: Mutex::new(()),
+            limits,
+            tls,
         }
+    }
+
+    /// The members now.
+    pub(crate) fn members(&self) -> Members {
+        self.members.read().expect("members lock").clone()
+    }
+
+    /// Replaces the members by `list` (from discovery): members whose URL and
+    /// weight stay are kept, with their connections and health; the new ones are
+    /// returned, for health checks to start on. An empty list is refused (the last
+    /// one stays): a group with no member cannot serve.
+    pub(crate) fn update(&self, list: &[(Upstream, u32)]) -> Vec<Weak<Member>> {
+        if list.is_empty() {
+            return Vec::new();
+        }
+        let mut members = self.members.write().expect("members lock");
+        let mut added = Vec::new();
+        let next: Vec<Arc<Member>> = list
+            .iter()
+            .map(|(u, w)| {
+                members
+                    .iter()
+                    .find(|m| m.pool.upstream() == u && m.weight == (*w).max(1))
+                    .cloned()
+                    .unwrap_or_else(|| {
+                        let m = Arc::new(Member::new(u.clone(), *w, self.limits, self.tls.clone()));
+                        added.push(Arc::downgrade(&m));
+                        m
+                    })
+            })
+            .collect();
+        let changed = next.len() != members.len() || !added.is_empty();
+        if changed {
+            let urls: Vec<String> = next.iter().map(|m| m.pool.upstream().to_string()).collect();
+            tracing::info!(target: "wharf::proxy", group = %self.name, members = %urls.join(", "), "upstream group changed");
+        }
+        *members = Arc::new(next);
+        added
     }
 
     fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
     }
 
-    /// Whether member `i` may take requests now.
-    pub(crate) fn available(&self, i: usize) -> bool {
-        let m = &self.members[i];
+    /// Whether `m` may take requests now.
+    pub(crate) fn available(&self, m: &Member) -> bool {
         m.up.load(Ordering::Acquire) && m.ejected_until.load(Ordering::Acquire) <= self.now_ms()
     }
 
@@ -203,7 +251,7 @@ impl Group {
     pub(crate) fn retry_after(&self) -> Duration {
         let now = self.now_ms();
         let soonest = self
-            .members
+            .members()
             .iter()
             .filter(|m| m.up.load(Ordering::Acquire))
             .map(|m| m.ejected_until.load(Ordering::Acquire).saturating_sub(now))
@@ -211,67 +259,68 @@ impl Group {
         Duration::from_millis(soonest.unwrap_or(1000)).max(Duration::from_secs(1))
     }
 
-    /// The member for a request, among the available ones not in `tried`; `None`
-    /// when there is none. With sticky sessions, `pinned` is the member the cookie
-    /// named (already checked).
+    /// The member for a request, an index into `members` (the request's
+    /// snapshot), among the available ones not in `tried`; `None` when there is none.
     pub(crate) fn pick(
         &self,
+        members: &[Arc<Member>],
         headers: &HeaderMap,
         path: &str,
         client: Option<IpAddr>,
         tried: &[usize],
     ) -> Option<(usize, &'static str)> {
-        let ok = |i: usize| !tried.contains(&i) && self.available(i);
-        if self.members.len() == 1 && self.sticky.is_none() {
+        let ok = |i: usize| !tried.contains(&i) && self.available(&members[i]);
+        if members.len() == 1 && self.sticky.is_none() {
             return ok(0).then_some((0, "the only member"));
         }
+        let rr = |why| self.weighted_round_robin(members, ok).map(|i| (i, why));
         match &self.balance {
-            Balance::RoundRobin => self.weighted_round_robin(ok).map(|i| (i, "round robin")),
-            Balance::LeastRequests => self.least_requests(ok).map(|i| (i, "least requests")),
+            Balance::RoundRobin => rr("round robin"),
+            Balance::LeastRequests => self
+                .least_requests(members, ok)
+                .map(|i| (i, "least requests")),
             Balance::Hash(on) => match hash_key(on, headers, path, client) {
-                Some(key) => self.rendezvous(&key, ok).map(|i| (i, "consistent hash")),
-                None => self
-                    .weighted_round_robin(ok)
-                    .map(|i| (i, "round robin (no hash key)")),
+                Some(key) => rendezvous(members, &key, ok).map(|i| (i, "consistent hash")),
+                None => rr("round robin (no hash key)"),
             },
             Balance::Sticky { .. } => {
                 let named = self
                     .sticky
                     .as_ref()
-                    .and_then(|s| s.member(headers, &self.members));
+                    .and_then(|s| s.member(headers, members));
                 match named {
                     Some(i) if ok(i) => Some((i, PICKED_STICKY)),
-                    _ => self
-                        .weighted_round_robin(ok)
-                        .map(|i| (i, "round robin (new session)")),
+                    _ => rr("round robin (new session)"),
                 }
             }
         }
     }
 
     /// nginx's smooth weighted round robin over the members `ok` allows.
-    fn weighted_round_robin(&self, ok: impl Fn(usize) -> bool) -> Option<usize> {
-        let mut current = self.current.lock().expect("balancer lock");
+    fn weighted_round_robin(
+        &self,
+        members: &[Arc<Member>],
+        ok: impl Fn(usize) -> bool,
+    ) -> Option<usize> {
+        let _turn = self.wrr.lock().expect("balancer lock");
         let mut total = 0i64;
-        let mut best: Option<usize> = None;
-        for (i, m) in self.members.iter().enumerate() {
-            if !ok(i) {
-                continue;
-            }
-            current[i] += i64::from(m.weight);
-            total += i64::from(m.weight);
-            if best.is_none_or(|b| current[i] > current[b]) {
-                best = Some(i);
+        let mut best: Option<(usize, i64)> = None;
+        for (i, m) in members.iter().enumerate().filter(|(i, _)| ok(*i)) {
+            let w = i64::from(m.weight);
+            let current = m.current.fetch_add(w, Ordering::Relaxed) + w;
+            total += w;
+            if best.is_none_or(|(_, c)| current > c) {
+                best = Some((i, current));
             }
         }
-        let best = best?;
-        current[best] -= total;
+        let (best, _) = best?;
+        members[best].current.fetch_sub(total, Ordering::Relaxed);
         Some(best)
     }
 
     /// Power of two choices on requests in flight per unit of weight.
-    fn least_requests(&self, ok: impl Fn(usize) -> bool) -> Option<usize> {
-        let candidates: Vec<usize> = (0..self.members.len()).filter(|&i| ok(i)).collect();
+    fn least_requests(&self, members: &[Arc<Member>], ok: impl Fn(usize) -> bool) -> Option<usize> {
+        let candidates: Vec<usize> = (0..members.len()).filter(|&i| ok(i)).collect();
         match candidates.len() {
             0 => None,
             1 => Some(candidates[0]),
@@ -283,7 +332,7 @@ impl Group {
                     b = candidates[n - 1];
                 }
                 let load = |i: usize| {
-                    let m = &self.members[i];
+                    let m = &members[i];
                     m.in_flight.load(Ordering::Relaxed) as f64 / f64::from(m.weight)
                 };
                 Some(if load(b) < load(a) { b } else { a })
@@ -291,42 +340,15 @@ impl Group {
         }
     }
 
-    /// Weighted rendezvous hashing: the member with the highest score for `key`.
-    fn rendezvous(&self, key: &[u8], ok: impl Fn(usize) -> bool) -> Option<usize> {
-        let mut best: Option<(f64, usize)> = None;
-        for (i, m) in self.members.iter().enumerate().filter(|(i, _)| ok(*i)) {
-            let id = m.pool.upstream().to_string();
-            let h = xxhash_rust::xxh3::xxh3_64_with_seed(
-                key,
-                xxhash_rust::xxh3::xxh3_64(id.as_bytes()),
-            );
-            // A uniform number in (0, 1), then weight / -ln(u) (weighted rendezvous).
-            let u = ((h >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
-            let score = f64::from(m.weight) / -u.ln();
-            if best.is_none_or(|(s, _)| score > s) {
-                best = Some((score, i));
-            }
-        }
-        best.map(|(_, i)| i)
-    }
-
-    /// Counts a request in flight on member `i` until the guard is dropped.
-    pub(crate) fn start(&self, i: usize) -> InFlight<'_> {
-        self.members[i].in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlight(&self.members[i])
-    }
-
-    /// An exchange with member `i` got a response.
-    pub(crate) fn succeeded(&self, i: usize) {
-        let m = &self.members[i];
+    /// An exchange with `m` got a response.
+    pub(crate) fn succeeded(&self, m: &Member) {
         if m.fails.swap(0, Ordering::AcqRel) >= self.passive.fails && self.passive.fails > 0 {
             tracing::info!(target: "wharf::proxy", group = %self.name, upstream = %m.pool.upstream(), "upstream back after ejection");
         }
     }
 
-    /// An exchange with member `i` failed (refused, reset, timed out, malformed).
-    pub(crate) fn failed(&self, i: usize) {
-        let m = &self.members[i];
+    /// An exchange with `m` failed (refused, reset, timed out, malformed).
+    pub(crate) fn failed(&self, m: &Member) {
         let fails = m.fails.fetch_add(1, Ordering::AcqRel) + 1;
         if self.passive.fails == 0 || fails < self.passive.fails {
             return;
@@ -337,6 +359,48 @@ impl Group {
         m.fails.store(self.passive.fails - 1, Ordering::Release);
         tracing::warn!(target: "wharf::proxy", group = %self.name, upstream = %m.pool.upstream(), failures = fails, eject = ?self.passive.eject, "upstream ejected");
     }
+}
+
+impl Member {
+    fn new(
+        upstream: Upstream,
+        weight: u32,
+        limits: PoolLimits,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> Member {
+        Member {
+            pool: Arc::new(Pool::new(upstream, limits, tls)),
+            weight: weight.max(1),
+            current: std::sync::atomic::AtomicI64::new(0),
+            in_flight: AtomicUsize::new(0),
+            fails: AtomicU32::new(0),
+            ejected_until: AtomicU64::new(0),
+            up: AtomicBool::new(true),
+        }
+    }
+
+    /// Counts a request in flight on this member until the guard is dropped.
+    pub(crate) fn start(&self) -> InFlight<'_> {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(self)
+    }
+}
+
+/// Weighted rendezvous hashing: the member with the highest score for `key`.
+fn rendezvous(members: &[Arc<Member>], key: &[u8], ok: impl Fn(usize) -> bool) -> Option<usize> {
+    let mut best: Option<(f64, usize)> = None;
+    for (i, m) in members.iter().enumerate().filter(|(i, _)| ok(*i)) {
+        let id = m.pool.upstream().to_string();
+        let h =
+            xxhash_rust::xxh3::xxh3_64_with_seed(key, xxhash_rust::xxh3::xxh3_64(id.as_bytes()));
+        // A uniform number in (0, 1), then weight / -ln(u) (weighted rendezvous).
+        let u = ((h >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+        let score = f64::from(m.weight) / -u.ln();
+        if best.is_none_or(|(s, _)| score > s) {
+            best = Some((score, i));
+        }
+    }
+    best.map(|(_, i)| i)
 }
 
 /// A request in flight on a member.
@@ -407,13 +471,19 @@ mod tests {
                 eject: Duration::from_secs(60),
             },
             check: None,
+            discovery: None,
         };
         Group::new(cfg, PoolLimits::default(), b"key", None)
     }
 
     fn picks(g: &Group, n: usize) -> Vec<usize> {
+        let members = g.members();
         (0..n)
-            .map(|_| g.pick(&HeaderMap::new(), "/", None, &[]).unwrap().0)
+            .map(|_| {
+                g.pick(&members, &HeaderMap::new(), "/", None, &[])
+                    .unwrap()
+                    .0
+            })
             .collect()
     }
 
@@ -432,18 +502,19 @@ mod tests {
     #[test]
     fn unavailable_and_tried_members_are_skipped() {
         let g = group(&[1, 1, 1], Balance::RoundRobin);
-        g.members[1].up.store(false, Ordering::Release);
+        let m = g.members();
+        m[1].up.store(false, Ordering::Release);
         assert_eq!(picks(&g, 4), [0, 2, 0, 2]);
         let h = HeaderMap::new();
-        assert_eq!(g.pick(&h, "/", None, &[0, 2]), None);
-        g.failed(0);
-        assert!(g.available(0), "one failure of two");
-        g.failed(0);
-        assert!(!g.available(0), "ejected after two in a row");
+        assert_eq!(g.pick(&m, &h, "/", None, &[0, 2]), None);
+        g.failed(&m[0]);
+        assert!(g.available(&m[0]), "one failure of two");
+        g.failed(&m[0]);
+        assert!(!g.available(&m[0]), "ejected after two in a row");
         assert_eq!(picks(&g, 2), [2, 2]);
-        g.failed(2);
-        g.failed(2);
-        assert_eq!(g.pick(&h, "/", None, &[]), None, "none left");
+        g.failed(&m[2]);
+        g.failed(&m[2]);
+        assert_eq!(g.pick(&m, &h, "/", None, &[]), None, "none left");
         let after = g.retry_after();
         assert!(
             after > Duration::from_secs(50),
@@ -454,7 +525,8 @@ mod tests {
     #[test]
     fn least_requests_prefers_the_idle_member() {
         let g = group(&[1, 1], Balance::LeastRequests);
-        let _busy = (g.start(0), g.start(0));
+        let m = g.members();
+        let _busy = (m[0].start(), m[0].start());
         for _ in 0..20 {
             assert_eq!(picks(&g, 1), [1]);
         }
@@ -464,10 +536,11 @@ mod tests {
     fn consistent_hashing_moves_only_the_keys_of_a_removed_member() {
         let on = Balance::Hash(HashOn::Header(HeaderName::from_static("x-user")));
         let g = group(&[1, 1, 1, 1], on);
+        let m = g.members();
         let pick = |user: usize, tried: &[usize]| {
             let mut h = HeaderMap::new();
             h.insert("x-user", user.to_string().parse().unwrap());
-            g.pick(&h, "/", None, tried).unwrap().0
+            g.pick(&m, &h, "/", None, tried).unwrap().0
         };
         let before: Vec<usize> = (0..400).map(|u| pick(u, &[])).collect();
         for m in 0..4 {
@@ -482,11 +555,29 @@ mod tests {
         }
         let mut h = HeaderMap::new();
         h.insert("x-user", "7".parse().unwrap());
-        assert_eq!(g.pick(&h, "/", None, &[]).unwrap().1, "consistent hash");
+        assert_eq!(g.pick(&m, &h, "/", None, &[]).unwrap().1, "consistent hash");
         assert_eq!(
-            g.pick(&HeaderMap::new(), "/", None, &[]).unwrap().1,
+            g.pick(&m, &HeaderMap::new(), "/", None, &[]).unwrap().1,
             "round robin (no hash key)"
         );
+    }
+
+    #[test]
+    fn updates_keep_the_members_that_stay() {
+        let g = group(&[1, 1], Balance::RoundRobin);
+        let before = g.members();
+        let url = |n: u8| Upstream::parse(&format!("http://10.0.0.{n}:80")).unwrap();
+        let added = g.update(&[(url(2), 1), (url(3), 1)]);
+        let after = g.members();
+        assert_eq!(added.len(), 1, "10.0.0.3 is new");
+        assert!(
+            Arc::ptr_eq(&before[1], &after[0]),
+            "10.0.0.2 kept, with its pool"
+        );
+        assert_eq!(after[1].pool.upstream(), &url(3));
+        assert_eq!(before.len(), 2, "a request's snapshot does not change");
+        assert!(g.update(&[]).is_empty());
+        assert_eq!(g.members().len(), 2, "an empty list is refused");
     }
 
     #[test]

@@ -8,32 +8,36 @@ use std::sync::{Arc, Weak};
 
 use http::{header, HeaderValue, Request};
 
-use crate::group::{ActiveCheck, Group};
+use crate::group::{ActiveCheck, Group, Member};
 use crate::pool::Pool;
 
-/// Starts the checks of `group`, if it has any; they stop once the group is dropped.
+/// Starts the checks of every member of `group`, if it has checks.
 pub(crate) fn spawn(group: &Arc<Group>) {
-    let Some(check) = group.check.clone() else {
-        return;
-    };
-    for member in 0..group.members.len() {
-        let group = Arc::downgrade(group);
-        tokio::spawn(run(group, member, check.clone()));
+    for m in group.members().iter() {
+        spawn_member(group, Arc::downgrade(m));
     }
 }
 
-async fn run(group: Weak<Group>, member: usize, check: ActiveCheck) {
+/// Starts the checks of one member; they stop once the member or its group is gone.
+pub(crate) fn spawn_member(group: &Arc<Group>, member: Weak<Member>) {
+    if let Some(check) = group.check.clone() {
+        tokio::spawn(run(Arc::downgrade(group), member, check));
+    }
+}
+
+async fn run(group: Weak<Group>, member: Weak<Member>, check: ActiveCheck) {
     let mut tick = tokio::time::interval(check.interval);
     let (mut passes, mut fails) = (0u32, 0u32);
     loop {
         tick.tick().await;
-        let Some(g) = group.upgrade() else { return };
-        let pool = g.members[member].pool.clone();
-        drop(g);
+        let Some(pool) = member.upgrade().map(|m| m.pool.clone()) else {
+            return;
+        };
         let outcome = probe(&pool, &check).await;
+        let (Some(g), Some(m)) = (group.upgrade(), member.upgrade()) else {
+            return;
+        };
         let upstream = pool.upstream();
-        let Some(g) = group.upgrade() else { return };
-        let m = &g.members[member];
         match outcome {
             Ok(()) => {
                 (passes, fails) = (passes + 1, 0);

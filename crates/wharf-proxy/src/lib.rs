@@ -15,6 +15,7 @@
 //! message's size.
 
 mod body;
+mod discovery;
 mod group;
 mod health;
 mod pool;
@@ -39,6 +40,7 @@ use wharf_http::forward;
 use wharf_http::Explain;
 
 pub use body::Body;
+pub use discovery::{Discovery, Source};
 pub use group::{ActiveCheck, Balance, GroupConfig, HashOn, Passive};
 pub use pool::{CheckoutError, PoolLimits};
 pub use tls::{client_config, UpstreamTls};
@@ -198,8 +200,10 @@ impl Proxy {
     /// [`client_config`]).
     pub fn new(cfg: Config) -> Result<Proxy, String> {
         assert!(
-            cfg.groups.iter().all(|g| !g.members.is_empty()),
-            "every group needs a member"
+            cfg.groups
+                .iter()
+                .all(|g| !g.members.is_empty() || g.discovery.is_some()),
+            "every group needs members, or a discovery source"
         );
         let https = cfg
             .groups
@@ -218,6 +222,11 @@ impl Proxy {
             .map(|g| Arc::new(Group::new(g.clone(), cfg.pool, &key, tls.clone())))
             .collect();
         groups.iter().for_each(health::spawn);
+        for (g, c) in groups.iter().zip(&cfg.groups) {
+            if let Some(d) = &c.discovery {
+                discovery::spawn(g, d.clone());
+            }
+        }
         let weak: Vec<Weak<Group>> = groups.iter().map(Arc::downgrade).collect();
         let every = (cfg.pool.idle_timeout / 2).max(Duration::from_secs(1));
         tokio::spawn(async move {
@@ -228,10 +237,9 @@ impl Proxy {
                 if alive.is_empty() {
                     break;
                 }
-                alive
-                    .iter()
-                    .flat_map(|g| &g.members)
-                    .for_each(|m| m.pool.reap());
+                for g in &alive {
+                    g.members().iter().for_each(|m| m.pool.reap());
+                }
             }
         });
         Ok(Proxy { cfg, groups })
@@ -240,7 +248,7 @@ impl Proxy {
     /// Connections open to each member of group `group`, in configuration order.
     pub fn open_connections(&self, group: usize) -> Vec<usize> {
         self.groups[group]
-            .members
+            .members()
             .iter()
             .map(|m| m.pool.open_connections())
             .collect()
@@ -332,16 +340,19 @@ impl Proxy {
             body::Limited::new(body, self.cfg.max_body, over.clone()).boxed_unsync()
         });
         let client = parts.extensions.get::<ConnInfo>().map(|c| c.peer.ip());
+        let members = group.members();
         let mut tried: Vec<usize> = Vec::new();
         // The failed attempts so far: their status and reason.
         let mut earlier: Vec<(StatusCode, String)> = Vec::new();
         for _ in 0..=self.cfg.retries {
-            let Some((i, picked)) = group.pick(&head.headers, parts.uri.path(), client, &tried)
+            let Some((i, picked)) =
+                group.pick(&members, &head.headers, parts.uri.path(), client, &tried)
             else {
                 break;
             };
             tried.push(i);
-            let pool = &group.members[i].pool;
+            let member = &members[i];
+            let pool = &member.pool;
             let upstream = pool.upstream();
             let mut conn = match pool.checkout().await {
                 Ok(c) => c,
@@ -353,7 +364,7 @@ impl Proxy {
                 }
                 Err(e) => {
                     // Nothing was sent: another member may take it.
-                    group.failed(i);
+                    group.failed(member);
                     tracing::warn!(target: "wharf::proxy", group = %group.name, %upstream, error = %e, "upstream unreachable");
                     let status = match e {
                         CheckoutError::ConnectTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -376,12 +387,12 @@ impl Proxy {
                 req.headers_mut()
                     .insert(header::TE, HeaderValue::from_static("trailers"));
             }
-            let in_flight = group.start(i);
+            let in_flight = member.start();
             let sent = conn.sender.send(req);
             let res = match tokio::time::timeout(self.cfg.response_timeout, sent).await {
                 Ok(Ok(res)) => res,
                 Err(_) => {
-                    group.failed(i);
+                    group.failed(member);
                     return Err(Failure::new(
                         StatusCode::GATEWAY_TIMEOUT,
                         format!(
@@ -406,7 +417,7 @@ impl Proxy {
                         head.headers.remove(header::TE);
                         body = Some(unsent_body);
                     } else {
-                        group.failed(i);
+                        group.failed(member);
                         if !replayable {
                             return Err(Failure::new(StatusCode::BAD_GATEWAY, reason));
                         }
@@ -417,7 +428,7 @@ impl Proxy {
                 }
             };
             drop(in_flight);
-            group.succeeded(i);
+            group.succeeded(member);
             if let (Some(up), true) = (&upgrade, res.status() == StatusCode::SWITCHING_PROTOCOLS) {
                 let res = self.switch(res, up, client_upgrade).map_err(|why| {
                     Failure::new(StatusCode::BAD_GATEWAY, format!("502: {upstream}: {why}"))
@@ -441,11 +452,7 @@ impl Proxy {
             });
             let mut res = self.downstream(res, conn.sender, pool);
             if picked != group::PICKED_STICKY {
-                if let Some(cookie) = group
-                    .sticky
-                    .as_ref()
-                    .and_then(|s| s.set_cookie(&group.members[i]))
-                {
+                if let Some(cookie) = group.sticky.as_ref().and_then(|s| s.set_cookie(member)) {
                     res.headers_mut().append(header::SET_COOKIE, cookie);
                 }
             }

@@ -7,6 +7,8 @@
 //! names no member, is ignored: the request is balanced as a new session and gets a
 //! fresh cookie.
 
+use std::sync::Arc;
+
 use http::HeaderMap;
 use http::HeaderValue;
 use ring::hmac;
@@ -32,7 +34,7 @@ impl Sticky {
     }
 
     /// The member a valid cookie of the request names.
-    pub(crate) fn member(&self, headers: &HeaderMap, members: &[Member]) -> Option<usize> {
+    pub(crate) fn member(&self, headers: &HeaderMap, members: &[Arc<Member>]) -> Option<usize> {
         let value = cookie(headers, &self.name)?;
         let (id, mac) = value.split_once('.')?;
         let mac = hex_decode(mac)?;
@@ -112,12 +114,13 @@ mod tests {
     #[test]
     fn a_signed_cookie_names_its_member_and_a_tampered_one_nothing() {
         let g = group();
+        let members = g.members();
         let s = g.sticky.as_ref().unwrap();
-        let set = s.set_cookie(&g.members[1]).unwrap();
+        let set = s.set_cookie(&members[1]).unwrap();
         let pair = set.to_str().unwrap().split(';').next().unwrap().to_owned();
-        assert_eq!(s.member(&with_cookie(&pair), &g.members), Some(1));
+        assert_eq!(s.member(&with_cookie(&pair), &members), Some(1));
         let (name_id, mac) = pair.split_once('.').unwrap();
-        let other = s.set_cookie(&g.members[0]).unwrap();
+        let other = s.set_cookie(&members[0]).unwrap();
         let other_id = other
             .to_str()
             .unwrap()
@@ -127,21 +130,21 @@ mod tests {
             .to_owned();
         let forged = format!("wharf_up={other_id}.{mac}");
         assert_eq!(
-            s.member(&with_cookie(&forged), &g.members),
+            s.member(&with_cookie(&forged), &members),
             None,
             "another member's id"
         );
         let flipped = format!("{name_id}.{}0", &mac[..mac.len() - 1]);
         assert_eq!(
-            s.member(&with_cookie(&flipped), &g.members),
+            s.member(&with_cookie(&flipped), &members),
             None,
             "a changed MAC"
         );
-        assert_eq!(s.member(&with_cookie("wharf_up=zz.zz"), &g.members), None);
-        assert_eq!(s.member(&HeaderMap::new(), &g.members), None);
+        assert_eq!(s.member(&with_cookie("wharf_up=zz.zz"), &members), None);
+        assert_eq!(s.member(&HeaderMap::new(), &members), None);
         let other_key = Sticky::new("wharf_up", b"other");
         assert_eq!(
-            other_key.member(&with_cookie(&pair), &g.members),
+            other_key.member(&with_cookie(&pair), &members),
             None,
             "another key"
         );

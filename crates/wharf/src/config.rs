@@ -72,7 +72,8 @@ pub(crate) struct Config {
 pub(crate) struct UpstreamConfig {
     /// The name `[[site.proxy]]` routes use.
     pub(crate) name: String,
-    /// Member URLs, `http://HOST[:PORT]`.
+    /// Member URLs, `http://HOST[:PORT]` (may be empty with `discovery`).
+    #[serde(default)]
     to: Vec<String>,
     /// Weights, one per member (default: all 1).
     #[serde(default)]
@@ -95,6 +96,25 @@ pub(crate) struct UpstreamConfig {
     passive_eject: Duration,
     /// Active checks (`[upstream.health_check]`).
     health_check: Option<HealthCheckConfig>,
+    /// Where more members come from (`[upstream.discovery]`).
+    pub(crate) discovery: Option<DiscoveryConfig>,
+}
+
+/// `[upstream.discovery]`: a file or a Redis set listing the members.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DiscoveryConfig {
+    /// A JSON or TOML file of member URLs.
+    pub(crate) file: Option<PathBuf>,
+    /// A Redis server, `redis://HOST:PORT`, whose set `key` lists the member URLs.
+    redis: Option<String>,
+    key: Option<String>,
+    /// Time between reads.
+    #[serde(
+        default = "default_check_interval",
+        deserialize_with = "wharf_server::limits::duration"
+    )]
+    interval: Duration,
 }
 
 /// `upstream.balance`.
@@ -155,30 +175,62 @@ fn default_check_passes() -> u32 {
 
 impl UpstreamConfig {
     /// The group this table describes, or the key at fault and why.
-    pub(crate) fn group(&self) -> Result<wharf_proxy::GroupConfig, (&'static str, String)> {
-        if self.to.is_empty() {
-            return Err(("to", "needs at least one URL".into()));
+    pub(crate) fn group(
+        &self,
+    ) -> Result<wharf_proxy::GroupConfig, (&'static [&'static str], String)> {
+        if self.to.is_empty() && self.discovery.is_none() {
+            return Err((
+                &["to"],
+                "needs at least one URL (or a [upstream.discovery])".into(),
+            ));
         }
+        let discovery = match &self.discovery {
+            None => None,
+            Some(d) => {
+                let source = match (&d.file, &d.redis, &d.key) {
+                    (Some(f), None, None) => wharf_proxy::Source::File(f.clone()),
+                    (None, Some(url), Some(key)) => wharf_proxy::Source::Redis {
+                        url: url.clone(),
+                        key: key.clone(),
+                    },
+                    (None, Some(_), None) => {
+                        return Err((
+                            &["discovery", "redis"],
+                            "needs key (the set of member URLs)".into(),
+                        ))
+                    }
+                    _ => return Err((&["discovery"], "give either file, or redis and key".into())),
+                };
+                Some(wharf_proxy::Discovery {
+                    source,
+                    interval: d.interval,
+                })
+            }
+        };
         let members = self
             .to
             .iter()
             .map(|u| wharf_proxy::Upstream::parse(u))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| ("to", e.to_string()))?;
+            .map_err(|e| (&["to"] as &[_], e.to_string()))?;
         let weights = match self.weights.len() {
             0 => vec![1; members.len()],
             n if n == members.len() => self.weights.clone(),
-            _ => return Err(("weights", "needs one weight per URL of `to`".into())),
+            _ => return Err((&["weights"], "needs one weight per URL of `to`".into())),
         };
         if weights.contains(&0) {
-            return Err(("weights", "must be at least 1".into()));
+            return Err((&["weights"], "must be at least 1".into()));
         }
         let balance = match (self.balance, &self.hash_on) {
             (BalanceName::Hash, Some(on)) => {
-                wharf_proxy::Balance::Hash(hash_on(on).map_err(|e| ("hash_on", e))?)
+                wharf_proxy::Balance::Hash(hash_on(on).map_err(|e| (&["hash_on"] as &[_], e))?)
             }
-            (BalanceName::Hash, None) => return Err(("balance", "\"hash\" needs hash_on".into())),
-            (_, Some(_)) => return Err(("hash_on", "only applies with balance = \"hash\"".into())),
+            (BalanceName::Hash, None) => {
+                return Err((&["balance"], "\"hash\" needs hash_on".into()))
+            }
+            (_, Some(_)) => {
+                return Err((&["hash_on"], "only applies with balance = \"hash\"".into()))
+            }
             (BalanceName::RoundRobin, None) => wharf_proxy::Balance::RoundRobin,
             (BalanceName::LeastRequests, None) => wharf_proxy::Balance::LeastRequests,
             (BalanceName::Sticky, None) => wharf_proxy::Balance::Sticky {
@@ -189,10 +241,16 @@ impl UpstreamConfig {
             None => None,
             Some(h) => {
                 if !h.path.starts_with('/') {
-                    return Err(("path", "must start with / (a request path)".into()));
+                    return Err((
+                        &["health_check", "path"],
+                        "must start with / (a request path)".into(),
+                    ));
                 }
                 if h.passes == 0 || h.fails == 0 {
-                    return Err(("health_check", "passes and fails must be at least 1".into()));
+                    return Err((
+                        &["health_check"],
+                        "passes and fails must be at least 1".into(),
+                    ));
                 }
                 Some(wharf_proxy::ActiveCheck {
                     path: h.path.clone(),
@@ -212,6 +270,7 @@ impl UpstreamConfig {
                 eject: self.passive_eject,
             },
             check,
+            discovery,
         })
     }
 }
@@ -862,6 +921,10 @@ impl Config {
             *d = resolve(base, d);
         }
         let p = &mut cfg.proxy_settings;
+        let files = cfg
+            .upstreams
+            .iter_mut()
+            .filter_map(|u| u.discovery.as_mut()?.file.as_mut());
         for p in [
             &mut cfg.ftp.root,
             &mut cfg.ftp.users_file,
@@ -871,6 +934,7 @@ impl Config {
         ]
         .into_iter()
         .flatten()
+        .chain(files)
         {
             *p = resolve(base, p);
         }
@@ -972,7 +1036,11 @@ impl Config {
                     format!("{:?} names another upstream too", u.name),
                 ));
             }
-            u.group().map_err(|(key, msg)| (at(key), msg))?;
+            u.group().map_err(|(keys, msg)| {
+                let mut path = vec![Step::Key("upstream"), Step::Index(i)];
+                path.extend(keys.iter().map(|k| Step::Key(k)));
+                (path, msg)
+            })?;
         }
         for (i, site) in self.sites.iter().enumerate() {
             for (j, route) in site.proxy.iter().enumerate() {
@@ -1291,7 +1359,9 @@ mod tests {
             ("[proxy]\nhost = \"origin\"\n", &["line 2", "host"]),
             ("[proxy]\nretry = 2\n", &["line 2", "retry"]),
             ("[[upstream]]\nname = \"a\"\nto = []\n", &["line 3", "upstream[0].to", "at least one"]),
-            ("[[upstream]]\nname = \"a\"\nto = [\"https://x\"]\n", &["line 3", "upstream[0].to", "only http://"]),
+            ("[[upstream]]\nname = \"a\"\n[upstream.discovery]\nredis = \"redis://x\"\n", &["line 4", "upstream[0].discovery.redis", "needs key"]),
+            ("[[upstream]]\nname = \"a\"\n[upstream.discovery]\ninterval = \"1s\"\n", &["upstream[0].discovery", "either file"]),
+            ("[[upstream]]\nname = \"a\"\nto = [\"ftp://x\"]\n", &["line 3", "upstream[0].to", "the scheme must be"]),
             ("[[upstream]]\nname = \"a\"\nto = [\"http://x\"]\nweights = [1, 2]\n", &["line 4", "upstream[0].weights"]),
             ("[[upstream]]\nname = \"a\"\nto = [\"http://x\"]\nbalance = \"hash\"\n", &["line 4", "needs hash_on"]),
             ("[[upstream]]\nname = \"a\"\nto = [\"http://x\"]\nbalance = \"hash\"\nhash_on = \"body\"\n", &["line 5", "hash_on"]),

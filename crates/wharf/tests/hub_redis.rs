@@ -5,98 +5,26 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::io::{BufRead, BufReader};
 use std::time::Instant;
 
 use common::hub::{json, messages, publish, wait_for_subscribers};
+use common::redis::Redis;
 use common::ws::connect_to;
 use common::{Builder, Wharf, PATIENCE};
 use serde_json::Value;
 
-/// A `redis-server` on a free loopback port, stopped when dropped.
-struct Redis {
-    child: Child,
-    port: u16,
-}
-
-impl Redis {
-    /// A redis-server on a free port, answering PING. The port is free when chosen
-    /// but another test's server may take it first: then redis-server exits (or
-    /// something else answers) and another port is tried.
-    fn start() -> Redis {
-        for _ in 0..5 {
-            if let Some(redis) = Redis::try_start() {
-                return redis;
-            }
-        }
-        panic!("redis-server did not start on any of 5 ports");
-    }
-
-    fn try_start() -> Option<Redis> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server (the CI installs Debian's redis-server)");
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            if child.try_wait().unwrap().is_some() {
-                return None; // the port was taken
-            }
-            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
-                let mut pong = [0u8; 7];
-                let answered = s.set_read_timeout(Some(PATIENCE)).is_ok()
-                    && s.write_all(b"PING\r\n").is_ok()
-                    && s.read_exact(&mut pong).is_ok();
-                if answered && &pong == b"+PONG\r\n" {
-                    return Some(Redis { child, port });
-                }
-                let _ = child.kill();
-                let _ = child.wait();
-                return None; // another server has the port
-            }
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::yield_now();
-        }
-    }
-
-    fn node(&self) -> Wharf {
-        Builder::new()
-            .config(&format!(
-                "[hub]\nredis = \"redis://127.0.0.1:{}\"\n",
-                self.port
-            ))
-            .start()
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A hub node sharing channels through `redis`.
+fn node(redis: &Redis) -> Wharf {
+    Builder::new()
+        .config(&format!("[hub]\nredis = \"{}\"\n", redis.url()))
+        .start()
 }
 
 #[test]
 fn a_publish_on_one_node_reaches_every_transport_on_the_other() {
     let redis = Redis::start();
-    let (a, b) = (redis.node(), redis.node());
+    let (a, b) = (node(&redis), node(&redis));
     // On B: a WebSocket, an event stream and a long-poll, all waiting.
     let (mut ws, _) = connect_to(&b, "/hub/room", &[]);
     let sse = b
@@ -138,7 +66,7 @@ fn a_publish_on_one_node_reaches_every_transport_on_the_other() {
 #[test]
 fn a_client_resumes_on_the_other_node_without_loss() {
     let redis = Redis::start();
-    let (a, b) = (redis.node(), redis.node());
+    let (a, b) = (node(&redis), node(&redis));
     publish(&a, "feed", "one");
     publish(&a, "feed", "two");
     // The client read up to 2 on A, then lost A; meanwhile more came, on both nodes.

@@ -873,3 +873,61 @@ fn http2_and_tls_upstreams() {
     assert_eq!(res.status(), 502);
     assert!(explain(&res).contains("certificate"), "{}", explain(&res));
 }
+
+/// Serves GETs of `path` until one is answered by `want` (bounded by `PATIENCE`).
+fn until_served_by(w: &Wharf, path: &str, want: &str) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let res = w.get(path, &[]);
+        if res.status() == 200 && res.text().unwrap() == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{path} never served by {want}");
+        std::thread::yield_now();
+    }
+}
+
+#[test]
+fn members_discovered_from_a_file_follow_its_changes() {
+    let a = Upstream::start(|_| Reply::Bytes(ok("a")));
+    let b = Upstream::start(|_| Reply::Bytes(ok("b")));
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("api.json");
+    std::fs::write(&list, format!("[\"{}\"]", a.url())).unwrap();
+    let toml = format!(
+        "[[upstream]]\nname = \"api\"\n[upstream.discovery]\nfile = {:?}\ninterval = \"50ms\"\n",
+        list.display().to_string()
+    );
+    let w = site_with_routes(&toml);
+    until_served_by(&w, "/api/", "a");
+    std::fs::write(&list, format!("[\"{}\"]", b.url())).unwrap();
+    w.wait_for_stderr("upstream group changed");
+    until_served_by(&w, "/api/", "b");
+    assert_eq!(served_by(&w, "/api/", &[], 3), ["b", "b", "b"]);
+    // A broken list keeps the last good one, and says so.
+    std::fs::write(&list, "[not json").unwrap();
+    w.wait_for_stderr("discovery failed; keeping the last known members");
+    assert_eq!(served_by(&w, "/api/", &[], 3), ["b", "b", "b"]);
+}
+
+#[test]
+fn members_discovered_in_redis_follow_the_set() {
+    let a = Upstream::start(|_| Reply::Bytes(ok("a")));
+    let b = Upstream::start(|_| Reply::Bytes(ok("b")));
+    let mut redis = common::redis::Redis::start();
+    assert_eq!(redis.cmd(&["SADD", "services:api", &a.url()]), ":1");
+    let toml = format!(
+        "[[upstream]]\nname = \"api\"\n[upstream.discovery]\nredis = \"{}\"\nkey = \"services:api\"\ninterval = \"50ms\"\n",
+        redis.url()
+    );
+    let w = site_with_routes(&toml);
+    until_served_by(&w, "/api/", "a");
+    redis.cmd(&["SADD", "services:api", &b.url()]);
+    redis.cmd(&["SREM", "services:api", &a.url()]);
+    until_served_by(&w, "/api/", "b");
+    assert_eq!(served_by(&w, "/api/", &[], 3), ["b", "b", "b"]);
+    // The registry gone: the last known members keep serving.
+    redis.stop();
+    w.wait_for_stderr("discovery failed; keeping the last known members");
+    assert_eq!(served_by(&w, "/api/", &[], 3), ["b", "b", "b"]);
+}

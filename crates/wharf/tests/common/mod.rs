@@ -5,6 +5,7 @@
 
 pub mod ftp;
 pub mod hub;
+pub mod redis;
 pub mod ws;
 
 use std::io::{BufRead, BufReader, Read, Write};
