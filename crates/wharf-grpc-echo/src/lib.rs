@@ -114,6 +114,13 @@ impl pb::echo_server::Echo for EchoService {
 }
 
 impl EchoService {
+    /// A service that answers as `name`.
+    pub fn named(name: &str) -> EchoService {
+        EchoService {
+            name: name.to_owned(),
+        }
+    }
+
     fn echo(&self, text: &str) -> Msg {
         Msg {
             text: format!("{}: {text}", self.name),
@@ -140,9 +147,7 @@ impl Server {
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
             .expect("a port on 127.0.0.1");
         let addr = listener.local_addr().expect("its address");
-        let service = EchoServer::new(EchoService {
-            name: name.to_owned(),
-        });
+        let service = EchoServer::new(EchoService::named(name));
         runtime.spawn(
             tonic::transport::Server::builder()
                 .add_service(service)
