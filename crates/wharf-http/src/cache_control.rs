@@ -4,7 +4,7 @@
 //! and so that the later shared (proxy) and private (client) caches compute freshness
 //! lifetime and age exactly as RFC 9111 §4.2.1 and §4.2.3 specify. Owns RFC 9111
 //! §1.2.2 (delta-seconds), §4.2.1, §4.2.3, §5.1 (`Age`, parsing), §5.2 and §5.3
-//! (`Expires`, parsing). Heuristic freshness (§4.2.2) is deliberately left out.
+//! (`Expires`, parsing). Heuristic freshness (§4.2.2) is [`crate::cache::lifetime`]'s.
 //!
 //! Parsing is tolerant. Directive names are case-insensitive and arguments may be
 //! tokens or quoted-strings (§5.2). Where §4.2.1 leaves a choice — "When there is more

@@ -17,6 +17,8 @@
 //! - [`range`] — `Range`, `If-Range`, `Content-Range` (RFC 9110 §14, §13.1.5).
 //! - [`negotiate`] — `Accept-Encoding` and `Accept` (RFC 9110 §12.5).
 //! - [`cache_control`] — `Cache-Control`, freshness and age (RFC 9111).
+//! - [`cache`] — what a cache stores, reuses, revalidates and invalidates (RFC 9111,
+//!   RFC 5861), for the proxy's shared cache and the client's private one.
 //! - [`path`] — request-path sanitisation (security critical).
 //! - [`host`] — the site for a request host or TLS server name (virtual hosting).
 //! - [`conn`] — connection facts transports hand to services (addresses, TLS).
@@ -31,10 +33,11 @@
 //! - No message framing or parsing of the request line (the transport's job), and no
 //!   response building: callers set status codes and headers from the decisions.
 //! - No content coding itself (compression), no multipart body writing, no
-//!   heuristic freshness (RFC 9111 §4.2.2) and no cache storage.
+//!   cache storage.
 //!
 //! All code is safe Rust (`unsafe_code = "forbid"`).
 
+pub mod cache;
 pub mod cache_control;
 pub mod conn;
 pub mod date;
