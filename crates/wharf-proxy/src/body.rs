@@ -15,6 +15,7 @@ use http_body::{Frame, SizeHint};
 use hyper::client::conn::http1::SendRequest;
 use tokio::time::{Instant, Sleep};
 
+use crate::cache::Fill;
 use crate::pool::Pool;
 use crate::RequestBody;
 
@@ -34,6 +35,8 @@ struct Streaming {
     /// Longest wait for the next piece of the body.
     idle: Duration,
     timer: Pin<Box<Sleep>>,
+    /// The copy going into the cache, until the body ends whole.
+    fill: Option<Fill>,
 }
 
 impl Body {
@@ -49,16 +52,19 @@ impl Body {
 
     /// The upstream's body; `conn`, an HTTP/1.1 connection, goes back to its pool
     /// at the body's end.
+    /// With `fill`, the body is also stored once it has arrived whole.
     pub(crate) fn upstream(
         incoming: hyper::body::Incoming,
         conn: Option<(SendRequest<RequestBody>, Arc<Pool>)>,
         idle: Duration,
+        fill: Option<Fill>,
     ) -> Body {
         let mut s = Streaming {
             incoming,
             conn,
             idle,
             timer: Box::pin(tokio::time::sleep(idle)),
+            fill,
         };
         if http_body::Body::is_end_stream(&s.incoming) {
             // No body (HEAD, 204, 304, Content-Length: 0): nothing more to wait for.
@@ -69,9 +75,13 @@ impl Body {
 }
 
 impl Streaming {
+    /// The body has ended whole: the connection goes back, the copy is stored.
     fn release(&mut self) {
         if let Some((sender, pool)) = self.conn.take() {
             pool.release(sender);
+        }
+        if let Some(fill) = self.fill.take() {
+            fill.finish();
         }
     }
 }
@@ -92,14 +102,21 @@ impl http_body::Body for Body {
             Poll::Ready(Some(Ok(frame))) => {
                 let deadline = Instant::now() + s.idle;
                 s.timer.as_mut().reset(deadline);
+                if let (Some(fill), Some(data)) = (&mut s.fill, frame.data_ref()) {
+                    if !fill.take(data) {
+                        s.fill = None;
+                    }
+                }
                 if http_body::Body::is_end_stream(&s.incoming) {
                     s.release();
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => {
-                // The connection is not reused: dropping its sender closes it.
+                // The connection is not reused: dropping its sender closes it; and
+                // nothing of the body is stored.
                 s.conn = None;
+                s.fill = None;
                 Poll::Ready(Some(Err(io::Error::other(format!("upstream body: {e}")))))
             }
             Poll::Ready(None) => {
@@ -109,6 +126,7 @@ impl http_body::Body for Body {
             Poll::Pending => {
                 ready!(s.timer.as_mut().poll(cx));
                 s.conn = None;
+                s.fill = None;
                 Poll::Ready(Some(Err(io::Error::new(
                     io::ErrorKind::TimedOut,
                     format!("upstream body: nothing for {:?}", s.idle),

@@ -15,6 +15,7 @@
 //! message's size.
 
 mod body;
+mod cache;
 mod discovery;
 mod group;
 mod health;
@@ -40,6 +41,7 @@ use wharf_http::forward;
 use wharf_http::Explain;
 
 pub use body::Body;
+pub use cache::CacheConfig;
 pub use discovery::{Discovery, Source};
 pub use group::{ActiveCheck, Balance, GroupConfig, HashOn, Passive};
 pub use pool::{CheckoutError, PoolLimits};
@@ -126,6 +128,8 @@ pub struct Config {
     pub groups: Vec<GroupConfig>,
     /// TLS to `https://` upstreams.
     pub tls: UpstreamTls,
+    /// The shared cache (RFC 9111), when on.
+    pub cache: Option<CacheConfig>,
     /// The key that signs sticky-session cookies (random when `None`: cookies then
     /// last as long as the process, and hold on this node only).
     pub sticky_key: Option<Vec<u8>>,
@@ -154,6 +158,7 @@ impl Config {
         Config {
             groups: vec![GroupConfig::new("default", upstreams)],
             tls: UpstreamTls::default(),
+            cache: None,
             sticky_key: None,
             pool: PoolLimits::default(),
             response_timeout: Duration::from_secs(60),
@@ -170,6 +175,7 @@ impl Config {
 pub struct Proxy {
     cfg: Config,
     groups: Vec<Arc<Group>>,
+    cache: Option<Arc<cache::Cache>>,
 }
 
 /// A failure, the status it gets and why.
@@ -242,7 +248,8 @@ impl Proxy {
                 }
             }
         });
-        Ok(Proxy { cfg, groups })
+        let cache = cfg.cache.map(|c| Arc::new(cache::Cache::new(c)));
+        Ok(Proxy { cfg, groups, cache })
     }
 
     /// Connections open to each member of group `group`, in configuration order.
@@ -328,7 +335,28 @@ impl Proxy {
                 ),
             ));
         }
+        // The shared cache answers what it can; the rest goes upstream, revalidating
+        // what is stored where that is needed.
+        let mut lookup = None;
+        let cacheable = matches!(parts.method, Method::GET | Method::HEAD) && upgrade.is_none();
+        let key = self.cache.as_ref().map(|_| cache_key(&parts));
+        if let (Some(c), Some(key), true) = (&self.cache, &key, cacheable) {
+            match cache::lookup(c, &parts, key.clone()) {
+                cache::Found::Hit(res, why) => return Ok((res, explain.then_some(why))),
+                cache::Found::OnlyIfCached => {
+                    return Err(Failure::new(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        "504: only-if-cached, and nothing usable is stored",
+                    ))
+                }
+                cache::Found::Forward(l) => lookup = Some(l),
+            }
+        }
         let mut head = self.upstream_head(&mut parts, upgrade.as_ref());
+        if let Some(stale) = lookup.as_ref().and_then(|l| l.stale.as_ref()) {
+            head.headers
+                .extend(wharf_http::cache::validators(&stale.headers));
+        }
         let no_body = body.is_end_stream();
         // Safe to send again after a failure: nothing of it is lost, and doing it twice
         // means the same (RFC 9110 §9.2.2).
@@ -450,7 +478,39 @@ impl Proxy {
                 }
                 why
             });
-            let mut res = self.downstream(res, conn.sender, pool);
+            if let (Some(c), Some(l)) = (&self.cache, &lookup) {
+                if res.status() == StatusCode::NOT_MODIFIED {
+                    if let Some(fresh) = l.freshened(c, res.headers(), &parts) {
+                        // The 304 has no body: its connection goes back at once.
+                        drop(self.downstream(res, conn.sender, pool, None, &parts.method));
+                        let why =
+                            why.map(|w| format!("{w}; cache: 304, the stored response freshened"));
+                        return Ok((fresh, why));
+                    }
+                }
+            }
+            if let (Some(c), Some(key)) = (&self.cache, &key) {
+                let (host, _) = key;
+                let gone = wharf_http::cache::invalidates(
+                    &parts.method,
+                    res.status(),
+                    res.headers(),
+                    host,
+                );
+                if let Some(also) = gone {
+                    c.remove(key);
+                    for path in also {
+                        c.remove(&(host.clone(), path));
+                    }
+                }
+            }
+            let store = self.cache.clone().zip(lookup);
+            let (mut res, cache_why) =
+                self.downstream(res, conn.sender, pool, store, &parts.method);
+            let why = why.map(|w| match cache_why {
+                Some(c) => format!("{w}; cache: {c}"),
+                None => w,
+            });
             if picked != group::PICKED_STICKY {
                 if let Some(cookie) = group.sticky.as_ref().and_then(|s| s.set_cookie(member)) {
                     res.headers_mut().append(header::SET_COOKIE, cookie);
@@ -562,12 +622,17 @@ impl Proxy {
     }
 
     /// The upstream's response as the client gets it.
+    /// With `store` (the cache and what it said of the request), the response is
+    /// stored as it streams when RFC 9111 allows, and gets `Cache-Status`; the second
+    /// value is the cache's reason.
     fn downstream(
         &self,
         res: Response<hyper::body::Incoming>,
         sender: pool::Sender,
         pool: &Arc<Pool>,
-    ) -> Response<Body> {
+        store: Option<(Arc<cache::Cache>, cache::Lookup)>,
+        method: &Method,
+    ) -> (Response<Body>, Option<String>) {
         let (mut parts, incoming) = res.into_parts();
         forward::remove_hop_by_hop(&mut parts.headers);
         forward::append_via(&mut parts.headers, parts.version, VIA_NAME);
@@ -576,8 +641,18 @@ impl Proxy {
             pool::Sender::H1(s) => Some((s, pool.clone())),
             pool::Sender::H2(_) => None,
         };
-        let body = Body::upstream(incoming, conn, self.cfg.body_timeout);
-        Response::from_parts(parts, body)
+        let (fill, why) = match store {
+            Some((c, lookup)) => {
+                let (fill, status, why) = lookup.store(&c, method, parts.status, &parts.headers);
+                if let Ok(v) = HeaderValue::from_str(&status) {
+                    parts.headers.insert(&cache::CACHE_STATUS, v);
+                }
+                (fill, Some(why))
+            }
+            None => (None, None),
+        };
+        let body = Body::upstream(incoming, conn, self.cfg.body_timeout, fill);
+        (Response::from_parts(parts, body), why)
     }
 
     /// The client's answer to an upgrade the upstream agreed to (`101`, or `200` to
@@ -634,6 +709,30 @@ struct Head {
     headers: HeaderMap,
     /// The client asked for trailers (`TE: trailers`).
     te_trailers: bool,
+}
+
+/// A request's cache key: its host (the target's authority, else `Host`, in lower
+/// case) and its path with query.
+fn cache_key(parts: &http::request::Parts) -> cache::Key {
+    let host = parts
+        .uri
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .or_else(|| {
+            parts
+                .headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_owned)
+        })
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let target = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+    (host, target)
 }
 
 /// The reasons of failed attempts, in order.

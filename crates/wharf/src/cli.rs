@@ -168,6 +168,10 @@ pub(crate) struct ProxyArgs {
     /// proxies), listeners, TLS, limits and logging apply.
     #[arg(long, short, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
+    /// Keep a shared cache (RFC 9111) of the upstreams' responses in memory [256 MiB,
+    /// or `[proxy.cache]` of --config].
+    #[arg(long)]
+    pub(crate) cache: bool,
     /// Send the upstream's own host and port as `Host` instead of the client's.
     #[arg(long)]
     pub(crate) change_host: bool,

@@ -321,6 +321,31 @@ pub(crate) struct ProxySettings {
     pub(crate) client_cert: Option<PathBuf>,
     /// ... and its key.
     pub(crate) client_key: Option<PathBuf>,
+    /// `[proxy.cache]`: the shared cache, on when the table is present.
+    pub(crate) cache: Option<CacheSettings>,
+}
+
+/// `[proxy.cache]`.
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct CacheSettings {
+    max_bytes: u64,
+    max_object: u64,
+    #[serde(deserialize_with = "wharf_server::limits::duration")]
+    heuristic_cap: Duration,
+    store_set_cookie: bool,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        let d = wharf_proxy::CacheConfig::default();
+        CacheSettings {
+            max_bytes: d.max_bytes,
+            max_object: d.max_object,
+            heuristic_cap: d.heuristic_cap,
+            store_set_cookie: d.store_set_cookie,
+        }
+    }
 }
 
 /// `proxy.host`: the `Host` sent upstream.
@@ -360,6 +385,7 @@ impl Default for ProxySettings {
             ca: None,
             client_cert: None,
             client_key: None,
+            cache: None,
         }
     }
 }
@@ -370,6 +396,12 @@ impl ProxySettings {
         let mut c = wharf_proxy::Config::new(Vec::new());
         c.groups = groups;
         c.sticky_key = self.sticky_key.as_ref().map(|k| k.clone().into_bytes());
+        c.cache = self.cache.as_ref().map(|k| wharf_proxy::CacheConfig {
+            max_bytes: k.max_bytes,
+            max_object: k.max_object,
+            heuristic_cap: k.heuristic_cap,
+            store_set_cookie: k.store_set_cookie,
+        });
         c.tls = wharf_proxy::UpstreamTls {
             ca: self.ca.clone(),
             client_cert: self.client_cert.clone(),

@@ -145,6 +145,9 @@ fn proxy_config(args: &ProxyArgs) -> Result<Config, ConfigError> {
     if args.change_host {
         proxy.host = wharf_proxy::HostHeader::Upstream;
     }
+    if args.cache && proxy.cache.is_none() {
+        proxy.cache = Some(wharf_proxy::CacheConfig::default());
+    }
     cfg.proxy = Some(proxy);
     cfg.proxy_everything = true;
     Ok(cfg)
@@ -382,8 +385,12 @@ async fn run(
     };
     match &cfg.proxy {
         Some(p) if cfg.proxy_everything => {
+            let cache = match p.cache {
+                Some(c) => format!(", shared cache of {} MiB", c.max_bytes >> 20),
+                None => String::new(),
+            };
             println!(
-                "wharf:   proxying to {} (round robin)",
+                "wharf:   proxying to {} (round robin{cache})",
                 members(&p.groups[0])
             );
         }

@@ -931,3 +931,133 @@ fn members_discovered_in_redis_follow_the_set() {
     w.wait_for_stderr("discovery failed; keeping the last known members");
     assert_eq!(served_by(&w, "/api/", &[], 3), ["b", "b", "b"]);
 }
+
+/// A response with `fields` (one `name: value` per line) and `body`.
+fn with_fields(fields: &str, body: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 200 OK\r\n{fields}content-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+fn cache_status(res: &reqwest::blocking::Response) -> String {
+    res.headers()
+        .get("cache-status")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default()
+}
+
+#[test]
+fn the_shared_cache_keeps_what_rfc_9111_allows() {
+    let up = Upstream::start(|req| {
+        let path = req.head.split(' ').nth(1).unwrap().to_owned();
+        match path.as_str() {
+            "/fresh" => Reply::Bytes(with_fields("cache-control: max-age=60\r\netag: \"v1\"\r\n", "fresh")),
+            "/private" => Reply::Bytes(with_fields("cache-control: private, max-age=60\r\n", "mine")),
+            "/revalidate" if req.field("if-none-match") == ["\"r1\""] => Reply::Bytes(
+                b"HTTP/1.1 304 Not Modified\r\netag: \"r1\"\r\ncache-control: max-age=0\r\n\r\n".to_vec(),
+            ),
+            "/revalidate" => Reply::Bytes(with_fields("cache-control: max-age=0\r\netag: \"r1\"\r\n", "kept")),
+            "/vary" => {
+                let coding = req.field("accept-encoding").join(",");
+                Reply::Bytes(with_fields("cache-control: max-age=60\r\nvary: Accept-Encoding\r\n", &coding))
+            }
+            "/cut" => Reply::Close(b"HTTP/1.1 200 OK\r\ncache-control: max-age=60\r\ncontent-length: 1000\r\n\r\nonly this".to_vec()),
+            _ => Reply::Bytes(ok("other")),
+        }
+    });
+    let p = proxy(Proto::H1, &[up.url()], "[proxy.cache]\n");
+    let seen = |path: &str| {
+        up.seen()
+            .iter()
+            .filter(|s| s.head.starts_with(&format!("GET {path} ")))
+            .count()
+    };
+
+    let first = p.get("/fresh", &[]);
+    assert_eq!(
+        cache_status(&first),
+        "wharf; fwd=uri-miss; fwd-status=200; stored"
+    );
+    assert_eq!(first.text().unwrap(), "fresh");
+    let hit = p.get("/fresh", &[]);
+    assert!(
+        cache_status(&hit).starts_with("wharf; hit; ttl="),
+        "{}",
+        cache_status(&hit)
+    );
+    assert!(hit.headers().contains_key("age"), "RFC 9111 §5.1");
+    assert_eq!(hit.text().unwrap(), "fresh");
+    let head = p.request("HEAD", "/fresh", &[]);
+    assert_eq!(
+        head.headers()["content-length"],
+        "5",
+        "HEAD from the stored GET"
+    );
+    assert_eq!(
+        p.get("/fresh", &[("if-none-match", "\"v1\"")]).status(),
+        304
+    );
+    assert_eq!(seen("/fresh"), 1, "one request upstream for all of them");
+
+    for _ in 0..2 {
+        let res = p.get("/private", &[]);
+        assert!(
+            explain(&res).contains("not stored: Cache-Control: private"),
+            "{}",
+            explain(&res)
+        );
+    }
+    assert_eq!(seen("/private"), 2);
+
+    assert_eq!(p.get("/revalidate", &[]).text().unwrap(), "kept");
+    let again = p.get("/revalidate", &[]);
+    assert_eq!(
+        cache_status(&again),
+        "wharf; fwd=stale; fwd-status=304",
+        "RFC 9111 §4.3"
+    );
+    assert_eq!(again.status(), 200);
+    assert_eq!(again.text().unwrap(), "kept", "the stored body, freshened");
+    assert_eq!(seen("/revalidate"), 2);
+
+    let gzip = [("accept-encoding", "gzip")];
+    assert_eq!(p.get("/vary", &gzip).text().unwrap(), "gzip");
+    assert!(
+        cache_status(&p.get("/vary", &[("accept-encoding", "GZIP")])).contains("hit"),
+        "normalised"
+    );
+    let br = p.get("/vary", &[("accept-encoding", "br")]);
+    assert!(
+        cache_status(&br).contains("fwd=vary-miss"),
+        "{}",
+        cache_status(&br)
+    );
+    assert_eq!(br.text().unwrap(), "br");
+
+    assert!(p.get("/cut", &[]).bytes().is_err());
+    assert!(p.get("/cut", &[]).bytes().is_err());
+    assert_eq!(seen("/cut"), 2, "a fill cut short stores nothing");
+
+    let res = p.get("/fresh", &[("cache-control", "no-cache")]);
+    assert!(
+        cache_status(&res).contains("fwd=request"),
+        "RFC 9111 §5.2.1.4: {}",
+        cache_status(&res)
+    );
+    let post = common::client()
+        .post(p.url("/fresh"))
+        .body("x")
+        .send()
+        .unwrap();
+    assert_eq!(post.status(), 200);
+    let after = p.get("/fresh", &[]);
+    assert!(
+        cache_status(&after).contains("fwd=uri-miss"),
+        "RFC 9111 §4.4: invalidated by the POST"
+    );
+
+    let none = p.get("/never", &[("cache-control", "only-if-cached")]);
+    assert_eq!(none.status(), 504, "RFC 9111 §5.2.1.7");
+}

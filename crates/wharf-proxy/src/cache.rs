@@ -1,0 +1,460 @@
+//! The shared cache's memory store: responses kept by target (host and path with
+//! query), each target with its variants (`Vary`), bounded in bytes, least recently
+//! used out first. The rules (what to store, for how long, when to revalidate) are
+//! `wharf_http::cache`'s; this module keeps the bytes.
+//!
+//! A response is stored only once its body has arrived whole ([`Fill`] collects it
+//! as it streams to the client): a fill cut short, or past `max_object`, leaves
+//! nothing behind, so a torn entry is never served.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::header::{HeaderMap, HeaderName};
+use http::StatusCode;
+use wharf_http::cache::{self as rules, Reuse};
+use wharf_http::cache_control::{current_age, CacheControl};
+
+use crate::Body;
+
+/// The shared cache's settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CacheConfig {
+    /// Bytes kept in all (bodies and fields, roughly).
+    pub max_bytes: u64,
+    /// The largest response body stored.
+    pub max_object: u64,
+    /// The longest heuristic freshness (RFC 9111 §4.2.2), for responses with
+    /// `Last-Modified` and no explicit expiry.
+    pub heuristic_cap: Duration,
+    /// Store responses that carry `Set-Cookie`.
+    pub store_set_cookie: bool,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            max_bytes: 256 << 20,
+            max_object: 16 << 20,
+            heuristic_cap: Duration::from_secs(86_400),
+            store_set_cookie: false,
+        }
+    }
+}
+
+/// A target: host (lower case) and path with query.
+pub(crate) type Key = (String, String);
+
+/// A stored response.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
+    /// The request fields its `Vary` names, as the request that stored it had them.
+    pub(crate) vary: Vec<(HeaderName, String)>,
+    pub(crate) request_time: SystemTime,
+    pub(crate) response_time: SystemTime,
+}
+
+impl Entry {
+    fn size(&self) -> u64 {
+        let fields: usize = self
+            .headers
+            .iter()
+            .map(|(n, v)| n.as_str().len() + v.len() + 32)
+            .sum();
+        (self.body.len() + fields + 256) as u64
+    }
+}
+
+#[derive(Debug, Default)]
+struct Slot {
+    variants: Vec<Arc<Entry>>,
+    /// Its place in the recency order.
+    tick: u64,
+    bytes: u64,
+}
+
+#[derive(Debug, Default)]
+struct Store {
+    slots: HashMap<Key, Slot>,
+    /// Recency: tick → key, oldest first.
+    order: BTreeMap<u64, Key>,
+    next_tick: u64,
+    bytes: u64,
+}
+
+/// The memory store.
+#[derive(Debug)]
+pub(crate) struct Cache {
+    pub(crate) cfg: CacheConfig,
+    store: Mutex<Store>,
+}
+
+impl Cache {
+    pub(crate) fn new(cfg: CacheConfig) -> Cache {
+        Cache {
+            cfg,
+            store: Mutex::new(Store::default()),
+        }
+    }
+
+    /// The stored variants of a target (most recent first), marking it used.
+    pub(crate) fn variants(&self, key: &Key) -> Vec<Arc<Entry>> {
+        let mut s = self.store.lock().expect("cache lock");
+        let tick = s.next_tick;
+        let Some(slot) = s.slots.get_mut(key) else {
+            return Vec::new();
+        };
+        let (old, variants) = (slot.tick, slot.variants.clone());
+        slot.tick = tick;
+        s.next_tick += 1;
+        s.order.remove(&old);
+        s.order.insert(tick, key.clone());
+        variants
+    }
+
+    /// Stores `entry` for `key`, replacing the variant with the same `Vary` values,
+    /// then evicts least recently used targets beyond `max_bytes`.
+    pub(crate) fn insert(&self, key: Key, entry: Entry) {
+        let size = entry.size();
+        if size > self.cfg.max_bytes {
+            return;
+        }
+        let mut s = self.store.lock().expect("cache lock");
+        let tick = s.next_tick;
+        s.next_tick += 1;
+        let slot = s.slots.entry(key.clone()).or_default();
+        let old_tick = slot.tick;
+        slot.variants.retain(|v| v.vary != entry.vary);
+        slot.variants.insert(0, Arc::new(entry));
+        let before = slot.bytes;
+        slot.bytes = slot.variants.iter().map(|v| v.size()).sum();
+        slot.tick = tick;
+        let after = slot.bytes;
+        s.bytes = s.bytes + after - before;
+        s.order.remove(&old_tick);
+        s.order.insert(tick, key);
+        while s.bytes > self.cfg.max_bytes {
+            let Some((_, oldest)) = s.order.pop_first() else {
+                break;
+            };
+            if let Some(gone) = s.slots.remove(&oldest) {
+                s.bytes -= gone.bytes;
+            }
+        }
+    }
+
+    /// Replaces a stored variant by its freshened copy (after a `304`).
+    pub(crate) fn replace(&self, key: &Key, old: &Arc<Entry>, new: Entry) {
+        let mut s = self.store.lock().expect("cache lock");
+        let Some(slot) = s.slots.get_mut(key) else {
+            return;
+        };
+        if let Some(v) = slot.variants.iter_mut().find(|v| Arc::ptr_eq(v, old)) {
+            *v = Arc::new(new);
+        }
+    }
+
+    /// Forgets every variant of a target.
+    pub(crate) fn remove(&self, key: &Key) {
+        let mut s = self.store.lock().expect("cache lock");
+        if let Some(gone) = s.slots.remove(key) {
+            s.bytes -= gone.bytes;
+            s.order.remove(&gone.tick);
+        }
+    }
+}
+
+/// A response body on its way to the client, collected to be stored once whole.
+pub(crate) struct Fill {
+    pub(crate) cache: Arc<Cache>,
+    pub(crate) key: Key,
+    /// Everything but the body.
+    pub(crate) entry: Entry,
+    pub(crate) parts: Vec<Bytes>,
+    pub(crate) size: u64,
+}
+
+impl Fill {
+    /// Takes one more piece; false once the body is too large to store.
+    pub(crate) fn take(&mut self, data: &Bytes) -> bool {
+        self.size += data.len() as u64;
+        if self.size > self.cache.cfg.max_object {
+            return false;
+        }
+        self.parts.push(data.clone());
+        true
+    }
+
+    /// The body arrived whole: store it.
+    pub(crate) fn finish(mut self) {
+        let mut body = bytes::BytesMut::with_capacity(self.size as usize);
+        for p in &self.parts {
+            body.extend_from_slice(p);
+        }
+        self.entry.body = body.freeze();
+        self.cache.insert(self.key, self.entry);
+    }
+}
+
+/// The header field of RFC 9211.
+pub(crate) static CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
+
+/// What the cache said about a request that goes upstream anyway.
+pub(crate) struct Lookup {
+    pub(crate) key: Key,
+    /// The client's request fields (for `Vary` and §3.5 when storing).
+    pub(crate) request: HeaderMap,
+    /// A stored response to revalidate, if any.
+    pub(crate) stale: Option<Arc<Entry>>,
+    /// Why it goes upstream: RFC 9211's `fwd` (`uri-miss`, `vary-miss`, `stale`,
+    /// `request`).
+    pub(crate) fwd: &'static str,
+    pub(crate) request_time: SystemTime,
+}
+
+/// The answer to a request the cache handles.
+pub(crate) enum Found {
+    /// Served from the store (`hit`), with the reason.
+    Hit(http::Response<Body>, String),
+    /// Asks the upstream (revalidating `stale` when there is one).
+    Forward(Lookup),
+    /// `only-if-cached` and nothing usable stored: 504 (RFC 9111 §5.2.1.7).
+    OnlyIfCached,
+}
+
+/// Looks a GET or HEAD up in the store.
+pub(crate) fn lookup(cache: &Cache, parts: &http::request::Parts, key: Key) -> Found {
+    let now = SystemTime::now();
+    let variants = cache.variants(&key);
+    let chosen = variants.iter().find(|e| {
+        let names: Vec<HeaderName> = e.vary.iter().map(|(n, _)| n.clone()).collect();
+        rules::vary_key(&names, &parts.headers) == e.vary
+    });
+    let only_if_cached = CacheControl::from_headers(&parts.headers).only_if_cached;
+    let forward = |stale: Option<Arc<Entry>>, fwd| {
+        if only_if_cached {
+            return Found::OnlyIfCached;
+        }
+        Found::Forward(Lookup {
+            key: key.clone(),
+            request: parts.headers.clone(),
+            stale,
+            fwd,
+            request_time: now,
+        })
+    };
+    let Some(entry) = chosen else {
+        return forward(
+            None,
+            if variants.is_empty() {
+                "uri-miss"
+            } else {
+                "vary-miss"
+            },
+        );
+    };
+    let life =
+        rules::lifetime(entry.status, &entry.headers, true, cache.cfg.heuristic_cap).duration();
+    let age = current_age(&entry.headers, entry.request_time, entry.response_time, now);
+    match rules::reuse(&parts.headers, &entry.headers, life, age, true) {
+        reuse @ (Reuse::Fresh | Reuse::StaleAllowed) => {
+            let ttl = life.as_secs() as i64 - age.as_secs() as i64;
+            let status = format!("wharf; hit; ttl={ttl}");
+            let res = respond(entry, parts, age, &status);
+            Found::Hit(res, format!("cache hit: {reuse} (age {}s)", age.as_secs()))
+        }
+        Reuse::Revalidate("the request has no-cache") => forward(Some(entry.clone()), "request"),
+        _ => forward(Some(entry.clone()), "stale"),
+    }
+}
+
+/// A stored response as the client gets it: `Age` (RFC 9111 §5.1), `Cache-Status`;
+/// `304` to a client whose `If-None-Match` names its entity tag (RFC 9111 §4.3.2);
+/// no body for HEAD.
+pub(crate) fn respond(
+    entry: &Entry,
+    parts: &http::request::Parts,
+    age: Duration,
+    cache_status: &str,
+) -> http::Response<Body> {
+    let mut headers = entry.headers.clone();
+    headers.insert(http::header::AGE, rules::age_value(age));
+    if let Ok(v) = http::HeaderValue::from_str(cache_status) {
+        headers.insert(&CACHE_STATUS, v);
+    }
+    let not_modified = entry.status == StatusCode::OK
+        && matches!(
+            (parts.headers.get(http::header::IF_NONE_MATCH), entry.headers.get(http::header::ETAG)),
+            (Some(inm), Some(etag)) if inm.to_str().is_ok_and(|l| l.split(',').any(|t| {
+                let t = t.trim();
+                t == "*" || t.trim_start_matches("W/") == etag.to_str().unwrap_or("").trim_start_matches("W/")
+            }))
+        );
+    let (status, body) = if not_modified {
+        headers.remove(http::header::CONTENT_LENGTH);
+        (StatusCode::NOT_MODIFIED, Body::empty())
+    } else if parts.method == http::Method::HEAD {
+        (entry.status, Body::empty())
+    } else {
+        (entry.status, Body::full(entry.body.clone()))
+    };
+    let mut res = http::Response::new(body);
+    *res.status_mut() = status;
+    *res.headers_mut() = headers;
+    res
+}
+
+impl Lookup {
+    /// After a `304` to a revalidation: the stored response, freshened (RFC 9111
+    /// §4.3.4), or `None` when the `304` does not match it.
+    pub(crate) fn freshened(
+        &self,
+        cache: &Cache,
+        fresh: &HeaderMap,
+        parts: &http::request::Parts,
+    ) -> Option<http::Response<Body>> {
+        let stale = self.stale.as_ref()?;
+        if !rules::freshens(&stale.headers, fresh) {
+            return None;
+        }
+        let mut headers = stale.headers.clone();
+        rules::freshen(&mut headers, fresh);
+        let now = SystemTime::now();
+        let entry = Entry {
+            status: stale.status,
+            headers,
+            body: stale.body.clone(),
+            vary: stale.vary.clone(),
+            request_time: self.request_time,
+            response_time: now,
+        };
+        let age = current_age(&entry.headers, entry.request_time, entry.response_time, now);
+        let res = respond(&entry, parts, age, "wharf; fwd=stale; fwd-status=304");
+        cache.replace(&self.key, stale, entry);
+        Some(res)
+    }
+
+    /// For an upstream response: the fill that will store it (when RFC 9111 allows),
+    /// and its `Cache-Status` and reason.
+    pub(crate) fn store(
+        self,
+        cache: &Arc<Cache>,
+        method: &http::Method,
+        status: StatusCode,
+        response: &HeaderMap,
+    ) -> (Option<Fill>, String, String) {
+        let policy = rules::StorePolicy {
+            shared: true,
+            store_set_cookie: cache.cfg.store_set_cookie,
+        };
+        let fwd = format!("wharf; fwd={}; fwd-status={}", self.fwd, status.as_u16());
+        if *method != http::Method::GET {
+            return (None, fwd, "not stored: HEAD (stored from GET only)".into());
+        }
+        if let Err(why) = rules::storable(method, &self.request, status, response, policy) {
+            return (None, fwd, why.to_string());
+        }
+        let length = response
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if length.is_some_and(|l| l > cache.cfg.max_object) {
+            return (None, fwd, "not stored: larger than max_object".into());
+        }
+        let names = rules::vary_names(response).unwrap_or_default();
+        let vary = rules::vary_key(&names, &self.request);
+        let entry = Entry {
+            status,
+            headers: response.clone(),
+            body: Bytes::new(),
+            vary,
+            request_time: self.request_time,
+            response_time: SystemTime::now(),
+        };
+        let fill = Fill {
+            cache: cache.clone(),
+            key: self.key,
+            entry,
+            parts: Vec::new(),
+            size: 0,
+        };
+        (Some(fill), format!("{fwd}; stored"), "stored".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(body: &'static [u8], vary: &str) -> Entry {
+        Entry {
+            status: StatusCode::OK,
+            headers: HeaderMap::new(),
+            body: Bytes::from_static(body),
+            vary: vec![(http::header::ACCEPT_ENCODING, vary.to_owned())],
+            request_time: SystemTime::UNIX_EPOCH,
+            response_time: SystemTime::UNIX_EPOCH,
+        }
+    }
+
+    fn key(path: &str) -> Key {
+        ("a.test".into(), path.into())
+    }
+
+    #[test]
+    fn variants_replace_their_own_kind_and_the_oldest_target_goes_first() {
+        let cache = Cache::new(CacheConfig {
+            max_bytes: 3 * entry(&[0; 100], "").size(),
+            ..CacheConfig::default()
+        });
+        cache.insert(key("/a"), entry(&[0; 100], "gzip"));
+        cache.insert(key("/a"), entry(&[1; 100], "br"));
+        cache.insert(key("/a"), entry(&[2; 100], "gzip"));
+        let a = cache.variants(&key("/a"));
+        assert_eq!(a.len(), 2, "one per Vary value");
+        assert_eq!(a[0].body[0], 2, "the newest first, replacing its kind");
+        cache.insert(key("/b"), entry(&[3; 100], ""));
+        cache.variants(&key("/a")); // /a used: /b is now the oldest
+        cache.insert(key("/c"), entry(&[4; 100], ""));
+        assert!(
+            cache.variants(&key("/b")).is_empty(),
+            "least recently used out"
+        );
+        assert_eq!(cache.variants(&key("/a")).len(), 2);
+        cache.remove(&key("/a"));
+        assert!(cache.variants(&key("/a")).is_empty());
+    }
+
+    #[test]
+    fn a_fill_stores_only_a_whole_body_within_the_limit() {
+        let cache = Arc::new(Cache::new(CacheConfig {
+            max_object: 10,
+            ..CacheConfig::default()
+        }));
+        let fill = |path: &str| Fill {
+            cache: cache.clone(),
+            key: key(path),
+            entry: entry(b"", ""),
+            parts: Vec::new(),
+            size: 0,
+        };
+        let mut whole = fill("/whole");
+        assert!(whole.take(&Bytes::from_static(b"hello")));
+        assert!(whole.take(&Bytes::from_static(b"!")));
+        whole.finish();
+        assert_eq!(&cache.variants(&key("/whole"))[0].body[..], b"hello!");
+        let mut big = fill("/big");
+        assert!(
+            !big.take(&Bytes::from_static(b"0123456789ab")),
+            "past max_object"
+        );
+        let mut cut = fill("/cut");
+        cut.take(&Bytes::from_static(b"half"));
+        drop(cut); // the upstream failed: nothing stored
+        assert!(cache.variants(&key("/cut")).is_empty());
+    }
+}
