@@ -6,6 +6,12 @@
 //! A response is stored only once its body has arrived whole ([`Fill`] collects it
 //! as it streams to the client): a fill cut short, or past `max_object`, leaves
 //! nothing behind, so a torn entry is never served.
+//!
+//! Misses collapse: while one request for a target is forwarded (its [`Leader`]),
+//! others for the same target wait for it instead of going upstream too, then look
+//! again. The leader lets them go as soon as it knows: the response stored, not
+//! storable, or failed. (They get the stored response once it is whole; a large
+//! object is not streamed to several waiters as it arrives.)
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -92,6 +98,33 @@ struct Store {
 pub(crate) struct Cache {
     pub(crate) cfg: CacheConfig,
     store: Mutex<Store>,
+    /// Targets being fetched, and the signal their waiters wait for.
+    inflight: Mutex<HashMap<Key, tokio::sync::watch::Receiver<()>>>,
+}
+
+/// The request that fetches a target for everyone; dropping it (the response
+/// stored, not storable, or failed) lets the waiters go.
+#[derive(Debug)]
+pub(crate) struct Leader {
+    cache: Arc<Cache>,
+    key: Key,
+    _done: tokio::sync::watch::Sender<()>,
+}
+
+impl Drop for Leader {
+    fn drop(&mut self) {
+        self.cache
+            .inflight
+            .lock()
+            .expect("cache lock")
+            .remove(&self.key);
+    }
+}
+
+/// What a miss does: fetch for everyone, or wait for the request that does.
+pub(crate) enum Role {
+    Lead(Leader),
+    Wait(tokio::sync::watch::Receiver<()>),
 }
 
 impl Cache {
@@ -99,7 +132,23 @@ impl Cache {
         Cache {
             cfg,
             store: Mutex::new(Store::default()),
+            inflight: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Leads the fetch of `key`, or waits for the one in flight.
+    pub(crate) fn join(self: &Arc<Self>, key: &Key) -> Role {
+        let mut inflight = self.inflight.lock().expect("cache lock");
+        if let Some(rx) = inflight.get(key) {
+            return Role::Wait(rx.clone());
+        }
+        let (tx, rx) = tokio::sync::watch::channel(());
+        inflight.insert(key.clone(), rx);
+        Role::Lead(Leader {
+            cache: self.clone(),
+            key: key.clone(),
+            _done: tx,
+        })
     }
 
     /// The stored variants of a target (most recent first), marking it used.
@@ -177,6 +226,8 @@ pub(crate) struct Fill {
     pub(crate) entry: Entry,
     pub(crate) parts: Vec<Bytes>,
     pub(crate) size: u64,
+    /// Released once the response is stored (or the fill given up).
+    pub(crate) leader: Option<Leader>,
 }
 
 impl Fill {
@@ -198,6 +249,8 @@ impl Fill {
         }
         self.entry.body = body.freeze();
         self.cache.insert(self.key, self.entry);
+        // Waiters look again once the entry is there.
+        drop(self.leader);
     }
 }
 
@@ -215,6 +268,8 @@ pub(crate) struct Lookup {
     /// `request`).
     pub(crate) fwd: &'static str,
     pub(crate) request_time: SystemTime,
+    /// This request fetches the target for others waiting.
+    pub(crate) leader: Option<Leader>,
 }
 
 /// The answer to a request the cache handles.
@@ -225,10 +280,18 @@ pub(crate) enum Found {
     Forward(Lookup),
     /// `only-if-cached` and nothing usable stored: 504 (RFC 9111 §5.2.1.7).
     OnlyIfCached,
+    /// The same target is being fetched: wait for it, then look again.
+    Wait(tokio::sync::watch::Receiver<()>),
 }
 
-/// Looks a GET or HEAD up in the store.
-pub(crate) fn lookup(cache: &Cache, parts: &http::request::Parts, key: Key) -> Found {
+/// Looks a GET or HEAD up in the store. With `collapse`, a miss waits for the same
+/// target's fetch in flight, or leads it.
+pub(crate) fn lookup(
+    cache: &Arc<Cache>,
+    parts: &http::request::Parts,
+    key: Key,
+    collapse: bool,
+) -> Found {
     let now = SystemTime::now();
     let variants = cache.variants(&key);
     let chosen = variants.iter().find(|e| {
@@ -236,7 +299,7 @@ pub(crate) fn lookup(cache: &Cache, parts: &http::request::Parts, key: Key) -> F
         rules::vary_key(&names, &parts.headers) == e.vary
     });
     let only_if_cached = CacheControl::from_headers(&parts.headers).only_if_cached;
-    let forward = |stale: Option<Arc<Entry>>, fwd| {
+    let forward = |stale: Option<Arc<Entry>>, fwd, leader| {
         if only_if_cached {
             return Found::OnlyIfCached;
         }
@@ -246,17 +309,22 @@ pub(crate) fn lookup(cache: &Cache, parts: &http::request::Parts, key: Key) -> F
             stale,
             fwd,
             request_time: now,
+            leader,
         })
     };
     let Some(entry) = chosen else {
-        return forward(
-            None,
-            if variants.is_empty() {
-                "uri-miss"
-            } else {
-                "vary-miss"
-            },
-        );
+        let fwd = if variants.is_empty() {
+            "uri-miss"
+        } else {
+            "vary-miss"
+        };
+        if !collapse || only_if_cached {
+            return forward(None, fwd, None);
+        }
+        return match cache.join(&key) {
+            Role::Lead(leader) => forward(None, fwd, Some(leader)),
+            Role::Wait(rx) => Found::Wait(rx),
+        };
     };
     let life =
         rules::lifetime(entry.status, &entry.headers, true, cache.cfg.heuristic_cap).duration();
@@ -268,8 +336,10 @@ pub(crate) fn lookup(cache: &Cache, parts: &http::request::Parts, key: Key) -> F
             let res = respond(entry, parts, age, &status);
             Found::Hit(res, format!("cache hit: {reuse} (age {}s)", age.as_secs()))
         }
-        Reuse::Revalidate("the request has no-cache") => forward(Some(entry.clone()), "request"),
-        _ => forward(Some(entry.clone()), "stale"),
+        Reuse::Revalidate("the request has no-cache") => {
+            forward(Some(entry.clone()), "request", None)
+        }
+        _ => forward(Some(entry.clone()), "stale", None),
     }
 }
 
@@ -381,6 +451,7 @@ impl Lookup {
             entry,
             parts: Vec::new(),
             size: 0,
+            leader: self.leader,
         };
         (Some(fill), format!("{fwd}; stored"), "stored".into())
     }
@@ -441,6 +512,7 @@ mod tests {
             entry: entry(b"", ""),
             parts: Vec::new(),
             size: 0,
+            leader: None,
         };
         let mut whole = fill("/whole");
         assert!(whole.take(&Bytes::from_static(b"hello")));

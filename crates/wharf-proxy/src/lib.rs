@@ -341,15 +341,40 @@ impl Proxy {
         let cacheable = matches!(parts.method, Method::GET | Method::HEAD) && upgrade.is_none();
         let key = self.cache.as_ref().map(|_| cache_key(&parts));
         if let (Some(c), Some(key), true) = (&self.cache, &key, cacheable) {
-            match cache::lookup(c, &parts, key.clone()) {
-                cache::Found::Hit(res, why) => return Ok((res, explain.then_some(why))),
-                cache::Found::OnlyIfCached => {
-                    return Err(Failure::new(
-                        StatusCode::GATEWAY_TIMEOUT,
-                        "504: only-if-cached, and nothing usable is stored",
-                    ))
+            // A miss waits for the same target's fetch in flight, once; after that it
+            // looks again and, still missing, goes upstream itself.
+            let mut waited = false;
+            loop {
+                match cache::lookup(c, &parts, key.clone(), !waited) {
+                    cache::Found::Hit(mut res, why) => {
+                        if waited {
+                            let status = format!(
+                                "wharf; fwd=uri-miss; fwd-status={}; collapsed",
+                                res.status().as_u16()
+                            );
+                            if let Ok(v) = HeaderValue::from_str(&status) {
+                                res.headers_mut().insert(&cache::CACHE_STATUS, v);
+                            }
+                        }
+                        return Ok((res, explain.then_some(why)));
+                    }
+                    cache::Found::OnlyIfCached => {
+                        return Err(Failure::new(
+                            StatusCode::GATEWAY_TIMEOUT,
+                            "504: only-if-cached, and nothing usable is stored",
+                        ))
+                    }
+                    cache::Found::Forward(l) => {
+                        lookup = Some(l);
+                        break;
+                    }
+                    cache::Found::Wait(mut done) => {
+                        tracing::debug!(target: "wharf::proxy", host = %key.0, target = %key.1, "collapsed: waiting for the same request in flight");
+                        let wait = done.changed();
+                        let _ = tokio::time::timeout(self.cfg.response_timeout, wait).await;
+                        waited = true;
+                    }
                 }
-                cache::Found::Forward(l) => lookup = Some(l),
             }
         }
         let mut head = self.upstream_head(&mut parts, upgrade.as_ref());

@@ -18,8 +18,8 @@ enum Reply {
     /// Writes these bytes and closes the connection.
     Close(Vec<u8>),
     /// Writes the first bytes, waits until the test sends on the channel (or
-    /// `PATIENCE` passes), then writes a 200.
-    Hold(Vec<u8>, Arc<Mutex<mpsc::Receiver<()>>>),
+    /// `PATIENCE` passes), then writes the last ones.
+    Hold(Vec<u8>, Arc<Mutex<mpsc::Receiver<()>>>, Vec<u8>),
     /// A 200 with this many zero bytes, written in pieces.
     Stream(usize),
 }
@@ -142,10 +142,10 @@ fn serve_connection(
                 let _ = w.write_all(&b);
                 return;
             }
-            Reply::Hold(first, rx) => {
+            Reply::Hold(first, rx, last) => {
                 let _ = w.write_all(&first);
                 let _ = rx.lock().unwrap().recv_timeout(PATIENCE);
-                let _ = w.write_all(&ok("held"));
+                let _ = w.write_all(&last);
             }
             Reply::Stream(n) => {
                 let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {n}\r\n\r\n");
@@ -413,10 +413,11 @@ fn slow_upstreams_get_504_and_stalled_bodies_are_cut() {
     let (release, held) = mpsc::channel::<()>();
     let held = Arc::new(Mutex::new(held));
     let up = Upstream::start(move |req| match req.head.split(' ').nth(1).unwrap() {
-        "/slow" => Reply::Hold(Vec::new(), held.clone()),
+        "/slow" => Reply::Hold(Vec::new(), held.clone(), ok("held")),
         "/stall" => Reply::Hold(
             b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nstart".to_vec(),
             held.clone(),
+            Vec::new(),
         ),
         _ => Reply::Bytes(ok("fine")),
     });
@@ -491,7 +492,7 @@ fn beyond_max_connections_and_max_pending_requests_get_503() {
     let (release, held) = mpsc::channel::<()>();
     let held = Arc::new(Mutex::new(held));
     let up = Upstream::start(move |req| match req.head.split(' ').nth(1).unwrap() {
-        "/slow" => Reply::Hold(Vec::new(), held.clone()),
+        "/slow" => Reply::Hold(Vec::new(), held.clone(), ok("held")),
         _ => Reply::Bytes(ok("fine")),
     });
     let toml = "[proxy]\nmax_connections = 1\nmax_pending = 0\nretries = 0\n";
@@ -1060,4 +1061,79 @@ fn the_shared_cache_keeps_what_rfc_9111_allows() {
 
     let none = p.get("/never", &[("cache-control", "only-if-cached")]);
     assert_eq!(none.status(), 504, "RFC 9111 §5.2.1.7");
+}
+
+#[test]
+fn misses_for_one_target_collapse_into_one_upstream_request() {
+    const CLIENTS: usize = 10;
+    let (release, held) = mpsc::channel::<()>();
+    let held = Arc::new(Mutex::new(held));
+    let up = Upstream::start(move |req| match req.head.split(' ').nth(1).unwrap() {
+        "/cold" => Reply::Hold(
+            Vec::new(),
+            held.clone(),
+            with_fields("cache-control: max-age=60\r\n", "cold"),
+        ),
+        // Not storable: the head first, the body only once released.
+        _ => Reply::Hold(
+            b"HTTP/1.1 200 OK\r\ncache-control: private\r\ncontent-length: 4\r\n\r\n".to_vec(),
+            held.clone(),
+            b"mine".to_vec(),
+        ),
+    });
+    let toml = "[proxy.cache]\n[log]\nlevel = \"info,wharf::proxy=debug\"\n";
+    let p = Arc::new(proxy(Proto::H1, &[up.url()], toml));
+    let seen = |path: &str| {
+        up.seen()
+            .iter()
+            .filter(|s| s.head.starts_with(&format!("GET {path} ")))
+            .count()
+    };
+    let get_all = |path: &'static str| -> Vec<std::thread::JoinHandle<(String, String)>> {
+        (0..CLIENTS)
+            .map(|_| {
+                let p = p.clone();
+                std::thread::spawn(move || {
+                    let res = p.get(path, &[]);
+                    let status = cache_status(&res);
+                    (status, res.text().unwrap())
+                })
+            })
+            .collect()
+    };
+    let clients = get_all("/cold");
+    p.wait_for_stderr_lines("collapsed: waiting", CLIENTS - 1);
+    assert_eq!(
+        seen("/cold"),
+        1,
+        "one request upstream while the others wait"
+    );
+    release.send(()).unwrap();
+    let answers: Vec<(String, String)> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    assert!(answers.iter().all(|(_, body)| body == "cold"));
+    let collapsed = answers
+        .iter()
+        .filter(|(s, _)| s.contains("collapsed"))
+        .count();
+    assert_eq!(collapsed, CLIENTS - 1, "{answers:?}");
+    assert_eq!(seen("/cold"), 1);
+
+    // A response that turns out not storable lets the waiters go at once (they go
+    // upstream themselves) while its own body is still on its way.
+    let clients = get_all("/private");
+    let deadline = Instant::now() + PATIENCE;
+    while seen("/private") < CLIENTS {
+        assert!(
+            Instant::now() < deadline,
+            "waiters were held: {}",
+            seen("/private")
+        );
+        std::thread::yield_now();
+    }
+    for _ in 0..CLIENTS {
+        release.send(()).unwrap();
+    }
+    for c in clients {
+        assert_eq!(c.join().unwrap().1, "mine");
+    }
 }

@@ -430,6 +430,11 @@ impl Wharf {
         wait_in(&self.err, needle, 1).remove(0)
     }
 
+    /// Waits until stderr has `n` lines containing `needle`; returns them.
+    pub fn wait_for_stderr_lines(&self, needle: &str, n: usize) -> Vec<String> {
+        wait_in(&self.err, needle, n)
+    }
+
     pub fn stderr(&self) -> String {
         self.err.0.lock().unwrap().clone()
     }
