@@ -379,7 +379,28 @@ pub(crate) fn respond(
     res
 }
 
+impl Entry {
+    /// Its age now (RFC 9111 §4.2.3).
+    pub(crate) fn age(&self) -> Duration {
+        current_age(
+            &self.headers,
+            self.request_time,
+            self.response_time,
+            SystemTime::now(),
+        )
+    }
+}
+
 impl Lookup {
+    /// The stored response that may answer if the upstream fails (RFC 5861 §4).
+    pub(crate) fn fallback(&self, cache: &Cache) -> Option<Arc<Entry>> {
+        let stale = self.stale.as_ref()?;
+        let life =
+            rules::lifetime(stale.status, &stale.headers, true, cache.cfg.heuristic_cap).duration();
+        rules::stale_if_error(&self.request, &stale.headers, life, stale.age(), true)
+            .then(|| stale.clone())
+    }
+
     /// After a `304` to a revalidation: the stored response, freshened (RFC 9111
     /// §4.3.4), or `None` when the `304` does not match it.
     pub(crate) fn freshened(

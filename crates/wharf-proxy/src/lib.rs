@@ -377,181 +377,207 @@ impl Proxy {
                 }
             }
         }
-        let mut head = self.upstream_head(&mut parts, upgrade.as_ref());
-        if let Some(stale) = lookup.as_ref().and_then(|l| l.stale.as_ref()) {
-            head.headers
-                .extend(wharf_http::cache::validators(&stale.headers));
-        }
-        let no_body = body.is_end_stream();
-        // Safe to send again after a failure: nothing of it is lost, and doing it twice
-        // means the same (RFC 9110 §9.2.2).
-        let replayable = no_body && parts.method.is_idempotent();
-        let over = Arc::new(AtomicBool::new(false));
-        let mut body = Some(if no_body {
-            empty()
-        } else {
-            body::Limited::new(body, self.cfg.max_body, over.clone()).boxed_unsync()
-        });
-        let client = parts.extensions.get::<ConnInfo>().map(|c| c.peer.ip());
-        let members = group.members();
-        let mut tried: Vec<usize> = Vec::new();
-        // The failed attempts so far: their status and reason.
-        let mut earlier: Vec<(StatusCode, String)> = Vec::new();
-        for _ in 0..=self.cfg.retries {
-            let Some((i, picked)) =
-                group.pick(&members, &head.headers, parts.uri.path(), client, &tried)
-            else {
-                break;
-            };
-            tried.push(i);
-            let member = &members[i];
-            let pool = &member.pool;
-            let upstream = pool.upstream();
-            let mut conn = match pool.checkout().await {
-                Ok(c) => c,
-                Err(CheckoutError::Saturated(n)) => {
-                    return Err(Failure::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        format!("503: {upstream}: {n} requests already wait for a connection"),
-                    ));
-                }
-                Err(e) => {
-                    // Nothing was sent: another member may take it.
-                    group.failed(member);
-                    tracing::warn!(target: "wharf::proxy", group = %group.name, %upstream, error = %e, "upstream unreachable");
-                    let status = match e {
-                        CheckoutError::ConnectTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
-                        _ => StatusCode::BAD_GATEWAY,
-                    };
-                    earlier.push((status, format!("{}: {upstream}: {e}", status.as_u16())));
-                    continue;
-                }
-            };
-            // The fields are copied only where another attempt may need them.
-            let headers = if replayable && tried.len() <= self.cfg.retries as usize {
-                head.headers.clone()
-            } else {
-                std::mem::take(&mut head.headers)
-            };
-            let mut req =
-                self.upstream_request(&head, headers, upstream, body.take().unwrap_or_else(empty));
-            conn.sender.shape(&mut req, upstream);
-            if head.te_trailers && conn.sender.is_h2() {
-                req.headers_mut()
-                    .insert(header::TE, HeaderValue::from_static("trailers"));
+        // What may answer if the upstream fails (RFC 5861 §4, stale-if-error).
+        let fallback = match (&self.cache, &lookup) {
+            (Some(c), Some(l)) => l.fallback(c),
+            _ => None,
+        };
+        let outcome = async {
+            let mut head = self.upstream_head(&mut parts, upgrade.as_ref());
+            if let Some(stale) = lookup.as_ref().and_then(|l| l.stale.as_ref()) {
+                head.headers
+                    .extend(wharf_http::cache::validators(&stale.headers));
             }
-            let in_flight = member.start();
-            let sent = conn.sender.send(req);
-            let res = match tokio::time::timeout(self.cfg.response_timeout, sent).await {
-                Ok(Ok(res)) => res,
-                Err(_) => {
-                    group.failed(member);
-                    return Err(Failure::new(
-                        StatusCode::GATEWAY_TIMEOUT,
-                        format!(
-                            "504: {upstream}: no response within {:?}",
-                            self.cfg.response_timeout
-                        ),
-                    ));
-                }
-                Ok(Err(mut e)) => {
-                    if over.load(Ordering::Acquire) {
+            let no_body = body.is_end_stream();
+            // Safe to send again after a failure: nothing of it is lost, and doing it twice
+            // means the same (RFC 9110 §9.2.2).
+            let replayable = no_body && parts.method.is_idempotent();
+            let over = Arc::new(AtomicBool::new(false));
+            let mut body = Some(if no_body {
+                empty()
+            } else {
+                body::Limited::new(body, self.cfg.max_body, over.clone()).boxed_unsync()
+            });
+            let client = parts.extensions.get::<ConnInfo>().map(|c| c.peer.ip());
+            let members = group.members();
+            let mut tried: Vec<usize> = Vec::new();
+            // The failed attempts so far: their status and reason.
+            let mut earlier: Vec<(StatusCode, String)> = Vec::new();
+            for _ in 0..=self.cfg.retries {
+                let Some((i, picked)) =
+                    group.pick(&members, &head.headers, parts.uri.path(), client, &tried)
+                else {
+                    break;
+                };
+                tried.push(i);
+                let member = &members[i];
+                let pool = &member.pool;
+                let upstream = pool.upstream();
+                let mut conn = match pool.checkout().await {
+                    Ok(c) => c,
+                    Err(CheckoutError::Saturated(n)) => {
                         return Err(Failure::new(
-                            StatusCode::PAYLOAD_TOO_LARGE,
-                            format!("413: the body went over the limit of {}", self.cfg.max_body),
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            format!("503: {upstream}: {n} requests already wait for a connection"),
                         ));
                     }
-                    let reason = format!("502: {upstream}: {}", describe(e.error()));
-                    if let Some(unsent) = e.take_message() {
-                        // Refused before a byte was written (a closed keep-alive
-                        // connection): the request is whole and can go elsewhere.
-                        let (unsent, unsent_body) = unsent.into_parts();
-                        head.headers = unsent.headers;
-                        head.headers.remove(header::TE);
-                        body = Some(unsent_body);
-                    } else {
+                    Err(e) => {
+                        // Nothing was sent: another member may take it.
                         group.failed(member);
-                        if !replayable {
-                            return Err(Failure::new(StatusCode::BAD_GATEWAY, reason));
+                        tracing::warn!(target: "wharf::proxy", group = %group.name, %upstream, error = %e, "upstream unreachable");
+                        let status = match e {
+                            CheckoutError::ConnectTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+                            _ => StatusCode::BAD_GATEWAY,
+                        };
+                        earlier.push((status, format!("{}: {upstream}: {e}", status.as_u16())));
+                        continue;
+                    }
+                };
+                // The fields are copied only where another attempt may need them.
+                let headers = if replayable && tried.len() <= self.cfg.retries as usize {
+                    head.headers.clone()
+                } else {
+                    std::mem::take(&mut head.headers)
+                };
+                let mut req =
+                    self.upstream_request(&head, headers, upstream, body.take().unwrap_or_else(empty));
+                conn.sender.shape(&mut req, upstream);
+                if head.te_trailers && conn.sender.is_h2() {
+                    req.headers_mut()
+                        .insert(header::TE, HeaderValue::from_static("trailers"));
+                }
+                let in_flight = member.start();
+                let sent = conn.sender.send(req);
+                let res = match tokio::time::timeout(self.cfg.response_timeout, sent).await {
+                    Ok(Ok(res)) => res,
+                    Err(_) => {
+                        group.failed(member);
+                        return Err(Failure::new(
+                            StatusCode::GATEWAY_TIMEOUT,
+                            format!(
+                                "504: {upstream}: no response within {:?}",
+                                self.cfg.response_timeout
+                            ),
+                        ));
+                    }
+                    Ok(Err(mut e)) => {
+                        if over.load(Ordering::Acquire) {
+                            return Err(Failure::new(
+                                StatusCode::PAYLOAD_TOO_LARGE,
+                                format!("413: the body went over the limit of {}", self.cfg.max_body),
+                            ));
+                        }
+                        let reason = format!("502: {upstream}: {}", describe(e.error()));
+                        if let Some(unsent) = e.take_message() {
+                            // Refused before a byte was written (a closed keep-alive
+                            // connection): the request is whole and can go elsewhere.
+                            let (unsent, unsent_body) = unsent.into_parts();
+                            head.headers = unsent.headers;
+                            head.headers.remove(header::TE);
+                            body = Some(unsent_body);
+                        } else {
+                            group.failed(member);
+                            if !replayable {
+                                return Err(Failure::new(StatusCode::BAD_GATEWAY, reason));
+                            }
+                        }
+                        tracing::debug!(target: "wharf::proxy", %upstream, reused = conn.reused, %reason, "retrying");
+                        earlier.push((StatusCode::BAD_GATEWAY, reason));
+                        continue;
+                    }
+                };
+                drop(in_flight);
+                group.succeeded(member);
+                if fallback.is_some() && res.status().is_server_error() {
+                    // stale-if-error (RFC 5861 §4): the stored response answers instead.
+                    return Err(Failure::new(
+                        res.status(),
+                        format!("{upstream} answered {}", res.status().as_u16()),
+                    ));
+                }
+                if let (Some(up), true) = (&upgrade, res.status() == StatusCode::SWITCHING_PROTOCOLS) {
+                    let res = self.switch(res, up, client_upgrade).map_err(|why| {
+                        Failure::new(StatusCode::BAD_GATEWAY, format!("502: {upstream}: {why}"))
+                    })?;
+                    let why = explain
+                        .then(|| format!("tunnel to {upstream} (group {}, {picked})", group.name));
+                    return Ok((res, why));
+                }
+                // Reasons are formatted only for sites that send them.
+                let why = explain.then(|| {
+                    let mut why = format!(
+                        "proxied to {upstream} (group {}, {picked}, {} connection)",
+                        group.name,
+                        if conn.reused { "reused" } else { "new" }
+                    );
+                    if !earlier.is_empty() {
+                        why.push_str("; after ");
+                        why.push_str(&reasons(&earlier));
+                    }
+                    why
+                });
+                if let (Some(c), Some(l)) = (&self.cache, &lookup) {
+                    if res.status() == StatusCode::NOT_MODIFIED {
+                        if let Some(fresh) = l.freshened(c, res.headers(), &parts) {
+                            // The 304 has no body: its connection goes back at once.
+                            drop(self.downstream(res, conn.sender, pool, None, &parts.method));
+                            let why =
+                                why.map(|w| format!("{w}; cache: 304, the stored response freshened"));
+                            return Ok((fresh, why));
                         }
                     }
-                    tracing::debug!(target: "wharf::proxy", %upstream, reused = conn.reused, %reason, "retrying");
-                    earlier.push((StatusCode::BAD_GATEWAY, reason));
-                    continue;
                 }
-            };
-            drop(in_flight);
-            group.succeeded(member);
-            if let (Some(up), true) = (&upgrade, res.status() == StatusCode::SWITCHING_PROTOCOLS) {
-                let res = self.switch(res, up, client_upgrade).map_err(|why| {
-                    Failure::new(StatusCode::BAD_GATEWAY, format!("502: {upstream}: {why}"))
-                })?;
-                let why = explain
-                    .then(|| format!("tunnel to {upstream} (group {}, {picked})", group.name));
+                if let (Some(c), Some(key)) = (&self.cache, &key) {
+                    let (host, _) = key;
+                    let gone = wharf_http::cache::invalidates(
+                        &parts.method,
+                        res.status(),
+                        res.headers(),
+                        host,
+                    );
+                    if let Some(also) = gone {
+                        c.remove(key);
+                        for path in also {
+                            c.remove(&(host.clone(), path));
+                        }
+                    }
+                }
+                let store = self.cache.clone().zip(lookup);
+                let (mut res, cache_why) =
+                    self.downstream(res, conn.sender, pool, store, &parts.method);
+                let why = why.map(|w| match cache_why {
+                    Some(c) => format!("{w}; cache: {c}"),
+                    None => w,
+                });
+                if picked != group::PICKED_STICKY {
+                    if let Some(cookie) = group.sticky.as_ref().and_then(|s| s.set_cookie(member)) {
+                        res.headers_mut().append(header::SET_COOKIE, cookie);
+                    }
+                }
                 return Ok((res, why));
             }
-            // Reasons are formatted only for sites that send them.
-            let why = explain.then(|| {
-                let mut why = format!(
-                    "proxied to {upstream} (group {}, {picked}, {} connection)",
-                    group.name,
-                    if conn.reused { "reused" } else { "new" }
-                );
-                if !earlier.is_empty() {
-                    why.push_str("; after ");
-                    why.push_str(&reasons(&earlier));
-                }
-                why
-            });
-            if let (Some(c), Some(l)) = (&self.cache, &lookup) {
-                if res.status() == StatusCode::NOT_MODIFIED {
-                    if let Some(fresh) = l.freshened(c, res.headers(), &parts) {
-                        // The 304 has no body: its connection goes back at once.
-                        drop(self.downstream(res, conn.sender, pool, None, &parts.method));
-                        let why =
-                            why.map(|w| format!("{w}; cache: 304, the stored response freshened"));
-                        return Ok((fresh, why));
-                    }
-                }
+            // Every attempt failed (the last one's status is the answer), or no member was
+            // healthy to begin with.
+            match earlier.last() {
+                Some((status, _)) => Err(Failure::new(*status, reasons(&earlier))),
+                None => Err(Failure {
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    reason: format!("503: no healthy upstream in group {}", group.name),
+                    retry_after: Some(group.retry_after()),
+                }),
             }
-            if let (Some(c), Some(key)) = (&self.cache, &key) {
-                let (host, _) = key;
-                let gone = wharf_http::cache::invalidates(
-                    &parts.method,
-                    res.status(),
-                    res.headers(),
-                    host,
-                );
-                if let Some(also) = gone {
-                    c.remove(key);
-                    for path in also {
-                        c.remove(&(host.clone(), path));
-                    }
-                }
-            }
-            let store = self.cache.clone().zip(lookup);
-            let (mut res, cache_why) =
-                self.downstream(res, conn.sender, pool, store, &parts.method);
-            let why = why.map(|w| match cache_why {
-                Some(c) => format!("{w}; cache: {c}"),
-                None => w,
-            });
-            if picked != group::PICKED_STICKY {
-                if let Some(cookie) = group.sticky.as_ref().and_then(|s| s.set_cookie(member)) {
-                    res.headers_mut().append(header::SET_COOKIE, cookie);
-                }
-            }
-            return Ok((res, why));
         }
-        // Every attempt failed (the last one's status is the answer), or no member was
-        // healthy to begin with.
-        match earlier.last() {
-            Some((status, _)) => Err(Failure::new(*status, reasons(&earlier))),
-            None => Err(Failure {
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                reason: format!("503: no healthy upstream in group {}", group.name),
-                retry_after: Some(group.retry_after()),
-            }),
+        .await;
+        match (outcome, fallback) {
+            (Err(f), Some(stale)) if f.status.is_server_error() => {
+                let status = format!("wharf; fwd=stale; fwd-status={}", f.status.as_u16());
+                let res = cache::respond(&stale, &parts, stale.age(), &status);
+                tracing::warn!(target: "wharf::proxy", reason = %f.reason, "upstream failed: served stale (stale-if-error)");
+                let why =
+                    explain.then(|| format!("stale-if-error: served stale after {}", f.reason));
+                Ok((res, why))
+            }
+            (outcome, _) => outcome,
         }
     }
 

@@ -1137,3 +1137,41 @@ fn misses_for_one_target_collapse_into_one_upstream_request() {
         assert_eq!(c.join().unwrap().1, "mine");
     }
 }
+
+#[test]
+fn stale_if_error_serves_the_stored_response_when_the_upstream_fails() {
+    let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let f = failing.clone();
+    let up = Upstream::start(move |_| {
+        if f.load(Ordering::SeqCst) {
+            Reply::Bytes(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n".to_vec())
+        } else {
+            Reply::Bytes(with_fields(
+                "cache-control: max-age=0, stale-if-error=60\r\netag: \"s1\"\r\n",
+                "saved",
+            ))
+        }
+    });
+    let p = proxy(Proto::H1, &[up.url()], "[proxy.cache]\n");
+    assert_eq!(p.get("/page", &[]).text().unwrap(), "saved");
+    failing.store(true, Ordering::SeqCst);
+    let res = p.get("/page", &[]);
+    assert_eq!(
+        res.status(),
+        200,
+        "RFC 5861 §4: the stale response, not the 503"
+    );
+    assert_eq!(cache_status(&res), "wharf; fwd=stale; fwd-status=503");
+    assert!(
+        explain(&res).contains("stale-if-error"),
+        "{}",
+        explain(&res)
+    );
+    assert_eq!(res.text().unwrap(), "saved");
+    let other = p.get("/other", &[]);
+    assert_eq!(
+        other.status(),
+        503,
+        "nothing stored for /other: the upstream's answer"
+    );
+}
