@@ -599,17 +599,7 @@ impl Proxy {
                 .cloned()
                 .unwrap_or_else(|| PathAndQuery::from_static("/"))
         };
-        let host = parts
-            .uri
-            .authority()
-            .map(|a| a.as_str().to_owned())
-            .or_else(|| {
-                parts
-                    .headers
-                    .get(header::HOST)
-                    .and_then(|h| h.to_str().ok())
-                    .map(str::to_owned)
-            });
+        let host = named_host(parts);
         let mut headers = std::mem::take(&mut parts.headers);
         // gRPC clients send `TE: trailers` and gRPC servers insist on it; TE is
         // hop-by-hop, so the proxy says it again itself (to HTTP/2 upstreams).
@@ -762,10 +752,10 @@ struct Head {
     te_trailers: bool,
 }
 
-/// A request's cache key: its host (the target's authority, else `Host`, in lower
-/// case) and its path with query.
-fn cache_key(parts: &http::request::Parts) -> cache::Key {
-    let host = parts
+/// The host (with port) a request names: its target's authority (HTTP/2 and HTTP/3,
+/// absolute form), else its `Host` field.
+fn named_host(parts: &http::request::Parts) -> Option<String> {
+    parts
         .uri
         .authority()
         .map(|a| a.as_str().to_owned())
@@ -776,8 +766,12 @@ fn cache_key(parts: &http::request::Parts) -> cache::Key {
                 .and_then(|h| h.to_str().ok())
                 .map(str::to_owned)
         })
-        .unwrap_or_default()
-        .to_ascii_lowercase();
+}
+
+/// A request's cache key: its host (the target's authority, else `Host`, in lower
+/// case) and its path with query.
+fn cache_key(parts: &http::request::Parts) -> cache::Key {
+    let host = named_host(parts).unwrap_or_default().to_ascii_lowercase();
     let target = parts
         .uri
         .path_and_query()
