@@ -1103,6 +1103,15 @@ fn misses_for_one_target_collapse_into_one_upstream_request() {
     };
     let clients = get_all("/cold");
     p.wait_for_stderr_lines("collapsed: waiting", CLIENTS - 1);
+    // The leader's request may still be on its way to the upstream.
+    let deadline = Instant::now() + PATIENCE;
+    while seen("/cold") == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the leader never reached the upstream"
+        );
+        std::thread::yield_now();
+    }
     assert_eq!(
         seen("/cold"),
         1,
