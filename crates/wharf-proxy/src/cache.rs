@@ -282,6 +282,9 @@ pub(crate) enum Found {
     OnlyIfCached,
     /// The same target is being fetched: wait for it, then look again.
     Wait(tokio::sync::watch::Receiver<()>),
+    /// Served stale from the store (within stale-while-revalidate); the request
+    /// leads a revalidation in the background (RFC 5861 §3).
+    Refresh(http::Response<Body>, String, Leader),
 }
 
 /// Looks a GET or HEAD up in the store. With `collapse`, a miss waits for the same
@@ -299,6 +302,7 @@ pub(crate) fn lookup(
         rules::vary_key(&names, &parts.headers) == e.vary
     });
     let only_if_cached = CacheControl::from_headers(&parts.headers).only_if_cached;
+    let refresh = parts.extensions.get::<crate::Refresh>().is_some();
     let forward = |stale: Option<Arc<Entry>>, fwd, leader| {
         if only_if_cached {
             return Found::OnlyIfCached;
@@ -329,12 +333,29 @@ pub(crate) fn lookup(
     let life =
         rules::lifetime(entry.status, &entry.headers, true, cache.cfg.heuristic_cap).duration();
     let age = current_age(&entry.headers, entry.request_time, entry.response_time, now);
+    if refresh {
+        return forward(Some(entry.clone()), "stale", None);
+    }
     match rules::reuse(&parts.headers, &entry.headers, life, age, true) {
         reuse @ (Reuse::Fresh | Reuse::StaleAllowed) => {
             let ttl = life.as_secs() as i64 - age.as_secs() as i64;
             let status = format!("wharf; hit; ttl={ttl}");
             let res = respond(entry, parts, age, &status);
             Found::Hit(res, format!("cache hit: {reuse} (age {}s)", age.as_secs()))
+        }
+        Reuse::StaleWhileRevalidate => {
+            let ttl = life.as_secs() as i64 - age.as_secs() as i64;
+            let res = respond(entry, parts, age, &format!("wharf; hit; ttl={ttl}"));
+            let why = format!(
+                "cache hit: {} (age {}s)",
+                Reuse::StaleWhileRevalidate,
+                age.as_secs()
+            );
+            match cache.join(&key) {
+                Role::Lead(leader) => Found::Refresh(res, why, leader),
+                // A revalidation is already under way.
+                Role::Wait(_) => Found::Hit(res, why),
+            }
         }
         Reuse::Revalidate("the request has no-cache") => {
             forward(Some(entry.clone()), "request", None)

@@ -171,12 +171,20 @@ impl Config {
     }
 }
 
-/// The reverse proxy service.
-pub struct Proxy {
+/// The reverse proxy service (cheap to share: its state is behind one `Arc`, which
+/// background revalidations hold too).
+pub struct Proxy(Arc<Inner>);
+
+struct Inner {
     cfg: Config,
     groups: Vec<Arc<Group>>,
     cache: Option<Arc<cache::Cache>>,
 }
+
+/// Marks a request the proxy makes itself to revalidate a stored response in the
+/// background (RFC 5861 §3): the store does not answer it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Refresh;
 
 /// A failure, the status it gets and why.
 struct Failure {
@@ -249,12 +257,12 @@ impl Proxy {
             }
         });
         let cache = cfg.cache.map(|c| Arc::new(cache::Cache::new(c)));
-        Ok(Proxy { cfg, groups, cache })
+        Ok(Proxy(Arc::new(Inner { cfg, groups, cache })))
     }
 
     /// Connections open to each member of group `group`, in configuration order.
     pub fn open_connections(&self, group: usize) -> Vec<usize> {
-        self.groups[group]
+        self.0.groups[group]
             .members()
             .iter()
             .map(|m| m.pool.open_connections())
@@ -282,13 +290,14 @@ impl Proxy {
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
         E: Send + 'static,
     {
-        let (mut res, why) = match self
-            .forward(&self.groups[group], req, upgrade, explain)
+        let inner = &self.0;
+        let (mut res, why) = match inner
+            .forward(&inner.groups[group], req, upgrade, explain)
             .await
         {
             Ok(answer) => answer,
             Err(f) => {
-                let (res, why) = self.failure(f);
+                let (res, why) = inner.failure(f);
                 (res, Some(why))
             }
         };
@@ -302,9 +311,11 @@ impl Proxy {
         }
         res
     }
+}
 
+impl Inner {
     async fn forward<B, U, S, E>(
-        &self,
+        self: &Arc<Self>,
         group: &Arc<Group>,
         req: Request<B>,
         client_upgrade: Option<U>,
@@ -367,6 +378,11 @@ impl Proxy {
                     cache::Found::Forward(l) => {
                         lookup = Some(l);
                         break;
+                    }
+                    cache::Found::Refresh(res, why, leader) => {
+                        let refresh = refresh_request(&parts);
+                        tokio::spawn(self.clone().refresh(group.clone(), refresh, leader));
+                        return Ok((res, explain.then_some(why)));
                     }
                     cache::Found::Wait(mut done) => {
                         tracing::debug!(target: "wharf::proxy", host = %key.0, target = %key.1, "collapsed: waiting for the same request in flight");
@@ -750,6 +766,49 @@ struct Head {
     headers: HeaderMap,
     /// The client asked for trailers (`TE: trailers`).
     te_trailers: bool,
+}
+
+/// A copy of a request (GET, its fields, its host in the target) for a background
+/// revalidation.
+fn refresh_request(parts: &http::request::Parts) -> Request<RequestBody> {
+    let mut req = Request::new(empty());
+    let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let host = named_host(parts).unwrap_or_default();
+    if let Ok(uri) = format!("http://{host}{target}").parse() {
+        *req.uri_mut() = uri;
+    }
+    *req.headers_mut() = parts.headers.clone();
+    req.extensions_mut().insert(Refresh);
+    if let Some(conn) = parts.extensions.get::<ConnInfo>() {
+        req.extensions_mut().insert(*conn);
+    }
+    req
+}
+
+impl Inner {
+    /// Revalidates a stored response in the background (RFC 5861 §3), reading the
+    /// answer to its end so that it is stored; `leader` keeps other refreshes of the
+    /// same target away until then. Boxed: it calls `forward`, which spawns it.
+    fn refresh(
+        self: Arc<Self>,
+        group: Arc<Group>,
+        req: Request<RequestBody>,
+        leader: cache::Leader,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        Box::pin(async move {
+            type NoUpgrade = std::future::Ready<Result<tokio::io::DuplexStream, io::Error>>;
+            let target = req.uri().clone();
+            match self.forward(&group, req, None::<NoUpgrade>, false).await {
+                Ok((res, _)) => {
+                    let _ = res.into_body().collect().await;
+                }
+                Err(f) => {
+                    tracing::warn!(target: "wharf::proxy", %target, reason = %f.reason, "background revalidation failed");
+                }
+            }
+            drop(leader);
+        })
+    }
 }
 
 /// The host (with port) a request names: its target's authority (HTTP/2 and HTTP/3,

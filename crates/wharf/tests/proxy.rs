@@ -1184,3 +1184,64 @@ fn stale_if_error_serves_the_stored_response_when_the_upstream_fails() {
         "nothing stored for /other: the upstream's answer"
     );
 }
+
+#[test]
+fn stale_while_revalidate_answers_at_once_and_refreshes_in_the_background() {
+    let (release, held) = mpsc::channel::<()>();
+    let held = Arc::new(Mutex::new(held));
+    let count = Arc::new(AtomicUsize::new(0));
+    let c = count.clone();
+    let up = Upstream::start(move |_| {
+        let n = c.fetch_add(1, Ordering::SeqCst) + 1;
+        let reply = with_fields(
+            "cache-control: max-age=0, stale-while-revalidate=60\r\n",
+            &format!("v{n}"),
+        );
+        if n == 1 {
+            Reply::Bytes(reply)
+        } else {
+            Reply::Hold(Vec::new(), held.clone(), reply)
+        }
+    });
+    let p = proxy(Proto::H1, &[up.url()], "[proxy.cache]\n");
+    assert_eq!(p.get("/page", &[]).text().unwrap(), "v1");
+    // Stale, within the window: answered from the store while the upstream is held.
+    let res = p.get("/page", &[]);
+    assert!(
+        cache_status(&res).starts_with("wharf; hit; ttl=-")
+            || cache_status(&res) == "wharf; hit; ttl=0",
+        "{}",
+        cache_status(&res)
+    );
+    assert!(
+        explain(&res).contains("served while revalidating"),
+        "{}",
+        explain(&res)
+    );
+    assert_eq!(res.text().unwrap(), "v1");
+    let deadline = Instant::now() + PATIENCE;
+    while up.seen().len() < 2 {
+        assert!(Instant::now() < deadline, "no background revalidation");
+        std::thread::yield_now();
+    }
+    assert_eq!(
+        p.get("/page", &[]).text().unwrap(),
+        "v1",
+        "one refresh at a time"
+    );
+    assert_eq!(up.seen().len(), 2);
+    release.send(()).unwrap();
+    // Once the refresh is stored, the store answers with it (and refreshes again).
+    loop {
+        let body = p.get("/page", &[]).text().unwrap();
+        if body == "v2" {
+            break;
+        }
+        assert_eq!(body, "v1");
+        assert!(Instant::now() < deadline, "the refresh was never stored");
+        std::thread::yield_now();
+    }
+    for _ in 0..4 {
+        let _ = release.send(());
+    }
+}
