@@ -134,7 +134,8 @@ mod tests {
             None,
             "another member's id"
         );
-        let flipped = format!("{name_id}.{}0", &mac[..mac.len() - 1]);
+        let last = if mac.ends_with('0') { '1' } else { '0' };
+        let flipped = format!("{name_id}.{}{last}", &mac[..mac.len() - 1]);
         assert_eq!(
             s.member(&with_cookie(&flipped), &members),
             None,
