@@ -22,7 +22,7 @@ use http::{Method, StatusCode};
 use crate::cache_control::{freshness_lifetime, CacheControl};
 use crate::date::parse_http_date;
 use crate::negotiate::Coding;
-use crate::util::{list_elements, params};
+use crate::util::{fmt_q, list_elements, params, parse_weight};
 
 /// Why a response is not stored (RFC 9111 §3).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -238,6 +238,10 @@ impl fmt::Display for Reuse {
     }
 }
 
+/// The reason of [`Reuse::Revalidate`] when the request itself asks for validation
+/// (`no-cache`, or `Pragma: no-cache`): RFC 9211's `fwd=request`.
+pub const REQUEST_NO_CACHE: &str = "the request has no-cache";
+
 /// Whether a stored response of `age` and freshness `lifetime` may answer a request
 /// with `request` fields. `shared` applies `s-maxage` and `proxy-revalidate`
 /// (§5.2.2.8, §5.2.2.10: both forbid serving stale in a shared cache).
@@ -261,7 +265,7 @@ pub fn reuse(
             .flat_map(list_elements)
             .any(|d| d.eq_ignore_ascii_case("no-cache"));
     if req.no_cache || pragma {
-        return Reuse::Revalidate("the request has no-cache");
+        return Reuse::Revalidate(REQUEST_NO_CACHE);
     }
     // §5.2.2.4: response no-cache: never reused without validation.
     if res.no_cache {
@@ -377,27 +381,26 @@ pub fn vary_key(names: &[HeaderName], request: &HeaderMap) -> Vec<(HeaderName, S
 /// in one order: `gzip, br` and `br;q=1, gzip` are one key, and so are `gzip, zzz`
 /// and `gzip`.
 fn normalise_accept_encoding(value: &str) -> String {
-    let mut out: Vec<(Coding, String)> = Vec::new();
+    let mut out: Vec<(Coding, u16)> = Vec::new();
     for element in list_elements(value) {
         let parts = params(element);
         let Some(coding) = parts.first().and_then(|t| Coding::from_token(t)) else {
             continue;
         };
-        let q = parts
+        // An invalid weight makes the element invalid (RFC 9110 §12.4.2): skipped.
+        let Ok(q) = parts[1..]
             .iter()
-            .skip(1)
-            .find_map(|p| p.strip_prefix("q=").or_else(|| p.strip_prefix("Q=")))
-            .unwrap_or("1")
-            .trim_end_matches('0')
-            .trim_end_matches('.')
-            .to_owned();
+            .try_fold(None, |q, p| Ok::<_, ()>(q.or(parse_weight(p)?)))
+        else {
+            continue;
+        };
         if !out.iter().any(|(c, _)| *c == coding) {
-            out.push((coding, if q.is_empty() { "0".into() } else { q }));
+            out.push((coding, q.unwrap_or(1000)));
         }
     }
     out.sort_by_key(|(c, _)| c.token());
     out.iter()
-        .map(|(c, q)| format!("{}={q}", c.token()))
+        .map(|(c, q)| format!("{}={}", c.token(), fmt_q(*q)))
         .collect::<Vec<_>>()
         .join(",")
 }

@@ -38,6 +38,27 @@ const ALWAYS_HOP_BY_HOP: [&str; 6] = [
     "upgrade",
 ];
 
+/// The options a message's `Connection` fields list (RFC 9110 §7.6.1), as field
+/// names (options that are not valid field names are left out).
+fn connection_options(headers: &HeaderMap) -> Vec<HeaderName> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| {
+            list_elements(v)
+                .into_iter()
+                .filter_map(|o| HeaderName::from_bytes(o.as_bytes()).ok())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Whether `Connection` lists `option` (e.g. `upgrade`, RFC 9110 §7.8).
+pub fn has_connection_option(headers: &HeaderMap, option: &HeaderName) -> bool {
+    connection_options(headers).contains(option)
+}
+
 /// Removes the fields that describe the connection a message arrived on, not the
 /// message: every field named in `Connection`, then `Connection` itself and the
 /// fields of [`ALWAYS_HOP_BY_HOP`] (RFC 9110 §7.6.1 MUST: "Intermediaries MUST parse
@@ -49,17 +70,7 @@ const ALWAYS_HOP_BY_HOP: [&str; 6] = [
 /// `Host` is never removed, whatever `Connection` says: a request without it cannot
 /// be routed, and no client has a reason to name it.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| {
-            list_elements(v)
-                .into_iter()
-                .filter_map(|o| HeaderName::from_bytes(o.as_bytes()).ok())
-                .collect::<Vec<_>>()
-        })
-        .collect();
+    let named = connection_options(headers);
     for name in named.iter().filter(|n| **n != header::HOST) {
         headers.remove(name);
     }

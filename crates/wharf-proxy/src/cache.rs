@@ -22,6 +22,7 @@ use http::header::{HeaderMap, HeaderName};
 use http::StatusCode;
 use wharf_http::cache::{self as rules, Reuse};
 use wharf_http::cache_control::{current_age, CacheControl};
+use wharf_http::etag::{EntityTag, EtagList};
 
 use crate::Body;
 
@@ -357,9 +358,7 @@ pub(crate) fn lookup(
                 Role::Wait(_) => Found::Hit(res, why),
             }
         }
-        Reuse::Revalidate("the request has no-cache") => {
-            forward(Some(entry.clone()), "request", None)
-        }
+        Reuse::Revalidate(rules::REQUEST_NO_CACHE) => forward(Some(entry.clone()), "request", None),
         _ => forward(Some(entry.clone()), "stale", None),
     }
 }
@@ -378,14 +377,7 @@ pub(crate) fn respond(
     if let Ok(v) = http::HeaderValue::from_str(cache_status) {
         headers.insert(&CACHE_STATUS, v);
     }
-    let not_modified = entry.status == StatusCode::OK
-        && matches!(
-            (parts.headers.get(http::header::IF_NONE_MATCH), entry.headers.get(http::header::ETAG)),
-            (Some(inm), Some(etag)) if inm.to_str().is_ok_and(|l| l.split(',').any(|t| {
-                let t = t.trim();
-                t == "*" || t.trim_start_matches("W/") == etag.to_str().unwrap_or("").trim_start_matches("W/")
-            }))
-        );
+    let not_modified = entry.status == StatusCode::OK && none_match(parts, entry);
     let (status, body) = if not_modified {
         headers.remove(http::header::CONTENT_LENGTH);
         (StatusCode::NOT_MODIFIED, Body::empty())
@@ -409,6 +401,22 @@ impl Entry {
             self.response_time,
             SystemTime::now(),
         )
+    }
+}
+
+/// Whether the client's `If-None-Match` names the stored response's entity tag (weak
+/// comparison, RFC 9110 §13.1.2), or is `*`.
+fn none_match(parts: &http::request::Parts, entry: &Entry) -> bool {
+    let list = EtagList::parse_list(parts.headers.get_all(http::header::IF_NONE_MATCH));
+    let stored = entry
+        .headers
+        .get(http::header::ETAG)
+        .and_then(|v| v.to_str().ok())
+        .and_then(EntityTag::parse);
+    match (list, stored) {
+        (Some(EtagList::Any), _) => true,
+        (Some(EtagList::Tags(tags)), Some(etag)) => tags.iter().any(|t| t.weak_eq(&etag)),
+        _ => false,
     }
 }
 

@@ -25,16 +25,6 @@ pub(crate) enum Upgrade {
     WebSocketConnect { key: String },
 }
 
-/// Whether `connection` lists the option `upgrade`.
-fn lists_upgrade(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|o| o.trim().eq_ignore_ascii_case("upgrade"))
-}
-
 impl Upgrade {
     /// The upgrade `parts` asks for, if any.
     pub(crate) fn of(parts: &http::request::Parts) -> Option<Upgrade> {
@@ -48,7 +38,8 @@ impl Upgrade {
             });
         }
         let protocols = parts.headers.get(header::UPGRADE)?;
-        lists_upgrade(&parts.headers).then(|| Upgrade::Http1(protocols.clone()))
+        wharf_http::forward::has_connection_option(&parts.headers, &header::UPGRADE)
+            .then(|| Upgrade::Http1(protocols.clone()))
     }
 
     /// The request method upstream: an extended CONNECT becomes the GET of RFC 6455.
