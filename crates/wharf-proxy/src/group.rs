@@ -20,6 +20,7 @@
 //! a member that has just been removed finishes there; members that stay keep their
 //! connections and health.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
@@ -130,6 +131,9 @@ impl GroupConfig {
 #[derive(Debug)]
 pub(crate) struct Member {
     pub(crate) pool: Arc<Pool>,
+    /// A hash of its URL: its identity for consistent hashing and sticky cookies,
+    /// the same on every node and across restarts.
+    pub(crate) id: u64,
     weight: u32,
     /// Smooth weighted round robin's current weight (changed under `Group::wrr`).
     current: std::sync::atomic::AtomicI64,
@@ -369,6 +373,7 @@ impl Member {
         tls: Option<Arc<rustls::ClientConfig>>,
     ) -> Member {
         Member {
+            id: xxhash_rust::xxh3::xxh3_64(upstream.to_string().as_bytes()),
             pool: Arc::new(Pool::new(upstream, limits, tls)),
             weight: weight.max(1),
             current: std::sync::atomic::AtomicI64::new(0),
@@ -390,9 +395,7 @@ impl Member {
 fn rendezvous(members: &[Arc<Member>], key: &[u8], ok: impl Fn(usize) -> bool) -> Option<usize> {
     let mut best: Option<(f64, usize)> = None;
     for (i, m) in members.iter().enumerate().filter(|(i, _)| ok(*i)) {
-        let id = m.pool.upstream().to_string();
-        let h =
-            xxhash_rust::xxh3::xxh3_64_with_seed(key, xxhash_rust::xxh3::xxh3_64(id.as_bytes()));
+        let h = xxhash_rust::xxh3::xxh3_64_with_seed(key, m.id);
         // A uniform number in (0, 1), then weight / -ln(u) (weighted rendezvous).
         let u = ((h >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
         let score = f64::from(m.weight) / -u.ln();
@@ -413,17 +416,17 @@ impl Drop for InFlight<'_> {
 }
 
 /// The bytes a request's consistent hash is computed on, if it has them.
-fn hash_key(
+fn hash_key<'r>(
     on: &HashOn,
-    headers: &HeaderMap,
-    path: &str,
+    headers: &'r HeaderMap,
+    path: &'r str,
     client: Option<IpAddr>,
-) -> Option<Vec<u8>> {
+) -> Option<Cow<'r, [u8]>> {
     match on {
-        HashOn::Header(name) => headers.get(name).map(|v| v.as_bytes().to_vec()),
-        HashOn::Cookie(name) => cookie(headers, name).map(|v| v.as_bytes().to_vec()),
-        HashOn::Path => Some(path.as_bytes().to_vec()),
-        HashOn::ClientIp => client.map(|ip| ip.to_canonical().to_string().into_bytes()),
+        HashOn::Header(name) => headers.get(name).map(|v| Cow::Borrowed(v.as_bytes())),
+        HashOn::Cookie(name) => cookie(headers, name).map(|v| Cow::Borrowed(v.as_bytes())),
+        HashOn::Path => Some(Cow::Borrowed(path.as_bytes())),
+        HashOn::ClientIp => client.map(|ip| Cow::Owned(ip.to_canonical().to_string().into_bytes())),
     }
 }
 

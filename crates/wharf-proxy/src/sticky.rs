@@ -46,12 +46,13 @@ impl Sticky {
         if !constant_time_eq(&full.as_ref()[..MAC_LEN], &mac) {
             return None;
         }
-        members.iter().position(|m| member_id(m) == id)
+        let id = u64::from_str_radix(id, 16).ok()?;
+        members.iter().position(|m| m.id == id)
     }
 
     /// The `Set-Cookie` value that pins a client to `member`.
     pub(crate) fn set_cookie(&self, member: &Member) -> Option<HeaderValue> {
-        let id = member_id(member);
+        let id = format!("{:016x}", member.id);
         let mac = hmac::sign(&self.key, id.as_bytes());
         let value = format!(
             "{}={id}.{}; Path=/; HttpOnly; SameSite=Lax",
@@ -60,12 +61,6 @@ impl Sticky {
         );
         HeaderValue::from_str(&value).ok()
     }
-}
-
-/// A member's stable identity: a hash of its URL.
-fn member_id(m: &Member) -> String {
-    let url = m.pool.upstream().to_string();
-    format!("{:016x}", xxhash_rust::xxh3::xxh3_64(url.as_bytes()))
 }
 
 fn hex(bytes: &[u8]) -> String {
