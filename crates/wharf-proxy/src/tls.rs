@@ -6,9 +6,6 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-
 /// How wharf authenticates upstreams, and itself to them.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct UpstreamTls {
@@ -27,7 +24,7 @@ pub fn client_config(t: &UpstreamTls) -> Result<Arc<rustls::ClientConfig>, Strin
     let mut roots = rustls::RootCertStore::empty();
     match &t.ca {
         Some(path) => {
-            for cert in certs(path)? {
+            for cert in wharf_tls::read_certs(path).map_err(|e| e.to_string())? {
                 roots
                     .add(cert)
                     .map_err(|e| format!("{}: {e}", path.display()))?;
@@ -51,10 +48,10 @@ pub fn client_config(t: &UpstreamTls) -> Result<Arc<rustls::ClientConfig>, Strin
         .with_root_certificates(roots);
     let mut cfg = match (&t.client_cert, &t.client_key) {
         (Some(cert), Some(key)) => {
-            let key =
-                PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
+            let chain = wharf_tls::read_certs(cert).map_err(|e| e.to_string())?;
+            let key = wharf_tls::read_key(key).map_err(|e| e.to_string())?;
             builder
-                .with_client_auth_cert(certs(cert)?, key)
+                .with_client_auth_cert(chain, key)
                 .map_err(|e| format!("client certificate: {e}"))?
         }
         (None, None) => builder.with_no_client_auth(),
@@ -62,14 +59,4 @@ pub fn client_config(t: &UpstreamTls) -> Result<Arc<rustls::ClientConfig>, Strin
     };
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
-}
-
-fn certs(path: &PathBuf) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    if certs.is_empty() {
-        return Err(format!("{}: no certificate in it", path.display()));
-    }
-    Ok(certs)
 }

@@ -546,7 +546,7 @@ impl CertSource {
 }
 
 /// Every certificate of a PEM file; at least one.
-fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let bytes = std::fs::read(path).map_err(|e| TlsError::io(path, e))?;
     let certs = CertificateDer::pem_slice_iter(&bytes)
         .collect::<Result<Vec<_>, _>>()
@@ -564,7 +564,7 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
 }
 
 /// The first private key of a PEM file.
-fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+pub fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     let bytes = std::fs::read(path).map_err(|e| TlsError::io(path, e))?;
     PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| TlsError::Pem {
         path: path.display().to_string(),

@@ -19,7 +19,9 @@ mod identity;
 
 use std::path::Path;
 
-pub use acceptor::{AcceptError, Accepted, Acceptor, CertSource, ClientAuth, SiteTls};
+pub use acceptor::{
+    read_certs, read_key, AcceptError, Accepted, Acceptor, CertSource, ClientAuth, SiteTls,
+};
 pub use ca::LocalCa;
 
 /// Why TLS material could not be loaded or made.
