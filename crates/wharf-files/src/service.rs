@@ -511,7 +511,7 @@ impl Files {
                     .unwrap_or(HeaderValue::from_static("application/octet-stream"));
                 h.insert(
                     header::CONTENT_TYPE,
-                    header_value(format!("multipart/byteranges; boundary={boundary}")),
+                    header_value(range::multipart_type(&boundary)),
                 );
                 let mut res = Response::new(rep.multipart(&ranges, &boundary, &ct));
                 *res.status_mut() = StatusCode::PARTIAL_CONTENT;
@@ -695,18 +695,13 @@ impl Rep {
     /// A multipart/byteranges body (RFC 9110 §14.6).
     fn multipart(&self, ranges: &[ByteRange], boundary: &str, content_type: &HeaderValue) -> Body {
         let ct = String::from_utf8_lossy(content_type.as_bytes());
-        let total = self.len();
         let mut body = Body::empty();
-        for r in ranges {
-            let head = format!(
-                "--{boundary}\r\nContent-Type: {ct}\r\nContent-Range: {}\r\n\r\n",
-                range::content_range(r, total)
-            );
-            body.push(Chunk::Bytes(Bytes::from(head)));
-            body.push(self.chunk(r.start, r.len()));
-            body.push(Chunk::Bytes(Bytes::from_static(b"\r\n")));
+        for piece in range::multipart(ranges, self.len(), boundary, &ct) {
+            body.push(match piece {
+                range::Piece::Text(t) => Chunk::Bytes(Bytes::from(t)),
+                range::Piece::Range(r) => self.chunk(r.start, r.len()),
+            });
         }
-        body.push(Chunk::Bytes(Bytes::from(format!("--{boundary}--\r\n"))));
         body
     }
 }

@@ -440,6 +440,43 @@ pub fn unsatisfied_range(len: u64) -> String {
     format!("bytes */{len}")
 }
 
+/// A piece of a `multipart/byteranges` body (RFC 9110 §14.6): framing text, or the
+/// bytes of one range of the representation, which the caller supplies.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Piece {
+    /// Boundary lines and part headers.
+    Text(String),
+    /// These bytes of the representation.
+    Range(ByteRange),
+}
+
+/// The pieces of a `multipart/byteranges` body for `ranges` of a representation of
+/// `total` bytes of type `content_type` (RFC 9110 §14.6): each part a boundary, its
+/// `Content-Type` and `Content-Range`, and its bytes; then the closing boundary.
+pub fn multipart(
+    ranges: &[ByteRange],
+    total: u64,
+    boundary: &str,
+    content_type: &str,
+) -> Vec<Piece> {
+    let mut pieces = Vec::with_capacity(ranges.len() * 3 + 1);
+    for r in ranges {
+        pieces.push(Piece::Text(format!(
+            "--{boundary}\r\nContent-Type: {content_type}\r\nContent-Range: {}\r\n\r\n",
+            content_range(r, total)
+        )));
+        pieces.push(Piece::Range(*r));
+        pieces.push(Piece::Text("\r\n".to_owned()));
+    }
+    pieces.push(Piece::Text(format!("--{boundary}--\r\n")));
+    pieces
+}
+
+/// The `Content-Type` of a multipart response with this boundary.
+pub fn multipart_type(boundary: &str) -> String {
+    format!("multipart/byteranges; boundary={boundary}")
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -803,5 +840,25 @@ mod tests {
         assert_eq!(r(0, 99).len(), 100);
         assert_eq!(r(5, 5).len(), 1);
         assert_eq!(r(0, u64::MAX - 1).len(), u64::MAX);
+    }
+
+    #[test]
+    fn multipart_frames_each_range_and_closes_the_boundary() {
+        // RFC 9110 §14.6: each part has its Content-Type and Content-Range.
+        let pieces = multipart(&[r(0, 1), r(5, 9)], 10, "B", "text/plain");
+        let mut text = String::new();
+        for p in &pieces {
+            match p {
+                Piece::Text(t) => text.push_str(t),
+                Piece::Range(r) => text.push_str(&format!("<{}-{}>", r.start, r.end)),
+            }
+        }
+        assert_eq!(
+            text,
+            "--B\r\nContent-Type: text/plain\r\nContent-Range: bytes 0-1/10\r\n\r\n<0-1>\r\n\
+             --B\r\nContent-Type: text/plain\r\nContent-Range: bytes 5-9/10\r\n\r\n<5-9>\r\n\
+             --B--\r\n"
+        );
+        assert_eq!(multipart_type("B"), "multipart/byteranges; boundary=B");
     }
 }

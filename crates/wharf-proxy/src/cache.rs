@@ -11,7 +11,13 @@
 //! others for the same target wait for it instead of going upstream too, then look
 //! again. The leader lets them go as soon as it knows: the response stored, not
 //! storable, or failed. (They get the stored response once it is whole; a large
-//! object is not streamed to several waiters as it arrives.)
+//! object is not streamed to several waiters as it arrives.) A stored response that
+//! must be revalidated is revalidated once for everyone the same way.
+//!
+//! Purges remove a target's responses, or those tagged by the upstream (`Cache-Tag`,
+//! `Surrogate-Key`); a soft purge only makes them stale from that moment, so the next
+//! request revalidates (once, for everyone) and `stale-while-revalidate` and
+//! `stale-if-error` still apply.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -22,12 +28,20 @@ use http::header::{HeaderMap, HeaderName};
 use http::StatusCode;
 use wharf_http::cache::{self as rules, Reuse};
 use wharf_http::cache_control::{current_age, CacheControl};
+use wharf_http::date::{parse_http_date, truncate_to_secs};
 use wharf_http::etag::{EntityTag, EtagList};
+use wharf_http::precondition::Validators;
+use wharf_http::range::{self, ByteRange, RangeKind, RangeLimits};
 
-use crate::Body;
+use std::str::FromStr;
+
+use wharf_http::conn::ConnInfo;
+
+use crate::group::hash_key;
+use crate::{Body, Cidr, HashOn};
 
 /// The shared cache's settings.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CacheConfig {
     /// Bytes kept in all (bodies and fields, roughly).
     pub max_bytes: u64,
@@ -38,6 +52,11 @@ pub struct CacheConfig {
     pub heuristic_cap: Duration,
     /// Store responses that carry `Set-Cookie`.
     pub store_set_cookie: bool,
+    /// Parts of the request added to the key (beside method, target and `Vary`): a
+    /// stored response answers only requests that have the same values.
+    pub key: Vec<HashOn>,
+    /// The clients allowed to purge (`PURGE`); others get 403.
+    pub purge_from: Vec<Cidr>,
 }
 
 impl Default for CacheConfig {
@@ -47,6 +66,11 @@ impl Default for CacheConfig {
             max_object: 16 << 20,
             heuristic_cap: Duration::from_secs(86_400),
             store_set_cookie: false,
+            key: Vec::new(),
+            purge_from: vec![
+                Cidr::from_str("127.0.0.0/8").expect("a network"),
+                Cidr::from_str("::1").expect("an address"),
+            ],
         }
     }
 }
@@ -55,16 +79,26 @@ impl Default for CacheConfig {
 pub(crate) type Key = (String, String);
 
 /// A stored response.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Entry {
     pub(crate) status: StatusCode,
     pub(crate) headers: HeaderMap,
     pub(crate) body: Bytes,
     /// The request fields its `Vary` names, as the request that stored it had them.
     pub(crate) vary: Vec<(HeaderName, String)>,
+    /// The configured key additions, as the request that stored it had them.
+    pub(crate) extra: Extra,
+    /// The upstream's tags for it (`Cache-Tag`, `Surrogate-Key`), for purges.
+    pub(crate) tags: Vec<String>,
+    /// Soft-purged: its age at that moment, beyond which it is stale.
+    pub(crate) purged_at: Option<Duration>,
     pub(crate) request_time: SystemTime,
     pub(crate) response_time: SystemTime,
 }
+
+/// The values of the configured key additions in a request (`None` where it has
+/// none).
+pub(crate) type Extra = Vec<Option<Vec<u8>>>;
 
 impl Entry {
     fn size(&self) -> u64 {
@@ -75,6 +109,75 @@ impl Entry {
             .sum();
         (self.body.len() + fields + 256) as u64
     }
+
+    /// How long it stays fresh (RFC 9111 §4.2.1), cut short by a soft purge.
+    pub(crate) fn life(&self, heuristic_cap: Duration) -> Duration {
+        let life = rules::lifetime(self.status, &self.headers, true, heuristic_cap).duration();
+        self.purged_at.map_or(life, |at| life.min(at))
+    }
+
+    /// Whether it answers a request with these `Vary` fields and key additions.
+    fn answers(&self, headers: &HeaderMap, extra: &Extra) -> bool {
+        let names: Vec<HeaderName> = self.vary.iter().map(|(n, _)| n.clone()).collect();
+        self.extra == *extra && rules::vary_key(&names, headers) == self.vary
+    }
+
+    /// Whether a purge by these tags takes it.
+    fn tagged(&self, tags: &[String]) -> bool {
+        self.tags.iter().any(|t| tags.contains(t))
+    }
+}
+
+/// The fields in which an upstream tags a response for purges: `Cache-Tag` (a
+/// comma-separated list) and `Surrogate-Key` (space-separated). They are the cache's,
+/// not the client's: [`take_tags`] removes them from the response.
+static TAG_FIELDS: [(HeaderName, char); 2] = [
+    (HeaderName::from_static("cache-tag"), ','),
+    (HeaderName::from_static("surrogate-key"), ' '),
+];
+
+/// The tags named by `Cache-Tag` and `Surrogate-Key` fields.
+pub(crate) fn tags(headers: &HeaderMap) -> Vec<String> {
+    let mut tags = Vec::new();
+    for (name, sep) in &TAG_FIELDS {
+        for v in headers.get_all(name) {
+            let text = String::from_utf8_lossy(v.as_bytes());
+            tags.extend(
+                text.split(*sep)
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_owned),
+            );
+        }
+    }
+    tags
+}
+
+/// The tags of a response, whose tag fields are removed.
+pub(crate) fn take_tags(headers: &mut HeaderMap) -> Vec<String> {
+    let found = tags(headers);
+    for (name, _) in &TAG_FIELDS {
+        headers.remove(name);
+    }
+    found
+}
+
+/// The configured key additions of a request.
+pub(crate) fn extra(cfg: &CacheConfig, parts: &http::request::Parts) -> Extra {
+    let client = parts.extensions.get::<ConnInfo>().map(|c| c.peer.ip());
+    cfg.key
+        .iter()
+        .map(|on| hash_key(on, &parts.headers, parts.uri.path(), client).map(|v| v.into_owned()))
+        .collect()
+}
+
+/// What a purge takes.
+#[derive(Debug)]
+pub(crate) enum Purge {
+    /// Every stored response of one target.
+    Target(Key),
+    /// Every stored response tagged with one of these.
+    Tags(Vec<String>),
 }
 
 #[derive(Debug, Default)]
@@ -179,7 +282,8 @@ impl Cache {
         s.next_tick += 1;
         let slot = s.slots.entry(key.clone()).or_default();
         let old_tick = slot.tick;
-        slot.variants.retain(|v| v.vary != entry.vary);
+        slot.variants
+            .retain(|v| v.vary != entry.vary || v.extra != entry.extra);
         slot.variants.insert(0, Arc::new(entry));
         let before = slot.bytes;
         slot.bytes = slot.variants.iter().map(|v| v.size()).sum();
@@ -216,6 +320,59 @@ impl Cache {
             s.bytes -= gone.bytes;
             s.order.remove(&gone.tick);
         }
+    }
+
+    /// Purges what `what` names: removes it, or (`soft`) makes it stale from now on.
+    /// Returns how many stored responses it took. A purge by tag looks at every
+    /// stored response (purges are rare; lookups stay one hash away).
+    pub(crate) fn purge(&self, what: &Purge, soft: bool) -> usize {
+        let mut s = self.store.lock().expect("cache lock");
+        let s = &mut *s;
+        let keys: Vec<Key> = match what {
+            Purge::Target(key) => s
+                .slots
+                .contains_key(key)
+                .then(|| key.clone())
+                .into_iter()
+                .collect(),
+            Purge::Tags(tags) => s
+                .slots
+                .iter()
+                .filter(|(_, slot)| slot.variants.iter().any(|v| v.tagged(tags)))
+                .map(|(k, _)| k.clone())
+                .collect(),
+        };
+        let takes = |v: &Entry| match what {
+            Purge::Target(_) => true,
+            Purge::Tags(tags) => v.tagged(tags),
+        };
+        let mut taken = 0;
+        for key in keys {
+            let Some(slot) = s.slots.get_mut(&key) else {
+                continue;
+            };
+            let before = slot.bytes;
+            if soft {
+                for v in slot.variants.iter_mut().filter(|v| takes(v)) {
+                    let mut stale = Entry::clone(v);
+                    stale.purged_at = Some(v.age());
+                    *v = Arc::new(stale);
+                    taken += 1;
+                }
+                continue;
+            }
+            let had = slot.variants.len();
+            slot.variants.retain(|v| !takes(v));
+            taken += had - slot.variants.len();
+            slot.bytes = slot.variants.iter().map(|v| v.size()).sum();
+            s.bytes = s.bytes + slot.bytes - before;
+            if slot.variants.is_empty() {
+                let tick = slot.tick;
+                s.slots.remove(&key);
+                s.order.remove(&tick);
+            }
+        }
+        taken
     }
 }
 
@@ -271,6 +428,8 @@ pub(crate) struct Lookup {
     pub(crate) request_time: SystemTime,
     /// This request fetches the target for others waiting.
     pub(crate) leader: Option<Leader>,
+    /// The request's key additions.
+    pub(crate) extra: Extra,
 }
 
 /// The answer to a request the cache handles.
@@ -298,10 +457,8 @@ pub(crate) fn lookup(
 ) -> Found {
     let now = SystemTime::now();
     let variants = cache.variants(&key);
-    let chosen = variants.iter().find(|e| {
-        let names: Vec<HeaderName> = e.vary.iter().map(|(n, _)| n.clone()).collect();
-        rules::vary_key(&names, &parts.headers) == e.vary
-    });
+    let extra = extra(&cache.cfg, parts);
+    let chosen = variants.iter().find(|e| e.answers(&parts.headers, &extra));
     let only_if_cached = CacheControl::from_headers(&parts.headers).only_if_cached;
     let refresh = parts.extensions.get::<crate::Refresh>().is_some();
     let forward = |stale: Option<Arc<Entry>>, fwd, leader| {
@@ -315,6 +472,7 @@ pub(crate) fn lookup(
             fwd,
             request_time: now,
             leader,
+            extra: extra.clone(),
         })
     };
     let Some(entry) = chosen else {
@@ -331,8 +489,7 @@ pub(crate) fn lookup(
             Role::Wait(rx) => Found::Wait(rx),
         };
     };
-    let life =
-        rules::lifetime(entry.status, &entry.headers, true, cache.cfg.heuristic_cap).duration();
+    let life = entry.life(cache.cfg.heuristic_cap);
     let age = current_age(&entry.headers, entry.request_time, entry.response_time, now);
     if refresh {
         return forward(Some(entry.clone()), "stale", None);
@@ -359,13 +516,18 @@ pub(crate) fn lookup(
             }
         }
         Reuse::Revalidate(rules::REQUEST_NO_CACHE) => forward(Some(entry.clone()), "request", None),
+        // One revalidation for everyone who finds it stale.
+        _ if collapse && !only_if_cached => match cache.join(&key) {
+            Role::Lead(leader) => forward(Some(entry.clone()), "stale", Some(leader)),
+            Role::Wait(rx) => Found::Wait(rx),
+        },
         _ => forward(Some(entry.clone()), "stale", None),
     }
 }
 
 /// A stored response as the client gets it: `Age` (RFC 9111 §5.1), `Cache-Status`;
-/// `304` to a client whose `If-None-Match` names its entity tag (RFC 9111 §4.3.2);
-/// no body for HEAD.
+/// `304` to a client whose conditions it meets (RFC 9111 §4.3.2); the ranges asked
+/// for (RFC 9110 §14); no body for HEAD.
 pub(crate) fn respond(
     entry: &Entry,
     parts: &http::request::Parts,
@@ -377,12 +539,13 @@ pub(crate) fn respond(
     if let Ok(v) = http::HeaderValue::from_str(cache_status) {
         headers.insert(&CACHE_STATUS, v);
     }
-    let not_modified = entry.status == StatusCode::OK && none_match(parts, entry);
-    let (status, body) = if not_modified {
+    let (status, body) = if entry.status == StatusCode::OK && not_modified(parts, entry) {
         headers.remove(http::header::CONTENT_LENGTH);
         (StatusCode::NOT_MODIFIED, Body::empty())
     } else if parts.method == http::Method::HEAD {
         (entry.status, Body::empty())
+    } else if entry.status == StatusCode::OK && parts.headers.contains_key(http::header::RANGE) {
+        ranges(entry, parts, &mut headers)
     } else {
         (entry.status, Body::full(entry.body.clone()))
     };
@@ -390,6 +553,87 @@ pub(crate) fn respond(
     *res.status_mut() = status;
     *res.headers_mut() = headers;
     res
+}
+
+/// A `Range` request answered from a stored `200` (RFC 9110 §14.2): one range, several
+/// (`multipart/byteranges`), `416`, or the whole response when `Range` is ignored
+/// (`If-Range` not matching, a syntax error).
+fn ranges(
+    entry: &Entry,
+    parts: &http::request::Parts,
+    headers: &mut HeaderMap,
+) -> (StatusCode, Body) {
+    use http::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE};
+    let len = entry.body.len() as u64;
+    let etag = stored_etag(entry);
+    let validators = Validators {
+        etag: etag.as_ref(),
+        last_modified: strong_last_modified(&entry.headers),
+    };
+    let decision = range::evaluate(
+        &parts.method,
+        &parts.headers,
+        len,
+        &validators,
+        &RangeLimits::default(),
+    );
+    let slice = |r: &ByteRange| entry.body.slice(r.start as usize..=r.end as usize);
+    let value = |s: String| http::HeaderValue::from_str(&s).expect("a field value");
+    headers.remove(CONTENT_LENGTH);
+    match decision.kind {
+        RangeKind::Full => (StatusCode::OK, Body::full(entry.body.clone())),
+        RangeKind::Partial(r) if r.len() == 1 => {
+            headers.insert(CONTENT_RANGE, value(range::content_range(&r[0], len)));
+            (StatusCode::PARTIAL_CONTENT, Body::full(slice(&r[0])))
+        }
+        RangeKind::Partial(r) => {
+            let boundary = format!(
+                "wharf-{:016x}",
+                u64::from_le_bytes(crate::tunnel::random::<8>())
+            );
+            let ct = headers
+                .get(CONTENT_TYPE)
+                .map_or("application/octet-stream".into(), |v| {
+                    String::from_utf8_lossy(v.as_bytes()).into_owned()
+                });
+            let mut body = bytes::BytesMut::new();
+            for piece in range::multipart(&r, len, &boundary, &ct) {
+                match piece {
+                    range::Piece::Text(t) => body.extend_from_slice(t.as_bytes()),
+                    range::Piece::Range(r) => body.extend_from_slice(&slice(&r)),
+                }
+            }
+            headers.insert(CONTENT_TYPE, value(range::multipart_type(&boundary)));
+            (StatusCode::PARTIAL_CONTENT, Body::full(body.freeze()))
+        }
+        RangeKind::Unsatisfiable => {
+            headers.insert(CONTENT_RANGE, value(range::unsatisfied_range(len)));
+            (StatusCode::RANGE_NOT_SATISFIABLE, Body::empty())
+        }
+    }
+}
+
+/// The stored response's entity tag.
+fn stored_etag(entry: &Entry) -> Option<EntityTag> {
+    entry
+        .headers
+        .get(http::header::ETAG)
+        .and_then(|v| v.to_str().ok())
+        .and_then(EntityTag::parse)
+}
+
+/// `Last-Modified` when it is strong enough for `If-Range`: at least a second before
+/// the response's `Date` (RFC 9110 §8.8.2.2).
+fn strong_last_modified(headers: &HeaderMap) -> Option<SystemTime> {
+    let date = |name| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_http_date)
+    };
+    let modified = date(http::header::LAST_MODIFIED)?;
+    let sent = date(http::header::DATE)?;
+    (modified + Duration::from_secs(1) <= sent).then_some(modified)
 }
 
 impl Entry {
@@ -404,28 +648,37 @@ impl Entry {
     }
 }
 
-/// Whether the client's `If-None-Match` names the stored response's entity tag (weak
-/// comparison, RFC 9110 §13.1.2), or is `*`.
-fn none_match(parts: &http::request::Parts, entry: &Entry) -> bool {
+/// Whether a stored `200` meets the client's conditions (RFC 9111 §4.3.2): its
+/// `If-None-Match` names the stored entity tag (weak comparison, RFC 9110 §13.1.2) or
+/// is `*`; without `If-None-Match`, its `If-Modified-Since` is no earlier than the
+/// stored `Last-Modified` (else `Date`). `If-Match` and `If-Unmodified-Since` are the
+/// origin's, not a cache's.
+fn not_modified(parts: &http::request::Parts, entry: &Entry) -> bool {
     let list = EtagList::parse_list(parts.headers.get_all(http::header::IF_NONE_MATCH));
-    let stored = entry
-        .headers
-        .get(http::header::ETAG)
-        .and_then(|v| v.to_str().ok())
-        .and_then(EntityTag::parse);
-    match (list, stored) {
-        (Some(EtagList::Any), _) => true,
-        (Some(EtagList::Tags(tags)), Some(etag)) => tags.iter().any(|t| t.weak_eq(&etag)),
-        _ => false,
+    match (list, stored_etag(entry)) {
+        (Some(EtagList::Any), _) => return true,
+        (Some(EtagList::Tags(tags)), Some(etag)) => return tags.iter().any(|t| t.weak_eq(&etag)),
+        (Some(_), None) => return false,
+        (None, _) => {}
     }
+    let date = |h: &HeaderMap, name| {
+        h.get(name)
+            .and_then(|v: &http::HeaderValue| v.to_str().ok())
+            .and_then(parse_http_date)
+    };
+    let Some(since) = date(&parts.headers, http::header::IF_MODIFIED_SINCE) else {
+        return false;
+    };
+    let stored = date(&entry.headers, http::header::LAST_MODIFIED)
+        .or_else(|| date(&entry.headers, http::header::DATE));
+    stored.is_some_and(|m| truncate_to_secs(m) <= since)
 }
 
 impl Lookup {
     /// The stored response that may answer if the upstream fails (RFC 5861 §4).
     pub(crate) fn fallback(&self, cache: &Cache) -> Option<Arc<Entry>> {
         let stale = self.stale.as_ref()?;
-        let life =
-            rules::lifetime(stale.status, &stale.headers, true, cache.cfg.heuristic_cap).duration();
+        let life = stale.life(cache.cfg.heuristic_cap);
         rules::stale_if_error(&self.request, &stale.headers, life, stale.age(), true)
             .then(|| stale.clone())
     }
@@ -444,12 +697,16 @@ impl Lookup {
         }
         let mut headers = stale.headers.clone();
         rules::freshen(&mut headers, fresh);
+        let tags = Some(take_tags(&mut headers)).filter(|t| !t.is_empty());
         let now = SystemTime::now();
         let entry = Entry {
             status: stale.status,
             headers,
             body: stale.body.clone(),
             vary: stale.vary.clone(),
+            extra: stale.extra.clone(),
+            tags: tags.unwrap_or_else(|| stale.tags.clone()),
+            purged_at: None,
             request_time: self.request_time,
             response_time: now,
         };
@@ -459,14 +716,16 @@ impl Lookup {
         Some(res)
     }
 
-    /// For an upstream response: the fill that will store it (when RFC 9111 allows),
-    /// and its `Cache-Status` and reason.
+    /// For an upstream response (its purge tags already taken from its fields): the
+    /// fill that will store it (when RFC 9111 allows), and its `Cache-Status` and
+    /// reason.
     pub(crate) fn store(
         self,
         cache: &Arc<Cache>,
         method: &http::Method,
         status: StatusCode,
         response: &HeaderMap,
+        tags: Vec<String>,
     ) -> (Option<Fill>, String, String) {
         let policy = rules::StorePolicy {
             shared: true,
@@ -492,6 +751,9 @@ impl Lookup {
             headers: response.clone(),
             body: Bytes::new(),
             vary,
+            extra: self.extra,
+            tags,
+            purged_at: None,
             request_time: self.request_time,
             response_time: SystemTime::now(),
         };
@@ -517,6 +779,9 @@ mod tests {
             headers: HeaderMap::new(),
             body: Bytes::from_static(body),
             vary: vec![(http::header::ACCEPT_ENCODING, vary.to_owned())],
+            extra: Vec::new(),
+            tags: Vec::new(),
+            purged_at: None,
             request_time: SystemTime::UNIX_EPOCH,
             response_time: SystemTime::UNIX_EPOCH,
         }
@@ -578,5 +843,45 @@ mod tests {
         cut.take(&Bytes::from_static(b"half"));
         drop(cut); // the upstream failed: nothing stored
         assert!(cache.variants(&key("/cut")).is_empty());
+    }
+
+    #[test]
+    fn purges_take_targets_or_tags_and_soft_ones_only_age_them() {
+        let cache = Cache::new(CacheConfig::default());
+        let now = SystemTime::now();
+        let mut headers = HeaderMap::new();
+        headers.insert("cache-control", "max-age=3600".parse().unwrap());
+        let tagged = |body: &'static [u8], tags: &[&str]| Entry {
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            headers: headers.clone(),
+            request_time: now,
+            response_time: now,
+            ..entry(body, "")
+        };
+        cache.insert(key("/a"), tagged(b"a", &["t1", "both"]));
+        cache.insert(key("/b"), tagged(b"b", &["t2", "both"]));
+        cache.insert(key("/c"), tagged(b"c", &[]));
+        let soft = cache.purge(&Purge::Tags(vec!["both".into()]), true);
+        assert_eq!(soft, 2);
+        let a = &cache.variants(&key("/a"))[0];
+        let at = a.purged_at.expect("kept, stale from now");
+        assert!(at < Duration::from_secs(60), "{at:?}");
+        assert_eq!(a.life(Duration::ZERO), at, "not the hour of max-age");
+        assert_eq!(cache.purge(&Purge::Tags(vec!["t2".into()]), false), 1);
+        assert!(cache.variants(&key("/b")).is_empty());
+        assert_eq!(cache.purge(&Purge::Target(key("/c")), false), 1);
+        assert_eq!(cache.purge(&Purge::Target(key("/c")), false), 0);
+        assert_eq!(cache.variants(&key("/a")).len(), 1);
+    }
+
+    #[test]
+    fn tags_come_from_both_fields_which_are_removed() {
+        let mut h = HeaderMap::new();
+        h.append("cache-tag", "a, b".parse().unwrap());
+        h.append("cache-tag", "c".parse().unwrap());
+        h.append("surrogate-key", "d  e".parse().unwrap());
+        h.append("etag", "\"x\"".parse().unwrap());
+        assert_eq!(take_tags(&mut h), ["a", "b", "c", "d", "e"]);
+        assert_eq!(h.len(), 1, "only the tag fields go");
     }
 }

@@ -415,8 +415,9 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// The bytes a request's consistent hash is computed on, if it has them.
-fn hash_key<'r>(
+/// The bytes of a request that `on` names, if it has them: what its consistent hash
+/// is computed on, or a cache key addition.
+pub(crate) fn hash_key<'r>(
     on: &HashOn,
     headers: &'r HeaderMap,
     path: &'r str,

@@ -256,7 +256,7 @@ impl Proxy {
                 }
             }
         });
-        let cache = cfg.cache.map(|c| Arc::new(cache::Cache::new(c)));
+        let cache = cfg.cache.clone().map(|c| Arc::new(cache::Cache::new(c)));
         Ok(Proxy(Arc::new(Inner { cfg, groups, cache })))
     }
 
@@ -328,6 +328,9 @@ impl Inner {
         E: Send + 'static,
     {
         let (mut parts, body) = req.into_parts();
+        if let (Some(c), true) = (&self.cache, parts.method.as_str() == "PURGE") {
+            return purge(c, &parts).map(|(res, why)| (res, explain.then_some(why)));
+        }
         // An upgrade is passed on only where the transport can hand over the client's
         // connection.
         let upgrade = client_upgrade.as_ref().and(tunnel::Upgrade::of(&parts));
@@ -700,7 +703,9 @@ impl Inner {
         };
         let (fill, why) = match store {
             Some((c, lookup)) => {
-                let (fill, status, why) = lookup.store(&c, method, parts.status, &parts.headers);
+                let tags = cache::take_tags(&mut parts.headers);
+                let (fill, status, why) =
+                    lookup.store(&c, method, parts.status, &parts.headers, tags);
                 if let Ok(v) = HeaderValue::from_str(&status) {
                     parts.headers.insert(&cache::CACHE_STATUS, v);
                 }
@@ -809,6 +814,61 @@ impl Inner {
             drop(leader);
         })
     }
+}
+
+/// The request field that makes a `PURGE` soft when it says `soft`.
+static PURGE_MODE: header::HeaderName = header::HeaderName::from_static("wharf-purge");
+
+/// `PURGE` (the method Varnish and nginx's cache purge use), from an address in
+/// `purge_from`: removes the target's stored responses or, when the request has
+/// `Cache-Tag` or `Surrogate-Key` fields, every response tagged with one of theirs;
+/// with `Wharf-Purge: soft`, marks them stale instead. `200` with the count, `404`
+/// when nothing was stored.
+fn purge(
+    cache: &cache::Cache,
+    parts: &http::request::Parts,
+) -> Result<(Response<Body>, String), Failure> {
+    let client = parts.extensions.get::<ConnInfo>().map(|c| c.peer.ip());
+    if !client.is_some_and(|ip| cache.cfg.purge_from.iter().any(|n| n.contains(ip))) {
+        let who = client.map_or("an unknown address".into(), |ip| ip.to_string());
+        return Err(Failure::new(
+            StatusCode::FORBIDDEN,
+            format!("403: purging is not allowed from {who} (see purge_from)"),
+        ));
+    }
+    let soft = parts
+        .headers
+        .get(&PURGE_MODE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"soft"));
+    let tags = cache::tags(&parts.headers);
+    let (what, named) = if tags.is_empty() {
+        let key = cache_key(parts);
+        let named = format!("{}{}", key.0, key.1);
+        (cache::Purge::Target(key), named)
+    } else {
+        let named = format!("tags {}", tags.join(" "));
+        (cache::Purge::Tags(tags), named)
+    };
+    let n = cache.purge(&what, soft);
+    let done = if soft { "marked stale" } else { "purged" };
+    tracing::info!(target: "wharf::proxy", what = %named, count = n, soft, "cache purge");
+    let (status, text) = match n {
+        0 => (
+            StatusCode::NOT_FOUND,
+            format!("nothing stored for {named}\n"),
+        ),
+        n => (
+            StatusCode::OK,
+            format!("{done} {n} stored responses ({named})\n"),
+        ),
+    };
+    let mut res = Response::new(Body::full(text.clone()));
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    Ok((res, format!("purge: {}", text.trim_end())))
 }
 
 /// The host (with port) a request names: its target's authority (HTTP/2 and HTTP/3,

@@ -334,6 +334,11 @@ pub(crate) struct CacheSettings {
     #[serde(deserialize_with = "wharf_server::limits::duration")]
     heuristic_cap: Duration,
     store_set_cookie: bool,
+    /// Request parts added to the key: `header:NAME`, `cookie:NAME`, `client_ip`.
+    #[serde(deserialize_with = "key_parts")]
+    key: Vec<wharf_proxy::HashOn>,
+    #[serde(deserialize_with = "cidrs")]
+    purge_from: Vec<wharf_proxy::Cidr>,
 }
 
 impl Default for CacheSettings {
@@ -344,8 +349,24 @@ impl Default for CacheSettings {
             max_object: d.max_object,
             heuristic_cap: d.heuristic_cap,
             store_set_cookie: d.store_set_cookie,
+            key: d.key,
+            purge_from: d.purge_from,
         }
     }
+}
+
+/// `[proxy.cache] key`: what `hash_on` names, but the path (always in the key).
+fn key_parts<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<wharf_proxy::HashOn>, D::Error> {
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|s| match hash_on(s) {
+            Ok(wharf_proxy::HashOn::Path) => Err(format!(
+                "{s:?}: the path is always part of the key; expected header:NAME, cookie:NAME or client_ip"
+            )),
+            other => other,
+        })
+        .map(|r| r.map_err(serde::de::Error::custom))
+        .collect()
 }
 
 /// `proxy.host`: the `Host` sent upstream.
@@ -401,6 +422,8 @@ impl ProxySettings {
             max_object: k.max_object,
             heuristic_cap: k.heuristic_cap,
             store_set_cookie: k.store_set_cookie,
+            key: k.key.clone(),
+            purge_from: k.purge_from.clone(),
         });
         c.tls = wharf_proxy::UpstreamTls {
             ca: self.ca.clone(),
@@ -1389,6 +1412,9 @@ mod tests {
             ("[proxy]\nbody_timeout = \"0s\"\n", &["line 2", "body_timeout", "invalid duration"]),
             ("[proxy]\ntrusted_proxies = [\"10.0.0.0/33\"]\n", &["line 2", "prefix length"]),
             ("[proxy]\nhost = \"origin\"\n", &["line 2", "host"]),
+            ("[proxy.cache]\nkey = [\"path\"]\n", &["line 2", "key", "always part of the key"]),
+            ("[proxy.cache]\nkey = [\"query\"]\n", &["line 2", "key", "expected header:NAME"]),
+            ("[proxy.cache]\npurge_from = [\"localhost\"]\n", &["line 2", "purge_from", "not an IP"]),
             ("[proxy]\nretry = 2\n", &["line 2", "retry"]),
             ("[[upstream]]\nname = \"a\"\nto = []\n", &["line 3", "upstream[0].to", "at least one"]),
             ("[[upstream]]\nname = \"a\"\n[upstream.discovery]\nredis = \"redis://x\"\n", &["line 4", "upstream[0].discovery.redis", "needs key"]),

@@ -385,7 +385,7 @@ async fn run(
     };
     match &cfg.proxy {
         Some(p) if cfg.proxy_everything => {
-            let cache = match p.cache {
+            let cache = match &p.cache {
                 Some(c) => format!(", shared cache of {} MiB", c.max_bytes >> 20),
                 None => String::new(),
             };

@@ -1247,3 +1247,178 @@ fn stale_while_revalidate_answers_at_once_and_refreshes_in_the_background() {
         let _ = release.send(());
     }
 }
+
+#[test]
+fn purges_by_target_and_tag_hard_and_soft_from_allowed_addresses_only() {
+    let up = Upstream::start(|req| {
+        let path = req.head.split(' ').nth(1).unwrap().to_owned();
+        let fields = match path.as_str() {
+            "/a" if !req.field("if-none-match").is_empty() => return Reply::Bytes(
+                b"HTTP/1.1 304 Not Modified\r\netag: \"a1\"\r\ncache-control: max-age=60\r\n\r\n"
+                    .to_vec(),
+            ),
+            "/a" => "etag: \"a1\"\r\ncache-tag: t1, shared\r\n",
+            "/b" => "surrogate-key: t2 shared\r\n",
+            _ => "",
+        };
+        let fields = format!("cache-control: max-age=60\r\n{fields}");
+        Reply::Bytes(with_fields(&fields, &path))
+    });
+    let p = proxy(
+        Proto::H1,
+        &[up.url()],
+        "[proxy.cache]\npurge_from = [\"127.0.0.2\"]\n",
+    );
+    let seen = |path: &str| {
+        up.seen()
+            .iter()
+            .filter(|s| s.head.starts_with(&format!("GET {path} ")))
+            .count()
+    };
+    for path in ["/a", "/b", "/c"] {
+        let res = p.get(path, &[]);
+        assert!(cache_status(&res).contains("stored"), "{path}");
+        assert!(
+            !res.headers().contains_key("cache-tag")
+                && !res.headers().contains_key("surrogate-key"),
+            "tags are the cache's, not the client's"
+        );
+    }
+    let allowed = reqwest::blocking::Client::builder()
+        .local_address("127.0.0.2".parse::<std::net::IpAddr>().unwrap())
+        .timeout(PATIENCE)
+        .build()
+        .unwrap();
+    let purge = |path: &str, headers: &[(&str, &str)]| {
+        let mut req = allowed.request(reqwest::Method::from_bytes(b"PURGE").unwrap(), p.url(path));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.send().unwrap()
+    };
+
+    let denied = p.request("PURGE", "/a", &[]);
+    assert_eq!(denied.status(), 403, "127.0.0.1 is not in purge_from");
+    assert!(explain(&denied).contains("not allowed from 127.0.0.1"));
+    assert!(cache_status(&p.get("/a", &[])).contains("hit"));
+
+    let res = purge("/a", &[]);
+    assert_eq!(res.status(), 200);
+    assert!(res.text().unwrap().contains("purged 1 stored responses"));
+    assert!(cache_status(&p.get("/a", &[])).contains("fwd=uri-miss"));
+    assert_eq!(seen("/a"), 2);
+
+    let res = purge("/", &[("cache-tag", "shared")]);
+    assert_eq!(res.status(), 200);
+    assert!(
+        res.text().unwrap().contains("purged 2"),
+        "/a and /b, tagged shared"
+    );
+    assert!(cache_status(&p.get("/b", &[])).contains("fwd=uri-miss"));
+    assert!(
+        cache_status(&p.get("/c", &[])).contains("hit"),
+        "untagged, kept"
+    );
+    assert_eq!(purge("/nothing", &[]).status(), 404);
+
+    // Soft: /a turns stale; the next request revalidates (304) instead of refetching.
+    assert!(cache_status(&p.get("/a", &[])).contains("stored"));
+    let res = purge("/", &[("surrogate-key", "t1"), ("wharf-purge", "soft")]);
+    assert!(res.text().unwrap().contains("marked stale 1"));
+    let again = p.get("/a", &[]);
+    assert_eq!(cache_status(&again), "wharf; fwd=stale; fwd-status=304");
+    assert_eq!(again.text().unwrap(), "/a", "the stored body, revalidated");
+    assert!(
+        cache_status(&p.get("/a", &[])).contains("hit"),
+        "fresh again"
+    );
+    let revalidations = up
+        .seen()
+        .iter()
+        .filter(|s| s.head.starts_with("GET /a ") && !s.field("if-none-match").is_empty())
+        .count();
+    assert_eq!(revalidations, 1);
+}
+
+#[test]
+fn ranges_and_conditions_are_answered_from_a_stored_response() {
+    const MODIFIED: &str = "Sun, 06 Nov 1994 08:49:37 GMT";
+    let up = Upstream::start(|_| {
+        Reply::Bytes(with_fields(
+            &format!(
+                "cache-control: max-age=60\r\netag: \"r1\"\r\nlast-modified: {MODIFIED}\r\ncontent-type: text/plain\r\n"
+            ),
+            "0123456789",
+        ))
+    });
+    let p = proxy(Proto::H1, &[up.url()], "[proxy.cache]\n");
+    assert_eq!(p.get("/r", &[]).text().unwrap(), "0123456789");
+
+    let one = p.get("/r", &[("range", "bytes=2-4")]);
+    assert_eq!(one.status(), 206, "RFC 9110 §14.2");
+    assert_eq!(one.headers()["content-range"], "bytes 2-4/10");
+    assert_eq!(one.text().unwrap(), "234");
+
+    let two = p.get("/r", &[("range", "bytes=0-0,-2")]);
+    assert_eq!(two.status(), 206);
+    let ct = two.headers()["content-type"].to_str().unwrap().to_owned();
+    let boundary = ct.strip_prefix("multipart/byteranges; boundary=").unwrap();
+    let body = two.text().unwrap();
+    assert!(
+        body.contains("Content-Range: bytes 0-0/10\r\n\r\n0\r\n"),
+        "{body}"
+    );
+    assert!(
+        body.contains("Content-Range: bytes 8-9/10\r\n\r\n89\r\n"),
+        "{body}"
+    );
+    assert!(body.ends_with(&format!("--{boundary}--\r\n")));
+
+    let none = p.get("/r", &[("range", "bytes=20-")]);
+    assert_eq!(none.status(), 416);
+    assert_eq!(none.headers()["content-range"], "bytes */10");
+
+    let same = p.get("/r", &[("range", "bytes=9-"), ("if-range", "\"r1\"")]);
+    assert_eq!(same.text().unwrap(), "9", "If-Range matches");
+    let changed = p.get("/r", &[("range", "bytes=9-"), ("if-range", "\"r0\"")]);
+    assert_eq!(
+        changed.status(),
+        200,
+        "RFC 9110 §13.1.5: the whole response"
+    );
+
+    let ims = p.get("/r", &[("if-modified-since", MODIFIED)]);
+    assert_eq!(ims.status(), 304, "RFC 9111 §4.3.2");
+    let older = p.get(
+        "/r",
+        &[("if-modified-since", "Sat, 05 Nov 1994 08:49:37 GMT")],
+    );
+    assert_eq!(older.status(), 200);
+    assert_eq!(up.seen().len(), 1, "all answered from the store");
+}
+
+#[test]
+fn key_additions_keep_responses_apart() {
+    let up = Upstream::start(|req| {
+        let cookie = req.field("cookie").join(";");
+        Reply::Bytes(with_fields("cache-control: max-age=60\r\n", &cookie))
+    });
+    let p = proxy(
+        Proto::H1,
+        &[up.url()],
+        "[proxy.cache]\nkey = [\"cookie:lang\"]\n",
+    );
+    let en = [("cookie", "lang=en; other=1")];
+    assert_eq!(p.get("/k", &en).text().unwrap(), "lang=en; other=1");
+    let fr = p.get("/k", &[("cookie", "lang=fr")]);
+    assert!(
+        cache_status(&fr).contains("fwd=vary-miss"),
+        "{}",
+        cache_status(&fr)
+    );
+    assert_eq!(fr.text().unwrap(), "lang=fr");
+    let again = p.get("/k", &[("cookie", "other=2; lang=en")]);
+    assert!(cache_status(&again).contains("hit"), "the same lang");
+    assert_eq!(again.text().unwrap(), "lang=en; other=1");
+    assert_eq!(up.seen().len(), 2);
+}
