@@ -38,6 +38,7 @@ use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, Empty};
 use wharf_http::conn::{ConnInfo, TlsInfo};
 use wharf_http::forward;
+use wharf_http::interim::Interim;
 use wharf_http::Explain;
 
 pub use body::Body;
@@ -461,6 +462,9 @@ impl Inner {
                 let mut req =
                     self.upstream_request(&head, headers, upstream, body.take().unwrap_or_else(empty));
                 conn.sender.shape(&mut req, upstream);
+                if let Some(interim) = parts.extensions.get::<Interim>().cloned() {
+                    pass_early_hints(&mut req, interim);
+                }
                 if head.te_trailers && conn.sender.is_h2() {
                     req.headers_mut()
                         .insert(header::TE, HeaderValue::from_static("trailers"));
@@ -814,6 +818,19 @@ impl Inner {
             drop(leader);
         })
     }
+}
+
+/// Passes the upstream's `103 Early Hints` to the client as they arrive (RFC 8297),
+/// less hop-by-hop fields; other 1xx are the proxy's business (`100`) or not
+/// forwarded.
+fn pass_early_hints(req: &mut Request<RequestBody>, interim: Interim) {
+    hyper::ext::on_informational(req, move |res| {
+        if res.status() == StatusCode::EARLY_HINTS {
+            let mut fields = res.headers().clone();
+            forward::remove_hop_by_hop(&mut fields);
+            interim.early_hints(fields);
+        }
+    });
 }
 
 /// The request field that makes a `PURGE` soft when it says `soft`.

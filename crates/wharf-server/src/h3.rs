@@ -19,7 +19,7 @@ use std::time::Duration;
 use bytes::{Buf, Bytes};
 use futures_util::stream::{FuturesUnordered, StreamExt as _};
 use h3::server::RequestStream;
-use http::{Request, Response, StatusCode};
+use http::{Request, Response};
 use http_body::Body;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wharf_http::conn::TlsInfo;
@@ -259,12 +259,20 @@ async fn request<S: Service>(
     if early {
         req.extensions_mut().insert(EarlyData);
     }
-    let (mut head, body) = ctx.handle(req).await.into_parts();
+    let mut interim = crate::interim::attach(&mut req);
+    let handled = ctx.handle(req);
+    tokio::pin!(handled);
+    let res = loop {
+        tokio::select! {
+            res = &mut handled => break res,
+            Some(fields) = interim.recv() => {
+                let _ = send.send_response(crate::h2::early_hints(fields)).await;
+            }
+        }
+    };
+    let (mut head, body) = res.into_parts();
     if let Some(EarlyHints(fields)) = head.extensions.remove::<EarlyHints>() {
-        let mut early = Response::new(());
-        *early.status_mut() = StatusCode::EARLY_HINTS;
-        *early.headers_mut() = fields;
-        let _ = send.send_response(early).await;
+        let _ = send.send_response(crate::h2::early_hints(fields)).await;
     }
     crate::h2::strip_connection_fields(&mut head.headers);
     head.extensions = http::Extensions::new();

@@ -29,6 +29,7 @@ mod conn;
 mod h1;
 mod h2;
 mod h3;
+mod interim;
 pub mod limits;
 pub mod listener;
 mod service;

@@ -1422,3 +1422,57 @@ fn key_additions_keep_responses_apart() {
     assert_eq!(again.text().unwrap(), "lang=en; other=1");
     assert_eq!(up.seen().len(), 2);
 }
+
+#[test]
+fn early_hints_are_passed_on_as_they_arrive() {
+    const EARLY: &[u8] =
+        b"HTTP/1.1 103 Early Hints\r\nlink: </style.css>; rel=preload; as=style\r\n\r\n";
+    let (release, held) = mpsc::channel::<()>();
+    let held = Arc::new(Mutex::new(held));
+    let up = Upstream::start(move |req| match req.head.split(' ').nth(1).unwrap() {
+        "/held" => Reply::Hold(EARLY.to_vec(), held.clone(), ok("page")),
+        _ => Reply::Bytes([EARLY, &ok("page")].concat()),
+    });
+    let p = proxy(Proto::H1, &[up.url()], "[http]\nearly_hints_http1 = true\n");
+
+    // HTTP/1.1: the 103 arrives while the upstream still holds its final response.
+    let mut s = p.tcp();
+    s.write_all(b"GET /held HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let mut r = BufReader::new(s);
+    let early = common::read_response(&mut r, false).expect("a 103");
+    assert_eq!(early.status, 103);
+    assert_eq!(
+        early.header("link"),
+        Some("</style.css>; rel=preload; as=style")
+    );
+    release.send(()).unwrap();
+    let fin = common::read_response(&mut r, false).expect("the response");
+    assert_eq!((fin.status, &fin.body[..]), (200, &b"page"[..]));
+
+    // HTTP/2 (h2c, curl): the 103 with its Link, then the 200.
+    let (_, err) = common::curl(&[
+        "-v",
+        "--http2-prior-knowledge",
+        "-o",
+        "/dev/null",
+        &p.url("/now"),
+    ]);
+    let heads: Vec<String> = err
+        .lines()
+        .filter_map(|l| l.strip_prefix("< "))
+        .map(|l| l.trim_end().to_ascii_lowercase())
+        .collect();
+    let at = |line: &str| heads.iter().position(|l| l == line);
+    let (early, fin) = (
+        at("http/2 103").expect("a 103"),
+        at("http/2 200").expect("a 200"),
+    );
+    assert!(early < fin, "{heads:?}");
+    assert!(
+        heads[early..fin]
+            .iter()
+            .any(|l| l.starts_with("link: </style.css>")),
+        "{heads:?}"
+    );
+}

@@ -295,11 +295,19 @@ where
             })
         };
         let ctx = self.ctx.clone();
-        let call = async move { ctx.handle(Request::from_parts(parts, body)).await };
+        let mut req = Request::from_parts(parts, body);
+        // RFC 9110 §15.2: no 1xx to HTTP/1.0 clients; and to HTTP/1.1 ones only when
+        // early hints are on for them.
+        let hints = self.ctx.shared.http.early_hints_http1 && version == Version::HTTP_11;
+        let mut interim = hints.then(|| crate::interim::attach(&mut req));
+        let call = async move { ctx.handle(req).await };
         tokio::pin!(call);
         let res = poll_fn(|cx| {
             if let Poll::Ready(res) = call.as_mut().poll(cx) {
                 return Poll::Ready(Ok(res));
+            }
+            while let Some(Poll::Ready(Some(fields))) = interim.as_mut().map(|i| i.poll_recv(cx)) {
+                encode::early_hints(self.out.buf(), &fields);
             }
             let mut r = lock(&self.reader);
             r.watch_continue(cx);

@@ -180,6 +180,14 @@ async fn drive<F: Future, W: AsyncWrite + Unpin>(fut: F, cork: &Cork<W>) -> F::O
     .await
 }
 
+/// A `103 Early Hints` head with `fields` (HTTP/2 and HTTP/3).
+pub(crate) fn early_hints(fields: http::HeaderMap) -> Response<()> {
+    let mut early = Response::new(());
+    *early.status_mut() = StatusCode::EARLY_HINTS;
+    *early.headers_mut() = fields;
+    early
+}
+
 /// One request: through `conn` and the service, then the response out, with its
 /// early hints before it and its pushes beside it.
 async fn stream<S: Service>(
@@ -192,15 +200,21 @@ async fn stream<S: Service>(
         return connect(ctx, parts, protocol, body, respond).await;
     }
     let pushed_from = push_template(&parts);
-    let res = ctx
-        .handle(Request::from_parts(parts, RequestBody::h2(body)))
-        .await;
+    let mut req = Request::from_parts(parts, RequestBody::h2(body));
+    let mut interim = crate::interim::attach(&mut req);
+    let handled = ctx.handle(req);
+    tokio::pin!(handled);
+    let res = loop {
+        tokio::select! {
+            res = &mut handled => break res,
+            Some(fields) = interim.recv() => {
+                let _ = respond.send_informational(early_hints(fields));
+            }
+        }
+    };
     let (mut head, body) = res.into_parts();
     if let Some(EarlyHints(fields)) = head.extensions.remove::<EarlyHints>() {
-        let mut early = Response::new(());
-        *early.status_mut() = StatusCode::EARLY_HINTS;
-        *early.headers_mut() = fields;
-        let _ = respond.send_informational(early);
+        let _ = respond.send_informational(early_hints(fields));
     }
     // Promises go before the response that references the pushed resources
     // (RFC 9113 §8.4); each pushed response is then served on its own task.
