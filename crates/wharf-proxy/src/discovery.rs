@@ -3,19 +3,32 @@
 //! - A file (JSON or TOML) listing the member URLs, re-read every interval; an
 //!   orchestrator or a deploy script rewrites it, and wharf follows.
 //! - A Redis set of member URLs (`SADD services:api http://10.0.0.7:3000`), read
-//!   every interval over one kept connection: the registry the note names.
+//!   over one kept connection every interval and at once when Redis says the key
+//!   changed (keyspace notifications, when the server has them on): the registry the
+//!   note names.
+//! - DNS: the A/AAAA records of a name (each address a member, under the URL's
+//!   name and port), or its SRV records (targets, ports, weights and priorities,
+//!   RFC 2782), asked again when their TTL runs out.
 //!
 //! A change is applied with [`Group::update`]: requests in flight finish on the
 //! members they had, members that stay keep their connections and health, new ones
 //! get health checks. A source that fails, or that lists nothing usable, leaves the
 //! last known list in place and says so in the log (once per failure streak).
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crate::group::Group;
-use crate::upstream::Upstream;
+use hickory_resolver::config::LookupIpStrategy;
+use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::proto::rr::RData;
+use hickory_resolver::TokioResolver;
+use tokio_stream::StreamExt;
+
+use crate::group::{Group, Listed};
+use crate::upstream::{Protocol, Upstream};
 
 /// Where a group's members come from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,6 +43,24 @@ pub enum Source {
         /// The set's key.
         key: String,
     },
+    /// The addresses of the URL's host (A and AAAA records), each a member with the
+    /// URL's scheme, name and port.
+    Dns {
+        /// The URL, e.g. `http://api.internal:3000`.
+        url: Upstream,
+        /// The DNS server to ask (else the system's, `/etc/resolv.conf`).
+        resolver: Option<SocketAddr>,
+    },
+    /// The SRV records of a name (`_api._tcp.example.internal`): each target's
+    /// addresses at its port, with its weight and priority.
+    Srv {
+        /// The SRV name.
+        name: String,
+        /// How to talk to the targets.
+        protocol: Protocol,
+        /// The DNS server to ask (else the system's, `/etc/resolv.conf`).
+        resolver: Option<SocketAddr>,
+    },
 }
 
 /// A source and how often it is read.
@@ -37,7 +68,8 @@ pub enum Source {
 pub struct Discovery {
     /// Where the members come from.
     pub source: Source,
-    /// Time between reads.
+    /// Time between reads (for DNS, the longest: records are asked again when
+    /// their TTL runs out, or after this, whichever comes first).
     pub interval: Duration,
 }
 
@@ -46,28 +78,21 @@ pub(crate) fn spawn(group: &Arc<Group>, d: Discovery) {
     tokio::spawn(follow(Arc::downgrade(group), d));
 }
 
+/// The shortest wait between DNS lookups, whatever the TTL says.
+const MIN_TTL: Duration = Duration::from_secs(1);
+
 async fn follow(group: Weak<Group>, d: Discovery) {
-    let mut tick = tokio::time::interval(d.interval);
-    let mut redis: Option<redis::aio::MultiplexedConnection> = None;
+    let mut reader = Reader::new(&d.source);
     let mut failing = false;
     loop {
-        tick.tick().await;
-        let listed = match &d.source {
-            Source::File(path) => read_file(path).await,
-            Source::Redis { url, key } => read_redis(&mut redis, url, key).await,
+        let (listed, ttl) = match reader.read(&d.source).await {
+            Ok((list, ttl)) => (Ok(list), ttl),
+            Err(e) => (Err(e), None),
         };
         let Some(g) = group.upgrade() else { return };
-        let members = listed.and_then(|urls| {
-            if urls.is_empty() {
-                return Err("no members listed".to_owned());
-            }
-            urls.iter()
-                .map(|(u, w)| {
-                    Upstream::parse(u)
-                        .map(|u| (u, *w))
-                        .map_err(|e| e.to_string())
-                })
-                .collect::<Result<Vec<_>, _>>()
+        let members = listed.and_then(|list| match list.is_empty() {
+            true => Err("no members listed".to_owned()),
+            false => Ok(list),
         });
         match members {
             Ok(list) => {
@@ -86,7 +111,201 @@ async fn follow(group: Weak<Group>, d: Discovery) {
                 failing = true;
             }
         }
+        drop(g);
+        let wait = ttl.map_or(d.interval, |t| t.clamp(MIN_TTL, d.interval));
+        reader.wait(wait).await;
     }
+}
+
+/// What a source keeps between reads.
+enum Reader {
+    File,
+    Redis {
+        conn: Option<redis::aio::MultiplexedConnection>,
+        /// Keyspace notifications of the key, when subscribed.
+        changes: Option<redis::aio::PubSubStream>,
+    },
+    Dns(Box<Result<TokioResolver, String>>),
+}
+
+impl Reader {
+    fn new(source: &Source) -> Reader {
+        match source {
+            Source::File(_) => Reader::File,
+            Source::Redis { .. } => Reader::Redis {
+                conn: None,
+                changes: None,
+            },
+            Source::Dns { resolver, .. } | Source::Srv { resolver, .. } => {
+                Reader::Dns(Box::new(dns_resolver(*resolver)))
+            }
+        }
+    }
+
+    /// The members listed now, and (DNS) how long the answer holds.
+    async fn read(&mut self, source: &Source) -> Result<(Vec<Listed>, Option<Duration>), String> {
+        match (self, source) {
+            (Reader::File, Source::File(path)) => Ok((parsed(read_file(path).await?)?, None)),
+            (Reader::Redis { conn, changes }, Source::Redis { url, key }) => {
+                if changes.is_none() {
+                    *changes = subscribe(url, key).await;
+                }
+                Ok((parsed(read_redis(conn, url, key).await?)?, None))
+            }
+            (Reader::Dns(resolver), Source::Dns { url, .. }) => {
+                let r = resolver.as_ref().as_ref().map_err(Clone::clone)?;
+                let (addrs, ttl) = lookup_ip(r, url.tls_name()).await?;
+                let port = url.port();
+                let list = addrs
+                    .into_iter()
+                    .map(|ip| Listed::new(url.at(SocketAddr::new(ip, port)), 1, 0))
+                    .collect();
+                Ok((list, Some(ttl)))
+            }
+            (Reader::Dns(resolver), Source::Srv { name, protocol, .. }) => {
+                let r = resolver.as_ref().as_ref().map_err(Clone::clone)?;
+                let (list, ttl) = lookup_srv(r, name, *protocol).await?;
+                Ok((list, Some(ttl)))
+            }
+            _ => unreachable!("a reader is made for its source"),
+        }
+    }
+
+    /// Waits `wait`, or (Redis) until the key changes.
+    async fn wait(&mut self, wait: Duration) {
+        if let Reader::Redis {
+            changes: Some(changes),
+            ..
+        } = self
+        {
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                note = changes.next() => {
+                    if note.is_none() {
+                        // The subscription's connection is gone: subscribe again.
+                        *self = Reader::Redis { conn: None, changes: None };
+                    }
+                }
+            }
+            return;
+        }
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// Parses listed URLs.
+fn parsed(urls: Vec<(String, u32)>) -> Result<Vec<Listed>, String> {
+    urls.iter()
+        .map(|(u, w)| {
+            Upstream::parse(u)
+                .map(|u| Listed::new(u, *w, 0))
+                .map_err(|e| e.to_string())
+        })
+        .collect()
+}
+
+/// A resolver asking `server` (UDP, then TCP for long answers), or the system's
+/// name servers. Its cache is off: each lookup asks, when the last answer's TTL ran
+/// out.
+fn dns_resolver(server: Option<SocketAddr>) -> Result<TokioResolver, String> {
+    let provider = TokioRuntimeProvider::default();
+    let mut builder = match server {
+        Some(addr) => {
+            let connections = [ConnectionConfig::udp(), ConnectionConfig::tcp()]
+                .into_iter()
+                .map(|mut c| {
+                    c.port = addr.port();
+                    c
+                })
+                .collect();
+            let ns = NameServerConfig::new(addr.ip(), true, connections);
+            TokioResolver::builder_with_config(
+                ResolverConfig::from_name_servers(vec![ns]),
+                provider,
+            )
+        }
+        None => TokioResolver::builder(provider)
+            .map_err(|e| format!("the system's DNS settings: {e}"))?,
+    };
+    let opts: &mut ResolverOpts = builder.options_mut();
+    opts.cache_size = 0;
+    opts.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
+    opts.timeout = Duration::from_secs(5);
+    opts.attempts = 2;
+    builder.build().map_err(|e| e.to_string())
+}
+
+/// The addresses of `name`, sorted, and how long they hold.
+async fn lookup_ip(
+    r: &TokioResolver,
+    name: &str,
+) -> Result<(Vec<std::net::IpAddr>, Duration), String> {
+    let found = r
+        .lookup_ip(name)
+        .await
+        .map_err(|e| format!("DNS {name}: {e}"))?;
+    let mut addrs: Vec<_> = found.iter().collect();
+    addrs.sort();
+    addrs.dedup();
+    Ok((addrs, ttl(found.valid_until())))
+}
+
+/// The members the SRV records of `name` list: each target's addresses at its port,
+/// with its weight and priority; and how long the answers hold (the shortest TTL).
+async fn lookup_srv(
+    r: &TokioResolver,
+    name: &str,
+    protocol: Protocol,
+) -> Result<(Vec<Listed>, Duration), String> {
+    let found = r
+        .srv_lookup(name)
+        .await
+        .map_err(|e| format!("DNS SRV {name}: {e}"))?;
+    let mut holds = ttl(found.valid_until());
+    let mut list = Vec::new();
+    for record in found.answers() {
+        let RData::SRV(srv) = &record.data else {
+            continue;
+        };
+        // RFC 2782: a target of "." means the service is not available there.
+        let target = srv.target.to_utf8();
+        let target = target.trim_end_matches('.');
+        if target.is_empty() {
+            continue;
+        }
+        let url = format!("{}://{target}:{}", protocol.scheme(), srv.port);
+        let upstream = Upstream::parse(&url).map_err(|e| e.to_string())?;
+        let (addrs, t) = lookup_ip(r, target).await?;
+        holds = holds.min(t);
+        for ip in addrs {
+            let at = upstream.at(SocketAddr::new(ip, srv.port));
+            // A weight of 0 is the least likely choice, not none (RFC 2782).
+            list.push(Listed::new(at, u32::from(srv.weight).max(1), srv.priority));
+        }
+    }
+    Ok((list, holds))
+}
+
+/// Time left until `until`.
+fn ttl(until: Instant) -> Duration {
+    until.saturating_duration_since(Instant::now())
+}
+
+/// Subscribes to the keyspace notifications of `key` (Redis sends them when its
+/// `notify-keyspace-events` includes `K` and the set commands, e.g. `Kgs`); `None`
+/// when Redis cannot be reached (polling alone goes on).
+async fn subscribe(url: &str, key: &str) -> Option<redis::aio::PubSubStream> {
+    let client = redis::Client::open(url).ok()?;
+    let db = client.get_connection_info().redis_settings().db();
+    let mut pubsub = tokio::time::timeout(Duration::from_secs(5), client.get_async_pubsub())
+        .await
+        .ok()?
+        .ok()?;
+    pubsub
+        .subscribe(format!("__keyspace@{db}__:{key}"))
+        .await
+        .ok()?;
+    Some(pubsub.into_on_message())
 }
 
 /// The URLs (and weights) a file lists.

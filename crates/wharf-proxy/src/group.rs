@@ -135,6 +135,9 @@ pub(crate) struct Member {
     /// the same on every node and across restarts.
     pub(crate) id: u64,
     weight: u32,
+    /// Lower first: a member is picked only while no member of a lower priority is
+    /// available (DNS SRV, RFC 2782).
+    priority: u16,
     /// Smooth weighted round robin's current weight (changed under `Group::wrr`).
     current: std::sync::atomic::AtomicI64,
     /// Requests sent and not yet answered (least-requests balancing).
@@ -166,6 +169,24 @@ pub(crate) struct Group {
     tls: Option<Arc<rustls::ClientConfig>>,
 }
 
+/// A member as a discovery source lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Listed {
+    pub(crate) upstream: Upstream,
+    pub(crate) weight: u32,
+    pub(crate) priority: u16,
+}
+
+impl Listed {
+    pub(crate) fn new(upstream: Upstream, weight: u32, priority: u16) -> Listed {
+        Listed {
+            upstream,
+            weight,
+            priority,
+        }
+    }
+}
+
 /// The members as one request sees them.
 pub(crate) type Members = Arc<Vec<Arc<Member>>>;
 
@@ -186,7 +207,7 @@ impl Group {
         let members = cfg
             .members
             .into_iter()
-            .map(|(u, w)| Arc::new(Member::new(u, w, limits, tls.clone())))
+            .map(|(u, w)| Arc::new(Member::new(u, w, 0, limits, tls.clone())))
             .collect();
         Group {
             name: cfg.name,
@@ -212,7 +233,7 @@ impl Group {
     /// weight stay are kept, with their connections and health; the new ones are
     /// returned, for health checks to start on. An empty list is refused (the last
     /// one stays): a group with no member cannot serve.
-    pub(crate) fn update(&self, list: &[(Upstream, u32)]) -> Vec<Weak<Member>> {
+    pub(crate) fn update(&self, list: &[Listed]) -> Vec<Weak<Member>> {
         if list.is_empty() {
             return Vec::new();
         }
@@ -220,13 +241,23 @@ impl Group {
         let mut added = Vec::new();
         let next: Vec<Arc<Member>> = list
             .iter()
-            .map(|(u, w)| {
+            .map(|l| {
                 members
                     .iter()
-                    .find(|m| m.pool.upstream() == u && m.weight == (*w).max(1))
+                    .find(|m| {
+                        m.pool.upstream() == &l.upstream
+                            && m.weight == l.weight.max(1)
+                            && m.priority == l.priority
+                    })
                     .cloned()
                     .unwrap_or_else(|| {
-                        let m = Arc::new(Member::new(u.clone(), *w, self.limits, self.tls.clone()));
+                        let m = Arc::new(Member::new(
+                            l.upstream.clone(),
+                            l.weight,
+                            l.priority,
+                            self.limits,
+                            self.tls.clone(),
+                        ));
                         added.push(Arc::downgrade(&m));
                         m
                     })
@@ -273,7 +304,17 @@ impl Group {
         client: Option<IpAddr>,
         tried: &[usize],
     ) -> Option<(usize, &'static str)> {
-        let ok = |i: usize| !tried.contains(&i) && self.available(&members[i]);
+        let open = |i: usize| !tried.contains(&i) && self.available(&members[i]);
+        // Members of a lower priority first, while any of them is available.
+        let first = members.first()?.priority;
+        let tier = match members.iter().all(|m| m.priority == first) {
+            true => first,
+            false => (0..members.len())
+                .filter(|&i| open(i))
+                .map(|i| members[i].priority)
+                .min()?,
+        };
+        let ok = |i: usize| open(i) && members[i].priority == tier;
         if members.len() == 1 && self.sticky.is_none() {
             return ok(0).then_some((0, "the only member"));
         }
@@ -369,6 +410,7 @@ impl Member {
     fn new(
         upstream: Upstream,
         weight: u32,
+        priority: u16,
         limits: PoolLimits,
         tls: Option<Arc<rustls::ClientConfig>>,
     ) -> Member {
@@ -376,6 +418,7 @@ impl Member {
             id: xxhash_rust::xxh3::xxh3_64(upstream.to_string().as_bytes()),
             pool: Arc::new(Pool::new(upstream, limits, tls)),
             weight: weight.max(1),
+            priority,
             current: std::sync::atomic::AtomicI64::new(0),
             in_flight: AtomicUsize::new(0),
             fails: AtomicU32::new(0),
@@ -571,7 +614,8 @@ mod tests {
         let g = group(&[1, 1], Balance::RoundRobin);
         let before = g.members();
         let url = |n: u8| Upstream::parse(&format!("http://10.0.0.{n}:80")).unwrap();
-        let added = g.update(&[(url(2), 1), (url(3), 1)]);
+        let listed = |n: u8| Listed::new(url(n), 1, 0);
+        let added = g.update(&[listed(2), listed(3)]);
         let after = g.members();
         assert_eq!(added.len(), 1, "10.0.0.3 is new");
         assert!(
@@ -582,6 +626,31 @@ mod tests {
         assert_eq!(before.len(), 2, "a request's snapshot does not change");
         assert!(g.update(&[]).is_empty());
         assert_eq!(g.members().len(), 2, "an empty list is refused");
+    }
+
+    #[test]
+    fn lower_priorities_serve_while_any_of_them_is_available() {
+        let g = group(&[1], Balance::RoundRobin);
+        let url = |n: u8| Upstream::parse(&format!("http://10.0.0.{n}:80")).unwrap();
+        g.update(&[
+            Listed::new(url(1), 3, 10),
+            Listed::new(url(2), 1, 10),
+            Listed::new(url(3), 5, 20),
+        ]);
+        assert_eq!(
+            picks(&g, 8),
+            [0, 0, 1, 0, 0, 0, 1, 0],
+            "weights 3:1 in priority 10"
+        );
+        let m = g.members();
+        let pick = |tried: &[usize]| g.pick(&m, &HeaderMap::new(), "/", None, tried);
+        assert_eq!(pick(&[0, 1]).unwrap().0, 2, "priority 20 once 10 is spent");
+        g.failed(&m[0]);
+        g.failed(&m[0]);
+        g.failed(&m[1]);
+        g.failed(&m[1]);
+        assert_eq!(pick(&[]).unwrap().0, 2, "priority 10 ejected");
+        assert!(pick(&[2]).is_none());
     }
 
     #[test]

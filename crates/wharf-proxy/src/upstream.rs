@@ -2,8 +2,12 @@
 //! forwarded to it needs (the address to connect to, the authority for `Host`, the
 //! protocol: `http://` HTTP/1.1, `h2c://` HTTP/2 with prior knowledge, `https://`
 //! TLS with the protocol its ALPN picks, HTTP/2 or HTTP/1.1).
+//!
+//! A member found in DNS keeps the name it was found under (for `Host`, the TLS
+//! server name and the certificate check) and connects to the address it resolved to.
 
 use std::fmt;
+use std::net::SocketAddr;
 
 use http::uri::{Authority, Scheme, Uri};
 
@@ -12,6 +16,8 @@ use http::uri::{Authority, Scheme, Uri};
 pub struct Upstream {
     authority: Authority,
     protocol: Protocol,
+    /// Where to connect, when resolved by discovery (else the authority's host).
+    address: Option<SocketAddr>,
 }
 
 /// How wharf talks to an upstream.
@@ -23,6 +29,17 @@ pub enum Protocol {
     H2c,
     /// TLS, then HTTP/2 or HTTP/1.1 as ALPN decides (`https://`).
     Tls,
+}
+
+impl Protocol {
+    /// Its URL scheme: `http`, `h2c` or `https`.
+    pub fn scheme(self) -> &'static str {
+        match self {
+            Protocol::Http1 => "http",
+            Protocol::H2c => "h2c",
+            Protocol::Tls => "https",
+        }
+    }
 }
 
 /// A URL that cannot name an upstream, and why.
@@ -67,19 +84,35 @@ impl Upstream {
         Ok(Upstream {
             authority,
             protocol,
+            address: None,
         })
     }
 
-    /// `HOST:PORT` to connect to (port 80, or 443 for `https://`, when the URL has
-    /// none).
-    pub fn connect_to(&self) -> String {
+    /// The same upstream, reached at `address` (a resolved address of its host).
+    pub fn at(&self, address: SocketAddr) -> Upstream {
+        Upstream {
+            address: Some(address),
+            ..self.clone()
+        }
+    }
+
+    /// The port of the authority (80, or 443 for `https://`, when it names none).
+    pub fn port(&self) -> u16 {
         let default = if self.protocol == Protocol::Tls {
             443
         } else {
             80
         };
-        let host = self.authority.host();
-        format!("{host}:{}", self.authority.port_u16().unwrap_or(default))
+        self.authority.port_u16().unwrap_or(default)
+    }
+
+    /// `HOST:PORT` to connect to (port 80, or 443 for `https://`, when the URL has
+    /// none).
+    pub fn connect_to(&self) -> String {
+        match self.address {
+            Some(a) => a.to_string(),
+            None => format!("{}:{}", self.authority.host(), self.port()),
+        }
     }
 
     /// The name the upstream's certificate must carry (and the TLS server name):
@@ -104,12 +137,11 @@ impl Upstream {
 
 impl fmt::Display for Upstream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let scheme = match self.protocol {
-            Protocol::Http1 => "http",
-            Protocol::H2c => "h2c",
-            Protocol::Tls => "https",
-        };
-        write!(f, "{scheme}://{}", self.authority)
+        write!(f, "{}://{}", self.protocol.scheme(), self.authority)?;
+        match self.address {
+            Some(a) => write!(f, " ({a})"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -129,6 +161,16 @@ mod tests {
         for (url, addr) in ok {
             assert_eq!(Upstream::parse(url).unwrap().connect_to(), addr, "{url}");
         }
+        let found = Upstream::parse("https://api.internal")
+            .unwrap()
+            .at("10.0.0.7:8443".parse().unwrap());
+        assert_eq!(found.connect_to(), "10.0.0.7:8443");
+        assert_eq!(
+            found.tls_name(),
+            "api.internal",
+            "the name it was found under"
+        );
+        assert_eq!(found.to_string(), "https://api.internal (10.0.0.7:8443)");
         let bad = [
             (
                 "127.0.0.1:3000",

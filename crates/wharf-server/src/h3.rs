@@ -270,6 +270,10 @@ async fn request<S: Service>(
             }
         }
     };
+    // Hints that came with the end of the service's work still go first.
+    while let Ok(fields) = interim.try_recv() {
+        let _ = send.send_response(crate::h2::early_hints(fields)).await;
+    }
     let (mut head, body) = res.into_parts();
     if let Some(EarlyHints(fields)) = head.extensions.remove::<EarlyHints>() {
         let _ = send.send_response(crate::h2::early_hints(fields)).await;

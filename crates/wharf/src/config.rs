@@ -100,7 +100,7 @@ pub(crate) struct UpstreamConfig {
     pub(crate) discovery: Option<DiscoveryConfig>,
 }
 
-/// `[upstream.discovery]`: a file or a Redis set listing the members.
+/// `[upstream.discovery]`: a file, a Redis set or DNS records listing the members.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct DiscoveryConfig {
@@ -109,12 +109,94 @@ pub(crate) struct DiscoveryConfig {
     /// A Redis server, `redis://HOST:PORT`, whose set `key` lists the member URLs.
     redis: Option<String>,
     key: Option<String>,
+    /// A URL whose host's A/AAAA records are the members.
+    dns: Option<String>,
+    /// A name whose SRV records list the members ...
+    srv: Option<String>,
+    /// ... spoken to with this scheme (`http`, `h2c`, `https`).
+    scheme: Option<String>,
+    /// The DNS server to ask, `IP:PORT` (default: the system's).
+    resolver: Option<std::net::SocketAddr>,
     /// Time between reads.
     #[serde(
         default = "default_check_interval",
         deserialize_with = "wharf_server::limits::duration"
     )]
     interval: Duration,
+}
+
+impl DiscoveryConfig {
+    /// The one source it names, checked.
+    fn source(&self) -> Result<wharf_proxy::Source, (&'static [&'static str], String)> {
+        let named = [
+            self.file.is_some(),
+            self.redis.is_some(),
+            self.dns.is_some(),
+            self.srv.is_some(),
+        ];
+        if named.iter().filter(|n| **n).count() != 1 {
+            return Err((
+                &["discovery"],
+                "give one of file, redis (and key), dns or srv".into(),
+            ));
+        }
+        let dns = self.dns.is_some() || self.srv.is_some();
+        if self.resolver.is_some() && !dns {
+            return Err((
+                &["discovery", "resolver"],
+                "only applies with dns or srv".into(),
+            ));
+        }
+        if self.scheme.is_some() && self.srv.is_none() {
+            return Err((&["discovery", "scheme"], "only applies with srv".into()));
+        }
+        if self.key.is_some() && self.redis.is_none() {
+            return Err((&["discovery", "key"], "only applies with redis".into()));
+        }
+        if let Some(f) = &self.file {
+            return Ok(wharf_proxy::Source::File(f.clone()));
+        }
+        if let Some(url) = &self.redis {
+            let key = self.key.clone().ok_or((
+                &["discovery", "redis"] as &[_],
+                "needs key (the set of member URLs)".to_owned(),
+            ))?;
+            return Ok(wharf_proxy::Source::Redis {
+                url: url.clone(),
+                key,
+            });
+        }
+        if let Some(url) = &self.dns {
+            let bad = |e: String| (&["discovery", "dns"] as &[_], e);
+            let url = wharf_proxy::Upstream::parse(url).map_err(|e| bad(e.to_string()))?;
+            if url.tls_name().parse::<std::net::IpAddr>().is_ok() {
+                return Err(bad(
+                    "names an address, not a name to look up (list it in to)".into(),
+                ));
+            }
+            return Ok(wharf_proxy::Source::Dns {
+                url,
+                resolver: self.resolver,
+            });
+        }
+        let name = self.srv.clone().unwrap_or_default();
+        let protocol = match self.scheme.as_deref().unwrap_or("http") {
+            "http" => wharf_proxy::Protocol::Http1,
+            "h2c" => wharf_proxy::Protocol::H2c,
+            "https" => wharf_proxy::Protocol::Tls,
+            _ => {
+                return Err((
+                    &["discovery", "scheme"],
+                    "expected \"http\", \"h2c\" or \"https\"".into(),
+                ))
+            }
+        };
+        Ok(wharf_proxy::Source::Srv {
+            name,
+            protocol,
+            resolver: self.resolver,
+        })
+    }
 }
 
 /// `upstream.balance`.
@@ -187,20 +269,7 @@ impl UpstreamConfig {
         let discovery = match &self.discovery {
             None => None,
             Some(d) => {
-                let source = match (&d.file, &d.redis, &d.key) {
-                    (Some(f), None, None) => wharf_proxy::Source::File(f.clone()),
-                    (None, Some(url), Some(key)) => wharf_proxy::Source::Redis {
-                        url: url.clone(),
-                        key: key.clone(),
-                    },
-                    (None, Some(_), None) => {
-                        return Err((
-                            &["discovery", "redis"],
-                            "needs key (the set of member URLs)".into(),
-                        ))
-                    }
-                    _ => return Err((&["discovery"], "give either file, or redis and key".into())),
-                };
+                let source = d.source()?;
                 Some(wharf_proxy::Discovery {
                     source,
                     interval: d.interval,
@@ -1418,7 +1487,13 @@ mod tests {
             ("[proxy]\nretry = 2\n", &["line 2", "retry"]),
             ("[[upstream]]\nname = \"a\"\nto = []\n", &["line 3", "upstream[0].to", "at least one"]),
             ("[[upstream]]\nname = \"a\"\n[upstream.discovery]\nredis = \"redis://x\"\n", &["line 4", "upstream[0].discovery.redis", "needs key"]),
-            ("[[upstream]]\nname = \"a\"\n[upstream.discovery]\ninterval = \"1s\"\n", &["upstream[0].discovery", "either file"]),
+            ("[[upstream]]\nname = \"a\"\n[upstream.discovery]\ninterval = \"1s\"\n", &["upstream[0].discovery", "give one of"]),
+            ("[[upstream]]\nname = \"a\"\n[upstream.discovery]\ndns = \"http://a.test\"\nsrv = \"_a._tcp.test\"\n", &["upstream[0].discovery", "give one of"]),
+            ("[[upstream]]\nname = \"a\"\n[upstream.discovery]\ndns = \"http://10.0.0.1:80\"\n", &["line 4", "upstream[0].discovery.dns", "names an address"]),
+            ("[[upstream]]\nname = \"a\"\n[upstream.discovery]\ndns = \"a.test\"\n", &["line 4", "upstream[0].discovery.dns", "give the scheme"]),
+            ("[[upstream]]\nname = \"a\"\n[upstream.discovery]\nsrv = \"_a._tcp.test\"\nscheme = \"ftp\"\n", &["line 5", "upstream[0].discovery.scheme"]),
+            ("[[upstream]]\nname = \"a\"\n[upstream.discovery]\nfile = \"a.json\"\nresolver = \"127.0.0.1:53\"\n", &["line 5", "upstream[0].discovery.resolver", "only applies"]),
+            ("[[upstream]]\nname = \"a\"\n[upstream.discovery]\nsrv = \"_a._tcp.test\"\nresolver = \"localhost\"\n", &["line 5", "resolver"]),
             ("[[upstream]]\nname = \"a\"\nto = [\"ftp://x\"]\n", &["line 3", "upstream[0].to", "the scheme must be"]),
             ("[[upstream]]\nname = \"a\"\nto = [\"http://x\"]\nweights = [1, 2]\n", &["line 4", "upstream[0].weights"]),
             ("[[upstream]]\nname = \"a\"\nto = [\"http://x\"]\nbalance = \"hash\"\n", &["line 4", "needs hash_on"]),

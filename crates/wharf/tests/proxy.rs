@@ -58,7 +58,12 @@ struct Upstream {
 
 impl Upstream {
     fn start(script: impl Fn(&Seen) -> Reply + Send + Sync + 'static) -> Upstream {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Upstream::start_on("127.0.0.1:0", script)
+    }
+
+    /// [`Upstream::start`] on `addr`.
+    fn start_on(addr: &str, script: impl Fn(&Seen) -> Reply + Send + Sync + 'static) -> Upstream {
+        let listener = TcpListener::bind(addr).unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let connections = Arc::new(AtomicUsize::new(0));
@@ -933,6 +938,114 @@ fn members_discovered_in_redis_follow_the_set() {
     redis.stop();
     w.wait_for_stderr("discovery failed; keeping the last known members");
     assert_eq!(served_by(&w, "/api/", &[], 3), ["b", "b", "b"]);
+}
+
+#[test]
+fn members_discovered_in_redis_follow_keyspace_notifications_at_once() {
+    let a = Upstream::start(|_| Reply::Bytes(ok("a")));
+    let b = Upstream::start(|_| Reply::Bytes(ok("b")));
+    let redis = common::redis::Redis::start();
+    assert_eq!(
+        redis.cmd(&["CONFIG", "SET", "notify-keyspace-events", "Kgs"]),
+        "+OK"
+    );
+    redis.cmd(&["SADD", "services:api", &a.url()]);
+    // Polling once an hour: only a notification can bring the change in time.
+    let toml = format!(
+        "[[upstream]]\nname = \"api\"\n[upstream.discovery]\nredis = \"{}\"\nkey = \"services:api\"\ninterval = \"1h\"\n",
+        redis.url()
+    );
+    let w = site_with_routes(&toml);
+    until_served_by(&w, "/api/", "a");
+    redis.cmd(&["SADD", "services:api", &b.url()]);
+    redis.cmd(&["SREM", "services:api", &a.url()]);
+    until_served_by(&w, "/api/", "b");
+    assert_eq!(served_by(&w, "/api/", &[], 3), ["b", "b", "b"]);
+}
+
+#[test]
+fn members_found_in_dns_follow_the_records_on_their_ttl() {
+    let a = Upstream::start(|_| Reply::Bytes(ok("a")));
+    let port = a.addr.port();
+    // The same port on another loopback address: a second member of one name.
+    let _b = Upstream::start_on(&format!("127.0.0.2:{port}"), |_| Reply::Bytes(ok("b")));
+    let dns = common::dns::Dns::start(1);
+    dns.set_a("api.test", &["127.0.0.1"]);
+    let toml = format!(
+        "[[upstream]]\nname = \"api\"\n[upstream.discovery]\ndns = \"http://api.test:{port}\"\nresolver = \"{}\"\ninterval = \"1h\"\n",
+        dns.resolver()
+    );
+    let w = site_with_routes(&toml);
+    until_served_by(&w, "/api/", "a");
+    let res = w.get("/api/", &[]);
+    assert!(
+        res.headers()["wharf-explain"]
+            .to_str()
+            .unwrap()
+            .contains(&format!("http://api.test:{port} (127.0.0.1:{port})")),
+        "the name kept, the address resolved"
+    );
+    // A TTL of 1 s, polling once an hour: the records are asked for again on their TTL.
+    dns.set_a("api.test", &["127.0.0.1", "127.0.0.2"]);
+    w.wait_for_stderr("upstream group changed");
+    until_served_by(&w, "/api/", "b");
+    let mut both = served_by(&w, "/api/", &[], 4);
+    both.sort();
+    assert_eq!(
+        both,
+        ["a", "a", "b", "b"],
+        "round robin over the two addresses"
+    );
+    // The name gone: the last known members stay.
+    dns.set_a("api.test", &[]);
+    w.wait_for_stderr("discovery failed; keeping the last known members");
+    assert_eq!(served_by(&w, "/api/", &[], 2).len(), 2);
+    assert!(dns.questions() >= 3);
+}
+
+#[test]
+fn srv_records_give_ports_weights_and_priorities() {
+    let a = Upstream::start(|_| Reply::Bytes(ok("a")));
+    let b = Upstream::start(|_| Reply::Bytes(ok("b")));
+    let c = Upstream::start(|_| Reply::Bytes(ok("c")));
+    let refused = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dns = common::dns::Dns::start(1);
+    for host in ["a.test", "b.test", "c.test", "gone.test"] {
+        dns.set_a(host, &["127.0.0.1"]);
+    }
+    let port = |u: &Upstream| u.addr.port();
+    dns.set_srv(
+        "_api._tcp.test",
+        &[
+            (10, 3, port(&a), "a.test."),
+            (10, 1, port(&b), "b.test."),
+            (20, 1, port(&c), "c.test."),
+        ],
+    );
+    let toml = format!(
+        "[[upstream]]\nname = \"api\"\n[upstream.discovery]\nsrv = \"_api._tcp.test\"\nresolver = \"{}\"\ninterval = \"1h\"\n",
+        dns.resolver()
+    );
+    let w = site_with_routes(&toml);
+    until_served_by(&w, "/api/", "a");
+    let mut seen = served_by(&w, "/api/", &[], 8);
+    seen.sort();
+    assert_eq!(
+        seen,
+        ["a", "a", "a", "a", "a", "a", "b", "b"],
+        "weights 3:1 at priority 10; priority 20 unused"
+    );
+    // Priority 10 now points at a port where nothing listens: requests fail over to 20.
+    dns.set_srv(
+        "_api._tcp.test",
+        &[(10, 1, refused, "gone.test."), (20, 1, port(&c), "c.test.")],
+    );
+    until_served_by(&w, "/api/", "c");
+    assert_eq!(served_by(&w, "/api/", &[], 3), ["c", "c", "c"]);
 }
 
 /// A response with `fields` (one `name: value` per line) and `body`.

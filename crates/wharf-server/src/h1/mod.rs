@@ -303,11 +303,14 @@ where
         let call = async move { ctx.handle(req).await };
         tokio::pin!(call);
         let res = poll_fn(|cx| {
-            if let Poll::Ready(res) = call.as_mut().poll(cx) {
-                return Poll::Ready(Ok(res));
-            }
+            let done = call.as_mut().poll(cx);
+            // Hints go out as they come, and those that came with the end of the
+            // service's work still before its response.
             while let Some(Poll::Ready(Some(fields))) = interim.as_mut().map(|i| i.poll_recv(cx)) {
                 encode::early_hints(self.out.buf(), &fields);
+            }
+            if let Poll::Ready(res) = done {
+                return Poll::Ready(Ok(res));
             }
             let mut r = lock(&self.reader);
             r.watch_continue(cx);

@@ -212,6 +212,10 @@ async fn stream<S: Service>(
             }
         }
     };
+    // Hints that came with the end of the service's work still go first.
+    while let Ok(fields) = interim.try_recv() {
+        let _ = respond.send_informational(early_hints(fields));
+    }
     let (mut head, body) = res.into_parts();
     if let Some(EarlyHints(fields)) = head.extensions.remove::<EarlyHints>() {
         let _ = respond.send_informational(early_hints(fields));

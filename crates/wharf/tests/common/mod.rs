@@ -3,6 +3,7 @@
 
 #![allow(dead_code, unreachable_pub, missing_docs)] // each test file uses a part
 
+pub mod dns;
 pub mod ftp;
 pub mod hub;
 pub mod redis;
