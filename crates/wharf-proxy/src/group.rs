@@ -392,10 +392,13 @@ impl Group {
         }
     }
 
-    /// An exchange with `m` failed (refused, reset, timed out, malformed).
+    /// An exchange with `m` failed (refused, reset, timed out, malformed). Past
+    /// `passive.fails` in a row it is ejected, unless it is the group's only member
+    /// (as nginx does): ejecting it would only turn every request into a 503 until
+    /// the period ends, even once it answers again.
     pub(crate) fn failed(&self, m: &Member) {
         let fails = m.fails.fetch_add(1, Ordering::AcqRel) + 1;
-        if self.passive.fails == 0 || fails < self.passive.fails {
+        if self.passive.fails == 0 || fails < self.passive.fails || self.members().len() < 2 {
             return;
         }
         let until = self.now_ms() + self.passive.eject.as_millis() as u64;

@@ -657,19 +657,20 @@ fn site_routes_send_a_prefix_to_a_weighted_group() {
 
 #[test]
 fn failing_members_are_ejected_then_503_with_retry_after() {
-    let dead = {
+    let dead = || {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         format!("http://{}", l.local_addr().unwrap())
     };
+    let (one, two) = (dead(), dead());
     let toml = format!(
-        "[proxy]\nretries = 0\n[[upstream]]\nname = \"api\"\nto = [\"{dead}\"]\n\
+        "[proxy]\nretries = 0\n[[upstream]]\nname = \"api\"\nto = [\"{one}\", \"{two}\"]\n\
          passive_fails = 2\npassive_eject = \"60s\"\n"
     );
     let w = site_with_routes(&toml);
-    for _ in 0..2 {
+    for _ in 0..4 {
         assert_eq!(w.get("/api/", &[]).status(), 502);
     }
-    w.wait_for_stderr("upstream ejected");
+    w.wait_for_stderr_lines("upstream ejected", 2);
     let res = w.get("/api/", &[]);
     assert_eq!(res.status(), 503);
     let after: u64 = res.headers()["retry-after"]
