@@ -16,7 +16,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use http::header::{self, HeaderMap, HeaderName};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
 
 use crate::cache_control::{freshness_lifetime, CacheControl};
@@ -48,6 +48,9 @@ pub enum NotStored {
     /// No explicit freshness, nothing that allows storing, and a status that is not
     /// heuristically cacheable (§3, §4.2.2).
     NotCacheable(StatusCode),
+    /// `must-understand` on a status whose caching rules this cache does not know
+    /// (§5.2.2.3).
+    NotUnderstood(StatusCode),
 }
 
 impl fmt::Display for NotStored {
@@ -68,6 +71,11 @@ impl fmt::Display for NotStored {
                 "not stored: no explicit freshness and status {} is not heuristically cacheable",
                 s.as_u16()
             ),
+            NotStored::NotUnderstood(s) => write!(
+                f,
+                "not stored: must-understand, and status {} is not one whose caching rules wharf knows",
+                s.as_u16()
+            ),
         }
     }
 }
@@ -78,6 +86,50 @@ fn heuristically_cacheable(status: StatusCode) -> bool {
     matches!(
         status.as_u16(),
         200 | 203 | 204 | 300 | 301 | 308 | 404 | 405 | 410 | 414 | 501
+    )
+}
+
+/// `Surrogate-Control` (Edge Architecture 1.0): a reverse proxy's own cache policy,
+/// which it removes before the response goes on.
+pub static SURROGATE_CONTROL: HeaderName = HeaderName::from_static("surrogate-control");
+
+/// The fields that target a shared cache in front of the origin, most specific
+/// first: `CDN-Cache-Control` (RFC 9213) and `Surrogate-Control`.
+static TARGETED: [HeaderName; 2] = [
+    HeaderName::from_static("cdn-cache-control"),
+    HeaderName::from_static("surrogate-control"),
+];
+
+/// The response as a targeted shared cache's rules see it (RFC 9213 §2.1): when a
+/// targeted field has a non-empty value, "the cache MUST ... use its value to
+/// determine the caching policy for the response, and it MUST ignore the
+/// Cache-Control and Expires header fields"; so `Cache-Control` is replaced by that
+/// value and `Expires` removed. `None` when no targeted field applies (the rules read
+/// the response itself).
+pub fn targeted(response: &HeaderMap) -> Option<HeaderMap> {
+    let (_, value) = TARGETED.iter().find_map(|name| {
+        let values: Vec<&[u8]> = response
+            .get_all(name)
+            .iter()
+            .map(|v| v.as_bytes())
+            .collect();
+        let joined = values.join(&b", "[..]);
+        let text = String::from_utf8(joined).ok()?;
+        let text = text.trim();
+        (!text.is_empty()).then(|| (name, text.to_owned()))
+    })?;
+    let mut view = response.clone();
+    view.remove(header::EXPIRES);
+    view.insert(header::CACHE_CONTROL, HeaderValue::from_str(&value).ok()?);
+    Some(view)
+}
+
+/// Whether this cache knows the caching rules of `status` (for `must-understand`,
+/// RFC 9111 §5.2.2.3): the final statuses RFC 9110 §15 defines.
+fn understood(status: StatusCode) -> bool {
+    matches!(
+        status.as_u16(),
+        200..=206 | 300..=304 | 307 | 308 | 400..=417 | 421 | 422 | 426 | 500..=505
     )
 }
 
@@ -118,7 +170,12 @@ pub fn storable(
     if req_cc.no_store {
         return Err(NotStored::RequestNoStore);
     }
-    if res_cc.no_store {
+    // §5.2.2.3: must-understand limits storing to statuses the cache understands, and
+    // such a cache "SHOULD ignore the no-store directive" then.
+    if res_cc.must_understand && !understood(status) {
+        return Err(NotStored::NotUnderstood(status));
+    }
+    if res_cc.no_store && !res_cc.must_understand {
         return Err(NotStored::NoStore);
     }
     // §3: "if the cache is shared: the private response directive is either not
@@ -437,8 +494,9 @@ pub fn freshens(stored: &HeaderMap, fresh: &HeaderMap) -> bool {
 }
 
 /// Updates a stored response's fields from a `304` (RFC 9111 §3.2): each field of the
-/// new response replaces the stored one, except `Content-Length` (the stored body is
-/// kept) and hop-by-hop fields, which were never stored.
+/// new response replaces the stored one, except those that describe the stored body,
+/// which is kept (`Content-Length`, `Content-Encoding`, `Content-Range`, and the
+/// digest `Content-MD5`), and hop-by-hop fields, which were never stored.
 pub fn freshen(stored: &mut HeaderMap, fresh: &HeaderMap) {
     let keep = [
         header::CONTENT_LENGTH,
@@ -446,6 +504,7 @@ pub fn freshen(stored: &mut HeaderMap, fresh: &HeaderMap) {
         header::TRANSFER_ENCODING,
         header::CONTENT_ENCODING,
         header::CONTENT_RANGE,
+        HeaderName::from_static("content-md5"),
     ];
     let names: Vec<HeaderName> = fresh
         .keys()
@@ -633,6 +692,24 @@ mod tests {
                 SHARED,
                 Err(NotStored::NoStore),
                 "§5.2.2.5",
+            ),
+            (
+                get.clone(),
+                &[],
+                200,
+                &[("cache-control", "max-age=60, must-understand, no-store")],
+                SHARED,
+                Ok(()),
+                "§5.2.2.3: no-store ignored for an understood status",
+            ),
+            (
+                get.clone(),
+                &[],
+                599,
+                &[("cache-control", "max-age=60, must-understand")],
+                SHARED,
+                Err(NotStored::NotUnderstood(StatusCode::from_u16(599).unwrap())),
+                "§5.2.2.3: a status the cache does not understand",
             ),
             (
                 get.clone(),
@@ -978,6 +1055,39 @@ mod tests {
     }
 
     #[test]
+    fn targeted_fields_replace_cache_control_for_a_shared_cache() {
+        // RFC 9213 §2.1: the first targeted field with a value decides; Cache-Control
+        // and Expires are ignored.
+        let res = headers(&[
+            ("cache-control", "no-store"),
+            ("expires", "Mon, 10 Jan 2022 10:00:00 GMT"),
+            ("surrogate-control", "max-age=60"),
+        ]);
+        let view = targeted(&res).unwrap();
+        assert_eq!(view["cache-control"], "max-age=60");
+        assert!(!view.contains_key("expires"));
+        let both = headers(&[
+            ("cdn-cache-control", "max-age=5"),
+            ("surrogate-control", "no-store"),
+        ]);
+        assert_eq!(
+            targeted(&both).unwrap()["cache-control"],
+            "max-age=5",
+            "CDN-Cache-Control first"
+        );
+        let empty = headers(&[
+            ("cdn-cache-control", " "),
+            ("surrogate-control", "no-store"),
+        ]);
+        assert_eq!(
+            targeted(&empty).unwrap()["cache-control"],
+            "no-store",
+            "an empty value does not count"
+        );
+        assert!(targeted(&headers(&[("cache-control", "max-age=1")])).is_none());
+    }
+
+    #[test]
     fn revalidation_and_freshening() {
         let stored = headers(&[
             ("etag", "\"v1\""),
@@ -1008,6 +1118,9 @@ mod tests {
             updated["content-length"], "5",
             "§3.2: Content-Length is not updated"
         );
+        let mut digest = headers(&[("content-md5", "a")]);
+        freshen(&mut digest, &headers(&[("content-md5", "b")]));
+        assert_eq!(digest["content-md5"], "a", "the stored body's digest stays");
     }
 
     #[test]

@@ -92,6 +92,9 @@ pub(crate) struct Entry {
     pub(crate) tags: Vec<String>,
     /// Soft-purged: its age at that moment, beyond which it is stale.
     pub(crate) purged_at: Option<Duration>,
+    /// Its fields as the cache's rules read them, when a targeted field
+    /// (`CDN-Cache-Control`, `Surrogate-Control`) sets the policy (RFC 9213).
+    pub(crate) targeted: Option<HeaderMap>,
     pub(crate) request_time: SystemTime,
     pub(crate) response_time: SystemTime,
 }
@@ -110,9 +113,14 @@ impl Entry {
         (self.body.len() + fields + 256) as u64
     }
 
+    /// Its fields as the cache's rules read them.
+    pub(crate) fn policy(&self) -> &HeaderMap {
+        self.targeted.as_ref().unwrap_or(&self.headers)
+    }
+
     /// How long it stays fresh (RFC 9111 §4.2.1), cut short by a soft purge.
     pub(crate) fn life(&self, heuristic_cap: Duration) -> Duration {
-        let life = rules::lifetime(self.status, &self.headers, true, heuristic_cap).duration();
+        let life = rules::lifetime(self.status, self.policy(), true, heuristic_cap).duration();
         self.purged_at.map_or(life, |at| life.min(at))
     }
 
@@ -461,6 +469,7 @@ pub(crate) fn lookup(
     let chosen = variants.iter().find(|e| e.answers(&parts.headers, &extra));
     let only_if_cached = CacheControl::from_headers(&parts.headers).only_if_cached;
     let refresh = parts.extensions.get::<crate::Refresh>().is_some();
+
     let forward = |stale: Option<Arc<Entry>>, fwd, leader| {
         if only_if_cached {
             return Found::OnlyIfCached;
@@ -475,6 +484,15 @@ pub(crate) fn lookup(
             extra: extra.clone(),
         })
     };
+    if parts.extensions.get::<crate::Refetch>().is_some() {
+        // Asked again after a 304 that matched nothing stored: straight upstream.
+        let fwd = if chosen.is_some() {
+            "stale"
+        } else {
+            "uri-miss"
+        };
+        return forward(None, fwd, None);
+    }
     let Some(entry) = chosen else {
         let fwd = if variants.is_empty() {
             "uri-miss"
@@ -494,7 +512,7 @@ pub(crate) fn lookup(
     if refresh {
         return forward(Some(entry.clone()), "stale", None);
     }
-    match rules::reuse(&parts.headers, &entry.headers, life, age, true) {
+    match rules::reuse(&parts.headers, entry.policy(), life, age, true) {
         reuse @ (Reuse::Fresh | Reuse::StaleAllowed) => {
             let ttl = life.as_secs() as i64 - age.as_secs() as i64;
             let status = format!("wharf; hit; ttl={ttl}");
@@ -535,6 +553,7 @@ pub(crate) fn respond(
     cache_status: &str,
 ) -> http::Response<Body> {
     let mut headers = entry.headers.clone();
+    headers.remove(&rules::SURROGATE_CONTROL);
     headers.insert(http::header::AGE, rules::age_value(age));
     if let Ok(v) = http::HeaderValue::from_str(cache_status) {
         headers.insert(&CACHE_STATUS, v);
@@ -679,7 +698,7 @@ impl Lookup {
     pub(crate) fn fallback(&self, cache: &Cache) -> Option<Arc<Entry>> {
         let stale = self.stale.as_ref()?;
         let life = stale.life(cache.cfg.heuristic_cap);
-        rules::stale_if_error(&self.request, &stale.headers, life, stale.age(), true)
+        rules::stale_if_error(&self.request, stale.policy(), life, stale.age(), true)
             .then(|| stale.clone())
     }
 
@@ -698,6 +717,7 @@ impl Lookup {
         let mut headers = stale.headers.clone();
         rules::freshen(&mut headers, fresh);
         let tags = Some(take_tags(&mut headers)).filter(|t| !t.is_empty());
+        let targeted = rules::targeted(&headers);
         let now = SystemTime::now();
         let entry = Entry {
             status: stale.status,
@@ -707,6 +727,7 @@ impl Lookup {
             extra: stale.extra.clone(),
             tags: tags.unwrap_or_else(|| stale.tags.clone()),
             purged_at: None,
+            targeted,
             request_time: self.request_time,
             response_time: now,
         };
@@ -735,7 +756,9 @@ impl Lookup {
         if *method != http::Method::GET {
             return (None, fwd, "not stored: HEAD (stored from GET only)".into());
         }
-        if let Err(why) = rules::storable(method, &self.request, status, response, policy) {
+        let targeted = rules::targeted(response);
+        let rules_see = targeted.as_ref().unwrap_or(response);
+        if let Err(why) = rules::storable(method, &self.request, status, rules_see, policy) {
             return (None, fwd, why.to_string());
         }
         let length = response
@@ -754,6 +777,7 @@ impl Lookup {
             extra: self.extra,
             tags,
             purged_at: None,
+            targeted,
             request_time: self.request_time,
             response_time: SystemTime::now(),
         };
@@ -782,6 +806,7 @@ mod tests {
             extra: Vec::new(),
             tags: Vec::new(),
             purged_at: None,
+            targeted: None,
             request_time: SystemTime::UNIX_EPOCH,
             response_time: SystemTime::UNIX_EPOCH,
         }

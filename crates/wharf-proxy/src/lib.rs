@@ -540,14 +540,26 @@ impl Inner {
                     why
                 });
                 if let (Some(c), Some(l)) = (&self.cache, &lookup) {
-                    if res.status() == StatusCode::NOT_MODIFIED {
-                        if let Some(fresh) = l.freshened(c, res.headers(), &parts) {
-                            // The 304 has no body: its connection goes back at once.
-                            drop(self.downstream(res, conn.sender, pool, None, &parts.method));
+                    if res.status() == StatusCode::NOT_MODIFIED && l.stale.is_some() {
+                        let fresh = l.freshened(c, res.headers(), &parts);
+                        // The 304 has no body: its connection goes back at once.
+                        drop(self.downstream(res, conn.sender, pool, None, &parts.method));
+                        if let Some(fresh) = fresh {
                             let why =
                                 why.map(|w| format!("{w}; cache: 304, the stored response freshened"));
                             return Ok((fresh, why));
                         }
+                        // RFC 9111 §4.3.4: the 304 is about another representation than
+                        // the stored one, which it may not update; the client gets the
+                        // response itself, asked for again with the client's own fields.
+                        c.remove(&l.key);
+                        let again = refetch_request(&parts, &l.request);
+                        drop(lookup.take()); // lets waiters for this target go
+                        let (res, refetched) = self.clone().refetch(group.clone(), again, explain).await?;
+                        let why = why.zip(refetched).map(|(w, r)| {
+                            format!("{w}; cache: the 304 named another representation, asked again: {r}")
+                        });
+                        return Ok((res, why));
                     }
                 }
                 if let (Some(c), Some(key)) = (&self.cache, &key) {
@@ -710,6 +722,8 @@ impl Inner {
                 let tags = cache::take_tags(&mut parts.headers);
                 let (fill, status, why) =
                     lookup.store(&c, method, parts.status, &parts.headers, tags);
+                // The policy of this cache, not of the caches after it.
+                parts.headers.remove(&wharf_http::cache::SURROGATE_CONTROL);
                 if let Ok(v) = HeaderValue::from_str(&status) {
                     parts.headers.insert(&cache::CACHE_STATUS, v);
                 }
@@ -794,7 +808,46 @@ fn refresh_request(parts: &http::request::Parts) -> Request<RequestBody> {
     req
 }
 
+/// A request asked again without the cache's validators (after a `304` that matched
+/// no stored response): the client's method, target and fields.
+fn refetch_request(parts: &http::request::Parts, client: &HeaderMap) -> Request<RequestBody> {
+    let mut req = Request::new(empty());
+    *req.method_mut() = parts.method.clone();
+    *req.uri_mut() = parts.uri.clone();
+    *req.headers_mut() = client.clone();
+    req.extensions_mut().insert(Refetch);
+    if let Some(conn) = parts.extensions.get::<ConnInfo>() {
+        req.extensions_mut().insert(*conn);
+    }
+    req
+}
+
+/// Marks a request asked again after a `304` that matched no stored response: the
+/// store neither answers nor revalidates it, and it is not asked a third time.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Refetch;
+
 impl Inner {
+    /// [`Inner::forward`] of a request the proxy makes again itself. Boxed: it calls
+    /// `forward`, which calls it.
+    #[allow(clippy::type_complexity)]
+    fn refetch(
+        self: Arc<Self>,
+        group: Arc<Group>,
+        req: Request<RequestBody>,
+        explain: bool,
+    ) -> std::pin::Pin<
+        Box<
+            dyn std::future::Future<Output = Result<(Response<Body>, Option<String>), Failure>>
+                + Send,
+        >,
+    > {
+        Box::pin(async move {
+            type NoUpgrade = std::future::Ready<Result<tokio::io::DuplexStream, io::Error>>;
+            self.forward(&group, req, None::<NoUpgrade>, explain).await
+        })
+    }
+
     /// Revalidates a stored response in the background (RFC 5861 §3), reading the
     /// answer to its end so that it is stored; `leader` keeps other refreshes of the
     /// same target away until then. Boxed: it calls `forward`, which spawns it.

@@ -1590,3 +1590,89 @@ fn early_hints_are_passed_on_as_they_arrive() {
         "{heads:?}"
     );
 }
+
+#[test]
+fn targeted_fields_must_understand_and_a_304_for_another_representation() {
+    let plain = Arc::new(AtomicUsize::new(0));
+    let n = plain.clone();
+    let up = Upstream::start(move |req| {
+        let path = req.head.split(' ').nth(1).unwrap().to_owned();
+        match path.as_str() {
+            "/surrogate" => Reply::Bytes(with_fields(
+                "cache-control: no-store\r\nsurrogate-control: max-age=60\r\n",
+                "s",
+            )),
+            "/cdn" => Reply::Bytes(with_fields(
+                "cache-control: max-age=60\r\ncdn-cache-control: no-store\r\n",
+                "c",
+            )),
+            "/unknown" => Reply::Bytes(
+                b"HTTP/1.1 599 Whatever\r\ncache-control: max-age=60, must-understand\r\ncontent-length: 1\r\n\r\nu"
+                    .to_vec(),
+            ),
+            _ if !req.field("if-none-match").is_empty() => Reply::Bytes(
+                b"HTTP/1.1 304 Not Modified\r\netag: \"b2\"\r\ncache-control: max-age=0\r\n\r\n".to_vec(),
+            ),
+            _ if n.fetch_add(1, Ordering::SeqCst) == 0 => {
+                Reply::Bytes(with_fields("cache-control: max-age=0\r\netag: \"a1\"\r\n", "old"))
+            }
+            _ => Reply::Bytes(with_fields("cache-control: max-age=0\r\netag: \"b2\"\r\n", "new")),
+        }
+    });
+    let p = proxy(Proto::H1, &[up.url()], "[proxy.cache]\n");
+    let seen = |path: &str| {
+        up.seen()
+            .iter()
+            .filter(|s| s.head.starts_with(&format!("GET {path} ")))
+            .count()
+    };
+    for _ in 0..2 {
+        let res = p.get("/surrogate", &[]);
+        assert!(
+            !res.headers().contains_key("surrogate-control"),
+            "this cache's policy"
+        );
+        assert_eq!(
+            res.headers()["cache-control"],
+            "no-store",
+            "the client's stays"
+        );
+    }
+    assert_eq!(
+        seen("/surrogate"),
+        1,
+        "RFC 9213 §2.1: Surrogate-Control decides"
+    );
+    for _ in 0..2 {
+        assert_eq!(p.get("/cdn", &[]).text().unwrap(), "c");
+    }
+    assert_eq!(seen("/cdn"), 2, "CDN-Cache-Control: no-store");
+    for _ in 0..2 {
+        assert_eq!(p.get("/unknown", &[]).status(), 599);
+    }
+    assert_eq!(
+        seen("/unknown"),
+        2,
+        "RFC 9111 §5.2.2.3: must-understand, unknown status"
+    );
+
+    assert_eq!(p.get("/changed", &[]).text().unwrap(), "old");
+    let res = p.get("/changed", &[]);
+    assert_eq!(
+        res.status(),
+        200,
+        "never the upstream's 304 to an unconditional request"
+    );
+    assert_eq!(res.text().unwrap(), "new");
+    let heads: Vec<Vec<String>> = up
+        .seen()
+        .iter()
+        .filter(|s| s.head.starts_with("GET /changed "))
+        .map(|s| s.field("if-none-match"))
+        .collect();
+    assert_eq!(
+        heads,
+        [vec![], vec!["\"a1\"".to_owned()], vec![]],
+        "RFC 9111 §4.3.4: revalidated, then asked again without validators"
+    );
+}
