@@ -26,6 +26,12 @@ pub struct Body(Kind);
 enum Kind {
     Full(Option<Bytes>),
     Upstream(Box<Streaming>),
+    /// A response being stored, read as it arrives (collapsed requests).
+    Shared {
+        pieces: tokio::sync::mpsc::UnboundedReceiver<Result<Bytes, ()>>,
+        /// Bytes still to come.
+        left: u64,
+    },
 }
 
 struct Streaming {
@@ -48,6 +54,23 @@ impl Body {
     /// A body of the proxy's own.
     pub fn full(bytes: impl Into<Bytes>) -> Body {
         Body(Kind::Full(Some(bytes.into())))
+    }
+
+    /// A shared response's body of `length` bytes, from its pieces.
+    pub(crate) fn shared(
+        pieces: tokio::sync::mpsc::UnboundedReceiver<Result<Bytes, ()>>,
+        length: u64,
+    ) -> Body {
+        Body(Kind::Shared {
+            pieces,
+            left: length,
+        })
+    }
+
+    /// Reads this body to its end (or its first error), dropping what it reads:
+    /// what a task does with an upstream body being stored for others.
+    pub(crate) async fn drain(mut self) {
+        while let Some(Ok(_)) = http_body_util::BodyExt::frame(&mut self).await {}
     }
 
     /// The upstream's body; `conn`, an HTTP/1.1 connection, goes back to its pool
@@ -97,6 +120,18 @@ impl http_body::Body for Body {
         let s = match &mut self.get_mut().0 {
             Kind::Full(bytes) => return Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Kind::Upstream(s) => s,
+            Kind::Shared { pieces, left } => {
+                return match ready!(pieces.poll_recv(cx)) {
+                    Some(Ok(data)) => {
+                        *left = left.saturating_sub(data.len() as u64);
+                        Poll::Ready(Some(Ok(Frame::data(data))))
+                    }
+                    None if *left == 0 => Poll::Ready(None),
+                    _ => Poll::Ready(Some(Err(io::Error::other(
+                        "upstream body: cut short (collapsed request)",
+                    )))),
+                }
+            }
         };
         match Pin::new(&mut s.incoming).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
@@ -139,6 +174,7 @@ impl http_body::Body for Body {
         match &self.0 {
             Kind::Full(bytes) => bytes.is_none(),
             Kind::Upstream(s) => s.incoming.is_end_stream(),
+            Kind::Shared { left, .. } => *left == 0,
         }
     }
 
@@ -146,6 +182,7 @@ impl http_body::Body for Body {
         match &self.0 {
             Kind::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
             Kind::Upstream(s) => s.incoming.size_hint(),
+            Kind::Shared { left, .. } => SizeHint::with_exact(*left),
         }
     }
 }

@@ -8,11 +8,13 @@
 //! nothing behind, so a torn entry is never served.
 //!
 //! Misses collapse: while one request for a target is forwarded (its [`Leader`]),
-//! others for the same target wait for it instead of going upstream too, then look
-//! again. The leader lets them go as soon as it knows: the response stored, not
-//! storable, or failed. (They get the stored response once it is whole; a large
-//! object is not streamed to several waiters as it arrives.) A stored response that
-//! must be revalidated is revalidated once for everyone the same way.
+//! others for the same target wait for it instead of going upstream too. A storable
+//! response of known length (at most `max_object`) is [`Shared`] as it arrives: a
+//! task reads it from the upstream into the store, and the leader and every plain
+//! GET waiting for it stream it from there, each at its own pace. Other waiters (and
+//! all of them, when the response is not storable or fails) look again once the
+//! leader is done. A stored response that must be revalidated is revalidated once
+//! for everyone the same way.
 //!
 //! Purges remove a target's responses, or those tagged by the upstream (`Cache-Tag`,
 //! `Surrogate-Key`); a soft purge only makes them stale from that moment, so the next
@@ -211,16 +213,135 @@ pub(crate) struct Cache {
     pub(crate) cfg: CacheConfig,
     store: Mutex<Store>,
     /// Targets being fetched, and the signal their waiters wait for.
-    inflight: Mutex<HashMap<Key, tokio::sync::watch::Receiver<()>>>,
+    inflight: Mutex<HashMap<Key, Progress>>,
 }
 
-/// The request that fetches a target for everyone; dropping it (the response
-/// stored, not storable, or failed) lets the waiters go.
+/// What waiters for a target are told: the response being shared, once there is one.
+pub(crate) type Progress = tokio::sync::watch::Receiver<Option<Arc<Shared>>>;
+
+/// The request that fetches a target for everyone: it publishes the response it
+/// shares, and dropping it (the response stored, not storable, or failed) lets the
+/// waiters go.
 #[derive(Debug)]
 pub(crate) struct Leader {
     cache: Arc<Cache>,
     key: Key,
-    _done: tokio::sync::watch::Sender<()>,
+    progress: tokio::sync::watch::Sender<Option<Arc<Shared>>>,
+}
+
+impl Leader {
+    fn share(&self, shared: &Arc<Shared>) {
+        self.progress.send_replace(Some(shared.clone()));
+    }
+}
+
+/// A response on its way into the store, read by everyone who asked for it.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    status: StatusCode,
+    /// Its fields as clients get them.
+    headers: HeaderMap,
+    length: u64,
+    vary: Vec<(HeaderName, String)>,
+    extra: Extra,
+    state: Mutex<SharedState>,
+}
+
+#[derive(Debug, Default)]
+struct SharedState {
+    /// What has arrived, for readers that join late.
+    parts: Vec<Bytes>,
+    /// Readers still being fed.
+    readers: Vec<tokio::sync::mpsc::UnboundedSender<Result<Bytes, ()>>>,
+    /// The body has ended: whole (`Some(true)`) or cut short.
+    ended: Option<bool>,
+}
+
+impl Shared {
+    /// A new reader: what has arrived so far, then the rest as it comes.
+    fn reader(&self) -> tokio::sync::mpsc::UnboundedReceiver<Result<Bytes, ()>> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut st = self.state.lock().expect("cache lock");
+        for p in &st.parts {
+            let _ = tx.send(Ok(p.clone()));
+        }
+        match st.ended {
+            None => st.readers.push(tx),
+            Some(true) => {}
+            Some(false) => {
+                let _ = tx.send(Err(()));
+            }
+        }
+        rx
+    }
+
+    fn push(&self, data: &Bytes) {
+        let mut st = self.state.lock().expect("cache lock");
+        st.parts.push(data.clone());
+        st.readers.retain(|r| r.send(Ok(data.clone())).is_ok());
+    }
+
+    fn end(&self, whole: bool) {
+        let mut st = self.state.lock().expect("cache lock");
+        st.ended = Some(whole);
+        for r in st.readers.drain(..) {
+            if !whole {
+                let _ = r.send(Err(()));
+            }
+        }
+    }
+
+    /// The response for one of its readers, with `cache_status`.
+    pub(crate) fn respond(&self, cache_status: &str) -> http::Response<Body> {
+        let mut headers = self.headers.clone();
+        if let Ok(v) = http::HeaderValue::from_str(cache_status) {
+            headers.insert(&CACHE_STATUS, v);
+        }
+        let mut res = http::Response::new(Body::shared(self.reader(), self.length));
+        *res.status_mut() = self.status;
+        *res.headers_mut() = headers;
+        res
+    }
+
+    /// Whether it answers a waiting request: a plain GET (conditions, ranges and
+    /// HEAD are answered from the store once the response is whole) with the same
+    /// `Vary` fields and key additions.
+    pub(crate) fn answers(&self, cache: &Cache, parts: &http::request::Parts) -> bool {
+        use http::header::{IF_MODIFIED_SINCE, IF_NONE_MATCH, RANGE};
+        let plain = parts.method == http::Method::GET
+            && ![RANGE, IF_NONE_MATCH, IF_MODIFIED_SINCE]
+                .iter()
+                .any(|h| parts.headers.contains_key(h));
+        let names: Vec<HeaderName> = self.vary.iter().map(|(n, _)| n.clone()).collect();
+        plain
+            && self.extra == extra(&cache.cfg, parts)
+            && rules::vary_key(&names, &parts.headers) == self.vary
+    }
+}
+
+/// Waits for the fetch of a target that another request leads: the response to
+/// stream when it is shared and answers this request, else `None` once the leader is
+/// done (or after `patience`), to look again.
+pub(crate) async fn wait(
+    cache: &Cache,
+    mut progress: Progress,
+    parts: &http::request::Parts,
+    patience: Duration,
+) -> Option<http::Response<Body>> {
+    let waiting = async {
+        loop {
+            let shared = progress.borrow_and_update().clone();
+            if let Some(shared) = shared.filter(|s| s.answers(cache, parts)) {
+                let status = format!(
+                    "wharf; fwd=uri-miss; fwd-status={}; collapsed",
+                    shared.status.as_u16()
+                );
+                return Some(shared.respond(&status));
+            }
+            progress.changed().await.ok()?;
+        }
+    };
+    tokio::time::timeout(patience, waiting).await.ok().flatten()
 }
 
 impl Drop for Leader {
@@ -236,7 +357,7 @@ impl Drop for Leader {
 /// What a miss does: fetch for everyone, or wait for the request that does.
 pub(crate) enum Role {
     Lead(Leader),
-    Wait(tokio::sync::watch::Receiver<()>),
+    Wait(Progress),
 }
 
 impl Cache {
@@ -254,12 +375,12 @@ impl Cache {
         if let Some(rx) = inflight.get(key) {
             return Role::Wait(rx.clone());
         }
-        let (tx, rx) = tokio::sync::watch::channel(());
+        let (tx, rx) = tokio::sync::watch::channel(None);
         inflight.insert(key.clone(), rx);
         Role::Lead(Leader {
             cache: self.clone(),
             key: key.clone(),
-            _done: tx,
+            progress: tx,
         })
     }
 
@@ -394,6 +515,10 @@ pub(crate) struct Fill {
     pub(crate) size: u64,
     /// Released once the response is stored (or the fill given up).
     pub(crate) leader: Option<Leader>,
+    /// The response as its readers stream it, when shared.
+    pub(crate) shared: Option<Arc<Shared>>,
+    /// Already in the store.
+    pub(crate) stored: bool,
 }
 
 impl Fill {
@@ -404,19 +529,70 @@ impl Fill {
             return false;
         }
         self.parts.push(data.clone());
+        if let Some(s) = self.shared.clone() {
+            // Stored before its last piece goes out: whoever has read it all then
+            // finds it in the store.
+            if self.size == s.length {
+                self.store();
+            }
+            s.push(data);
+        }
         true
     }
 
-    /// The body arrived whole: store it.
-    pub(crate) fn finish(mut self) {
+    fn store(&mut self) {
+        if self.stored {
+            return;
+        }
         let mut body = bytes::BytesMut::with_capacity(self.size as usize);
         for p in &self.parts {
             body.extend_from_slice(p);
         }
-        self.entry.body = body.freeze();
-        self.cache.insert(self.key, self.entry);
-        // Waiters look again once the entry is there.
-        drop(self.leader);
+        let entry = Entry {
+            body: body.freeze(),
+            ..self.entry.clone()
+        };
+        self.cache.insert(self.key.clone(), entry);
+        self.stored = true;
+    }
+
+    /// The body arrived whole: store it.
+    pub(crate) fn finish(mut self) {
+        self.store();
+        if let Some(s) = self.shared.take() {
+            s.end(true);
+        }
+        // Waiters look again once the entry is there (on drop).
+    }
+
+    /// Shares the response with the requests waiting for it: from now on they
+    /// stream it as it arrives. Only for a body of known length within
+    /// `max_object`, which the share keeps until it is whole.
+    pub(crate) fn share(&mut self, length: u64, headers: &HeaderMap) -> Option<Arc<Shared>> {
+        let leader = self.leader.as_ref()?;
+        if length > self.cache.cfg.max_object {
+            return None;
+        }
+        let shared = Arc::new(Shared {
+            status: self.entry.status,
+            headers: headers.clone(),
+            length,
+            vary: self.entry.vary.clone(),
+            extra: self.entry.extra.clone(),
+            state: Mutex::default(),
+        });
+        leader.share(&shared);
+        self.shared = Some(shared.clone());
+        Some(shared)
+    }
+}
+
+impl Drop for Fill {
+    /// A fill given up (cut short, too large): its readers see the body fail.
+    fn drop(&mut self) {
+        if let Some(s) = self.shared.take() {
+            s.end(false);
+        }
     }
 }
 
@@ -449,7 +625,7 @@ pub(crate) enum Found {
     /// `only-if-cached` and nothing usable stored: 504 (RFC 9111 §5.2.1.7).
     OnlyIfCached,
     /// The same target is being fetched: wait for it, then look again.
-    Wait(tokio::sync::watch::Receiver<()>),
+    Wait(Progress),
     /// Served stale from the store (within stale-while-revalidate); the request
     /// leads a revalidation in the background (RFC 5861 §3).
     Refresh(http::Response<Body>, String, Leader),
@@ -788,6 +964,8 @@ impl Lookup {
             parts: Vec::new(),
             size: 0,
             leader: self.leader,
+            shared: None,
+            stored: false,
         };
         (Some(fill), format!("{fwd}; stored"), "stored".into())
     }
@@ -853,6 +1031,8 @@ mod tests {
             parts: Vec::new(),
             size: 0,
             leader: None,
+            shared: None,
+            stored: false,
         };
         let mut whole = fill("/whole");
         assert!(whole.take(&Bytes::from_static(b"hello")));
@@ -908,5 +1088,63 @@ mod tests {
         h.append("etag", "\"x\"".parse().unwrap());
         assert_eq!(take_tags(&mut h), ["a", "b", "c", "d", "e"]);
         assert_eq!(h.len(), 1, "only the tag fields go");
+    }
+
+    #[tokio::test]
+    async fn a_shared_fill_feeds_readers_that_join_at_any_point() {
+        let cache = Arc::new(Cache::new(CacheConfig::default()));
+        let Role::Lead(leader) = cache.join(&key("/s")) else {
+            panic!("the first one leads")
+        };
+        let fill = |path: &str, leader| Fill {
+            cache: cache.clone(),
+            key: key(path),
+            entry: entry(b"", ""),
+            parts: Vec::new(),
+            size: 0,
+            leader: Some(leader),
+            shared: None,
+            stored: false,
+        };
+        let mut f = fill("/s", leader);
+        let shared = f.share(4, &HeaderMap::new()).expect("shared");
+        let Role::Wait(progress) = cache.join(&key("/s")) else {
+            panic!("the second one waits")
+        };
+        assert!(progress.borrow().is_some(), "waiters see the share");
+        let mut early = shared.reader();
+        f.take(&Bytes::from_static(b"ab"));
+        let mut late = shared.reader();
+        f.take(&Bytes::from_static(b"cd"));
+        assert_eq!(
+            cache.variants(&key("/s"))[0].body,
+            "abcd",
+            "stored before the last piece goes out"
+        );
+        f.finish();
+        for r in [&mut early, &mut late] {
+            let mut got = Vec::new();
+            while let Some(piece) = r.recv().await {
+                got.extend_from_slice(&piece.unwrap());
+            }
+            assert_eq!(got, b"abcd");
+        }
+        assert!(
+            matches!(cache.join(&key("/s")), Role::Lead(_)),
+            "the leader is gone"
+        );
+
+        // Cut short: readers see an error, nothing is stored.
+        let Role::Lead(leader) = cache.join(&key("/t")) else {
+            panic!()
+        };
+        let mut f = fill("/t", leader);
+        let shared = f.share(4, &HeaderMap::new()).unwrap();
+        let mut r = shared.reader();
+        f.take(&Bytes::from_static(b"ab"));
+        drop(f);
+        assert_eq!(r.recv().await, Some(Ok(Bytes::from_static(b"ab"))));
+        assert_eq!(r.recv().await, Some(Err(())));
+        assert!(cache.variants(&key("/t")).is_empty());
     }
 }

@@ -388,10 +388,13 @@ impl Inner {
                         tokio::spawn(self.clone().refresh(group.clone(), refresh, leader));
                         return Ok((res, explain.then_some(why)));
                     }
-                    cache::Found::Wait(mut done) => {
+                    cache::Found::Wait(progress) => {
                         tracing::debug!(target: "wharf::proxy", host = %key.0, target = %key.1, "collapsed: waiting for the same request in flight");
-                        let wait = done.changed();
-                        let _ = tokio::time::timeout(self.cfg.response_timeout, wait).await;
+                        let patience = self.cfg.response_timeout;
+                        if let Some(res) = cache::wait(c, progress, &parts, patience).await {
+                            let why = explain.then(|| "cache: collapsed into the request in flight, streamed as it arrives".to_owned());
+                            return Ok((res, why));
+                        }
                         waited = true;
                     }
                 }
@@ -731,8 +734,26 @@ impl Inner {
             }
             None => (None, None),
         };
+        let length = content_length(&parts.headers).filter(|_| *method == Method::GET);
+        let mut fill = fill;
+        let shared = match (&mut fill, length) {
+            (Some(f), Some(length)) if length > 0 => f.share(length, &parts.headers),
+            _ => None,
+        };
         let body = Body::upstream(incoming, conn, self.cfg.body_timeout, fill);
-        (Response::from_parts(parts, body), why)
+        let Some(shared) = shared else {
+            return (Response::from_parts(parts, body), why);
+        };
+        // Shared: a task reads it into the store, whatever happens to this client;
+        // this client, like the others, streams it from there.
+        tokio::spawn(body.drain());
+        let status = parts
+            .headers
+            .get(&cache::CACHE_STATUS)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        (shared.respond(&status), why)
     }
 
     /// The client's answer to an upgrade the upstream agreed to (`101`, or `200` to

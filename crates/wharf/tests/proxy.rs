@@ -1676,3 +1676,54 @@ fn targeted_fields_must_understand_and_a_304_for_another_representation() {
         "RFC 9111 §4.3.4: revalidated, then asked again without validators"
     );
 }
+
+#[test]
+fn collapsed_requests_stream_the_response_as_it_arrives() {
+    let (release, held) = mpsc::channel::<()>();
+    let held = Arc::new(Mutex::new(held));
+    let up = Upstream::start(move |_| {
+        Reply::Hold(
+            b"HTTP/1.1 200 OK\r\ncache-control: max-age=60\r\ncontent-length: 12\r\n\r\nfirst-"
+                .to_vec(),
+            held.clone(),
+            b"second".to_vec(),
+        )
+    });
+    let p = proxy(Proto::H1, &[up.url()], "[proxy.cache]\n");
+    // Each client reads the head and the first half while the upstream holds the rest.
+    let first_half = |s: TcpStream| {
+        let mut r = BufReader::new(s);
+        r.get_mut()
+            .write_all(b"GET /stream HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        let mut head = String::new();
+        while !head.ends_with("\r\n\r\n") {
+            assert!(r.read_line(&mut head).unwrap() > 0, "closed: {head}");
+        }
+        let mut half = [0u8; 6];
+        r.read_exact(&mut half).unwrap();
+        assert_eq!(&half, b"first-");
+        (head.to_ascii_lowercase(), r)
+    };
+    let (leader_head, leader) = first_half(p.tcp());
+    assert!(leader_head.contains("cache-status: wharf; fwd=uri-miss; fwd-status=200; stored"));
+    assert!(leader_head.contains("content-length: 12"), "{leader_head}");
+    let waiters: Vec<_> = (0..3).map(|_| first_half(p.tcp())).collect();
+    for (head, _) in &waiters {
+        assert!(head.contains("collapsed"), "{head}");
+    }
+    assert_eq!(
+        up.seen().len(),
+        1,
+        "one request upstream, four clients streaming"
+    );
+    release.send(()).unwrap();
+    for (_, mut r) in std::iter::once((leader_head, leader)).chain(waiters) {
+        let mut rest = [0u8; 6];
+        r.read_exact(&mut rest).unwrap();
+        assert_eq!(&rest, b"second");
+    }
+    let hit = p.get("/stream", &[("host", "t")]);
+    assert!(cache_status(&hit).contains("hit"), "{}", cache_status(&hit));
+    assert_eq!(hit.text().unwrap(), "first-second");
+}
