@@ -59,6 +59,10 @@ pub struct CacheConfig {
     pub key: Vec<HashOn>,
     /// The clients allowed to purge (`PURGE`); others get 403.
     pub purge_from: Vec<Cidr>,
+    /// The disk tier's directory, when there is one.
+    pub dir: Option<std::path::PathBuf>,
+    /// Bytes of files the disk tier keeps (least recently used out first).
+    pub disk_max_bytes: u64,
 }
 
 impl Default for CacheConfig {
@@ -73,6 +77,8 @@ impl Default for CacheConfig {
                 Cidr::from_str("127.0.0.0/8").expect("a network"),
                 Cidr::from_str("::1").expect("an address"),
             ],
+            dir: None,
+            disk_max_bytes: 1 << 30,
         }
     }
 }
@@ -214,6 +220,8 @@ pub(crate) struct Cache {
     store: Mutex<Store>,
     /// Targets being fetched, and the signal their waiters wait for.
     inflight: Mutex<HashMap<Key, Progress>>,
+    /// The disk tier, when configured.
+    disk: Option<Arc<crate::disk::Disk>>,
 }
 
 /// What waiters for a target are told: the response being shared, once there is one.
@@ -361,11 +369,35 @@ pub(crate) enum Role {
 }
 
 impl Cache {
-    pub(crate) fn new(cfg: CacheConfig) -> Cache {
-        Cache {
+    /// A cache with `cfg`; opening its disk tier can fail.
+    pub(crate) fn new(cfg: CacheConfig) -> std::io::Result<Cache> {
+        let disk = match &cfg.dir {
+            Some(dir) => Some(Arc::new(crate::disk::Disk::open(dir, cfg.disk_max_bytes)?)),
+            None => None,
+        };
+        Ok(Cache {
             cfg,
             store: Mutex::new(Store::default()),
             inflight: Mutex::new(HashMap::new()),
+            disk,
+        })
+    }
+
+    /// Brings the stored responses of `key` from the disk tier into memory, when
+    /// memory has none and the disk does.
+    pub(crate) async fn load(&self, key: &Key) {
+        let Some(disk) = &self.disk else { return };
+        let in_memory = self
+            .store
+            .lock()
+            .expect("cache lock")
+            .slots
+            .contains_key(key);
+        if in_memory || !disk.has(key) {
+            return;
+        }
+        for entry in disk.load(key).await {
+            self.put(key.clone(), Arc::new(entry));
         }
     }
 
@@ -399,9 +431,19 @@ impl Cache {
         variants
     }
 
-    /// Stores `entry` for `key`, replacing the variant with the same `Vary` values,
-    /// then evicts least recently used targets beyond `max_bytes`.
+    /// Stores `entry` for `key` (in memory, and in the disk tier), replacing the
+    /// variant with the same `Vary` values and key additions.
     pub(crate) fn insert(&self, key: Key, entry: Entry) {
+        let entry = Arc::new(entry);
+        if let Some(disk) = &self.disk {
+            disk.save(&key, &entry);
+        }
+        self.put(key, entry);
+    }
+
+    /// [`Cache::insert`] in memory only, then evicts least recently used targets
+    /// beyond `max_bytes` (they stay in the disk tier).
+    fn put(&self, key: Key, entry: Arc<Entry>) {
         let size = entry.size();
         if size > self.cfg.max_bytes {
             return;
@@ -413,7 +455,7 @@ impl Cache {
         let old_tick = slot.tick;
         slot.variants
             .retain(|v| v.vary != entry.vary || v.extra != entry.extra);
-        slot.variants.insert(0, Arc::new(entry));
+        slot.variants.insert(0, entry);
         let before = slot.bytes;
         slot.bytes = slot.variants.iter().map(|v| v.size()).sum();
         slot.tick = tick;
@@ -439,11 +481,17 @@ impl Cache {
         };
         if let Some(v) = slot.variants.iter_mut().find(|v| Arc::ptr_eq(v, old)) {
             *v = Arc::new(new);
+            if let Some(disk) = &self.disk {
+                disk.save(key, v);
+            }
         }
     }
 
     /// Forgets every variant of a target.
     pub(crate) fn remove(&self, key: &Key) {
+        if let Some(disk) = &self.disk {
+            disk.remove(key);
+        }
         let mut s = self.store.lock().expect("cache lock");
         if let Some(gone) = s.slots.remove(key) {
             s.bytes -= gone.bytes;
@@ -453,9 +501,27 @@ impl Cache {
 
     /// Purges what `what` names: removes it, or (`soft`) makes it stale from now on.
     /// Returns how many stored responses it took. A purge by tag looks at every
-    /// stored response (purges are rare; lookups stay one hash away).
+    /// stored response (purges are rare; lookups stay one hash away). The disk tier's
+    /// copies are removed either way (a soft purge keeps the stale copy in memory
+    /// only).
     pub(crate) fn purge(&self, what: &Purge, soft: bool) -> usize {
+        let on_disk = match (&self.disk, what) {
+            (None, _) => Vec::new(),
+            (Some(d), Purge::Target(key)) => match d.remove(key) {
+                0 => Vec::new(),
+                n => vec![(key.clone(), n)],
+            },
+            (Some(d), Purge::Tags(tags)) => {
+                d.remove_tagged(tags).into_iter().map(|k| (k, 1)).collect()
+            }
+        };
         let mut s = self.store.lock().expect("cache lock");
+        // What was only on disk counts too.
+        let disk_only: usize = on_disk
+            .iter()
+            .filter(|(k, _)| !s.slots.contains_key(k))
+            .map(|(_, n)| n)
+            .sum();
         let s = &mut *s;
         let keys: Vec<Key> = match what {
             Purge::Target(key) => s
@@ -501,7 +567,7 @@ impl Cache {
                 s.order.remove(&tick);
             }
         }
-        taken
+        taken + disk_only
     }
 }
 
@@ -999,7 +1065,8 @@ mod tests {
         let cache = Cache::new(CacheConfig {
             max_bytes: 3 * entry(&[0; 100], "").size(),
             ..CacheConfig::default()
-        });
+        })
+        .unwrap();
         cache.insert(key("/a"), entry(&[0; 100], "gzip"));
         cache.insert(key("/a"), entry(&[1; 100], "br"));
         cache.insert(key("/a"), entry(&[2; 100], "gzip"));
@@ -1020,10 +1087,13 @@ mod tests {
 
     #[test]
     fn a_fill_stores_only_a_whole_body_within_the_limit() {
-        let cache = Arc::new(Cache::new(CacheConfig {
-            max_object: 10,
-            ..CacheConfig::default()
-        }));
+        let cache = Arc::new(
+            Cache::new(CacheConfig {
+                max_object: 10,
+                ..CacheConfig::default()
+            })
+            .unwrap(),
+        );
         let fill = |path: &str| Fill {
             cache: cache.clone(),
             key: key(path),
@@ -1052,7 +1122,7 @@ mod tests {
 
     #[test]
     fn purges_take_targets_or_tags_and_soft_ones_only_age_them() {
-        let cache = Cache::new(CacheConfig::default());
+        let cache = Cache::new(CacheConfig::default()).unwrap();
         let now = SystemTime::now();
         let mut headers = HeaderMap::new();
         headers.insert("cache-control", "max-age=3600".parse().unwrap());
@@ -1092,7 +1162,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_shared_fill_feeds_readers_that_join_at_any_point() {
-        let cache = Arc::new(Cache::new(CacheConfig::default()));
+        let cache = Arc::new(Cache::new(CacheConfig::default()).unwrap());
         let Role::Lead(leader) = cache.join(&key("/s")) else {
             panic!("the first one leads")
         };

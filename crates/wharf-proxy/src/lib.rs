@@ -17,6 +17,7 @@
 mod body;
 mod cache;
 mod discovery;
+mod disk;
 mod group;
 mod health;
 mod pool;
@@ -257,7 +258,17 @@ impl Proxy {
                 }
             }
         });
-        let cache = cfg.cache.clone().map(|c| Arc::new(cache::Cache::new(c)));
+        let cache = match cfg.cache.clone() {
+            Some(c) => {
+                let dir = c.dir.clone();
+                let opened = cache::Cache::new(c).map_err(|e| {
+                    let dir = dir.unwrap_or_default();
+                    format!("the cache's disk tier {}: {e}", dir.display())
+                })?;
+                Some(Arc::new(opened))
+            }
+            None => None,
+        };
         Ok(Proxy(Arc::new(Inner { cfg, groups, cache })))
     }
 
@@ -359,6 +370,7 @@ impl Inner {
             // A miss waits for the same target's fetch in flight, once; after that it
             // looks again and, still missing, goes upstream itself.
             let mut waited = false;
+            c.load(key).await;
             loop {
                 match cache::lookup(c, &parts, key.clone(), !waited) {
                     cache::Found::Hit(mut res, why) => {

@@ -408,6 +408,9 @@ pub(crate) struct CacheSettings {
     key: Vec<wharf_proxy::HashOn>,
     #[serde(deserialize_with = "cidrs")]
     purge_from: Vec<wharf_proxy::Cidr>,
+    /// The disk tier's directory (relative to the configuration file).
+    pub(crate) dir: Option<PathBuf>,
+    disk_max_bytes: u64,
 }
 
 impl Default for CacheSettings {
@@ -420,6 +423,8 @@ impl Default for CacheSettings {
             store_set_cookie: d.store_set_cookie,
             key: d.key,
             purge_from: d.purge_from,
+            dir: d.dir,
+            disk_max_bytes: d.disk_max_bytes,
         }
     }
 }
@@ -493,6 +498,8 @@ impl ProxySettings {
             store_set_cookie: k.store_set_cookie,
             key: k.key.clone(),
             purge_from: k.purge_from.clone(),
+            dir: k.dir.clone(),
+            disk_max_bytes: k.disk_max_bytes,
         });
         c.tls = wharf_proxy::UpstreamTls {
             ca: self.ca.clone(),
@@ -1049,6 +1056,7 @@ impl Config {
             .upstreams
             .iter_mut()
             .filter_map(|u| u.discovery.as_mut()?.file.as_mut());
+        let cache_dir = p.cache.as_mut().and_then(|c| c.dir.as_mut());
         for p in [
             &mut cfg.ftp.root,
             &mut cfg.ftp.users_file,
@@ -1059,6 +1067,7 @@ impl Config {
         .into_iter()
         .flatten()
         .chain(files)
+        .chain(cache_dir)
         {
             *p = resolve(base, p);
         }

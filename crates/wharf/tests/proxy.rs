@@ -1727,3 +1727,63 @@ fn collapsed_requests_stream_the_response_as_it_arrives() {
     assert!(cache_status(&hit).contains("hit"), "{}", cache_status(&hit));
     assert_eq!(hit.text().unwrap(), "first-second");
 }
+
+#[test]
+fn the_disk_tier_survives_kill_9_and_never_serves_a_damaged_file() {
+    let up = Upstream::start(|req| {
+        let path = req.head.split(' ').nth(1).unwrap().to_owned();
+        Reply::Bytes(with_fields("cache-control: max-age=600\r\n", &path))
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let toml = format!(
+        "[proxy.cache]\ndir = {:?}\n",
+        dir.path().display().to_string()
+    );
+    let files = || -> Vec<std::path::PathBuf> {
+        let mut found: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "entry"))
+            .collect();
+        found.sort();
+        found
+    };
+    // The key has the host: the same name across the restart (the port changes).
+    let host = [("host", "site.test")];
+    let p = proxy(Proto::H1, &[up.url()], &toml);
+    for path in ["/a", "/b", "/c"] {
+        assert!(cache_status(&p.get(path, &host)).contains("stored"));
+    }
+    // Written in the background: wait (bounded) until all three are on disk.
+    let deadline = Instant::now() + PATIENCE;
+    while files().len() < 3 {
+        assert!(Instant::now() < deadline, "files: {:?}", files());
+        std::thread::yield_now();
+    }
+    drop(p); // SIGKILL
+
+    // What a crash or a failing disk could leave: a write never renamed into place,
+    // a file cut short, and one that is not a cache file at all.
+    std::fs::write(dir.path().join("tmp/leftover.entry.1"), "half").unwrap();
+    let cut = files()[0].clone();
+    let bytes = std::fs::read(&cut).unwrap();
+    std::fs::write(&cut, &bytes[..bytes.len() - 5]).unwrap();
+    std::fs::write(dir.path().join("junk.entry"), "not a cache file").unwrap();
+
+    let p = proxy(Proto::H1, &[up.url()], &toml);
+    p.wait_for_stderr("cache file damaged: removed");
+    let mut hits = 0;
+    for path in ["/a", "/b", "/c"] {
+        let res = p.get(path, &host);
+        hits += usize::from(cache_status(&res).contains("hit"));
+        assert_eq!(res.text().unwrap(), path, "never a damaged body");
+    }
+    assert_eq!(hits, 2, "the two whole files answer after the restart");
+    assert_eq!(up.seen().len(), 4, "the cut one asked again");
+    assert!(!dir.path().join("junk.entry").exists());
+    assert!(!dir.path().join("tmp/leftover.entry.1").exists());
+
+    let before = files().len();
+    assert_eq!(p.request("PURGE", "/a", &host).status(), 200);
+    assert_eq!(files().len(), before - 1, "a purge removes the file too");
+}
