@@ -309,8 +309,25 @@ pub fn reuse(
     age: Duration,
     shared: bool,
 ) -> Reuse {
+    reuse_with(
+        request,
+        &CacheControl::from_headers(response),
+        lifetime,
+        age,
+        shared,
+    )
+}
+
+/// [`reuse`], with the stored response's `Cache-Control` already parsed (a cache
+/// parses it once per stored response, not once per request).
+pub fn reuse_with(
+    request: &HeaderMap,
+    res: &CacheControl,
+    lifetime: Duration,
+    age: Duration,
+    shared: bool,
+) -> Reuse {
     let req = CacheControl::from_headers(request);
-    let res = CacheControl::from_headers(response);
     // §5.2.1.4: request no-cache: "a cache MUST NOT use a stored response to satisfy
     // the request without successful validation"; §5.4: Pragma: no-cache where no
     // Cache-Control is present means the same.

@@ -275,6 +275,18 @@ pub fn current_age(
     response_time: SystemTime,
     now: SystemTime,
 ) -> Duration {
+    let initial = initial_age(response_headers, request_time, response_time);
+    initial.saturating_add(now.duration_since(response_time).unwrap_or(Duration::ZERO))
+}
+
+/// The `corrected_initial_age` of [`current_age`]: the age a stored response had
+/// when it arrived, which a cache computes once (the current age is then this plus
+/// the time since `response_time`).
+pub fn initial_age(
+    response_headers: &HeaderMap,
+    request_time: SystemTime,
+    response_time: SystemTime,
+) -> Duration {
     let since = |later: SystemTime, earlier: SystemTime| {
         later.duration_since(earlier).unwrap_or(Duration::ZERO)
     };
@@ -283,9 +295,7 @@ pub fn current_age(
     let response_delay = since(response_time, request_time);
     let corrected_age_value =
         Duration::from_secs(age_value(response_headers)).saturating_add(response_delay);
-    let corrected_initial_age = apparent_age.max(corrected_age_value);
-    let resident_time = since(now, response_time);
-    corrected_initial_age.saturating_add(resident_time)
+    apparent_age.max(corrected_age_value)
 }
 
 /// The `Expires` time matching `max-age=max_age` sent at `now`, for HTTP/1.0 caches.

@@ -29,7 +29,7 @@ use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName};
 use http::StatusCode;
 use wharf_http::cache::{self as rules, Reuse};
-use wharf_http::cache_control::{current_age, CacheControl};
+use wharf_http::cache_control::{initial_age, CacheControl};
 use wharf_http::date::{parse_http_date, truncate_to_secs};
 use wharf_http::etag::{EntityTag, EtagList};
 use wharf_http::precondition::Validators;
@@ -103,8 +103,21 @@ pub(crate) struct Entry {
     /// Its fields as the cache's rules read them, when a targeted field
     /// (`CDN-Cache-Control`, `Surrogate-Control`) sets the policy (RFC 9213).
     pub(crate) targeted: Option<HeaderMap>,
+    /// What the rules derive from its fields, once.
+    pub(crate) memo: Memo,
     pub(crate) request_time: SystemTime,
     pub(crate) response_time: SystemTime,
+}
+
+/// What the cache's rules derive from a stored response's fields, computed on first
+/// use rather than on every hit: the fields do not change (a freshened response is a
+/// new entry).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Memo {
+    /// Its age when it arrived (RFC 9111 §4.2.3 `corrected_initial_age`).
+    initial_age: std::sync::OnceLock<Duration>,
+    /// Its freshness lifetime (§4.2.1) and its `Cache-Control`.
+    policy: std::sync::OnceLock<(Duration, CacheControl)>,
 }
 
 /// The values of the configured key additions in a request (`None` where it has
@@ -126,10 +139,35 @@ impl Entry {
         self.targeted.as_ref().unwrap_or(&self.headers)
     }
 
+    fn memo_policy(&self, heuristic_cap: Duration) -> &(Duration, CacheControl) {
+        self.memo.policy.get_or_init(|| {
+            let fields = self.policy();
+            let life = rules::lifetime(self.status, fields, true, heuristic_cap).duration();
+            (life, CacheControl::from_headers(fields))
+        })
+    }
+
     /// How long it stays fresh (RFC 9111 §4.2.1), cut short by a soft purge.
     pub(crate) fn life(&self, heuristic_cap: Duration) -> Duration {
-        let life = rules::lifetime(self.status, self.policy(), true, heuristic_cap).duration();
+        let life = self.memo_policy(heuristic_cap).0;
         self.purged_at.map_or(life, |at| life.min(at))
+    }
+
+    /// Its `Cache-Control` (the targeted field's, where one applies).
+    fn cache_control(&self, heuristic_cap: Duration) -> &CacheControl {
+        &self.memo_policy(heuristic_cap).1
+    }
+
+    /// Its age at `now` (RFC 9111 §4.2.3).
+    pub(crate) fn age_at(&self, now: SystemTime) -> Duration {
+        let initial = *self
+            .memo
+            .initial_age
+            .get_or_init(|| initial_age(&self.headers, self.request_time, self.response_time));
+        let resident = now
+            .duration_since(self.response_time)
+            .unwrap_or(Duration::ZERO);
+        initial.saturating_add(resident)
     }
 
     /// Whether it answers a request with these `Vary` fields and key additions.
@@ -416,7 +454,25 @@ impl Cache {
         })
     }
 
+    /// The stored variant of a target that `answers` picks, and whether the target
+    /// has any; marks it used.
+    fn select(&self, key: &Key, answers: impl Fn(&Entry) -> bool) -> (Option<Arc<Entry>>, bool) {
+        let mut s = self.store.lock().expect("cache lock");
+        let tick = s.next_tick;
+        let Some(slot) = s.slots.get_mut(key) else {
+            return (None, false);
+        };
+        let chosen = slot.variants.iter().find(|e| answers(e)).cloned();
+        let old = slot.tick;
+        slot.tick = tick;
+        s.next_tick += 1;
+        s.order.remove(&old);
+        s.order.insert(tick, key.clone());
+        (chosen, true)
+    }
+
     /// The stored variants of a target (most recent first), marking it used.
+    #[cfg(test)]
     pub(crate) fn variants(&self, key: &Key) -> Vec<Arc<Entry>> {
         let mut s = self.store.lock().expect("cache lock");
         let tick = s.next_tick;
@@ -550,7 +606,7 @@ impl Cache {
             if soft {
                 for v in slot.variants.iter_mut().filter(|v| takes(v)) {
                     let mut stale = Entry::clone(v);
-                    stale.purged_at = Some(v.age());
+                    stale.purged_at = Some(v.age_at(SystemTime::now()));
                     *v = Arc::new(stale);
                     taken += 1;
                 }
@@ -699,16 +755,18 @@ pub(crate) enum Found {
 
 /// Looks a GET or HEAD up in the store. With `collapse`, a miss waits for the same
 /// target's fetch in flight, or leads it.
+/// Reasons are put into words only with `explain`.
 pub(crate) fn lookup(
     cache: &Arc<Cache>,
     parts: &http::request::Parts,
-    key: Key,
+    key: &Key,
     collapse: bool,
+    explain: bool,
 ) -> Found {
     let now = SystemTime::now();
-    let variants = cache.variants(&key);
     let extra = extra(&cache.cfg, parts);
-    let chosen = variants.iter().find(|e| e.answers(&parts.headers, &extra));
+    let (chosen, any) = cache.select(key, |e| e.answers(&parts.headers, &extra));
+    let chosen = chosen.as_ref();
     let only_if_cached = CacheControl::from_headers(&parts.headers).only_if_cached;
     let refresh = parts.extensions.get::<crate::Refresh>().is_some();
 
@@ -736,40 +794,37 @@ pub(crate) fn lookup(
         return forward(None, fwd, None);
     }
     let Some(entry) = chosen else {
-        let fwd = if variants.is_empty() {
-            "uri-miss"
-        } else {
-            "vary-miss"
-        };
+        let fwd = if any { "vary-miss" } else { "uri-miss" };
         if !collapse || only_if_cached {
             return forward(None, fwd, None);
         }
-        return match cache.join(&key) {
+        return match cache.join(key) {
             Role::Lead(leader) => forward(None, fwd, Some(leader)),
             Role::Wait(rx) => Found::Wait(rx),
         };
     };
-    let life = entry.life(cache.cfg.heuristic_cap);
-    let age = current_age(&entry.headers, entry.request_time, entry.response_time, now);
+    let cap = cache.cfg.heuristic_cap;
+    let life = entry.life(cap);
+    let age = entry.age_at(now);
     if refresh {
         return forward(Some(entry.clone()), "stale", None);
     }
-    match rules::reuse(&parts.headers, entry.policy(), life, age, true) {
+    let why = |reuse: Reuse| match explain {
+        true => format!("cache hit: {reuse} (age {}s)", age.as_secs()),
+        false => String::new(),
+    };
+    match rules::reuse_with(&parts.headers, entry.cache_control(cap), life, age, true) {
         reuse @ (Reuse::Fresh | Reuse::StaleAllowed) => {
             let ttl = life.as_secs() as i64 - age.as_secs() as i64;
             let status = format!("wharf; hit; ttl={ttl}");
             let res = respond(entry, parts, age, &status);
-            Found::Hit(res, format!("cache hit: {reuse} (age {}s)", age.as_secs()))
+            Found::Hit(res, why(reuse))
         }
         Reuse::StaleWhileRevalidate => {
             let ttl = life.as_secs() as i64 - age.as_secs() as i64;
             let res = respond(entry, parts, age, &format!("wharf; hit; ttl={ttl}"));
-            let why = format!(
-                "cache hit: {} (age {}s)",
-                Reuse::StaleWhileRevalidate,
-                age.as_secs()
-            );
-            match cache.join(&key) {
+            let why = why(Reuse::StaleWhileRevalidate);
+            match cache.join(key) {
                 Role::Lead(leader) => Found::Refresh(res, why, leader),
                 // A revalidation is already under way.
                 Role::Wait(_) => Found::Hit(res, why),
@@ -777,7 +832,7 @@ pub(crate) fn lookup(
         }
         Reuse::Revalidate(rules::REQUEST_NO_CACHE) => forward(Some(entry.clone()), "request", None),
         // One revalidation for everyone who finds it stale.
-        _ if collapse && !only_if_cached => match cache.join(&key) {
+        _ if collapse && !only_if_cached => match cache.join(key) {
             Role::Lead(leader) => forward(Some(entry.clone()), "stale", Some(leader)),
             Role::Wait(rx) => Found::Wait(rx),
         },
@@ -900,12 +955,7 @@ fn strong_last_modified(headers: &HeaderMap) -> Option<SystemTime> {
 impl Entry {
     /// Its age now (RFC 9111 §4.2.3).
     pub(crate) fn age(&self) -> Duration {
-        current_age(
-            &self.headers,
-            self.request_time,
-            self.response_time,
-            SystemTime::now(),
-        )
+        self.age_at(SystemTime::now())
     }
 }
 
@@ -969,11 +1019,12 @@ impl Lookup {
             extra: stale.extra.clone(),
             tags: tags.unwrap_or_else(|| stale.tags.clone()),
             purged_at: None,
+            memo: Memo::default(),
             targeted,
             request_time: self.request_time,
             response_time: now,
         };
-        let age = current_age(&entry.headers, entry.request_time, entry.response_time, now);
+        let age = entry.age_at(now);
         let res = respond(&entry, parts, age, "wharf; fwd=stale; fwd-status=304");
         cache.replace(&self.key, stale, entry);
         Some(res)
@@ -1019,6 +1070,7 @@ impl Lookup {
             extra: self.extra,
             tags,
             purged_at: None,
+            memo: Memo::default(),
             targeted,
             request_time: self.request_time,
             response_time: SystemTime::now(),
@@ -1050,6 +1102,7 @@ mod tests {
             extra: Vec::new(),
             tags: Vec::new(),
             purged_at: None,
+            memo: Memo::default(),
             targeted: None,
             request_time: SystemTime::UNIX_EPOCH,
             response_time: SystemTime::UNIX_EPOCH,

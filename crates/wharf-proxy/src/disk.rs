@@ -456,6 +456,7 @@ fn read_entry(path: &Path) -> io::Result<Entry> {
         tags: meta.tags,
         purged_at: None,
         targeted,
+        memo: Default::default(),
         request_time: from_epoch(meta.request_time),
         response_time: from_epoch(meta.response_time),
     })
@@ -481,6 +482,7 @@ mod tests {
             tags: vec!["t".into()],
             purged_at: None,
             targeted: None,
+            memo: Default::default(),
             request_time: SystemTime::UNIX_EPOCH + Duration::from_secs(5),
             response_time: SystemTime::UNIX_EPOCH + Duration::from_secs(6),
         }

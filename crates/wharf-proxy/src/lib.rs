@@ -372,7 +372,7 @@ impl Inner {
             let mut waited = false;
             c.load(key).await;
             loop {
-                match cache::lookup(c, &parts, key.clone(), !waited) {
+                match cache::lookup(c, &parts, key, !waited, explain) {
                     cache::Found::Hit(mut res, why) => {
                         if waited {
                             let status = format!(
