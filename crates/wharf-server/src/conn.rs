@@ -382,12 +382,7 @@ fn check_head<B, T>(req: &Request<B>, max_uri_len: usize) -> Option<Response<Res
             return Some(bad_host());
         }
         // RFC 9113 §8.3.1: a Host that differs from :authority makes the request malformed.
-        if req.version() >= Version::HTTP_2
-            && req
-                .uri()
-                .authority()
-                .is_some_and(|a| !a.as_str().eq_ignore_ascii_case(h))
-        {
+        if host_differs(req.headers(), req.uri(), req.version()) {
             return Some(error(
                 StatusCode::BAD_REQUEST,
                 "400 Bad Request: Host differs from :authority\n",
@@ -398,6 +393,19 @@ fn check_head<B, T>(req: &Request<B>, max_uri_len: usize) -> Option<Response<Res
         return Some(error(StatusCode::URI_TOO_LONG, "414 URI Too Long\n"));
     }
     None
+}
+
+/// Whether an HTTP/2 or HTTP/3 request's `Host` names another authority than its
+/// `:authority` (RFC 9113 §8.3.1: the request is malformed).
+pub(crate) fn host_differs(headers: &http::HeaderMap, uri: &http::Uri, version: Version) -> bool {
+    let (Some(host), Some(authority)) = (headers.get(HOST), uri.authority()) else {
+        return false;
+    };
+    version >= Version::HTTP_2
+        && !authority
+            .as_str()
+            .as_bytes()
+            .eq_ignore_ascii_case(host.as_bytes())
 }
 
 fn bad_host<T>() -> Response<ResBody<T>> {

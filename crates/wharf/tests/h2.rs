@@ -216,3 +216,57 @@ fn a_preface_in_pieces_is_http2() {
     let (_, stream, _) = until(&mut s, HEADERS).expect("a response");
     assert_eq!(stream, 1);
 }
+
+/// A header block field: literal without indexing, new name (RFC 7541 §6.2.2).
+fn literal(name: &str, value: &str) -> Vec<u8> {
+    let mut b = vec![0x00, name.len() as u8];
+    b.extend_from_slice(name.as_bytes());
+    b.push(value.len() as u8);
+    b.extend_from_slice(value.as_bytes());
+    b
+}
+
+#[test]
+fn malformed_requests_get_400_then_a_stream_reset_and_the_connection_goes_on() {
+    const PROTOCOL_ERROR: u32 = 0x1;
+    let w = Builder::new().file("hello.txt", "hi").start();
+    let connect_no_authority = {
+        // :method CONNECT (literal, indexed name 2), nothing else (RFC 9113 §8.5).
+        let mut b = vec![0x02, 7];
+        b.extend_from_slice(b"CONNECT");
+        b
+    };
+    let cases = [
+        (
+            [get_block(), literal("x-pad", " v")].concat(),
+            "RFC 9113 §8.2.1: leading space",
+        ),
+        (
+            [get_block(), literal("x-pad", "v\t")].concat(),
+            "RFC 9113 §8.2.1: trailing tab",
+        ),
+        (
+            [get_block(), literal("host", "u")].concat(),
+            "RFC 9113 §8.3.1: Host differs",
+        ),
+        (
+            connect_no_authority,
+            "RFC 9113 §8.5: CONNECT without :authority",
+        ),
+    ];
+    for (block, why) in cases {
+        let mut s = connect(&w);
+        // END_STREAM | END_HEADERS on stream 1, then a good request on stream 3.
+        s.write_all(&frame(HEADERS, 0x5, 1, &block)).unwrap();
+        let (_, stream, payload) = until(&mut s, RST_STREAM).expect(why);
+        assert_eq!(stream, 1, "{why}");
+        assert_eq!(
+            u32::from_be_bytes(payload[..4].try_into().unwrap()),
+            PROTOCOL_ERROR,
+            "{why}"
+        );
+        s.write_all(&frame(HEADERS, 0x5, 3, &get_block())).unwrap();
+        let (_, stream, _) = until(&mut s, HEADERS).expect(why);
+        assert_eq!(stream, 3, "{why}: the connection goes on");
+    }
+}

@@ -199,6 +199,9 @@ async fn stream<S: Service>(
     if let Some(protocol) = parts.extensions.remove::<h2::ext::Protocol>() {
         return connect(ctx, parts, protocol, body, respond).await;
     }
+    if let Some(why) = malformed(&parts) {
+        return refuse_malformed(respond, why);
+    }
     let pushed_from = push_template(&parts);
     let mut req = Request::from_parts(parts, RequestBody::h2(body));
     let mut interim = crate::interim::attach(&mut req);
@@ -243,6 +246,49 @@ async fn stream<S: Service>(
         send_timeout,
     )
     .await;
+}
+
+/// Why a request is malformed (RFC 9113 §8.1.1), when it is, in ways the h2 crate
+/// lets through: a field value that starts or ends with whitespace (§8.2.1), a `Host`
+/// that differs from `:authority` (§8.3.1), a CONNECT without `:authority` (§8.5).
+fn malformed(parts: &http::request::Parts) -> Option<&'static str> {
+    let padded = |v: &[u8]| {
+        matches!(v.first(), Some(b' ' | b'\t')) || matches!(v.last(), Some(b' ' | b'\t'))
+    };
+    if parts.headers.values().any(|v| padded(v.as_bytes())) {
+        return Some("a field value starts or ends with whitespace");
+    }
+    if crate::conn::host_differs(&parts.headers, &parts.uri, parts.version) {
+        return Some("Host differs from :authority");
+    }
+    if parts.method == http::Method::CONNECT && parts.uri.authority().is_none() {
+        return Some("CONNECT without :authority");
+    }
+    None
+}
+
+/// Answers a malformed request as RFC 9113 §8.1.1 allows and requires: a 400 saying
+/// why ("a server MAY send an HTTP response prior to closing or resetting the
+/// stream"), then the stream reset with PROTOCOL_ERROR ("MUST be treated as a stream
+/// error ... of type PROTOCOL_ERROR").
+fn refuse_malformed(mut respond: SendResponse<Bytes>, why: &'static str) {
+    tracing::debug!(
+        reason = why,
+        "malformed HTTP/2 request: 400, then RST_STREAM"
+    );
+    let mut head = Response::new(());
+    *head.status_mut() = StatusCode::BAD_REQUEST;
+    head.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    match respond.send_response(head, false) {
+        Ok(mut body) => {
+            let _ = body.send_data(Bytes::from(format!("400 Bad Request: {why}\n")), false);
+            body.send_reset(Reason::PROTOCOL_ERROR);
+        }
+        Err(_) => respond.send_reset(Reason::PROTOCOL_ERROR),
+    }
 }
 
 /// An extended CONNECT (RFC 8441 §4): the service sees the `:protocol` as a
