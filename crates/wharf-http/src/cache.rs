@@ -116,12 +116,29 @@ pub fn targeted(response: &HeaderMap) -> Option<HeaderMap> {
         let joined = values.join(&b", "[..]);
         let text = String::from_utf8(joined).ok()?;
         let text = text.trim();
-        (!text.is_empty()).then(|| (name, text.to_owned()))
+        valid_directives(text).then(|| (name, text.to_owned()))
     })?;
     let mut view = response.clone();
     view.remove(header::EXPIRES);
     view.insert(header::CACHE_CONTROL, HeaderValue::from_str(&value).ok()?);
     Some(view)
+}
+
+/// Whether a targeted field's value is a non-empty list of directives, each a token
+/// with an optional `=token` or `="quoted"` value (RFC 9213 §2.1: an invalid value
+/// is ignored, and `Cache-Control` applies).
+fn valid_directives(text: &str) -> bool {
+    !text.is_empty()
+        && text.split(',').all(|d| {
+            let d = d.trim();
+            match d.split_once('=') {
+                None => crate::util::is_token(d),
+                Some((k, v)) => {
+                    let quoted = v.len() >= 2 && v.starts_with('"') && v.ends_with('"');
+                    crate::util::is_token(k.trim()) && (quoted || crate::util::is_token(v.trim()))
+                }
+            }
+        })
 }
 
 /// Whether this cache knows the caching rules of `status` (for `must-understand`,
@@ -1092,6 +1109,11 @@ mod tests {
             "max-age=5",
             "CDN-Cache-Control first"
         );
+        let invalid = headers(&[
+            ("cdn-cache-control", "max-age=5,,"),
+            ("cache-control", "max-age=1"),
+        ]);
+        assert!(targeted(&invalid).is_none(), "an invalid value is ignored");
         let empty = headers(&[
             ("cdn-cache-control", " "),
             ("surrogate-control", "no-store"),

@@ -7,7 +7,9 @@
 //! as it streams to the client): a fill cut short, or past `max_object`, leaves
 //! nothing behind, so a torn entry is never served.
 //!
-//! Misses collapse: while one request for a target is forwarded (its [`Leader`]),
+//! Misses collapse (unless key additions are configured: they would split a target
+//! between requests the collapsing cannot tell apart): while one request for a
+//! target is forwarded (its [`Leader`]),
 //! others for the same target wait for it instead of going upstream too. A storable
 //! response of known length (at most `max_object`) is [`Shared`] as it arrives: a
 //! task reads it from the upstream into the store, and the leader and every plain
@@ -125,13 +127,20 @@ pub(crate) struct Memo {
 pub(crate) type Extra = Vec<Option<Vec<u8>>>;
 
 impl Entry {
+    /// Bytes it holds, roughly: body, fields (twice with a targeted field), and keys.
     fn size(&self) -> u64 {
-        let fields: usize = self
-            .headers
+        let fields = |h: &HeaderMap| -> usize {
+            h.iter().map(|(n, v)| n.as_str().len() + v.len() + 32).sum()
+        };
+        let keys: usize = self
+            .vary
             .iter()
-            .map(|(n, v)| n.as_str().len() + v.len() + 32)
-            .sum();
-        (self.body.len() + fields + 256) as u64
+            .map(|(n, v)| n.as_str().len() + v.len())
+            .sum::<usize>()
+            + self.extra.iter().flatten().map(Vec::len).sum::<usize>()
+            + self.tags.iter().map(String::len).sum::<usize>();
+        let targeted = self.targeted.as_ref().map_or(0, fields);
+        (self.body.len() + fields(&self.headers) + targeted + keys + 256) as u64
     }
 
     /// Its fields as the cache's rules read them.
@@ -260,6 +269,9 @@ pub(crate) struct Cache {
     inflight: Mutex<HashMap<Key, Progress>>,
     /// The disk tier, when configured.
     disk: Option<Arc<crate::disk::Disk>>,
+    /// Counts removals (invalidations, purges): a fill, disk write or disk load that
+    /// began before one is not stored, so nothing removed comes back.
+    removals: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// What waiters for a target are told: the response being shared, once there is one.
@@ -365,6 +377,15 @@ impl Shared {
     }
 }
 
+/// The method and fields of a client's request, for [`respond`] once the request's
+/// own fields have gone upstream.
+pub(crate) fn client_parts(method: &http::Method, headers: &HeaderMap) -> http::request::Parts {
+    let (mut parts, ()) = http::Request::new(()).into_parts();
+    parts.method = method.clone();
+    parts.headers = headers.clone();
+    parts
+}
+
 /// Waits for the fetch of a target that another request leads: the response to
 /// stream when it is shared and answers this request, else `None` once the leader is
 /// done (or after `patience`), to look again.
@@ -409,8 +430,13 @@ pub(crate) enum Role {
 impl Cache {
     /// A cache with `cfg`; opening its disk tier can fail.
     pub(crate) fn new(cfg: CacheConfig) -> std::io::Result<Cache> {
+        let removals = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let disk = match &cfg.dir {
-            Some(dir) => Some(Arc::new(crate::disk::Disk::open(dir, cfg.disk_max_bytes)?)),
+            Some(dir) => Some(Arc::new(crate::disk::Disk::open(
+                dir,
+                cfg.disk_max_bytes,
+                removals.clone(),
+            )?)),
             None => None,
         };
         Ok(Cache {
@@ -418,7 +444,18 @@ impl Cache {
             store: Mutex::new(Store::default()),
             inflight: Mutex::new(HashMap::new()),
             disk,
+            removals,
         })
+    }
+
+    /// The count of removals so far (see `removals`).
+    pub(crate) fn epoch(&self) -> u64 {
+        self.removals.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn removed(&self) {
+        self.removals
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
     /// Brings the stored responses of `key` from the disk tier into memory, when
@@ -434,7 +471,20 @@ impl Cache {
         if in_memory || !disk.has(key) {
             return;
         }
-        for entry in disk.load(key).await {
+        let epoch = self.epoch();
+        let entries = disk.load(key).await;
+        // Not over a removal, nor over what was stored in memory meanwhile.
+        let stale = self.epoch() != epoch
+            || self
+                .store
+                .lock()
+                .expect("cache lock")
+                .slots
+                .contains_key(key);
+        if stale {
+            return;
+        }
+        for entry in entries {
             self.put(key.clone(), Arc::new(entry));
         }
     }
@@ -492,9 +542,17 @@ impl Cache {
     pub(crate) fn insert(&self, key: Key, entry: Entry) {
         let entry = Arc::new(entry);
         if let Some(disk) = &self.disk {
-            disk.save(&key, &entry);
+            disk.save(&key, &entry, self.epoch());
         }
         self.put(key, entry);
+    }
+
+    /// [`Cache::insert`] of a response whose fetch began at removal count `epoch`:
+    /// skipped when a removal came since (the response may be what it removed).
+    pub(crate) fn insert_since(&self, epoch: u64, key: Key, entry: Entry) {
+        if self.epoch() == epoch {
+            self.insert(key, entry);
+        }
     }
 
     /// [`Cache::insert`] in memory only, then evicts least recently used targets
@@ -538,13 +596,22 @@ impl Cache {
         if let Some(v) = slot.variants.iter_mut().find(|v| Arc::ptr_eq(v, old)) {
             *v = Arc::new(new);
             if let Some(disk) = &self.disk {
-                disk.save(key, v);
+                disk.save(
+                    key,
+                    v,
+                    self.removals.load(std::sync::atomic::Ordering::Acquire),
+                );
             }
         }
+        let before = slot.bytes;
+        slot.bytes = slot.variants.iter().map(|v| v.size()).sum();
+        let after = slot.bytes;
+        s.bytes = s.bytes + after - before;
     }
 
     /// Forgets every variant of a target.
     pub(crate) fn remove(&self, key: &Key) {
+        self.removed();
         if let Some(disk) = &self.disk {
             disk.remove(key);
         }
@@ -561,6 +628,7 @@ impl Cache {
     /// copies are removed either way (a soft purge keeps the stale copy in memory
     /// only).
     pub(crate) fn purge(&self, what: &Purge, soft: bool) -> usize {
+        self.removed();
         let on_disk = match (&self.disk, what) {
             (None, _) => Vec::new(),
             (Some(d), Purge::Target(key)) => match d.remove(key) {
@@ -641,6 +709,8 @@ pub(crate) struct Fill {
     pub(crate) shared: Option<Arc<Shared>>,
     /// Already in the store.
     pub(crate) stored: bool,
+    /// The cache's removal count when the fetch began.
+    pub(crate) epoch: u64,
 }
 
 impl Fill {
@@ -674,7 +744,7 @@ impl Fill {
             body: body.freeze(),
             ..self.entry.clone()
         };
-        self.cache.insert(self.key.clone(), entry);
+        self.cache.insert_since(self.epoch, self.key.clone(), entry);
         self.stored = true;
     }
 
@@ -736,6 +806,8 @@ pub(crate) struct Lookup {
     pub(crate) leader: Option<Leader>,
     /// The request's key additions.
     pub(crate) extra: Extra,
+    /// The cache's removal count at the lookup.
+    pub(crate) epoch: u64,
 }
 
 /// The answer to a request the cache handles.
@@ -764,6 +836,7 @@ pub(crate) fn lookup(
     explain: bool,
 ) -> Found {
     let now = SystemTime::now();
+    let epoch = cache.epoch();
     let extra = extra(&cache.cfg, parts);
     let (chosen, any) = cache.select(key, |e| e.answers(&parts.headers, &extra));
     let chosen = chosen.as_ref();
@@ -782,8 +855,15 @@ pub(crate) fn lookup(
             request_time: now,
             leader,
             extra: extra.clone(),
+            epoch,
         })
     };
+    if refresh {
+        // The background revalidation of a stale-while-revalidate hit: it holds the
+        // target's leader itself, so it never waits; it revalidates what is stored (if
+        // it is still there).
+        return forward(chosen.cloned(), "stale", None);
+    }
     if parts.extensions.get::<crate::Refetch>().is_some() {
         // Asked again after a 304 that matched nothing stored: straight upstream.
         let fwd = if chosen.is_some() {
@@ -806,9 +886,6 @@ pub(crate) fn lookup(
     let cap = cache.cfg.heuristic_cap;
     let life = entry.life(cap);
     let age = entry.age_at(now);
-    if refresh {
-        return forward(Some(entry.clone()), "stale", None);
-    }
     let why = |reuse: Reuse| match explain {
         true => format!("cache hit: {reuse} (age {}s)", age.as_secs()),
         false => String::new(),
@@ -1025,7 +1102,8 @@ impl Lookup {
             response_time: now,
         };
         let age = entry.age_at(now);
-        let res = respond(&entry, parts, age, "wharf; fwd=stale; fwd-status=304");
+        let client = client_parts(&parts.method, &self.request);
+        let res = respond(&entry, &client, age, "wharf; fwd=stale; fwd-status=304");
         cache.replace(&self.key, stale, entry);
         Some(res)
     }
@@ -1084,6 +1162,7 @@ impl Lookup {
             leader: self.leader,
             shared: None,
             stored: false,
+            epoch: self.epoch,
         };
         (Some(fill), format!("{fwd}; stored"), "stored".into())
     }
@@ -1116,7 +1195,8 @@ mod tests {
     #[test]
     fn variants_replace_their_own_kind_and_the_oldest_target_goes_first() {
         let cache = Cache::new(CacheConfig {
-            max_bytes: 3 * entry(&[0; 100], "").size(),
+            // Room for three of the largest kind (a longer Vary value counts more).
+            max_bytes: 3 * entry(&[0; 100], "gzip").size(),
             ..CacheConfig::default()
         })
         .unwrap();
@@ -1156,6 +1236,7 @@ mod tests {
             leader: None,
             shared: None,
             stored: false,
+            epoch: 0,
         };
         let mut whole = fill("/whole");
         assert!(whole.take(&Bytes::from_static(b"hello")));
@@ -1200,6 +1281,13 @@ mod tests {
         assert_eq!(cache.purge(&Purge::Target(key("/c")), false), 1);
         assert_eq!(cache.purge(&Purge::Target(key("/c")), false), 0);
         assert_eq!(cache.variants(&key("/a")).len(), 1);
+        // A response fetched before a purge is not stored after it.
+        let before = cache.epoch();
+        cache.purge(&Purge::Target(key("/d")), false);
+        cache.insert_since(before, key("/d"), tagged(b"d", &[]));
+        assert!(cache.variants(&key("/d")).is_empty(), "the purge stands");
+        cache.insert_since(cache.epoch(), key("/d"), tagged(b"d", &[]));
+        assert_eq!(cache.variants(&key("/d")).len(), 1);
     }
 
     #[test]
@@ -1228,6 +1316,7 @@ mod tests {
             leader: Some(leader),
             shared: None,
             stored: false,
+            epoch: 0,
         };
         let mut f = fill("/s", leader);
         let shared = f.share(4, &HeaderMap::new()).expect("shared");

@@ -81,6 +81,9 @@ pub(crate) fn spawn(group: &Arc<Group>, d: Discovery) {
 /// The shortest wait between DNS lookups, whatever the TTL says.
 const MIN_TTL: Duration = Duration::from_secs(1);
 
+/// How often a failed subscription to Redis keyspace notifications is tried again.
+const RESUBSCRIBE: Duration = Duration::from_secs(30);
+
 async fn follow(group: Weak<Group>, d: Discovery) {
     let mut reader = Reader::new(&d.source);
     let mut failing = false;
@@ -112,7 +115,8 @@ async fn follow(group: Weak<Group>, d: Discovery) {
             }
         }
         drop(g);
-        let wait = ttl.map_or(d.interval, |t| t.clamp(MIN_TTL, d.interval));
+        // The TTL, at least MIN_TTL, at most the interval (which may be shorter).
+        let wait = ttl.map_or(d.interval, |t| t.max(MIN_TTL).min(d.interval));
         reader.wait(wait).await;
     }
 }
@@ -124,6 +128,8 @@ enum Reader {
         conn: Option<redis::aio::MultiplexedConnection>,
         /// Keyspace notifications of the key, when subscribed.
         changes: Option<redis::aio::PubSubStream>,
+        /// When subscribing was last tried.
+        tried: Option<Instant>,
     },
     Dns(Box<Result<TokioResolver, String>>),
 }
@@ -135,6 +141,7 @@ impl Reader {
             Source::Redis { .. } => Reader::Redis {
                 conn: None,
                 changes: None,
+                tried: None,
             },
             Source::Dns { resolver, .. } | Source::Srv { resolver, .. } => {
                 Reader::Dns(Box::new(dns_resolver(*resolver)))
@@ -146,8 +153,18 @@ impl Reader {
     async fn read(&mut self, source: &Source) -> Result<(Vec<Listed>, Option<Duration>), String> {
         match (self, source) {
             (Reader::File, Source::File(path)) => Ok((parsed(read_file(path).await?)?, None)),
-            (Reader::Redis { conn, changes }, Source::Redis { url, key }) => {
-                if changes.is_none() {
+            (
+                Reader::Redis {
+                    conn,
+                    changes,
+                    tried,
+                },
+                Source::Redis { url, key },
+            ) => {
+                // Subscribing again after a failure only now and then: polling goes on.
+                let due = tried.is_none_or(|t| t.elapsed() >= RESUBSCRIBE);
+                if changes.is_none() && due {
+                    *tried = Some(Instant::now());
                     *changes = subscribe(url, key).await;
                 }
                 Ok((parsed(read_redis(conn, url, key).await?)?, None))
@@ -183,7 +200,7 @@ impl Reader {
                 note = changes.next() => {
                     if note.is_none() {
                         // The subscription's connection is gone: subscribe again.
-                        *self = Reader::Redis { conn: None, changes: None };
+                        *self = Reader::Redis { conn: None, changes: None, tried: None };
                     }
                 }
             }
@@ -273,9 +290,19 @@ async fn lookup_srv(
         if target.is_empty() {
             continue;
         }
+        // A target that cannot be used is left out (and said so); the others serve.
         let url = format!("{}://{target}:{}", protocol.scheme(), srv.port);
-        let upstream = Upstream::parse(&url).map_err(|e| e.to_string())?;
-        let (addrs, t) = lookup_ip(r, target).await?;
+        let found = match Upstream::parse(&url) {
+            Ok(u) => lookup_ip(r, target).await.map(|a| (u, a)),
+            Err(e) => Err(e.to_string()),
+        };
+        let (upstream, (addrs, t)) = match found {
+            Ok(found) => found,
+            Err(why) => {
+                tracing::warn!(target: "wharf::proxy", srv = %name, %target, reason = %why, "SRV target left out");
+                continue;
+            }
+        };
         holds = holds.min(t);
         for ip in addrs {
             let at = upstream.at(SocketAddr::new(ip, srv.port));
@@ -297,14 +324,17 @@ fn ttl(until: Instant) -> Duration {
 async fn subscribe(url: &str, key: &str) -> Option<redis::aio::PubSubStream> {
     let client = redis::Client::open(url).ok()?;
     let db = client.get_connection_info().redis_settings().db();
-    let mut pubsub = tokio::time::timeout(Duration::from_secs(5), client.get_async_pubsub())
+    let subscribed = async {
+        let mut pubsub = client.get_async_pubsub().await.ok()?;
+        pubsub
+            .subscribe(format!("__keyspace@{db}__:{key}"))
+            .await
+            .ok()?;
+        Some(pubsub)
+    };
+    let pubsub = tokio::time::timeout(Duration::from_secs(5), subscribed)
         .await
-        .ok()?
-        .ok()?;
-    pubsub
-        .subscribe(format!("__keyspace@{db}__:{key}"))
-        .await
-        .ok()?;
+        .ok()??;
     Some(pubsub.into_on_message())
 }
 

@@ -19,6 +19,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
 use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -40,7 +41,15 @@ pub(crate) struct Disk {
     dir: PathBuf,
     max_bytes: u64,
     index: Mutex<Index>,
+    /// The cache's count of removals: a write that began before one is dropped.
+    removals: Arc<AtomicU64>,
+    /// Writes queued on the blocking pool; beyond `MAX_PENDING` more are skipped.
+    pending: AtomicUsize,
 }
+
+/// Writes waiting at most (each holds its response): a disk slower than the traffic
+/// skips writes rather than holding responses memory has let go.
+const MAX_PENDING: usize = 64;
 
 #[derive(Debug, Default)]
 struct Index {
@@ -78,7 +87,7 @@ struct Meta {
 impl Disk {
     /// Opens (creating) `dir`, removes what a crash left in `dir/tmp`, and indexes
     /// the files there; damaged ones are removed.
-    pub(crate) fn open(dir: &Path, max_bytes: u64) -> io::Result<Disk> {
+    pub(crate) fn open(dir: &Path, max_bytes: u64, removals: Arc<AtomicU64>) -> io::Result<Disk> {
         let tmp = dir.join("tmp");
         let _ = fs::remove_dir_all(&tmp);
         fs::create_dir_all(&tmp)?;
@@ -125,6 +134,8 @@ impl Disk {
             dir: dir.to_owned(),
             max_bytes,
             index: Mutex::new(index),
+            removals,
+            pending: AtomicUsize::new(0),
         };
         disk.evict();
         Ok(disk)
@@ -171,12 +182,21 @@ impl Disk {
     }
 
     /// Writes `entry` for `key` (on the blocking pool), replacing the file of the
-    /// same variant, then keeps the tier within `max_bytes`.
-    pub(crate) fn save(self: &Arc<Self>, key: &Key, entry: &Arc<Entry>) {
+    /// same variant, then keeps the tier within `max_bytes`. `epoch` is the cache's
+    /// removal count when the response was stored: a removal since then (a purge,
+    /// an invalidation) drops the write.
+    pub(crate) fn save(self: &Arc<Self>, key: &Key, entry: &Arc<Entry>, epoch: u64) {
+        if self.pending.fetch_add(1, Ordering::AcqRel) >= MAX_PENDING {
+            self.pending.fetch_sub(1, Ordering::AcqRel);
+            tracing::debug!(target: "wharf::proxy", "cache file not written: the disk is behind");
+            return;
+        }
         let (disk, key, entry) = (self.clone(), key.clone(), entry.clone());
         tokio::task::spawn_blocking(move || {
             let name = file_name(&key, &entry);
-            match disk.write(&key, &entry, &name) {
+            let written = disk.write(&key, &entry, &name);
+            disk.pending.fetch_sub(1, Ordering::AcqRel);
+            match written {
                 Ok(size) => {
                     let filed = Filed {
                         name,
@@ -184,7 +204,16 @@ impl Disk {
                         tags: entry.tags.clone(),
                         tick: 0,
                     };
-                    disk.index.lock().expect("disk lock").add(key, filed);
+                    let mut ix = disk.index.lock().expect("disk lock");
+                    // Checked under the index's lock, which removals take after
+                    // counting themselves.
+                    if disk.removals.load(Ordering::Acquire) != epoch {
+                        drop(ix);
+                        let _ = fs::remove_file(disk.dir.join(&filed.name));
+                        return;
+                    }
+                    ix.add(key, filed);
+                    drop(ix);
                     disk.evict();
                 }
                 Err(e) => {

@@ -221,13 +221,27 @@ impl Proxy {
                 .all(|g| !g.members.is_empty() || g.discovery.is_some()),
             "every group needs members, or a discovery source"
         );
-        let https = cfg
-            .groups
-            .iter()
-            .flat_map(|g| &g.members)
-            .any(|(u, _)| u.protocol() == Protocol::Tls);
+        let https = cfg.groups.iter().any(|g| {
+            let listed = g.members.iter().any(|(u, _)| u.protocol() == Protocol::Tls);
+            let found = match g.discovery.as_ref().map(|d| &d.source) {
+                Some(Source::Dns { url, .. }) => url.protocol() == Protocol::Tls,
+                Some(Source::Srv { protocol, .. }) => *protocol == Protocol::Tls,
+                _ => false,
+            };
+            listed || found
+        });
+        // A file or a Redis set may list https:// members too: TLS is set up for them
+        // when it can be, and they fail to connect (502, logged) when it cannot.
+        let may_list = cfg.groups.iter().any(|g| {
+            matches!(
+                g.discovery.as_ref().map(|d| &d.source),
+                Some(Source::File(_) | Source::Redis { .. })
+            )
+        });
         let tls = if https {
             Some(client_config(&cfg.tls).map_err(|e| format!("TLS to upstreams: {e}"))?)
+        } else if may_list {
+            client_config(&cfg.tls).ok()
         } else {
             None
         };
@@ -372,7 +386,8 @@ impl Inner {
             let mut waited = false;
             c.load(key).await;
             loop {
-                match cache::lookup(c, &parts, key, !waited, explain) {
+                let collapse = !waited && c.cfg.key.is_empty();
+                match cache::lookup(c, &parts, key, collapse, explain) {
                     cache::Found::Hit(mut res, why) => {
                         if waited {
                             let status = format!(
@@ -417,6 +432,11 @@ impl Inner {
             (Some(c), Some(l)) => l.fallback(c),
             _ => None,
         };
+        // The client's fields, for answering from the stored response after all.
+        let client_fields = fallback
+            .as_ref()
+            .and(lookup.as_ref())
+            .map(|l| l.request.clone());
         let outcome = async {
             let mut head = self.upstream_head(&mut parts, upgrade.as_ref());
             if let Some(stale) = lookup.as_ref().and_then(|l| l.stale.as_ref()) {
@@ -621,7 +641,8 @@ impl Inner {
         match (outcome, fallback) {
             (Err(f), Some(stale)) if f.status.is_server_error() => {
                 let status = format!("wharf; fwd=stale; fwd-status={}", f.status.as_u16());
-                let res = cache::respond(&stale, &parts, stale.age(), &status);
+                let client = cache::client_parts(&parts.method, &client_fields.unwrap_or_default());
+                let res = cache::respond(&stale, &client, stale.age(), &status);
                 tracing::warn!(target: "wharf::proxy", reason = %f.reason, "upstream failed: served stale (stale-if-error)");
                 let why =
                     explain.then(|| format!("stale-if-error: served stale after {}", f.reason));
@@ -746,7 +767,8 @@ impl Inner {
             }
             None => (None, None),
         };
-        let length = content_length(&parts.headers).filter(|_| *method == Method::GET);
+        let has_body = !http_body::Body::is_end_stream(&incoming);
+        let length = content_length(&parts.headers).filter(|_| *method == Method::GET && has_body);
         let mut fill = fill;
         let shared = match (&mut fill, length) {
             (Some(f), Some(length)) if length > 0 => f.share(length, &parts.headers),
@@ -835,10 +857,19 @@ fn refresh_request(parts: &http::request::Parts) -> Request<RequestBody> {
     }
     *req.headers_mut() = parts.headers.clone();
     req.extensions_mut().insert(Refresh);
+    carry_connection(parts, &mut req);
+    req
+}
+
+/// Copies what the transport said of the client's connection (its address, TLS)
+/// into a request the proxy makes for it, so the forwarding fields say the same.
+fn carry_connection(parts: &http::request::Parts, req: &mut Request<RequestBody>) {
     if let Some(conn) = parts.extensions.get::<ConnInfo>() {
         req.extensions_mut().insert(*conn);
     }
-    req
+    if let Some(tls) = parts.extensions.get::<TlsInfo>() {
+        req.extensions_mut().insert(tls.clone());
+    }
 }
 
 /// A request asked again without the cache's validators (after a `304` that matched
@@ -849,8 +880,9 @@ fn refetch_request(parts: &http::request::Parts, client: &HeaderMap) -> Request<
     *req.uri_mut() = parts.uri.clone();
     *req.headers_mut() = client.clone();
     req.extensions_mut().insert(Refetch);
-    if let Some(conn) = parts.extensions.get::<ConnInfo>() {
-        req.extensions_mut().insert(*conn);
+    carry_connection(parts, &mut req);
+    if let Some(interim) = parts.extensions.get::<Interim>() {
+        req.extensions_mut().insert(interim.clone());
     }
     req
 }

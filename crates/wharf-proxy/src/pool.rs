@@ -304,10 +304,9 @@ impl Pool {
             Protocol::Http1 => self.start(tcp, false, slot).await,
             Protocol::H2c => self.start(tcp, true, slot).await,
             Protocol::Tls => {
-                let cfg = self
-                    .tls
-                    .clone()
-                    .expect("TLS configured for https:// upstreams");
+                let cfg = self.tls.clone().ok_or_else(|| {
+                    CheckoutError::Handshake("TLS to upstreams could not be set up".into())
+                })?;
                 let name =
                     rustls::pki_types::ServerName::try_from(self.upstream.tls_name().to_owned())
                         .map_err(|e| CheckoutError::Handshake(format!("server name: {e}")))?;

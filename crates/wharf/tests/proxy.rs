@@ -1028,7 +1028,8 @@ fn srv_records_give_ports_weights_and_priorities() {
         ],
     );
     let toml = format!(
-        "[[upstream]]\nname = \"api\"\n[upstream.discovery]\nsrv = \"_api._tcp.test\"\nresolver = \"{}\"\ninterval = \"1h\"\n",
+        // An interval shorter than the shortest wait between lookups (1 s) is fine.
+        "[[upstream]]\nname = \"api\"\n[upstream.discovery]\nsrv = \"_api._tcp.test\"\nresolver = \"{}\"\ninterval = \"500ms\"\n",
         dns.resolver()
     );
     let w = site_with_routes(&toml);

@@ -267,28 +267,15 @@ fn malformed(parts: &http::request::Parts) -> Option<&'static str> {
     None
 }
 
-/// Answers a malformed request as RFC 9113 §8.1.1 allows and requires: a 400 saying
-/// why ("a server MAY send an HTTP response prior to closing or resetting the
-/// stream"), then the stream reset with PROTOCOL_ERROR ("MUST be treated as a stream
-/// error ... of type PROTOCOL_ERROR").
+/// Answers a malformed request as RFC 9113 §8.1.1 requires: "MUST be treated as a
+/// stream error ... of type PROTOCOL_ERROR". (A 400 first, which the RFC allows,
+/// would not reach the client: h2 drops what is queued on a stream it resets.)
 fn refuse_malformed(mut respond: SendResponse<Bytes>, why: &'static str) {
     tracing::debug!(
         reason = why,
-        "malformed HTTP/2 request: 400, then RST_STREAM"
+        "malformed HTTP/2 request: RST_STREAM PROTOCOL_ERROR"
     );
-    let mut head = Response::new(());
-    *head.status_mut() = StatusCode::BAD_REQUEST;
-    head.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    match respond.send_response(head, false) {
-        Ok(mut body) => {
-            let _ = body.send_data(Bytes::from(format!("400 Bad Request: {why}\n")), false);
-            body.send_reset(Reason::PROTOCOL_ERROR);
-        }
-        Err(_) => respond.send_reset(Reason::PROTOCOL_ERROR),
-    }
+    respond.send_reset(Reason::PROTOCOL_ERROR);
 }
 
 /// An extended CONNECT (RFC 8441 §4): the service sees the `:protocol` as a
