@@ -407,8 +407,24 @@ pub fn stale_if_error(
     age: Duration,
     shared: bool,
 ) -> bool {
+    stale_if_error_with(
+        request,
+        &CacheControl::from_headers(response),
+        lifetime,
+        age,
+        shared,
+    )
+}
+
+/// [`stale_if_error`], with the stored response's `Cache-Control` already parsed.
+pub fn stale_if_error_with(
+    request: &HeaderMap,
+    res: &CacheControl,
+    lifetime: Duration,
+    age: Duration,
+    shared: bool,
+) -> bool {
     let req = CacheControl::from_headers(request);
-    let res = CacheControl::from_headers(response);
     if res.must_revalidate || (shared && (res.proxy_revalidate || res.s_maxage.is_some())) {
         return false;
     }

@@ -56,6 +56,14 @@ pub struct CacheConfig {
     pub heuristic_cap: Duration,
     /// Store responses that carry `Set-Cookie`.
     pub store_set_cookie: bool,
+    /// The `stale-while-revalidate` a stored response gets when it names none
+    /// (RFC 5861 §3; Varnish's grace): within it past its lifetime, a stale
+    /// response answers at once while one request revalidates it. Zero: none.
+    pub stale_while_revalidate: Duration,
+    /// The `stale-if-error` a stored response gets when it names none (RFC 5861
+    /// §4): within it past its lifetime, a stale response answers when the upstream
+    /// fails. Zero: none.
+    pub stale_if_error: Duration,
     /// Parts of the request added to the key (beside method, target and `Vary`): a
     /// stored response answers only requests that have the same values.
     pub key: Vec<HashOn>,
@@ -74,6 +82,8 @@ impl Default for CacheConfig {
             max_object: 16 << 20,
             heuristic_cap: Duration::from_secs(86_400),
             store_set_cookie: false,
+            stale_while_revalidate: Duration::ZERO,
+            stale_if_error: Duration::ZERO,
             key: Vec::new(),
             purge_from: vec![
                 Cidr::from_str("127.0.0.0/8").expect("a network"),
@@ -148,23 +158,31 @@ impl Entry {
         self.targeted.as_ref().unwrap_or(&self.headers)
     }
 
-    fn memo_policy(&self, heuristic_cap: Duration) -> &(Duration, CacheControl) {
+    /// Its lifetime and `Cache-Control`, with the configured grace where the
+    /// response names none (`must-revalidate` and the like still forbid going stale).
+    fn memo_policy(&self, cfg: &CacheConfig) -> &(Duration, CacheControl) {
         self.memo.policy.get_or_init(|| {
             let fields = self.policy();
-            let life = rules::lifetime(self.status, fields, true, heuristic_cap).duration();
-            (life, CacheControl::from_headers(fields))
+            let life = rules::lifetime(self.status, fields, true, cfg.heuristic_cap).duration();
+            let mut cc = CacheControl::from_headers(fields);
+            let grace = |d: Duration| (!d.is_zero()).then(|| d.as_secs());
+            cc.stale_while_revalidate = cc
+                .stale_while_revalidate
+                .or(grace(cfg.stale_while_revalidate));
+            cc.stale_if_error = cc.stale_if_error.or(grace(cfg.stale_if_error));
+            (life, cc)
         })
     }
 
     /// How long it stays fresh (RFC 9111 §4.2.1), cut short by a soft purge.
-    pub(crate) fn life(&self, heuristic_cap: Duration) -> Duration {
-        let life = self.memo_policy(heuristic_cap).0;
+    pub(crate) fn life(&self, cfg: &CacheConfig) -> Duration {
+        let life = self.memo_policy(cfg).0;
         self.purged_at.map_or(life, |at| life.min(at))
     }
 
     /// Its `Cache-Control` (the targeted field's, where one applies).
-    fn cache_control(&self, heuristic_cap: Duration) -> &CacheControl {
-        &self.memo_policy(heuristic_cap).1
+    fn cache_control(&self, cfg: &CacheConfig) -> &CacheControl {
+        &self.memo_policy(cfg).1
     }
 
     /// Its age at `now` (RFC 9111 §4.2.3).
@@ -883,14 +901,19 @@ pub(crate) fn lookup(
             Role::Wait(rx) => Found::Wait(rx),
         };
     };
-    let cap = cache.cfg.heuristic_cap;
-    let life = entry.life(cap);
+    let life = entry.life(&cache.cfg);
     let age = entry.age_at(now);
     let why = |reuse: Reuse| match explain {
         true => format!("cache hit: {reuse} (age {}s)", age.as_secs()),
         false => String::new(),
     };
-    match rules::reuse_with(&parts.headers, entry.cache_control(cap), life, age, true) {
+    match rules::reuse_with(
+        &parts.headers,
+        entry.cache_control(&cache.cfg),
+        life,
+        age,
+        true,
+    ) {
         reuse @ (Reuse::Fresh | Reuse::StaleAllowed) => {
             let ttl = life.as_secs() as i64 - age.as_secs() as i64;
             let status = format!("wharf; hit; ttl={ttl}");
@@ -1066,8 +1089,9 @@ impl Lookup {
     /// The stored response that may answer if the upstream fails (RFC 5861 §4).
     pub(crate) fn fallback(&self, cache: &Cache) -> Option<Arc<Entry>> {
         let stale = self.stale.as_ref()?;
-        let life = stale.life(cache.cfg.heuristic_cap);
-        rules::stale_if_error(&self.request, stale.policy(), life, stale.age(), true)
+        let life = stale.life(&cache.cfg);
+        let cc = stale.cache_control(&cache.cfg);
+        rules::stale_if_error_with(&self.request, cc, life, stale.age(), true)
             .then(|| stale.clone())
     }
 
@@ -1275,7 +1299,11 @@ mod tests {
         let a = &cache.variants(&key("/a"))[0];
         let at = a.purged_at.expect("kept, stale from now");
         assert!(at < Duration::from_secs(60), "{at:?}");
-        assert_eq!(a.life(Duration::ZERO), at, "not the hour of max-age");
+        assert_eq!(
+            a.life(&CacheConfig::default()),
+            at,
+            "not the hour of max-age"
+        );
         assert_eq!(cache.purge(&Purge::Tags(vec!["t2".into()]), false), 1);
         assert!(cache.variants(&key("/b")).is_empty());
         assert_eq!(cache.purge(&Purge::Target(key("/c")), false), 1);

@@ -403,6 +403,11 @@ pub(crate) struct CacheSettings {
     #[serde(deserialize_with = "wharf_server::limits::duration")]
     heuristic_cap: Duration,
     store_set_cookie: bool,
+    /// Grace given to responses that name none (RFC 5861); none when absent.
+    #[serde(default, deserialize_with = "optional_duration")]
+    stale_while_revalidate: Option<Duration>,
+    #[serde(default, deserialize_with = "optional_duration")]
+    stale_if_error: Option<Duration>,
     /// Request parts added to the key: `header:NAME`, `cookie:NAME`, `client_ip`.
     #[serde(deserialize_with = "key_parts")]
     key: Vec<wharf_proxy::HashOn>,
@@ -421,6 +426,8 @@ impl Default for CacheSettings {
             max_object: d.max_object,
             heuristic_cap: d.heuristic_cap,
             store_set_cookie: d.store_set_cookie,
+            stale_while_revalidate: None,
+            stale_if_error: None,
             key: d.key,
             purge_from: d.purge_from,
             dir: d.dir,
@@ -496,6 +503,8 @@ impl ProxySettings {
             max_object: k.max_object,
             heuristic_cap: k.heuristic_cap,
             store_set_cookie: k.store_set_cookie,
+            stale_while_revalidate: k.stale_while_revalidate.unwrap_or_default(),
+            stale_if_error: k.stale_if_error.unwrap_or_default(),
             key: k.key.clone(),
             purge_from: k.purge_from.clone(),
             dir: k.dir.clone(),
@@ -1493,6 +1502,7 @@ mod tests {
             ("[proxy.cache]\nkey = [\"path\"]\n", &["line 2", "key", "always part of the key"]),
             ("[proxy.cache]\nkey = [\"query\"]\n", &["line 2", "key", "expected header:NAME"]),
             ("[proxy.cache]\npurge_from = [\"localhost\"]\n", &["line 2", "purge_from", "not an IP"]),
+            ("[proxy.cache]\nstale_if_error = \"soon\"\n", &["line 2", "stale_if_error", "invalid duration"]),
             ("[proxy]\nretry = 2\n", &["line 2", "retry"]),
             ("[[upstream]]\nname = \"a\"\nto = []\n", &["line 3", "upstream[0].to", "at least one"]),
             ("[[upstream]]\nname = \"a\"\n[upstream.discovery]\nredis = \"redis://x\"\n", &["line 4", "upstream[0].discovery.redis", "needs key"]),

@@ -1788,3 +1788,54 @@ fn the_disk_tier_survives_kill_9_and_never_serves_a_damaged_file() {
     assert_eq!(p.request("PURGE", "/a", &host).status(), 200);
     assert_eq!(files().len(), before - 1, "a purge removes the file too");
 }
+
+#[test]
+fn configured_grace_applies_where_responses_name_none() {
+    let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let f = failing.clone();
+    let up = Upstream::start(move |req| {
+        let path = req.head.split(' ').nth(1).unwrap().to_owned();
+        let fields = match path.as_str() {
+            "/strict" => "cache-control: max-age=0, must-revalidate\r\n",
+            _ => "cache-control: max-age=0\r\n",
+        };
+        if f.load(Ordering::SeqCst) {
+            Reply::Bytes(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n".to_vec())
+        } else {
+            Reply::Bytes(with_fields(fields, "kept"))
+        }
+    });
+    let p = proxy(
+        Proto::H1,
+        &[up.url()],
+        "[proxy.cache]\nstale_if_error = \"1h\"\n",
+    );
+    for path in ["/page", "/strict"] {
+        assert!(cache_status(&p.get(path, &[])).contains("stored"));
+    }
+    failing.store(true, Ordering::SeqCst);
+    let res = p.get("/page", &[]);
+    assert_eq!(
+        res.status(),
+        200,
+        "RFC 5861 §4, with the configured stale-if-error"
+    );
+    assert_eq!(cache_status(&res), "wharf; fwd=stale; fwd-status=503");
+    assert_eq!(
+        p.get("/strict", &[]).status(),
+        503,
+        "RFC 9111 §4.2.4: must-revalidate forbids serving it stale"
+    );
+
+    // The configured stale-while-revalidate: a stale response answers at once.
+    failing.store(false, Ordering::SeqCst);
+    let p = proxy(
+        Proto::H1,
+        &[up.url()],
+        "[proxy.cache]\nstale_while_revalidate = \"1h\"\n",
+    );
+    assert!(cache_status(&p.get("/page", &[])).contains("stored"));
+    let res = p.get("/page", &[]);
+    assert!(cache_status(&res).contains("hit"), "{}", cache_status(&res));
+    assert_eq!(res.text().unwrap(), "kept");
+}
