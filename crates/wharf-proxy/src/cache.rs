@@ -165,7 +165,7 @@ impl Entry {
             let fields = self.policy();
             let life = rules::lifetime(self.status, fields, true, cfg.heuristic_cap).duration();
             let mut cc = CacheControl::from_headers(fields);
-            let grace = |d: Duration| (!d.is_zero()).then(|| d.as_secs());
+            let grace = |d: Duration| (!d.is_zero()).then_some(d.as_secs());
             cc.stale_while_revalidate = cc
                 .stale_while_revalidate
                 .or(grace(cfg.stale_while_revalidate));
