@@ -287,6 +287,8 @@ pub(crate) struct Cache {
     inflight: Mutex<HashMap<Key, Progress>>,
     /// The disk tier, when configured.
     disk: Option<Arc<crate::disk::Disk>>,
+    /// Targets being read back from the disk tier.
+    loading: Mutex<HashMap<Key, tokio::sync::watch::Receiver<()>>>,
     /// Counts removals (invalidations, purges): a fill, disk write or disk load that
     /// began before one is not stored, so nothing removed comes back.
     removals: Arc<std::sync::atomic::AtomicU64>,
@@ -294,6 +296,24 @@ pub(crate) struct Cache {
 
 /// What waiters for a target are told: the response being shared, once there is one.
 pub(crate) type Progress = tokio::sync::watch::Receiver<Option<Arc<Shared>>>;
+
+/// A read back from the disk tier in progress; its end (or the reading request's)
+/// lets the requests waiting for it go.
+struct Reading<'a> {
+    cache: &'a Cache,
+    key: &'a Key,
+    _done: tokio::sync::watch::Sender<()>,
+}
+
+impl Drop for Reading<'_> {
+    fn drop(&mut self) {
+        self.cache
+            .loading
+            .lock()
+            .expect("cache lock")
+            .remove(self.key);
+    }
+}
 
 /// The request that fetches a target for everyone: it publishes the response it
 /// shares, and dropping it (the response stored, not storable, or failed) lets the
@@ -462,6 +482,7 @@ impl Cache {
             store: Mutex::new(Store::default()),
             inflight: Mutex::new(HashMap::new()),
             disk,
+            loading: Mutex::new(HashMap::new()),
             removals,
         })
     }
@@ -477,29 +498,58 @@ impl Cache {
     }
 
     /// Brings the stored responses of `key` from the disk tier into memory, when
-    /// memory has none and the disk does.
+    /// memory has none and the disk does; requests for a key being read wait for that
+    /// read instead of reading too.
     pub(crate) async fn load(&self, key: &Key) {
         let Some(disk) = &self.disk else { return };
-        let in_memory = self
-            .store
+        if self.in_memory(key) {
+            return;
+        }
+        let reading = {
+            let mut loading = self.loading.lock().expect("cache lock");
+            match loading.get(key) {
+                Some(rx) => Err(rx.clone()),
+                None if !disk.has(key) => return,
+                None => {
+                    let (tx, rx) = tokio::sync::watch::channel(());
+                    loading.insert(key.clone(), rx);
+                    Ok(tx)
+                }
+            }
+        };
+        match reading {
+            Err(mut rx) => {
+                // The sender goes when the read is over.
+                let _ = rx.changed().await;
+            }
+            Ok(done) => {
+                // Whatever becomes of this request, the others are let go.
+                let _reading = Reading {
+                    cache: self,
+                    key,
+                    _done: done,
+                };
+                self.read_back(disk, key).await;
+            }
+        }
+    }
+
+    fn in_memory(&self, key: &Key) -> bool {
+        self.store
             .lock()
             .expect("cache lock")
             .slots
-            .contains_key(key);
-        if in_memory || !disk.has(key) {
+            .contains_key(key)
+    }
+
+    async fn read_back(&self, disk: &Arc<crate::disk::Disk>, key: &Key) {
+        if self.in_memory(key) || !disk.has(key) {
             return;
         }
         let epoch = self.epoch();
         let entries = disk.load(key).await;
         // Not over a removal, nor over what was stored in memory meanwhile.
-        let stale = self.epoch() != epoch
-            || self
-                .store
-                .lock()
-                .expect("cache lock")
-                .slots
-                .contains_key(key);
-        if stale {
+        if self.epoch() != epoch || self.in_memory(key) {
             return;
         }
         for entry in entries {

@@ -479,7 +479,7 @@ fn read_entry(path: &Path) -> io::Result<Entry> {
     Ok(Entry {
         status: StatusCode::from_u16(meta.status).map_err(|_| damaged("status"))?,
         headers,
-        body: Bytes::copy_from_slice(&content[body_at..]),
+        body: Bytes::from(bytes).slice(body_at..body_at + body_len as usize),
         vary,
         extra: meta.extra,
         tags: meta.tags,
