@@ -289,9 +289,47 @@ pub(crate) struct Cache {
     disk: Option<Arc<crate::disk::Disk>>,
     /// Targets being read back from the disk tier.
     loading: Mutex<HashMap<Key, tokio::sync::watch::Receiver<()>>>,
-    /// Counts removals (invalidations, purges): a fill, disk write or disk load that
-    /// began before one is not stored, so nothing removed comes back.
-    removals: Arc<std::sync::atomic::AtomicU64>,
+    /// Counts removals (invalidations, purges) by target: a fill, disk write or disk
+    /// load of a target that began before one is not stored, so nothing removed
+    /// comes back.
+    removals: Arc<Removals>,
+}
+
+/// How many stripes [`Removals`] has (512 KiB of counters): enough that a removal
+/// seldom touches the stripe of a target being filled at the same time.
+const STRIPES: usize = 1 << 16;
+
+/// Removal counts by target, in stripes (a hash of the target picks one; targets
+/// sharing a stripe only cost each other a store now and then).
+#[derive(Debug)]
+pub(crate) struct Removals(Box<[std::sync::atomic::AtomicU64]>);
+
+impl Removals {
+    fn new() -> Removals {
+        Removals(
+            (0..STRIPES)
+                .map(|_| std::sync::atomic::AtomicU64::new(0))
+                .collect(),
+        )
+    }
+
+    fn stripe(&self, key: &Key) -> &std::sync::atomic::AtomicU64 {
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        h.update(key.0.as_bytes());
+        h.update(&[0]);
+        h.update(key.1.as_bytes());
+        &self.0[(h.digest() % STRIPES as u64) as usize]
+    }
+
+    /// The removals of `key`'s stripe so far.
+    pub(crate) fn of(&self, key: &Key) -> u64 {
+        self.stripe(key).load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn bump(&self, key: &Key) {
+        self.stripe(key)
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 /// What waiters for a target are told: the response being shared, once there is one.
@@ -468,7 +506,7 @@ pub(crate) enum Role {
 impl Cache {
     /// A cache with `cfg`; opening its disk tier can fail.
     pub(crate) fn new(cfg: CacheConfig) -> std::io::Result<Cache> {
-        let removals = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let removals = Arc::new(Removals::new());
         let disk = match &cfg.dir {
             Some(dir) => Some(Arc::new(crate::disk::Disk::open(
                 dir,
@@ -487,14 +525,9 @@ impl Cache {
         })
     }
 
-    /// The count of removals so far (see `removals`).
-    pub(crate) fn epoch(&self) -> u64 {
-        self.removals.load(std::sync::atomic::Ordering::Acquire)
-    }
-
-    fn removed(&self) {
-        self.removals
-            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    /// The count of removals of `key` so far (see `removals`).
+    pub(crate) fn epoch(&self, key: &Key) -> u64 {
+        self.removals.of(key)
     }
 
     /// Brings the stored responses of `key` from the disk tier into memory, when
@@ -546,10 +579,10 @@ impl Cache {
         if self.in_memory(key) || !disk.has(key) {
             return;
         }
-        let epoch = self.epoch();
+        let epoch = self.epoch(key);
         let entries = disk.load(key).await;
         // Not over a removal, nor over what was stored in memory meanwhile.
-        if self.epoch() != epoch || self.in_memory(key) {
+        if self.epoch(key) != epoch || self.in_memory(key) {
             return;
         }
         for entry in entries {
@@ -610,7 +643,7 @@ impl Cache {
     pub(crate) fn insert(&self, key: Key, entry: Entry) {
         let entry = Arc::new(entry);
         if let Some(disk) = &self.disk {
-            disk.save(&key, &entry, self.epoch());
+            disk.save(&key, &entry, self.epoch(&key));
         }
         self.put(key, entry);
     }
@@ -618,7 +651,7 @@ impl Cache {
     /// [`Cache::insert`] of a response whose fetch began at removal count `epoch`:
     /// skipped when a removal came since (the response may be what it removed).
     pub(crate) fn insert_since(&self, epoch: u64, key: Key, entry: Entry) {
-        if self.epoch() == epoch {
+        if self.epoch(&key) == epoch {
             self.insert(key, entry);
         }
     }
@@ -664,11 +697,7 @@ impl Cache {
         if let Some(v) = slot.variants.iter_mut().find(|v| Arc::ptr_eq(v, old)) {
             *v = Arc::new(new);
             if let Some(disk) = &self.disk {
-                disk.save(
-                    key,
-                    v,
-                    self.removals.load(std::sync::atomic::Ordering::Acquire),
-                );
+                disk.save(key, v, self.removals.of(key));
             }
         }
         let before = slot.bytes;
@@ -679,7 +708,7 @@ impl Cache {
 
     /// Forgets every variant of a target.
     pub(crate) fn remove(&self, key: &Key) {
-        self.removed();
+        self.removals.bump(key);
         if let Some(disk) = &self.disk {
             disk.remove(key);
         }
@@ -696,7 +725,9 @@ impl Cache {
     /// copies are removed either way (a soft purge keeps the stale copy in memory
     /// only).
     pub(crate) fn purge(&self, what: &Purge, soft: bool) -> usize {
-        self.removed();
+        if let Purge::Target(key) = what {
+            self.removals.bump(key);
+        }
         let on_disk = match (&self.disk, what) {
             (None, _) => Vec::new(),
             (Some(d), Purge::Target(key)) => match d.remove(key) {
@@ -708,6 +739,16 @@ impl Cache {
             }
         };
         let mut s = self.store.lock().expect("cache lock");
+        if let Purge::Tags(tags) = what {
+            let in_memory = s
+                .slots
+                .iter()
+                .filter(|(_, slot)| slot.variants.iter().any(|v| v.tagged(tags)))
+                .map(|(k, _)| k);
+            for key in in_memory.chain(on_disk.iter().map(|(k, _)| k)) {
+                self.removals.bump(key);
+            }
+        }
         // What was only on disk counts too.
         let disk_only: usize = on_disk
             .iter()
@@ -904,7 +945,7 @@ pub(crate) fn lookup(
     explain: bool,
 ) -> Found {
     let now = SystemTime::now();
-    let epoch = cache.epoch();
+    let epoch = cache.epoch(key);
     let extra = extra(&cache.cfg, parts);
     let (chosen, any) = cache.select(key, |e| e.answers(&parts.headers, &extra));
     let chosen = chosen.as_ref();
@@ -1360,11 +1401,18 @@ mod tests {
         assert_eq!(cache.purge(&Purge::Target(key("/c")), false), 0);
         assert_eq!(cache.variants(&key("/a")).len(), 1);
         // A response fetched before a purge is not stored after it.
-        let before = cache.epoch();
+        let before = cache.epoch(&key("/d"));
+        let other = cache.epoch(&key("/e"));
         cache.purge(&Purge::Target(key("/d")), false);
         cache.insert_since(before, key("/d"), tagged(b"d", &[]));
         assert!(cache.variants(&key("/d")).is_empty(), "the purge stands");
-        cache.insert_since(cache.epoch(), key("/d"), tagged(b"d", &[]));
+        cache.insert_since(other, key("/e"), tagged(b"e", &[]));
+        assert_eq!(
+            cache.variants(&key("/e")).len(),
+            1,
+            "other targets are stored"
+        );
+        cache.insert_since(cache.epoch(&key("/d")), key("/d"), tagged(b"d", &[]));
         assert_eq!(cache.variants(&key("/d")).len(), 1);
     }
 

@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
 use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -29,7 +29,7 @@ use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use wharf_http::cache as rules;
 
-use crate::cache::{Entry, Key};
+use crate::cache::{Entry, Key, Removals};
 
 const MAGIC: &[u8; 8] = b"WHARFC01";
 /// Metadata larger than this is not ours (or is damaged).
@@ -42,7 +42,7 @@ pub(crate) struct Disk {
     max_bytes: u64,
     index: Mutex<Index>,
     /// The cache's count of removals: a write that began before one is dropped.
-    removals: Arc<AtomicU64>,
+    removals: Arc<Removals>,
     /// Writes queued on the blocking pool; beyond `MAX_PENDING` more are skipped.
     pending: AtomicUsize,
 }
@@ -87,7 +87,7 @@ struct Meta {
 impl Disk {
     /// Opens (creating) `dir`, removes what a crash left in `dir/tmp`, and indexes
     /// the files there; damaged ones are removed.
-    pub(crate) fn open(dir: &Path, max_bytes: u64, removals: Arc<AtomicU64>) -> io::Result<Disk> {
+    pub(crate) fn open(dir: &Path, max_bytes: u64, removals: Arc<Removals>) -> io::Result<Disk> {
         let tmp = dir.join("tmp");
         let _ = fs::remove_dir_all(&tmp);
         fs::create_dir_all(&tmp)?;
@@ -207,7 +207,7 @@ impl Disk {
                     let mut ix = disk.index.lock().expect("disk lock");
                     // Checked under the index's lock, which removals take after
                     // counting themselves.
-                    if disk.removals.load(Ordering::Acquire) != epoch {
+                    if disk.removals.of(&key) != epoch {
                         drop(ix);
                         let _ = fs::remove_file(disk.dir.join(&filed.name));
                         return;
