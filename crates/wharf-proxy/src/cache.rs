@@ -1485,4 +1485,19 @@ mod tests {
         assert_eq!(r.recv().await, Some(Err(())));
         assert!(cache.variants(&key("/t")).is_empty());
     }
+
+    #[test]
+    fn a_background_revalidation_never_waits_for_itself() {
+        let cache = Arc::new(Cache::new(CacheConfig::default()).unwrap());
+        // The revalidation holds the target's leader; the entry went meanwhile.
+        let Role::Lead(_leader) = cache.join(&key("/r")) else {
+            panic!("leads")
+        };
+        let (mut parts, ()) = http::Request::new(()).into_parts();
+        parts.extensions.insert(crate::Refresh);
+        match lookup(&cache, &parts, &key("/r"), true, false) {
+            Found::Forward(l) => assert!(l.stale.is_none() && l.leader.is_none()),
+            _ => panic!("a refresh goes upstream"),
+        }
+    }
 }
