@@ -199,14 +199,26 @@ impl Entry {
 
     /// Whether it answers a request with these `Vary` fields and key additions.
     fn answers(&self, headers: &HeaderMap, extra: &Extra) -> bool {
-        let names: Vec<HeaderName> = self.vary.iter().map(|(n, _)| n.clone()).collect();
-        self.extra == *extra && rules::vary_key(&names, headers) == self.vary
+        same_variant(&self.vary, &self.extra, headers, extra)
     }
 
     /// Whether a purge by these tags takes it.
     fn tagged(&self, tags: &[String]) -> bool {
         self.tags.iter().any(|t| tags.contains(t))
     }
+}
+
+/// Whether a request (its fields, its key additions) selects the response stored
+/// with `vary` and `extra`: the same values of the fields `Vary` names (RFC 9111
+/// §4.1) and of the key additions.
+fn same_variant(
+    vary: &[(HeaderName, String)],
+    extra: &Extra,
+    headers: &HeaderMap,
+    request_extra: &Extra,
+) -> bool {
+    let names: Vec<HeaderName> = vary.iter().map(|(n, _)| n.clone()).collect();
+    extra == request_extra && rules::vary_key(&names, headers) == vary
 }
 
 /// The fields in which an upstream tags a response for purges: `Cache-Tag` (a
@@ -446,10 +458,13 @@ impl Shared {
             && ![RANGE, IF_NONE_MATCH, IF_MODIFIED_SINCE]
                 .iter()
                 .any(|h| parts.headers.contains_key(h));
-        let names: Vec<HeaderName> = self.vary.iter().map(|(n, _)| n.clone()).collect();
         plain
-            && self.extra == extra(&cache.cfg, parts)
-            && rules::vary_key(&names, &parts.headers) == self.vary
+            && same_variant(
+                &self.vary,
+                &self.extra,
+                &parts.headers,
+                &extra(&cache.cfg, parts),
+            )
     }
 }
 

@@ -846,41 +846,38 @@ struct Head {
     te_trailers: bool,
 }
 
-/// A copy of a request (GET, its fields, its host in the target) for a background
-/// revalidation.
-fn refresh_request(parts: &http::request::Parts) -> Request<RequestBody> {
+/// A request the proxy makes itself on a client's behalf: `method` for the client's
+/// target with `headers`, what the transport said of the client's connection (its
+/// address and TLS, for the forwarding fields), and `mark`.
+fn own_request<M: Clone + Send + Sync + 'static>(
+    parts: &http::request::Parts,
+    method: Method,
+    headers: HeaderMap,
+    mark: M,
+) -> Request<RequestBody> {
     let mut req = Request::new(empty());
-    let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let host = named_host(parts).unwrap_or_default();
-    if let Ok(uri) = format!("http://{host}{target}").parse() {
-        *req.uri_mut() = uri;
-    }
-    *req.headers_mut() = parts.headers.clone();
-    req.extensions_mut().insert(Refresh);
-    carry_connection(parts, &mut req);
-    req
-}
-
-/// Copies what the transport said of the client's connection (its address, TLS)
-/// into a request the proxy makes for it, so the forwarding fields say the same.
-fn carry_connection(parts: &http::request::Parts, req: &mut Request<RequestBody>) {
+    *req.method_mut() = method;
+    *req.uri_mut() = parts.uri.clone();
+    *req.headers_mut() = headers;
+    req.extensions_mut().insert(mark);
     if let Some(conn) = parts.extensions.get::<ConnInfo>() {
         req.extensions_mut().insert(*conn);
     }
     if let Some(tls) = parts.extensions.get::<TlsInfo>() {
         req.extensions_mut().insert(tls.clone());
     }
+    req
+}
+
+/// A copy of a request (GET, its fields) for a background revalidation.
+fn refresh_request(parts: &http::request::Parts) -> Request<RequestBody> {
+    own_request(parts, Method::GET, parts.headers.clone(), Refresh)
 }
 
 /// A request asked again without the cache's validators (after a `304` that matched
-/// no stored response): the client's method, target and fields.
+/// no stored response): the client's method, target and fields, and its 103s.
 fn refetch_request(parts: &http::request::Parts, client: &HeaderMap) -> Request<RequestBody> {
-    let mut req = Request::new(empty());
-    *req.method_mut() = parts.method.clone();
-    *req.uri_mut() = parts.uri.clone();
-    *req.headers_mut() = client.clone();
-    req.extensions_mut().insert(Refetch);
-    carry_connection(parts, &mut req);
+    let mut req = own_request(parts, parts.method.clone(), client.clone(), Refetch);
     if let Some(interim) = parts.extensions.get::<Interim>() {
         req.extensions_mut().insert(interim.clone());
     }

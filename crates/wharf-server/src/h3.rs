@@ -24,6 +24,8 @@ use http_body::Body;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wharf_http::conn::TlsInfo;
 use wharf_http::interim::EarlyHints;
+
+use crate::interim::{Hinted, Next};
 use wharf_tls::{Acceptor, ClientAuth};
 
 use crate::conn::{ConnCtx, EarlyData, Tls};
@@ -259,21 +261,18 @@ async fn request<S: Service>(
     if early {
         req.extensions_mut().insert(EarlyData);
     }
-    let mut interim = crate::interim::attach(&mut req);
+    let interim = crate::interim::attach(&mut req);
     let handled = ctx.handle(req);
     tokio::pin!(handled);
+    let mut work = Hinted::new(handled, interim);
     let res = loop {
-        tokio::select! {
-            res = &mut handled => break res,
-            Some(fields) = interim.recv() => {
+        match work.next().await {
+            Next::Hint(fields) => {
                 let _ = send.send_response(crate::h2::early_hints(fields)).await;
             }
+            Next::Done(res) => break res,
         }
     };
-    // Hints that came with the end of the service's work still go first.
-    while let Ok(fields) = interim.try_recv() {
-        let _ = send.send_response(crate::h2::early_hints(fields)).await;
-    }
     let (mut head, body) = res.into_parts();
     if let Some(EarlyHints(fields)) = head.extensions.remove::<EarlyHints>() {
         let _ = send.send_response(crate::h2::early_hints(fields)).await;

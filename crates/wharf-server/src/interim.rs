@@ -2,6 +2,9 @@
 //! used by the proxy to pass on its upstream's): a small channel per request, whose
 //! receiving end the transport polls beside the service.
 
+use std::future::Future;
+use std::pin::Pin;
+
 use http::{HeaderMap, Request};
 use tokio::sync::mpsc;
 use wharf_http::interim::Interim;
@@ -16,4 +19,42 @@ pub(crate) fn attach<B>(req: &mut Request<B>) -> mpsc::Receiver<HeaderMap> {
         let _ = tx.try_send(fields);
     }));
     rx
+}
+
+/// What a service's work brings next: a `103` to send, or its response once every
+/// `103` that came before its end is out.
+pub(crate) enum Next<R> {
+    Hint(HeaderMap),
+    Done(R),
+}
+
+/// The service's work on a request given an [`Interim`] by [`attach`], with the `103`s
+/// it sends on the way (HTTP/2 and HTTP/3, which can send them at any time).
+pub(crate) struct Hinted<'a, F: Future> {
+    call: Pin<&'a mut F>,
+    hints: mpsc::Receiver<HeaderMap>,
+    out: Option<F::Output>,
+}
+
+impl<'a, F: Future> Hinted<'a, F> {
+    pub(crate) fn new(call: Pin<&'a mut F>, hints: mpsc::Receiver<HeaderMap>) -> Self {
+        Hinted {
+            call,
+            hints,
+            out: None,
+        }
+    }
+
+    pub(crate) async fn next(&mut self) -> Next<F::Output> {
+        if self.out.is_none() {
+            tokio::select! {
+                res = self.call.as_mut() => self.out = Some(res),
+                Some(fields) = self.hints.recv() => return Next::Hint(fields),
+            }
+        }
+        match self.hints.try_recv() {
+            Ok(fields) => Next::Hint(fields),
+            Err(_) => Next::Done(self.out.take().expect("the service's response")),
+        }
+    }
 }

@@ -30,6 +30,7 @@ pub(crate) mod flood;
 mod tunnel;
 
 use crate::conn::ConnCtx;
+use crate::interim::{Hinted, Next};
 use crate::socket::{Cork, Socket};
 use crate::watchdog::Expiry;
 use crate::{Limits, RequestBody, Service, Shutdown};
@@ -204,21 +205,18 @@ async fn stream<S: Service>(
     }
     let pushed_from = push_template(&parts);
     let mut req = Request::from_parts(parts, RequestBody::h2(body));
-    let mut interim = crate::interim::attach(&mut req);
+    let interim = crate::interim::attach(&mut req);
     let handled = ctx.handle(req);
     tokio::pin!(handled);
+    let mut work = Hinted::new(handled, interim);
     let res = loop {
-        tokio::select! {
-            res = &mut handled => break res,
-            Some(fields) = interim.recv() => {
+        match work.next().await {
+            Next::Hint(fields) => {
                 let _ = respond.send_informational(early_hints(fields));
             }
+            Next::Done(res) => break res,
         }
     };
-    // Hints that came with the end of the service's work still go first.
-    while let Ok(fields) = interim.try_recv() {
-        let _ = respond.send_informational(early_hints(fields));
-    }
     let (mut head, body) = res.into_parts();
     if let Some(EarlyHints(fields)) = head.extensions.remove::<EarlyHints>() {
         let _ = respond.send_informational(early_hints(fields));
