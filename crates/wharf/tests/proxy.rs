@@ -919,14 +919,15 @@ fn members_discovered_from_a_file_follow_its_changes() {
     assert_eq!(served_by(&w, "/api/", &[], 3), ["b", "b", "b"]);
 }
 
-#[test]
-fn members_discovered_in_redis_follow_the_set() {
+/// A site whose group `api` follows the Redis set `services:api`, read every
+/// `interval`: served by upstream `a` while the set lists it, then by `b` once the
+/// set lists `b` alone (the upstreams are returned to keep them running).
+fn following_a_redis_set(redis: &common::redis::Redis, interval: &str) -> (Wharf, [Upstream; 2]) {
     let a = Upstream::start(|_| Reply::Bytes(ok("a")));
     let b = Upstream::start(|_| Reply::Bytes(ok("b")));
-    let mut redis = common::redis::Redis::start();
     assert_eq!(redis.cmd(&["SADD", "services:api", &a.url()]), ":1");
     let toml = format!(
-        "[[upstream]]\nname = \"api\"\n[upstream.discovery]\nredis = \"{}\"\nkey = \"services:api\"\ninterval = \"50ms\"\n",
+        "[[upstream]]\nname = \"api\"\n[upstream.discovery]\nredis = \"{}\"\nkey = \"services:api\"\ninterval = \"{interval}\"\n",
         redis.url()
     );
     let w = site_with_routes(&toml);
@@ -935,6 +936,13 @@ fn members_discovered_in_redis_follow_the_set() {
     redis.cmd(&["SREM", "services:api", &a.url()]);
     until_served_by(&w, "/api/", "b");
     assert_eq!(served_by(&w, "/api/", &[], 3), ["b", "b", "b"]);
+    (w, [a, b])
+}
+
+#[test]
+fn members_discovered_in_redis_follow_the_set() {
+    let mut redis = common::redis::Redis::start();
+    let (w, _upstreams) = following_a_redis_set(&redis, "50ms");
     // The registry gone: the last known members keep serving.
     redis.stop();
     w.wait_for_stderr("discovery failed; keeping the last known members");
@@ -943,25 +951,13 @@ fn members_discovered_in_redis_follow_the_set() {
 
 #[test]
 fn members_discovered_in_redis_follow_keyspace_notifications_at_once() {
-    let a = Upstream::start(|_| Reply::Bytes(ok("a")));
-    let b = Upstream::start(|_| Reply::Bytes(ok("b")));
     let redis = common::redis::Redis::start();
     assert_eq!(
         redis.cmd(&["CONFIG", "SET", "notify-keyspace-events", "Kgs"]),
         "+OK"
     );
-    redis.cmd(&["SADD", "services:api", &a.url()]);
     // Polling once an hour: only a notification can bring the change in time.
-    let toml = format!(
-        "[[upstream]]\nname = \"api\"\n[upstream.discovery]\nredis = \"{}\"\nkey = \"services:api\"\ninterval = \"1h\"\n",
-        redis.url()
-    );
-    let w = site_with_routes(&toml);
-    until_served_by(&w, "/api/", "a");
-    redis.cmd(&["SADD", "services:api", &b.url()]);
-    redis.cmd(&["SREM", "services:api", &a.url()]);
-    until_served_by(&w, "/api/", "b");
-    assert_eq!(served_by(&w, "/api/", &[], 3), ["b", "b", "b"]);
+    following_a_redis_set(&redis, "1h");
 }
 
 #[test]
@@ -971,7 +967,7 @@ fn members_found_in_dns_follow_the_records_on_their_ttl() {
     // The same port on another loopback address: a second member of one name.
     let _b = Upstream::start_on(&format!("127.0.0.2:{port}"), |_| Reply::Bytes(ok("b")));
     let dns = common::dns::Dns::start(1);
-    dns.set_a("api.test", &["127.0.0.1"]);
+    dns.set_addresses("api.test", &["127.0.0.1"]);
     let toml = format!(
         "[[upstream]]\nname = \"api\"\n[upstream.discovery]\ndns = \"http://api.test:{port}\"\nresolver = \"{}\"\ninterval = \"1h\"\n",
         dns.resolver()
@@ -987,7 +983,7 @@ fn members_found_in_dns_follow_the_records_on_their_ttl() {
         "the name kept, the address resolved"
     );
     // A TTL of 1 s, polling once an hour: the records are asked for again on their TTL.
-    dns.set_a("api.test", &["127.0.0.1", "127.0.0.2"]);
+    dns.set_addresses("api.test", &["127.0.0.1", "127.0.0.2"]);
     w.wait_for_stderr("upstream group changed");
     until_served_by(&w, "/api/", "b");
     let mut both = served_by(&w, "/api/", &[], 4);
@@ -998,7 +994,7 @@ fn members_found_in_dns_follow_the_records_on_their_ttl() {
         "round robin over the two addresses"
     );
     // The name gone: the last known members stay.
-    dns.set_a("api.test", &[]);
+    dns.set_addresses("api.test", &[]);
     w.wait_for_stderr("discovery failed; keeping the last known members");
     assert_eq!(served_by(&w, "/api/", &[], 2).len(), 2);
     assert!(dns.questions() >= 3);
@@ -1016,7 +1012,7 @@ fn srv_records_give_ports_weights_and_priorities() {
         .port();
     let dns = common::dns::Dns::start(1);
     for host in ["a.test", "b.test", "c.test", "gone.test"] {
-        dns.set_a(host, &["127.0.0.1"]);
+        dns.set_addresses(host, &["127.0.0.1"]);
     }
     let port = |u: &Upstream| u.addr.port();
     dns.set_srv(

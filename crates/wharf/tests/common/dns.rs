@@ -3,7 +3,7 @@
 //! choosing, and counts the questions.
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -64,23 +64,17 @@ impl Dns {
         self.questions.load(Ordering::SeqCst)
     }
 
-    /// The A records of `name`.
-    pub fn set_a(&self, name: &str, addrs: &[&str]) {
-        let data = addrs
-            .iter()
-            .map(|a| RData::A(A(a.parse().unwrap())))
-            .collect();
-        self.set(name, RecordType::A, data);
-        self.set(name, RecordType::AAAA, Vec::new());
-    }
-
-    /// The AAAA records of `name`.
-    pub fn set_aaaa(&self, name: &str, addrs: &[&str]) {
-        let data = addrs
-            .iter()
-            .map(|a| RData::AAAA(AAAA(a.parse().unwrap())))
-            .collect();
-        self.set(name, RecordType::AAAA, data);
+    /// The A and AAAA records of `name`: its addresses.
+    pub fn set_addresses(&self, name: &str, addrs: &[&str]) {
+        let (mut a, mut aaaa) = (Vec::new(), Vec::new());
+        for addr in addrs {
+            match addr.parse().unwrap() {
+                IpAddr::V4(v4) => a.push(RData::A(A(v4))),
+                IpAddr::V6(v6) => aaaa.push(RData::AAAA(AAAA(v6))),
+            }
+        }
+        self.set(name, RecordType::A, a);
+        self.set(name, RecordType::AAAA, aaaa);
     }
 
     /// The SRV records of `name`: (priority, weight, port, target).
