@@ -303,6 +303,9 @@ impl<S: Service> ConnCtx<S> {
         mut req: Request<RequestBody>,
     ) -> Response<LoggedBody<ResBody<S::Body>>> {
         self.dog.request_started();
+        // HTTP/2 drops the work of a stream the client resets: the request is over
+        // then too (otherwise the response body's end says so).
+        let in_flight = InFlight(&self.dog);
         let logging = self.shared.log.format != crate::LogFormat::Off;
         let entry = logging.then(|| Entry::new(self.info.peer, &req, self.tls_info()));
         let res = if let Some(res) = self.admit(&req) {
@@ -325,6 +328,7 @@ impl<S: Service> ConnCtx<S> {
         if let Some(v) = &self.alt_svc {
             res.headers_mut().insert(ALT_SVC, v.clone());
         }
+        std::mem::forget(in_flight);
         LoggedBody::wrap(res, entry, self.shared.log, self.dog.clone())
     }
 
@@ -463,6 +467,16 @@ fn error<T>(status: StatusCode, text: &'static str) -> Response<ResBody<T>> {
         h.insert(CONNECTION, HeaderValue::from_static("close"));
     }
     res
+}
+
+/// A request whose response does not exist yet: dropped with its work, it ends the
+/// request for the watchdog.
+struct InFlight<'a>(&'a Watchdog);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.request_finished();
+    }
 }
 
 /// A response body: the service's, or a transport message.

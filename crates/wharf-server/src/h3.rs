@@ -19,7 +19,7 @@ use std::time::Duration;
 use bytes::{Buf, Bytes};
 use futures_util::stream::{FuturesUnordered, StreamExt as _};
 use h3::server::RequestStream;
-use http::{Request, Response};
+use http::{Request, Response, StatusCode};
 use http_body::Body;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wharf_http::conn::TlsInfo;
@@ -268,14 +268,14 @@ async fn request<S: Service>(
     let res = loop {
         match work.next().await {
             Next::Hint(fields) => {
-                let _ = send.send_response(crate::h2::early_hints(fields)).await;
+                let _ = send.send_response(early_hints(fields)).await;
             }
             Next::Done(res) => break res,
         }
     };
     let (mut head, body) = res.into_parts();
     if let Some(EarlyHints(fields)) = head.extensions.remove::<EarlyHints>() {
-        let _ = send.send_response(crate::h2::early_hints(fields)).await;
+        let _ = send.send_response(early_hints(fields)).await;
     }
     crate::h2::strip_connection_fields(&mut head.headers);
     head.extensions = http::Extensions::new();
@@ -334,4 +334,12 @@ pub(crate) fn poll_recv(
         std::task::Poll::Ready(Err(e)) => std::task::Poll::Ready(Some(Err(io::Error::other(e)))),
         std::task::Poll::Pending => std::task::Poll::Pending,
     }
+}
+
+/// A `103 Early Hints` head with `fields`.
+fn early_hints(fields: http::HeaderMap) -> Response<()> {
+    let mut early = Response::new(());
+    *early.status_mut() = StatusCode::EARLY_HINTS;
+    *early.headers_mut() = fields;
+    early
 }

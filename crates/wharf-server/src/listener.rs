@@ -28,7 +28,7 @@ pub(crate) struct Shared<S> {
     pub(crate) limits: Limits,
     pub(crate) http: Http,
     pub(crate) log: AccessLog,
-    pub(crate) h2: h2::server::Builder,
+    pub(crate) h2: wharf_h2::Config,
 }
 
 const REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 46\r\nRetry-After: 1\r\nConnection: close\r\n\r\n503 Service Unavailable: too many connections\n";
@@ -49,7 +49,7 @@ pub async fn serve<S: Service>(
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let shared = Arc::new(Shared {
         service,
-        h2: crate::h2::builder(&limits),
+        h2: crate::h2::config(&limits),
         limits,
         http,
         log,

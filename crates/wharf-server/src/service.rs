@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -29,7 +29,7 @@ enum Kind {
     /// No body (pushed requests).
     Empty,
     H1(crate::h1::Incoming),
-    H2(h2::RecvStream),
+    H2(crate::h2::body::Incoming),
     H3(crate::h3::RecvSide),
 }
 
@@ -38,7 +38,7 @@ impl RequestBody {
         RequestBody(Kind::H1(body))
     }
 
-    pub(crate) fn h2(body: h2::RecvStream) -> Self {
+    pub(crate) fn h2(body: crate::h2::body::Incoming) -> Self {
         RequestBody(Kind::H2(body))
     }
 
@@ -73,18 +73,7 @@ impl Body for RequestBody {
         match &mut self.get_mut().0 {
             Kind::Empty => Poll::Ready(None),
             Kind::H1(b) => b.poll_frame(cx),
-            Kind::H2(b) => {
-                if let Some(data) = ready!(b.poll_data(cx)) {
-                    let data = data.map_err(io::Error::other)?;
-                    // The service has taken these bytes: the peer may send more.
-                    let _ = b.flow_control().release_capacity(data.len());
-                    return Poll::Ready(Some(Ok(Frame::data(data))));
-                }
-                match ready!(b.poll_trailers(cx)).map_err(io::Error::other)? {
-                    Some(t) => Poll::Ready(Some(Ok(Frame::trailers(t)))),
-                    None => Poll::Ready(None),
-                }
-            }
+            Kind::H2(b) => Pin::new(b).poll_frame(cx),
             Kind::H3(b) => crate::h3::poll_recv(b, cx).map(|r| r.map(|r| r.map(Frame::data))),
         }
     }

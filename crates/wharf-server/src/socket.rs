@@ -1,9 +1,9 @@
-//! The socket as h2 sees it: reads pass through the flood meter, writes are corked.
+//! The socket as HTTP/2 sees it: reads pass through the flood meter, writes are
+//! corked.
 //!
-//! h2 writes frame by frame; wharf collects what it writes while the connection works
-//! through the frames it already has, and writes it all out once the connection has
-//! nothing more to do for now ([`Cork::poll_drain`], called after every poll of the
-//! connection): many streams' frames leave in one `write(2)`. Writes larger than the
+//! The connection writes what its codec encoded for every stream; the cork holds it
+//! until the connection has nothing more to do for now ([`Cork::poll_drain`], called
+//! after every turn of the connection): many streams' frames leave in one `write(2)`. Writes larger than the
 //! cork go straight to the socket, and a full socket pushes back as usual. Both
 //! halves report to the connection's [`Watchdog`].
 

@@ -7,7 +7,7 @@
 //! request and blocked writes; the connection notes when a request starts and when its
 //! response ends.
 //!
-//! The timer is lazy: events only record times, and [`Watchdog::expired`] wakes at
+//! The timer is lazy: events only record times, and an [`Alarm`] wakes at
 //! most every `min(idle, header, send)` to compare them with the deadlines. A
 //! deadline set by an event is never earlier than the next wake-up (every timeout is
 //! at least that granularity), so none is missed, and a busy connection pays no timer
@@ -50,8 +50,6 @@ pub(crate) struct Watchdog {
     abused: AtomicBool,
     /// Why it was cut off.
     abuse: std::sync::OnceLock<&'static str>,
-    /// Wakes [`Watchdog::expired`] at once when the client is cut off.
-    cut_off: tokio::sync::Notify,
     idle: Duration,
     header: Duration,
     send: Duration,
@@ -69,7 +67,6 @@ impl Watchdog {
             head_seen: AtomicBool::new(false),
             abused: AtomicBool::new(false),
             abuse: std::sync::OnceLock::new(),
-            cut_off: tokio::sync::Notify::new(),
             idle,
             header,
             send,
@@ -128,11 +125,11 @@ impl Watchdog {
         }
     }
 
-    /// The client abused the connection: [`Watchdog::expired`] resolves at once.
+    /// The client abused the connection (its driver sees it after the read that
+    /// showed it).
     pub(crate) fn abuse(&self, why: &'static str) {
         let _ = self.abuse.set(why);
         self.abused.store(true, Ordering::Release);
-        self.cut_off.notify_one();
     }
 
     /// Why [`Watchdog::abuse`] was called.
@@ -202,21 +199,6 @@ impl Watchdog {
         }
         Ok(self.next_look(deadline))
     }
-
-    /// Resolves when a deadline passes with nothing having moved it, or at once when
-    /// the client is cut off.
-    pub(crate) async fn expired(&self) -> Expiry {
-        let mut alarm = Alarm::new(self);
-        loop {
-            if self.is_abused() {
-                return Expiry::Abuse;
-            }
-            tokio::select! {
-                kind = std::future::poll_fn(|cx| alarm.poll(self, cx)) => return kind,
-                _ = self.cut_off.notified() => {}
-            }
-        }
-    }
 }
 
 /// The watchdog's timer as a connection polls it on every wake-up: one atomic load
@@ -264,6 +246,12 @@ impl Alarm {
 pub(crate) mod tests {
     use super::*;
 
+    /// Resolves when a deadline passes with nothing having moved it.
+    async fn expired(d: &Watchdog) -> Expiry {
+        let mut alarm = Alarm::new(d);
+        std::future::poll_fn(|cx| alarm.poll(d, cx)).await
+    }
+
     /// Idle 60 s, header 10 s, send 30 s.
     pub(crate) fn dog() -> Arc<Watchdog> {
         Watchdog::new(
@@ -277,7 +265,7 @@ pub(crate) mod tests {
     async fn idle_connection_expires_after_idle_timeout() {
         let d = dog();
         let start = Instant::now();
-        assert_eq!(d.expired().await, Expiry::Idle);
+        assert_eq!(expired(&d).await, Expiry::Idle);
         assert_eq!(start.elapsed().as_secs(), 60);
     }
 
@@ -287,7 +275,7 @@ pub(crate) mod tests {
         tokio::time::advance(Duration::from_secs(5)).await;
         d.on_read();
         let start = Instant::now();
-        assert_eq!(d.expired().await, Expiry::HeaderRead);
+        assert_eq!(expired(&d).await, Expiry::HeaderRead);
         assert_eq!(start.elapsed().as_secs(), 10);
     }
 
@@ -296,7 +284,7 @@ pub(crate) mod tests {
         let d = dog();
         let waiting = tokio::spawn({
             let d = d.clone();
-            async move { d.expired().await }
+            async move { expired(&d).await }
         });
         tokio::task::yield_now().await; // the watchdog is now asleep until the idle deadline
         tokio::time::advance(Duration::from_secs(5)).await;
@@ -318,7 +306,7 @@ pub(crate) mod tests {
         tokio::time::advance(Duration::from_secs(100)).await;
         d.request_finished();
         let start = Instant::now();
-        assert_eq!(d.expired().await, Expiry::Idle);
+        assert_eq!(expired(&d).await, Expiry::Idle);
         assert_eq!(start.elapsed().as_secs(), 60);
     }
 
@@ -327,7 +315,7 @@ pub(crate) mod tests {
         let d = dog();
         let waiting = tokio::spawn({
             let d = d.clone();
-            async move { d.expired().await }
+            async move { expired(&d).await }
         });
         d.on_read(); // waiting for a 10 s header deadline now
         tokio::task::yield_now().await;
@@ -339,39 +327,13 @@ pub(crate) mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn abuse_expires_at_once() {
-        let d = dog();
-        let waiting = tokio::spawn({
-            let d = d.clone();
-            async move { d.expired().await }
-        });
-        tokio::task::yield_now().await;
-        d.abuse("test");
-        let start = Instant::now();
-        assert_eq!(waiting.await.unwrap(), Expiry::Abuse);
-        assert_eq!(start.elapsed().as_secs(), 0);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn the_alarm_sees_what_expired_sees() {
-        let d = dog();
-        let mut alarm = Alarm::new(&d);
-        tokio::time::advance(Duration::from_secs(5)).await;
-        d.on_read();
-        let start = Instant::now();
-        let kind = std::future::poll_fn(|cx| alarm.poll(&d, cx)).await;
-        assert_eq!(kind, Expiry::HeaderRead);
-        assert_eq!(start.elapsed().as_secs(), 10);
-    }
-
-    #[tokio::test(start_paused = true)]
     async fn a_stalled_request_body_expires_after_the_header_timeout() {
         let d = dog();
         d.request_started(); // the service reads the body
         tokio::time::advance(Duration::from_secs(30)).await;
         d.body_waiting(true);
         let start = Instant::now();
-        assert_eq!(d.expired().await, Expiry::BodyRead);
+        assert_eq!(expired(&d).await, Expiry::BodyRead);
         assert_eq!(start.elapsed().as_secs(), 10);
     }
 
@@ -383,7 +345,7 @@ pub(crate) mod tests {
         d.on_read(); // bytes of the unread body, read to be dropped
         d.body_discarded();
         let start = Instant::now();
-        assert_eq!(d.expired().await, Expiry::Idle);
+        assert_eq!(expired(&d).await, Expiry::Idle);
         assert_eq!(start.elapsed().as_secs(), 60);
     }
 
@@ -393,7 +355,7 @@ pub(crate) mod tests {
         d.request_started();
         d.on_write(true);
         let start = Instant::now();
-        assert_eq!(d.expired().await, Expiry::Send);
+        assert_eq!(expired(&d).await, Expiry::Send);
         assert_eq!(start.elapsed().as_secs(), 30);
     }
 }

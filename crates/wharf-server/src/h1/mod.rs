@@ -830,7 +830,7 @@ mod tests {
             log: AccessLog {
                 format: LogFormat::Off,
             },
-            h2: crate::h2::builder(&Limits::default()),
+            h2: crate::h2::config(&Limits::default()),
         });
         let addr = "127.0.0.1:1".parse().unwrap();
         let info = crate::ConnInfo {

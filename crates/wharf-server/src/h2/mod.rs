@@ -1,58 +1,80 @@
-//! One HTTP/2 connection over the h2 crate (RFC 9113).
+//! One HTTP/2 connection (RFC 9113) over wharf's own codec, `wharf_h2`.
 //!
-//! h2 does the framing, HPACK and flow control; this module accepts streams, runs each
-//! request through `conn` and the service on its own task, and sends the response
-//! body as the peer's flow-control window allows. Connection-specific header fields
-//! (RFC 9113 §8.2.2) are dropped from responses. A connection closes with GOAWAY
-//! after `max_requests_per_connection` streams, on shutdown, and when idle.
+//! The codec is sans-IO; this module is its event loop, run on the connection's one
+//! task as an event-driven server runs a connection: read what the socket has, let the
+//! codec check it, start each request's work (the service, through `conn`), poll that
+//! work and the response bodies, and write everything the codec encoded in one go.
+//! No task per request, no lock shared with another thread, one write for the
+//! frames of every stream that had something ready.
+//!
+//! Around the codec: request bodies (`body`), extended CONNECT tunnels (`tunnel`,
+//! RFC 8441), `103 Early Hints`, server push, the flood meter (`flood`, which reads
+//! the frame headers as they arrive), the watchdog's timeouts, and the two-step
+//! GOAWAY of §6.8 when the connection reaches its request limit, idles out or the
+//! server shuts down, so no request a client already sent is refused.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use futures_util::future::{AbortHandle, Abortable};
 use futures_util::stream::{FuturesUnordered, StreamExt as _};
-use h2::server::{SendPushedResponse, SendResponse};
-use h2::{Reason, RecvStream, SendStream};
 use http::header::{
     ACCEPT_ENCODING, ACCEPT_LANGUAGE, CONNECTION, TRANSFER_ENCODING, UPGRADE, USER_AGENT,
 };
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body::Body;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::{Instant, Sleep};
+use wharf_h2::{Connection, Event, Reason};
 use wharf_http::conn::ConnectProtocol;
 use wharf_http::interim::{EarlyHints, Push};
 
+pub(crate) mod body;
 pub(crate) mod flood;
+mod mailbox;
 mod tunnel;
 
-use crate::conn::ConnCtx;
-use crate::interim::{Hinted, Next};
+use crate::access_log::LoggedBody;
+use crate::conn::{ConnCtx, ResBody};
 use crate::socket::{Cork, Socket};
-use crate::watchdog::Expiry;
+use crate::upgrade::{Pending, Upgraded};
+use crate::watchdog::{Alarm, Expiry};
 use crate::{Limits, RequestBody, Service, Shutdown};
-
-/// Streams the client may reset before the server has seen them (h2's
-/// `max_pending_accept_reset_streams`).
-const MAX_PENDING_RESETS: usize = 20;
 
 /// How long a flooding client has to read its GOAWAY before the socket closes.
 const ABUSER_GRACE: Duration = Duration::from_secs(1);
 
-/// The h2 settings of every connection.
-pub(crate) fn builder(limits: &Limits) -> h2::server::Builder {
-    let mut b = h2::server::Builder::new();
-    b.max_concurrent_streams(limits.max_concurrent_streams)
-        .initial_window_size(limits.stream_window)
-        .initial_connection_window_size(limits.connection_window)
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
-        .max_pending_accept_reset_streams(MAX_PENDING_RESETS)
-        .max_send_buffer_size(256 * 1024)
-        .enable_connect_protocol(); // RFC 8441: WebSocket over HTTP/2
-    b
+/// How long the PING of a graceful shutdown's first GOAWAY may go unanswered before
+/// the second GOAWAY is sent anyway.
+const GOAWAY_ACK_WAIT: Duration = Duration::from_secs(2);
+
+/// Encoded output held before the connection stops reading and filling it, until
+/// the socket has taken it.
+const OUT_HIGH: usize = 256 * 1024;
+
+/// How long a connection this end closes reads and drops what the client still
+/// sends, so that the client reads the GOAWAY rather than a reset (a lingering close,
+/// as nginx's).
+const LINGER: Duration = Duration::from_secs(2);
+
+/// Reads per wake-up before the task yields to others.
+const READS_PER_TURN: usize = 8;
+
+/// The codec's settings for every connection.
+pub(crate) fn config(limits: &Limits) -> wharf_h2::Config {
+    wharf_h2::Config {
+        max_concurrent_streams: limits.max_concurrent_streams,
+        stream_window: limits.stream_window,
+        connection_window: limits.connection_window,
+        max_header_list_size: u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX),
+        connect_protocol: true, // RFC 8441: WebSocket over HTTP/2
+    }
 }
 
 /// Serves one HTTP/2 connection; `prefix` holds bytes already read from `read`.
@@ -72,291 +94,663 @@ pub(crate) async fn serve<S, R, W>(
     let cork = Cork::new(write, dog.clone());
     let io = Socket::new(read, cork.clone())
         .with_prefix(prefix)
-        .with_meter(flood::Meter::new(tokio::time::Instant::now()));
-    let handshake = ctx.shared.h2.handshake::<_, Bytes>(io);
-    let wait = ctx.shared.limits.header_read_timeout;
-    let mut conn = match tokio::time::timeout(wait, drive(handshake, &cork)).await {
-        Ok(Ok(c)) => c,
-        Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "HTTP/2 handshake failed"),
-        Err(_) => return tracing::debug!(%peer, "HTTP/2 handshake timed out"),
-    };
-    // Streams run inside this task, as an event loop would run them: no task per
-    // request, no wake-up of another thread to answer one.
-    let mut streams = FuturesUnordered::new();
-    let mut accepted = 0u64;
-    let max_requests = ctx.shared.limits.max_requests_per_connection;
-    let expired = dog.expired();
-    tokio::pin!(expired);
+        .with_meter(flood::Meter::new(Instant::now()));
     let mut stop = shutdown.stop();
-    let mut draining = false;
-    let mut cutoff: Option<Pin<Box<tokio::time::Sleep>>> = None;
-    let mut finished: Option<Result<(), h2::Error>> = None;
-    let end = std::future::poll_fn(|cx| {
-        if !draining && (stop.poll(cx) || accepted >= max_requests) {
-            draining = true;
-            conn.graceful_shutdown();
-        }
-        if let Some(cutoff) = &mut cutoff {
-            // An abuser that does not read its GOAWAY is not waited for.
-            if cutoff.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(Err(Expiry::Abuse));
-            }
-        } else {
-            match expired.as_mut().poll(cx) {
-                Poll::Ready(Expiry::Idle) if !draining => {
-                    // Idle: say goodbye with GOAWAY rather than vanish.
-                    draining = true;
-                    conn.graceful_shutdown();
-                }
-                Poll::Ready(Expiry::Abuse) => {
-                    tracing::warn!(%peer, reason = dog.abuse_reason(), "closing connection: GOAWAY ENHANCE_YOUR_CALM");
-                    // GOAWAY (ENHANCE_YOUR_CALM), then close once it is written.
-                    let mut sleep = Box::pin(tokio::time::sleep(ABUSER_GRACE));
-                    let _ = sleep.as_mut().poll(cx);
-                    cutoff = Some(sleep);
-                    draining = true;
-                    conn.abrupt_shutdown(Reason::ENHANCE_YOUR_CALM);
-                    streams.clear();
-                }
-                Poll::Ready(Expiry::Idle) => {}
-                Poll::Ready(expiry) => return Poll::Ready(Err(expiry)),
-                Poll::Pending => {}
-            }
-        }
-        // New streams, then the streams' work, then once more the connection, which
-        // writes the frames the streams queued.
-        for _ in 0..2 {
-            while finished.is_none() {
-                match conn.poll_accept(cx) {
-                    Poll::Ready(Some(Ok((req, respond)))) => {
-                        accepted += 1;
-                        streams.push(stream(ctx.clone(), req, respond));
-                    }
-                    Poll::Ready(Some(Err(e))) => finished = Some(Err(e)),
-                    Poll::Ready(None) => finished = Some(Ok(())),
-                    Poll::Pending => break,
-                }
-            }
-            while let Poll::Ready(Some(())) = streams.poll_next_unpin(cx) {}
-        }
-        match cork.poll_drain(cx) {
-            Poll::Ready(Err(e)) => Poll::Ready(Ok(Err(e))),
-            Poll::Ready(Ok(())) => match finished.take() {
-                Some(r) => Poll::Ready(Ok(Ok(r))),
-                None => Poll::Pending,
-            },
-            Poll::Pending => Poll::Pending,
-        }
-    })
-    .await;
+    let mut driver = Driver {
+        codec: Connection::new(ctx.shared.h2.clone()),
+        alarm: Alarm::new(&dog),
+        max_requests: ctx.shared.limits.max_requests_per_connection,
+        send_timeout: ctx.shared.limits.send_timeout,
+        ctx,
+        io,
+        cork,
+        rbuf: BytesMut::new(),
+        streams: HashMap::new(),
+        work: FuturesUnordered::new(),
+        make: work::<S>,
+        mailbox: Arc::new(mailbox::Mailbox::default()),
+        accepted: 0,
+        draining: false,
+        goaway_timer: None,
+        cutoff: None,
+        window_timer: None,
+        reading: true,
+        hung_up: false,
+    };
+    let end = std::future::poll_fn(|cx| driver.poll(cx, &mut stop)).await;
     match end {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(e))) => tracing::debug!(%peer, error = %e, "HTTP/2 connection error"),
-        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "connection ended: write failed"),
-        Err(expiry) => tracing::debug!(%peer, ?expiry, "closing connection: timeout"),
+        Ok(Close::Now) => {}
+        Ok(Close::Linger) => driver.linger().await,
+        Err(End::Io(e)) => tracing::debug!(%peer, error = %e, "HTTP/2 connection ended"),
+        Err(End::Expired(expiry)) => tracing::debug!(%peer, ?expiry, "closing connection: timeout"),
     }
 }
 
-/// Polls `fut` to completion, writing out what it corked after every poll.
-async fn drive<F: Future, W: AsyncWrite + Unpin>(fut: F, cork: &Cork<W>) -> F::Output {
-    tokio::pin!(fut);
-    let mut out = None;
-    std::future::poll_fn(|cx| {
-        if out.is_none() {
-            if let Poll::Ready(v) = fut.as_mut().poll(cx) {
-                out = Some(v);
-            }
-        }
-        // A failed write surfaces as the handshake's own error on its next read.
-        let drained = cork.poll_drain(cx);
-        match (drained, out.take()) {
-            (Poll::Pending, v) => {
-                out = v;
-                Poll::Pending
-            }
-            (_, Some(v)) => Poll::Ready(v),
-            (_, None) => Poll::Pending,
-        }
-    })
-    .await
+/// How a connection that is done closes.
+enum Close {
+    /// The client closed it.
+    Now,
+    /// This end closed it: its write side ends, and what the client still sends is
+    /// read for a moment.
+    Linger,
 }
 
-/// A `103 Early Hints` head with `fields` (HTTP/2 and HTTP/3).
-pub(crate) fn early_hints(fields: http::HeaderMap) -> Response<()> {
-    let mut early = Response::new(());
-    *early.status_mut() = StatusCode::EARLY_HINTS;
-    *early.headers_mut() = fields;
-    early
+/// Why a connection ended early.
+enum End {
+    Io(io::Error),
+    Expired(Expiry),
 }
 
-/// One request: through `conn` and the service, then the response out, with its
-/// early hints before it and its pushes beside it.
-async fn stream<S: Service>(
+/// A service's answer as `conn` returns it.
+type Answer<S> = Response<LoggedBody<ResBody<<S as Service>::Body>>>;
+
+/// What a request's work carries through to its response.
+struct Carry {
+    /// An extended CONNECT: the upgrade to fulfil and the client's side of the tunnel.
+    tunnel: Option<(Pending, body::Incoming)>,
+    /// What pushed requests copy from this one (when the client accepts pushes).
+    push_from: Option<http::request::Parts>,
+}
+
+struct Done<S: Service> {
+    id: u32,
+    res: Answer<S>,
+    carry: Carry,
+}
+
+/// One request's work: the service's answer. (The `103`s it sends on the way go
+/// through the connection's mailbox.)
+async fn work<S: Service>(
     ctx: Arc<ConnCtx<S>>,
-    req: Request<RecvStream>,
-    mut respond: SendResponse<Bytes>,
-) {
-    let (mut parts, body) = req.into_parts();
-    if let Some(protocol) = parts.extensions.remove::<h2::ext::Protocol>() {
-        return connect(ctx, parts, protocol, body, respond).await;
-    }
-    if let Some(why) = malformed(&parts) {
-        return refuse_malformed(respond, why);
-    }
-    let pushed_from = push_template(&parts);
-    let mut req = Request::from_parts(parts, RequestBody::h2(body));
-    let interim = crate::interim::attach(&mut req);
-    let handled = ctx.handle(req);
-    tokio::pin!(handled);
-    let mut work = Hinted::new(handled, interim);
-    let res = loop {
-        match work.next().await {
-            Next::Hint(fields) => {
-                let _ = respond.send_informational(early_hints(fields));
-            }
-            Next::Done(res) => break res,
-        }
-    };
-    let (mut head, body) = res.into_parts();
-    if let Some(EarlyHints(fields)) = head.extensions.remove::<EarlyHints>() {
-        let _ = respond.send_informational(early_hints(fields));
-    }
-    // Promises go before the response that references the pushed resources
-    // (RFC 9113 §8.4); each pushed response is then served on its own task.
-    if let Some(Push(paths)) = head.extensions.remove::<Push>() {
-        for path in paths {
-            let Some(req) = pushed_request(&pushed_from, &path) else {
-                continue;
-            };
-            match respond.push_request(req) {
-                Ok(promised) => {
-                    tokio::spawn(pushed(ctx.clone(), pushed_from.clone(), path, promised));
-                }
-                Err(_) => break, // the client disabled pushes, or the stream is gone
-            }
-        }
-    }
-    let send_timeout = ctx.shared.limits.send_timeout;
-    send(
-        |res, end| respond.send_response(res, end),
-        head,
-        body,
-        send_timeout,
-    )
-    .await;
+    id: u32,
+    req: Request<RequestBody>,
+    carry: Carry,
+) -> Done<S> {
+    let res = ctx.handle(req).await;
+    Done { id, res, carry }
 }
 
-/// Why a request is malformed (RFC 9113 §8.1.1), when it is, in ways the h2 crate
-/// lets through: a field value that starts or ends with whitespace (§8.2.1), a `Host`
-/// that differs from `:authority` (§8.3.1), a CONNECT without `:authority` (§8.5).
-fn malformed(parts: &http::request::Parts) -> Option<&'static str> {
-    let padded = |v: &[u8]| {
-        matches!(v.first(), Some(b' ' | b'\t')) || matches!(v.last(), Some(b' ' | b'\t'))
-    };
-    if parts.headers.values().any(|v| padded(v.as_bytes())) {
-        return Some("a field value starts or ends with whitespace");
-    }
-    if crate::conn::host_differs(&parts.headers, &parts.uri, parts.version) {
-        return Some("Host differs from :authority");
-    }
-    if parts.method == http::Method::CONNECT && parts.uri.authority().is_none() {
-        return Some("CONNECT without :authority");
-    }
-    None
+/// A response body: the service's, or what a tunnel's writer writes.
+enum OutBody<B> {
+    Service(B),
+    Tunnel(tunnel::Outgoing),
 }
 
-/// Answers a malformed request as RFC 9113 §8.1.1 requires: "MUST be treated as a
-/// stream error ... of type PROTOCOL_ERROR". (A 400 first, which the RFC allows,
-/// would not reach the client: h2 drops what is queued on a stream it resets.)
-fn refuse_malformed(mut respond: SendResponse<Bytes>, why: &'static str) {
-    tracing::debug!(
-        reason = why,
-        "malformed HTTP/2 request: RST_STREAM PROTOCOL_ERROR"
-    );
-    respond.send_reset(Reason::PROTOCOL_ERROR);
-}
-
-/// An extended CONNECT (RFC 8441 §4): the service sees the `:protocol` as a
-/// [`ConnectProtocol`] and an [`OnUpgrade`](crate::upgrade::OnUpgrade); when it answers
-/// 2xx and awaits the upgrade, the stream becomes its byte stream, and this stream's
-/// future lasts until the service drops it (so the connection, and shutdown, wait for
-/// it). Any other answer is sent as usual and the stream ends.
-async fn connect<S: Service>(
-    ctx: Arc<ConnCtx<S>>,
-    mut parts: http::request::Parts,
-    protocol: h2::ext::Protocol,
-    body: RecvStream,
-    mut respond: SendResponse<Bytes>,
-) {
-    let (pending, on_upgrade) = crate::upgrade::pending();
-    parts
-        .extensions
-        .insert(ConnectProtocol(protocol.as_str().to_owned()));
-    parts.extensions.insert(on_upgrade);
-    let req = Request::from_parts(parts, RequestBody::empty());
-    let (head, res_body) = ctx.handle(req).await.into_parts();
-    let send_timeout = ctx.shared.limits.send_timeout;
-    if !head.status.is_success() {
-        return send(
-            |res, end| respond.send_response(res, end),
-            head,
-            res_body,
-            send_timeout,
-        )
-        .await;
-    }
-    let mut res = Response::from_parts(head, ());
-    strip_connection_fields(res.headers_mut());
-    *res.extensions_mut() = http::Extensions::new();
-    let Ok(send) = respond.send_response(res, false) else {
-        return; // the client reset the stream
-    };
-    let (read, write) = tunnel::split(body, send);
-    let (upgraded, closed) =
-        crate::upgrade::Upgraded::new(Bytes::new(), Box::new(read), Box::new(write));
-    if pending.fulfil(upgraded) {
-        let _ = closed.await;
-    }
-}
-
-/// A pushed response: the service answers a `GET` of `path` as if the client had asked.
-async fn pushed<S: Service>(
-    ctx: Arc<ConnCtx<S>>,
-    from: http::request::Parts,
-    path: String,
-    mut promised: SendPushedResponse<Bytes>,
-) {
-    let Some(req) = pushed_request(&from, &path) else {
-        return;
-    };
-    let req = req.map(|()| RequestBody::empty());
-    let (head, body) = ctx.handle(req).await.into_parts();
-    send(
-        |res, end| promised.send_response(res, end),
-        head,
-        body,
-        ctx.shared.limits.send_timeout,
-    )
-    .await;
-}
-
-/// Sends a response head and body through `start` (a stream's or a push's).
-async fn send<B>(
-    start: impl FnOnce(Response<()>, bool) -> Result<SendStream<Bytes>, h2::Error>,
-    mut head: http::response::Parts,
-    body: B,
-    send_timeout: Duration,
-) where
+impl<B> OutBody<B>
+where
     B: Body<Data = Bytes, Error = io::Error> + Unpin,
 {
-    strip_connection_fields(&mut head.headers);
-    head.extensions = http::Extensions::new();
-    let end = body.is_end_stream();
-    let Ok(stream) = start(Response::from_parts(head, ()), end) else {
-        return; // the client reset the stream
-    };
-    if !end {
-        send_body(body, stream, send_timeout).await;
+    fn poll_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, io::Error>>> {
+        match self {
+            OutBody::Service(b) => Pin::new(b).poll_frame(cx),
+            OutBody::Tunnel(t) => Pin::new(t).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            OutBody::Service(b) => b.is_end_stream(),
+            OutBody::Tunnel(t) => t.is_end_stream(),
+        }
+    }
+}
+
+/// A response whose head is sent and whose body is on its way.
+struct Sending<B> {
+    body: OutBody<B>,
+    /// Taken from the body, not yet accepted by the codec (no window).
+    pending: Bytes,
+    /// The body is over once `pending` is sent.
+    last: bool,
+    /// Since when the client's window has held it back.
+    blocked_since: Option<Instant>,
+}
+
+/// The driver's side of one stream.
+struct Stream<B> {
+    abort: Option<AbortHandle>,
+    feed: Option<body::Feed>,
+    sending: Option<Sending<B>>,
+}
+
+type WorkFn<S, F> = fn(Arc<ConnCtx<S>>, u32, Request<RequestBody>, Carry) -> F;
+
+struct Driver<S: Service, R, W, F> {
+    ctx: Arc<ConnCtx<S>>,
+    codec: Connection,
+    io: Socket<R, W>,
+    cork: Arc<Cork<W>>,
+    rbuf: BytesMut,
+    streams: HashMap<u32, Stream<LoggedBody<ResBody<S::Body>>>>,
+    work: FuturesUnordered<Abortable<F>>,
+    make: WorkFn<S, F>,
+    mailbox: Arc<mailbox::Mailbox>,
+    alarm: Alarm,
+    accepted: u64,
+    max_requests: u64,
+    send_timeout: Duration,
+    draining: bool,
+    goaway_timer: Option<Pin<Box<Sleep>>>,
+    cutoff: Option<Pin<Box<Sleep>>>,
+    window_timer: Option<Pin<Box<Sleep>>>,
+    reading: bool,
+    /// The client closed the connection, or is cut off: no lingering close.
+    hung_up: bool,
+}
+
+impl<S, R, W, F> Driver<S, R, W, F>
+where
+    S: Service,
+    R: AsyncRead + Send + Unpin + 'static,
+    W: AsyncWrite + Send + Unpin + 'static,
+    F: Future<Output = Done<S>>,
+{
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+        stop: &mut crate::shutdown::Stop,
+    ) -> Poll<Result<Close, End>> {
+        if !self.draining && (stop.poll(cx) || self.accepted >= self.max_requests) {
+            self.drain(cx);
+        }
+        if let Err(e) = self.poll_timers(cx) {
+            return Poll::Ready(Err(e));
+        }
+        let mut turns = 0;
+        loop {
+            let mut more = false;
+            if self.reading && self.codec.output().len() < OUT_HIGH {
+                match self.poll_read(cx) {
+                    Poll::Ready(Ok(true)) => more = true,
+                    Poll::Ready(Ok(false)) => {
+                        self.hung_up = true; // the client closed the connection
+                        self.gone();
+                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => {}
+                }
+            }
+            if self.ctx.dog.is_abused() && self.cutoff.is_none() {
+                self.abused(cx);
+            }
+            self.events();
+            self.mailbox.register(cx);
+            for (id, n) in self.mailbox.take_owed() {
+                self.codec.release(id, n);
+            }
+            while let Poll::Ready(Some(done)) = self.work.poll_next_unpin(cx) {
+                if let Ok(done) = done {
+                    self.respond(done);
+                }
+            }
+            self.send_hints();
+            let full = self.pump(cx);
+            match self.poll_write(cx) {
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(End::Io(e))),
+                Poll::Ready(Ok(()))
+                    if self.codec.output().is_empty()
+                        && (!self.reading || self.codec.is_done()) =>
+                {
+                    return Poll::Ready(Ok(if self.hung_up {
+                        Close::Now
+                    } else {
+                        Close::Linger
+                    }));
+                }
+                // Written: the bodies that waited for room may go on.
+                Poll::Ready(Ok(())) if full => more = true,
+                _ => {}
+            }
+            turns += 1;
+            if !more {
+                return Poll::Pending;
+            }
+            if turns == READS_PER_TURN {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+        }
+    }
+
+    /// Ends the write side, then reads and drops what the client sends until it
+    /// closes too, for at most [`LINGER`].
+    async fn linger(&mut self) {
+        if std::future::poll_fn(|cx| Pin::new(&mut self.io).poll_shutdown(cx))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let drain = std::future::poll_fn(|cx| loop {
+            self.rbuf.clear();
+            self.rbuf.reserve(4096);
+            match tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.rbuf) {
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(()),
+                Poll::Ready(Ok(_)) => {}
+                Poll::Pending => return Poll::Pending,
+            }
+        });
+        let _ = tokio::time::timeout(LINGER, drain).await;
+    }
+
+    /// The first step of the graceful shutdown.
+    fn drain(&mut self, cx: &mut Context<'_>) {
+        self.draining = true;
+        self.codec.shutdown();
+        let mut t = Box::pin(tokio::time::sleep(GOAWAY_ACK_WAIT));
+        let _ = t.as_mut().poll(cx);
+        self.goaway_timer = Some(t);
+    }
+
+    fn poll_timers(&mut self, cx: &mut Context<'_>) -> Result<(), End> {
+        if let Some(t) = &mut self.goaway_timer {
+            if !self.codec.awaiting_goaway_ack() {
+                self.goaway_timer = None;
+            } else if t.as_mut().poll(cx).is_ready() {
+                self.codec.final_goaway();
+                self.goaway_timer = None;
+            }
+        }
+        if let Some(cutoff) = &mut self.cutoff {
+            // An abuser that does not read its GOAWAY is not waited for.
+            if cutoff.as_mut().poll(cx).is_ready() {
+                return Err(End::Expired(Expiry::Abuse));
+            }
+            return Ok(());
+        }
+        match self.alarm.poll(&self.ctx.dog, cx) {
+            Poll::Ready(Expiry::Idle) if !self.draining => self.drain(cx), // GOAWAY, not silence
+            Poll::Ready(Expiry::Idle) | Poll::Pending => {}
+            Poll::Ready(Expiry::Abuse) => self.abused(cx),
+            Poll::Ready(expiry) => return Err(End::Expired(expiry)),
+        }
+        if let Some(t) = &mut self.window_timer {
+            if t.as_mut().poll(cx).is_ready() {
+                self.window_timer = None;
+                self.cancel_stalled(cx);
+            }
+        }
+        Ok(())
+    }
+
+    /// A flood: GOAWAY with ENHANCE_YOUR_CALM, everything dropped, and the socket
+    /// closed once the GOAWAY is written or after a grace period.
+    fn abused(&mut self, cx: &mut Context<'_>) {
+        let reason = self.ctx.dog.abuse_reason();
+        let peer = self.ctx.info.peer;
+        tracing::warn!(%peer, reason, "closing connection: GOAWAY ENHANCE_YOUR_CALM");
+        self.codec.abort(Reason::ENHANCE_YOUR_CALM, "flood");
+        self.hung_up = true; // not waited for beyond the grace period
+        self.gone();
+        let mut sleep = Box::pin(tokio::time::sleep(ABUSER_GRACE));
+        let _ = sleep.as_mut().poll(cx);
+        self.cutoff = Some(sleep);
+    }
+
+    /// Stops reading and drops every stream's work.
+    fn gone(&mut self) {
+        self.reading = false;
+        for (_, s) in self.streams.drain() {
+            if let Some(a) = s.abort {
+                a.abort();
+            }
+        }
+        self.work.clear();
+    }
+
+    /// Reads once; `Ok(false)` at the end of input.
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, End>> {
+        if self.rbuf.capacity() - self.rbuf.len() < 4096 {
+            self.rbuf.reserve(16 * 1024);
+        }
+        match tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.rbuf) {
+            Poll::Ready(Ok(0)) => Poll::Ready(Ok(false)),
+            Poll::Ready(Ok(_)) => {
+                if let Err(e) = self.codec.recv(&mut self.rbuf) {
+                    // The GOAWAY is in the output: written before the connection ends.
+                    let peer = self.ctx.info.peer;
+                    tracing::debug!(%peer, error = %e, "HTTP/2 connection error: GOAWAY");
+                    self.gone();
+                }
+                if self.rbuf.is_empty() && self.rbuf.capacity() > 64 * 1024 {
+                    self.rbuf = BytesMut::new();
+                }
+                Poll::Ready(Ok(true))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(End::Io(e))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn events(&mut self) {
+        while let Some(ev) = self.codec.poll_event() {
+            match ev {
+                Event::Request {
+                    id,
+                    head,
+                    protocol,
+                    end_stream,
+                } => self.accept(id, head, protocol, end_stream),
+                Event::Data {
+                    id,
+                    data,
+                    end_stream,
+                } => {
+                    let n = data.len();
+                    let feed = self.streams.get(&id).and_then(|s| s.feed.as_ref());
+                    if !feed.is_some_and(|f| f.data(data, end_stream)) {
+                        self.codec.release(id, n); // nobody reads it
+                    }
+                }
+                Event::Trailers { id, trailers } => {
+                    if let Some(f) = self.streams.get(&id).and_then(|s| s.feed.as_ref()) {
+                        f.trailers(trailers);
+                    }
+                }
+                Event::Reset { id, reason } => {
+                    if let Some(s) = self.streams.remove(&id) {
+                        if let Some(a) = s.abort {
+                            a.abort();
+                        }
+                        if let Some(f) = s.feed {
+                            f.reset(reason);
+                        }
+                    }
+                }
+                Event::Malformed { why, .. } => {
+                    let peer = self.ctx.info.peer;
+                    tracing::debug!(%peer, reason = why, "malformed HTTP/2 request: RST_STREAM PROTOCOL_ERROR");
+                }
+                Event::Capacity | Event::GoAway { .. } => {}
+            }
+        }
+    }
+
+    /// A new request: its body's queue, then its work.
+    fn accept(
+        &mut self,
+        id: u32,
+        mut head: http::request::Parts,
+        protocol: Option<String>,
+        end_stream: bool,
+    ) {
+        self.accepted += 1;
+        let (feed, incoming) = if end_stream {
+            (None, None)
+        } else {
+            let (f, i) = body::channel(id, self.mailbox.clone());
+            (Some(f), Some(i))
+        };
+        let (req, carry) = match protocol {
+            Some(protocol) => {
+                // Extended CONNECT (RFC 8441 §4): the service sees the protocol and an
+                // `OnUpgrade`; the stream's DATA becomes the tunnel's input.
+                let (pending, on_upgrade) = crate::upgrade::pending();
+                head.extensions.insert(ConnectProtocol(protocol));
+                head.extensions.insert(on_upgrade);
+                let tunnel = incoming.map(|i| (pending, i));
+                let req = Request::from_parts(head, RequestBody::empty());
+                (
+                    req,
+                    Carry {
+                        tunnel,
+                        push_from: None,
+                    },
+                )
+            }
+            None => {
+                let push_from = self.codec.push_allowed().then(|| push_template(&head));
+                head.extensions.insert(self.mailbox.interim(id));
+                let body = incoming.map_or_else(RequestBody::empty, RequestBody::h2);
+                (
+                    Request::from_parts(head, body),
+                    Carry {
+                        tunnel: None,
+                        push_from,
+                    },
+                )
+            }
+        };
+        self.start(id, req, carry, feed);
+    }
+
+    fn start(
+        &mut self,
+        id: u32,
+        req: Request<RequestBody>,
+        carry: Carry,
+        feed: Option<body::Feed>,
+    ) {
+        let (abort, registration) = AbortHandle::new_pair();
+        let fut = (self.make)(self.ctx.clone(), id, req, carry);
+        self.work.push(Abortable::new(fut, registration));
+        self.streams.insert(
+            id,
+            Stream {
+                abort: Some(abort),
+                feed,
+                sending: None,
+            },
+        );
+    }
+
+    /// Sends the `103`s services sent so far (before their final responses).
+    fn send_hints(&mut self) {
+        for (id, fields) in self.mailbox.take_hints() {
+            self.codec
+                .send_headers(id, StatusCode::EARLY_HINTS, &fields, false);
+        }
+    }
+
+    /// A service answered: hints, promises, the head, and the body to pump.
+    fn respond(&mut self, done: Done<S>) {
+        let Done { id, res, carry } = done;
+        if !self.streams.contains_key(&id) {
+            return; // reset meanwhile
+        }
+        self.send_hints(); // any this service sent go first
+        let (mut head, body) = res.into_parts();
+        if let Some(EarlyHints(fields)) = head.extensions.remove::<EarlyHints>() {
+            self.codec
+                .send_headers(id, StatusCode::EARLY_HINTS, &fields, false);
+        }
+        // Promises go before the response that references the pushed resources
+        // (RFC 9113 §8.4); each pushed response is then worked on as a request.
+        if let (Some(Push(paths)), Some(from)) = (head.extensions.remove::<Push>(), carry.push_from)
+        {
+            self.push(id, &from, paths);
+        }
+        strip_connection_fields(&mut head.headers);
+        let out = match carry.tunnel {
+            Some((pending, incoming)) if head.status.is_success() => {
+                drop(body); // logged; the tunnel is the stream's body from here
+                let (reader, writer, outgoing) = tunnel::split(incoming);
+                let (upgraded, _) = Upgraded::new(Bytes::new(), Box::new(reader), Box::new(writer));
+                if !pending.fulfil(upgraded) {
+                    // The service no longer waits for it: the stream just ends.
+                    self.codec
+                        .send_headers(id, head.status, &head.headers, true);
+                    self.streams.remove(&id);
+                    return;
+                }
+                OutBody::Tunnel(outgoing)
+            }
+            _ => OutBody::Service(body),
+        };
+        let end = out.is_end_stream();
+        if !self.codec.send_headers(id, head.status, &head.headers, end) || end {
+            self.streams.remove(&id);
+            return;
+        }
+        if let Some(s) = self.streams.get_mut(&id) {
+            s.abort = None;
+            s.sending = Some(Sending {
+                body: out,
+                pending: Bytes::new(),
+                last: false,
+                blocked_since: None,
+            });
+        }
+    }
+
+    fn push(&mut self, id: u32, from: &http::request::Parts, paths: Vec<String>) {
+        for path in paths {
+            let Some(req) = pushed_request(from, &path) else {
+                continue;
+            };
+            let (parts, ()) = req.into_parts();
+            let Some(promised) = self.codec.push_promise(id, &parts) else {
+                break; // the client disabled pushes, or its limit is reached
+            };
+            let req = Request::from_parts(parts, RequestBody::empty());
+            let carry = Carry {
+                tunnel: None,
+                push_from: None,
+            };
+            self.start(promised, req, carry, None);
+        }
+    }
+
+    /// Moves response bodies into the codec as far as the windows and the output
+    /// allow; true if the output filled up first.
+    fn pump(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut ended = Vec::new();
+        let mut blocked = false;
+        let mut full = false;
+        for (&id, s) in self.streams.iter_mut() {
+            let Some(out) = &mut s.sending else { continue };
+            match pump_one(&mut self.codec, id, out, cx) {
+                Pumped::Ended => ended.push(id),
+                Pumped::Blocked => {
+                    out.blocked_since.get_or_insert_with(Instant::now);
+                    blocked = true;
+                }
+                Pumped::Waiting => out.blocked_since = None,
+                Pumped::OutputFull => {
+                    full = true;
+                    break;
+                }
+            }
+        }
+        for id in ended {
+            self.streams.remove(&id);
+        }
+        if blocked && self.window_timer.is_none() {
+            let mut t = Box::pin(tokio::time::sleep(self.send_timeout));
+            let _ = t.as_mut().poll(cx);
+            self.window_timer = Some(t);
+        }
+        full
+    }
+
+    /// Streams whose client opened no window for `send_timeout` are reset.
+    fn cancel_stalled(&mut self, cx: &mut Context<'_>) {
+        let now = Instant::now();
+        let stalled: Vec<u32> = self
+            .streams
+            .iter()
+            .filter_map(|(&id, s)| {
+                let since = s.sending.as_ref()?.blocked_since?;
+                (now.duration_since(since) >= self.send_timeout).then_some(id)
+            })
+            .collect();
+        for id in stalled {
+            self.codec.cancel(id, Reason::CANCEL);
+            self.streams.remove(&id);
+        }
+        let earliest = self
+            .streams
+            .values()
+            .filter_map(|s| s.sending.as_ref()?.blocked_since)
+            .min();
+        if let Some(since) = earliest {
+            let mut t = Box::pin(tokio::time::sleep_until(since + self.send_timeout));
+            let _ = t.as_mut().poll(cx);
+            self.window_timer = Some(t);
+        }
+    }
+
+    /// Writes what the codec encoded; ready once the socket has all of it.
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.codec.output().is_empty() {
+            match Pin::new(&mut self.io).poll_write(cx, self.codec.output()) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => self.codec.consume_output(n),
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        self.cork.poll_drain(cx)
+    }
+}
+
+/// What pumping one body came to.
+enum Pumped {
+    /// The body is sent, END_STREAM included (or the stream is gone).
+    Ended,
+    /// The client's window holds it back.
+    Blocked,
+    /// The body has nothing ready.
+    Waiting,
+    /// The output is full: the rest waits for the socket.
+    OutputFull,
+}
+
+fn pump_one<B>(
+    codec: &mut Connection,
+    id: u32,
+    out: &mut Sending<B>,
+    cx: &mut Context<'_>,
+) -> Pumped
+where
+    B: Body<Data = Bytes, Error = io::Error> + Unpin,
+{
+    loop {
+        if !out.pending.is_empty() || out.last {
+            if !codec.send_data(id, &mut out.pending, out.last) {
+                return if codec.is_open(id) {
+                    Pumped::Blocked
+                } else {
+                    Pumped::Ended
+                };
+            }
+            if out.last {
+                return Pumped::Ended;
+            }
+        }
+        if codec.output().len() >= OUT_HIGH {
+            return Pumped::OutputFull;
+        }
+        if codec.send_capacity(id) == 0 {
+            return if codec.is_open(id) {
+                Pumped::Blocked
+            } else {
+                Pumped::Ended
+            };
+        }
+        match out.body.poll_frame(cx) {
+            Poll::Pending => return Pumped::Waiting,
+            Poll::Ready(None) => out.last = true,
+            Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                Ok(data) => {
+                    out.last = out.body.is_end_stream();
+                    out.pending = data;
+                }
+                Err(frame) => {
+                    let trailers = frame.into_trailers().unwrap_or_default();
+                    codec.send_trailers(id, &trailers);
+                    return Pumped::Ended;
+                }
+            },
+            Poll::Ready(Some(Err(e))) => {
+                tracing::debug!(error = %e, "response body failed: stream reset");
+                codec.cancel(id, Reason::INTERNAL_ERROR);
+                return Pumped::Ended;
+            }
+        }
     }
 }
 
@@ -394,62 +788,4 @@ pub(crate) fn strip_connection_fields(h: &mut HeaderMap) {
     }
     h.remove("keep-alive");
     h.remove("proxy-connection");
-}
-
-/// Sends `body` as flow control allows. Each chunk is handed to h2 whole (h2 splits
-/// it by the windows and holds what does not fit yet); the next chunk is read only
-/// once h2 has room again, so a slow reader holds back the body, not memory. A peer
-/// that opens no window for `send_timeout` has its stream reset.
-async fn send_body<B>(mut body: B, mut send: SendStream<Bytes>, send_timeout: Duration)
-where
-    B: Body<Data = Bytes, Error = io::Error> + Unpin,
-{
-    loop {
-        // Room for at least one more byte beyond what h2 still holds.
-        send.reserve_capacity(1);
-        if send.capacity() == 0 {
-            let room = tokio::time::timeout(send_timeout, async {
-                loop {
-                    match std::future::poll_fn(|cx| send.poll_capacity(cx)).await {
-                        Some(Ok(0)) => continue,
-                        Some(Ok(_)) => return true,
-                        // Reset by the peer, or the connection is gone.
-                        Some(Err(_)) | None => return false,
-                    }
-                }
-            })
-            .await;
-            match room {
-                Ok(true) => {}
-                Ok(false) => return,
-                Err(_) => return send.send_reset(Reason::CANCEL),
-            }
-        }
-        let frame = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await;
-        let frame = match frame {
-            None => {
-                let _ = send.send_data(Bytes::new(), true);
-                return;
-            }
-            Some(Err(e)) => {
-                tracing::debug!(error = %e, "response body failed: stream reset");
-                return send.send_reset(Reason::INTERNAL_ERROR);
-            }
-            Some(Ok(frame)) => frame,
-        };
-        match frame.into_data() {
-            Ok(data) => {
-                let last = body.is_end_stream();
-                if send.send_data(data, last).is_err() || last {
-                    return;
-                }
-            }
-            Err(frame) => {
-                if let Ok(trailers) = frame.into_trailers() {
-                    let _ = send.send_trailers(trailers);
-                }
-                return;
-            }
-        }
-    }
 }

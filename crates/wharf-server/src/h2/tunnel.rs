@@ -1,35 +1,52 @@
 //! An HTTP/2 stream as a byte stream, for extended CONNECT (RFC 8441): once the
 //! service answers 2xx, the request's DATA frames are what the client sends and the
 //! response's DATA frames what the server sends, as a WebSocket session expects of a
-//! connection. Reading releases flow-control window as bytes are taken; writing
-//! waits for window, so a peer that does not read holds back the writer, not memory.
+//! connection. Reading gives flow-control window back as bytes are taken; writes go
+//! through a small queue that the connection empties as the client's window allows, so
+//! a peer that does not read holds back the writer, not memory.
 
 use std::io;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use bytes::{Buf, Bytes};
-use h2::{RecvStream, SendStream};
+use http_body::{Body, Frame};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::mpsc;
+use tokio_util::sync::PollSender;
+
+use super::body::Incoming;
+
+/// Writes queued before the writer waits for the connection to send them.
+const QUEUE: usize = 8;
 
 /// The client's half: its DATA frames.
 pub(crate) struct Reader {
-    recv: RecvStream,
+    body: Incoming,
     chunk: Bytes,
 }
 
 /// The server's half: DATA frames out.
 pub(crate) struct Writer {
-    send: SendStream<Bytes>,
+    tx: PollSender<Bytes>,
 }
 
-pub(crate) fn split(recv: RecvStream, send: SendStream<Bytes>) -> (Reader, Writer) {
+/// The response body the connection sends: what the [`Writer`] wrote.
+pub(crate) struct Outgoing {
+    rx: mpsc::Receiver<Bytes>,
+}
+
+pub(crate) fn split(body: Incoming) -> (Reader, Writer, Outgoing) {
+    let (tx, rx) = mpsc::channel(QUEUE);
     (
         Reader {
-            recv,
+            body,
             chunk: Bytes::new(),
         },
-        Writer { send },
+        Writer {
+            tx: PollSender::new(tx),
+        },
+        Outgoing { rx },
     )
 }
 
@@ -40,12 +57,13 @@ impl AsyncRead for Reader {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         while self.chunk.is_empty() {
-            match ready!(self.recv.poll_data(cx)) {
-                Some(Ok(data)) => {
-                    let _ = self.recv.flow_control().release_capacity(data.len());
-                    self.chunk = data;
+            match ready!(Pin::new(&mut self.body).poll_frame(cx)) {
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.chunk = data;
+                    }
                 }
-                Some(Err(e)) => return Poll::Ready(Err(io::Error::other(e))),
+                Some(Err(e)) => return Poll::Ready(Err(e)),
                 None => return Poll::Ready(Ok(())), // END_STREAM: end of input
             }
         }
@@ -62,31 +80,35 @@ impl AsyncWrite for Writer {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        if buf.is_empty() {
-            return Poll::Ready(Ok(0));
-        }
-        self.send.reserve_capacity(buf.len());
-        let mut room = self.send.capacity();
-        while room == 0 {
-            room = match ready!(self.send.poll_capacity(cx)) {
-                Some(Ok(n)) => n,
-                Some(Err(e)) => return Poll::Ready(Err(io::Error::other(e))),
-                None => return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
-            };
-        }
-        let n = room.min(buf.len());
-        self.send
-            .send_data(Bytes::copy_from_slice(&buf[..n]), false)
-            .map_err(io::Error::other)?;
-        Poll::Ready(Ok(n))
+        let gone = || io::Error::from(io::ErrorKind::BrokenPipe);
+        ready!(self.tx.poll_reserve(cx)).map_err(|_| gone())?;
+        self.tx
+            .send_item(Bytes::copy_from_slice(buf))
+            .map_err(|_| gone())?;
+        Poll::Ready(Ok(buf.len()))
     }
 
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(())) // the connection's task writes what h2 queued
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let _ = self.send.send_data(Bytes::new(), true);
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(Ok(()))
+    }
+
+    /// END_STREAM once what was written is sent.
+    fn poll_shutdown(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.tx.close();
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl Body for Outgoing {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        self.rx
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|c| Ok(Frame::data(c))))
     }
 }

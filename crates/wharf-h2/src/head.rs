@@ -1,0 +1,371 @@
+//! A request's header section, checked as RFC 9113 §8 requires and turned into
+//! `http::request::Parts`.
+//!
+//! Every rule broken here makes the request malformed (§8.1.1): the stream is reset
+//! with PROTOCOL_ERROR and the connection goes on. A section larger than the limit is
+//! still decoded to its end (HPACK's table must stay in step) but not kept.
+
+use bytes::Bytes;
+use http::header::{CONNECTION, CONTENT_LENGTH, HOST, TE, TRANSFER_ENCODING, UPGRADE};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, Version};
+
+use crate::hpack::Field;
+
+/// The size of a field for SETTINGS_MAX_HEADER_LIST_SIZE (§6.5.2).
+fn field_size(f: &Field) -> usize {
+    f.name.len() + f.value.len() + 32
+}
+
+/// Collects the fields of one header block.
+#[derive(Default)]
+pub(crate) struct Collect {
+    pseudo: Pseudo,
+    headers: HeaderMap,
+    regular_seen: bool,
+    size: usize,
+    limit: usize,
+    /// Why the section is malformed (the first reason found).
+    malformed: Option<&'static str>,
+    content_length: Option<u64>,
+    trailers: bool,
+    connect_protocol: bool,
+}
+
+#[derive(Default)]
+struct Pseudo {
+    method: Option<Bytes>,
+    scheme: Option<Bytes>,
+    authority: Option<Bytes>,
+    path: Option<Bytes>,
+    protocol: Option<Bytes>,
+}
+
+/// A checked request head.
+pub(crate) struct RequestHead {
+    pub(crate) parts: http::request::Parts,
+    /// The `:protocol` of an extended CONNECT (RFC 8441).
+    pub(crate) protocol: Option<String>,
+    pub(crate) content_length: Option<u64>,
+}
+
+/// What a finished block is.
+pub(crate) enum Outcome<T> {
+    Ok(T),
+    Malformed(&'static str),
+    TooLarge,
+}
+
+impl Collect {
+    /// For a request's head; `connect_protocol`: `:protocol` is allowed (RFC 8441).
+    pub(crate) fn request(limit: usize, connect_protocol: bool) -> Self {
+        Collect {
+            limit,
+            connect_protocol,
+            ..Collect::default()
+        }
+    }
+
+    /// For trailers: regular fields only (§8.1).
+    pub(crate) fn trailers(limit: usize) -> Self {
+        Collect {
+            limit,
+            trailers: true,
+            ..Collect::default()
+        }
+    }
+
+    pub(crate) fn field(&mut self, f: Field) {
+        self.size += field_size(&f);
+        if self.size > self.limit || self.malformed.is_some() {
+            return;
+        }
+        if let Err(why) = self.take(f) {
+            self.malformed = Some(why);
+        }
+    }
+
+    fn take(&mut self, f: Field) -> Result<(), &'static str> {
+        if f.name.first() == Some(&b':') {
+            if self.regular_seen {
+                return Err("a pseudo-header field after a regular field");
+            }
+            if self.trailers {
+                return Err("a pseudo-header field in trailers");
+            }
+            let p = &mut self.pseudo;
+            let slot = match &f.name[..] {
+                b":method" => &mut p.method,
+                b":scheme" => &mut p.scheme,
+                b":authority" => &mut p.authority,
+                b":path" => &mut p.path,
+                b":protocol" if self.connect_protocol => &mut p.protocol,
+                _ => return Err("an unknown or response pseudo-header field"),
+            };
+            if slot.replace(f.value).is_some() {
+                return Err("a repeated pseudo-header field");
+            }
+            return Ok(());
+        }
+        self.regular_seen = true;
+        if f.name.iter().any(u8::is_ascii_uppercase) {
+            return Err("an uppercase field name");
+        }
+        let name = HeaderName::from_bytes(&f.name).map_err(|_| "an invalid field name")?;
+        if [CONNECTION, TRANSFER_ENCODING, UPGRADE].contains(&name)
+            || name == "keep-alive"
+            || name == "proxy-connection"
+        {
+            return Err("a connection-specific field");
+        }
+        if name == TE && &f.value[..] != b"trailers" {
+            return Err("TE other than \"trailers\"");
+        }
+        let padded = |c: Option<&u8>| matches!(c, Some(b' ' | b'\t'));
+        if padded(f.value.first()) || padded(f.value.last()) {
+            return Err("a field value that starts or ends with whitespace");
+        }
+        let mut value =
+            HeaderValue::from_maybe_shared(f.value).map_err(|_| "an invalid field value")?;
+        if name == CONTENT_LENGTH {
+            let n = std::str::from_utf8(value.as_bytes())
+                .ok()
+                .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|s| s.parse::<u64>().ok())
+                .ok_or("an invalid Content-Length")?;
+            if self.content_length.replace(n).is_some_and(|m| m != n) {
+                return Err("conflicting Content-Length values");
+            }
+        }
+        value.set_sensitive(f.sensitive);
+        self.headers.append(name, value);
+        Ok(())
+    }
+
+    /// The trailers, once the block is complete.
+    pub(crate) fn finish_trailers(self) -> Outcome<HeaderMap> {
+        match (self.size > self.limit, self.malformed) {
+            (true, _) => Outcome::TooLarge,
+            (_, Some(why)) => Outcome::Malformed(why),
+            _ => Outcome::Ok(self.headers),
+        }
+    }
+
+    /// The request head, once the block is complete (§8.3.1, §8.5, RFC 8441 §4).
+    pub(crate) fn finish_request(self) -> Outcome<RequestHead> {
+        if self.size > self.limit {
+            return Outcome::TooLarge;
+        }
+        if let Some(why) = self.malformed {
+            return Outcome::Malformed(why);
+        }
+        match self.build() {
+            Ok(head) => Outcome::Ok(head),
+            Err(why) => Outcome::Malformed(why),
+        }
+    }
+
+    fn build(self) -> Result<RequestHead, &'static str> {
+        let p = self.pseudo;
+        let method = p.method.ok_or("no :method")?;
+        let method = Method::from_bytes(&method).map_err(|_| "an invalid :method")?;
+        let connect = method == Method::CONNECT;
+        if p.protocol.is_some() && !connect {
+            return Err(":protocol without CONNECT");
+        }
+        let uri = if connect && p.protocol.is_none() {
+            // §8.5: only :authority, which names the tunnel's far end.
+            if p.scheme.is_some() || p.path.is_some() {
+                return Err("CONNECT with :scheme or :path");
+            }
+            let authority = p.authority.as_ref().ok_or("CONNECT without :authority")?;
+            let uri =
+                Uri::from_maybe_shared(authority.clone()).map_err(|_| "an invalid :authority")?;
+            if uri.authority().is_none() || uri.scheme().is_some() {
+                return Err("an invalid :authority");
+            }
+            uri
+        } else {
+            let scheme = p.scheme.ok_or("no :scheme")?;
+            let path = p.path.ok_or("no :path")?;
+            if path.is_empty() {
+                return Err("an empty :path");
+            }
+            let invalid = |_| "an invalid :scheme, :authority or :path";
+            let mut parts = http::uri::Parts::default();
+            parts.path_and_query = Some(PathAndQuery::from_maybe_shared(path).map_err(invalid)?);
+            if let Some(a) = &p.authority {
+                parts.scheme = Some(Scheme::try_from(&scheme[..]).map_err(invalid)?);
+                parts.authority = Some(Authority::from_maybe_shared(a.clone()).map_err(invalid)?);
+            }
+            Uri::from_parts(parts).map_err(|_| "an invalid :scheme, :authority or :path")?
+        };
+        if let (Some(host), Some(authority)) = (self.headers.get(HOST), &p.authority) {
+            if !host.as_bytes().eq_ignore_ascii_case(authority) {
+                return Err("Host differs from :authority");
+            }
+        }
+        let (mut parts, ()) = http::Request::new(()).into_parts();
+        parts.method = method;
+        parts.uri = uri;
+        parts.version = Version::HTTP_2;
+        parts.headers = self.headers;
+        let protocol = match p.protocol {
+            Some(v) => Some(String::from_utf8(v.to_vec()).map_err(|_| "an invalid :protocol")?),
+            None => None,
+        };
+        Ok(RequestHead {
+            parts,
+            protocol,
+            content_length: self.content_length,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f(name: &str, value: &str) -> Field {
+        Field {
+            name: Bytes::copy_from_slice(name.as_bytes()),
+            value: Bytes::copy_from_slice(value.as_bytes()),
+            sensitive: false,
+        }
+    }
+
+    fn request(fields: &[(&str, &str)]) -> Outcome<RequestHead> {
+        let mut c = Collect::request(16 * 1024, true);
+        for (n, v) in fields {
+            c.field(f(n, v));
+        }
+        c.finish_request()
+    }
+
+    const GET: [(&str, &str); 4] = [
+        (":method", "GET"),
+        (":scheme", "https"),
+        (":authority", "example.com"),
+        (":path", "/a?b"),
+    ];
+
+    fn with(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
+        GET.iter().chain(extra).copied().collect()
+    }
+
+    #[test]
+    fn a_valid_request() {
+        let Outcome::Ok(head) = request(&with(&[("accept", "*/*"), ("content-length", "3")]))
+        else {
+            panic!("valid request refused")
+        };
+        assert_eq!(head.parts.method, Method::GET);
+        assert_eq!(head.parts.uri, "https://example.com/a?b");
+        assert_eq!(head.parts.headers["accept"], "*/*");
+        assert_eq!(head.content_length, Some(3));
+        assert_eq!(head.parts.version, Version::HTTP_2);
+    }
+
+    /// Each case is malformed under the RFC section named.
+    #[test]
+    fn malformed_requests() {
+        let cases: Vec<(&str, Vec<(&str, &str)>)> = vec![
+            ("§8.3.1 no :method", GET[1..].to_vec()),
+            ("§8.3.1 no :scheme", vec![GET[0], GET[2], GET[3]]),
+            ("§8.3.1 no :path", GET[..3].to_vec()),
+            (
+                "§8.3.1 empty :path",
+                vec![GET[0], GET[1], GET[2], (":path", "")],
+            ),
+            ("§8.3 repeated", with(&[(":path", "/")])),
+            ("§8.3 unknown pseudo", with(&[(":foo", "x")])),
+            ("§8.3 response pseudo", with(&[(":status", "200")])),
+            ("§8.3 pseudo after regular", {
+                let mut v = vec![("accept", "*/*")];
+                v.extend(GET);
+                v
+            }),
+            ("§8.2 uppercase", with(&[("Accept", "*/*")])),
+            ("§8.2.2 connection", with(&[("connection", "close")])),
+            ("§8.2.2 keep-alive", with(&[("keep-alive", "1")])),
+            (
+                "§8.2.2 transfer-encoding",
+                with(&[("transfer-encoding", "chunked")]),
+            ),
+            ("§8.2.2 te", with(&[("te", "gzip")])),
+            ("§8.2.1 leading space", with(&[("accept", " */*")])),
+            ("§8.2.1 trailing tab", with(&[("accept", "*/*\t")])),
+            ("§8.2.1 LF", with(&[("accept", "a\nb")])),
+            ("§8.2.1 NUL", with(&[("accept", "a\0b")])),
+            ("§8.3.1 Host", with(&[("host", "other.example")])),
+            ("§8.1.1 content-length", with(&[("content-length", "1x")])),
+            (
+                "§8.1.1 two content-lengths",
+                with(&[("content-length", "1"), ("content-length", "2")]),
+            ),
+            (
+                "§8.5 CONNECT without :authority",
+                vec![(":method", "CONNECT")],
+            ),
+            (
+                "§8.5 CONNECT with :path",
+                vec![
+                    (":method", "CONNECT"),
+                    (":authority", "a:1"),
+                    (":path", "/"),
+                ],
+            ),
+            (
+                "RFC 8441 :protocol without CONNECT",
+                with(&[(":protocol", "websocket")]),
+            ),
+        ];
+        for (rule, fields) in cases {
+            assert!(
+                matches!(request(&fields), Outcome::Malformed(_)),
+                "{rule} accepted"
+            );
+        }
+        assert!(matches!(
+            request(&with(&[("te", "trailers"), ("host", "EXAMPLE.com")])),
+            Outcome::Ok(_)
+        ));
+    }
+
+    #[test]
+    fn connect_forms() {
+        let Outcome::Ok(h) = request(&[(":method", "CONNECT"), (":authority", "a.example:443")])
+        else {
+            panic!("CONNECT refused")
+        };
+        assert_eq!(h.parts.uri.authority().unwrap(), "a.example:443");
+        let Outcome::Ok(h) = request(&[
+            (":method", "CONNECT"),
+            (":protocol", "websocket"),
+            (":scheme", "https"),
+            (":authority", "a.example"),
+            (":path", "/chat"),
+        ]) else {
+            panic!("extended CONNECT refused")
+        };
+        assert_eq!(h.protocol.as_deref(), Some("websocket"));
+        assert_eq!(h.parts.uri.path(), "/chat");
+    }
+
+    #[test]
+    fn limits_and_trailers() {
+        let mut c = Collect::request(100, false);
+        for (n, v) in GET {
+            c.field(f(n, v));
+        }
+        c.field(f("x", &"a".repeat(100)));
+        assert!(matches!(c.finish_request(), Outcome::TooLarge));
+
+        let mut t = Collect::trailers(1000);
+        t.field(f(":path", "/"));
+        assert!(matches!(t.finish_trailers(), Outcome::Malformed(_)));
+        let mut t = Collect::trailers(1000);
+        t.field(f("grpc-status", "0"));
+        assert!(matches!(t.finish_trailers(), Outcome::Ok(h) if h["grpc-status"] == "0"));
+    }
+}

@@ -1,0 +1,664 @@
+//! HPACK (RFC 7541): the header compression of HTTP/2.
+//!
+//! The decoder reads a complete header block (a HEADERS frame and its CONTINUATIONs)
+//! and hands out each field; literal strings that are not Huffman-coded are slices of
+//! the block, not copies. Every error is a COMPRESSION_ERROR of the connection (RFC
+//! 9113 §4.3), since the two ends' dynamic tables no longer agree.
+//!
+//! The encoder writes response fields. It indexes fields in its dynamic table unless
+//! they are sensitive (`HeaderValue::is_sensitive`, sent never-indexed) or too large to
+//! keep, so the fields repeated on every response of a connection (content type,
+//! cache control, dates within the same second) cost a byte or two after the first.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+
+use crate::huffman;
+
+/// RFC 7541 Appendix A: the static table; index 1 is the first entry.
+pub(crate) const STATIC: [(&str, &str); 61] = [
+    (":authority", ""),
+    (":method", "GET"),
+    (":method", "POST"),
+    (":path", "/"),
+    (":path", "/index.html"),
+    (":scheme", "http"),
+    (":scheme", "https"),
+    (":status", "200"),
+    (":status", "204"),
+    (":status", "206"),
+    (":status", "304"),
+    (":status", "400"),
+    (":status", "404"),
+    (":status", "500"),
+    ("accept-charset", ""),
+    ("accept-encoding", "gzip, deflate"),
+    ("accept-language", ""),
+    ("accept-ranges", ""),
+    ("accept", ""),
+    ("access-control-allow-origin", ""),
+    ("age", ""),
+    ("allow", ""),
+    ("authorization", ""),
+    ("cache-control", ""),
+    ("content-disposition", ""),
+    ("content-encoding", ""),
+    ("content-language", ""),
+    ("content-length", ""),
+    ("content-location", ""),
+    ("content-range", ""),
+    ("content-type", ""),
+    ("cookie", ""),
+    ("date", ""),
+    ("etag", ""),
+    ("expect", ""),
+    ("expires", ""),
+    ("from", ""),
+    ("host", ""),
+    ("if-match", ""),
+    ("if-modified-since", ""),
+    ("if-none-match", ""),
+    ("if-range", ""),
+    ("if-unmodified-since", ""),
+    ("last-modified", ""),
+    ("link", ""),
+    ("location", ""),
+    ("max-forwards", ""),
+    ("proxy-authenticate", ""),
+    ("proxy-authorization", ""),
+    ("range", ""),
+    ("referer", ""),
+    ("refresh", ""),
+    ("retry-after", ""),
+    ("server", ""),
+    ("set-cookie", ""),
+    ("strict-transport-security", ""),
+    ("transfer-encoding", ""),
+    ("user-agent", ""),
+    ("vary", ""),
+    ("via", ""),
+    ("www-authenticate", ""),
+];
+
+/// The size of an entry beyond its name and value (§4.1).
+const ENTRY_OVERHEAD: usize = 32;
+
+/// Why a header block cannot be decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HpackError {
+    /// The block ends inside a representation.
+    Truncated,
+    /// An integer longer than 32 bits.
+    IntegerOverflow,
+    /// An index into neither table.
+    BadIndex,
+    /// A Huffman string with EOS or invalid padding (§5.2).
+    Huffman,
+    /// A dynamic table size update above the limit, or after the first field (§4.2).
+    TableSizeUpdate,
+}
+
+/// One decoded field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Field {
+    /// The name, as sent (HTTP/2 requires lowercase; the caller checks).
+    pub name: Bytes,
+    /// The value, as sent.
+    pub value: Bytes,
+    /// Sent as never-indexed (§6.2.3): an intermediary must keep it so.
+    pub sensitive: bool,
+}
+
+/// The dynamic table as the decoder keeps it, newest entry first.
+#[derive(Debug, Default)]
+struct Table {
+    entries: VecDeque<(Bytes, Bytes)>,
+    size: usize,
+    max: usize,
+}
+
+impl Table {
+    fn get(&self, index: usize) -> Result<(Bytes, Bytes), HpackError> {
+        match index {
+            0 => Err(HpackError::BadIndex),
+            1..=61 => {
+                let (n, v) = STATIC[index - 1];
+                Ok((
+                    Bytes::from_static(n.as_bytes()),
+                    Bytes::from_static(v.as_bytes()),
+                ))
+            }
+            _ => self
+                .entries
+                .get(index - 62)
+                .cloned()
+                .ok_or(HpackError::BadIndex),
+        }
+    }
+
+    /// Adds an entry, evicting the oldest to make room; an entry larger than the
+    /// whole table empties it (§4.4).
+    fn insert(&mut self, name: Bytes, value: Bytes) {
+        let size = name.len() + value.len() + ENTRY_OVERHEAD;
+        self.evict_to(self.max.saturating_sub(size));
+        if size <= self.max {
+            self.size += size;
+            self.entries.push_front((name, value));
+        }
+    }
+
+    fn set_max(&mut self, max: usize) {
+        self.max = max;
+        self.evict_to(max);
+    }
+
+    fn evict_to(&mut self, room: usize) {
+        while self.size > room {
+            let (n, v) = self.entries.pop_back().expect("size counts entries");
+            self.size -= n.len() + v.len() + ENTRY_OVERHEAD;
+        }
+    }
+}
+
+/// Decodes the header blocks of one direction of a connection.
+#[derive(Debug)]
+pub struct Decoder {
+    table: Table,
+    /// The table size this end announced (SETTINGS_HEADER_TABLE_SIZE).
+    limit: usize,
+}
+
+impl Decoder {
+    /// A decoder for a peer told that the table may hold `limit` bytes.
+    pub fn new(limit: usize) -> Self {
+        Decoder {
+            table: Table {
+                max: limit,
+                ..Table::default()
+            },
+            limit,
+        }
+    }
+
+    /// Decodes `block`, giving each field to `field` in order. On error the decoder
+    /// is unusable (the connection must end).
+    pub fn decode(
+        &mut self,
+        block: &Bytes,
+        mut field: impl FnMut(Field),
+    ) -> Result<(), HpackError> {
+        let buf = &block[..];
+        let mut pos = 0;
+        let mut first = true;
+        while pos < buf.len() {
+            let b = buf[pos];
+            if b & 0x80 != 0 {
+                // Indexed field (§6.1).
+                let (name, value) = self.table.get(integer(buf, &mut pos, 7)?)?;
+                field(Field {
+                    name,
+                    value,
+                    sensitive: false,
+                });
+            } else if b & 0xe0 == 0x20 {
+                // Dynamic table size update (§6.3): only before the first field.
+                let size = integer(buf, &mut pos, 5)?;
+                if !first || size > self.limit {
+                    return Err(HpackError::TableSizeUpdate);
+                }
+                self.table.set_max(size);
+                continue;
+            } else {
+                // Literals (§6.2): with incremental indexing (01), never indexed
+                // (0001), or without indexing (0000).
+                let (prefix, indexing, sensitive) = match b & 0xf0 {
+                    0x40..=0x70 => (6, true, false),
+                    0x10 => (4, false, true),
+                    _ => (4, false, false),
+                };
+                let index = integer(buf, &mut pos, prefix)?;
+                let name = if index == 0 {
+                    string(block, &mut pos)?
+                } else {
+                    self.table.get(index)?.0
+                };
+                let value = string(block, &mut pos)?;
+                if indexing {
+                    self.table.insert(name.clone(), value.clone());
+                }
+                field(Field {
+                    name,
+                    value,
+                    sensitive,
+                });
+            }
+            first = false;
+        }
+        Ok(())
+    }
+}
+
+/// Reads an integer with an N-bit prefix (§5.1), at most 32 bits.
+fn integer(buf: &[u8], pos: &mut usize, prefix: u8) -> Result<usize, HpackError> {
+    let mask = (1u8 << prefix) - 1;
+    let first = buf.get(*pos).ok_or(HpackError::Truncated)? & mask;
+    *pos += 1;
+    if first < mask {
+        return Ok(usize::from(first));
+    }
+    let mut value = u64::from(mask);
+    for shift in (0..35).step_by(7) {
+        let b = *buf.get(*pos).ok_or(HpackError::Truncated)?;
+        *pos += 1;
+        value += u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return usize::try_from(value)
+                .ok()
+                .filter(|&v| v <= u32::MAX as usize)
+                .ok_or(HpackError::IntegerOverflow);
+        }
+    }
+    Err(HpackError::IntegerOverflow)
+}
+
+/// Reads a string literal (§5.2): a slice of the block, or its Huffman decoding.
+fn string(block: &Bytes, pos: &mut usize) -> Result<Bytes, HpackError> {
+    let huffman = block.get(*pos).ok_or(HpackError::Truncated)? & 0x80 != 0;
+    let len = integer(block, pos, 7)?;
+    let end = pos.checked_add(len).filter(|&e| e <= block.len());
+    let end = end.ok_or(HpackError::Truncated)?;
+    let raw = &block[*pos..end];
+    let s = if huffman {
+        let mut out = Vec::with_capacity(len + len / 2);
+        huffman::decode(raw, &mut out).map_err(|_| HpackError::Huffman)?;
+        Bytes::from(out)
+    } else {
+        block.slice(*pos..end)
+    };
+    *pos = end;
+    Ok(s)
+}
+
+/// The static table's first index for `name`.
+fn static_name(name: &[u8]) -> Option<usize> {
+    Some(match name {
+        b":authority" => 1,
+        b":method" => 2,
+        b":path" => 4,
+        b":scheme" => 6,
+        b":status" => 8,
+        b"accept-charset" => 15,
+        b"accept-encoding" => 16,
+        b"accept-language" => 17,
+        b"accept-ranges" => 18,
+        b"accept" => 19,
+        b"access-control-allow-origin" => 20,
+        b"age" => 21,
+        b"allow" => 22,
+        b"authorization" => 23,
+        b"cache-control" => 24,
+        b"content-disposition" => 25,
+        b"content-encoding" => 26,
+        b"content-language" => 27,
+        b"content-length" => 28,
+        b"content-location" => 29,
+        b"content-range" => 30,
+        b"content-type" => 31,
+        b"cookie" => 32,
+        b"date" => 33,
+        b"etag" => 34,
+        b"expect" => 35,
+        b"expires" => 36,
+        b"from" => 37,
+        b"host" => 38,
+        b"if-match" => 39,
+        b"if-modified-since" => 40,
+        b"if-none-match" => 41,
+        b"if-range" => 42,
+        b"if-unmodified-since" => 43,
+        b"last-modified" => 44,
+        b"link" => 45,
+        b"location" => 46,
+        b"max-forwards" => 47,
+        b"proxy-authenticate" => 48,
+        b"proxy-authorization" => 49,
+        b"range" => 50,
+        b"referer" => 51,
+        b"refresh" => 52,
+        b"retry-after" => 53,
+        b"server" => 54,
+        b"set-cookie" => 55,
+        b"strict-transport-security" => 56,
+        b"transfer-encoding" => 57,
+        b"user-agent" => 58,
+        b"vary" => 59,
+        b"via" => 60,
+        b"www-authenticate" => 61,
+        _ => return None,
+    })
+}
+
+/// The static table's index for `name: value`, for the pairs in it.
+fn static_pair(name: &[u8], value: &[u8]) -> Option<usize> {
+    let first = static_name(name)?;
+    (first..=61)
+        .take_while(|&i| STATIC[i - 1].0.as_bytes() == name)
+        .find(|&i| STATIC[i - 1].1.as_bytes() == value)
+}
+
+/// An entry of the encoder's dynamic table.
+#[derive(Debug)]
+struct Entry {
+    name: Box<[u8]>,
+    value: Box<[u8]>,
+}
+
+/// Encodes the header blocks of one direction of a connection.
+#[derive(Debug)]
+pub struct Encoder {
+    /// Newest first.
+    entries: VecDeque<Entry>,
+    size: usize,
+    max: usize,
+    /// Table size updates to announce at the start of the next block: the smallest
+    /// size since the last block, then the current one (§4.2).
+    update: Option<(usize, usize)>,
+}
+
+/// The largest table the encoder uses, whatever the peer allows (the default).
+const ENCODER_MAX: usize = 4096;
+
+impl Default for Encoder {
+    fn default() -> Self {
+        Encoder {
+            entries: VecDeque::new(),
+            size: 0,
+            max: ENCODER_MAX,
+            update: None,
+        }
+    }
+}
+
+impl Encoder {
+    /// The peer's SETTINGS_HEADER_TABLE_SIZE changed to `size`.
+    pub fn set_peer_limit(&mut self, size: usize) {
+        let max = size.min(ENCODER_MAX);
+        if max == self.max {
+            return;
+        }
+        let smallest = self.update.map_or(max, |(s, _)| s.min(max));
+        self.update = Some((smallest, max));
+        self.max = max;
+        self.evict_to(max);
+    }
+
+    /// Starts a header block: the pending table size updates, if any.
+    pub fn begin(&mut self, dst: &mut Vec<u8>) {
+        if let Some((smallest, max)) = self.update.take() {
+            if smallest != max {
+                put_integer(dst, 0x20, 5, smallest);
+            }
+            put_integer(dst, 0x20, 5, max);
+        }
+    }
+
+    /// Appends one field to the block being written.
+    pub fn field(&mut self, name: &[u8], value: &[u8], sensitive: bool, dst: &mut Vec<u8>) {
+        if !sensitive {
+            if let Some(i) = static_pair(name, value) {
+                return put_integer(dst, 0x80, 7, i);
+            }
+        }
+        // The table is small (a few dozen entries): comparing lengths first makes a
+        // scan cheaper than hashing every field.
+        let mut name_index = static_name(name);
+        for (i, e) in self.entries.iter().enumerate() {
+            if e.name.len() != name.len() || *e.name != *name {
+                continue;
+            }
+            if !sensitive && *e.value == *value {
+                return put_integer(dst, 0x80, 7, 62 + i);
+            }
+            name_index.get_or_insert(62 + i);
+        }
+        let size = name.len() + value.len() + ENTRY_OVERHEAD;
+        let index = !sensitive && size <= self.max / 2;
+        let (flags, prefix) = match (index, sensitive) {
+            (true, _) => (0x40, 6),
+            (false, true) => (0x10, 4),
+            (false, false) => (0x00, 4),
+        };
+        match name_index {
+            Some(i) => put_integer(dst, flags, prefix, i),
+            None => {
+                dst.push(flags);
+                put_string(dst, name);
+            }
+        }
+        put_string(dst, value);
+        if index {
+            self.evict_to(self.max - size);
+            self.size += size;
+            self.entries.push_front(Entry {
+                name: name.into(),
+                value: value.into(),
+            });
+        }
+    }
+
+    fn evict_to(&mut self, room: usize) {
+        while self.size > room {
+            let e = self.entries.pop_back().expect("size counts entries");
+            self.size -= e.name.len() + e.value.len() + ENTRY_OVERHEAD;
+        }
+    }
+}
+
+/// Writes `value` with an N-bit prefix after `flags` (§5.1).
+fn put_integer(dst: &mut Vec<u8>, flags: u8, prefix: u8, value: usize) {
+    let mask = (1usize << prefix) - 1;
+    if value < mask {
+        dst.push(flags | value as u8);
+        return;
+    }
+    dst.push(flags | mask as u8);
+    let mut rest = value - mask;
+    while rest >= 0x80 {
+        dst.push((rest as u8 & 0x7f) | 0x80);
+        rest >>= 7;
+    }
+    dst.push(rest as u8);
+}
+
+/// Writes a string literal, Huffman-coded unless that is longer (§5.2).
+fn put_string(dst: &mut Vec<u8>, s: &[u8]) {
+    let coded = huffman::encoded_len(s);
+    if coded <= s.len() {
+        put_integer(dst, 0x80, 7, coded);
+        huffman::encode(s, dst);
+    } else {
+        put_integer(dst, 0x00, 7, s.len());
+        dst.extend_from_slice(s);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex(s: &str) -> Bytes {
+        let s: String = s.split_whitespace().collect();
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect::<Vec<_>>()
+            .into()
+    }
+
+    fn decode_all(d: &mut Decoder, block: &str) -> Result<Vec<(String, String)>, HpackError> {
+        let mut out = Vec::new();
+        d.decode(&hex(block), |f| {
+            out.push((
+                String::from_utf8(f.name.to_vec()).unwrap(),
+                String::from_utf8(f.value.to_vec()).unwrap(),
+            ))
+        })?;
+        Ok(out)
+    }
+
+    fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
+        p.iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// RFC 7541 C.3 (requests without Huffman) and C.4 (the same with Huffman): three
+    /// blocks through one decoder, the table growing as the examples say.
+    #[test]
+    fn rfc_request_examples() {
+        let blocks = [
+            [
+                "8286 8441 0f77 7777 2e65 7861 6d70 6c65 2e63 6f6d",
+                "8286 84be 5808 6e6f 2d63 6163 6865",
+                "8287 85bf 400a 6375 7374 6f6d 2d6b 6579 0c63 7573 746f 6d2d 7661 6c75 65",
+            ],
+            [
+                "8286 8441 8cf1 e3c2 e5f2 3a6b a0ab 90f4 ff",
+                "8286 84be 5886 a8eb 1064 9cbf",
+                "8287 85bf 400a 6375 7374 6f6d 2d6b 6579 8925 a849 e95b b8e8 b4bf",
+            ],
+        ];
+        let want = [
+            pairs(&[
+                (":method", "GET"),
+                (":scheme", "http"),
+                (":path", "/"),
+                (":authority", "www.example.com"),
+            ]),
+            pairs(&[
+                (":method", "GET"),
+                (":scheme", "http"),
+                (":path", "/"),
+                (":authority", "www.example.com"),
+                ("cache-control", "no-cache"),
+            ]),
+            pairs(&[
+                (":method", "GET"),
+                (":scheme", "https"),
+                (":path", "/index.html"),
+                (":authority", "www.example.com"),
+                ("custom-key", "custom-value"),
+            ]),
+        ];
+        for set in blocks {
+            let mut d = Decoder::new(4096);
+            let sizes = [57, 110, 164];
+            for ((block, want), size) in set.iter().zip(&want).zip(sizes) {
+                assert_eq!(&decode_all(&mut d, block).unwrap(), want);
+                assert_eq!(d.table.size, size);
+            }
+        }
+    }
+
+    fn responses() -> [Vec<(&'static str, &'static str)>; 3] {
+        let date1 = "Mon, 21 Oct 2013 20:13:21 GMT";
+        let date2 = "Mon, 21 Oct 2013 20:13:22 GMT";
+        let cookie = "foo=ASDJKHQKBZXOQWEOPIUAXQWEOIU; max-age=3600; version=1";
+        [
+            vec![
+                (":status", "302"),
+                ("cache-control", "private"),
+                ("date", date1),
+                ("location", "https://www.example.com"),
+            ],
+            vec![
+                (":status", "307"),
+                ("cache-control", "private"),
+                ("date", date1),
+                ("location", "https://www.example.com"),
+            ],
+            vec![
+                (":status", "200"),
+                ("cache-control", "private"),
+                ("date", date2),
+                ("location", "https://www.example.com"),
+                ("content-encoding", "gzip"),
+                ("set-cookie", cookie),
+            ],
+        ]
+    }
+
+    /// RFC 7541 C.6: responses with Huffman and a 256-byte table, which evicts. The
+    /// encoder writes the RFC's bytes exactly; the decoder reads them back.
+    #[test]
+    fn rfc_response_examples() {
+        let want = [
+            "4882 6402 5885 aec3 771a 4b61 96d0 7abe 9410 54d4 44a8 2005 9504 0b81 66e0 82a6
+             2d1b ff6e 919d 29ad 1718 63c7 8f0b 97c8 e9ae 82ae 43d3",
+            "4883 640e ffc1 c0bf",
+            "88c1 6196 d07a be94 1054 d444 a820 0595 040b 8166 e084 a62d 1bff c05a 839b d9ab
+             77ad 94e7 821d d7f2 e6c7 b335 dfdf cd5b 3960 d5af 2708 7f36 72c1 ab27 0fb5 291f
+             9587 3160 65c0 03ed 4ee5 b106 3d50 07",
+        ];
+        let mut e = Encoder {
+            max: 256,
+            ..Encoder::default()
+        };
+        let mut d = Decoder::new(256);
+        for (fields, want) in responses().iter().zip(want) {
+            let mut block = Vec::new();
+            e.begin(&mut block);
+            for (n, v) in fields {
+                e.field(n.as_bytes(), v.as_bytes(), false, &mut block);
+            }
+            assert_eq!(Bytes::from(block), hex(want));
+            assert_eq!(decode_all(&mut d, want).unwrap(), pairs(fields));
+            assert_eq!(d.table.size, e.size);
+        }
+    }
+
+    /// Representations that must fail (§5.1, §5.2, §4.2, §2.3.3).
+    #[test]
+    fn invalid_blocks() {
+        let cases = [
+            ("80", HpackError::BadIndex), // index 0
+            ("be", HpackError::BadIndex), // 62 with an empty table
+            ("ff80 8080 8080 01", HpackError::IntegerOverflow),
+            ("ff", HpackError::Truncated), // integer continues past the end
+            ("4003 6162", HpackError::Truncated), // name shorter than its length
+            ("4081 ff81 00", HpackError::Huffman), // name is 8 bits of padding
+            ("3fe2 1f", HpackError::TableSizeUpdate), // 4097 > 4096
+            ("823f e11f", HpackError::TableSizeUpdate), // after a field
+        ];
+        for (block, err) in cases {
+            let mut d = Decoder::new(4096);
+            assert_eq!(decode_all(&mut d, block), Err(err), "{block}");
+        }
+    }
+
+    /// Size updates at the start of a block shrink the table (§4.2, §6.3); the
+    /// encoder announces the smallest size since its last block first.
+    #[test]
+    fn table_size_updates() {
+        let mut d = Decoder::new(4096);
+        decode_all(&mut d, "4003 6162 6301 78").unwrap(); // abc: x, indexed
+        assert_eq!(d.table.size, 36);
+        assert_eq!(decode_all(&mut d, "be").unwrap(), pairs(&[("abc", "x")]));
+        // Down to 0 (emptied), back to 4096: index 62 is gone.
+        assert_eq!(
+            decode_all(&mut d, "20 3fe1 1f be"),
+            Err(HpackError::BadIndex)
+        );
+
+        let mut e = Encoder::default();
+        e.set_peer_limit(0);
+        e.set_peer_limit(1000);
+        let mut block = Vec::new();
+        e.begin(&mut block);
+        assert_eq!(Bytes::from(block), hex("20 3fc9 07"));
+        let mut block = Vec::new();
+        e.begin(&mut block);
+        assert!(block.is_empty(), "announced once");
+    }
+}
