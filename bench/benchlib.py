@@ -282,6 +282,7 @@ class Server:
         self.notes = []
         self.access_log = None  # the file the server writes its access log to, if any
         self.tls_port = None  # a second, HTTPS listener (bench/run's scenario ft)
+        self.h2c_port = None  # a second, cleartext HTTP/2 listener (bench/tls's g2)
 
     def url(self, path):
         return f"{self.scheme}://{HOST}:{self.port}{path}"
@@ -312,18 +313,19 @@ class Server:
             self.proc.wait(timeout=5)
 
 
-def wait_listening(server, timeout=15):
+def wait_listening(server, timeout=15, port=None):
+    port = port or server.port
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.proc.poll() is not None:
             sys.exit(f"{server.name} exited with {server.proc.returncode}; see {server.logdir}/")
         try:
-            socket.create_connection((HOST, server.port), timeout=1).close()
+            socket.create_connection((HOST, port), timeout=1).close()
             return
         except OSError:
             time.sleep(0.1)
     server.stop()
-    sys.exit(f"{server.name} not listening on {HOST}:{server.port} after {timeout}s")
+    sys.exit(f"{server.name} not listening on {HOST}:{port} after {timeout}s")
 
 
 def spawn(logdir, cmd, env=None):
@@ -356,11 +358,11 @@ NGINX_TLS_BEGIN, NGINX_TLS_END = "# @TLS-BEGIN@", "# @TLS-END@"
 
 
 def nginx_config(out, port, tls, tls_port=None, access_log=False,
-                 requests=REQUESTS_PER_CONN):
+                 requests=REQUESTS_PER_CONN, h2c_port=None):
     """bench/nginx.conf with its placeholders filled in. `tls` is None (cleartext
     HTTP/1.1 on `port`) or dict(cert=..., key=...): then HTTPS with HTTP/2 on `port`
-    (bench/tls), or with `tls_port` cleartext on `port` and HTTPS/1.1 on `tls_port`
-    (bench/run's scenario ft)."""
+    (bench/tls; with `h2c_port`, also cleartext HTTP/2 there), or with `tls_port`
+    cleartext on `port` and HTTPS/1.1 on `tls_port` (bench/run's scenario ft)."""
     lines, keep = [], True
     for line in (BENCH / "nginx.conf").read_text().splitlines(keepends=True):
         if line.strip() == NGINX_TLS_BEGIN:
@@ -372,7 +374,7 @@ def nginx_config(out, port, tls, tls_port=None, access_log=False,
     text = "".join(lines)
     user = "user root root;" if os.geteuid() == 0 else ""
     if tls and tls_port is None:
-        listens = [f"{HOST}:{port} ssl http2"]
+        listens = [f"{HOST}:{port} ssl http2"] + ([f"{HOST}:{h2c_port} http2"] if h2c_port else [])
     else:
         listens = [f"{HOST}:{port}"] + ([f"{HOST}:{tls_port} ssl"] if tls else [])
     listen_lines = "\n        ".join(f"listen {l};" for l in listens)
@@ -388,7 +390,7 @@ def nginx_config(out, port, tls, tls_port=None, access_log=False,
 
 
 def start_nginx(port, cpus, out=OUT / "nginx", tls=None, tls_port=None, access_log=False,
-                requests=REQUESTS_PER_CONN):
+                requests=REQUESTS_PER_CONN, h2c_port=None):
     """nginx from bench/nginx.conf, files in `out`; HTTPS + HTTP/2 if `tls` is given
     (and `tls_port` not: see nginx_config). With `access_log`, nginx logs every request
     to `out`/access.log in the combined format."""
@@ -396,7 +398,7 @@ def start_nginx(port, cpus, out=OUT / "nginx", tls=None, tls_port=None, access_l
         (out / "tmp" / sub).mkdir(parents=True, exist_ok=True)
     conf = out / "nginx.conf"
     stop_stale(out / "nginx.pid", conf, "nginx")
-    conf.write_text(nginx_config(out, port, tls, tls_port, access_log, requests))
+    conf.write_text(nginx_config(out, port, tls, tls_port, access_log, requests, h2c_port))
     if access_log:
         (out / "access.log").write_bytes(b"")
     nginx = which("nginx")
@@ -404,8 +406,10 @@ def start_nginx(port, cpus, out=OUT / "nginx", tls=None, tls_port=None, access_l
     server = Server("nginx", port,
                     spawn(out, taskset(cpus) + [nginx, "-c", str(conf), "-p", str(out)]),
                     signal.SIGQUIT, out, "https" if tls and tls_port is None else "http")
-    server.tls_port = tls_port
+    server.tls_port, server.h2c_port = tls_port, h2c_port
     wait_listening(server)
+    if h2c_port:
+        wait_listening(server, port=h2c_port)
     time.sleep(0.5)  # let the workers come up before they are counted
     server.notes.append(f"{len(proc_children(server.proc.pid))} worker processes")
     if access_log:

@@ -6,6 +6,8 @@ full request on it and gone back to waiting), then stays open and silent. Used b
 bench/run to measure a server's memory per idle keep-alive connection, over HTTP/1.1
 (scenario f) or, with --tls, over HTTPS/1.1 (scenario ft: Python's ssl module, the
 server's chain verified against --cafile, ALPN http/1.1 offered unless --no-alpn).
+With --h2 the request goes over HTTP/2 instead (h2c with prior knowledge, or with
+--tls ALPN h2): bench/tls scenario m.
 
 Protocol with the caller (stdout/stdin, one line each):
   prints  "READY <opened> <failed> [<TLS version> <cipher> alpn=<protocol>]"
@@ -42,6 +44,8 @@ def parse_args():
                    help="with --tls: SNI and the name the certificate must carry (localhost)")
     p.add_argument("--no-alpn", action="store_true",
                    help="with --tls: offer no ALPN (default: offer http/1.1)")
+    p.add_argument("--h2", action="store_true",
+                   help="HTTP/2: h2c with prior knowledge, or with --tls ALPN h2")
     args = p.parse_args()
     if not ipaddress.ip_address(args.host).is_loopback:
         p.error("refusing a non-loopback host: this tool is for local benchmarks only")
@@ -76,9 +80,48 @@ def tls_context(args):
     """TLS 1.2 or 1.3, the chain verified against --cafile, the name --server-name."""
     ctx = ssl.create_default_context(cafile=args.cafile)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    if not args.no_alpn:
+    if args.h2:
+        ctx.set_alpn_protocols(["h2"])
+    elif not args.no_alpn:
         ctx.set_alpn_protocols(["http/1.1"])
     return ctx
+
+
+def h2_frame(kind, flags, stream, payload=b""):
+    return (len(payload).to_bytes(3, "big") + bytes([kind, flags])
+            + stream.to_bytes(4, "big") + payload)
+
+
+def h2_request(host, path, tls):
+    """The client preface, an empty SETTINGS, and GET `path` on stream 1: HPACK
+    static-table entries and literals without indexing, no Huffman (RFC 7541)."""
+    def literal(index, value):  # literal without indexing, indexed name (4-bit prefix)
+        v = value.encode()
+        name = bytes([index]) if index < 15 else bytes([15, index - 15])
+        return name + bytes([len(v)]) + v
+    block = (b"\x82" + (b"\x87" if tls else b"\x86") + literal(4, path) + literal(1, host)
+             + literal(58, "wharf-bench-idle"))
+    return (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + h2_frame(4, 0, 0)
+            + h2_frame(1, 0x5, 1, block))
+
+
+async def read_h2_response(reader, writer):
+    """Reads frames until stream 1 ends, acknowledging the server's SETTINGS; the
+    status (200 when the head's first field is the static :status 200)."""
+    status = None
+    while True:
+        head = await reader.readexactly(9)
+        length, kind, flags = int.from_bytes(head[:3], "big"), head[3], head[4]
+        stream = int.from_bytes(head[5:9], "big") & 0x7FFFFFFF
+        payload = await reader.readexactly(length)
+        if kind == 4 and not flags & 0x1:
+            writer.write(h2_frame(4, 0x1, 0))
+        elif kind == 7:
+            raise ValueError("GOAWAY")
+        if stream == 1 and kind == 1 and status is None:
+            status = 200 if payload[:1] == b"\x88" else 0
+        if stream == 1 and kind in (0, 1) and flags & 0x1:
+            return status
 
 
 async def open_one(args, sem, ctx):
@@ -92,8 +135,12 @@ async def open_one(args, sem, ctx):
         try:
             reader, writer = await asyncio.wait_for(
                 asyncio.open_connection(args.host, args.port, **tls), args.timeout)
-            writer.write(request)
-            status = await asyncio.wait_for(read_response(reader), args.timeout)
+            if args.h2:
+                writer.write(h2_request(host, args.path, ctx is not None))
+                status = await asyncio.wait_for(read_h2_response(reader, writer), args.timeout)
+            else:
+                writer.write(request)
+                status = await asyncio.wait_for(read_response(reader), args.timeout)
         except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError,
                 ssl.SSLError) as e:
             global FIRST_ERROR

@@ -165,6 +165,9 @@ struct Block {
     stream: u32,
     end_stream: bool,
     kind: BlockKind,
+    /// A copy of the fragments, not a slice of the read buffer: the fields decoded
+    /// from it are slices of it, and a request that lives long (a long poll, a
+    /// stream of events) must not keep the connection's read buffer alive.
     buf: BytesMut,
 }
 
@@ -250,7 +253,7 @@ impl Connection {
         let mut c = Connection {
             decoder: Decoder::new(4096),
             encoder: Encoder::default(),
-            out: Vec::with_capacity(16 * 1024),
+            out: Vec::new(),
             events: VecDeque::new(),
             streams: Streams::default(),
             open_requests: 0,
@@ -292,14 +295,17 @@ impl Connection {
         c
     }
 
-    /// Reads every complete frame in `buf` (removing it). On a connection error the
-    /// GOAWAY is in the output and nothing more may be read.
-    pub fn recv(&mut self, buf: &mut BytesMut) -> Result<(), ConnError> {
+    /// Reads every complete frame at the start of `input`: the number of bytes read
+    /// (the caller keeps the rest, a frame not yet whole, for the next call). What the
+    /// service needs of them is copied out, so `input` can be a buffer the caller
+    /// reuses. On a connection error the GOAWAY is in the output and nothing more may
+    /// be read.
+    pub fn recv(&mut self, input: &[u8]) -> Result<usize, ConnError> {
         if let Some(e) = self.failed {
             return Err(e);
         }
-        match self.recv_frames(buf) {
-            Ok(()) => Ok(()),
+        match self.recv_frames(input) {
+            Ok(n) => Ok(n),
             Err(e) => {
                 frame::put_goaway(&mut self.out, self.last_client, e.reason);
                 self.failed = Some(e);
@@ -308,38 +314,38 @@ impl Connection {
         }
     }
 
-    fn recv_frames(&mut self, buf: &mut BytesMut) -> Result<(), ConnError> {
+    fn recv_frames(&mut self, input: &[u8]) -> Result<usize, ConnError> {
+        let mut pos = 0;
         if self.phase == Phase::Preface {
-            let n = buf.len().min(PREFACE.len());
-            if buf[..n] != PREFACE[..n] {
+            let n = input.len().min(PREFACE.len());
+            if input[..n] != PREFACE[..n] {
                 return fail(Reason::PROTOCOL_ERROR, "invalid connection preface");
             }
             if n < PREFACE.len() {
-                return Ok(());
+                return Ok(0);
             }
-            buf.advance(PREFACE.len());
+            pos = PREFACE.len();
             self.phase = Phase::FirstSettings;
         }
-        while buf.len() >= HEAD_LEN {
-            let head = Head::parse(&buf[..HEAD_LEN]);
+        while input.len() - pos >= HEAD_LEN {
+            let head = Head::parse(&input[pos..]);
             if head.len > DEFAULT_MAX_FRAME {
                 return fail(
                     Reason::FRAME_SIZE_ERROR,
                     "frame larger than SETTINGS_MAX_FRAME_SIZE",
                 );
             }
-            if buf.len() < HEAD_LEN + head.len {
-                buf.reserve(HEAD_LEN + head.len - buf.len());
+            let end = pos + HEAD_LEN + head.len;
+            if input.len() < end {
                 break;
             }
-            buf.advance(HEAD_LEN);
-            let payload = buf.split_to(head.len).freeze();
-            self.frame(head, payload)?;
+            self.frame(head, &input[pos + HEAD_LEN..end])?;
+            pos = end;
         }
-        Ok(())
+        Ok(pos)
     }
 
-    fn frame(&mut self, h: Head, p: Bytes) -> Result<(), ConnError> {
+    fn frame(&mut self, h: Head, p: &[u8]) -> Result<(), ConnError> {
         if let Some(b) = &self.block {
             if h.kind != CONTINUATION || h.stream != b.stream {
                 return fail(Reason::PROTOCOL_ERROR, "header block interrupted");
@@ -354,13 +360,13 @@ impl Connection {
         match h.kind {
             DATA => self.on_data(h, p),
             HEADERS => self.on_headers(h, p),
-            PRIORITY => self.on_priority(h, &p),
-            RST_STREAM => self.on_rst(h, &p),
-            SETTINGS => self.on_settings(h, &p),
+            PRIORITY => self.on_priority(h, p),
+            RST_STREAM => self.on_rst(h, p),
+            SETTINGS => self.on_settings(h, p),
             PUSH_PROMISE => fail(Reason::PROTOCOL_ERROR, "PUSH_PROMISE from a client"),
-            PING => self.on_ping(h, &p),
-            GOAWAY => self.on_goaway(h, &p),
-            WINDOW_UPDATE => self.on_window_update(h, &p),
+            PING => self.on_ping(h, p),
+            GOAWAY => self.on_goaway(h, p),
+            WINDOW_UPDATE => self.on_window_update(h, p),
             CONTINUATION => self.on_continuation(h, p),
             _ => Ok(()), // unknown frame types are ignored (§5.5)
         }
@@ -368,7 +374,7 @@ impl Connection {
 
     // ---------------------------------------------------------------- receiving
 
-    fn on_data(&mut self, h: Head, p: Bytes) -> Result<(), ConnError> {
+    fn on_data(&mut self, h: Head, p: &[u8]) -> Result<(), ConnError> {
         let id = h.stream;
         if id == 0 {
             return fail(Reason::PROTOCOL_ERROR, "DATA on stream 0");
@@ -430,7 +436,7 @@ impl Connection {
         if !discarding && (!data.is_empty() || end) {
             self.events.push_back(Event::Data {
                 id,
-                data,
+                data: Bytes::copy_from_slice(data),
                 end_stream: end,
             });
         }
@@ -442,7 +448,7 @@ impl Connection {
         Ok(())
     }
 
-    fn on_headers(&mut self, h: Head, p: Bytes) -> Result<(), ConnError> {
+    fn on_headers(&mut self, h: Head, p: &[u8]) -> Result<(), ConnError> {
         let id = h.stream;
         if id == 0 {
             return fail(Reason::PROTOCOL_ERROR, "HEADERS on stream 0");
@@ -457,7 +463,7 @@ impl Connection {
                 );
             }
             self_dependent = u32::from_be_bytes([p[0], p[1], p[2], p[3]]) & 0x7fff_ffff == id;
-            p.advance(5);
+            p = &p[5..];
         }
         let kind = if let Some(s) = self.streams.get(&id) {
             if s.recv_open {
@@ -503,7 +509,7 @@ impl Connection {
             stream: id,
             end_stream: h.has(END_STREAM),
             kind,
-            buf: BytesMut::from(&p[..]),
+            buf: BytesMut::from(p),
         });
         if h.has(END_HEADERS) {
             self.end_block()?;
@@ -511,14 +517,14 @@ impl Connection {
         Ok(())
     }
 
-    fn on_continuation(&mut self, h: Head, p: Bytes) -> Result<(), ConnError> {
+    fn on_continuation(&mut self, h: Head, p: &[u8]) -> Result<(), ConnError> {
         let Some(b) = &mut self.block else {
             return fail(Reason::PROTOCOL_ERROR, "CONTINUATION without HEADERS");
         };
         if b.buf.len() + p.len() > MAX_BLOCK {
             return fail(Reason::ENHANCE_YOUR_CALM, "header block too large");
         }
-        b.buf.extend_from_slice(&p);
+        b.buf.extend_from_slice(p);
         if h.has(END_HEADERS) {
             self.end_block()?;
         }
@@ -589,12 +595,10 @@ impl Connection {
     /// A header section over SETTINGS_MAX_HEADER_LIST_SIZE: 431 (RFC 6585, as RFC
     /// 9113 §10.5.1 suggests), then the rest of the request is not read.
     fn too_large(&mut self, id: u32, end_stream: bool) {
-        let mut block = Vec::new();
-        self.encoder.begin(&mut block);
-        self.encoder.field(b":status", b"431", false, &mut block);
-        self.encoder
-            .field(b"content-length", b"0", false, &mut block);
-        self.put_block(HEADERS, id, END_STREAM, &block);
+        self.put_block(HEADERS, id, END_STREAM, &[], |e, dst| {
+            e.field(b":status", b"431", false, dst);
+            e.field(b"content-length", b"0", false, dst);
+        });
         if end_stream {
             self.remember(id, Closed::Done);
         } else {
@@ -927,13 +931,11 @@ impl Connection {
         if !self.streams.get(&id).is_some_and(|s| s.send_open) {
             return false;
         }
-        let mut block = Vec::with_capacity(128);
-        self.encoder.begin(&mut block);
-        self.encoder
-            .field(b":status", status.as_str().as_bytes(), false, &mut block);
-        self.encode_fields(fields, &mut block);
         let flags = if end_stream { END_STREAM } else { 0 };
-        self.put_block(HEADERS, id, flags, &block);
+        self.put_block(HEADERS, id, flags, &[], |e, dst| {
+            e.field(b":status", status.as_str().as_bytes(), false, dst);
+            encode_fields(e, fields, dst);
+        });
         if end_stream {
             self.end_send(id);
         }
@@ -945,23 +947,11 @@ impl Connection {
         if !self.streams.get(&id).is_some_and(|s| s.send_open) {
             return false;
         }
-        let mut block = Vec::with_capacity(64);
-        self.encoder.begin(&mut block);
-        self.encode_fields(fields, &mut block);
-        self.put_block(HEADERS, id, END_STREAM, &block);
+        self.put_block(HEADERS, id, END_STREAM, &[], |e, dst| {
+            encode_fields(e, fields, dst)
+        });
         self.end_send(id);
         true
-    }
-
-    fn encode_fields(&mut self, fields: &HeaderMap, block: &mut Vec<u8>) {
-        for (name, value) in fields {
-            self.encoder.field(
-                name.as_str().as_bytes(),
-                value.as_bytes(),
-                value.is_sensitive(),
-                block,
-            );
-        }
     }
 
     /// Sends as much of `data` as the windows allow, taking it from the front; with
@@ -1017,22 +1007,20 @@ impl Connection {
             return None;
         }
         self.next_push += 2;
-        let mut block = id.to_be_bytes().to_vec();
-        self.encoder.begin(&mut block);
         let scheme = head.uri.scheme_str().unwrap_or("https");
         let authority = head.uri.authority().map_or("", |a| a.as_str());
         let path = head.uri.path_and_query().map_or("/", |p| p.as_str());
-        for (n, v) in [
-            (":method", head.method.as_str()),
-            (":scheme", scheme),
-            (":authority", authority),
-            (":path", path),
-        ] {
-            self.encoder
-                .field(n.as_bytes(), v.as_bytes(), false, &mut block);
-        }
-        self.encode_fields(&head.headers, &mut block);
-        self.put_block(PUSH_PROMISE, parent, 0, &block);
+        self.put_block(PUSH_PROMISE, parent, 0, &id.to_be_bytes(), |e, dst| {
+            for (n, v) in [
+                (":method", head.method.as_str()),
+                (":scheme", scheme),
+                (":authority", authority),
+                (":path", path),
+            ] {
+                e.field(n.as_bytes(), v.as_bytes(), false, dst);
+            }
+            encode_fields(e, &head.headers, dst);
+        });
         self.streams.insert(
             id,
             Stream {
@@ -1058,10 +1046,32 @@ impl Connection {
         self.maybe_close(id);
     }
 
-    /// Writes a header block as one frame of `kind`, or that frame and CONTINUATIONs.
-    fn put_block(&mut self, kind: u8, id: u32, flags: u8, block: &[u8]) {
+    /// Encodes a header block (after `prefix`: a PUSH_PROMISE's promised id) straight
+    /// into the output as one frame of `kind`, or, when it is larger than the peer's
+    /// frame size, that frame and CONTINUATIONs.
+    fn put_block(
+        &mut self,
+        kind: u8,
+        id: u32,
+        flags: u8,
+        prefix: &[u8],
+        encode: impl FnOnce(&mut Encoder, &mut Vec<u8>),
+    ) {
+        let start = self.out.len();
+        self.out.extend_from_slice(&[0; HEAD_LEN]);
+        self.out.extend_from_slice(prefix);
+        self.encoder.begin(&mut self.out);
+        encode(&mut self.encoder, &mut self.out);
+        let len = self.out.len() - start - HEAD_LEN;
         let max = self.peer_max_frame;
-        let (first, mut rest) = block.split_at(block.len().min(max));
+        if len <= max {
+            let head = frame::head(len, kind, flags | END_HEADERS, id);
+            self.out[start..start + HEAD_LEN].copy_from_slice(&head);
+            return;
+        }
+        let block = self.out.split_off(start + HEAD_LEN);
+        self.out.truncate(start);
+        let (first, mut rest) = block.split_at(max);
         let end_headers = if rest.is_empty() { END_HEADERS } else { 0 };
         frame::put_frame(&mut self.out, kind, flags | end_headers, id, first);
         while !rest.is_empty() {
@@ -1133,6 +1143,27 @@ impl Connection {
         self.streams.len()
     }
 
+    /// Gives the connection a buffer for its output when it has none (a transport
+    /// lends it pooled buffers, and takes them back with `reclaim_output`).
+    pub fn lend_output(&mut self, buf: impl FnOnce() -> Vec<u8>) {
+        if self.out.capacity() == 0 {
+            self.out = buf();
+            self.out.clear();
+        }
+    }
+
+    /// The output buffer, once written, while the connection idles (no stream open,
+    /// no event waiting); its other buffers shrink too. An idle connection then holds
+    /// its HPACK tables and little else.
+    pub fn reclaim_output(&mut self) -> Option<Vec<u8>> {
+        if !self.streams.is_empty() || !self.events.is_empty() || !self.out.is_empty() {
+            return None;
+        }
+        self.events = VecDeque::new();
+        self.streams.shrink_to_fit();
+        (self.out.capacity() > 0).then(|| std::mem::take(&mut self.out))
+    }
+
     /// The next thing the service must hear of.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
@@ -1153,8 +1184,20 @@ impl Connection {
     }
 }
 
+/// Appends `fields` to a header block.
+fn encode_fields(e: &mut Encoder, fields: &HeaderMap, dst: &mut Vec<u8>) {
+    for (name, value) in fields {
+        e.field(
+            name.as_str().as_bytes(),
+            value.as_bytes(),
+            value.is_sensitive(),
+            dst,
+        );
+    }
+}
+
 /// The payload without its padding (§6.1, §6.2).
-fn unpad(h: &Head, mut p: Bytes) -> Result<Bytes, ConnError> {
+fn unpad<'a>(h: &Head, p: &'a [u8]) -> Result<&'a [u8], ConnError> {
     if !h.has(PADDED) {
         return Ok(p);
     }
@@ -1168,9 +1211,7 @@ fn unpad(h: &Head, mut p: Bytes) -> Result<Bytes, ConnError> {
     if pad >= p.len() {
         return fail(Reason::PROTOCOL_ERROR, "padding longer than the payload");
     }
-    p.advance(1);
-    p.truncate(p.len() - pad);
-    Ok(p)
+    Ok(&p[1..p.len() - pad])
 }
 
 #[cfg(test)]
@@ -1224,15 +1265,16 @@ mod tests {
     /// A connection past its handshake, its output cleared.
     fn open() -> Connection {
         let mut c = Connection::new(cfg());
-        let mut input = BytesMut::from(PREFACE);
-        input.extend_from_slice(&frame(SETTINGS, 0, 0, &[]));
-        c.recv(&mut input).unwrap();
+        let input = [PREFACE, &frame(SETTINGS, 0, 0, &[])].concat();
+        assert_eq!(c.recv(&input), Ok(input.len()));
         c.consume_output(usize::MAX);
         c
     }
 
+    /// Feeds whole frames.
     fn feed(c: &mut Connection, bytes: &[u8]) -> Result<(), ConnError> {
-        c.recv(&mut BytesMut::from(bytes))
+        assert_eq!(c.recv(bytes)?, bytes.len(), "whole frames are read");
+        Ok(())
     }
 
     /// The output as (type, flags, stream, payload) frames, then cleared.
@@ -1275,11 +1317,14 @@ mod tests {
             "§3.4: the server preface is SETTINGS"
         );
         assert_eq!(server[1].0, WINDOW_UPDATE);
-        let mut input = BytesMut::from(PREFACE);
-        input.extend_from_slice(&frame(SETTINGS, 0, 0, &[]));
+        let mut input = [PREFACE, &frame(SETTINGS, 0, 0, &[])].concat();
         input.extend_from_slice(&frame(HEADERS, END_HEADERS | END_STREAM, 1, &get("/x")));
-        c.recv(&mut input).unwrap();
-        assert!(input.is_empty());
+        // In two pieces: the first ends inside the HEADERS frame, which waits.
+        let cut = input.len() - 3;
+        let read = c.recv(&input[..cut]).unwrap();
+        assert_eq!(read, PREFACE.len() + HEAD_LEN, "the preface and SETTINGS");
+        assert!(c.poll_event().is_none());
+        assert_eq!(c.recv(&input[read..]), Ok(input.len() - read));
         assert_eq!(frames(&mut c)[0], (SETTINGS, ACK, 0, vec![]));
         let Some(Event::Request {
             id: 1,

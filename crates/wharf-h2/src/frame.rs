@@ -101,11 +101,26 @@ impl Head {
     }
 }
 
+/// A frame header.
+pub(crate) fn head(len: usize, kind: u8, flags: u8, stream: u32) -> [u8; HEAD_LEN] {
+    let l = len as u32;
+    let s = stream.to_be_bytes();
+    [
+        (l >> 16) as u8,
+        (l >> 8) as u8,
+        l as u8,
+        kind,
+        flags,
+        s[0],
+        s[1],
+        s[2],
+        s[3],
+    ]
+}
+
 /// Appends a frame header.
 pub(crate) fn put_head(dst: &mut Vec<u8>, len: usize, kind: u8, flags: u8, stream: u32) {
-    let l = len as u32;
-    dst.extend_from_slice(&[(l >> 16) as u8, (l >> 8) as u8, l as u8, kind, flags]);
-    dst.extend_from_slice(&stream.to_be_bytes());
+    dst.extend_from_slice(&head(len, kind, flags, stream));
 }
 
 /// Appends a whole frame.

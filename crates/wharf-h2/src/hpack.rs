@@ -225,7 +225,10 @@ impl Decoder {
                 };
                 let value = string(block, &mut pos)?;
                 if indexing {
-                    self.table.insert(name.clone(), value.clone());
+                    // Copies: an entry may live as long as the connection, and must
+                    // not keep the whole block it came in alive.
+                    let copy = |b: &Bytes| Bytes::copy_from_slice(b);
+                    self.table.insert(copy(&name), copy(&value));
                 }
                 field(Field {
                     name,

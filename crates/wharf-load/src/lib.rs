@@ -228,6 +228,11 @@ impl Connection {
         self.quic.stats()
     }
 
+    /// Whether the connection is still open (neither end closed it, no idle timeout).
+    pub fn is_open(&self) -> bool {
+        self.quic.close_reason().is_none()
+    }
+
     /// Closes the connection (code 0).
     pub fn close(&self) {
         self.quic.close(0u32.into(), b"done");

@@ -42,6 +42,11 @@ struct Args {
     /// Print each HTTP/3 connection's QUIC statistics to stderr at its end.
     #[arg(long)]
     quic_stats: bool,
+    /// HTTP/3 only: open -c connections, complete one GET on each, then hold them
+    /// idle. Prints "READY <opened> <failed>", waits for a line on stdin, prints
+    /// "OPEN <still open>" and exits (as bench/idle_conns.py does over TCP).
+    #[arg(long)]
+    idle: bool,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -87,6 +92,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .next()
         .context("no address for the host")?;
     let roots = std::fs::read(&args.cacert).context("--cacert")?;
+    if args.idle {
+        return hold_idle(&args, addr, &host, &roots).await;
+    }
     let totals = Arc::new(Totals::default());
     let deadline = Instant::now() + Duration::from_secs(args.duration);
     let started = Instant::now();
@@ -136,6 +144,46 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     while tasks.join_next().await.is_some() {}
     report(&args, &totals, started.elapsed());
+    Ok(())
+}
+
+/// `--idle`: connections that each completed one request, held until stdin says.
+async fn hold_idle(args: &Args, addr: SocketAddr, host: &str, roots: &[u8]) -> anyhow::Result<()> {
+    let bind = if addr.is_ipv6() {
+        "[::]:0"
+    } else {
+        "0.0.0.0:0"
+    };
+    let client = Arc::new(wharf_load::Client::new(roots, bind.parse()?)?);
+    // Opening thousands at once would only queue handshakes; 100 at a time.
+    let gate = Arc::new(tokio::sync::Semaphore::new(100));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..args.connections {
+        let (client, gate, host, url) = (
+            client.clone(),
+            gate.clone(),
+            host.to_owned(),
+            args.url.to_string(),
+        );
+        tasks.spawn(async move {
+            let _turn = gate.acquire().await.ok()?;
+            let conn = client.connect(addr, &host).await.ok()?;
+            let got = conn.get(&url).await.ok()?;
+            got.head.status().is_success().then_some(conn)
+        });
+    }
+    let mut conns = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        if let Ok(Some(conn)) = done {
+            conns.push(conn);
+        }
+    }
+    println!("READY {} {}", conns.len(), args.connections - conns.len());
+    tokio::task::spawn_blocking(|| std::io::stdin().read_line(&mut String::new())).await??;
+    println!("OPEN {}", conns.iter().filter(|c| c.is_open()).count());
+    for conn in &conns {
+        conn.close();
+    }
     Ok(())
 }
 

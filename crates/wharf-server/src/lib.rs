@@ -13,12 +13,14 @@
 //!   handed to the service.
 //! - `h1`: one HTTP/1.1 connection: wharf's own engine (request heads on `httparse`,
 //!   buffers lent only while bytes move).
+//! - `pool`: the per-thread read and write buffers HTTP/1.1 and HTTP/2 connections
+//!   borrow while bytes move.
 //! - `h2`: one HTTP/2 connection: the event loop around wharf's sans-IO codec
 //!   (`wharf-h2`), request bodies, extended CONNECT tunnels, 103 and push, and the
 //!   flood defenses.
 //! - `h3`: HTTP/3 over QUIC (quinn + h3) on the UDP port of a TLS listener.
-//! - `socket`: the socket as HTTP/2 sees it, with writes corked and the client's
-//!   frames metered.
+//! - `socket`: the socket as HTTP/2 sees it: the sniffed prefix first, the
+//!   client's frames metered.
 //! - `watchdog`: idle, header-read and send timeouts measured on the socket itself.
 //! - [`access_log`]: one line per request, written when the response body ends.
 //! - [`shutdown`]: one token every task watches, and a tracker the binary waits on.
@@ -34,6 +36,7 @@ mod h3;
 mod interim;
 pub mod limits;
 pub mod listener;
+mod pool;
 mod service;
 pub mod shutdown;
 mod socket;

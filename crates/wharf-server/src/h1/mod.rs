@@ -24,7 +24,6 @@ mod arbitrary;
 mod chunked;
 mod encode;
 mod head;
-mod pool;
 mod reader;
 
 use std::future::{poll_fn, Future};
@@ -44,7 +43,7 @@ use wharf_http::interim::EarlyHints;
 
 use crate::conn::ConnCtx;
 use crate::watchdog::{Alarm, Expiry, Watchdog};
-use crate::{upgrade, RequestBody, Service, Shutdown};
+use crate::{pool, upgrade, RequestBody, Service, Shutdown};
 #[cfg(fuzzing)]
 pub(crate) use chunked::fuzz as fuzz_chunked;
 #[cfg(fuzzing)]

@@ -22,7 +22,7 @@ use tokio::io::{AsyncRead, ReadBuf};
 
 use super::chunked::Decoder;
 use super::head::{Framing, MAX_HEADERS};
-use super::pool;
+use crate::pool;
 use crate::watchdog::Watchdog;
 
 /// Where the body of the request in progress stands.

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::future::{AbortHandle, Abortable};
 use futures_util::stream::{FuturesUnordered, StreamExt as _};
 use http::header::{
@@ -29,7 +29,7 @@ use http::header::{
 };
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body::Body;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 use wharf_h2::{Connection, Event, Reason};
 use wharf_http::conn::ConnectProtocol;
@@ -42,10 +42,10 @@ mod tunnel;
 
 use crate::access_log::LoggedBody;
 use crate::conn::{ConnCtx, ResBody};
-use crate::socket::{Cork, Socket};
+use crate::socket::Socket;
 use crate::upgrade::{Pending, Upgraded};
 use crate::watchdog::{Alarm, Expiry};
-use crate::{Limits, RequestBody, Service, Shutdown};
+use crate::{pool, Limits, RequestBody, Service, Shutdown};
 
 /// How long a flooding client has to read its GOAWAY before the socket closes.
 const ABUSER_GRACE: Duration = Duration::from_secs(1);
@@ -91,8 +91,7 @@ pub(crate) async fn serve<S, R, W>(
 {
     let peer = ctx.info.peer;
     let dog = ctx.dog.clone();
-    let cork = Cork::new(write, dog.clone());
-    let io = Socket::new(read, cork.clone())
+    let io = Socket::new(read, write, dog.clone())
         .with_prefix(prefix)
         .with_meter(flood::Meter::new(Instant::now()));
     let mut stop = shutdown.stop();
@@ -103,8 +102,8 @@ pub(crate) async fn serve<S, R, W>(
         send_timeout: ctx.shared.limits.send_timeout,
         ctx,
         io,
-        cork,
-        rbuf: BytesMut::new(),
+        rbuf: Vec::new(),
+        rlen: 0,
         streams: HashMap::new(),
         work: FuturesUnordered::new(),
         make: work::<S>,
@@ -222,8 +221,10 @@ struct Driver<S: Service, R, W, F> {
     ctx: Arc<ConnCtx<S>>,
     codec: Connection,
     io: Socket<R, W>,
-    cork: Arc<Cork<W>>,
-    rbuf: BytesMut,
+    /// Lent from the pool while bytes move (`rlen` of them read and not yet taken by
+    /// the codec: the start of a frame); empty while the connection waits.
+    rbuf: Vec<u8>,
+    rlen: usize,
     streams: HashMap<u32, Stream<LoggedBody<ResBody<S::Body>>>>,
     work: FuturesUnordered<Abortable<F>>,
     make: WorkFn<S, F>,
@@ -261,6 +262,8 @@ where
         }
         let mut turns = 0;
         loop {
+            // Whatever this turn encodes goes into a pooled buffer.
+            self.codec.lend_output(pool::take_write);
             let mut more = false;
             if self.reading && self.codec.output().len() < OUT_HIGH {
                 match self.poll_read(cx) {
@@ -302,6 +305,13 @@ where
                 }
                 // Written: the bodies that waited for room may go on.
                 Poll::Ready(Ok(())) if full => more = true,
+                Poll::Ready(Ok(())) if self.streams.is_empty() => {
+                    // Idle: the output buffer goes back to the pool until there is
+                    // something to write again.
+                    if let Some(buf) = self.codec.reclaim_output() {
+                        pool::give_write(buf);
+                    }
+                }
                 _ => {}
             }
             turns += 1;
@@ -324,12 +334,13 @@ where
         {
             return;
         }
+        let mut buf = [0u8; 4096];
         let drain = std::future::poll_fn(|cx| loop {
-            self.rbuf.clear();
-            self.rbuf.reserve(4096);
-            match tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.rbuf) {
-                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(()),
-                Poll::Ready(Ok(_)) => {}
+            let mut rb = ReadBuf::new(&mut buf);
+            match Pin::new(&mut self.io).poll_read(cx, &mut rb) {
+                Poll::Ready(Ok(())) if rb.filled().is_empty() => return Poll::Ready(()),
+                Poll::Ready(Err(_)) => return Poll::Ready(()),
+                Poll::Ready(Ok(())) => {}
                 Poll::Pending => return Poll::Pending,
             }
         });
@@ -401,28 +412,42 @@ where
         self.work.clear();
     }
 
-    /// Reads once; `Ok(false)` at the end of input.
+    /// Reads once and hands the codec every whole frame; `Ok(false)` at the end of
+    /// input. The read buffer is lent by the pool and given back whenever it holds
+    /// nothing, so a connection waiting for its client holds none.
     fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, End>> {
-        if self.rbuf.capacity() - self.rbuf.len() < 4096 {
-            self.rbuf.reserve(16 * 1024);
+        if self.rbuf.is_empty() {
+            self.rbuf = pool::take_frame_read();
         }
-        match tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.rbuf) {
-            Poll::Ready(Ok(0)) => Poll::Ready(Ok(false)),
-            Poll::Ready(Ok(_)) => {
-                if let Err(e) = self.codec.recv(&mut self.rbuf) {
-                    // The GOAWAY is in the output: written before the connection ends.
-                    let peer = self.ctx.info.peer;
-                    tracing::debug!(%peer, error = %e, "HTTP/2 connection error: GOAWAY");
-                    self.gone();
-                }
-                if self.rbuf.is_empty() && self.rbuf.capacity() > 64 * 1024 {
-                    self.rbuf = BytesMut::new();
+        let mut rb = ReadBuf::new(&mut self.rbuf[self.rlen..]);
+        let res = Pin::new(&mut self.io).poll_read(cx, &mut rb);
+        let n = rb.filled().len();
+        let res = match res {
+            Poll::Ready(Ok(())) if n == 0 => Poll::Ready(Ok(false)),
+            Poll::Ready(Ok(())) => {
+                self.rlen += n;
+                match self.codec.recv(&self.rbuf[..self.rlen]) {
+                    Ok(read) => {
+                        // What is left begins a frame: it moves to the front.
+                        self.rbuf.copy_within(read..self.rlen, 0);
+                        self.rlen -= read;
+                    }
+                    Err(e) => {
+                        // The GOAWAY is in the output: written before the end.
+                        let peer = self.ctx.info.peer;
+                        tracing::debug!(%peer, error = %e, "HTTP/2 connection error: GOAWAY");
+                        self.gone();
+                    }
                 }
                 Poll::Ready(Ok(true))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(End::Io(e))),
             Poll::Pending => Poll::Pending,
+        };
+        if self.rlen == 0 {
+            pool::give_frame_read(std::mem::take(&mut self.rbuf));
         }
+        res
     }
 
     fn events(&mut self) {
@@ -683,7 +708,7 @@ where
                 Poll::Pending => return Poll::Pending,
             }
         }
-        self.cork.poll_drain(cx)
+        Pin::new(&mut self.io).poll_flush(cx)
     }
 }
 

@@ -4,12 +4,18 @@
 //! empty one, takes a read buffer from this pool when bytes arrive, and gives it back
 //! once they are consumed; its write buffer goes back once flushed. A thread keeps a
 //! few spare buffers of each kind, so a busy connection costs no allocation per request
-//! and thousands of idle ones cost none at all.
+//! and thousands of idle ones cost none at all. HTTP/1.1 and HTTP/2 connections share
+//! the write buffers; their read buffers differ in size.
 
 use std::cell::RefCell;
+use std::thread::LocalKey;
 
-/// Size of a read buffer: a request head, or a pipelined batch of them, fits.
+/// Size of an HTTP/1.1 read buffer: a request head, or a pipelined batch of them, fits.
 pub(crate) const READ_BUF: usize = 8 * 1024;
+
+/// Size of an HTTP/2 read buffer: a frame of the largest size wharf announces (16 KiB
+/// and its header) fits, with room for the frames around it.
+pub(crate) const FRAME_READ_BUF: usize = 32 * 1024;
 
 /// Write buffers that grew beyond this are freed rather than kept.
 const MAX_KEPT_WRITE: usize = 64 * 1024;
@@ -17,21 +23,43 @@ const MAX_KEPT_WRITE: usize = 64 * 1024;
 /// Spare buffers of each kind one thread keeps.
 const SPARE: usize = 16;
 
+type Spares = LocalKey<RefCell<Vec<Vec<u8>>>>;
+
 thread_local! {
     static READ: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    static FRAME_READ: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
     static WRITE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// A zeroed read buffer of [`READ_BUF`] bytes (its length is its size).
+/// An initialised read buffer of [`READ_BUF`] bytes (its length is its size).
 pub(crate) fn take_read() -> Vec<u8> {
-    READ.with(|r| r.borrow_mut().pop())
-        .unwrap_or_else(|| vec![0; READ_BUF])
+    take_sized(&READ, READ_BUF)
 }
 
 /// Returns a read buffer; buffers of another size are freed.
 pub(crate) fn give_read(buf: Vec<u8>) {
-    if buf.len() == READ_BUF {
-        READ.with(|r| {
+    give_sized(&READ, READ_BUF, buf);
+}
+
+/// An initialised HTTP/2 read buffer of [`FRAME_READ_BUF`] bytes.
+pub(crate) fn take_frame_read() -> Vec<u8> {
+    take_sized(&FRAME_READ, FRAME_READ_BUF)
+}
+
+/// Returns an HTTP/2 read buffer.
+pub(crate) fn give_frame_read(buf: Vec<u8>) {
+    give_sized(&FRAME_READ, FRAME_READ_BUF, buf);
+}
+
+fn take_sized(spares: &'static Spares, size: usize) -> Vec<u8> {
+    spares
+        .with(|r| r.borrow_mut().pop())
+        .unwrap_or_else(|| vec![0; size])
+}
+
+fn give_sized(spares: &'static Spares, size: usize, buf: Vec<u8>) {
+    if buf.len() == size {
+        spares.with(|r| {
             let mut r = r.borrow_mut();
             if r.len() < SPARE {
                 r.push(buf);
