@@ -106,7 +106,7 @@ pub(crate) async fn serve<S, R, W>(
         rlen: 0,
         streams: HashMap::new(),
         work: FuturesUnordered::new(),
-        make: work::<S>,
+        make: answer::<S>,
         mailbox: Arc::new(mailbox::Mailbox::default()),
         accepted: 0,
         draining: false,
@@ -143,7 +143,8 @@ enum End {
 /// A service's answer as `conn` returns it.
 type Answer<S> = Response<LoggedBody<ResBody<<S as Service>::Body>>>;
 
-/// What a request's work carries through to its response.
+/// What a request's response needs of it.
+#[derive(Default)]
 struct Carry {
     /// An extended CONNECT: the upgrade to fulfil and the client's side of the tunnel.
     tunnel: Option<(Pending, body::Incoming)>,
@@ -151,22 +152,28 @@ struct Carry {
     push_from: Option<http::request::Parts>,
 }
 
-struct Done<S: Service> {
-    id: u32,
-    res: Answer<S>,
-    carry: Carry,
-}
-
 /// One request's work: the service's answer. (The `103`s it sends on the way go
 /// through the connection's mailbox.)
-async fn work<S: Service>(
-    ctx: Arc<ConnCtx<S>>,
+async fn answer<S: Service>(ctx: Arc<ConnCtx<S>>, req: Request<RequestBody>) -> Answer<S> {
+    ctx.handle(req).await
+}
+
+/// A stream's work as the connection's `FuturesUnordered` holds it: its id and the
+/// work, boxed. The box keeps what the set holds and moves small: the service's
+/// future is kilobytes, and the set keeps one empty slot of its element's size for
+/// as long as the connection lives.
+struct Work<F> {
     id: u32,
-    req: Request<RequestBody>,
-    carry: Carry,
-) -> Done<S> {
-    let res = ctx.handle(req).await;
-    Done { id, res, carry }
+    fut: Pin<Box<F>>,
+}
+
+impl<F: Future> Future for Work<F> {
+    type Output = (u32, F::Output);
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let id = self.id;
+        self.fut.as_mut().poll(cx).map(|out| (id, out))
+    }
 }
 
 /// A response body: the service's, or what a tunnel's writer writes.
@@ -212,10 +219,12 @@ struct Sending<B> {
 struct Stream<B> {
     abort: Option<AbortHandle>,
     feed: Option<body::Feed>,
+    /// Until the response: what it needs of the request.
+    carry: Carry,
     sending: Option<Sending<B>>,
 }
 
-type WorkFn<S, F> = fn(Arc<ConnCtx<S>>, u32, Request<RequestBody>, Carry) -> F;
+type WorkFn<S, F> = fn(Arc<ConnCtx<S>>, Request<RequestBody>) -> F;
 
 struct Driver<S: Service, R, W, F> {
     ctx: Arc<ConnCtx<S>>,
@@ -226,7 +235,7 @@ struct Driver<S: Service, R, W, F> {
     rbuf: Vec<u8>,
     rlen: usize,
     streams: HashMap<u32, Stream<LoggedBody<ResBody<S::Body>>>>,
-    work: FuturesUnordered<Abortable<F>>,
+    work: FuturesUnordered<Abortable<Work<F>>>,
     make: WorkFn<S, F>,
     mailbox: Arc<mailbox::Mailbox>,
     alarm: Alarm,
@@ -247,7 +256,7 @@ where
     S: Service,
     R: AsyncRead + Send + Unpin + 'static,
     W: AsyncWrite + Send + Unpin + 'static,
-    F: Future<Output = Done<S>>,
+    F: Future<Output = Answer<S>>,
 {
     fn poll(
         &mut self,
@@ -285,8 +294,8 @@ where
                 self.codec.release(id, n);
             }
             while let Poll::Ready(Some(done)) = self.work.poll_next_unpin(cx) {
-                if let Ok(done) = done {
-                    self.respond(done);
+                if let Ok((id, res)) = done {
+                    self.respond(id, res);
                 }
             }
             self.send_hints();
@@ -334,7 +343,9 @@ where
         {
             return;
         }
-        let mut buf = [0u8; 4096];
+        // A pooled buffer, not an array in this future: the connection's future would
+        // carry the array's room for its whole life.
+        let mut buf = pool::take_frame_read();
         let drain = std::future::poll_fn(|cx| loop {
             let mut rb = ReadBuf::new(&mut buf);
             match Pin::new(&mut self.io).poll_read(cx, &mut rb) {
@@ -345,6 +356,7 @@ where
             }
         });
         let _ = tokio::time::timeout(LINGER, drain).await;
+        pool::give_frame_read(buf);
     }
 
     /// The first step of the graceful shutdown.
@@ -550,13 +562,15 @@ where
         feed: Option<body::Feed>,
     ) {
         let (abort, registration) = AbortHandle::new_pair();
-        let fut = (self.make)(self.ctx.clone(), id, req, carry);
-        self.work.push(Abortable::new(fut, registration));
+        let fut = Box::pin((self.make)(self.ctx.clone(), req));
+        self.work
+            .push(Abortable::new(Work { id, fut }, registration));
         self.streams.insert(
             id,
             Stream {
                 abort: Some(abort),
                 feed,
+                carry,
                 sending: None,
             },
         );
@@ -571,11 +585,11 @@ where
     }
 
     /// A service answered: hints, promises, the head, and the body to pump.
-    fn respond(&mut self, done: Done<S>) {
-        let Done { id, res, carry } = done;
-        if !self.streams.contains_key(&id) {
+    fn respond(&mut self, id: u32, res: Answer<S>) {
+        let Some(stream) = self.streams.get_mut(&id) else {
             return; // reset meanwhile
-        }
+        };
+        let carry = std::mem::take(&mut stream.carry);
         self.send_hints(); // any this service sent go first
         let (mut head, body) = res.into_parts();
         if let Some(EarlyHints(fields)) = head.extensions.remove::<EarlyHints>() {
@@ -631,11 +645,7 @@ where
                 break; // the client disabled pushes, or its limit is reached
             };
             let req = Request::from_parts(parts, RequestBody::empty());
-            let carry = Carry {
-                tunnel: None,
-                push_from: None,
-            };
-            self.start(promised, req, carry, None);
+            self.start(promised, req, Carry::default(), None);
         }
     }
 
