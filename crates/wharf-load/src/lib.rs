@@ -13,6 +13,7 @@ use http::{Request, Response};
 /// tickets servers send, so later connections can resume and send 0-RTT data.
 pub struct Client {
     endpoint: quinn::Endpoint,
+    crypto: Arc<quinn::crypto::rustls::QuicClientConfig>,
 }
 
 /// One HTTP/3 connection.
@@ -53,6 +54,17 @@ pub struct Fetched {
     pub head: Response<()>,
     /// The body.
     pub body: Bytes,
+}
+
+fn client_config(
+    crypto: &Arc<quinn::crypto::rustls::QuicClientConfig>,
+    keep_alive: Option<std::time::Duration>,
+) -> quinn::ClientConfig {
+    let mut transport = wharf_quic::transport();
+    transport.keep_alive_interval(keep_alive);
+    let mut config = quinn::ClientConfig::new(crypto.clone());
+    config.transport_config(Arc::new(transport));
+    config
 }
 
 impl Client {
@@ -98,12 +110,17 @@ impl Client {
         };
         tls.alpn_protocols = vec![b"h3".to_vec()];
         tls.enable_early_data = true;
-        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
-        let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-        config.transport_config(Arc::new(wharf_quic::transport()));
+        let crypto = Arc::new(quinn::crypto::rustls::QuicClientConfig::try_from(tls)?);
         let mut endpoint = wharf_quic::endpoint(std::net::UdpSocket::bind(bind)?, None)?;
-        endpoint.set_default_client_config(config);
-        Ok(Client { endpoint })
+        endpoint.set_default_client_config(client_config(&crypto, None));
+        Ok(Client { endpoint, crypto })
+    }
+
+    /// Connections opened from now on send a PING after `every` without traffic, so
+    /// that idle ones outlive the idle timeout.
+    pub fn keep_alive(&mut self, every: std::time::Duration) {
+        self.endpoint
+            .set_default_client_config(client_config(&self.crypto, Some(every)));
     }
 
     /// Connects to `addr` for `server_name`. With a session ticket from an earlier

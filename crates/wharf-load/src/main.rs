@@ -154,7 +154,11 @@ async fn hold_idle(args: &Args, addr: SocketAddr, host: &str, roots: &[u8]) -> a
     } else {
         "0.0.0.0:0"
     };
-    let client = Arc::new(wharf_load::Client::new(roots, bind.parse()?)?);
+    let mut client = wharf_load::Client::new(roots, bind.parse()?)?;
+    // Opening thousands takes a while: the first must not idle out meanwhile. A PING
+    // now and then is all they send.
+    client.keep_alive(Duration::from_secs(10));
+    let client = Arc::new(client);
     // Opening thousands at once would only queue handshakes; 100 at a time.
     let gate = Arc::new(tokio::sync::Semaphore::new(100));
     let mut tasks = tokio::task::JoinSet::new();
