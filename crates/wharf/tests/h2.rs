@@ -270,3 +270,59 @@ fn malformed_requests_get_a_stream_reset_and_the_connection_goes_on() {
         assert_eq!(stream, 3, "{why}: the connection goes on");
     }
 }
+
+/// RFC 9113 §6.8: at its request limit a connection says GOAWAY twice — first with
+/// the largest stream id and a PING, then, once the PING comes back, with the last
+/// stream it saw — so every request the client sent before it heard is served, none
+/// refused; later ones are not.
+#[test]
+fn the_request_limit_refuses_no_request_already_sent() {
+    let w = Builder::new()
+        .config("[limits]\nmax_requests_per_connection = 3")
+        .file("hello.txt", "hi")
+        .start();
+    let mut s = connect(&w);
+    // Six requests in one write: three past the limit are already on their way.
+    let six: Vec<u8> = (0..6)
+        .flat_map(|i| frame(HEADERS, 0x5, 1 + 2 * i, &get_block()))
+        .collect();
+    s.write_all(&six).unwrap();
+    let mut goaways = Vec::new();
+    let mut answered = Vec::new();
+    loop {
+        let mut head = [0u8; 9];
+        if s.read_exact(&mut head).is_err() {
+            break; // closed once everything was answered
+        }
+        let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+        let mut payload = vec![0; len];
+        s.read_exact(&mut payload).unwrap();
+        let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+        match head[3] {
+            HEADERS => answered.push(stream),
+            GOAWAY => {
+                let last = u32::from_be_bytes(payload[..4].try_into().unwrap()) & 0x7fff_ffff;
+                let code = u32::from_be_bytes(payload[4..8].try_into().unwrap());
+                goaways.push((last, code));
+                if goaways.len() == 2 {
+                    // A request after the final GOAWAY is past its last id: ignored.
+                    // (The server may have closed its side by then.)
+                    let _ = s.write_all(&frame(HEADERS, 0x5, 13, &get_block()));
+                }
+            }
+            PING if head[4] & 0x1 == 0 => s.write_all(&frame(PING, 0x1, 0, &payload)).unwrap(),
+            _ => {}
+        }
+    }
+    assert_eq!(
+        goaways,
+        [(0x7fff_ffff, 0), (11, 0)],
+        "two GOAWAYs, NO_ERROR"
+    );
+    answered.sort_unstable();
+    assert_eq!(
+        answered,
+        [1, 3, 5, 7, 9, 11],
+        "every request sent before is served"
+    );
+}
