@@ -150,6 +150,23 @@ struct Stream {
     pushed: bool,
 }
 
+impl Stream {
+    /// A stream this end may send on; `recv_open` while the peer may too.
+    fn new(recv_open: bool, send_window: i64, recv_window: i64, pushed: bool) -> Stream {
+        Stream {
+            recv_open,
+            send_open: true,
+            send_window,
+            recv_window,
+            unacked: 0,
+            content_length: None,
+            received: 0,
+            discarding: false,
+            pushed,
+        }
+    }
+}
+
 /// What a header block being received will be.
 #[derive(Debug)]
 enum BlockKind {
@@ -569,18 +586,12 @@ impl Connection {
         } else {
             i64::from(self.cfg.stream_window).max(DEFAULT_WINDOW)
         };
+        let stream = Stream::new(!end_stream, self.peer_window, recv_window, false);
         self.streams.insert(
             id,
             Stream {
-                recv_open: !end_stream,
-                send_open: true,
-                send_window: self.peer_window,
-                recv_window,
-                unacked: 0,
                 content_length: head.content_length,
-                received: 0,
-                discarding: false,
-                pushed: false,
+                ..stream
             },
         );
         self.open_requests += 1;
@@ -1021,20 +1032,8 @@ impl Connection {
             }
             encode_fields(e, &head.headers, dst);
         });
-        self.streams.insert(
-            id,
-            Stream {
-                recv_open: false,
-                send_open: true,
-                send_window: self.peer_window,
-                recv_window: 0,
-                unacked: 0,
-                content_length: None,
-                received: 0,
-                discarding: false,
-                pushed: true,
-            },
-        );
+        self.streams
+            .insert(id, Stream::new(false, self.peer_window, 0, true));
         self.open_pushes += 1;
         Some(id)
     }

@@ -60,6 +60,12 @@ pub mod fuzz {
     }
 }
 
+/// Locks a mutex of one connection's (its task and its request bodies take it, each
+/// briefly); a panic elsewhere while it was held does not make it unusable.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 pub use access_log::{AccessLog, LogFormat};
 pub use conn::Mode;
 pub use limits::{Http, Limits};

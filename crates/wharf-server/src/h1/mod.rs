@@ -42,6 +42,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use wharf_http::interim::EarlyHints;
 
 use crate::conn::ConnCtx;
+use crate::lock;
 use crate::watchdog::{Alarm, Expiry, Watchdog};
 use crate::{pool, upgrade, RequestBody, Service, Shutdown};
 #[cfg(fuzzing)]
@@ -49,7 +50,7 @@ pub(crate) use chunked::fuzz as fuzz_chunked;
 #[cfg(fuzzing)]
 pub(crate) use head::fuzz as fuzz_head;
 pub(crate) use reader::Incoming;
-use reader::{lock, Reader};
+use reader::Reader;
 
 /// Response bytes held back before they are written regardless (pipelined batches).
 const CORK_LIMIT: usize = 64 * 1024;

@@ -10,9 +10,10 @@
 //! detached: a service that kept it sees an error, and the connection reads (or
 //! discards) what is left of it.
 
+use crate::lock;
 use std::io;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll, Waker};
 
 use bytes::Bytes;
@@ -403,11 +404,6 @@ pub(crate) trait Source: Send + Sync {
     ) -> Poll<Option<io::Result<Frame<Bytes>>>>;
     fn is_end_stream(&self, generation: u64) -> bool;
     fn size_hint(&self, generation: u64) -> SizeHint;
-}
-
-/// Locks the reader; only this connection's task and its request body take it.
-pub(crate) fn lock<R>(m: &Mutex<Reader<R>>) -> MutexGuard<'_, Reader<R>> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl<R: AsyncRead + Unpin + Send> Source for Mutex<Reader<R>> {

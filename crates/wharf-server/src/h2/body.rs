@@ -8,10 +8,11 @@
 //! A client can queue no more than its windows allow, so the queue is bounded by the
 //! window the connection announced.
 
+use crate::lock;
 use std::collections::VecDeque;
 use std::io;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
@@ -30,10 +31,6 @@ struct Queue {
     reset: Option<Reason>,
     reader: Option<Waker>,
     dropped: bool,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The connection's end of a request body.

@@ -3,7 +3,8 @@
 //! sent while working (`wharf_http::interim::Interim`). Either may come from another
 //! task (a proxy's upstream exchange), so the connection's task is woken for them.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use crate::lock;
+use std::sync::{Arc, Mutex};
 use std::task::Context;
 
 use futures_util::task::AtomicWaker;
@@ -15,10 +16,6 @@ pub(crate) struct Mailbox {
     owed: Mutex<Vec<(u32, usize)>>,
     hints: Mutex<Vec<(u32, HeaderMap)>>,
     task: AtomicWaker,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Mailbox {
