@@ -1,6 +1,7 @@
 //! Bodies on their way through the proxy: the client's request body to the upstream
 //! (counted against the size limit), and the upstream's response body to the client
-//! (with the idle timeout, and the connection given back to its pool at the end).
+//! (with the idle timeout; an HTTP/1.1 body gives its connection back to its pool at
+//! its end itself).
 
 use std::future::Future;
 use std::io;
@@ -12,12 +13,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
-use hyper::client::conn::http1::SendRequest;
 use tokio::time::{Instant, Sleep};
 
 use crate::cache::Fill;
-use crate::pool::Pool;
-use crate::RequestBody;
+use crate::h1;
 
 /// A response body from the proxy: the upstream's, streamed, or a short text of the
 /// proxy's own (an error page).
@@ -34,10 +33,53 @@ enum Kind {
     },
 }
 
+/// An upstream's response body, by the protocol that carries it.
+pub(crate) enum Incoming {
+    H1(h1::Body),
+    H2(hyper::body::Incoming),
+}
+
+impl Incoming {
+    /// The upstream's connection after a `101` (HTTP/1.1 only).
+    pub(crate) fn upgrade(self) -> Option<h1::Upgraded> {
+        match self {
+            Incoming::H1(b) => b.upgrade(),
+            Incoming::H2(_) => None,
+        }
+    }
+}
+
+impl http_body::Body for Incoming {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        match self.get_mut() {
+            Incoming::H1(b) => Pin::new(b).poll_frame(cx),
+            Incoming::H2(b) => Pin::new(b).poll_frame(cx).map_err(io::Error::other),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Incoming::H1(b) => b.is_end_stream(),
+            Incoming::H2(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Incoming::H1(b) => b.size_hint(),
+            Incoming::H2(b) => b.size_hint(),
+        }
+    }
+}
+
 struct Streaming {
-    incoming: hyper::body::Incoming,
-    /// The connection, until the body ends (then back to its pool) or fails.
-    conn: Option<(SendRequest<RequestBody>, Arc<Pool>)>,
+    incoming: Incoming,
     /// Longest wait for the next piece of the body.
     idle: Duration,
     timer: Pin<Box<Sleep>>,
@@ -73,18 +115,11 @@ impl Body {
         while let Some(Ok(_)) = http_body_util::BodyExt::frame(&mut self).await {}
     }
 
-    /// The upstream's body; `conn`, an HTTP/1.1 connection, goes back to its pool
-    /// at the body's end.
-    /// With `fill`, the body is also stored once it has arrived whole.
-    pub(crate) fn upstream(
-        incoming: hyper::body::Incoming,
-        conn: Option<(SendRequest<RequestBody>, Arc<Pool>)>,
-        idle: Duration,
-        fill: Option<Fill>,
-    ) -> Body {
+    /// The upstream's body; with `fill`, it is also stored once it has arrived
+    /// whole.
+    pub(crate) fn upstream(incoming: Incoming, idle: Duration, fill: Option<Fill>) -> Body {
         let mut s = Streaming {
             incoming,
-            conn,
             idle,
             timer: Box::pin(tokio::time::sleep(idle)),
             fill,
@@ -98,11 +133,8 @@ impl Body {
 }
 
 impl Streaming {
-    /// The body has ended whole: the connection goes back, the copy is stored.
+    /// The body has ended whole: the copy is stored.
     fn release(&mut self) {
-        if let Some((sender, pool)) = self.conn.take() {
-            pool.release(sender);
-        }
         if let Some(fill) = self.fill.take() {
             fill.finish();
         }
@@ -148,9 +180,7 @@ impl http_body::Body for Body {
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => {
-                // The connection is not reused: dropping its sender closes it; and
-                // nothing of the body is stored.
-                s.conn = None;
+                // Nothing of the body is stored (and its connection is closed).
                 s.fill = None;
                 Poll::Ready(Some(Err(io::Error::other(format!("upstream body: {e}")))))
             }
@@ -160,7 +190,7 @@ impl http_body::Body for Body {
             }
             Poll::Pending => {
                 ready!(s.timer.as_mut().poll(cx));
-                s.conn = None;
+                // The connection goes with the body, closed, when it is dropped.
                 s.fill = None;
                 Poll::Ready(Some(Err(io::Error::new(
                     io::ErrorKind::TimedOut,

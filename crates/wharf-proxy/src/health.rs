@@ -59,7 +59,7 @@ async fn run(group: Weak<Group>, member: Weak<Member>, check: ActiveCheck) {
 async fn probe(pool: &Pool, check: &ActiveCheck) -> Result<(), String> {
     let upstream = pool.upstream();
     let exchange = async {
-        let mut sender = pool.connect(None).await.map_err(|e| e.to_string())?;
+        let sender = pool.connect(None).await.map_err(|e| e.to_string())?;
         let mut req = Request::new(crate::empty());
         *req.uri_mut() = check
             .path
@@ -73,7 +73,7 @@ async fn probe(pool: &Pool, check: &ActiveCheck) -> Result<(), String> {
             HeaderValue::from_static("wharf-health-check"),
         );
         sender.shape(&mut req, upstream);
-        let res = sender.send(req).await.map_err(|e| e.error().to_string())?;
+        let res = sender.send(req, None, None).await.map_err(|e| e.reason)?;
         let status = res.status();
         if status.is_success() || status.is_redirection() {
             Ok(())

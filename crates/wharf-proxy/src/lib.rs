@@ -19,6 +19,7 @@ mod cache;
 mod discovery;
 mod disk;
 mod group;
+mod h1;
 mod health;
 mod pool;
 mod sticky;
@@ -43,6 +44,7 @@ use wharf_http::interim::Interim;
 use wharf_http::Explain;
 
 pub use body::Body;
+use body::Incoming;
 pub use cache::CacheConfig;
 pub use discovery::{Discovery, Source};
 pub use group::{ActiveCheck, Balance, GroupConfig, HashOn, Passive};
@@ -51,7 +53,6 @@ pub use tls::{client_config, UpstreamTls};
 pub use upstream::{BadUpstream, Protocol, Upstream};
 
 use group::Group;
-use pool::Pool;
 
 /// The body type of requests sent upstream.
 pub(crate) type RequestBody = http_body_util::combinators::UnsyncBoxBody<Bytes, io::Error>;
@@ -468,7 +469,7 @@ impl Inner {
                 let member = &members[i];
                 let pool = &member.pool;
                 let upstream = pool.upstream();
-                let mut conn = match pool.checkout().await {
+                let conn = match pool.checkout().await {
                     Ok(c) => c,
                     Err(CheckoutError::Saturated(n)) => {
                         return Err(Failure::new(
@@ -497,15 +498,14 @@ impl Inner {
                 let mut req =
                     self.upstream_request(&head, headers, upstream, body.take().unwrap_or_else(empty));
                 conn.sender.shape(&mut req, upstream);
-                if let Some(interim) = parts.extensions.get::<Interim>().cloned() {
-                    pass_early_hints(&mut req, interim);
-                }
                 if head.te_trailers && conn.sender.is_h2() {
                     req.headers_mut()
                         .insert(header::TE, HeaderValue::from_static("trailers"));
                 }
                 let in_flight = member.start();
-                let sent = conn.sender.send(req);
+                let reused = conn.reused;
+                let hints = parts.extensions.get::<Interim>();
+                let sent = conn.sender.send(req, hints, Some(pool.clone()));
                 let res = match tokio::time::timeout(self.cfg.response_timeout, sent).await {
                     Ok(Ok(res)) => res,
                     Err(_) => {
@@ -518,15 +518,15 @@ impl Inner {
                             ),
                         ));
                     }
-                    Ok(Err(mut e)) => {
+                    Ok(Err(e)) => {
                         if over.load(Ordering::Acquire) {
                             return Err(Failure::new(
                                 StatusCode::PAYLOAD_TOO_LARGE,
                                 format!("413: the body went over the limit of {}", self.cfg.max_body),
                             ));
                         }
-                        let reason = format!("502: {upstream}: {}", describe(e.error()));
-                        if let Some(unsent) = e.take_message() {
+                        let reason = format!("502: {upstream}: {}", e.reason);
+                        if let Some(unsent) = e.unsent {
                             // Refused before a byte was written (a closed keep-alive
                             // connection): the request is whole and can go elsewhere.
                             let (unsent, unsent_body) = unsent.into_parts();
@@ -539,7 +539,7 @@ impl Inner {
                                 return Err(Failure::new(StatusCode::BAD_GATEWAY, reason));
                             }
                         }
-                        tracing::debug!(target: "wharf::proxy", %upstream, reused = conn.reused, %reason, "retrying");
+                        tracing::debug!(target: "wharf::proxy", %upstream, reused, %reason, "retrying");
                         earlier.push((StatusCode::BAD_GATEWAY, reason));
                         continue;
                     }
@@ -566,7 +566,7 @@ impl Inner {
                     let mut why = format!(
                         "proxied to {upstream} (group {}, {picked}, {} connection)",
                         group.name,
-                        if conn.reused { "reused" } else { "new" }
+                        if reused { "reused" } else { "new" }
                     );
                     if !earlier.is_empty() {
                         why.push_str("; after ");
@@ -578,7 +578,7 @@ impl Inner {
                     if res.status() == StatusCode::NOT_MODIFIED && l.stale.is_some() {
                         let fresh = l.freshened(c, res.headers(), &parts);
                         // The 304 has no body: its connection goes back at once.
-                        drop(self.downstream(res, conn.sender, pool, None, &parts.method));
+                        drop(self.downstream(res, None, &parts.method));
                         if let Some(fresh) = fresh {
                             let why =
                                 why.map(|w| format!("{w}; cache: 304, the stored response freshened"));
@@ -614,7 +614,7 @@ impl Inner {
                 }
                 let store = self.cache.clone().zip(lookup);
                 let (mut res, cache_why) =
-                    self.downstream(res, conn.sender, pool, store, &parts.method);
+                    self.downstream(res, store, &parts.method);
                 let why = why.map(|w| match cache_why {
                     Some(c) => format!("{w}; cache: {c}"),
                     None => w,
@@ -739,9 +739,7 @@ impl Inner {
     /// value is the cache's reason.
     fn downstream(
         &self,
-        res: Response<hyper::body::Incoming>,
-        sender: pool::Sender,
-        pool: &Arc<Pool>,
+        res: Response<Incoming>,
         store: Option<(Arc<cache::Cache>, cache::Lookup)>,
         method: &Method,
     ) -> (Response<Body>, Option<String>) {
@@ -749,10 +747,6 @@ impl Inner {
         forward::remove_hop_by_hop(&mut parts.headers);
         forward::append_via(&mut parts.headers, parts.version, VIA_NAME);
         parts.version = Version::HTTP_11;
-        let conn = match sender {
-            pool::Sender::H1(s) => Some((s, pool.clone())),
-            pool::Sender::H2(_) => None,
-        };
         let (fill, why) = match store {
             Some((c, lookup)) => {
                 let tags = cache::take_tags(&mut parts.headers);
@@ -774,7 +768,7 @@ impl Inner {
             (Some(f), Some(length)) if length > 0 => f.share(length, &parts.headers),
             _ => None,
         };
-        let body = Body::upstream(incoming, conn, self.cfg.body_timeout, fill);
+        let body = Body::upstream(incoming, self.cfg.body_timeout, fill);
         let Some(shared) = shared else {
             return (Response::from_parts(parts, body), why);
         };
@@ -794,7 +788,7 @@ impl Inner {
     /// an extended CONNECT); the connections are then joined in a task.
     fn switch<U, S, E>(
         &self,
-        mut res: Response<hyper::body::Incoming>,
+        res: Response<Incoming>,
         upgrade: &tunnel::Upgrade,
         client: Option<U>,
     ) -> Result<Response<Body>, String>
@@ -803,8 +797,8 @@ impl Inner {
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
         E: Send + 'static,
     {
-        let upstream = hyper::upgrade::on(&mut res);
-        let (mut parts, _) = res.into_parts();
+        let (mut parts, incoming) = res.into_parts();
+        let upstream = incoming.upgrade().ok_or("no connection to take over")?;
         let protocol = parts.headers.get(header::UPGRADE).cloned();
         forward::remove_hop_by_hop(&mut parts.headers);
         upgrade.answer(&mut parts.status, &mut parts.headers, protocol.as_ref())?;
@@ -935,17 +929,12 @@ impl Inner {
     }
 }
 
-/// Passes the upstream's `103 Early Hints` to the client as they arrive (RFC 8297),
+/// Passes an upstream's `103 Early Hints` to the client as it arrives (RFC 8297),
 /// less hop-by-hop fields; other 1xx are the proxy's business (`100`) or not
 /// forwarded.
-fn pass_early_hints(req: &mut Request<RequestBody>, interim: Interim) {
-    hyper::ext::on_informational(req, move |res| {
-        if res.status() == StatusCode::EARLY_HINTS {
-            let mut fields = res.headers().clone();
-            forward::remove_hop_by_hop(&mut fields);
-            interim.early_hints(fields);
-        }
-    });
+pub(crate) fn early_hints(interim: &Interim, mut fields: HeaderMap) {
+    forward::remove_hop_by_hop(&mut fields);
+    interim.early_hints(fields);
 }
 
 /// The request field that makes a `PURGE` soft when it says `soft`.
@@ -1057,8 +1046,8 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
         .ok()
 }
 
-/// What went wrong with an exchange, in words for the log and `explain`.
-fn describe(e: &hyper::Error) -> String {
+/// What went wrong with an exchange over HTTP/2, in words for the log and `explain`.
+pub(crate) fn describe(e: &hyper::Error) -> String {
     if e.is_parse() || e.is_parse_status() {
         format!("malformed response ({e})")
     } else if e.is_incomplete_message() {

@@ -1,13 +1,15 @@
 //! Connections to one upstream, reused across requests: keep-alive HTTP/1.1
-//! connections lent to one exchange at a time, or one HTTP/2 connection shared by
-//! all (its streams multiplexed by hyper, within the upstream's stream limit).
+//! connections (wharf's own client, [`crate::h1`]) lent to one exchange at a time,
+//! or one HTTP/2 connection shared by all (its streams multiplexed by hyper, within
+//! the upstream's stream limit).
 //!
 //! An HTTP/1.1 connection is lent to one exchange at a time and comes back only once its
-//! response has been read to the end and hyper says it can take another request; a
-//! response dropped half way closes its connection, so a connection is never reused
-//! after an incomplete exchange. Idle connections are kept newest first (the oldest
-//! are the likeliest to have been closed by the upstream), at most `max_idle` of them,
-//! each for at most `idle_timeout`.
+//! response has been read to the end (the response body gives it back); a response
+//! dropped half way closes its connection, so a connection is never reused after an
+//! incomplete exchange. Idle connections are kept newest first (the oldest are the
+//! likeliest to have been closed by the upstream), at most `max_idle` of them, each
+//! for at most `idle_timeout`; one the upstream closed while it idled is dropped when
+//! it is next looked at.
 //!
 //! `max_connections` bounds the connections open to the upstream (idle, busy and
 //! being opened). At the bound a request waits for one to come free, but only while
@@ -20,12 +22,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use http::{Request, Response};
-use hyper::client::conn::{http1, http2, TrySendError};
+use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
+use wharf_http::interim::Interim;
 
+use crate::body::Incoming;
+use crate::h1::{self, Failed};
 use crate::upstream::{Protocol, Upstream};
 use crate::RequestBody;
 
@@ -94,20 +98,34 @@ pub(crate) struct Pool {
 /// The sending half of a connection.
 #[derive(Debug)]
 pub(crate) enum Sender {
-    H1(http1::SendRequest<RequestBody>),
+    H1(h1::Conn),
     H2(http2::SendRequest<RequestBody>),
 }
 
 impl Sender {
     /// Sends a request; a request refused before anything of it was written comes
-    /// back in the error.
+    /// back in the error. `hints` gets the upstream's `103`s; an HTTP/1.1
+    /// connection goes back to `home` once the response body has been read whole.
     pub(crate) async fn send(
-        &mut self,
+        self,
         req: Request<RequestBody>,
-    ) -> Result<Response<hyper::body::Incoming>, TrySendError<Request<RequestBody>>> {
+        hints: Option<&Interim>,
+        home: Option<Arc<Pool>>,
+    ) -> Result<Response<Incoming>, Failed> {
         match self {
-            Sender::H1(s) => s.try_send_request(req).await,
-            Sender::H2(s) => s.try_send_request(req).await,
+            Sender::H1(conn) => {
+                let res = conn.send(req, hints, home).await?;
+                Ok(res.map(Incoming::H1))
+            }
+            // HTTP/2 upstreams' 103s are not surfaced by hyper's client (the h2
+            // crate drops interim responses).
+            Sender::H2(mut s) => match s.try_send_request(req).await {
+                Ok(res) => Ok(res.map(Incoming::H2)),
+                Err(mut e) => Err(Failed {
+                    reason: crate::describe(e.error()),
+                    unsent: e.take_message(),
+                }),
+            },
         }
     }
 
@@ -147,7 +165,7 @@ impl Sender {
 
 #[derive(Debug)]
 struct Idle {
-    sender: http1::SendRequest<RequestBody>,
+    conn: h1::Conn,
     since: Instant,
 }
 
@@ -248,16 +266,13 @@ impl Pool {
     }
 
     /// The newest idle connection that is still open and not expired; the expired
-    /// ones are dropped (which closes them).
-    fn take_idle(&self) -> Option<http1::SendRequest<RequestBody>> {
+    /// and closed ones met on the way are dropped (which closes them).
+    fn take_idle(&self) -> Option<h1::Conn> {
         let mut idle = self.idle.lock().expect("pool lock");
         let now = Instant::now();
-        idle.retain(|i| {
-            now.duration_since(i.since) < self.limits.idle_timeout && !i.sender.is_closed()
-        });
-        while let Some(i) = idle.pop() {
-            if i.sender.is_ready() {
-                return Some(i.sender);
+        while let Some(mut i) = idle.pop() {
+            if now.duration_since(i.since) < self.limits.idle_timeout && !i.conn.is_closed() {
+                return Some(i.conn);
             }
         }
         None
@@ -322,56 +337,29 @@ impl Pool {
         }
     }
 
-    /// HTTP/1.1 or HTTP/2 on a connected stream, its connection driven by a task of
-    /// its own that holds `slot` until the connection ends.
-    async fn start<T>(
+    /// HTTP/1.1 (wharf's client, holding `slot` while the connection lives) or
+    /// HTTP/2 (hyper's, driven by a task of its own that holds `slot` until the
+    /// connection ends) on a connected stream.
+    async fn start<T: h1::Io>(
         &self,
         io: T,
         h2: bool,
         slot: Option<OpenSlot>,
-    ) -> Result<Sender, CheckoutError>
-    where
-        T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
+    ) -> Result<Sender, CheckoutError> {
+        if !h2 {
+            return Ok(Sender::H1(h1::Conn::new(io, slot)));
+        }
         let upstream = self.upstream.clone();
-        let failed = |e: hyper::Error| CheckoutError::Handshake(e.to_string());
-        if h2 {
-            let (sender, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(io))
-                .await
-                .map_err(failed)?;
-            tokio::spawn(async move {
-                if let Err(e) = conn.await {
-                    tracing::debug!(target: "wharf::proxy", %upstream, error = %e, "upstream connection ended");
-                }
-                drop(slot);
-            });
-            Ok(Sender::H2(sender))
-        } else {
-            let (sender, conn) = http1::handshake(TokioIo::new(io)).await.map_err(failed)?;
-            tokio::spawn(async move {
-                if let Err(e) = conn.with_upgrades().await {
-                    tracing::debug!(target: "wharf::proxy", %upstream, error = %e, "upstream connection ended");
-                }
-                drop(slot);
-            });
-            Ok(Sender::H1(sender))
-        }
-    }
-
-    /// Takes back a connection whose response was read to its end: kept once hyper
-    /// says it can take another request (at once, or within a second), else closed.
-    pub(crate) fn release(self: &Arc<Self>, mut sender: http1::SendRequest<RequestBody>) {
-        if sender.is_ready() {
-            self.keep(sender);
-        } else if !sender.is_closed() {
-            let pool = self.clone();
-            tokio::spawn(async move {
-                let ready = tokio::time::timeout(Duration::from_secs(1), sender.ready()).await;
-                if let Ok(Ok(())) = ready {
-                    pool.keep(sender);
-                }
-            });
-        }
+        let (sender, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(io))
+            .await
+            .map_err(|e| CheckoutError::Handshake(e.to_string()))?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(target: "wharf::proxy", %upstream, error = %e, "upstream connection ended");
+            }
+            drop(slot);
+        });
+        Ok(Sender::H2(sender))
     }
 
     /// Drops idle connections that have been idle too long (which closes them).
@@ -381,14 +369,15 @@ impl Pool {
         idle.retain(|i| now.duration_since(i.since) < self.limits.idle_timeout);
     }
 
-    fn keep(&self, sender: http1::SendRequest<RequestBody>) {
+    /// Takes back a connection whose exchange ended whole, for the next request.
+    pub(crate) fn release(&self, conn: h1::Conn) {
         let mut idle = self.idle.lock().expect("pool lock");
         if idle.len() >= self.limits.max_idle {
             // The oldest goes: the newest is the likeliest still to be open upstream.
             idle.remove(0);
         }
         idle.push(Idle {
-            sender,
+            conn,
             since: Instant::now(),
         });
         drop(idle);

@@ -12,9 +12,10 @@ use std::future::Future;
 use base64::Engine as _;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, StatusCode};
-use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use wharf_http::conn::ConnectProtocol;
+
+use crate::h1::Upgraded;
 
 /// What kind of upgrade a request asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,21 +105,15 @@ impl Upgrade {
 
 /// Copies bytes both ways between the client's upgraded connection (once the
 /// transport hands it over) and the upstream's, in a task of its own.
-pub(crate) fn splice<U, S, E>(client: U, upstream: hyper::upgrade::OnUpgrade)
+pub(crate) fn splice<U, S, E>(client: U, mut upstream: Upgraded)
 where
     U: Future<Output = Result<S, E>> + Send + 'static,
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     E: Send + 'static,
 {
     tokio::spawn(async move {
-        let (client, upstream) = tokio::join!(client, upstream);
-        // One side gone before the switch: dropping the other closes it.
-        let Ok(upstream) = upstream else { return };
-        let mut client = match client {
-            Ok(c) => c,
-            Err(_) => return,
-        };
-        let mut upstream = TokioIo::new(upstream);
+        // The client gone before the switch: dropping the upstream closes it.
+        let Ok(mut client) = client.await else { return };
         if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
             tracing::debug!(target: "wharf::proxy", error = %e, "tunnel ended");
         }

@@ -278,6 +278,99 @@ fn files_of_an_upstream_wharf_over_every_protocol() {
     }
 }
 
+/// Waits (bounded) until `n` of the upstream's connections have ended.
+fn wait_closed(up: &Upstream, n: usize) {
+    let deadline = Instant::now() + PATIENCE;
+    while up.closed.load(Ordering::SeqCst) < n {
+        assert!(
+            Instant::now() < deadline,
+            "the upstream's connection never ended"
+        );
+        std::thread::yield_now();
+    }
+}
+
+#[test]
+fn upstream_connections_are_reused_only_after_a_whole_exchange() {
+    // RFC 9112 §9.3: a connection persists unless either side says close; §6.3: the
+    // body's end is where its framing says.
+    let up = Upstream::start(|req| {
+        match req.head.split(' ').nth(1).unwrap() {
+        "/chunked" => Reply::Bytes(
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\nx-sum: 11\r\n\r\n".to_vec(),
+        ),
+        "/close" => Reply::Bytes(
+            b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 3\r\n\r\nbye".to_vec(),
+        ),
+        "/junk" => Reply::Bytes(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokEXTRA".to_vec()),
+        "/gone" => Reply::Close(ok("last")),
+        _ => Reply::Bytes(ok("fine")),
+    }
+    });
+    let p = proxy(Proto::H1, &[up.url()], "[proxy]\nretries = 0\n");
+    let connections = || up.connections.load(Ordering::SeqCst);
+    assert_eq!(p.get("/chunked", &[]).text().unwrap(), "hello world");
+    assert_eq!(p.get("/", &[]).text().unwrap(), "fine");
+    assert_eq!(
+        connections(),
+        1,
+        "a chunked body read to its end leaves the connection usable"
+    );
+    assert_eq!(p.get("/close", &[]).text().unwrap(), "bye");
+    assert_eq!(p.get("/", &[]).text().unwrap(), "fine");
+    assert_eq!(connections(), 2, "connection: close is honoured");
+    assert_eq!(p.get("/junk", &[]).text().unwrap(), "ok");
+    assert_eq!(p.get("/", &[]).text().unwrap(), "fine");
+    assert_eq!(
+        connections(),
+        3,
+        "bytes after a response mean the connection is not trusted"
+    );
+    // An idle connection the upstream closed is noticed before it is used: with no
+    // retries allowed, the next request still succeeds on a new connection.
+    assert_eq!(p.get("/gone", &[]).text().unwrap(), "last");
+    wait_closed(&up, 3);
+    let res = p.get("/", &[]);
+    assert_eq!(res.status(), 200, "{}", explain(&res));
+    assert!(
+        explain(&res).contains("new connection"),
+        "{}",
+        explain(&res)
+    );
+    assert_eq!(connections(), 4);
+}
+
+#[test]
+fn an_upstream_answering_before_the_upload_ends_is_heard() {
+    // RFC 9110 §15.5.14 / RFC 9112 §9.5: a server may answer and close before it has
+    // read the request body; the proxy passes the answer on instead of a 502.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { break };
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut line = String::new();
+            while r.read_line(&mut line).unwrap_or(0) > 2 {
+                line.clear();
+            }
+            let _ = s.write_all(
+                b"HTTP/1.1 413 Content Too Large\r\nconnection: close\r\ncontent-length: 4\r\n\r\nbig!",
+            );
+        }
+    });
+    let p = proxy(Proto::H1, &[url], "[proxy]\nretries = 0\n");
+    let mut c = p.tcp();
+    c.write_all(b"POST /upload HTTP/1.1\r\nhost: a\r\ncontent-length: 8388608\r\n\r\n")
+        .unwrap();
+    c.write_all(&[b'x'; 65536]).unwrap();
+    let mut got = Vec::new();
+    let _ = c.read_to_end(&mut got);
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    assert!(text.ends_with("big!"), "{text}");
+}
+
 #[test]
 fn hop_by_hop_fields_go_and_forwarding_fields_are_set() {
     let up = Upstream::start(|_| {

@@ -11,6 +11,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
 use http::{HeaderMap, Method, StatusCode, Version};
+pub(crate) use wharf_h1::chunked::{chunk_start, last_chunk};
+use wharf_h1::framing::{all_fields, field};
 
 /// How a response body is delimited.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,7 +54,7 @@ pub(crate) fn framing(
 
 /// The service's `Content-Length`, if it is one number (`1*DIGIT`, RFC 9110 §8.6).
 fn declared_length(fields: &HeaderMap) -> Option<u64> {
-    super::head::decimal(fields.get(CONTENT_LENGTH)?.as_bytes())
+    wharf_h1::framing::decimal(fields.get(CONTENT_LENGTH)?.as_bytes())
 }
 
 /// Writes the response head into `out`. `keep_alive` says whether the connection
@@ -161,45 +163,6 @@ pub(crate) fn error(out: &mut Vec<u8>, status: StatusCode, reason: &str) {
     let framing = Framing::Length(text.len() as u64);
     head(out, status, Version::HTTP_11, &fields, framing, None, false);
     out.extend_from_slice(text.as_bytes());
-}
-
-/// The line that starts a chunk of `len` bytes.
-pub(crate) fn chunk_start(out: &mut Vec<u8>, len: usize) {
-    let mut digits = [0u8; 16];
-    let mut n = len;
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b"0123456789abcdef"[n & 15];
-        n >>= 4;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
-    out.extend_from_slice(b"\r\n");
-}
-
-/// The last chunk, with the trailer section when there is one.
-pub(crate) fn last_chunk(out: &mut Vec<u8>, trailers: Option<&HeaderMap>) {
-    out.extend_from_slice(b"0\r\n");
-    if let Some(trailers) = trailers {
-        all_fields(out, trailers);
-    }
-    out.extend_from_slice(b"\r\n");
-}
-
-fn all_fields(out: &mut Vec<u8>, fields: &HeaderMap) {
-    for (name, value) in fields {
-        field(out, name.as_str().as_bytes(), value.as_bytes());
-    }
-}
-
-fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    out.extend_from_slice(name);
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
-    out.extend_from_slice(b"\r\n");
 }
 
 thread_local! {
@@ -333,20 +296,6 @@ mod tests {
                 "{declared} {framing:?}"
             );
         }
-    }
-
-    #[test]
-    fn chunk_lines() {
-        for (len, want) in [(0, "0\r\n"), (10, "a\r\n"), (4096, "1000\r\n")] {
-            let mut out = Vec::new();
-            chunk_start(&mut out, len);
-            assert_eq!(out, want.as_bytes());
-        }
-        let mut t = HeaderMap::new();
-        t.insert("x-sum", http::HeaderValue::from_static("1"));
-        let mut out = Vec::new();
-        last_chunk(&mut out, Some(&t));
-        assert_eq!(out, b"0\r\nx-sum: 1\r\n\r\n");
     }
 
     #[test]

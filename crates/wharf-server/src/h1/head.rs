@@ -16,8 +16,10 @@
 
 use std::mem::MaybeUninit;
 
-use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version};
+use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT};
+use http::{HeaderMap, Method, StatusCode, Uri, Version};
+pub(crate) use wharf_h1::framing::has_token;
+use wharf_h1::framing::{content_length, header_map, transfer_coding, Coding};
 
 /// More header fields than this are never parsed, whatever `max_headers` says.
 pub(crate) const MAX_HEADERS: usize = 256;
@@ -157,14 +159,7 @@ fn build(req: &httparse::Request<'_, '_>) -> Result<Head, Reject> {
         Version::HTTP_11
     };
     let uri = target_uri(&method, target)?;
-    let mut headers = HeaderMap::with_capacity(req.headers.len());
-    for f in req.headers.iter() {
-        let name = HeaderName::from_bytes(f.name.as_bytes())
-            .map_err(|_| reject(BAD, "invalid header field name"))?;
-        let value = HeaderValue::from_bytes(f.value)
-            .map_err(|_| reject(BAD, "invalid header field value"))?;
-        headers.append(name, value);
-    }
+    let headers = header_map(req.headers).map_err(|why| reject(BAD, why))?;
     let framing = framing(&headers, version)?;
     let keep_alive = keep_alive(&headers, version);
     let expect_continue = expect_continue(&headers, version)?;
@@ -205,7 +200,7 @@ fn target_uri(method: &Method, target: &str) -> Result<Uri, Reject> {
 
 /// RFC 9112 §6.1 and §6.3: how the body is delimited, or why it cannot be trusted.
 fn framing(h: &HeaderMap, version: Version) -> Result<Framing, Reject> {
-    if h.contains_key(TRANSFER_ENCODING) {
+    if let Some(coding) = transfer_coding(h) {
         // §6.1: "A server or client that receives an HTTP/1.0 message containing a
         // Transfer-Encoding header field MUST treat the message as if the framing is
         // faulty".
@@ -217,64 +212,21 @@ fn framing(h: &HeaderMap, version: Version) -> Result<Framing, Reject> {
         if h.contains_key(CONTENT_LENGTH) {
             return Err(reject(BAD, "both Transfer-Encoding and Content-Length"));
         }
-        let codings: Vec<&[u8]> = h
-            .get_all(TRANSFER_ENCODING)
-            .iter()
-            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-            .map(<[u8]>::trim_ascii)
-            .filter(|c| !c.is_empty())
-            .collect();
-        let chunked = |c: &[u8]| c.eq_ignore_ascii_case(b"chunked");
-        return match codings.as_slice() {
-            // §6.3 item 4: chunked must be the final coding, and (§7.1) applied once.
-            [only] if chunked(only) => Ok(Framing::Chunked),
-            [.., last] if !chunked(last) => Err(reject(BAD, "chunked is not the final coding")),
-            [] => Err(reject(BAD, "empty Transfer-Encoding")),
+        return match coding.map_err(|why| reject(BAD, why))? {
+            Coding::Chunked => Ok(Framing::Chunked),
+            // §6.3 item 4: chunked must be the final coding of a request.
+            Coding::NotChunked => Err(reject(BAD, "chunked is not the final coding")),
             // §6.1: "A server that receives a request message with a transfer coding it
             // does not understand SHOULD respond with 501".
-            _ if codings.iter().filter(|c| chunked(c)).count() > 1 => {
-                Err(reject(BAD, "chunked applied more than once"))
-            }
-            _ => Err(reject(
+            Coding::ChunkedAfterOthers => Err(reject(
                 StatusCode::NOT_IMPLEMENTED,
                 "transfer codings other than chunked",
             )),
         };
     }
-    let mut length: Option<u64> = None;
-    for v in h.get_all(CONTENT_LENGTH) {
-        // §6.3 item 5: a list of identical values may be taken as one; anything else
-        // is unrecoverable.
-        for part in v.as_bytes().split(|&b| b == b',') {
-            let n = decimal(part.trim_ascii()).ok_or(reject(BAD, "invalid Content-Length"))?;
-            if length.is_some_and(|l| l != n) {
-                return Err(reject(BAD, "conflicting Content-Length values"));
-            }
-            length = Some(n);
-        }
-    }
-    Ok(match length {
+    Ok(match content_length(h).map_err(|why| reject(BAD, why))? {
         None | Some(0) => Framing::Empty,
         Some(n) => Framing::Length(n),
-    })
-}
-
-/// `1*DIGIT` as a u64, without signs or overflow.
-pub(crate) fn decimal(s: &[u8]) -> Option<u64> {
-    if s.is_empty() || s.len() > 19 || !s.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    s.iter().try_fold(0u64, |n, d| {
-        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-    })
-}
-
-/// Whether `Connection` lists `token`.
-pub(crate) fn has_token(h: &HeaderMap, name: HeaderName, token: &str) -> bool {
-    h.get_all(name).iter().any(|v| {
-        v.as_bytes()
-            .split(|&b| b == b',')
-            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
     })
 }
 
@@ -510,7 +462,7 @@ mod tests {
         assert_eq!(a, ["1", "2"]);
     }
 
-    use crate::h1::arbitrary::{Rng, PCHAR, TCHAR, VCHAR};
+    use wharf_h1::arbitrary::{Rng, PCHAR, TCHAR, VCHAR};
 
     const ROOMY: HeadLimits = DEFAULT_LIMITS;
 
@@ -621,7 +573,7 @@ mod tests {
                         break;
                     }
                     let at = rng.below(input.len());
-                    input[at] = rng.next() as u8;
+                    input[at] = rng.next_u64() as u8;
                 }
             }
             let noise_len = rng.below(200);

@@ -19,9 +19,6 @@
 //!   wait. Timeouts are the `Watchdog`'s; graceful shutdown closes an idle connection
 //!   at once and lets a busy one finish its response with `Connection: close`.
 
-#[cfg(test)]
-mod arbitrary;
-mod chunked;
 mod encode;
 mod head;
 mod reader;
@@ -46,11 +43,11 @@ use crate::lock;
 use crate::watchdog::{Alarm, Expiry, Watchdog};
 use crate::{pool, upgrade, RequestBody, Service, Shutdown};
 #[cfg(fuzzing)]
-pub(crate) use chunked::fuzz as fuzz_chunked;
-#[cfg(fuzzing)]
 pub(crate) use head::fuzz as fuzz_head;
 pub(crate) use reader::Incoming;
 use reader::Reader;
+#[cfg(fuzzing)]
+pub(crate) use wharf_h1::chunked::fuzz as fuzz_chunked;
 
 /// Response bytes held back before they are written regardless (pipelined batches).
 const CORK_LIMIT: usize = 64 * 1024;

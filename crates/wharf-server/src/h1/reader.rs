@@ -21,10 +21,10 @@ use http::HeaderMap;
 use http_body::{Frame, SizeHint};
 use tokio::io::{AsyncRead, ReadBuf};
 
-use super::chunked::Decoder;
 use super::head::{Framing, MAX_HEADERS};
 use crate::pool;
 use crate::watchdog::Watchdog;
+use wharf_h1::chunked::{trailer_fields, Decoder};
 
 /// Where the body of the request in progress stands.
 #[derive(Debug)]
@@ -352,7 +352,10 @@ impl<R: AsyncRead + Unpin> Reader<R> {
             BodyState::Length(0) => self.body = BodyState::Done,
             BodyState::Chunked(dec) if dec.is_done() => {
                 let raw = dec.take_trailer();
-                self.body = match trailers(&raw)? {
+                let fields = trailer_fields(&raw, MAX_HEADERS).map_err(|why| {
+                    io::Error::new(io::ErrorKind::InvalidData, format!("trailer: {why}"))
+                })?;
+                self.body = match fields {
                     Some(t) => BodyState::Trailers(t),
                     None => BodyState::Done,
                 };
@@ -369,28 +372,6 @@ impl<R: AsyncRead + Unpin> Reader<R> {
             _ => SizeHint::default(),
         }
     }
-}
-
-/// The trailer section of a chunked body as fields (RFC 9112 §7.1.2).
-fn trailers(raw: &[u8]) -> io::Result<Option<HeaderMap>> {
-    if raw.is_empty() {
-        return Ok(None);
-    }
-    let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, format!("trailer: {what}"));
-    let mut section = raw.to_vec();
-    section.extend_from_slice(b"\r\n");
-    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let parsed = match httparse::parse_headers(&section, &mut fields) {
-        Ok(httparse::Status::Complete((_, parsed))) => parsed,
-        _ => return Err(bad("malformed field")),
-    };
-    let mut map = HeaderMap::with_capacity(parsed.len());
-    for f in parsed {
-        let name = http::HeaderName::from_bytes(f.name.as_bytes()).map_err(|_| bad("name"))?;
-        let value = http::HeaderValue::from_bytes(f.value).map_err(|_| bad("value"))?;
-        map.append(name, value);
-    }
-    Ok(Some(map))
 }
 
 /// What the request body reads through: the connection's [`Reader`], whatever its

@@ -1,4 +1,5 @@
-//! The chunked transfer coding of request bodies (RFC 9112 §7.1), decoded sans-IO.
+//! The chunked transfer coding (RFC 9112 §7.1), decoded sans-IO: request bodies for
+//! the server, response bodies for the client.
 //!
 //! ```text
 //! chunked-body   = *chunk last-chunk trailer-section CRLF
@@ -12,6 +13,8 @@
 //! digits), a chunk line with its extensions, and the trailer section.
 
 use std::ops::Range;
+
+use http::HeaderMap;
 
 /// The longest chunk-size line, extensions included, that is accepted.
 const MAX_LINE: usize = 4096;
@@ -46,20 +49,20 @@ enum State {
 
 /// What one call made of the input.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) struct Decoded {
+pub struct Decoded {
     /// Bytes of the input used.
-    pub(crate) used: usize,
+    pub used: usize,
     /// Chunk data within the used bytes, if any.
-    pub(crate) data: Range<usize>,
+    pub data: Range<usize>,
 }
 
 /// The body is not validly chunked.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) struct BadChunk(pub(crate) &'static str);
+pub struct BadChunk(pub &'static str);
 
 /// A chunked-body decoder.
 #[derive(Debug)]
-pub(crate) struct Decoder {
+pub struct Decoder {
     state: State,
     size: u64,
     /// Bytes of the current chunk line, or of the trailer section.
@@ -71,7 +74,7 @@ pub(crate) struct Decoder {
 
 impl Decoder {
     /// A decoder whose trailer section may hold `max_trailer` bytes.
-    pub(crate) fn new(max_trailer: usize) -> Self {
+    pub fn new(max_trailer: usize) -> Self {
         Decoder {
             state: State::Size { digits: 0 },
             size: 0,
@@ -82,18 +85,18 @@ impl Decoder {
     }
 
     /// Whether the last chunk and the trailer section have been read.
-    pub(crate) fn is_done(&self) -> bool {
+    pub fn is_done(&self) -> bool {
         self.state == State::Done
     }
 
     /// The trailer section read so far (field lines, each ending in CRLF).
-    pub(crate) fn take_trailer(&mut self) -> Vec<u8> {
+    pub fn take_trailer(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.trailer)
     }
 
     /// Decodes from the start of `input`: stops after a run of chunk data, at the end
     /// of the body, or when the input is used up.
-    pub(crate) fn decode(&mut self, input: &[u8]) -> Result<Decoded, BadChunk> {
+    pub fn decode(&mut self, input: &[u8]) -> Result<Decoded, BadChunk> {
         let mut i = 0;
         while i < input.len() {
             let b = input[i];
@@ -223,6 +226,48 @@ fn hex(b: u8) -> Option<u8> {
     }
 }
 
+/// The line that starts a chunk of `len` bytes.
+pub fn chunk_start(out: &mut Vec<u8>, len: usize) {
+    let mut digits = [0u8; 16];
+    let mut n = len;
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b"0123456789abcdef"[n & 15];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The last chunk, with the trailer section when there is one.
+pub fn last_chunk(out: &mut Vec<u8>, trailers: Option<&HeaderMap>) {
+    out.extend_from_slice(b"0\r\n");
+    if let Some(trailers) = trailers {
+        crate::framing::all_fields(out, trailers);
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The trailer section of a chunked body ([`Decoder::take_trailer`]) as fields
+/// (RFC 9112 §7.1.2), or `None` when it is empty; at most `max_fields` fields.
+pub fn trailer_fields(raw: &[u8], max_fields: usize) -> Result<Option<HeaderMap>, &'static str> {
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    let mut section = raw.to_vec();
+    section.extend_from_slice(b"\r\n");
+    let mut fields = vec![httparse::EMPTY_HEADER; max_fields];
+    match httparse::parse_headers(&section, &mut fields) {
+        Ok(httparse::Status::Complete((_, parsed))) => crate::framing::header_map(parsed).map(Some),
+        Err(httparse::Error::TooManyHeaders) => Err("too many fields"),
+        _ => Err("malformed field"),
+    }
+}
+
 /// Feeds `pieces` to `d` one after another, as a connection's reads would: the data
 /// decoded and the bytes left after the body's end. The property the fuzz target and
 /// the tests check: what the decoder reports stays within its input.
@@ -247,14 +292,30 @@ fn feed<'a>(
     Ok((data, pending))
 }
 
+/// The fuzz target's entry: arbitrary bytes as one chunked body.
 #[cfg(fuzzing)]
-pub(crate) fn fuzz(data: &[u8]) {
+pub fn fuzz(data: &[u8]) {
     let _ = feed(&mut Decoder::new(1024), [data]);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderMap;
+
+    #[test]
+    fn chunk_lines() {
+        for (len, want) in [(0, "0\r\n"), (10, "a\r\n"), (4096, "1000\r\n")] {
+            let mut out = Vec::new();
+            chunk_start(&mut out, len);
+            assert_eq!(out, want.as_bytes());
+        }
+        let mut t = HeaderMap::new();
+        t.insert("x-sum", http::HeaderValue::from_static("1"));
+        let mut out = Vec::new();
+        last_chunk(&mut out, Some(&t));
+        assert_eq!(out, b"0\r\nx-sum: 1\r\n\r\n");
+    }
 
     /// Decodes `input` fed `step` bytes at a time: the data, the raw trailer section,
     /// or the error.
@@ -334,7 +395,7 @@ mod tests {
         assert_eq!(&input[out.used..], b"GET / HTTP/1.1\r\n");
     }
 
-    use crate::h1::arbitrary::{Rng, TCHAR, VCHAR};
+    use crate::arbitrary::{Rng, TCHAR, VCHAR};
 
     /// `data` in the chunked coding: random chunk sizes, extensions and a trailer
     /// section; returns the encoding and the raw trailer the decoder should keep.

@@ -1,15 +1,18 @@
-//! Arbitrary inputs for the HTTP/1.1 codec's property tests: a seeded generator, so
-//! every run checks the same thousands of cases and a failure names its seed.
+//! Arbitrary inputs for the property tests of HTTP/1.1 parsers (this crate's and
+//! `wharf-server`'s): a seeded generator, so every run checks the same thousands of
+//! cases and a failure names its seed. Not for production use.
 
 /// xorshift64*: small, fast, and good enough to explore a parser's input space.
-pub(crate) struct Rng(u64);
+pub struct Rng(u64);
 
 impl Rng {
-    pub(crate) fn new(seed: u64) -> Self {
+    /// A generator for `seed`.
+    pub fn new(seed: u64) -> Self {
         Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
     }
 
-    pub(crate) fn next(&mut self) -> u64 {
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -17,26 +20,27 @@ impl Rng {
     }
 
     /// A number in `0..n` (`n` > 0).
-    pub(crate) fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
     }
 
-    pub(crate) fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+    /// One of `items`.
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.below(items.len())]
     }
 
     /// `len` bytes drawn from `alphabet`.
-    pub(crate) fn string(&mut self, alphabet: &[u8], len: usize) -> Vec<u8> {
+    pub fn string(&mut self, alphabet: &[u8], len: usize) -> Vec<u8> {
         (0..len).map(|_| *self.pick(alphabet)).collect()
     }
 
     /// Random bytes, biased towards the ones HTTP/1.1 framing turns on.
-    pub(crate) fn noise(&mut self, len: usize) -> Vec<u8> {
+    pub fn noise(&mut self, len: usize) -> Vec<u8> {
         const SPECIAL: &[u8] = b"\r\n :;/0123456789abcdefABCDEF\t%,";
         (0..len)
             .map(|_| {
                 if self.below(3) == 0 {
-                    self.next() as u8
+                    self.next_u64() as u8
                 } else {
                     *self.pick(SPECIAL)
                 }
@@ -45,7 +49,7 @@ impl Rng {
     }
 
     /// Splits `len` bytes into a random sequence of piece lengths.
-    pub(crate) fn pieces(&mut self, len: usize) -> Vec<usize> {
+    pub fn pieces(&mut self, len: usize) -> Vec<usize> {
         let mut out = Vec::new();
         let mut left = len;
         while left > 0 {
@@ -58,10 +62,9 @@ impl Rng {
 }
 
 /// Token characters (RFC 9110 §5.6.2).
-pub(crate) const TCHAR: &[u8] =
+pub const TCHAR: &[u8] =
     b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
 /// Visible characters and spaces for field values (no leading/trailing space added).
-pub(crate) const VCHAR: &[u8] =
-    b"abcdefghijklmnopqrstuvwxyz0123456789 !\"#$%&'()*+,-./:;<=>?@[]^_`{|}~";
+pub const VCHAR: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789 !\"#$%&'()*+,-./:;<=>?@[]^_`{|}~";
 /// Characters of an origin-form path and query.
-pub(crate) const PCHAR: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;=:@/?";
+pub const PCHAR: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;=:@/?";

@@ -1,0 +1,185 @@
+//! How an HTTP/1.1 message's body is delimited (RFC 9112 §6) and whether its
+//! connection persists (§9.3): the parts of the rules that requests and responses
+//! share.
+
+use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+/// `1*DIGIT` as a u64, without signs or overflow.
+pub fn decimal(s: &[u8]) -> Option<u64> {
+    if s.is_empty() || s.len() > 19 || !s.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    s.iter().try_fold(0u64, |n, d| {
+        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
+}
+
+/// Whether the list field `name` (such as `Connection`) has `token`, in any case.
+pub fn has_token(h: &HeaderMap, name: HeaderName, token: &str) -> bool {
+    h.get_all(name).iter().any(|v| {
+        v.as_bytes()
+            .split(|&b| b == b',')
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+    })
+}
+
+/// The `Content-Length`, if any (§6.3 item 5): a list of identical values counts as
+/// one; anything else is unrecoverable.
+pub fn content_length(h: &HeaderMap) -> Result<Option<u64>, &'static str> {
+    let mut length: Option<u64> = None;
+    for v in h.get_all(CONTENT_LENGTH) {
+        for part in v.as_bytes().split(|&b| b == b',') {
+            let n = decimal(part.trim_ascii()).ok_or("invalid Content-Length")?;
+            if length.is_some_and(|l| l != n) {
+                return Err("conflicting Content-Length values");
+            }
+            length = Some(n);
+        }
+    }
+    Ok(length)
+}
+
+/// What `Transfer-Encoding` says of the body (§6.1, §7).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Coding {
+    /// Chunked alone.
+    Chunked,
+    /// Chunked, the final coding, after others.
+    ChunkedAfterOthers,
+    /// The final coding is not chunked.
+    NotChunked,
+}
+
+/// The transfer coding of a message with `Transfer-Encoding` (`None` without one);
+/// an error for an empty list or chunked applied twice (§7.1: "A sender MUST NOT
+/// apply the chunked transfer coding more than once").
+pub fn transfer_coding(h: &HeaderMap) -> Option<Result<Coding, &'static str>> {
+    if !h.contains_key(TRANSFER_ENCODING) {
+        return None;
+    }
+    let codings: Vec<&[u8]> = h
+        .get_all(TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|c| !c.is_empty())
+        .collect();
+    let chunked = |c: &[u8]| c.eq_ignore_ascii_case(b"chunked");
+    Some(match codings.as_slice() {
+        [] => Err("empty Transfer-Encoding"),
+        [.., last] if !chunked(last) => Ok(Coding::NotChunked),
+        _ if codings.iter().filter(|c| chunked(c)).count() > 1 => {
+            Err("chunked applied more than once")
+        }
+        [_] => Ok(Coding::Chunked),
+        _ => Ok(Coding::ChunkedAfterOthers),
+    })
+}
+
+/// Fields parsed by `httparse` as a map; an error names the part that `http` refuses.
+pub fn header_map(fields: &[httparse::Header<'_>]) -> Result<HeaderMap, &'static str> {
+    let mut map = HeaderMap::with_capacity(fields.len());
+    for f in fields {
+        let name =
+            HeaderName::from_bytes(f.name.as_bytes()).map_err(|_| "invalid header field name")?;
+        let value = HeaderValue::from_bytes(f.value).map_err(|_| "invalid header field value")?;
+        map.append(name, value);
+    }
+    Ok(map)
+}
+
+/// Every field of `fields` as field lines.
+pub fn all_fields(out: &mut Vec<u8>, fields: &HeaderMap) {
+    for (name, value) in fields {
+        field(out, name.as_str().as_bytes(), value.as_bytes());
+    }
+}
+
+/// One field line.
+pub fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (n, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn content_length_lists() {
+        // RFC 9112 §6.3 item 5
+        type Want = Result<Option<u64>, &'static str>;
+        let table: &[(&[(&str, &str)], Want)] = &[
+            (&[], Ok(None)),
+            (&[("content-length", "0")], Ok(Some(0))),
+            (&[("content-length", "42")], Ok(Some(42))),
+            (&[("content-length", "42, 42")], Ok(Some(42))),
+            (
+                &[("content-length", "42"), ("content-length", "42")],
+                Ok(Some(42)),
+            ),
+            (
+                &[("content-length", "42, 43")],
+                Err("conflicting Content-Length values"),
+            ),
+            (
+                &[("content-length", "42"), ("content-length", "7")],
+                Err("conflicting Content-Length values"),
+            ),
+            (&[("content-length", "+42")], Err("invalid Content-Length")),
+            (&[("content-length", "-1")], Err("invalid Content-Length")),
+            (&[("content-length", "")], Err("invalid Content-Length")),
+            (
+                &[("content-length", "99999999999999999999")],
+                Err("invalid Content-Length"),
+            ),
+        ];
+        for (h, want) in table {
+            assert_eq!(content_length(&fields(h)), *want, "{h:?}");
+        }
+    }
+
+    #[test]
+    fn transfer_codings() {
+        // RFC 9112 §6.1, §6.3 item 4, §7.1
+        let table: &[(&str, Result<Coding, &str>)] = &[
+            ("chunked", Ok(Coding::Chunked)),
+            ("Chunked", Ok(Coding::Chunked)),
+            ("gzip, chunked", Ok(Coding::ChunkedAfterOthers)),
+            ("gzip", Ok(Coding::NotChunked)),
+            ("chunked, gzip", Ok(Coding::NotChunked)),
+            ("chunked, chunked", Err("chunked applied more than once")),
+            (" , ", Err("empty Transfer-Encoding")),
+        ];
+        for (te, want) in table {
+            let h = fields(&[("transfer-encoding", te)]);
+            assert_eq!(transfer_coding(&h), Some(*want), "{te:?}");
+        }
+        assert_eq!(transfer_coding(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn connection_options() {
+        let h = fields(&[
+            ("connection", "keep-alive, Upgrade"),
+            ("connection", "close"),
+        ]);
+        assert!(has_token(&h, http::header::CONNECTION, "upgrade"));
+        assert!(has_token(&h, http::header::CONNECTION, "close"));
+        assert!(!has_token(&h, http::header::CONNECTION, "keep"));
+    }
+}
