@@ -7,6 +7,8 @@
 //! intermediary that guessed could forward a body cut at the wrong place, or keep a
 //! connection whose next response is really the tail of this one.
 
+use std::mem::MaybeUninit;
+
 use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, Method, StatusCode, Version};
 
@@ -103,16 +105,23 @@ impl std::fmt::Display for Malformed {
     }
 }
 
+/// The most fields a response head may have.
+pub const MAX_FIELDS: usize = 256;
+
 /// Parses a response head from the start of `buf`, the answer to a `method` request:
-/// `None` until the whole head has arrived. At most `max_fields` fields.
+/// `None` until the whole head has arrived. At most `max_fields` fields (and never
+/// more than [`MAX_FIELDS`]).
 pub fn response_head(
     buf: &[u8],
     method: &Method,
     max_fields: usize,
 ) -> Result<Option<ResponseHead>, Malformed> {
-    let mut fields = vec![httparse::EMPTY_HEADER; max_fields];
-    let mut res = httparse::Response::new(&mut fields);
-    let len = match res.parse(buf) {
+    let mut fields = [const { MaybeUninit::uninit() }; MAX_FIELDS];
+    let fields = &mut fields[..max_fields.clamp(1, MAX_FIELDS)];
+    let mut res = httparse::Response::new(&mut []);
+    let len = match httparse::ParserConfig::default()
+        .parse_response_with_uninit_headers(&mut res, buf, fields)
+    {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => return Err(Malformed("too many header fields")),
@@ -127,7 +136,7 @@ pub fn response_head(
     } else {
         Version::HTTP_11
     };
-    let headers = header_map(res.headers).map_err(Malformed)?;
+    let headers = header_map(res.headers, &buf[..len]).map_err(Malformed)?;
     let framing = framing(method, status, version, &headers)?;
     let keep_alive = framing != Framing::UntilClose
         && !has_token(&headers, CONNECTION, "close")

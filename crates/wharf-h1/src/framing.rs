@@ -2,6 +2,7 @@
 //! connection persists (§9.3): the parts of the rules that requests and responses
 //! share.
 
+use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
@@ -77,13 +78,30 @@ pub fn transfer_coding(h: &HeaderMap) -> Option<Result<Coding, &'static str>> {
     })
 }
 
-/// Fields parsed by `httparse` as a map; an error names the part that `http` refuses.
-pub fn header_map(fields: &[httparse::Header<'_>]) -> Result<HeaderMap, &'static str> {
+/// Fields that `httparse` parsed from `section` as a map; an error names the part
+/// that `http` refuses. The values share one copy of `section` (one allocation for
+/// the whole section instead of one per value).
+pub fn header_map(
+    fields: &[httparse::Header<'_>],
+    section: &[u8],
+) -> Result<HeaderMap, &'static str> {
     let mut map = HeaderMap::with_capacity(fields.len());
+    let shared = Bytes::copy_from_slice(section);
+    let base = section.as_ptr() as usize;
     for f in fields {
         let name =
             HeaderName::from_bytes(f.name.as_bytes()).map_err(|_| "invalid header field name")?;
-        let value = HeaderValue::from_bytes(f.value).map_err(|_| "invalid header field value")?;
+        // httparse's values are slices of `section`; where one is not, it is copied.
+        let within = (f.value.as_ptr() as usize)
+            .checked_sub(base)
+            .filter(|start| start + f.value.len() <= section.len());
+        let value = match within {
+            Some(start) => {
+                HeaderValue::from_maybe_shared(shared.slice(start..start + f.value.len()))
+            }
+            None => HeaderValue::from_bytes(f.value),
+        }
+        .map_err(|_| "invalid header field value")?;
         map.append(name, value);
     }
     Ok(map)

@@ -10,6 +10,7 @@
 //! a proxy the operator trusts, they are dropped and replaced, so that a client cannot
 //! make an upstream believe it came from somewhere else.
 
+use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use http::header::{self, HeaderMap, HeaderName};
@@ -29,13 +30,13 @@ pub static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 /// Fields that are hop-by-hop whether or not `Connection` names them: RFC 9110
 /// §7.6.1 names `Proxy-Connection`, `Keep-Alive`, `TE`, `Transfer-Encoding` and
 /// `Upgrade` ("even if they are not nominated as connection options").
-const ALWAYS_HOP_BY_HOP: [&str; 6] = [
-    "connection",
-    "proxy-connection",
-    "keep-alive",
-    "te",
-    "transfer-encoding",
-    "upgrade",
+static ALWAYS_HOP_BY_HOP: [HeaderName; 6] = [
+    header::CONNECTION,
+    HeaderName::from_static("proxy-connection"),
+    HeaderName::from_static("keep-alive"),
+    header::TE,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
 
 /// The options a message's `Connection` fields list (RFC 9110 §7.6.1), as field
@@ -70,11 +71,13 @@ pub fn has_connection_option(headers: &HeaderMap, option: &HeaderName) -> bool {
 /// `Host` is never removed, whatever `Connection` says: a request without it cannot
 /// be routed, and no client has a reason to name it.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    let named = connection_options(headers);
-    for name in named.iter().filter(|n| **n != header::HOST) {
-        headers.remove(name);
+    if headers.contains_key(header::CONNECTION) {
+        let named = connection_options(headers);
+        for name in named.iter().filter(|n| **n != header::HOST) {
+            headers.remove(name);
+        }
     }
-    for name in ALWAYS_HOP_BY_HOP {
+    for name in &ALWAYS_HOP_BY_HOP {
         headers.remove(name);
     }
 }
@@ -108,8 +111,9 @@ fn via_protocol(version: Version) -> &'static str {
 /// for a message received over HTTP/1.1. `pseudonym` stands for the host name
 /// (§7.6.3 allows one), so that internal names are not revealed.
 pub fn append_via(headers: &mut HeaderMap, received: Version, pseudonym: &str) {
+    // From a String the value keeps the allocation instead of copying it.
     let entry = format!("{} {pseudonym}", via_protocol(received));
-    if let Ok(v) = HeaderValue::from_str(&entry) {
+    if let Ok(v) = HeaderValue::try_from(entry) {
         headers.append(header::VIA, v);
     }
 }
@@ -125,29 +129,33 @@ pub struct Hop<'a> {
     pub host: Option<&'a str>,
 }
 
-/// A `node` of RFC 7239 §6 for an address: IPv4 as it is, IPv6 in brackets, which
-/// makes it a quoted-string (`for="[2001:db8::1]"`, §4).
-fn node(ip: IpAddr) -> String {
+/// Writes a `node` of RFC 7239 §6 for an address: IPv4 as it is, IPv6 in brackets,
+/// which makes it a quoted-string (`for="[2001:db8::1]"`, §4).
+fn push_node(out: &mut String, ip: IpAddr) {
     match ip.to_canonical() {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => format!("\"[{v6}]\""),
+        IpAddr::V4(v4) => {
+            let _ = write!(out, "{v4}");
+        }
+        IpAddr::V6(v6) => {
+            let _ = write!(out, "\"[{v6}]\"");
+        }
     }
 }
 
-/// A parameter value of RFC 7239 §4: a token as it is, anything else quoted.
-fn value(text: &str) -> String {
+/// Writes a parameter value of RFC 7239 §4: a token as it is, anything else quoted.
+fn push_value(out: &mut String, text: &str) {
     if is_token(text) {
-        text.to_owned()
-    } else {
-        let escaped: String = text
-            .chars()
-            .flat_map(|c| match c {
-                '"' | '\\' => vec!['\\', c],
-                c => vec![c],
-            })
-            .collect();
-        format!("\"{escaped}\"")
+        out.push_str(text);
+        return;
     }
+    out.push('"');
+    for c in text.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
 }
 
 /// Sets the forwarding fields of a request about to be forwarded: appends one
@@ -170,22 +178,26 @@ pub fn set_forwarded(headers: &mut HeaderMap, hop: &Hop<'_>, trusted: bool) {
             headers.remove(name);
         }
     }
-    let mut element = format!("for={}", node(hop.client));
+    // Values are built in Strings that the header values then own, uncopied.
+    let mut element = String::with_capacity(64);
+    element.push_str("for=");
+    push_node(&mut element, hop.client);
     if let Some(host) = hop.host {
         element.push_str(";host=");
-        element.push_str(&value(host));
+        push_value(&mut element, host);
     }
     element.push_str(";proto=");
     element.push_str(hop.proto);
-    if let Ok(v) = HeaderValue::from_str(&element) {
+    if let Ok(v) = HeaderValue::try_from(element) {
         headers.append(&FORWARDED, v);
     }
-    let client = hop.client.to_canonical().to_string();
-    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(earlier) => format!("{earlier}, {client}"),
-        None => client,
-    };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
+    let mut xff = String::with_capacity(48);
+    if let Some(earlier) = headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        xff.push_str(earlier);
+        xff.push_str(", ");
+    }
+    let _ = write!(xff, "{}", hop.client.to_canonical());
+    if let Ok(v) = HeaderValue::try_from(xff) {
         headers.insert(&X_FORWARDED_FOR, v);
     }
     if !headers.contains_key(&X_FORWARDED_PROTO) {

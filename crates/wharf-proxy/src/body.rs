@@ -82,7 +82,10 @@ struct Streaming {
     incoming: Incoming,
     /// Longest wait for the next piece of the body.
     idle: Duration,
-    timer: Pin<Box<Sleep>>,
+    /// Made on the first wait (a small body that arrives with its head needs none),
+    /// and armed from the start of each wait.
+    timer: Option<Pin<Box<Sleep>>>,
+    armed: bool,
     /// The copy going into the cache, until the body ends whole.
     fill: Option<Fill>,
 }
@@ -121,7 +124,8 @@ impl Body {
         let mut s = Streaming {
             incoming,
             idle,
-            timer: Box::pin(tokio::time::sleep(idle)),
+            timer: None,
+            armed: false,
             fill,
         };
         if http_body::Body::is_end_stream(&s.incoming) {
@@ -167,8 +171,7 @@ impl http_body::Body for Body {
         };
         match Pin::new(&mut s.incoming).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                let deadline = Instant::now() + s.idle;
-                s.timer.as_mut().reset(deadline);
+                s.armed = false;
                 if let (Some(fill), Some(data)) = (&mut s.fill, frame.data_ref()) {
                     if !fill.take(data) {
                         s.fill = None;
@@ -189,7 +192,17 @@ impl http_body::Body for Body {
                 Poll::Ready(None)
             }
             Poll::Pending => {
-                ready!(s.timer.as_mut().poll(cx));
+                if !s.armed {
+                    let deadline = Instant::now() + s.idle;
+                    match &mut s.timer {
+                        Some(t) => t.as_mut().reset(deadline),
+                        None => s.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+                    }
+                    s.armed = true;
+                }
+                if let Some(timer) = &mut s.timer {
+                    ready!(timer.as_mut().poll(cx));
+                }
                 // The connection goes with the body, closed, when it is dropped.
                 s.fill = None;
                 Poll::Ready(Some(Err(io::Error::new(

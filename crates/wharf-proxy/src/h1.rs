@@ -35,7 +35,8 @@ const MAX_HEAD: usize = 64 * 1024;
 const MAX_FIELDS: usize = 128;
 /// Room made in the read buffer before each read.
 const READ_SIZE: usize = 16 * 1024;
-/// Request body pieces up to this size are copied to go out with their chunk line.
+/// Request body pieces up to this size are copied to go out with their chunk line,
+/// and response body pieces up to it are copied out of the read buffer.
 const COPY_LIMIT: usize = 16 * 1024;
 /// A trailer section's longest size.
 const MAX_TRAILER: usize = 16 * 1024;
@@ -61,17 +62,21 @@ impl std::fmt::Debug for Conn {
     }
 }
 
-/// An exchange that failed, with the request when none of it was sent.
+/// An exchange that failed, and the request, for sending it elsewhere: whole when
+/// nothing of it was sent (`unsent`), else its head with an empty body (which does
+/// for a request that had none, and tells the fields of one that had).
 pub(crate) struct Failed {
     pub(crate) reason: String,
-    pub(crate) unsent: Option<Request<RequestBody>>,
+    pub(crate) request: Option<Request<RequestBody>>,
+    pub(crate) unsent: bool,
 }
 
 impl Failed {
     fn new(reason: impl Into<String>) -> Failed {
         Failed {
             reason: reason.into(),
-            unsent: None,
+            request: None,
+            unsent: false,
         }
     }
 }
@@ -121,29 +126,47 @@ impl Conn {
         );
         // The first write tells a connection the upstream closed while it idled from
         // one that failed later: nothing of the request is lost yet.
-        match self.io.write(&self.out).await {
-            Ok(n) if n > 0 => {
-                let rest = &self.out[n..];
-                if let Err(e) = self.io.write_all(rest).await {
-                    return Err(Failed::new(format!("the request could not be sent: {e}")));
-                }
-            }
+        let written = match self.io.write(&self.out).await {
+            Ok(n) if n > 0 => n,
             Ok(_) | Err(_) => {
                 return Err(Failed {
                     reason: "the connection was closed before the request was sent".into(),
-                    unsent: Some(Request::from_parts(parts, body)),
+                    request: Some(Request::from_parts(parts, body)),
+                    unsent: true,
                 })
             }
+        };
+        let exchange = self.exchange(written, &parts.method, body, framing, hints);
+        match exchange.await {
+            Ok((conn, head, sent_whole)) => Ok(conn.response(head, sent_whole, home)),
+            Err(mut failed) => {
+                failed.request = Some(Request::from_parts(parts, crate::empty()));
+                Err(failed)
+            }
         }
-        let method = parts.method;
+    }
+
+    /// The rest of the exchange once `written` bytes of the request head are out:
+    /// the rest of the head, the body, the response head.
+    async fn exchange(
+        mut self,
+        written: usize,
+        method: &Method,
+        body: RequestBody,
+        framing: RequestFraming,
+        hints: Option<&Interim>,
+    ) -> Result<(Conn, ResponseHead, bool), Failed> {
+        if let Err(e) = self.io.write_all(&self.out[written..]).await {
+            return Err(Failed::new(format!("the request could not be sent: {e}")));
+        }
         let (conn, outcome) = if framing == RequestFraming::Empty {
-            let head = read_head(&mut self.io, &mut self.buf, &method, hints).await;
+            let head = read_head(&mut self.io, &mut self.buf, method, hints).await;
             (self, head.map(|h| (h, true)))
         } else {
-            self.head_while_sending(&method, hints, body, framing).await
+            self.head_while_sending(method, hints, body, framing).await
         };
         let (head, sent_whole) = outcome?;
-        Ok(conn.response(head, sent_whole, home))
+        Ok((conn, head, sent_whole))
     }
 
     /// Sends the request body while waiting for the response head (so an early
@@ -385,10 +408,11 @@ impl Body {
             State::Length(left) if !buf.is_empty() => {
                 let n = (*left).min(buf.len() as u64) as usize;
                 *left -= n as u64;
-                (Some(Ok(Frame::data(buf.split_to(n).freeze()))), *left == 0)
+                (Some(Ok(Frame::data(take(buf, 0..n)))), *left == 0)
             }
             State::UntilClose if !buf.is_empty() => {
-                (Some(Ok(Frame::data(buf.split().freeze()))), false)
+                let n = buf.len();
+                (Some(Ok(Frame::data(take(buf, 0..n)))), false)
             }
             State::Chunked(dec) => chunked_frame(dec, buf),
             _ => return None,
@@ -420,10 +444,28 @@ fn chunked_frame(
             Ok(d) => d,
             Err(e) => return (Some(Err(bad(format!("chunked body: {}", e.0)))), false),
         };
-        let piece = buf.split_to(d.used).freeze();
         if !d.data.is_empty() {
-            return (Some(Ok(Frame::data(piece.slice(d.data)))), false);
+            let end = d.data.end;
+            let data = take(buf, d.data);
+            buf.advance(d.used - end);
+            return (Some(Ok(Frame::data(data))), false);
         }
+        buf.advance(d.used);
+    }
+}
+
+/// The bytes `range` of `buf` as a frame's data, and everything before its end gone
+/// from `buf`. Small pieces are copied, so that the buffer stays the connection's
+/// alone and is reused for the next read instead of reallocated while the piece is
+/// still on its way to the client; large ones are split off without a copy.
+fn take(buf: &mut BytesMut, range: std::ops::Range<usize>) -> Bytes {
+    if range.len() <= COPY_LIMIT {
+        let data = Bytes::copy_from_slice(&buf[range.clone()]);
+        buf.advance(range.end);
+        data
+    } else {
+        buf.advance(range.start);
+        buf.split_to(range.len()).freeze()
     }
 }
 

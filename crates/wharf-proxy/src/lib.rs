@@ -489,8 +489,12 @@ impl Inner {
                         continue;
                     }
                 };
-                // The fields are copied only where another attempt may need them.
-                let headers = if replayable && tried.len() <= self.cfg.retries as usize {
+                // The fields are copied only where another attempt may need them and
+                // a failure would not give them back (HTTP/1.1 gives them back).
+                let headers = if replayable
+                    && tried.len() <= self.cfg.retries as usize
+                    && conn.sender.is_h2()
+                {
                     head.headers.clone()
                 } else {
                     std::mem::take(&mut head.headers)
@@ -526,14 +530,18 @@ impl Inner {
                             ));
                         }
                         let reason = format!("502: {upstream}: {}", e.reason);
-                        if let Some(unsent) = e.unsent {
-                            // Refused before a byte was written (a closed keep-alive
-                            // connection): the request is whole and can go elsewhere.
-                            let (unsent, unsent_body) = unsent.into_parts();
-                            head.headers = unsent.headers;
+                        if let Some(request) = e.request {
+                            let (sent, sent_body) = request.into_parts();
+                            head.headers = sent.headers;
                             head.headers.remove(header::TE);
-                            body = Some(unsent_body);
-                        } else {
+                            if e.unsent {
+                                // Refused before a byte was written (a closed
+                                // keep-alive connection): the request is whole and
+                                // can go elsewhere.
+                                body = Some(sent_body);
+                            }
+                        }
+                        if !e.unsent {
                             group.failed(member);
                             if !replayable {
                                 return Err(Failure::new(StatusCode::BAD_GATEWAY, reason));

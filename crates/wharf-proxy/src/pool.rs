@@ -121,10 +121,14 @@ impl Sender {
             // crate drops interim responses).
             Sender::H2(mut s) => match s.try_send_request(req).await {
                 Ok(res) => Ok(res.map(Incoming::H2)),
-                Err(mut e) => Err(Failed {
-                    reason: crate::describe(e.error()),
-                    unsent: e.take_message(),
-                }),
+                Err(mut e) => {
+                    let request = e.take_message();
+                    Err(Failed {
+                        reason: crate::describe(e.error()),
+                        unsent: request.is_some(),
+                        request,
+                    })
+                }
             },
         }
     }

@@ -100,7 +100,7 @@ pub(crate) fn parse(buf: &[u8], limits: &HeadLimits) -> Result<Parsed, Reject> {
     if len > limits.max_header_bytes {
         return Err(too_large());
     }
-    let head = build(&req)?;
+    let head = build(&req, &buf[..len])?;
     Ok(Parsed::Head(Box::new(head), len))
 }
 
@@ -147,7 +147,7 @@ fn version_error(buf: &[u8]) -> Reject {
     }
 }
 
-fn build(req: &httparse::Request<'_, '_>) -> Result<Head, Reject> {
+fn build(req: &httparse::Request<'_, '_>, section: &[u8]) -> Result<Head, Reject> {
     let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
         return Err(reject(BAD, "malformed request line"));
     };
@@ -159,7 +159,7 @@ fn build(req: &httparse::Request<'_, '_>) -> Result<Head, Reject> {
         Version::HTTP_11
     };
     let uri = target_uri(&method, target)?;
-    let headers = header_map(req.headers).map_err(|why| reject(BAD, why))?;
+    let headers = header_map(req.headers, section).map_err(|why| reject(BAD, why))?;
     let framing = framing(&headers, version)?;
     let keep_alive = keep_alive(&headers, version);
     let expect_continue = expect_continue(&headers, version)?;
