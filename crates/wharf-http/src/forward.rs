@@ -39,25 +39,20 @@ static ALWAYS_HOP_BY_HOP: [HeaderName; 6] = [
     header::UPGRADE,
 ];
 
-/// The options a message's `Connection` fields list (RFC 9110 §7.6.1), as field
-/// names (options that are not valid field names are left out).
-fn connection_options(headers: &HeaderMap) -> Vec<HeaderName> {
+/// The options a message's `Connection` fields list (RFC 9110 §7.6.1: a list of
+/// tokens), as they are written.
+fn connection_options(headers: &HeaderMap) -> impl Iterator<Item = &[u8]> {
     headers
         .get_all(header::CONNECTION)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| {
-            list_elements(v)
-                .into_iter()
-                .filter_map(|o| HeaderName::from_bytes(o.as_bytes()).ok())
-                .collect::<Vec<_>>()
-        })
-        .collect()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|o| !o.is_empty())
 }
 
 /// Whether `Connection` lists `option` (e.g. `upgrade`, RFC 9110 §7.8).
 pub fn has_connection_option(headers: &HeaderMap, option: &HeaderName) -> bool {
-    connection_options(headers).contains(option)
+    connection_options(headers).any(|o| o.eq_ignore_ascii_case(option.as_str().as_bytes()))
 }
 
 /// Removes the fields that describe the connection a message arrived on, not the
@@ -71,9 +66,20 @@ pub fn has_connection_option(headers: &HeaderMap, option: &HeaderName) -> bool {
 /// `Host` is never removed, whatever `Connection` says: a request without it cannot
 /// be routed, and no client has a reason to name it.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none of these: one pass over the names finds out, where
+    // removing each by name would hash every one of them.
+    if !headers.keys().any(|k| ALWAYS_HOP_BY_HOP.contains(k)) {
+        return;
+    }
     if headers.contains_key(header::CONNECTION) {
-        let named = connection_options(headers);
-        for name in named.iter().filter(|n| **n != header::HOST) {
+        // The options that name other fields than the ones removed anyway (`close`
+        // names none): usually there are none, and nothing is allocated.
+        let named: Vec<HeaderName> = connection_options(headers)
+            .filter(|o| !o.eq_ignore_ascii_case(b"close"))
+            .filter_map(|o| HeaderName::from_bytes(o).ok())
+            .filter(|n| *n != header::HOST && !ALWAYS_HOP_BY_HOP.contains(n))
+            .collect();
+        for name in &named {
             headers.remove(name);
         }
     }
@@ -111,11 +117,16 @@ fn via_protocol(version: Version) -> &'static str {
 /// for a message received over HTTP/1.1. `pseudonym` stands for the host name
 /// (§7.6.3 allows one), so that internal names are not revealed.
 pub fn append_via(headers: &mut HeaderMap, received: Version, pseudonym: &str) {
-    // From a String the value keeps the allocation instead of copying it.
-    let entry = format!("{} {pseudonym}", via_protocol(received));
-    if let Ok(v) = HeaderValue::try_from(entry) {
+    if let Some(v) = via_entry(received, pseudonym) {
         headers.append(header::VIA, v);
     }
+}
+
+/// The `Via` entry [`append_via`] appends (for callers that make it once and clone
+/// it), or `None` when `pseudonym` cannot be in a field value.
+pub fn via_entry(received: Version, pseudonym: &str) -> Option<HeaderValue> {
+    let entry = format!("{} {pseudonym}", via_protocol(received));
+    HeaderValue::try_from(entry).ok()
 }
 
 /// The hop a request took to this intermediary.
@@ -133,11 +144,33 @@ pub struct Hop<'a> {
 /// which makes it a quoted-string (`for="[2001:db8::1]"`, §4).
 fn push_node(out: &mut String, ip: IpAddr) {
     match ip.to_canonical() {
-        IpAddr::V4(v4) => {
-            let _ = write!(out, "{v4}");
-        }
+        IpAddr::V4(_) => push_ip(out, ip),
         IpAddr::V6(v6) => {
             let _ = write!(out, "\"[{v6}]\"");
+        }
+    }
+}
+
+/// Writes an address as `Display` does (IPv4 in dotted decimal, without the
+/// formatting machinery: this runs for every forwarded request).
+fn push_ip(out: &mut String, ip: IpAddr) {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                if octet >= 100 {
+                    out.push(char::from(b'0' + octet / 100));
+                }
+                if octet >= 10 {
+                    out.push(char::from(b'0' + octet / 10 % 10));
+                }
+                out.push(char::from(b'0' + octet % 10));
+            }
+        }
+        IpAddr::V6(v6) => {
+            let _ = write!(out, "{v6}");
         }
     }
 }
@@ -196,7 +229,7 @@ pub fn set_forwarded(headers: &mut HeaderMap, hop: &Hop<'_>, trusted: bool) {
         xff.push_str(earlier);
         xff.push_str(", ");
     }
-    let _ = write!(xff, "{}", hop.client.to_canonical());
+    push_ip(&mut xff, hop.client);
     if let Ok(v) = HeaderValue::try_from(xff) {
         headers.insert(&X_FORWARDED_FOR, v);
     }
@@ -223,6 +256,24 @@ mod tests {
             .iter()
             .map(|v| v.to_str().unwrap().to_owned())
             .collect()
+    }
+
+    #[test]
+    fn addresses_are_written_as_display_writes_them() {
+        for ip in [
+            "0.0.0.0",
+            "9.10.99.100",
+            "255.254.200.1",
+            "127.0.0.1",
+            "2001:db8::1",
+        ] {
+            let mut out = String::new();
+            push_ip(&mut out, ip.parse().unwrap());
+            assert_eq!(out, ip);
+        }
+        let mut out = String::new();
+        push_ip(&mut out, "::ffff:192.0.2.1".parse().unwrap());
+        assert_eq!(out, "192.0.2.1", "IPv4-mapped addresses as IPv4");
     }
 
     #[test]

@@ -577,7 +577,8 @@ impl Cache {
                     key,
                     _done: done,
                 };
-                self.read_back(disk, key).await;
+                // Boxed: rare, and every request's future would carry its room.
+                Box::pin(self.read_back(disk, key)).await;
             }
         }
     }

@@ -163,7 +163,9 @@ impl Conn {
             let head = read_head(&mut self.io, &mut self.buf, method, hints).await;
             (self, head.map(|h| (h, true)))
         } else {
-            self.head_while_sending(method, hints, body, framing).await
+            // Boxed: the two futures run side by side are large, and a request
+            // without a body (most) should not carry room for them.
+            Box::pin(self.head_while_sending(method, hints, body, framing)).await
         };
         let (head, sent_whole) = outcome?;
         Ok((conn, head, sent_whole))
@@ -310,7 +312,11 @@ async fn read_head<R: AsyncRead + Unpin>(
     hints: Option<&Interim>,
 ) -> Result<ResponseHead, Failed> {
     loop {
-        match codec::response_head(buf, method, MAX_FIELDS) {
+        let parsed = match buf.is_empty() {
+            true => Ok(None),
+            false => codec::response_head(buf, method, MAX_FIELDS),
+        };
+        match parsed {
             Err(m) => return Err(Failed::new(format!("malformed response ({m})"))),
             Ok(Some(head)) => {
                 buf.advance(head.len);

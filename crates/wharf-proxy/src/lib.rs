@@ -61,6 +61,29 @@ pub(crate) type RequestBody = http_body_util::combinators::UnsyncBoxBody<Bytes, 
 /// place of the host name).
 const VIA_NAME: &str = "wharf";
 
+/// Appends this proxy's `Via` entry for a message received over `version`; the
+/// entries are made once and cloned (no allocation per message).
+fn append_via(headers: &mut HeaderMap, version: Version) {
+    static ENTRIES: std::sync::LazyLock<Vec<(Version, HeaderValue)>> =
+        std::sync::LazyLock::new(|| {
+            [
+                Version::HTTP_10,
+                Version::HTTP_11,
+                Version::HTTP_2,
+                Version::HTTP_3,
+            ]
+            .into_iter()
+            .filter_map(|v| Some((v, forward::via_entry(v, VIA_NAME)?)))
+            .collect()
+        });
+    match ENTRIES.iter().find(|(v, _)| *v == version) {
+        Some((_, entry)) => {
+            headers.append(header::VIA, entry.clone());
+        }
+        None => forward::append_via(headers, version, VIA_NAME),
+    }
+}
+
 /// What the upstream is told the request's host is.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum HostHeader {
@@ -419,7 +442,9 @@ impl Inner {
                     cache::Found::Wait(progress) => {
                         tracing::debug!(target: "wharf::proxy", host = %key.0, target = %key.1, "collapsed: waiting for the same request in flight");
                         let patience = self.cfg.response_timeout;
-                        if let Some(res) = cache::wait(c, progress, &parts, patience).await {
+                        // Boxed: rare, and every request's future would carry its room.
+                        let wait = Box::pin(cache::wait(c, progress, &parts, patience));
+                        if let Some(res) = wait.await {
                             let why = explain.then(|| "cache: collapsed into the request in flight, streamed as it arrives".to_owned());
                             return Ok((res, why));
                         }
@@ -680,6 +705,8 @@ impl Inner {
         };
         let host = named_host(parts);
         let mut headers = std::mem::take(&mut parts.headers);
+        // Room for Via, Host and the forwarding fields, made once.
+        headers.reserve(6);
         // gRPC clients send `TE: trailers` and gRPC servers insist on it; TE is
         // hop-by-hop, so the proxy says it again itself (to HTTP/2 upstreams).
         let te_trailers = forward::te_trailers(&headers);
@@ -706,7 +733,7 @@ impl Inner {
             };
             forward::set_forwarded(&mut headers, &hop, trusted);
         }
-        forward::append_via(&mut headers, parts.version, VIA_NAME);
+        append_via(&mut headers, parts.version);
         if let Some(up) = upgrade {
             up.request_fields(&mut headers);
         }
@@ -752,8 +779,10 @@ impl Inner {
         method: &Method,
     ) -> (Response<Body>, Option<String>) {
         let (mut parts, incoming) = res.into_parts();
+        // Room for Via and Cache-Status, made once.
+        parts.headers.reserve(2);
         forward::remove_hop_by_hop(&mut parts.headers);
-        forward::append_via(&mut parts.headers, parts.version, VIA_NAME);
+        append_via(&mut parts.headers, parts.version);
         parts.version = Version::HTTP_11;
         let (fill, why) = match store {
             Some((c, lookup)) => {
@@ -810,7 +839,7 @@ impl Inner {
         let protocol = parts.headers.get(header::UPGRADE).cloned();
         forward::remove_hop_by_hop(&mut parts.headers);
         upgrade.answer(&mut parts.status, &mut parts.headers, protocol.as_ref())?;
-        forward::append_via(&mut parts.headers, parts.version, VIA_NAME);
+        append_via(&mut parts.headers, parts.version);
         let client = client.ok_or("no connection to hand over")?;
         tunnel::splice(client, upstream);
         Ok(Response::from_parts(parts, Body::empty()))

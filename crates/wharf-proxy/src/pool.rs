@@ -241,7 +241,9 @@ impl Pool {
                 });
             }
             if let Some(slot) = self.reserve() {
-                let sender = self.connect(Some(slot)).await?;
+                // Boxed: connecting (a TLS handshake at worst) is a 9 KB future, and
+                // every request's future would otherwise carry room for it.
+                let sender = Box::pin(self.connect(Some(slot))).await?;
                 if let Sender::H2(s) = &sender {
                     *self.shared.lock().expect("pool lock") = Some(s.clone());
                 }

@@ -371,14 +371,15 @@ fn check_head<B, T>(req: &Request<B>, max_uri_len: usize) -> Option<Response<Res
     // HTTP/1.1 request message that lacks a Host header field and to any request message
     // that contains more than one Host header field line or a Host header field with an
     // invalid field value."
-    let hosts = req.headers().get_all(HOST).iter().count();
-    if hosts > 1 || (hosts == 0 && req.version() == Version::HTTP_11) {
+    let mut hosts = req.headers().get_all(HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() || (host.is_none() && req.version() == Version::HTTP_11) {
         return Some(error(
             StatusCode::BAD_REQUEST,
             "400 Bad Request: exactly one Host header field is required\n",
         ));
     }
-    if let Some(host) = req.headers().get(HOST) {
+    if let Some(host) = host {
         let Ok(h) = host.to_str() else {
             return Some(bad_host());
         };
@@ -402,14 +403,16 @@ fn check_head<B, T>(req: &Request<B>, max_uri_len: usize) -> Option<Response<Res
 /// Whether an HTTP/2 or HTTP/3 request's `Host` names another authority than its
 /// `:authority` (RFC 9113 §8.3.1: the request is malformed).
 pub(crate) fn host_differs(headers: &http::HeaderMap, uri: &http::Uri, version: Version) -> bool {
+    if version < Version::HTTP_2 {
+        return false;
+    }
     let (Some(host), Some(authority)) = (headers.get(HOST), uri.authority()) else {
         return false;
     };
-    version >= Version::HTTP_2
-        && !authority
-            .as_str()
-            .as_bytes()
-            .eq_ignore_ascii_case(host.as_bytes())
+    !authority
+        .as_str()
+        .as_bytes()
+        .eq_ignore_ascii_case(host.as_bytes())
 }
 
 fn bad_host<T>() -> Response<ResBody<T>> {
