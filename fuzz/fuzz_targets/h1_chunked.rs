@@ -3,5 +3,5 @@
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    wharf_server::fuzz::h1_chunked(data);
+    wharf_h1::chunked::fuzz(data);
 });

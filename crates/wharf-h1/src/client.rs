@@ -196,6 +196,29 @@ fn framing(
     }
 }
 
+/// The fuzz target's entry: any bytes never panic, and a response head found in
+/// `data` is the same head when the bytes after it are cut off.
+#[cfg(fuzzing)]
+pub fn fuzz(data: &[u8]) {
+    for method in [Method::GET, Method::HEAD] {
+        if let Ok(Some(head)) = response_head(data, &method, 32) {
+            assert!(head.len <= data.len());
+            let alone = response_head(&data[..head.len], &method, 32)
+                .expect("the head alone parses")
+                .expect("the head alone is complete");
+            assert_eq!(
+                (
+                    alone.len,
+                    alone.framing,
+                    alone.keep_alive,
+                    alone.parts.status
+                ),
+                (head.len, head.framing, head.keep_alive, head.parts.status)
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -355,6 +378,71 @@ mod tests {
             parse(&many, Method::GET).unwrap_err().0,
             "too many header fields"
         );
+    }
+
+    #[test]
+    fn property_arbitrary_responses_never_panic_and_heads_stay_in_bounds() {
+        use crate::arbitrary::{Rng, TCHAR, VCHAR};
+        let statuses = [
+            "200 OK",
+            "204 No",
+            "304 Not",
+            "103 Early",
+            "101 Up",
+            "999 X",
+            "500 E",
+        ];
+        let framing = [
+            "content-length: 5",
+            "content-length: 5, 5",
+            "content-length: 5, 6",
+            "transfer-encoding: chunked",
+            "transfer-encoding: gzip, chunked",
+            "connection: close",
+            "",
+        ];
+        for seed in 0..5000 {
+            let mut rng = Rng::new(seed);
+            // Half noise, half well-formed heads with random fields, cut anywhere.
+            let input = if rng.below(2) == 0 {
+                let len = rng.below(200);
+                rng.noise(len)
+            } else {
+                let mut head = format!("HTTP/1.{} {}\r\n", rng.below(2), rng.pick(&statuses));
+                for _ in 0..rng.below(6) {
+                    let name_len = 1 + rng.below(10);
+                    let name = String::from_utf8(rng.string(TCHAR, name_len)).unwrap();
+                    let value_len = rng.below(20);
+                    let value = String::from_utf8(rng.string(VCHAR, value_len)).unwrap();
+                    head.push_str(&format!("{name}: {}\r\n", value.trim()));
+                }
+                let f = rng.pick(&framing);
+                if !f.is_empty() {
+                    head.push_str(f);
+                    head.push_str("\r\n");
+                }
+                head.push_str("\r\nbody");
+                let cut = rng.below(head.len() + 1);
+                head.into_bytes()[..cut].to_vec()
+            };
+            let method = if rng.below(4) == 0 {
+                Method::HEAD
+            } else {
+                Method::GET
+            };
+            if let Ok(Some(head)) = response_head(&input, &method, 16) {
+                assert!(head.len <= input.len(), "seed {seed}");
+                let whole = &input[..head.len];
+                // The head ends with its empty line (CRLF, or a bare LF, RFC 9112 §2.2).
+                assert!(
+                    whole.ends_with(b"\n\r\n") || whole.ends_with(b"\n\n"),
+                    "seed {seed}"
+                );
+                if method == Method::HEAD {
+                    assert_eq!(head.framing, Framing::Empty, "seed {seed}: RFC 9112 §6.3");
+                }
+            }
+        }
     }
 
     #[test]

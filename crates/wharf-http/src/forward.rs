@@ -206,11 +206,16 @@ pub fn set_forwarded(headers: &mut HeaderMap, hop: &Hop<'_>, trusted: bool) {
         &X_FORWARDED_PROTO,
         &X_FORWARDED_HOST,
     ];
-    if !trusted {
+    // One pass over the names says whether any is there (usually none is), instead
+    // of a lookup for each.
+    let present = headers.keys().any(|k| names.contains(&k));
+    if present && !trusted {
         for name in names {
             headers.remove(name);
         }
     }
+    // Whether the message still has forwarding fields of a trusted proxy's.
+    let kept = present && trusted;
     // Values are built in Strings that the header values then own, uncopied.
     let mut element = String::with_capacity(64);
     element.push_str("for=");
@@ -225,7 +230,10 @@ pub fn set_forwarded(headers: &mut HeaderMap, hop: &Hop<'_>, trusted: bool) {
         headers.append(&FORWARDED, v);
     }
     let mut xff = String::with_capacity(48);
-    if let Some(earlier) = headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+    let earlier = kept
+        .then(|| headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()))
+        .flatten();
+    if let Some(earlier) = earlier {
         xff.push_str(earlier);
         xff.push_str(", ");
     }
@@ -233,12 +241,12 @@ pub fn set_forwarded(headers: &mut HeaderMap, hop: &Hop<'_>, trusted: bool) {
     if let Ok(v) = HeaderValue::try_from(xff) {
         headers.insert(&X_FORWARDED_FOR, v);
     }
-    if !headers.contains_key(&X_FORWARDED_PROTO) {
+    if !(kept && headers.contains_key(&X_FORWARDED_PROTO)) {
         headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(hop.proto));
     }
     if let Some(host) = hop
         .host
-        .filter(|_| !headers.contains_key(&X_FORWARDED_HOST))
+        .filter(|_| !(kept && headers.contains_key(&X_FORWARDED_HOST)))
     {
         if let Ok(v) = HeaderValue::from_str(host) {
             headers.insert(&X_FORWARDED_HOST, v);

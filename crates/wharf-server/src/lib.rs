@@ -52,12 +52,6 @@ pub mod fuzz {
     pub fn h1_head(data: &[u8]) {
         crate::h1::fuzz_head(data)
     }
-
-    /// Decodes `data` as a chunked body; what the decoder reports must stay within
-    /// its input. Panics on a broken property.
-    pub fn h1_chunked(data: &[u8]) {
-        crate::h1::fuzz_chunked(data)
-    }
 }
 
 /// Locks a mutex of one connection's (its task and its request bodies take it, each

@@ -46,8 +46,6 @@ use crate::{pool, upgrade, RequestBody, Service, Shutdown};
 pub(crate) use head::fuzz as fuzz_head;
 pub(crate) use reader::Incoming;
 use reader::Reader;
-#[cfg(fuzzing)]
-pub(crate) use wharf_h1::chunked::fuzz as fuzz_chunked;
 
 /// Response bytes held back before they are written regardless (pipelined batches).
 const CORK_LIMIT: usize = 64 * 1024;
