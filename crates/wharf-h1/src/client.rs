@@ -9,21 +9,12 @@
 
 use std::mem::MaybeUninit;
 
-use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, Method, StatusCode, Version};
 
-use crate::framing::{content_length, has_token, header_map, transfer_coding, Coding};
-
-/// How a request body goes on the wire.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RequestFraming {
-    /// No body.
-    Empty,
-    /// Exactly this many bytes (the request's `Content-Length`).
-    Length(u64),
-    /// The chunked coding (length unknown in advance).
-    Chunked,
-}
+use crate::framing::{
+    content_length, header_map, persists, transfer_coding, Coding, RequestFraming,
+};
 
 /// The framing of a request with `fields` (whose `Content-Length`, when valid, is
 /// kept) and a body that is known to be empty or not. §6.2: a request whose method
@@ -139,8 +130,7 @@ pub fn response_head(
     let headers = header_map(res.headers, &buf[..len]).map_err(Malformed)?;
     let framing = framing(method, status, version, &headers)?;
     let keep_alive = framing != Framing::UntilClose
-        && !has_token(&headers, CONNECTION, "close")
-        && (version == Version::HTTP_11 || has_token(&headers, CONNECTION, "keep-alive"))
+        && persists(&headers, version)
         // §6.1: a response with both was framed by Transfer-Encoding, and the
         // connection "ought to be closed" after it.
         && !(headers.contains_key(TRANSFER_ENCODING) && headers.contains_key(CONTENT_LENGTH));

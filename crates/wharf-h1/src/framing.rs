@@ -3,8 +3,21 @@
 //! share.
 
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::{HeaderMap, HeaderName, HeaderValue, Version};
+use wharf_http::fields::has_token;
+
+/// How a request body is delimited on the wire (RFC 9112 §6.2, §6.3): as the server
+/// reads it and as the client writes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestFraming {
+    /// No body.
+    Empty,
+    /// Exactly this many bytes (`Content-Length`).
+    Length(u64),
+    /// The chunked transfer coding (§7.1).
+    Chunked,
+}
 
 /// `1*DIGIT` as a u64, without signs or overflow.
 pub fn decimal(s: &[u8]) -> Option<u64> {
@@ -16,13 +29,11 @@ pub fn decimal(s: &[u8]) -> Option<u64> {
     })
 }
 
-/// Whether the list field `name` (such as `Connection`) has `token`, in any case.
-pub fn has_token(h: &HeaderMap, name: HeaderName, token: &str) -> bool {
-    h.get_all(name).iter().any(|v| {
-        v.as_bytes()
-            .split(|&b| b == b',')
-            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
-    })
+/// RFC 9112 §9.3: whether a message's connection persists after it: for HTTP/1.1
+/// unless `Connection` says `close`, for HTTP/1.0 only when it says `keep-alive`.
+pub fn persists(h: &HeaderMap, version: Version) -> bool {
+    !has_token(h, CONNECTION, "close")
+        && (version == Version::HTTP_11 || has_token(h, CONNECTION, "keep-alive"))
 }
 
 /// The `Content-Length`, if any (§6.3 item 5): a list of identical values counts as
@@ -191,13 +202,22 @@ mod tests {
     }
 
     #[test]
-    fn connection_options() {
-        let h = fields(&[
-            ("connection", "keep-alive, Upgrade"),
-            ("connection", "close"),
-        ]);
-        assert!(has_token(&h, http::header::CONNECTION, "upgrade"));
-        assert!(has_token(&h, http::header::CONNECTION, "close"));
-        assert!(!has_token(&h, http::header::CONNECTION, "keep"));
+    fn persistence() {
+        // RFC 9112 §9.3
+        type Row = (&'static [(&'static str, &'static str)], Version, bool);
+        let table: &[Row] = &[
+            (&[], Version::HTTP_11, true),
+            (&[("connection", "Close")], Version::HTTP_11, false),
+            (
+                &[("connection", "keep-alive"), ("connection", "close")],
+                Version::HTTP_11,
+                false,
+            ),
+            (&[], Version::HTTP_10, false),
+            (&[("connection", "Keep-Alive")], Version::HTTP_10, true),
+        ];
+        for (h, version, want) in table {
+            assert_eq!(persists(&fields(h), *version), *want, "{h:?} {version:?}");
+        }
     }
 }

@@ -15,7 +15,9 @@
 //! - [`client`] — the client's side: request heads written, response heads parsed
 //!   with the body's framing decided by the request method and status.
 
-#[doc(hidden)]
+/// Test support, for this crate's tests and, through the `arbitrary` feature,
+/// `wharf-server`'s; not in production builds.
+#[cfg(any(test, feature = "arbitrary"))]
 pub mod arbitrary;
 pub mod chunked;
 pub mod client;

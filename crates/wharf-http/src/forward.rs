@@ -16,6 +16,7 @@ use std::net::IpAddr;
 use http::header::{self, HeaderMap, HeaderName};
 use http::{HeaderValue, Version};
 
+use crate::fields::tokens;
 use crate::util::{is_token, list_elements, params};
 
 /// `X-Forwarded-For`.
@@ -39,22 +40,6 @@ static ALWAYS_HOP_BY_HOP: [HeaderName; 6] = [
     header::UPGRADE,
 ];
 
-/// The options a message's `Connection` fields list (RFC 9110 §7.6.1: a list of
-/// tokens), as they are written.
-fn connection_options(headers: &HeaderMap) -> impl Iterator<Item = &[u8]> {
-    headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-        .map(<[u8]>::trim_ascii)
-        .filter(|o| !o.is_empty())
-}
-
-/// Whether `Connection` lists `option` (e.g. `upgrade`, RFC 9110 §7.8).
-pub fn has_connection_option(headers: &HeaderMap, option: &HeaderName) -> bool {
-    connection_options(headers).any(|o| o.eq_ignore_ascii_case(option.as_str().as_bytes()))
-}
-
 /// Removes the fields that describe the connection a message arrived on, not the
 /// message: every field named in `Connection`, then `Connection` itself and the
 /// fields of [`ALWAYS_HOP_BY_HOP`] (RFC 9110 §7.6.1 MUST: "Intermediaries MUST parse
@@ -74,7 +59,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     if headers.contains_key(header::CONNECTION) {
         // The options that name other fields than the ones removed anyway (`close`
         // names none): usually there are none, and nothing is allocated.
-        let named: Vec<HeaderName> = connection_options(headers)
+        let named: Vec<HeaderName> = tokens(headers, header::CONNECTION)
             .filter(|o| !o.eq_ignore_ascii_case(b"close"))
             .filter_map(|o| HeaderName::from_bytes(o).ok())
             .filter(|n| *n != header::HOST && !ALWAYS_HOP_BY_HOP.contains(n))
@@ -112,21 +97,39 @@ fn via_protocol(version: Version) -> &'static str {
     }
 }
 
-/// Appends this intermediary to `Via` (RFC 9110 §7.6.3 MUST: "A proxy MUST send an
-/// appropriate Via header field ... in each message that it forwards"): `1.1 wharf`
-/// for a message received over HTTP/1.1. `pseudonym` stands for the host name
-/// (§7.6.3 allows one), so that internal names are not revealed.
-pub fn append_via(headers: &mut HeaderMap, received: Version, pseudonym: &str) {
-    if let Some(v) = via_entry(received, pseudonym) {
-        headers.append(header::VIA, v);
-    }
-}
+/// This intermediary's `Via` entries (RFC 9110 §7.6.3 MUST: "A proxy MUST send an
+/// appropriate Via header field ... in each message that it forwards"), one per
+/// protocol a message may arrive over, made once and cloned into each message.
+#[derive(Clone, Debug)]
+pub struct Via([HeaderValue; 5]);
 
-/// The `Via` entry [`append_via`] appends (for callers that make it once and clone
-/// it), or `None` when `pseudonym` cannot be in a field value.
-pub fn via_entry(received: Version, pseudonym: &str) -> Option<HeaderValue> {
-    let entry = format!("{} {pseudonym}", via_protocol(received));
-    HeaderValue::try_from(entry).ok()
+impl Via {
+    const VERSIONS: [Version; 5] = [
+        Version::HTTP_09,
+        Version::HTTP_10,
+        Version::HTTP_11,
+        Version::HTTP_2,
+        Version::HTTP_3,
+    ];
+
+    /// Entries naming this intermediary `pseudonym`, which stands for the host name
+    /// (§7.6.3 allows one), so that internal names are not revealed; an error when it
+    /// cannot be in a field value.
+    pub fn new(pseudonym: &str) -> Result<Via, http::header::InvalidHeaderValue> {
+        let entry = |v| HeaderValue::try_from(format!("{} {pseudonym}", via_protocol(v)));
+        let [a, b, c, d, e] = Self::VERSIONS;
+        Ok(Via([entry(a)?, entry(b)?, entry(c)?, entry(d)?, entry(e)?]))
+    }
+
+    /// Appends the entry for a message `received` over that version: `1.1 wharf`
+    /// for HTTP/1.1.
+    pub fn append(&self, headers: &mut HeaderMap, received: Version) {
+        let i = Self::VERSIONS
+            .iter()
+            .position(|v| *v == received)
+            .unwrap_or(2); // what `via_protocol` calls any other version: 1.1
+        headers.append(header::VIA, self.0[i].clone());
+    }
 }
 
 /// The hop a request took to this intermediary.
@@ -344,9 +347,10 @@ mod tests {
     #[test]
     fn via_names_the_received_protocol() {
         let mut h = headers(&[("via", "1.0 fred")]);
-        append_via(&mut h, Version::HTTP_11, "wharf");
-        append_via(&mut h, Version::HTTP_2, "wharf");
-        append_via(&mut h, Version::HTTP_3, "wharf");
+        let via = Via::new("wharf").unwrap();
+        via.append(&mut h, Version::HTTP_11);
+        via.append(&mut h, Version::HTTP_2);
+        via.append(&mut h, Version::HTTP_3);
         assert_eq!(
             lines(&h, "via"),
             ["1.0 fred", "1.1 wharf", "2 wharf", "3 wharf"],

@@ -24,6 +24,7 @@
 //! - [`conn`] — connection facts transports hand to services (addresses, TLS).
 //! - [`interim`] — 103 Early Hints and pushes a service asks its transport for.
 //! - [`explain`] — the [`Explain`] response extension that carries the reasons.
+//! - [`fields`] — list-valued fields read for a token (`Connection`, `Upgrade`).
 //! - [`forward`] — what an intermediary changes in a message it forwards: hop-by-hop
 //!   fields, `Via`, `Forwarded` and `X-Forwarded-*`.
 //!
@@ -43,6 +44,7 @@ pub mod conn;
 pub mod date;
 pub mod etag;
 pub mod explain;
+pub mod fields;
 pub mod forward;
 pub mod host;
 pub mod interim;

@@ -23,7 +23,8 @@ use http_body::{Body as _, Frame, SizeHint};
 use http_body_util::BodyExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use wharf_h1::chunked::{self, Decoder};
-use wharf_h1::client::{self as codec, Framing, RequestFraming, ResponseHead};
+use wharf_h1::client::{self as codec, Framing, ResponseHead};
+use wharf_h1::framing::RequestFraming;
 use wharf_http::interim::Interim;
 
 use crate::pool::{OpenSlot, Pool};
@@ -136,14 +137,11 @@ impl Conn {
                 })
             }
         };
-        let exchange = self.exchange(written, &parts.method, body, framing, hints);
-        match exchange.await {
-            Ok((conn, head, sent_whole)) => Ok(conn.response(head, sent_whole, home)),
-            Err(mut failed) => {
-                failed.request = Some(Request::from_parts(parts, crate::empty()));
-                Err(failed)
-            }
-        }
+        let exchange = self.exchange(written, &parts.method, body, framing, hints, home);
+        exchange.await.map_err(|mut failed| {
+            failed.request = Some(Request::from_parts(parts, crate::empty()));
+            failed
+        })
     }
 
     /// The rest of the exchange once `written` bytes of the request head are out:
@@ -155,7 +153,8 @@ impl Conn {
         body: RequestBody,
         framing: RequestFraming,
         hints: Option<&Interim>,
-    ) -> Result<(Conn, ResponseHead, bool), Failed> {
+        home: Option<Arc<Pool>>,
+    ) -> Result<Response<Body>, Failed> {
         if let Err(e) = self.io.write_all(&self.out[written..]).await {
             return Err(Failed::new(format!("the request could not be sent: {e}")));
         }
@@ -168,7 +167,7 @@ impl Conn {
             Box::pin(self.head_while_sending(method, hints, body, framing)).await
         };
         let (head, sent_whole) = outcome?;
-        Ok((conn, head, sent_whole))
+        Ok(conn.response(head, sent_whole, home))
     }
 
     /// Sends the request body while waiting for the response head (so an early
@@ -324,8 +323,12 @@ async fn read_head<R: AsyncRead + Unpin>(
                 if !status.is_informational() || status == StatusCode::SWITCHING_PROTOCOLS {
                     return Ok(head);
                 }
+                // 103s go on to the client as they arrive (RFC 8297), less hop-by-hop
+                // fields; other 1xx are the proxy's business (100) or not forwarded.
                 if let (Some(hints), StatusCode::EARLY_HINTS) = (hints, status) {
-                    crate::early_hints(hints, head.parts.headers);
+                    let mut fields = head.parts.headers;
+                    wharf_http::forward::remove_hop_by_hop(&mut fields);
+                    hints.early_hints(fields);
                 }
                 continue;
             }
@@ -405,6 +408,13 @@ impl Body {
                 home.release(conn);
             }
         }
+    }
+
+    /// The body ends here, cut short or delimited by the connection's close: the
+    /// connection is not reused (dropping it closes it).
+    fn abandon(&mut self) {
+        self.conn = None;
+        self.state = State::Done;
     }
 
     /// The next frame from what is already read, if any.
@@ -491,8 +501,7 @@ impl http_body::Body for Body {
         loop {
             if let Some(frame) = this.next_buffered() {
                 if frame.is_err() {
-                    this.conn = None;
-                    this.state = State::Done;
+                    this.abandon();
                 }
                 return Poll::Ready(Some(frame));
             }
@@ -510,27 +519,17 @@ impl http_body::Body for Body {
                 cx,
                 &mut conn.buf
             ));
-            match read {
-                Ok(0) if matches!(this.state, State::UntilClose) => {
-                    this.conn = None;
-                    this.state = State::Done;
-                    return Poll::Ready(None);
-                }
-                Ok(0) => {
-                    this.conn = None;
-                    this.state = State::Done;
-                    return Poll::Ready(Some(Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "the connection closed before the body's end",
-                    ))));
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    this.conn = None;
-                    this.state = State::Done;
-                    return Poll::Ready(Some(Err(e)));
-                }
-            }
+            let end = match read {
+                Ok(0) if matches!(this.state, State::UntilClose) => None,
+                Ok(0) => Some(Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the connection closed before the body's end",
+                ))),
+                Ok(_) => continue,
+                Err(e) => Some(Err(e)),
+            };
+            this.abandon();
+            return Poll::Ready(end);
         }
     }
 
@@ -547,39 +546,9 @@ impl http_body::Body for Body {
     }
 }
 
-/// An upstream connection after a `101`: the bytes of the new protocol read with the
-/// head come first.
+/// An upstream connection after a `101`, and the bytes of the new protocol that were
+/// read with the head (they come before anything `io` reads).
 pub(crate) struct Upgraded {
-    early: BytesMut,
-    io: Box<dyn Io>,
-}
-
-impl AsyncRead for Upgraded {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        out: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if !this.early.is_empty() {
-            let n = this.early.len().min(out.remaining());
-            out.put_slice(&this.early.split_to(n));
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut this.io).poll_read(cx, out)
-    }
-}
-
-impl AsyncWrite for Upgraded {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, b: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, b)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
-    }
+    pub(crate) early: BytesMut,
+    pub(crate) io: Box<dyn Io>,
 }

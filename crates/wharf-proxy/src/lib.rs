@@ -61,29 +61,6 @@ pub(crate) type RequestBody = http_body_util::combinators::UnsyncBoxBody<Bytes, 
 /// place of the host name).
 const VIA_NAME: &str = "wharf";
 
-/// Appends this proxy's `Via` entry for a message received over `version`; the
-/// entries are made once and cloned (no allocation per message).
-fn append_via(headers: &mut HeaderMap, version: Version) {
-    static ENTRIES: std::sync::LazyLock<Vec<(Version, HeaderValue)>> =
-        std::sync::LazyLock::new(|| {
-            [
-                Version::HTTP_10,
-                Version::HTTP_11,
-                Version::HTTP_2,
-                Version::HTTP_3,
-            ]
-            .into_iter()
-            .filter_map(|v| Some((v, forward::via_entry(v, VIA_NAME)?)))
-            .collect()
-        });
-    match ENTRIES.iter().find(|(v, _)| *v == version) {
-        Some((_, entry)) => {
-            headers.append(header::VIA, entry.clone());
-        }
-        None => forward::append_via(headers, version, VIA_NAME),
-    }
-}
-
 /// What the upstream is told the request's host is.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum HostHeader {
@@ -203,6 +180,8 @@ pub struct Proxy(Arc<Inner>);
 
 struct Inner {
     cfg: Config,
+    /// This proxy's `Via` entries.
+    via: forward::Via,
     groups: Vec<Arc<Group>>,
     cache: Option<Arc<cache::Cache>>,
 }
@@ -307,7 +286,13 @@ impl Proxy {
             }
             None => None,
         };
-        Ok(Proxy(Arc::new(Inner { cfg, groups, cache })))
+        let via = forward::Via::new(VIA_NAME).map_err(|e| format!("Via: {e}"))?;
+        Ok(Proxy(Arc::new(Inner {
+            cfg,
+            via,
+            groups,
+            cache,
+        })))
     }
 
     /// Connections open to each member of group `group`, in configuration order.
@@ -733,7 +718,7 @@ impl Inner {
             };
             forward::set_forwarded(&mut headers, &hop, trusted);
         }
-        append_via(&mut headers, parts.version);
+        self.via.append(&mut headers, parts.version);
         if let Some(up) = upgrade {
             up.request_fields(&mut headers);
         }
@@ -782,7 +767,7 @@ impl Inner {
         // Room for Via and Cache-Status, made once.
         parts.headers.reserve(2);
         forward::remove_hop_by_hop(&mut parts.headers);
-        append_via(&mut parts.headers, parts.version);
+        self.via.append(&mut parts.headers, parts.version);
         parts.version = Version::HTTP_11;
         let (fill, why) = match store {
             Some((c, lookup)) => {
@@ -839,7 +824,7 @@ impl Inner {
         let protocol = parts.headers.get(header::UPGRADE).cloned();
         forward::remove_hop_by_hop(&mut parts.headers);
         upgrade.answer(&mut parts.status, &mut parts.headers, protocol.as_ref())?;
-        append_via(&mut parts.headers, parts.version);
+        self.via.append(&mut parts.headers, parts.version);
         let client = client.ok_or("no connection to hand over")?;
         tunnel::splice(client, upstream);
         Ok(Response::from_parts(parts, Body::empty()))
@@ -966,14 +951,6 @@ impl Inner {
     }
 }
 
-/// Passes an upstream's `103 Early Hints` to the client as it arrives (RFC 8297),
-/// less hop-by-hop fields; other 1xx are the proxy's business (`100`) or not
-/// forwarded.
-pub(crate) fn early_hints(interim: &Interim, mut fields: HeaderMap) {
-    forward::remove_hop_by_hop(&mut fields);
-    interim.early_hints(fields);
-}
-
 /// The request field that makes a `PURGE` soft when it says `soft`.
 static PURGE_MODE: header::HeaderName = header::HeaderName::from_static("wharf-purge");
 
@@ -1081,22 +1058,6 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
         .ok()?
         .parse()
         .ok()
-}
-
-/// What went wrong with an exchange over HTTP/2, in words for the log and `explain`.
-pub(crate) fn describe(e: &hyper::Error) -> String {
-    if e.is_parse() || e.is_parse_status() {
-        format!("malformed response ({e})")
-    } else if e.is_incomplete_message() {
-        "the connection closed before a complete response".to_owned()
-    } else if e.is_body_write_aborted() || e.is_user() {
-        format!("the request could not be sent whole ({e})")
-    } else {
-        let source = std::error::Error::source(e)
-            .map(|s| format!(": {s}"))
-            .unwrap_or_default();
-        format!("{e}{source}")
-    }
 }
 
 #[cfg(test)]

@@ -124,7 +124,7 @@ impl Sender {
                 Err(mut e) => {
                     let request = e.take_message();
                     Err(Failed {
-                        reason: crate::describe(e.error()),
+                        reason: describe(e.error()),
                         unsent: request.is_some(),
                         request,
                     })
@@ -388,5 +388,21 @@ impl Pool {
         });
         drop(idle);
         self.freed.notify_one();
+    }
+}
+
+/// What went wrong with an exchange over HTTP/2, in words for the log and `explain`.
+fn describe(e: &hyper::Error) -> String {
+    if e.is_parse() || e.is_parse_status() {
+        format!("malformed response ({e})")
+    } else if e.is_incomplete_message() {
+        "the connection closed before a complete response".to_owned()
+    } else if e.is_body_write_aborted() || e.is_user() {
+        format!("the request could not be sent whole ({e})")
+    } else {
+        let source = std::error::Error::source(e)
+            .map(|s| format!(": {s}"))
+            .unwrap_or_default();
+        format!("{e}{source}")
     }
 }

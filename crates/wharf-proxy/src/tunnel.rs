@@ -12,7 +12,7 @@ use std::future::Future;
 use base64::Engine as _;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, StatusCode};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use wharf_http::conn::ConnectProtocol;
 
 use crate::h1::Upgraded;
@@ -39,7 +39,7 @@ impl Upgrade {
             });
         }
         let protocols = parts.headers.get(header::UPGRADE)?;
-        wharf_http::forward::has_connection_option(&parts.headers, &header::UPGRADE)
+        wharf_http::fields::has_token(&parts.headers, header::CONNECTION, "upgrade")
             .then(|| Upgrade::Http1(protocols.clone()))
     }
 
@@ -104,8 +104,9 @@ impl Upgrade {
 }
 
 /// Copies bytes both ways between the client's upgraded connection (once the
-/// transport hands it over) and the upstream's, in a task of its own.
-pub(crate) fn splice<U, S, E>(client: U, mut upstream: Upgraded)
+/// transport hands it over) and the upstream's, in a task of its own; what the
+/// upstream sent with its `101` goes first.
+pub(crate) fn splice<U, S, E>(client: U, upstream: Upgraded)
 where
     U: Future<Output = Result<S, E>> + Send + 'static,
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -114,7 +115,12 @@ where
     tokio::spawn(async move {
         // The client gone before the switch: dropping the upstream closes it.
         let Ok(mut client) = client.await else { return };
-        if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        let Upgraded { early, mut io } = upstream;
+        let copied = async {
+            client.write_all(&early).await?;
+            tokio::io::copy_bidirectional(&mut client, &mut io).await
+        };
+        if let Err(e) = copied.await {
             tracing::debug!(target: "wharf::proxy", error = %e, "tunnel ended");
         }
     });

@@ -16,10 +16,9 @@
 
 use std::mem::MaybeUninit;
 
-use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT};
+use http::header::{CONTENT_LENGTH, EXPECT};
 use http::{HeaderMap, Method, StatusCode, Uri, Version};
-pub(crate) use wharf_h1::framing::has_token;
-use wharf_h1::framing::{content_length, header_map, transfer_coding, Coding};
+use wharf_h1::framing::{content_length, header_map, persists, transfer_coding, Coding};
 
 /// More header fields than this are never parsed, whatever `max_headers` says.
 pub(crate) const MAX_HEADERS: usize = 256;
@@ -32,16 +31,7 @@ pub(crate) struct HeadLimits {
     pub(crate) max_headers: usize,
 }
 
-/// How the request body is delimited (RFC 9112 §6.3).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Framing {
-    /// No body.
-    Empty,
-    /// `Content-Length` bytes.
-    Length(u64),
-    /// The chunked transfer coding (RFC 9112 §7.1).
-    Chunked,
-}
+pub(crate) use wharf_h1::framing::RequestFraming as Framing;
 
 /// A parsed request head.
 #[derive(Debug)]
@@ -161,7 +151,7 @@ fn build(req: &httparse::Request<'_, '_>, section: &[u8]) -> Result<Head, Reject
     let uri = target_uri(&method, target)?;
     let headers = header_map(req.headers, section).map_err(|why| reject(BAD, why))?;
     let framing = framing(&headers, version)?;
-    let keep_alive = keep_alive(&headers, version);
+    let keep_alive = persists(&headers, version);
     let expect_continue = expect_continue(&headers, version)?;
     let mut parts = http::Request::new(()).into_parts().0;
     parts.method = method;
@@ -228,14 +218,6 @@ fn framing(h: &HeaderMap, version: Version) -> Result<Framing, Reject> {
         None | Some(0) => Framing::Empty,
         Some(n) => Framing::Length(n),
     })
-}
-
-/// RFC 9112 §9.3: HTTP/1.1 persists unless `close`; HTTP/1.0 only with `keep-alive`.
-fn keep_alive(h: &HeaderMap, version: Version) -> bool {
-    if has_token(h, CONNECTION, "close") {
-        return false;
-    }
-    version == Version::HTTP_11 || has_token(h, CONNECTION, "keep-alive")
 }
 
 /// RFC 9110 §10.1.1: `100-continue` is the only expectation; others may get 417.

@@ -274,7 +274,7 @@ where
         // RFC 9110 §7.8: the client offers a protocol; the service may take it.
         let upgrade = (version == Version::HTTP_11
             && parts.headers.contains_key(http::header::UPGRADE)
-            && head::has_token(&parts.headers, CONNECTION, "upgrade"))
+            && wharf_http::fields::has_token(&parts.headers, CONNECTION, "upgrade"))
         .then(|| {
             let (pending, on_upgrade) = upgrade::pending();
             parts.extensions.insert(on_upgrade);
@@ -353,7 +353,7 @@ where
             && !body_in_the_way
             && framing != encode::Framing::Close
             && !self.flags.draining.load(Ordering::Relaxed)
-            && !head::has_token(&parts.headers, CONNECTION, "close");
+            && !wharf_http::fields::has_token(&parts.headers, CONNECTION, "close");
         if self.ctx.shared.http.early_hints_http1 && version == Version::HTTP_11 {
             // RFC 9110 §15.2: never to HTTP/1.0 clients.
             if let Some(EarlyHints(fields)) = parts.extensions.get() {
