@@ -6,13 +6,22 @@
 //! kernel refuse any resolution — including through symbolic links and concurrent
 //! renames — that would leave the root. Sites that allow every symlink use
 //! `RESOLVE_NO_MAGICLINKS` only; sites that allow none add `RESOLVE_NO_SYMLINKS`.
+//!
+//! Kernels before 5.6 have no `openat2` (RHEL 8 runs 4.18; valgrind does not know the
+//! call either). There a path is opened one component at a time with `O_NOFOLLOW`, so
+//! no symbolic link is followed at all (sites that follow every link open the path as
+//! it is): sanitised paths have no `..`, so every step stays beneath the root. Unlike
+//! `RESOLVE_BENEATH` this cannot see a directory renamed out of the root between two
+//! steps, which needs someone who can write on both sides; wharf says once at startup
+//! which way it opens files.
 
 use std::fs::File;
 use std::io;
 use std::os::fd::OwnedFd;
-use std::path::Path;
+use std::path::{Component, Path};
 
-use rustix::fs::{openat2, AtFlags, FileType, Mode, OFlags, ResolveFlags, StatxFlags};
+use rustix::fs::{openat, openat2, AtFlags, FileType, Mode, OFlags, ResolveFlags, StatxFlags};
+use rustix::io::Errno;
 
 use crate::config::SymlinkPolicy;
 
@@ -21,6 +30,8 @@ use crate::config::SymlinkPolicy;
 pub struct Root {
     dir: OwnedFd,
     resolve: ResolveFlags,
+    /// No `openat2` here: components are opened one by one (see the module's docs).
+    walk: bool,
     follows_all: bool,
     follows_any: bool,
 }
@@ -37,8 +48,7 @@ pub enum OpenError {
 }
 
 impl OpenError {
-    fn from_errno(e: rustix::io::Errno) -> OpenError {
-        use rustix::io::Errno;
+    fn from_errno(e: Errno) -> OpenError {
         match e {
             // EXDEV: the path would leave the root; ELOOP: a link where none is allowed.
             Errno::NOENT | Errno::NOTDIR | Errno::XDEV | Errno::LOOP | Errno::NAMETOOLONG => {
@@ -54,6 +64,20 @@ impl Root {
     /// Opens `path` as a site root (the directory itself may be reached through a
     /// symbolic link; nothing beneath it leaves it, per `symlinks`).
     pub fn open(path: &Path, symlinks: SymlinkPolicy) -> io::Result<Root> {
+        let root = Root::open_as(path, symlinks, true)?;
+        if root.walk {
+            tracing::warn!(
+                root = %path.display(),
+                "openat2(2) is not available (Linux before 5.6): files are opened one path \
+                 component at a time and symbolic links beneath the root are not followed"
+            );
+        }
+        Ok(root)
+    }
+
+    /// As [`Root::open`]; without `openat2` (found missing, or `false` in tests) paths
+    /// are walked.
+    fn open_as(path: &Path, symlinks: SymlinkPolicy, openat2: bool) -> io::Result<Root> {
         let dir = rustix::fs::open(
             path,
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -66,11 +90,15 @@ impl Root {
             }
             SymlinkPolicy::Follow => ResolveFlags::NO_MAGICLINKS,
         };
+        let dir_flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let walk = !openat2 || matches!(probe(&dir, dir_flags, resolve), Err(Errno::NOSYS));
+        let follows_all = symlinks == SymlinkPolicy::Follow;
         Ok(Root {
             dir,
             resolve,
-            follows_all: symlinks == SymlinkPolicy::Follow,
-            follows_any: symlinks != SymlinkPolicy::Never,
+            walk,
+            follows_all,
+            follows_any: follows_all || (symlinks == SymlinkPolicy::WithinRoot && !walk),
         })
     }
 
@@ -83,14 +111,40 @@ impl Root {
             rel
         };
         let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY;
-        let fd = openat2(&self.dir, rel, flags, Mode::empty(), self.resolve)
-            .map_err(OpenError::from_errno)?;
+        let fd = match (self.walk, self.follows_all) {
+            (false, _) => openat2(&self.dir, rel, flags, Mode::empty(), self.resolve),
+            (true, true) => openat(&self.dir, rel, flags, Mode::empty()),
+            (true, false) => self.open_walking(rel, flags),
+        }
+        .map_err(OpenError::from_errno)?;
         let file = File::from(fd);
         let meta = file.metadata().map_err(|_| OpenError::Unavailable)?;
         if !(meta.is_file() || meta.is_dir()) {
             return Err(OpenError::NotFound);
         }
         Ok((file, meta))
+    }
+
+    /// Opens `rel` one component at a time, refusing every symbolic link.
+    fn open_walking(&self, rel: &Path, flags: OFlags) -> Result<OwnedFd, Errno> {
+        let dir_flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let mut names = rel
+            .components()
+            .filter(|c| *c != Component::CurDir)
+            .peekable();
+        let mut parent: Option<OwnedFd> = None;
+        while let Some(c) = names.next() {
+            // Sanitised paths hold names only; anything else is not beneath the root.
+            let Component::Normal(name) = c else {
+                return Err(Errno::NOENT);
+            };
+            let at = parent.as_ref().unwrap_or(&self.dir);
+            if names.peek().is_none() {
+                return openat(at, name, flags | OFlags::NOFOLLOW, Mode::empty());
+            }
+            parent = Some(openat(at, name, dir_flags, Mode::empty())?);
+        }
+        openat(&self.dir, ".", flags, Mode::empty())
     }
 
     /// Whether any symbolic link is followed (else listings leave links out).
@@ -121,6 +175,11 @@ impl Root {
         .ok()?;
         (FileType::from_raw_mode(st.stx_mode.into()) == FileType::RegularFile).then_some(st)
     }
+}
+
+/// Whether this kernel has `openat2`: the root opened again through it.
+fn probe(dir: &OwnedFd, flags: OFlags, resolve: ResolveFlags) -> Result<OwnedFd, Errno> {
+    openat2(dir, ".", flags, Mode::empty(), resolve)
 }
 
 #[cfg(test)]
@@ -159,10 +218,47 @@ mod tests {
         ];
         for (policy, path, opens) in table {
             let r = Root::open(&root, policy).unwrap();
+            assert!(!r.walk, "this kernel has openat2");
             let got = r.open_file(Path::new(path));
             assert_eq!(got.is_ok(), opens, "{policy:?} {path}");
             if !opens {
                 assert_eq!(got.unwrap_err(), OpenError::NotFound);
+            }
+        }
+    }
+
+    /// Without openat2 no link beneath the root is followed, save where every link is.
+    #[test]
+    fn without_openat2_paths_are_walked_and_links_refused() {
+        let (_keep, root) = tree();
+        std::fs::create_dir(root.join("sub/deeper")).unwrap();
+        std::fs::write(root.join("sub/deeper/b.txt"), "b").unwrap();
+        symlink("sub", root.join("dirlink")).unwrap();
+        // (policy, path, opens?)
+        let table = [
+            (SymlinkPolicy::WithinRoot, "", true),
+            (SymlinkPolicy::WithinRoot, "sub", true),
+            (SymlinkPolicy::WithinRoot, "sub/a.txt", true),
+            (SymlinkPolicy::WithinRoot, "sub/deeper/b.txt", true),
+            (SymlinkPolicy::WithinRoot, "inside", false),
+            (SymlinkPolicy::WithinRoot, "outside", false),
+            (SymlinkPolicy::WithinRoot, "absolute", false),
+            (SymlinkPolicy::WithinRoot, "dirlink/a.txt", false),
+            (SymlinkPolicy::WithinRoot, "sub/a.txt/x", false),
+            (SymlinkPolicy::WithinRoot, "nope/a.txt", false),
+            (SymlinkPolicy::Never, "sub/deeper/b.txt", true),
+            (SymlinkPolicy::Never, "dirlink/a.txt", false),
+            (SymlinkPolicy::Follow, "dirlink/a.txt", true),
+            (SymlinkPolicy::Follow, "outside", true),
+        ];
+        for (policy, path, opens) in table {
+            let r = Root::open_as(&root, policy, false).unwrap();
+            assert!(r.walk);
+            assert_eq!(r.follows_links(), policy == SymlinkPolicy::Follow);
+            let got = r.open_file(Path::new(path));
+            assert_eq!(got.is_ok(), opens, "{policy:?} {path:?}");
+            if !opens {
+                assert_eq!(got.unwrap_err(), OpenError::NotFound, "{policy:?} {path:?}");
             }
         }
     }
