@@ -38,10 +38,40 @@ impl Chunk {
     }
 }
 
+/// The chunks still to yield: the first in place (most bodies have only one, and
+/// need no allocation), any others queued behind it. `first` is empty only when
+/// `rest` is.
+#[derive(Debug, Default)]
+struct Chunks {
+    first: Option<Chunk>,
+    rest: VecDeque<Chunk>,
+}
+
+impl Chunks {
+    fn push_back(&mut self, chunk: Chunk) {
+        match self.first {
+            None => self.first = Some(chunk),
+            Some(_) => self.rest.push_back(chunk),
+        }
+    }
+
+    fn push_front(&mut self, chunk: Chunk) {
+        if let Some(next) = self.first.replace(chunk) {
+            self.rest.push_front(next);
+        }
+    }
+
+    fn pop_front(&mut self) -> Option<Chunk> {
+        let chunk = self.first.take()?;
+        self.first = self.rest.pop_front();
+        Some(chunk)
+    }
+}
+
 /// A response body (see the module docs).
 #[derive(Debug, Default)]
 pub struct Body {
-    chunks: VecDeque<Chunk>,
+    chunks: Chunks,
     remaining: u64,
     reading: Option<JoinHandle<io::Result<Bytes>>>,
 }

@@ -485,9 +485,10 @@ impl Files {
             last_modified: strong_date.then_some(modified),
         };
         let decision = range::evaluate(req.method(), req.headers(), len, &range_v, &self.ranges);
-        if req.headers().contains_key(header::RANGE) {
+        if why.enabled() && req.headers().contains_key(header::RANGE) {
             why.push(&decision);
         }
+        let full = matches!(decision.kind, RangeKind::Full);
         let mut res = match decision.kind {
             RangeKind::Full => Response::new(rep.body(0, len)),
             RangeKind::Partial(ranges) if ranges.len() == 1 => {
@@ -533,7 +534,11 @@ impl Files {
             hint(site, t.url, &entry, &mut h, res.extensions_mut(), why);
         }
         *res.headers_mut() = h;
-        set_length(&mut res);
+        if full {
+            res.headers_mut().insert(header::CONTENT_LENGTH, rep.length);
+        } else {
+            set_length(&mut res);
+        }
         res
     }
 
@@ -569,7 +574,7 @@ impl Files {
             }
         }
         let decision = choose_encoding_in(req.headers(), &available);
-        if req.headers().contains_key(header::ACCEPT_ENCODING) {
+        if why.enabled() && req.headers().contains_key(header::ACCEPT_ENCODING) {
             why.push(&decision);
         }
         match decision.chosen {
@@ -596,6 +601,7 @@ impl Files {
                     Some(v) => Ok(Rep {
                         data: Data::Memory(v.bytes.clone()),
                         etag: v.etag.clone(),
+                        length: v.length.clone(),
                         coding: Some(c),
                     }),
                     None => {
@@ -644,6 +650,8 @@ struct FileTarget<'a> {
 struct Rep {
     data: Data,
     etag: Tag,
+    /// `Content-Length` of the whole representation.
+    length: HeaderValue,
     coding: Option<Coding>,
 }
 
@@ -664,6 +672,7 @@ impl Rep {
         Rep {
             data,
             etag: entry.etag.clone(),
+            length: entry.length.clone(),
             coding,
         }
     }

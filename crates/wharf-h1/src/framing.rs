@@ -3,7 +3,7 @@
 //! share.
 
 use bytes::Bytes;
-use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, HeaderName, HeaderValue, Version};
 use wharf_http::fields::has_token;
 
@@ -17,6 +17,47 @@ pub enum RequestFraming {
     Length(u64),
     /// The chunked transfer coding (§7.1).
     Chunked,
+}
+
+/// Which of the fields that decide a message's framing, persistence, expectation and
+/// upgrade it carries, found in one pass over its names: most requests carry none of
+/// them, and need not be searched for each.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Present {
+    /// `Content-Length`.
+    pub content_length: bool,
+    /// `Transfer-Encoding`.
+    pub transfer_encoding: bool,
+    /// `Connection`.
+    pub connection: bool,
+    /// `Expect`.
+    pub expect: bool,
+    /// `Upgrade`.
+    pub upgrade: bool,
+}
+
+impl Present {
+    /// The fields of `h` among these.
+    pub fn of(h: &HeaderMap) -> Present {
+        let mut p = Present::default();
+        for name in h.keys() {
+            let slot = if *name == CONTENT_LENGTH {
+                &mut p.content_length
+            } else if *name == TRANSFER_ENCODING {
+                &mut p.transfer_encoding
+            } else if *name == CONNECTION {
+                &mut p.connection
+            } else if *name == EXPECT {
+                &mut p.expect
+            } else if *name == UPGRADE {
+                &mut p.upgrade
+            } else {
+                continue;
+            };
+            *slot = true;
+        }
+        p
+    }
 }
 
 /// `1*DIGIT` as a u64, without signs or overflow.
@@ -146,6 +187,42 @@ mod tests {
             );
         }
         h
+    }
+
+    #[test]
+    fn present_names_the_framing_fields_a_head_has() {
+        // (fields, content_length, transfer_encoding, connection, expect, upgrade)
+        type Row = (&'static [(&'static str, &'static str)], [bool; 5]);
+        let table: &[Row] = &[
+            (&[("host", "a"), ("accept", "*/*")], [false; 5]),
+            (
+                &[("Content-Length", "3")],
+                [true, false, false, false, false],
+            ),
+            (
+                &[("transfer-encoding", "chunked"), ("content-length", "1")],
+                [true, true, false, false, false],
+            ),
+            (
+                &[("connection", "upgrade"), ("upgrade", "websocket")],
+                [false, false, true, false, true],
+            ),
+            (
+                &[("expect", "100-continue"), ("x-expect", "no")],
+                [false, false, false, true, false],
+            ),
+        ];
+        for (pairs, want) in table {
+            let p = Present::of(&fields(pairs));
+            let got = [
+                p.content_length,
+                p.transfer_encoding,
+                p.connection,
+                p.expect,
+                p.upgrade,
+            ];
+            assert_eq!(&got, want, "{pairs:?}");
+        }
     }
 
     #[test]

@@ -139,7 +139,9 @@ const CONDITIONAL: [HeaderName; 5] = [
 /// (`If-Match`, `If-None-Match`, `If-Modified-Since`, `If-Unmodified-Since`,
 /// `If-Range`).
 pub fn has_preconditions(headers: &HeaderMap) -> bool {
-    CONDITIONAL.iter().any(|h| headers.contains_key(h))
+    // One pass over the request's few names (most carry none of these) instead of a
+    // hashed lookup per conditional field.
+    headers.keys().any(|name| CONDITIONAL.contains(name))
 }
 
 /// Evaluates `If-Match`, `If-Unmodified-Since`, `If-None-Match` and

@@ -16,6 +16,7 @@
 //! same order that the corresponding range-spec appeared" for a canonical,
 //! overlap-free part list.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use http::header::{self, HeaderMap};
@@ -187,11 +188,12 @@ pub enum RangeKind {
 pub struct RangeDecision {
     /// What to send.
     pub kind: RangeKind,
-    reason: String,
+    /// Static for the common outcomes (no `Range`): nothing allocated per request.
+    reason: Cow<'static, str>,
 }
 
 impl RangeDecision {
-    fn full(reason: impl Into<String>) -> RangeDecision {
+    fn full(reason: impl Into<Cow<'static, str>>) -> RangeDecision {
         RangeDecision {
             kind: RangeKind::Full,
             reason: reason.into(),
@@ -316,7 +318,7 @@ pub fn evaluate(
         }
         return RangeDecision {
             kind: RangeKind::Unsatisfiable,
-            reason: format!("no satisfiable range in {} (length {len})", Echo(text)),
+            reason: format!("no satisfiable range in {} (length {len})", Echo(text)).into(),
         };
     }
     let received = ranges.len();
@@ -339,7 +341,7 @@ pub fn evaluate(
     }
     RangeDecision {
         kind: RangeKind::Partial(ranges),
-        reason,
+        reason: reason.into(),
     }
 }
 

@@ -11,11 +11,12 @@
 //! rules, target length, the TLS name check (421), the cleartext-to-HTTPS redirect;
 //! and carries [`ConnInfo`] and [`TlsInfo`] to the service.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -298,38 +299,40 @@ impl<S: Service> ConnCtx<S> {
     }
 
     /// Admits one request and answers it: the service's response, or the transport's.
-    pub(crate) async fn handle(
+    ///
+    /// Admission happens here, before the returned future is polled; the future holds
+    /// only the service's work and what the response needs, not the request besides
+    /// (an `async fn` would keep room for both, and transports box this future per
+    /// request).
+    pub(crate) fn handle(
         &self,
         mut req: Request<RequestBody>,
-    ) -> Response<LoggedBody<ResBody<S::Body>>> {
+    ) -> Handling<'_, S, impl Future<Output = Response<S::Body>> + Send + '_> {
         self.dog.request_started();
         // HTTP/2 drops the work of a stream the client resets: the request is over
         // then too (otherwise the response body's end says so).
         let in_flight = InFlight(&self.dog);
         let logging = self.shared.log.format != crate::LogFormat::Off;
         let entry = logging.then(|| Entry::new(self.info.peer, &req, self.tls_info()));
-        let res = if let Some(res) = self.admit(&req) {
-            res
-        } else {
-            req.extensions_mut().insert(self.info);
-            if let Some(tls) = &self.tls {
-                req.extensions_mut().insert(tls.info.clone());
+        let work = match self.admit(&req) {
+            Some(res) => Work::Answered { res: Some(res) },
+            None => {
+                req.extensions_mut().insert(self.info);
+                if let Some(tls) = &self.tls {
+                    req.extensions_mut().insert(tls.info.clone());
+                }
+                Work::Service {
+                    h1: req.version() < Version::HTTP_2,
+                    call: self.shared.service.call(req),
+                }
             }
-            let h1 = req.version() < Version::HTTP_2;
-            let mut res = self.shared.service.call(req).await.map(ResBody::Service);
-            // HTTP/2 counts streams in its driver and ends with GOAWAY instead.
-            if h1 && self.count_request() {
-                res.headers_mut()
-                    .insert(CONNECTION, HeaderValue::from_static("close"));
-            }
-            res
         };
-        let mut res = res;
-        if let Some(v) = &self.alt_svc {
-            res.headers_mut().insert(ALT_SVC, v.clone());
+        Handling {
+            ctx: self,
+            in_flight: Some(in_flight),
+            entry,
+            work,
         }
-        std::mem::forget(in_flight);
-        LoggedBody::wrap(res, entry, self.shared.log, self.dog.clone())
     }
 
     fn tls_info(&self) -> Option<&TlsInfo> {
@@ -470,6 +473,64 @@ fn error<T>(status: StatusCode, text: &'static str) -> Response<ResBody<T>> {
         h.insert(CONNECTION, HeaderValue::from_static("close"));
     }
     res
+}
+
+pin_project_lite::pin_project! {
+    /// [`ConnCtx::handle`]'s answer to one admitted request.
+    pub(crate) struct Handling<'a, S: Service, F> {
+        ctx: &'a ConnCtx<S>,
+        in_flight: Option<InFlight<'a>>,
+        entry: Option<Entry>,
+        #[pin]
+        work: Work<S::Body, F>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = WorkProj]
+    enum Work<B, F> {
+        /// The transport's own answer (admission refused the request).
+        Answered { res: Option<Response<ResBody<B>>> },
+        /// The service's.
+        Service { #[pin] call: F, h1: bool },
+    }
+}
+
+impl<S, F> Future for Handling<'_, S, F>
+where
+    S: Service,
+    F: Future<Output = Response<S::Body>>,
+{
+    type Output = Response<LoggedBody<ResBody<S::Body>>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let ctx = *this.ctx;
+        let mut res = match this.work.project() {
+            WorkProj::Answered { res } => res.take().expect("polled after its response"),
+            WorkProj::Service { call, h1 } => {
+                let mut res = ready!(call.poll(cx)).map(ResBody::Service);
+                // HTTP/2 counts streams in its driver and ends with GOAWAY instead.
+                if *h1 && ctx.count_request() {
+                    res.headers_mut()
+                        .insert(CONNECTION, HeaderValue::from_static("close"));
+                }
+                res
+            }
+        };
+        if let Some(v) = &ctx.alt_svc {
+            res.headers_mut().insert(ALT_SVC, v.clone());
+        }
+        // The response exists: its body's end finishes the request from now on.
+        std::mem::forget(this.in_flight.take());
+        let entry = this.entry.take();
+        Poll::Ready(LoggedBody::wrap(
+            res,
+            entry,
+            ctx.shared.log,
+            ctx.dog.clone(),
+        ))
+    }
 }
 
 /// A request whose response does not exist yet: dropped with its work, it ends the

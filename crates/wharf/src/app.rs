@@ -1,6 +1,7 @@
 //! The service wharf runs behind every transport: the hub under its mount, WebSocket
 //! endpoints by path, then the file service.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -232,30 +233,30 @@ impl App {
 impl wharf_server::Service for App {
     type Body = Body;
 
-    async fn call(&self, mut req: Request<RequestBody>) -> Response<Body> {
-        if let (Some(proxy), Some((group, explain))) = (&self.proxy, self.proxied(&req)) {
-            let upgrade = req.extensions_mut().remove::<OnUpgrade>();
-            let forward = Box::pin(proxy.serve(group, req, upgrade, explain));
-            return forward.await.map(Body::Proxy);
-        }
-        let path = req.uri().path();
-        if let Some(hub) = self.hub.as_ref().filter(|h| h.handles(path)) {
-            let upgrade = req.extensions_mut().remove::<OnUpgrade>();
-            let serve = Box::pin(hub.serve(req, upgrade));
-            return serve.await.map(Body::Hub);
-        }
-        if let Some(ep) = self
-            .websockets
-            .iter()
-            .find(|e| e.path == path && e.hosts.route(&req).is_ok())
-        {
-            return self.websocket(ep, &mut req);
-        }
-        // Boxed (and bound first, so that this future keeps no room for it): moving a
-        // box is a pointer copy, and transports move request futures into boxes and
-        // slots, a memcpy of their whole size each time.
-        let serve = Box::pin(self.files.serve(&req));
-        serve.await.map(Body::Files)
+    /// Routes at once and returns the chosen service's work, boxed: one allocation per
+    /// request whichever route, and a future of two words, where an `async fn` would
+    /// keep room for the request twice (its argument and its binding) beside the work.
+    fn call(&self, mut req: Request<RequestBody>) -> impl Future<Output = Response<Body>> + Send {
+        let work: Pin<Box<dyn Future<Output = Response<Body>> + Send + '_>> =
+            if let (Some(proxy), Some((group, explain))) = (&self.proxy, self.proxied(&req)) {
+                let upgrade = req.extensions_mut().remove::<OnUpgrade>();
+                let forward = proxy.serve(group, req, upgrade, explain);
+                Box::pin(async move { forward.await.map(Body::Proxy) })
+            } else if let Some(hub) = self.hub.as_ref().filter(|h| h.handles(req.uri().path())) {
+                let upgrade = req.extensions_mut().remove::<OnUpgrade>();
+                let serve = hub.serve(req, upgrade);
+                Box::pin(async move { serve.await.map(Body::Hub) })
+            } else if let Some(ep) = self
+                .websockets
+                .iter()
+                .find(|e| e.path == req.uri().path() && e.hosts.route(&req).is_ok())
+            {
+                Box::pin(std::future::ready(self.websocket(ep, &mut req)))
+            } else {
+                let files = &self.files;
+                Box::pin(async move { files.serve(&req).await.map(Body::Files) })
+            };
+        work
     }
 }
 

@@ -16,9 +16,9 @@
 
 use std::mem::MaybeUninit;
 
-use http::header::{CONTENT_LENGTH, EXPECT};
+use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT};
 use http::{HeaderMap, Method, StatusCode, Uri, Version};
-use wharf_h1::framing::{content_length, header_map, persists, transfer_coding, Coding};
+use wharf_h1::framing::{content_length, header_map, persists, transfer_coding, Coding, Present};
 
 /// More header fields than this are never parsed, whatever `max_headers` says.
 pub(crate) const MAX_HEADERS: usize = 256;
@@ -42,6 +42,9 @@ pub(crate) struct Head {
     pub(crate) keep_alive: bool,
     /// `Expect: 100-continue` from an HTTP/1.1 client (RFC 9110 §10.1.1).
     pub(crate) expect_continue: bool,
+    /// An HTTP/1.1 client offers another protocol (RFC 9110 §7.8): `Upgrade`, named
+    /// in `Connection`.
+    pub(crate) upgrade: bool,
 }
 
 /// What the bytes read so far hold.
@@ -150,9 +153,25 @@ fn build(req: &httparse::Request<'_, '_>, section: &[u8]) -> Result<Head, Reject
     };
     let uri = target_uri(&method, target)?;
     let headers = header_map(req.headers, section).map_err(|why| reject(BAD, why))?;
-    let framing = framing(&headers, version)?;
-    let keep_alive = persists(&headers, version);
-    let expect_continue = expect_continue(&headers, version)?;
+    // Each rule below reads its field only when the request has it.
+    let present = Present::of(&headers);
+    let framing = if present.content_length || present.transfer_encoding {
+        framing(&headers, version)?
+    } else {
+        Framing::Empty
+    };
+    // RFC 9112 §9.3: without `Connection`, an HTTP/1.1 connection persists and an
+    // HTTP/1.0 one does not.
+    let keep_alive = if present.connection {
+        persists(&headers, version)
+    } else {
+        version == Version::HTTP_11
+    };
+    let expect_continue = present.expect && expect_continue(&headers, version)?;
+    let upgrade = version == Version::HTTP_11
+        && present.upgrade
+        && present.connection
+        && wharf_http::fields::has_token(&headers, CONNECTION, "upgrade");
     let mut parts = http::Request::new(()).into_parts().0;
     parts.method = method;
     parts.uri = uri;
@@ -163,6 +182,7 @@ fn build(req: &httparse::Request<'_, '_>, section: &[u8]) -> Result<Head, Reject
         framing,
         keep_alive,
         expect_continue,
+        upgrade,
     })
 }
 

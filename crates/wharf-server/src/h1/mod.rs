@@ -267,15 +267,13 @@ where
             framing,
             keep_alive,
             expect_continue,
+            upgrade,
         } = head;
         let has_body = framing != head::Framing::Empty;
         let method = parts.method.clone();
         let version = parts.version;
         // RFC 9110 §7.8: the client offers a protocol; the service may take it.
-        let upgrade = (version == Version::HTTP_11
-            && parts.headers.contains_key(http::header::UPGRADE)
-            && wharf_http::fields::has_token(&parts.headers, CONNECTION, "upgrade"))
-        .then(|| {
+        let upgrade = upgrade.then(|| {
             let (pending, on_upgrade) = upgrade::pending();
             parts.extensions.insert(on_upgrade);
             pending
@@ -295,7 +293,7 @@ where
         // early hints are on for them.
         let hints = self.ctx.shared.http.early_hints_http1 && version == Version::HTTP_11;
         let mut interim = hints.then(|| crate::interim::attach(&mut req));
-        let call = async move { ctx.handle(req).await };
+        let call = ctx.handle(req);
         tokio::pin!(call);
         let res = poll_fn(|cx| {
             let done = call.as_mut().poll(cx);
