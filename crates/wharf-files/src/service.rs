@@ -5,8 +5,9 @@
 //! selected representation (content coding, §12.5.3), preconditions (§13.2.2, 304 or
 //! 412), then ranges (§14, 206 or 416). Each step's reason goes into an [`Explain`].
 
+use std::borrow::Cow;
 use std::fs::{File, Metadata};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -118,7 +119,7 @@ impl Files {
     }
 
     /// Tells the service that `rel` (a path relative to site `site`'s root, as
-    /// [`wharf_http::path::SafePath::to_relative_path`] gives) was changed by wharf
+    /// [`wharf_http::path::SafePath::relative_path`] gives) was changed by wharf
     /// itself: the next request sees the new file (and its new `ETag`) at once,
     /// without waiting for change notification, and the change is reported to
     /// [`Files::on_change`]'s listener where the site has `file_events`.
@@ -212,7 +213,6 @@ impl Files {
         };
         if path
             .segments()
-            .iter()
             .any(|s| s.starts_with('.') && s != ".well-known")
         {
             match site.dotfiles {
@@ -237,15 +237,15 @@ impl Files {
                 );
             }
         }
-        let rel = path.to_relative_path();
-        let name = path.segments().last().map_or("", String::as_str);
+        let rel = path.relative_path();
+        let name = path.last().unwrap_or_default();
         let url = rule_path(site, &path, None);
         let url = url.as_str();
         let is_file_url = !path.has_trailing_slash();
         if is_file_url {
-            if let Some(entry) = self.cache.by_path(&site.paths, &site.root, &rel) {
+            if let Some(entry) = self.cache.by_path(&site.paths, &site.root, rel) {
                 let target = FileTarget {
-                    rel,
+                    rel: Cow::Borrowed(rel),
                     name,
                     url,
                     file: None,
@@ -253,7 +253,7 @@ impl Files {
                 return self.file(site, req, target, entry, now, why).await;
             }
         }
-        let (file, meta) = match site.root.open_file(&rel) {
+        let (file, meta) = match site.root.open_file(rel) {
             Ok(x) => x,
             Err(e) => return open_failed(e, why),
         };
@@ -261,7 +261,7 @@ impl Files {
             // Boxed (and bound first: a temporary in the awaited expression would keep
             // the unboxed future's room here), as every slow path: the common path's
             // future stays small.
-            let slow = Box::pin(self.directory(site, req, &path, &rel, file, now, why));
+            let slow = Box::pin(self.directory(site, req, &path, rel, file, now, why));
             return slow.await;
         }
         if !is_file_url {
@@ -272,7 +272,7 @@ impl Files {
             site,
             req,
             FileTarget {
-                rel,
+                rel: Cow::Borrowed(rel),
                 name,
                 url,
                 file: Some(Arc::new(file)),
@@ -356,7 +356,7 @@ impl Files {
                     why.push(format_args!("index file {name}"));
                     let url = rule_path(site, path, Some(name));
                     let target = FileTarget {
-                        rel: rel.join(name),
+                        rel: Cow::Owned(rel.join(name)),
                         name,
                         url: &url,
                         file: Some(Arc::new(file)),
@@ -622,7 +622,7 @@ impl Files {
         original: &Entry,
         now: SystemTime,
     ) -> Option<Rep> {
-        let mut name = t.rel.clone().into_os_string();
+        let mut name = t.rel.as_os_str().to_owned();
         name.push(sibling_suffix(coding)?);
         let (file, meta) = site.root.open_file(Path::new(&name)).ok()?;
         if !meta.is_file() || meta.modified().ok()? < original.modified {
@@ -637,7 +637,7 @@ impl Files {
 /// The file a request resolved to.
 struct FileTarget<'a> {
     /// Relative to the site root.
-    rel: PathBuf,
+    rel: Cow<'a, Path>,
     /// The file name, for its media type.
     name: &'a str,
     /// The request's URL path, for cache rules.
@@ -722,12 +722,23 @@ impl Rep {
 /// with If-Modified-Since ignored. Anything else goes through
 /// `precondition::evaluate`, which also says why.
 fn revalidates<B>(req: &Request<B>, etag: &HeaderValue) -> bool {
-    let h = req.headers();
-    matches!(*req.method(), Method::GET | Method::HEAD)
-        && !h.contains_key(header::IF_MATCH)
-        && !h.contains_key(header::IF_UNMODIFIED_SINCE)
-        && h.get_all(header::IF_NONE_MATCH).iter().count() == 1
-        && h.get(header::IF_NONE_MATCH) == Some(etag)
+    if !matches!(*req.method(), Method::GET | Method::HEAD) {
+        return false;
+    }
+    // One pass over the request's fields rather than a lookup for each name.
+    let mut none_match = None;
+    for (name, value) in req.headers() {
+        if name == header::IF_MATCH || name == header::IF_UNMODIFIED_SINCE {
+            return false;
+        }
+        if name == header::IF_NONE_MATCH {
+            if none_match.is_some() {
+                return false;
+            }
+            none_match = Some(value);
+        }
+    }
+    none_match == Some(etag)
 }
 
 /// Preload hints for an HTML page: `Link` fields on the response, the same as
@@ -773,10 +784,10 @@ fn rule_path(site: &Site, path: &SafePath, index: Option<&str>) -> String {
 
 /// The decoded path (`/a/b`, plus `/index` when given) that path globs match.
 fn decoded_path(path: &SafePath, index: Option<&str>) -> String {
-    let mut url = String::new();
-    for s in path.segments().iter().map(String::as_str).chain(index) {
+    let mut url = path.decoded().to_owned();
+    if let Some(index) = index {
         url.push('/');
-        url.push_str(s);
+        url.push_str(index);
     }
     url
 }
@@ -898,6 +909,14 @@ mod tests {
                     ("if-none-match", "\"abc\""),
                     ("if-unmodified-since", "Mon, 01 Jan 1990 00:00:00 GMT"),
                 ],
+            ),
+            (
+                Method::GET,
+                &[("if-match", "\"x\""), ("if-none-match", "\"abc\"")],
+            ),
+            (
+                Method::GET,
+                &[("if-none-match", "\"abc\""), ("if-none-match", "\"abd\"")],
             ),
             (Method::GET, &[("if-none-match", "\"abd\"")]),
             (Method::GET, &[("if-none-match", "W/\"abc\"")]),

@@ -22,7 +22,7 @@ pub(crate) fn resolve(cwd: &SafePath, arg: &str) -> Result<SafePath, PathError> 
     let mut segments: Vec<&str> = if arg.starts_with('/') {
         Vec::new()
     } else {
-        cwd.segments().iter().map(String::as_str).collect()
+        cwd.segments().collect()
     };
     for piece in arg.split('/') {
         match piece {
@@ -41,18 +41,7 @@ pub(crate) fn display(p: &SafePath) -> String {
     if p.is_root() {
         return "/".to_owned();
     }
-    p.segments().iter().fold(String::new(), |mut out, s| {
-        out.push('/');
-        out.push_str(s);
-        out
-    })
-}
-
-/// The last segment and the directory holding it; `None` for the root.
-pub(crate) fn split_last(p: &SafePath) -> Option<(SafePath, &str)> {
-    let (name, parent) = p.segments().split_last()?;
-    let parent = from_names(parent.iter().map(String::as_str)).expect("segments of a safe path");
-    Some((parent, name))
+    p.decoded().to_owned()
 }
 
 #[cfg(test)]
@@ -94,8 +83,8 @@ mod tests {
     #[test]
     fn split_gives_parent_and_name() {
         let p = resolve(&root(), "/a/b%c/d").unwrap();
-        let (parent, name) = split_last(&p).unwrap();
+        let (parent, name) = p.split_last().unwrap();
         assert_eq!((display(&parent).as_str(), name), ("/a/b%c", "d"));
-        assert!(split_last(&root()).is_none());
+        assert!(root().split_last().is_none());
     }
 }

@@ -606,7 +606,7 @@ impl Session<'_> {
     fn resolve(&self, arg: &str) -> Result<SafePath, Reply> {
         let p = path::resolve(&self.cwd, arg)
             .map_err(|e| Reply::new(553, format!("File name not allowed: {}.", e.reason())))?;
-        if p.segments().iter().any(|s| s.starts_with(UPLOAD_PREFIX)) {
+        if p.segments().any(|s| s.starts_with(UPLOAD_PREFIX)) {
             return Err(Reply::new(
                 553,
                 "File name not allowed: an upload in progress.",
@@ -642,7 +642,7 @@ impl Session<'_> {
     /// Reports a change to the configuration's listener.
     fn changed(&self, p: &SafePath) {
         if let Some(cb) = &self.cfg().on_change {
-            cb(&self.tree().path().join(p.to_relative_path()));
+            cb(&self.tree().path().join(p.relative_path()));
         }
     }
 
@@ -1018,7 +1018,7 @@ impl Session<'_> {
                 "MLSD needs a directory (MLST gives one file).",
             ));
         } else {
-            let name = p.segments().last().cloned().unwrap_or_default();
+            let name = p.last().unwrap_or_default().to_owned();
             vec![crate::tree::Entry { name, meta }]
         };
         let lines = entries
@@ -1134,7 +1134,7 @@ impl Session<'_> {
         self.ready_for_data()?;
         self.take_rest()?;
         let base = self.writable("x")?;
-        let (dir, _) = path::split_last(&base).expect("not the root");
+        let (dir, _) = base.split_last().expect("not the root");
         let tree = self.tree().clone();
         let mut n = 0u32;
         let p = loop {
@@ -1145,7 +1145,7 @@ impl Session<'_> {
             }
             n += 1;
         };
-        let name = p.segments().last().cloned().unwrap_or_default();
+        let name = p.last().unwrap_or_default().to_owned();
         self.upload(p, 0, false, Some(name)).await
     }
 

@@ -25,8 +25,6 @@ use wharf_files::config::SymlinkPolicy;
 use wharf_files::root::{OpenError, Root};
 use wharf_http::path::SafePath;
 
-use crate::path::split_last;
-
 /// The prefix of upload temporaries.
 pub(crate) const UPLOAD_PREFIX: &str = ".wharf-upload.";
 
@@ -163,7 +161,7 @@ impl Tree {
 
     /// Opens `p`, a file or directory.
     pub(crate) fn open(&self, p: &SafePath) -> Result<(File, Meta), FsError> {
-        let (file, meta) = self.root.open_file(&p.to_relative_path())?;
+        let (file, meta) = self.root.open_file(p.relative_path())?;
         Ok((file, Meta::of(&meta)))
     }
 
@@ -232,7 +230,7 @@ impl Tree {
             // A link is listed as what it leads to, if that is inside the root.
             FileType::Symlink => self
                 .root
-                .open_file(&p.to_relative_path().join(name))
+                .open_file(&p.relative_path().join(name))
                 .ok()
                 .map(|(_, m)| Meta::of(&m)),
             _ => None,
@@ -241,7 +239,7 @@ impl Tree {
 
     /// The parent directory of `p` (opened beneath the root) and `p`'s last segment.
     fn parent<'p>(&self, p: &'p SafePath) -> Result<(File, &'p str), FsError> {
-        let (parent, name) = split_last(p).ok_or(FsError::Root)?;
+        let (parent, name) = p.split_last().ok_or(FsError::Root)?;
         Ok((self.open_dir(&parent)?, name))
     }
 

@@ -20,8 +20,9 @@
 //! the same rules with [`from_names`], so FTP, HTTP and directory listings refuse
 //! exactly the same names.
 
+use std::borrow::Cow;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::Path;
 
 use http::StatusCode;
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
@@ -82,14 +83,36 @@ impl std::error::Error for PathError {}
 /// A sanitised request path: decoded segments safe to join beneath a root.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct SafePath {
-    segments: Vec<String>,
+    /// The decoded segments, each after a `/` (`/a/b`; empty for the root): one
+    /// allocation per path, and its relative form a borrow of it.
+    joined: String,
     trailing_slash: bool,
 }
 
 impl SafePath {
-    /// The decoded, non-empty segments (`/a//b/` → `["a", "b"]`).
-    pub fn segments(&self) -> &[String] {
-        &self.segments
+    /// The decoded, non-empty segments (`/a//b/` → `a`, `b`).
+    pub fn segments(&self) -> impl DoubleEndedIterator<Item = &str> + Clone + '_ {
+        self.joined.split('/').filter(|s| !s.is_empty())
+    }
+
+    /// The last segment (`None` for the root).
+    pub fn last(&self) -> Option<&str> {
+        self.joined.rsplit_once('/').map(|(_, name)| name)
+    }
+
+    /// The path without its last segment, and that segment (`None` for the root).
+    pub fn split_last(&self) -> Option<(SafePath, &str)> {
+        let (parent, name) = self.joined.rsplit_once('/')?;
+        let parent = SafePath {
+            joined: parent.to_owned(),
+            trailing_slash: parent.is_empty(),
+        };
+        Some((parent, name))
+    }
+
+    /// The decoded path, `/a/b` (empty for the root), as path globs match it.
+    pub fn decoded(&self) -> &str {
+        &self.joined
     }
 
     /// Whether the path ended in `/` (always true for the root `/`).
@@ -99,32 +122,32 @@ impl SafePath {
 
     /// Whether this is the root (no segments).
     pub fn is_root(&self) -> bool {
-        self.segments.is_empty()
+        self.joined.is_empty()
     }
 
     /// Whether any segment starts with `.` (`.git`, `.env`, `.well-known`), for sites
     /// that hide dot-files.
     pub fn any_hidden(&self) -> bool {
-        self.segments.iter().any(|s| s.starts_with('.'))
+        self.segments().any(|s| s.starts_with('.'))
     }
 
     /// The segments as a relative path (empty for the root), to be joined to a site
     /// root. Cannot be absolute or climb out, by the invariants above.
-    pub fn to_relative_path(&self) -> PathBuf {
-        self.segments.iter().collect()
+    pub fn relative_path(&self) -> &Path {
+        Path::new(self.joined.get(1..).unwrap_or_default())
     }
 
     /// The path re-encoded for use in a URI (`Location`, listing links): each segment
     /// percent-encoded, joined by `/`, with a leading `/` and the trailing slash kept.
     pub fn to_uri_path(&self) -> String {
         let mut out = String::from("/");
-        for (i, s) in self.segments.iter().enumerate() {
+        for (i, s) in self.segments().enumerate() {
             if i > 0 {
                 out.push('/');
             }
             out.push_str(&encode_segment(s));
         }
-        if self.trailing_slash && !self.segments.is_empty() {
+        if self.trailing_slash && !self.is_root() {
             out.push('/');
         }
         out
@@ -164,12 +187,12 @@ const SEGMENT: &AsciiSet = &CONTROLS
 /// are not UTF-8; any other control character; a `.` or `..` segment.
 pub fn sanitize(raw_path: &str) -> Result<SafePath, PathError> {
     let rest = raw_path.strip_prefix('/').ok_or(PathError::NotAbsolute)?;
-    let mut segments = Vec::new();
+    let mut joined = String::with_capacity(raw_path.len());
     for raw in rest.split('/').filter(|s| !s.is_empty()) {
-        segments.push(segment(raw)?);
+        push_segment(&mut joined, raw)?;
     }
     Ok(SafePath {
-        segments,
+        joined,
         trailing_slash: raw_path.ends_with('/'),
     })
 }
@@ -177,14 +200,13 @@ pub fn sanitize(raw_path: &str) -> Result<SafePath, PathError> {
 /// A path from names as they are on disk or in an FTP command (not percent-encoded),
 /// checked by the same rules as [`sanitize`]; empty names are skipped, as `//` is.
 pub fn from_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<SafePath, PathError> {
-    let segments = names
-        .into_iter()
-        .filter(|n| !n.is_empty())
-        .map(|n| segment(&n.replace('%', "%25")))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut joined = String::new();
+    for name in names.into_iter().filter(|n| !n.is_empty()) {
+        push_segment(&mut joined, &name.replace('%', "%25"))?;
+    }
     Ok(SafePath {
-        trailing_slash: segments.is_empty(),
-        segments,
+        trailing_slash: joined.is_empty(),
+        joined,
     })
 }
 
@@ -194,7 +216,8 @@ pub fn is_nameable(name: &str) -> bool {
     !name.is_empty() && from_names([name]).is_ok()
 }
 
-fn segment(raw: &str) -> Result<String, PathError> {
+/// Checks one raw segment and appends it, decoded, after a `/` to `joined`.
+fn push_segment(joined: &mut String, raw: &str) -> Result<(), PathError> {
     // A backslash is a separator on Windows and in many URL parsers; refuse it outright.
     if raw.contains('\\') {
         return Err(PathError::Backslash);
@@ -207,7 +230,8 @@ fn segment(raw: &str) -> Result<String, PathError> {
             return Err(PathError::InvalidPercentEncoding);
         }
     }
-    let decoded: Vec<u8> = percent_decode_str(raw).collect();
+    // Borrowed when there is nothing to decode.
+    let decoded: Cow<'_, [u8]> = percent_decode_str(raw).into();
     if decoded.contains(&0) {
         return Err(PathError::Nul);
     }
@@ -216,14 +240,16 @@ fn segment(raw: &str) -> Result<String, PathError> {
     if decoded.iter().any(|&b| b == b'/' || b == b'\\') {
         return Err(PathError::EncodedSeparator);
     }
-    let decoded = String::from_utf8(decoded).map_err(|_| PathError::NotUtf8)?;
+    let decoded = std::str::from_utf8(&decoded).map_err(|_| PathError::NotUtf8)?;
     if decoded.chars().any(char::is_control) {
         return Err(PathError::ControlChar);
     }
     if decoded == "." || decoded == ".." {
         return Err(PathError::DotSegment);
     }
-    Ok(decoded)
+    joined.push('/');
+    joined.push_str(decoded);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -242,7 +268,9 @@ mod tests {
             Ok((segments, trailing)) => {
                 let p =
                     got.unwrap_or_else(|e| panic!("{:?} ({}) refused: {e}", row.input, row.why));
-                assert_eq!(p.segments(), segments, "{:?} ({})", row.input, row.why);
+                let got: Vec<&str> = p.segments().collect();
+                assert_eq!(got, segments, "{:?} ({})", row.input, row.why);
+                assert_eq!(p.last(), segments.last().copied(), "{:?}", row.input);
                 assert_eq!(
                     p.has_trailing_slash(),
                     trailing,
@@ -488,12 +516,18 @@ mod tests {
     fn check_view(row: &ViewRow) {
         let p = sanitize(row.input).unwrap_or_else(|e| panic!("{:?}: {e}", row.input));
         assert_eq!(
-            p.to_relative_path(),
-            PathBuf::from(row.relative),
+            p.relative_path(),
+            Path::new(row.relative),
             "{:?}",
             row.input
         );
-        assert!(p.to_relative_path().is_relative(), "{:?}", row.input);
+        assert!(p.relative_path().is_relative(), "{:?}", row.input);
+        let decoded = if row.relative.is_empty() {
+            String::new()
+        } else {
+            format!("/{}", row.relative)
+        };
+        assert_eq!(p.decoded(), decoded, "{:?}", row.input);
         assert_eq!(p.to_uri_path(), row.uri, "{:?}", row.input);
         assert_eq!(p.any_hidden(), row.hidden, "{:?}", row.input);
         // The URI form sanitises back to the same path.
@@ -551,8 +585,14 @@ mod tests {
     fn names_follow_the_segment_rules() {
         // Not percent-encoded: `%` is a name's own character.
         let p = from_names(["a", "", "100%.txt"]).unwrap();
-        assert_eq!(p.segments(), ["a", "100%.txt"]);
+        assert!(p.segments().eq(["a", "100%.txt"]));
         assert!(!p.has_trailing_slash());
+        let (parent, name) = p.split_last().unwrap();
+        assert_eq!((parent, name), (from_names(["a"]).unwrap(), "100%.txt"));
+        let a = from_names(["a"]).unwrap();
+        let (root, name) = a.split_last().unwrap();
+        assert!(root.is_root() && root.has_trailing_slash() && name == "a");
+        assert_eq!(from_names([]).unwrap().split_last(), None);
         assert!(from_names([]).unwrap().is_root());
         for (name, nameable) in [
             ("a b.txt", true),
