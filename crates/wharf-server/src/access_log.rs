@@ -89,7 +89,8 @@ impl Entry {
 }
 
 struct Finished {
-    entry: Entry,
+    /// Boxed: every response carries this slot, most with the log off.
+    entry: Box<Entry>,
     status: StatusCode,
     explain: Option<String>,
     format: LogFormat,
@@ -232,7 +233,7 @@ pub(crate) struct LoggedBody<B: Body> {
 impl<B: Body> LoggedBody<B> {
     pub(crate) fn wrap(
         res: Response<B>,
-        entry: Option<Entry>,
+        entry: Option<Box<Entry>>,
         log: AccessLog,
         dog: Arc<Watchdog>,
     ) -> Response<Self> {

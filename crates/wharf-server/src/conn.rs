@@ -313,7 +313,7 @@ impl<S: Service> ConnCtx<S> {
         // then too (otherwise the response body's end says so).
         let in_flight = InFlight(&self.dog);
         let logging = self.shared.log.format != crate::LogFormat::Off;
-        let entry = logging.then(|| Entry::new(self.info.peer, &req, self.tls_info()));
+        let entry = logging.then(|| Box::new(Entry::new(self.info.peer, &req, self.tls_info())));
         let work = match self.admit(&req) {
             Some(res) => Work::Answered { res: Some(res) },
             None => {
@@ -480,7 +480,7 @@ pin_project_lite::pin_project! {
     pub(crate) struct Handling<'a, S: Service, F> {
         ctx: &'a ConnCtx<S>,
         in_flight: Option<InFlight<'a>>,
-        entry: Option<Entry>,
+        entry: Option<Box<Entry>>,
         #[pin]
         work: Work<S::Body, F>,
     }

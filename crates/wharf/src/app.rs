@@ -254,6 +254,8 @@ impl wharf_server::Service for App {
                 Box::pin(std::future::ready(self.websocket(ep, &mut req)))
             } else {
                 let files = &self.files;
+                // Files never read a body: it goes now, and the box keeps only the head.
+                let req = req.map(drop);
                 Box::pin(async move { files.serve(&req).await.map(Body::Files) })
             };
         work

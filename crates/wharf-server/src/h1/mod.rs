@@ -201,7 +201,7 @@ where
             // written) lives only while a request does; an idle connection keeps no
             // room for it.
             // (Bound first: a temporary in the scrutinee would keep its room.)
-            let exchange = Box::pin(self.exchange(*head));
+            let exchange = Box::pin(self.exchange(head));
             match exchange.await {
                 Ok(true) => {}
                 Ok(false) => return self.close(End::Done, true).await,
@@ -260,15 +260,16 @@ where
         End::Refused(status, reason)
     }
 
-    /// One request and its response; `Ok(true)` when the connection goes on.
-    async fn exchange(&mut self, head: head::Head) -> Result<bool, End> {
+    /// One request and its response; `Ok(true)` when the connection goes on. (The
+    /// head comes boxed: an argument keeps its room in the future to the end.)
+    async fn exchange(&mut self, head: Box<head::Head>) -> Result<bool, End> {
         let head::Head {
             mut parts,
             framing,
             keep_alive,
             expect_continue,
             upgrade,
-        } = head;
+        } = *head;
         let has_body = framing != head::Framing::Empty;
         let method = parts.method.clone();
         let version = parts.version;

@@ -153,9 +153,14 @@ struct Carry {
 }
 
 /// One request's work: the service's answer. (The `103`s it sends on the way go
-/// through the connection's mailbox.)
-async fn answer<S: Service>(ctx: Arc<ConnCtx<S>>, req: Request<RequestBody>) -> Answer<S> {
-    ctx.handle(req).await
+/// through the connection's mailbox.) A block rather than an `async fn`, which would
+/// keep room for the request twice (argument and binding) in every stream's box.
+#[allow(clippy::manual_async_fn)] // deliberately not one: see above
+fn answer<S: Service>(
+    ctx: Arc<ConnCtx<S>>,
+    req: Request<RequestBody>,
+) -> impl Future<Output = Answer<S>> + Send {
+    async move { ctx.handle(req).await }
 }
 
 /// A stream's work as the connection's `FuturesUnordered` holds it: its id and the
