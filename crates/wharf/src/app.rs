@@ -240,12 +240,15 @@ impl wharf_server::Service for App {
         let work: Pin<Box<dyn Future<Output = Response<Body>> + Send + '_>> =
             if let (Some(proxy), Some((group, explain))) = (&self.proxy, self.proxied(&req)) {
                 let upgrade = req.extensions_mut().remove::<OnUpgrade>();
-                let forward = proxy.serve(group, req, upgrade, explain);
-                Box::pin(async move { forward.await.map(Body::Proxy) })
+                // Each service's future is made inside its box, not moved there: the
+                // proxy's is kilobytes.
+                Box::pin(async move {
+                    let forward = proxy.serve(group, req, upgrade, explain);
+                    forward.await.map(Body::Proxy)
+                })
             } else if let Some(hub) = self.hub.as_ref().filter(|h| h.handles(req.uri().path())) {
                 let upgrade = req.extensions_mut().remove::<OnUpgrade>();
-                let serve = hub.serve(req, upgrade);
-                Box::pin(async move { serve.await.map(Body::Hub) })
+                Box::pin(async move { hub.serve(req, upgrade).await.map(Body::Hub) })
             } else if let Some(ep) = self
                 .websockets
                 .iter()
