@@ -77,12 +77,9 @@ impl Root {
 
     /// As [`Root::open`]; without `openat2` (found missing, or `false` in tests) paths
     /// are walked.
-    fn open_as(path: &Path, symlinks: SymlinkPolicy, openat2: bool) -> io::Result<Root> {
-        let dir = rustix::fs::open(
-            path,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
+    fn open_as(path: &Path, symlinks: SymlinkPolicy, use_openat2: bool) -> io::Result<Root> {
+        let dir_flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let dir = rustix::fs::open(path, dir_flags, Mode::empty())?;
         let resolve = match symlinks {
             SymlinkPolicy::WithinRoot => ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
             SymlinkPolicy::Never => {
@@ -90,8 +87,12 @@ impl Root {
             }
             SymlinkPolicy::Follow => ResolveFlags::NO_MAGICLINKS,
         };
-        let dir_flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
-        let walk = !openat2 || matches!(probe(&dir, dir_flags, resolve), Err(Errno::NOSYS));
+        // Whether this kernel has openat2: the root opened again through it.
+        let walk = !use_openat2
+            || matches!(
+                openat2(&dir, ".", dir_flags, Mode::empty(), resolve),
+                Err(Errno::NOSYS)
+            );
         let follows_all = symlinks == SymlinkPolicy::Follow;
         Ok(Root {
             dir,
@@ -152,16 +153,16 @@ impl Root {
         self.follows_any
     }
 
-    /// `statx(2)` of `rel` without following a final symlink; `None` unless it is a
-    /// regular file. Only for checking a file already reached with [`Root::open_file`].
-    ///
-    /// `statx` follows symlinks in parent directories wherever they lead, so unless the
-    /// site follows every link, only names directly beneath the root qualify.
     /// The root directory's descriptor (to watch it for changes).
     pub(crate) fn fd(&self) -> &OwnedFd {
         &self.dir
     }
 
+    /// `statx(2)` of `rel` without following a final symlink; `None` unless it is a
+    /// regular file. Only for checking a file already reached with [`Root::open_file`].
+    ///
+    /// `statx` follows symlinks in parent directories wherever they lead, so unless the
+    /// site follows every link, only names directly beneath the root qualify.
     pub(crate) fn stat(&self, rel: &Path) -> Option<rustix::fs::Statx> {
         if !self.follows_all && rel.components().nth(1).is_some() {
             return None;
@@ -175,11 +176,6 @@ impl Root {
         .ok()?;
         (FileType::from_raw_mode(st.stx_mode.into()) == FileType::RegularFile).then_some(st)
     }
-}
-
-/// Whether this kernel has `openat2`: the root opened again through it.
-fn probe(dir: &OwnedFd, flags: OFlags, resolve: ResolveFlags) -> Result<OwnedFd, Errno> {
-    openat2(dir, ".", flags, Mode::empty(), resolve)
 }
 
 #[cfg(test)]
@@ -216,13 +212,22 @@ mod tests {
             (SymlinkPolicy::Follow, "outside", true),
             (SymlinkPolicy::Follow, "absolute", true),
         ];
-        for (policy, path, opens) in table {
-            let r = Root::open(&root, policy).unwrap();
-            assert!(!r.walk, "this kernel has openat2");
+        check(&root, true, &table);
+    }
+
+    /// Opens each path of `table` (policy, path, opens?) beneath `root`, with openat2
+    /// as this kernel has it or walking; what does not open is not found.
+    fn check(root: &Path, openat2: bool, table: &[(SymlinkPolicy, &str, bool)]) {
+        for &(policy, path, opens) in table {
+            let r = Root::open_as(root, policy, openat2).unwrap();
+            assert_eq!(r.walk, !openat2, "this kernel has openat2");
+            let follows =
+                policy == SymlinkPolicy::Follow || (openat2 && policy == SymlinkPolicy::WithinRoot);
+            assert_eq!(r.follows_links(), follows, "{policy:?}");
             let got = r.open_file(Path::new(path));
-            assert_eq!(got.is_ok(), opens, "{policy:?} {path}");
+            assert_eq!(got.is_ok(), opens, "{policy:?} {path:?}");
             if !opens {
-                assert_eq!(got.unwrap_err(), OpenError::NotFound);
+                assert_eq!(got.unwrap_err(), OpenError::NotFound, "{policy:?} {path:?}");
             }
         }
     }
@@ -251,16 +256,7 @@ mod tests {
             (SymlinkPolicy::Follow, "dirlink/a.txt", true),
             (SymlinkPolicy::Follow, "outside", true),
         ];
-        for (policy, path, opens) in table {
-            let r = Root::open_as(&root, policy, false).unwrap();
-            assert!(r.walk);
-            assert_eq!(r.follows_links(), policy == SymlinkPolicy::Follow);
-            let got = r.open_file(Path::new(path));
-            assert_eq!(got.is_ok(), opens, "{policy:?} {path:?}");
-            if !opens {
-                assert_eq!(got.unwrap_err(), OpenError::NotFound, "{policy:?} {path:?}");
-            }
-        }
+        check(&root, false, &table);
     }
 
     #[test]
