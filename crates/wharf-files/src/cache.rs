@@ -132,8 +132,6 @@ pub(crate) struct Entry {
     /// Modification time, and its header value.
     pub(crate) modified: SystemTime,
     pub(crate) modified_value: HeaderValue,
-    /// `Content-Length` of the whole file, rendered once.
-    pub(crate) length: HeaderValue,
     /// The whole file, when it is small enough to keep.
     pub(crate) content: Option<Bytes>,
     variants: [OnceCell<Option<Variant>>; 3],
@@ -163,8 +161,6 @@ impl Tag {
 pub(crate) struct Variant {
     pub(crate) bytes: Bytes,
     pub(crate) etag: Tag,
-    /// `Content-Length` of `bytes`.
-    pub(crate) length: HeaderValue,
 }
 
 impl Entry {
@@ -185,7 +181,6 @@ impl Entry {
                 .ok()??;
                 let (bytes, original) = packed;
                 (bytes.len() < original).then(|| Variant {
-                    length: HeaderValue::from(bytes.len()),
                     bytes: Bytes::from(bytes),
                     etag: Tag::strong(format!("{base}-{coding}")),
                 })
@@ -343,7 +338,6 @@ impl FileCache {
             modified,
             modified_value: HeaderValue::from_str(&fmt_http_date(modified))
                 .expect("HTTP dates are valid header values"),
-            length: HeaderValue::from(stamp.size),
             content,
             variants: Default::default(),
             hints: std::sync::OnceLock::new(),

@@ -167,9 +167,9 @@ impl Files {
             }
         };
         let secure = req.extensions().get::<TlsInfo>().is_some();
-        finish(&mut res, site, now, why, secure);
+        finish(&mut res, site, why, secure);
         if req.method() == Method::HEAD {
-            *res.body_mut() = Body::empty();
+            head_only(&mut res);
         }
         res
     }
@@ -392,7 +392,6 @@ impl Files {
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         h.insert(header::VARY, HeaderValue::from_static("Accept"));
-        set_length(&mut res);
         res
     }
 
@@ -420,7 +419,9 @@ impl Files {
         };
         let policy = site.cache.policy(t.url, &media.value);
         why.push(format_args!("Cache-Control from {}", policy.label));
-        let mut h = http::HeaderMap::with_capacity(12);
+        // Six fields (Date and Content-Length are the transport's): `http`'s map
+        // with room for six is one allocation glibc's per-thread cache serves.
+        let mut h = http::HeaderMap::with_capacity(6);
         h.insert(header::ETAG, rep.etag.value.clone());
         // RFC 9110 §8.8.2.1: a modification time in the future is replaced by Date.
         let modified = entry.modified.min(now);
@@ -488,7 +489,6 @@ impl Files {
         if why.enabled() && req.headers().contains_key(header::RANGE) {
             why.push(&decision);
         }
-        let full = matches!(decision.kind, RangeKind::Full);
         let mut res = match decision.kind {
             RangeKind::Full => Response::new(rep.body(0, len)),
             RangeKind::Partial(ranges) if ranges.len() == 1 => {
@@ -534,11 +534,6 @@ impl Files {
             hint(site, t.url, &entry, &mut h, res.extensions_mut(), why);
         }
         *res.headers_mut() = h;
-        if full {
-            res.headers_mut().insert(header::CONTENT_LENGTH, rep.length);
-        } else {
-            set_length(&mut res);
-        }
         res
     }
 
@@ -601,7 +596,6 @@ impl Files {
                     Some(v) => Ok(Rep {
                         data: Data::Memory(v.bytes.clone()),
                         etag: v.etag.clone(),
-                        length: v.length.clone(),
                         coding: Some(c),
                     }),
                     None => {
@@ -650,8 +644,6 @@ struct FileTarget<'a> {
 struct Rep {
     data: Data,
     etag: Tag,
-    /// `Content-Length` of the whole representation.
-    length: HeaderValue,
     coding: Option<Coding>,
 }
 
@@ -672,7 +664,6 @@ impl Rep {
         Rep {
             data,
             etag: entry.etag.clone(),
-            length: entry.length.clone(),
             coding,
         }
     }
@@ -792,17 +783,10 @@ fn decoded_path(path: &SafePath, index: Option<&str>) -> String {
     url
 }
 
-/// Adds what every response carries: `Date`, the site's headers, HSTS over HTTPS,
-/// the explanation.
-fn finish(
-    res: &mut Response<Body>,
-    site: Option<&Site>,
-    now: SystemTime,
-    why: Reasons,
-    secure: bool,
-) {
+/// Adds what every response carries: the site's headers, HSTS over HTTPS, the
+/// explanation. (`Date` and `Content-Length` are the transport's.)
+fn finish(res: &mut Response<Body>, site: Option<&Site>, why: Reasons, secure: bool) {
     let h = res.headers_mut();
-    h.insert(header::DATE, date::header(now));
     if let Some(site) = site {
         for (k, v) in &site.headers {
             h.insert(k.clone(), v.clone());
@@ -820,10 +804,17 @@ fn finish(
     }
 }
 
-fn set_length(res: &mut Response<Body>) {
-    let len = res.body().len();
-    res.headers_mut()
-        .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+/// The transports write `Content-Length` from a body's exact size (and `Date`); a
+/// HEAD response's body is an empty stand-in, so the length a GET would get is
+/// declared here (RFC 9110 §9.3.2, §8.6), save where no content would be sent.
+fn head_only(res: &mut Response<Body>) {
+    let s = res.status();
+    if !(s.is_informational() || s == StatusCode::NO_CONTENT || s == StatusCode::NOT_MODIFIED) {
+        let len = res.body().len();
+        res.headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    }
+    *res.body_mut() = Body::empty();
 }
 
 fn header_value(s: String) -> HeaderValue {
@@ -846,7 +837,6 @@ fn text(status: StatusCode, msg: String) -> Response<Body> {
     );
     res.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    set_length(&mut res);
     res
 }
 

@@ -939,6 +939,20 @@ impl Connection {
         fields: &HeaderMap,
         end_stream: bool,
     ) -> bool {
+        self.send_response(id, status, fields, &[], end_stream)
+    }
+
+    /// Sends a response head of `fields` and then `extra` (fields the server adds,
+    /// such as `date`, without putting them in a map first). False if the stream is
+    /// gone.
+    pub fn send_response(
+        &mut self,
+        id: u32,
+        status: http::StatusCode,
+        fields: &HeaderMap,
+        extra: &[(&[u8], &[u8])],
+        end_stream: bool,
+    ) -> bool {
         if !self.streams.get(&id).is_some_and(|s| s.send_open) {
             return false;
         }
@@ -946,6 +960,9 @@ impl Connection {
         self.put_block(HEADERS, id, flags, &[], |e, dst| {
             e.field(b":status", status.as_str().as_bytes(), false, dst);
             encode_fields(e, fields, dst);
+            for (name, value) in extra {
+                e.field(name, value, false, dst);
+            }
         });
         if end_stream {
             self.end_send(id);
@@ -1726,6 +1743,41 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(c.poll_event(), Some(Event::Request { id: 3, .. })));
+    }
+
+    /// A response head is `:status`, the service's fields, then the server's own.
+    #[test]
+    fn response_fields_then_the_servers() {
+        let mut c = open();
+        feed(
+            &mut c,
+            &frame(HEADERS, END_HEADERS | END_STREAM, 1, &get("/")),
+        )
+        .unwrap();
+        let mut fields = HeaderMap::new();
+        fields.insert("etag", "\"a\"".parse().unwrap());
+        let extra: &[(&[u8], &[u8])] = &[
+            (b"date", b"Sun, 06 Nov 1994 08:49:37 GMT"),
+            (b"content-length", b"2"),
+        ];
+        assert!(c.send_response(1, http::StatusCode::OK, &fields, extra, false));
+        let out = frames(&mut c);
+        let mut d = Decoder::new(4096);
+        let mut got = Vec::new();
+        d.decode(&Bytes::from(out[0].3.clone()), |f| {
+            got.push((f.name.to_vec(), f.value.to_vec()));
+        })
+        .unwrap();
+        let want: Vec<(Vec<u8>, Vec<u8>)> = [
+            (&b":status"[..], &b"200"[..]),
+            (b"etag", b"\"a\""),
+            (b"date", b"Sun, 06 Nov 1994 08:49:37 GMT"),
+            (b"content-length", b"2"),
+        ]
+        .iter()
+        .map(|(n, v)| (n.to_vec(), v.to_vec()))
+        .collect();
+        assert_eq!(got, want);
     }
 
     /// Headers larger than the peer's frame size go out as HEADERS + CONTINUATION.

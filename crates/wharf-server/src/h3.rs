@@ -261,6 +261,7 @@ async fn request<S: Service>(
     if early {
         req.extensions_mut().insert(EarlyData);
     }
+    let method = req.method().clone();
     let interim = crate::interim::attach(&mut req);
     let handled = ctx.handle(req);
     tokio::pin!(handled);
@@ -278,6 +279,8 @@ async fn request<S: Service>(
         let _ = send.send_response(early_hints(fields)).await;
     }
     crate::h2::strip_connection_fields(&mut head.headers);
+    let exact = body.size_hint().exact();
+    add_implied(&mut head, &method, exact);
     head.extensions = http::Extensions::new();
     if send
         .send_response(Response::from_parts(head, ()))
@@ -287,6 +290,20 @@ async fn request<S: Service>(
         return;
     }
     send_body(body, &mut send, ctx.shared.limits.send_timeout).await;
+}
+
+/// Adds what the transport adds to a final response head ([`crate::implied`]); the h3
+/// crate takes the head as a map.
+fn add_implied(head: &mut http::response::Parts, method: &http::Method, exact: Option<u64>) {
+    if let Some(n) = crate::implied::content_length(method, head.status, &head.headers, exact) {
+        head.headers.insert(http::header::CONTENT_LENGTH, n.into());
+    }
+    if !head.headers.contains_key(http::header::DATE) {
+        let date = crate::implied::date(http::HeaderValue::from_bytes);
+        if let Ok(date) = date {
+            head.headers.insert(http::header::DATE, date);
+        }
+    }
 }
 
 /// Sends the body frame by frame; a client that takes nothing for `send_timeout`

@@ -33,6 +33,7 @@ mod conn;
 mod h1;
 mod h2;
 mod h3;
+mod implied;
 mod interim;
 pub mod limits;
 pub mod listener;

@@ -6,9 +6,6 @@
 //! [`head`] writes the status line and fields into the connection's write buffer,
 //! adding `Date` when the service did not, and `Connection` as persistence requires.
 
-use std::cell::RefCell;
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
 use http::{HeaderMap, Method, StatusCode, Version};
 pub(crate) use wharf_h1::chunked::{chunk_start, last_chunk};
@@ -118,7 +115,7 @@ pub(crate) fn head(
         field(out, b"transfer-encoding", b"chunked");
     }
     if !fields.contains_key(DATE) {
-        DATE_CACHE.with(|d| field(out, b"date", d.borrow_mut().now()));
+        crate::implied::date(|d| field(out, b"date", d));
     }
     // RFC 9112 §9.6: "close" when this is the last response; §9.3 HTTP/1.0 needs
     // "keep-alive" to persist.
@@ -136,7 +133,7 @@ pub(crate) fn switching(out: &mut Vec<u8>, fields: &HeaderMap) {
     out.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\n");
     all_fields(out, fields);
     if !fields.contains_key(DATE) {
-        DATE_CACHE.with(|d| field(out, b"date", d.borrow_mut().now()));
+        crate::implied::date(|d| field(out, b"date", d));
     }
     out.extend_from_slice(b"\r\n");
 }
@@ -163,28 +160,6 @@ pub(crate) fn error(out: &mut Vec<u8>, status: StatusCode, reason: &str) {
     let framing = Framing::Length(text.len() as u64);
     head(out, status, Version::HTTP_11, &fields, framing, None, false);
     out.extend_from_slice(text.as_bytes());
-}
-
-thread_local! {
-    static DATE_CACHE: RefCell<DateCache> = const { RefCell::new(DateCache { secs: u64::MAX, text: Vec::new() }) };
-}
-
-/// The `Date` value, formatted once a second per thread.
-struct DateCache {
-    secs: u64,
-    text: Vec<u8>,
-}
-
-impl DateCache {
-    fn now(&mut self) -> &[u8] {
-        let now = SystemTime::now();
-        let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        if secs != self.secs {
-            self.secs = secs;
-            self.text = wharf_http::date::fmt_http_date(now).into_bytes();
-        }
-        &self.text
-    }
 }
 
 #[cfg(test)]
@@ -296,12 +271,5 @@ mod tests {
                 "{declared} {framing:?}"
             );
         }
-    }
-
-    #[test]
-    fn dates_are_http_dates() {
-        let d = DATE_CACHE.with(|d| d.borrow_mut().now().to_vec());
-        let d = String::from_utf8(d).unwrap();
-        assert!(wharf_http::date::parse_http_date(&d).is_some(), "{d}");
     }
 }

@@ -25,7 +25,7 @@ use bytes::Bytes;
 use futures_util::future::{AbortHandle, Abortable};
 use futures_util::stream::{FuturesUnordered, StreamExt as _};
 use http::header::{
-    ACCEPT_ENCODING, ACCEPT_LANGUAGE, CONNECTION, TRANSFER_ENCODING, UPGRADE, USER_AGENT,
+    ACCEPT_ENCODING, ACCEPT_LANGUAGE, CONNECTION, DATE, TRANSFER_ENCODING, UPGRADE, USER_AGENT,
 };
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body::Body;
@@ -42,6 +42,7 @@ mod tunnel;
 
 use crate::access_log::LoggedBody;
 use crate::conn::{ConnCtx, ResBody};
+use crate::implied;
 use crate::socket::Socket;
 use crate::upgrade::{Pending, Upgraded};
 use crate::watchdog::{Alarm, Expiry};
@@ -150,6 +151,8 @@ struct Carry {
     tunnel: Option<(Pending, body::Incoming)>,
     /// What pushed requests copy from this one (when the client accepts pushes).
     push_from: Option<http::request::Parts>,
+    /// The request's method, which says whether its response's length is implied.
+    method: http::Method,
 }
 
 /// One request's work: the service's answer. (The `103`s it sends on the way go
@@ -520,6 +523,7 @@ where
         end_stream: bool,
     ) {
         self.accepted += 1;
+        let method = head.method.clone();
         let (feed, incoming) = if end_stream {
             (None, None)
         } else {
@@ -540,6 +544,7 @@ where
                     Carry {
                         tunnel,
                         push_from: None,
+                        method,
                     },
                 )
             }
@@ -552,6 +557,7 @@ where
                     Carry {
                         tunnel: None,
                         push_from,
+                        method,
                     },
                 )
             }
@@ -608,6 +614,8 @@ where
             self.push(id, &from, paths);
         }
         strip_connection_fields(&mut head.headers);
+        let exact = body.size_hint().exact();
+        let length = implied::content_length(&carry.method, head.status, &head.headers, exact);
         let out = match carry.tunnel {
             Some((pending, incoming)) if head.status.is_success() => {
                 drop(body); // logged; the tunnel is the stream's body from here
@@ -615,8 +623,7 @@ where
                 let (upgraded, _) = Upgraded::new(Bytes::new(), Box::new(reader), Box::new(writer));
                 if !pending.fulfil(upgraded) {
                     // The service no longer waits for it: the stream just ends.
-                    self.codec
-                        .send_headers(id, head.status, &head.headers, true);
+                    self.send_final(id, &head, None, true);
                     self.streams.remove(&id);
                     return;
                 }
@@ -625,7 +632,7 @@ where
             _ => OutBody::Service(body),
         };
         let end = out.is_end_stream();
-        if !self.codec.send_headers(id, head.status, &head.headers, end) || end {
+        if !self.send_final(id, &head, length, end) || end {
             self.streams.remove(&id);
             return;
         }
@@ -638,6 +645,34 @@ where
                 blocked_since: None,
             });
         }
+    }
+
+    /// Sends a final response head with what the transport adds to it: `Date` unless
+    /// the service gave one, and `length` as `Content-Length` ([`implied`]).
+    fn send_final(
+        &mut self,
+        id: u32,
+        head: &http::response::Parts,
+        length: Option<u64>,
+        end: bool,
+    ) -> bool {
+        let mut digits = itoa::Buffer::new();
+        let length = length.map(|n| digits.format(n).as_bytes());
+        let dated = head.headers.contains_key(DATE);
+        implied::date(|date| {
+            let added = [
+                (&b"date"[..], date),
+                (b"content-length", length.unwrap_or_default()),
+            ];
+            let extra = match (dated, length.is_some()) {
+                (false, true) => &added[..],
+                (false, false) => &added[..1],
+                (true, true) => &added[1..],
+                (true, false) => &[],
+            };
+            self.codec
+                .send_response(id, head.status, &head.headers, extra, end)
+        })
     }
 
     fn push(&mut self, id: u32, from: &http::request::Parts, paths: Vec<String>) {

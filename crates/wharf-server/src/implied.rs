@@ -1,0 +1,107 @@
+//! What a transport adds to a service's response head, as hyper does: `Date` when
+//! the service gave none (RFC 9110 §6.6.1: an origin server with a clock MUST send
+//! it; so must a proxy forwarding a response without one), and `Content-Length`
+//! from the body's exact size. Services may leave both out: a file's response then
+//! keeps six fields, one allocation of `http`'s header map that glibc's per-thread
+//! cache serves, instead of nine, which grow it past that cache's largest size.
+//! HTTP/1.1 frames with the length itself ([`crate::h1`]); HTTP/2 and HTTP/3 write
+//! [`content_length`] beside the service's fields.
+
+use std::cell::RefCell;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use http::header::CONTENT_LENGTH;
+use http::{HeaderMap, Method, StatusCode};
+
+thread_local! {
+    static DATE_CACHE: RefCell<DateCache> = const { RefCell::new(DateCache { secs: u64::MAX, text: Vec::new() }) };
+}
+
+/// Calls `f` with the `Date` value for now, formatted once a second per thread.
+pub(crate) fn date<R>(f: impl FnOnce(&[u8]) -> R) -> R {
+    DATE_CACHE.with(|d| f(d.borrow_mut().now()))
+}
+
+struct DateCache {
+    secs: u64,
+    text: Vec<u8>,
+}
+
+impl DateCache {
+    fn now(&mut self) -> &[u8] {
+        let now = SystemTime::now();
+        let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        if secs != self.secs {
+            self.secs = secs;
+            self.text = wharf_http::date::fmt_http_date(now).into_bytes();
+        }
+        &self.text
+    }
+}
+
+/// The `Content-Length` to add to the response to `method` with `status` and
+/// `fields` whose body has `exact` bytes: none where the service gave one, where no
+/// content is sent (1xx, 204, 304: RFC 9110 §8.6, §15.4.5), in a 2xx to CONNECT
+/// (§8.6 MUST NOT: a tunnel follows), or for HEAD, whose empty stand-in body says
+/// nothing of what a GET would get.
+pub(crate) fn content_length(
+    method: &Method,
+    status: StatusCode,
+    fields: &HeaderMap,
+    exact: Option<u64>,
+) -> Option<u64> {
+    let bodiless = *method == Method::HEAD
+        || (*method == Method::CONNECT && status.is_success())
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    if bodiless || fields.contains_key(CONTENT_LENGTH) {
+        return None;
+    }
+    exact
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_length_is_added_only_where_it_says_what_the_body_is() {
+        let declared = {
+            let mut h = HeaderMap::new();
+            h.insert(CONTENT_LENGTH, http::HeaderValue::from_static("7"));
+            h
+        };
+        let none = HeaderMap::new();
+        let (get, head, connect) = (Method::GET, Method::HEAD, Method::CONNECT);
+        // (method, status, fields, exact, added)
+        let table = [
+            (&get, StatusCode::OK, &none, Some(5), Some(5)),
+            (&get, StatusCode::OK, &none, Some(0), Some(0)),
+            (&get, StatusCode::OK, &none, None, None), // unknown: the stream's end says
+            (&get, StatusCode::OK, &declared, Some(7), None), // the service's stays
+            (&head, StatusCode::OK, &none, Some(0), None), // a stand-in body
+            (&connect, StatusCode::OK, &none, Some(0), None), // a tunnel follows
+            (&connect, StatusCode::FORBIDDEN, &none, Some(9), Some(9)),
+            (&get, StatusCode::NOT_MODIFIED, &none, Some(0), None), // §15.4.5
+            (&get, StatusCode::NO_CONTENT, &none, Some(0), None),   // §8.6
+            (&get, StatusCode::EARLY_HINTS, &none, Some(0), None),
+            (&get, StatusCode::NOT_FOUND, &none, Some(12), Some(12)),
+        ];
+        for (method, status, fields, exact, want) in table {
+            assert_eq!(
+                content_length(method, status, fields, exact),
+                want,
+                "{method} {status} {exact:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn date_is_an_http_date_of_now() {
+        let text = date(|d| String::from_utf8(d.to_vec()).unwrap());
+        let parsed = wharf_http::date::parse_http_date(&text).expect("IMF-fixdate");
+        let age = SystemTime::now().duration_since(parsed).unwrap();
+        assert!(age.as_secs() <= 2, "{text}");
+    }
+}
