@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::CONNECTION;
-use http::{Request, StatusCode, Version};
+use http::{HeaderMap, Method, Request, StatusCode, Version};
 use http_body::Body;
 use tokio::io::{AsyncRead, AsyncWrite};
 use wharf_http::interim::EarlyHints;
@@ -184,6 +184,19 @@ struct Conn<'a, S, R, W> {
     flags: &'a Flags,
 }
 
+/// A request about to be handled, and what its response needs of it.
+struct Started {
+    req: Request<RequestBody>,
+    /// The `103`s the service sends, when they go out on this connection.
+    interim: Option<tokio::sync::mpsc::Receiver<HeaderMap>>,
+    method: Method,
+    version: Version,
+    has_body: bool,
+    keep_alive: bool,
+    /// The protocol the client offered, for the service to take.
+    upgrade: Option<upgrade::Pending>,
+}
+
 impl<S, R, W> Conn<'_, S, R, W>
 where
     S: Service,
@@ -263,69 +276,54 @@ where
     /// One request and its response; `Ok(true)` when the connection goes on. (The
     /// head comes boxed: an argument keeps its room in the future to the end.)
     async fn exchange(&mut self, head: Box<head::Head>) -> Result<bool, End> {
-        let head::Head {
-            mut parts,
-            framing,
-            keep_alive,
-            expect_continue,
-            upgrade,
-        } = *head;
-        let has_body = framing != head::Framing::Empty;
-        let method = parts.method.clone();
-        let version = parts.version;
-        // RFC 9110 §7.8: the client offers a protocol; the service may take it.
-        let upgrade = upgrade.then(|| {
-            let (pending, on_upgrade) = upgrade::pending();
-            parts.extensions.insert(on_upgrade);
-            pending
-        });
-        let body = if !has_body {
-            RequestBody::empty()
-        } else {
-            let generation = lock(&self.reader).start_body(framing, expect_continue);
-            RequestBody::h1(Incoming {
-                source: self.reader.clone(),
-                generation,
-            })
-        };
         let ctx = self.ctx.clone();
-        let mut req = Request::from_parts(parts, body);
-        // RFC 9110 §15.2: no 1xx to HTTP/1.0 clients; and to HTTP/1.1 ones only when
-        // early hints are on for them.
-        let hints = self.ctx.shared.http.early_hints_http1 && version == Version::HTTP_11;
-        let mut interim = hints.then(|| crate::interim::attach(&mut req));
-        let call = ctx.handle(req);
-        tokio::pin!(call);
-        let res = poll_fn(|cx| {
-            let done = call.as_mut().poll(cx);
-            // Hints go out as they come, and those that came with the end of the
-            // service's work still before its response.
-            while let Some(Poll::Ready(Some(fields))) = interim.as_mut().map(|i| i.poll_recv(cx)) {
-                encode::early_hints(self.out.buf(), &fields);
-            }
-            if let Poll::Ready(res) = done {
-                return Poll::Ready(Ok(res));
-            }
-            let mut r = lock(&self.reader);
-            r.watch_continue(cx);
-            if r.wants_continue() {
-                self.out
-                    .buf()
-                    .extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
-                r.expectation_over();
-            }
-            // A long-poll whose client went away is not waited out.
-            if r.poll_gone(cx) {
-                return Poll::Ready(Err(client_gone()));
-            }
-            drop(r);
-            // Earlier pipelined responses and a 100 leave while the service works.
-            match self.out.poll_flush(cx) {
-                Poll::Ready(Err(e)) => Poll::Ready(Err(End::write(e))),
-                _ => Poll::Pending,
-            }
-        })
-        .await?;
+        let Started {
+            req,
+            mut interim,
+            method,
+            version,
+            has_body,
+            keep_alive,
+            upgrade,
+        } = self.start(head);
+        // In a block: the service's future is gone before the response is written, so
+        // the sending part of this future reuses its room.
+        let res = {
+            let call = ctx.handle(req);
+            tokio::pin!(call);
+            poll_fn(|cx| {
+                let done = call.as_mut().poll(cx);
+                // Hints go out as they come, and those that came with the end of the
+                // service's work still before its response.
+                while let Some(Poll::Ready(Some(fields))) =
+                    interim.as_mut().map(|i| i.poll_recv(cx))
+                {
+                    encode::early_hints(self.out.buf(), &fields);
+                }
+                if let Poll::Ready(res) = done {
+                    return Poll::Ready(Ok(res));
+                }
+                let mut r = lock(&self.reader);
+                r.watch_continue(cx);
+                if r.wants_continue() {
+                    self.out
+                        .buf()
+                        .extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                    r.expectation_over();
+                }
+                // A long-poll whose client went away is not waited out.
+                if r.poll_gone(cx) {
+                    return Poll::Ready(Err(client_gone()));
+                }
+                drop(r);
+                // Earlier pipelined responses and a 100 leave while the service works.
+                match self.out.poll_flush(cx) {
+                    Poll::Ready(Err(e)) => Poll::Ready(Err(End::write(e))),
+                    _ => Poll::Pending,
+                }
+            })
+            .await?
+        };
         let (parts, mut body) = res.into_parts();
         if parts.status == StatusCode::SWITCHING_PROTOCOLS {
             drop(body);
@@ -391,6 +389,51 @@ where
             return Ok(false);
         }
         self.discard_body().await
+    }
+
+    /// The request of `head`, with what its response needs of it. Not in `exchange`:
+    /// a local that was ever borrowed keeps its room in an async function's future
+    /// to the end of its scope, and that future is boxed per request.
+    fn start(&mut self, head: Box<head::Head>) -> Started {
+        let head::Head {
+            mut parts,
+            framing,
+            keep_alive,
+            expect_continue,
+            upgrade,
+        } = *head;
+        let has_body = framing != head::Framing::Empty;
+        let method = parts.method.clone();
+        let version = parts.version;
+        // RFC 9110 §7.8: the client offers a protocol; the service may take it.
+        let upgrade = upgrade.then(|| {
+            let (pending, on_upgrade) = upgrade::pending();
+            parts.extensions.insert(on_upgrade);
+            pending
+        });
+        let body = if !has_body {
+            RequestBody::empty()
+        } else {
+            let generation = lock(&self.reader).start_body(framing, expect_continue);
+            RequestBody::h1(Incoming {
+                source: self.reader.clone(),
+                generation,
+            })
+        };
+        let mut req = Request::from_parts(parts, body);
+        // RFC 9110 §15.2: no 1xx to HTTP/1.0 clients; and to HTTP/1.1 ones only when
+        // early hints are on for them.
+        let hints = self.ctx.shared.http.early_hints_http1 && version == Version::HTTP_11;
+        let interim = hints.then(|| crate::interim::attach(&mut req));
+        Started {
+            req,
+            interim,
+            method,
+            version,
+            has_body,
+            keep_alive,
+            upgrade,
+        }
     }
 
     /// Writes the response body as `framing` says. A poll function over a small
