@@ -9,10 +9,14 @@
 //! they are sensitive (`HeaderValue::is_sensitive`, sent never-indexed) or too large to
 //! keep, so the fields repeated on every response of a connection (content type,
 //! cache control, dates within the same second) cost a byte or two after the first.
+//! It finds them in the table through two small hash indexes (of name and value, and
+//! of name) rather than by scanning it and the static table for every field.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::hash::Hasher as _;
 
 use bytes::Bytes;
+use rustc_hash::{FxBuildHasher, FxHasher};
 
 use crate::huffman;
 
@@ -342,9 +346,9 @@ fn static_name(name: &[u8]) -> Option<usize> {
     })
 }
 
-/// The static table's index for `name: value`, for the pairs in it.
-fn static_pair(name: &[u8], value: &[u8]) -> Option<usize> {
-    let first = static_name(name)?;
+/// The static table's index for `name: value`, for the pairs in it; `first` is
+/// [`static_name`]'s index for `name`.
+fn static_pair(first: usize, name: &[u8], value: &[u8]) -> Option<usize> {
     (first..=61)
         .take_while(|&i| STATIC[i - 1].0.as_bytes() == name)
         .find(|&i| STATIC[i - 1].1.as_bytes() == value)
@@ -355,6 +359,9 @@ fn static_pair(name: &[u8], value: &[u8]) -> Option<usize> {
 struct Entry {
     name: Box<[u8]>,
     value: Box<[u8]>,
+    /// Its keys in the encoder's indexes.
+    name_key: u64,
+    pair_key: u64,
 }
 
 /// Encodes the header blocks of one direction of a connection.
@@ -362,6 +369,15 @@ struct Entry {
 pub struct Encoder {
     /// Newest first.
     entries: VecDeque<Entry>,
+    /// Entries ever inserted: the newest has id `inserted - 1`, and an entry's table
+    /// index follows from its id.
+    inserted: u64,
+    /// The id of the newest entry per hash of a name and value, and per hash of a
+    /// name: a field is found without scanning the table. Two fields may share a
+    /// hash; the entry found is compared, and a field whose hash another took is only
+    /// sent as a literal (the table holds at most 128 entries).
+    by_pair: HashMap<u64, u64, FxBuildHasher>,
+    by_name: HashMap<u64, u64, FxBuildHasher>,
     size: usize,
     max: usize,
     /// Table size updates to announce at the start of the next block: the smallest
@@ -376,6 +392,9 @@ impl Default for Encoder {
     fn default() -> Self {
         Encoder {
             entries: VecDeque::new(),
+            inserted: 0,
+            by_pair: HashMap::default(),
+            by_name: HashMap::default(),
             size: 0,
             max: ENCODER_MAX,
             update: None,
@@ -406,25 +425,30 @@ impl Encoder {
         }
     }
 
-    /// Appends one field to the block being written.
+    /// Appends one field to the block being written. The dynamic table is looked at
+    /// first: after a connection's first response, most fields are found there.
     pub fn field(&mut self, name: &[u8], value: &[u8], sensitive: bool, dst: &mut Vec<u8>) {
-        if !sensitive {
-            if let Some(i) = static_pair(name, value) {
-                return put_integer(dst, 0x80, 7, i);
-            }
-        }
-        // The table is small (a few dozen entries): comparing lengths first makes a
-        // scan cheaper than hashing every field.
-        let mut name_index = static_name(name);
-        for (i, e) in self.entries.iter().enumerate() {
-            if e.name.len() != name.len() || *e.name != *name {
-                continue;
-            }
-            if !sensitive && *e.value == *value {
+        let pair_key = key(&[name, value]);
+        let static_name = if sensitive {
+            static_name(name)
+        } else {
+            let held = self.find(&self.by_pair, pair_key, |e| {
+                *e.name == *name && *e.value == *value
+            });
+            if let Some(i) = held {
                 return put_integer(dst, 0x80, 7, 62 + i);
             }
-            name_index.get_or_insert(62 + i);
-        }
+            let static_name = static_name(name);
+            if let Some(i) = static_name.and_then(|first| static_pair(first, name, value)) {
+                return put_integer(dst, 0x80, 7, i);
+            }
+            static_name
+        };
+        let name_key = key(&[name]);
+        let name_index = static_name.or_else(|| {
+            self.find(&self.by_name, name_key, |e| *e.name == *name)
+                .map(|i| 62 + i)
+        });
         let size = name.len() + value.len() + ENTRY_OVERHEAD;
         let index = !sensitive && size <= self.max / 2;
         let (flags, prefix) = match (index, sensitive) {
@@ -443,19 +467,60 @@ impl Encoder {
         if index {
             self.evict_to(self.max - size);
             self.size += size;
+            let id = self.inserted;
+            self.inserted += 1;
+            self.by_pair.insert(pair_key, id);
+            self.by_name.insert(name_key, id);
             self.entries.push_front(Entry {
                 name: name.into(),
                 value: value.into(),
+                name_key,
+                pair_key,
             });
         }
+    }
+
+    /// The position (0 = newest) of the entry `index` names under `key`, if it is
+    /// still in the table and `is` it.
+    fn find(
+        &self,
+        index: &HashMap<u64, u64, FxBuildHasher>,
+        key: u64,
+        is: impl Fn(&Entry) -> bool,
+    ) -> Option<usize> {
+        let id = *index.get(&key)?;
+        let position = usize::try_from(self.inserted - 1 - id).ok()?;
+        self.entries
+            .get(position)
+            .filter(|e| is(e))
+            .map(|_| position)
     }
 
     fn evict_to(&mut self, room: usize) {
         while self.size > room {
             let e = self.entries.pop_back().expect("size counts entries");
             self.size -= e.name.len() + e.value.len() + ENTRY_OVERHEAD;
+            let id = self.inserted - 1 - self.entries.len() as u64;
+            for (index, key) in [
+                (&mut self.by_pair, e.pair_key),
+                (&mut self.by_name, e.name_key),
+            ] {
+                if index.get(&key) == Some(&id) {
+                    index.remove(&key);
+                }
+            }
         }
     }
+}
+
+/// The index key of a name, or of a name and value.
+fn key(parts: &[&[u8]]) -> u64 {
+    let mut h = FxHasher::default();
+    for p in parts {
+        h.write(p);
+        h.write_usize(p.len());
+    }
+    h.finish()
 }
 
 /// Writes `value` with an N-bit prefix after `flags` (§5.1).
@@ -618,6 +683,62 @@ mod tests {
             assert_eq!(Bytes::from(block), hex(want));
             assert_eq!(decode_all(&mut d, want).unwrap(), pairs(fields));
             assert_eq!(d.table.size, e.size);
+        }
+    }
+
+    /// Fields from a small vocabulary, one per block, with tables small enough to
+    /// evict often: each decodes to itself, and one whose name and value the table
+    /// holds (the decoder's, which mirrors the encoder's) goes out as its index.
+    #[test]
+    fn fields_in_the_table_are_sent_as_indexes_through_evictions() {
+        let names = [
+            "date",
+            "etag",
+            "x-a",
+            "x-b",
+            "content-type",
+            "x-a-much-longer-name",
+        ];
+        let values = [
+            "1",
+            "two",
+            "three three",
+            "\"d2c49278c1781d34\"",
+            "text/plain",
+        ];
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        for max in [64, 256, 4096] {
+            let mut e = Encoder {
+                max,
+                ..Encoder::default()
+            };
+            let mut d = Decoder::new(max);
+            for _ in 0..2000 {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                let name = names[(seed % 6) as usize];
+                let value = values[((seed >> 8) % 5) as usize];
+                let sensitive = (seed >> 16).is_multiple_of(11);
+                let held = d
+                    .table
+                    .entries
+                    .iter()
+                    .any(|(n, v)| **n == *name.as_bytes() && **v == *value.as_bytes());
+                let mut block = Vec::new();
+                e.begin(&mut block);
+                e.field(name.as_bytes(), value.as_bytes(), sensitive, &mut block);
+                let mut got = Vec::new();
+                d.decode(&Bytes::from(block.clone()), |f| got.push((f.name, f.value)))
+                    .unwrap();
+                assert_eq!(got, [(Bytes::from(name), Bytes::from(value))]);
+                assert_eq!(
+                    block[0] & 0x80 != 0,
+                    held && !sensitive,
+                    "{max}: {name}: {value}"
+                );
+                assert_eq!(d.table.size, e.size);
+            }
         }
     }
 
