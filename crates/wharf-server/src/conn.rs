@@ -317,13 +317,12 @@ impl<S: Service> ConnCtx<S> {
         let work = match self.admit(&req) {
             Some(res) => Work::Answered { res: Some(res) },
             None => {
-                req.extensions_mut().insert(self.info);
                 if let Some(tls) = &self.tls {
                     req.extensions_mut().insert(tls.info.clone());
                 }
                 Work::Service {
                     h1: req.version() < Version::HTTP_2,
-                    call: self.shared.service.call(req),
+                    call: self.shared.service.call(req, self.info),
                 }
             }
         };

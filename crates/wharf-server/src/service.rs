@@ -8,18 +8,24 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
+use wharf_http::conn::ConnInfo;
 
 /// Maps a request to a response. Infallible: every failure is a response.
 ///
-/// Implementations must not depend on the HTTP version or the transport; the
-/// connection's addresses are in the request extensions as [`crate::ConnInfo`], and
-/// requests that arrived over TLS carry a [`wharf_http::conn::TlsInfo`].
+/// Implementations must not depend on the HTTP version or the transport; requests
+/// that arrived over TLS carry a [`wharf_http::conn::TlsInfo`] in their extensions.
 pub trait Service: Send + Sync + 'static {
     /// The response body type.
     type Body: http_body::Body<Data = Bytes, Error = std::io::Error> + Send + Unpin + 'static;
 
-    /// Answers one request.
-    fn call(&self, req: Request<RequestBody>) -> impl Future<Output = Response<Self::Body>> + Send;
+    /// Answers one request that came over the connection `conn`. (The addresses are
+    /// an argument rather than a request extension: most services never look at
+    /// them, and an extension is three allocations per request.)
+    fn call(
+        &self,
+        req: Request<RequestBody>,
+        conn: ConnInfo,
+    ) -> impl Future<Output = Response<Self::Body>> + Send;
 }
 
 /// The request body handed to services, whichever HTTP version carried it.

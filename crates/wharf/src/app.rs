@@ -12,7 +12,7 @@ use http_body::{Frame, SizeHint};
 use tokio_util::sync::CancellationToken;
 use wharf_files::Files;
 use wharf_server::upgrade::OnUpgrade;
-use wharf_server::RequestBody;
+use wharf_server::{ConnInfo, RequestBody};
 
 use crate::config::{Config, Listen, WebSocketConfig, WebSocketService};
 
@@ -236,10 +236,16 @@ impl wharf_server::Service for App {
     /// Routes at once and returns the chosen service's work, boxed: one allocation per
     /// request whichever route, and a future of two words, where an `async fn` would
     /// keep room for the request twice (its argument and its binding) beside the work.
-    fn call(&self, mut req: Request<RequestBody>) -> impl Future<Output = Response<Body>> + Send {
+    fn call(
+        &self,
+        mut req: Request<RequestBody>,
+        conn: ConnInfo,
+    ) -> impl Future<Output = Response<Body>> + Send {
         let work: Pin<Box<dyn Future<Output = Response<Body>> + Send + '_>> =
             if let (Some(proxy), Some((group, explain))) = (&self.proxy, self.proxied(&req)) {
                 let upgrade = req.extensions_mut().remove::<OnUpgrade>();
+                // The proxy forwards the client's address (Forwarded, X-Forwarded-For).
+                req.extensions_mut().insert(conn);
                 // Each service's future is made inside its box, not moved there: the
                 // proxy's is kilobytes.
                 Box::pin(async move {

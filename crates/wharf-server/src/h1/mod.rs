@@ -738,7 +738,7 @@ mod tests {
 
     impl Service for Echo {
         type Body = Back;
-        async fn call(&self, req: Request<RequestBody>) -> Response<Back> {
+        async fn call(&self, req: Request<RequestBody>, _: crate::ConnInfo) -> Response<Back> {
             match frames(req.into_body()).await {
                 Ok(frames) => Response::new(Back(frames)),
                 Err(_) => status(StatusCode::BAD_REQUEST),
@@ -757,7 +757,7 @@ mod tests {
 
     impl Service for Switch {
         type Body = Back;
-        async fn call(&self, mut req: Request<RequestBody>) -> Response<Back> {
+        async fn call(&self, mut req: Request<RequestBody>, _: crate::ConnInfo) -> Response<Back> {
             let Some(on_upgrade) = req.extensions_mut().remove::<upgrade::OnUpgrade>() else {
                 return status(StatusCode::UPGRADE_REQUIRED);
             };
@@ -820,7 +820,7 @@ mod tests {
 
     impl Service for Elsewhere {
         type Body = Back;
-        async fn call(&self, req: Request<RequestBody>) -> Response<Back> {
+        async fn call(&self, req: Request<RequestBody>, _: crate::ConnInfo) -> Response<Back> {
             let frames = tokio::spawn(frames(req.into_body()));
             Response::new(Back(frames.await.unwrap().unwrap_or_default()))
         }
