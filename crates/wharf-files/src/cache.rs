@@ -55,11 +55,16 @@ impl Default for CacheLimits {
 /// How recent a change must be for an entry not to be remembered.
 const SETTLE: Duration = Duration::from_secs(1);
 
+/// Entries by device and inode. The keys come from the file system, not from
+/// requests, so a fast hash without a secret seed does (`FxHash`; the default
+/// SipHash cost two hundred instructions a lookup).
+type Entries = HashMap<(u64, u64), Arc<Entry>, rustc_hash::FxBuildHasher>;
+
 /// The shared file cache of all sites.
 #[derive(Debug)]
 pub(crate) struct FileCache {
     limits: CacheLimits,
-    entries: Mutex<HashMap<(u64, u64), Arc<Entry>>>,
+    entries: Mutex<Entries>,
     clock: AtomicU64,
     /// Compressions allowed at once: one per CPU.
     compressing: Semaphore,
@@ -223,7 +228,7 @@ impl FileCache {
     pub(crate) fn new(limits: CacheLimits) -> FileCache {
         FileCache {
             limits,
-            entries: Mutex::new(HashMap::new()),
+            entries: Mutex::new(Entries::default()),
             clock: AtomicU64::new(0),
             compressing: Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
@@ -389,7 +394,7 @@ impl FileCache {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(u64, u64), Arc<Entry>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
         // A panic while holding the lock cannot leave the map inconsistent.
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }

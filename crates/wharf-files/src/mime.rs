@@ -15,7 +15,10 @@ pub(crate) struct MediaType {
 /// `Content-Type` for `name`: by extension, text types with `charset=utf-8`, unknown
 /// types `application/octet-stream` (RFC 9110 §8.3: the safe default for bytes).
 pub(crate) fn media_type(name: &str) -> MediaType {
-    let ext = name.rsplit_once('.').map_or("", |(_, e)| e);
+    let ext = name
+        .bytes()
+        .rposition(|b| b == b'.')
+        .map_or("", |dot| &name[dot + 1..]);
     BY_EXTENSION.with(|m| {
         let mut m = m.borrow_mut();
         if let Some(t) = m.get(ext) {

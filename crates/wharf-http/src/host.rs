@@ -14,6 +14,8 @@ use std::collections::HashMap;
 use http::header::HOST;
 use http::Request;
 
+use crate::util::ByteSet;
+
 /// Site indices by name.
 #[derive(Debug, Default)]
 pub struct Router {
@@ -105,10 +107,13 @@ fn split_port(v: &str) -> (&str, &str) {
     let end = if v.starts_with('[') {
         v.find(']').map_or(v.len(), |i| i + 1)
     } else {
-        v.rfind(':').unwrap_or(v.len())
+        v.bytes().rposition(|b| b == b':').unwrap_or(v.len())
     };
     v.split_at(end)
 }
+
+/// RFC 3986 §2.3 unreserved characters and §2.2 sub-delims.
+const UNRESERVED_OR_SUB_DELIM: ByteSet = ByteSet::alphanumeric_and(b"-._~!$&'()*+,;=");
 
 /// Whether a `Host` field value is `uri-host [ ":" port ]` (RFC 9110 §7.2, RFC 3986
 /// §3.2.2–§3.2.3), checked without allocating: an IP literal in brackets, or a
@@ -122,7 +127,7 @@ pub fn is_valid_host(value: &str) -> bool {
         [b':', digits @ ..] => digits.iter().all(u8::is_ascii_digit),
         _ => false,
     };
-    let unreserved_or_sub = |b: u8| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(&b);
+    let unreserved_or_sub = |b: u8| UNRESERVED_OR_SUB_DELIM.contains(b);
     let host_ok = match host {
         [b'[', inner @ .., b']'] => {
             !inner.is_empty() && inner.iter().all(|&b| unreserved_or_sub(b) || b == b':')

@@ -12,9 +12,37 @@ pub(crate) fn trim_ows(s: &str) -> &str {
     s.trim_matches(|c| c == ' ' || c == '\t')
 }
 
+/// A set of bytes: membership is one load (request fields are checked byte by byte).
+pub(crate) struct ByteSet([bool; 256]);
+
+impl ByteSet {
+    /// ASCII letters and digits, and `others`.
+    pub(crate) const fn alphanumeric_and(others: &[u8]) -> ByteSet {
+        let mut set = [false; 256];
+        let mut b = 0;
+        while b < 256 {
+            set[b] = (b as u8).is_ascii_alphanumeric();
+            b += 1;
+        }
+        let mut i = 0;
+        while i < others.len() {
+            set[others[i] as usize] = true;
+            i += 1;
+        }
+        ByteSet(set)
+    }
+
+    pub(crate) fn contains(&self, b: u8) -> bool {
+        self.0[usize::from(b)]
+    }
+}
+
+/// `tchar` (RFC 9110 §5.6.2).
+const TCHAR: ByteSet = ByteSet::alphanumeric_and(b"!#$%&'*+-.^_`|~");
+
 /// Whether `b` is a `tchar` (RFC 9110 §5.6.2).
 pub(crate) fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+    TCHAR.contains(b)
 }
 
 /// Whether `s` is a non-empty `token` (RFC 9110 §5.6.2).
