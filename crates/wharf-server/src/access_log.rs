@@ -103,29 +103,32 @@ impl Finished {
         match self.format {
             LogFormat::Json => serde_json_line(self, bytes, complete, micros),
             _ => {
+                // Written piece by piece: the escaped fields go straight into the line.
                 let mut s = String::with_capacity(160);
+                let _ = write!(s, "{} - - [", e.peer.ip());
+                push_clf_now(&mut s);
+                let _ = write!(s, "] \"{} ", e.method);
+                push_escaped(&mut s, &e.target);
                 let _ = write!(
                     s,
-                    "{} - - [{}] \"{} {} {:?}\" {} {} \"{}\" \"{}\" {}us",
-                    e.peer.ip(),
-                    clf_time(SystemTime::now()),
-                    e.method,
-                    escape(&e.target),
+                    " {:?}\" {} {} \"",
                     e.version,
                     self.status.as_u16(),
-                    bytes,
-                    escape(e.referer.as_deref().unwrap_or("-")),
-                    escape(e.user_agent.as_deref().unwrap_or("-")),
-                    micros,
+                    bytes
                 );
+                push_escaped(&mut s, e.referer.as_deref().unwrap_or("-"));
+                s.push_str("\" \"");
+                push_escaped(&mut s, e.user_agent.as_deref().unwrap_or("-"));
+                let _ = write!(s, "\" {micros}us");
                 if !complete {
                     s.push_str(" aborted");
                 }
-                if let Some(c) = &e.client {
-                    let _ = write!(s, " client=\"{}\"", escape(c));
-                }
-                if let Some(x) = &self.explain {
-                    let _ = write!(s, " explain=\"{}\"", escape(x));
+                for (key, value) in [(" client=\"", &e.client), (" explain=\"", &self.explain)] {
+                    if let Some(v) = value {
+                        s.push_str(key);
+                        push_escaped(&mut s, v);
+                        s.push('"');
+                    }
                 }
                 s
             }
@@ -137,10 +140,11 @@ impl Finished {
 fn serde_json_line(f: &Finished, bytes: u64, complete: bool, micros: u128) -> String {
     let e = &f.entry;
     let mut s = String::with_capacity(200);
+    s.push_str("{\"time\":\"");
+    push_clf_now(&mut s);
     let _ = write!(
         s,
-        "{{\"time\":\"{}\",\"peer\":\"{}\",\"method\":\"{}\",\"target\":\"{}\",\"version\":\"{:?}\",\"status\":{},\"bytes\":{},\"duration_us\":{},\"complete\":{}",
-        clf_time(SystemTime::now()),
+        "\",\"peer\":\"{}\",\"method\":\"{}\",\"target\":\"{}\",\"version\":\"{:?}\",\"status\":{},\"bytes\":{},\"duration_us\":{},\"complete\":{}",
         e.peer,
         e.method,
         json_escape(&e.target),
@@ -164,14 +168,25 @@ fn serde_json_line(f: &Finished, bytes: u64, complete: bool, micros: u128) -> St
     s
 }
 
-fn escape(s: &str) -> String {
-    s.chars()
-        .flat_map(|c| match c {
-            '"' | '\\' => vec!['\\', c],
-            c if c.is_control() => format!("\\x{:02x}", c as u32).chars().collect(),
-            c => vec![c],
-        })
-        .collect()
+/// Appends `s` with `"` and `\` escaped and control characters as `\xNN`, as nginx
+/// escapes the fields of its combined format.
+fn push_escaped(out: &mut String, s: &str) {
+    let plain = |b: u8| b.is_ascii() && !b.is_ascii_control() && b != b'"' && b != b'\\';
+    if s.bytes().all(plain) {
+        return out.push_str(s);
+    }
+    for c in s.chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_control() => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
 }
 
 fn json_escape(s: &str) -> String {
@@ -187,6 +202,26 @@ fn json_escape(s: &str) -> String {
         }
     }
     out
+}
+
+thread_local! {
+    /// The time of the lines of this second on this thread, formatted once.
+    static CLF_NOW: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((u64::MAX, String::new())) };
+}
+
+/// Appends the time now as [`clf_time`] writes it.
+fn push_clf_now(out: &mut String) {
+    let now = SystemTime::now();
+    let secs = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    CLF_NOW.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.0 != secs {
+            *c = (secs, clf_time(now));
+        }
+        out.push_str(&c.1);
+    });
 }
 
 /// `25/Nov/2026:06:44:51 +0000` (UTC).
@@ -318,9 +353,49 @@ mod tests {
         );
     }
 
+    /// The combined format, field by field (the time and the duration vary).
+    #[test]
+    fn combined_lines() {
+        let req = http::Request::get("/a%20b?q=1")
+            .header("user-agent", "curl \"8\"\\")
+            .header("referer", "http://r.test/")
+            .body(())
+            .unwrap();
+        let entry = Entry::new("127.0.0.1:9".parse().unwrap(), &req, None);
+        let finished = Finished {
+            entry: Box::new(entry),
+            status: StatusCode::OK,
+            explain: Some("200: \"why\"".into()),
+            format: LogFormat::Combined,
+        };
+        let line = finished.line(5, false);
+        let (head, rest) = line.split_once(" [").unwrap();
+        assert_eq!(head, "127.0.0.1 - -");
+        let (time, rest) = rest.split_once("] ").unwrap();
+        assert_eq!(time.len(), "25/Nov/2026:06:44:51 +0000".len(), "{time}");
+        let (fields, rest) = rest.rsplit_once("us aborted").unwrap();
+        assert_eq!(rest, " explain=\"200: \\\"why\\\"\"");
+        let (fields, micros) = fields.rsplit_once(' ').unwrap();
+        assert!(micros.parse::<u64>().is_ok(), "{micros}");
+        assert_eq!(
+            fields,
+            "\"GET /a%20b?q=1 HTTP/1.1\" 200 5 \"http://r.test/\" \"curl \\\"8\\\"\\\\\""
+        );
+    }
+
     #[test]
     fn escapes_quotes_and_controls() {
-        assert_eq!(escape("a\"b\\c\n"), "a\\\"b\\\\c\\x0a");
+        let table = [
+            ("plain /a?b=c", "plain /a?b=c"),
+            ("a\"b\\c\n", "a\\\"b\\\\c\\x0a"),
+            ("caf\u{e9} \u{85}", "caf\u{e9} \\x85"), // C1 controls too
+            ("", ""),
+        ];
+        for (raw, want) in table {
+            let mut out = String::from("<");
+            push_escaped(&mut out, raw);
+            assert_eq!(out, format!("<{want}"), "{raw:?}");
+        }
         assert_eq!(json_escape("a\"\u{1}"), "a\\\"\\u0001");
     }
 }
