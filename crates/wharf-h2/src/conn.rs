@@ -64,8 +64,9 @@ pub enum Event {
     Request {
         /// Its stream.
         id: u32,
-        /// Method, target, fields (version HTTP/2).
-        head: http::request::Parts,
+        /// Method, target, fields (version HTTP/2). Boxed, as the trailers: events
+        /// queue by value, and these would make every event a few hundred bytes.
+        head: Box<http::request::Parts>,
         /// The `:protocol` of an extended CONNECT (RFC 8441).
         protocol: Option<String>,
         /// No body follows.
@@ -85,7 +86,7 @@ pub enum Event {
         /// The stream.
         id: u32,
         /// The fields.
-        trailers: HeaderMap,
+        trailers: Box<HeaderMap>,
     },
     /// The stream is gone: reset by the peer, or by this end for breaking a rule.
     /// Its work can stop; nothing more can be sent on it.
@@ -597,7 +598,7 @@ impl Connection {
         self.open_requests += 1;
         self.events.push_back(Event::Request {
             id,
-            head: head.parts,
+            head: Box::new(head.parts),
             protocol: head.protocol,
             end_stream,
         });
@@ -631,7 +632,10 @@ impl Connection {
         }
         s.recv_open = false;
         if !s.discarding {
-            self.events.push_back(Event::Trailers { id, trailers });
+            self.events.push_back(Event::Trailers {
+                id,
+                trailers: Box::new(trailers),
+            });
         }
         self.maybe_close(id);
     }

@@ -492,7 +492,7 @@ where
                 }
                 Event::Trailers { id, trailers } => {
                     if let Some(f) = self.streams.get(&id).and_then(|s| s.feed.as_ref()) {
-                        f.trailers(trailers);
+                        f.trailers(*trailers);
                     }
                 }
                 Event::Reset { id, reason } => {
@@ -518,10 +518,11 @@ where
     fn accept(
         &mut self,
         id: u32,
-        mut head: http::request::Parts,
+        head: Box<http::request::Parts>,
         protocol: Option<String>,
         end_stream: bool,
     ) {
+        let mut head = *head;
         self.accepted += 1;
         let method = head.method.clone();
         let (feed, incoming) = if end_stream {
