@@ -14,7 +14,6 @@
 //! that sends a short body with its request never sees RST_STREAM.
 
 use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::HeaderMap;
@@ -215,25 +214,9 @@ enum GoAway {
     Final(u32),
 }
 
-/// Stream ids hash to themselves (they are unique and dense enough).
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0.wrapping_mul(0x9e37_79b9_7f4a_7c15)
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8) | u64::from(b);
-        }
-    }
-    fn write_u32(&mut self, n: u32) {
-        self.0 = u64::from(n);
-    }
-}
-
-type Streams = HashMap<u32, Stream, BuildHasherDefault<IdHasher>>;
+/// Streams by id, hashed with FxHash: ids are the client's, but at most
+/// SETTINGS_MAX_CONCURRENT_STREAMS of them are in the table.
+type Streams = HashMap<u32, Stream, rustc_hash::FxBuildHasher>;
 
 /// The server side of one HTTP/2 connection.
 #[derive(Debug)]

@@ -105,7 +105,7 @@ pub(crate) async fn serve<S, R, W>(
         io,
         rbuf: Vec::new(),
         rlen: 0,
-        streams: HashMap::new(),
+        streams: HashMap::default(),
         work: FuturesUnordered::new(),
         make: answer::<S>,
         mailbox: Arc::new(mailbox::Mailbox::default()),
@@ -242,7 +242,8 @@ struct Driver<S: Service, R, W, F> {
     /// the codec: the start of a frame); empty while the connection waits.
     rbuf: Vec<u8>,
     rlen: usize,
-    streams: HashMap<u32, Stream<LoggedBody<ResBody<S::Body>>>>,
+    /// By id, hashed with FxHash as the codec's (at most the concurrent-stream limit).
+    streams: HashMap<u32, Stream<LoggedBody<ResBody<S::Body>>>, rustc_hash::FxBuildHasher>,
     work: FuturesUnordered<Abortable<Work<F>>>,
     make: WorkFn<S, F>,
     mailbox: Arc<mailbox::Mailbox>,
@@ -859,9 +860,47 @@ fn pushed_request(from: &http::request::Parts, path: &str) -> Option<Request<()>
 
 /// RFC 9113 §8.2.2: fields that only mean something to one HTTP/1.1 connection.
 pub(crate) fn strip_connection_fields(h: &mut HeaderMap) {
+    // One pass over the names first: a response seldom has any of these, and a
+    // removal by name costs a lookup each (two of them parse their names).
+    let connection_specific = |name: &http::HeaderName| {
+        [CONNECTION, TRANSFER_ENCODING, UPGRADE].contains(name)
+            || matches!(name.as_str(), "keep-alive" | "proxy-connection")
+    };
+    if !h.keys().any(connection_specific) {
+        return;
+    }
     for name in [CONNECTION, TRANSFER_ENCODING, UPGRADE] {
         h.remove(name);
     }
     h.remove("keep-alive");
     h.remove("proxy-connection");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// RFC 9113 §8.2.2: a response's connection-specific fields go, the rest stay.
+    #[test]
+    fn connection_specific_fields_are_stripped() {
+        let table: &[(&[&str], &[&str])] = &[
+            (&["etag", "date"], &["etag", "date"]),
+            (&["connection", "etag"], &["etag"]),
+            (&["keep-alive", "transfer-encoding", "upgrade"], &[]),
+            (&["proxy-connection", "vary"], &["vary"]),
+            (&[], &[]),
+        ];
+        for (names, kept) in table {
+            let mut h = HeaderMap::new();
+            for n in *names {
+                h.insert(
+                    http::HeaderName::from_static(n),
+                    http::HeaderValue::from_static("x"),
+                );
+            }
+            strip_connection_fields(&mut h);
+            let left: Vec<&str> = h.keys().map(http::HeaderName::as_str).collect();
+            assert_eq!(left, *kept, "{names:?}");
+        }
+    }
 }
