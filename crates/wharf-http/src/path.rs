@@ -27,6 +27,8 @@ use std::path::Path;
 use http::StatusCode;
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
 
+use crate::util::ByteSet;
+
 /// Why a request path was refused. Every variant maps to 400 (Bad Request).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PathError {
@@ -216,8 +218,21 @@ pub fn is_nameable(name: &str) -> bool {
     !name.is_empty() && from_names([name]).is_ok()
 }
 
+/// RFC 3986 §3.3 `pchar` save percent-encodings: what most segments are made of.
+const PLAIN_PCHAR: ByteSet = ByteSet::alphanumeric_and(b"-._~!$&'()*+,;=:@");
+
 /// Checks one raw segment and appends it, decoded, after a `/` to `joined`.
 fn push_segment(joined: &mut String, raw: &str) -> Result<(), PathError> {
+    // The common case in one pass: nothing to decode, and nothing any rule below
+    // refuses but the dot segments.
+    if raw.bytes().all(|b| PLAIN_PCHAR.contains(b)) {
+        if raw == "." || raw == ".." {
+            return Err(PathError::DotSegment);
+        }
+        joined.push('/');
+        joined.push_str(raw);
+        return Ok(());
+    }
     // A backslash is a separator on Windows and in many URL parsers; refuse it outright.
     if raw.contains('\\') {
         return Err(PathError::Backslash);
