@@ -808,8 +808,7 @@ fn finish(res: &mut Response<Body>, site: Option<&Site>, why: Reasons, secure: b
 /// HEAD response's body is an empty stand-in, so the length a GET would get is
 /// declared here (RFC 9110 §9.3.2, §8.6), save where no content would be sent.
 fn head_only(res: &mut Response<Body>) {
-    let s = res.status();
-    if !(s.is_informational() || s == StatusCode::NO_CONTENT || s == StatusCode::NOT_MODIFIED) {
+    if !wharf_http::content::status_has_no_content(res.status()) {
         let len = res.body().len();
         res.headers_mut()
             .insert(header::CONTENT_LENGTH, HeaderValue::from(len));

@@ -155,11 +155,7 @@ fn framing(
 ) -> Result<Framing, Malformed> {
     // Item 1: HEAD, 1xx, 204 and 304 end at their head. (Item 2, a 2xx to CONNECT,
     // does not arise: this client sends no CONNECT.)
-    if *method == Method::HEAD
-        || status.is_informational()
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED
-    {
+    if wharf_http::content::has_no_content(method, status) {
         return Ok(Framing::Empty);
     }
     if let Some(coding) = transfer_coding(h) {

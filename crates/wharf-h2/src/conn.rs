@@ -1274,6 +1274,18 @@ mod tests {
         c
     }
 
+    /// An open connection that has read request 1, `GET /` without a body.
+    fn open_with_get() -> Connection {
+        let mut c = open();
+        get_without_body(&mut c);
+        c
+    }
+
+    /// Feeds request 1, `GET /` without a body.
+    fn get_without_body(c: &mut Connection) {
+        feed(c, &frame(HEADERS, END_HEADERS | END_STREAM, 1, &get("/"))).unwrap();
+    }
+
     /// Feeds whole frames.
     fn feed(c: &mut Connection, bytes: &[u8]) -> Result<(), ConnError> {
         assert_eq!(c.recv(bytes)?, bytes.len(), "whole frames are read");
@@ -1609,11 +1621,7 @@ mod tests {
     fn send_flow_control() {
         let mut c = open();
         feed(&mut c, &frame(SETTINGS, 0, 0, &[0, 4, 0, 0, 0, 10])).unwrap();
-        feed(
-            &mut c,
-            &frame(HEADERS, END_HEADERS | END_STREAM, 1, &get("/")),
-        )
-        .unwrap();
+        get_without_body(&mut c);
         c.send_headers(1, http::StatusCode::OK, &HeaderMap::new(), false);
         let mut body = Bytes::from_static(b"0123456789abcdef");
         assert!(!c.send_data(1, &mut body, true), "window of 10");
@@ -1673,11 +1681,7 @@ mod tests {
         let out = frames(&mut c);
         assert_eq!((out[0].0, code(&out[0].3, 0).0), (GOAWAY, 0x7fff_ffff));
         assert_eq!((out[1].0, &out[1].3[..]), (PING, &DRAIN_PING[..]));
-        feed(
-            &mut c,
-            &frame(HEADERS, END_HEADERS | END_STREAM, 1, &get("/")),
-        )
-        .unwrap();
+        get_without_body(&mut c);
         feed(&mut c, &frame(PING, ACK, 0, &DRAIN_PING)).unwrap();
         let out = frames(&mut c);
         assert_eq!((out[0].0, code(&out[0].3, 0).0), (GOAWAY, 1));
@@ -1735,12 +1739,7 @@ mod tests {
     /// A response head is `:status`, the service's fields, then the server's own.
     #[test]
     fn response_fields_then_the_servers() {
-        let mut c = open();
-        feed(
-            &mut c,
-            &frame(HEADERS, END_HEADERS | END_STREAM, 1, &get("/")),
-        )
-        .unwrap();
+        let mut c = open_with_get();
         let mut fields = HeaderMap::new();
         fields.insert("etag", "\"a\"".parse().unwrap());
         let extra: &[(&[u8], &[u8])] = &[
@@ -1770,12 +1769,7 @@ mod tests {
     /// Headers larger than the peer's frame size go out as HEADERS + CONTINUATION.
     #[test]
     fn large_response_heads_are_continued() {
-        let mut c = open();
-        feed(
-            &mut c,
-            &frame(HEADERS, END_HEADERS | END_STREAM, 1, &get("/")),
-        )
-        .unwrap();
+        let mut c = open_with_get();
         let mut fields = HeaderMap::new();
         for i in 0..40 {
             fields.insert(

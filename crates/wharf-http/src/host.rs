@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use http::header::HOST;
 use http::Request;
 
-use crate::util::ByteSet;
+use crate::util::{ByteSet, UNRESERVED_OR_SUB_DELIM};
 
 /// Site indices by name.
 #[derive(Debug, Default)]
@@ -112,8 +112,8 @@ fn split_port(v: &str) -> (&str, &str) {
     v.split_at(end)
 }
 
-/// RFC 3986 §2.3 unreserved characters and §2.2 sub-delims.
-const UNRESERVED_OR_SUB_DELIM: ByteSet = ByteSet::alphanumeric_and(b"-._~!$&'()*+,;=");
+/// RFC 3986 §3.2.2: what an IP literal holds between its brackets.
+const IP_LITERAL: ByteSet = UNRESERVED_OR_SUB_DELIM.with(b":");
 
 /// Whether a `Host` field value is `uri-host [ ":" port ]` (RFC 9110 §7.2, RFC 3986
 /// §3.2.2–§3.2.3), checked without allocating: an IP literal in brackets, or a
@@ -127,14 +127,13 @@ pub fn is_valid_host(value: &str) -> bool {
         [b':', digits @ ..] => digits.iter().all(u8::is_ascii_digit),
         _ => false,
     };
-    let unreserved_or_sub = |b: u8| UNRESERVED_OR_SUB_DELIM.contains(b);
     let host_ok = match host {
         [b'[', inner @ .., b']'] => {
-            !inner.is_empty() && inner.iter().all(|&b| unreserved_or_sub(b) || b == b':')
+            !inner.is_empty() && inner.iter().all(|&b| IP_LITERAL.contains(b))
         }
         // The two hex digits of a pct-encoding are unreserved characters themselves.
         _ => host.iter().enumerate().all(|(i, &b)| {
-            unreserved_or_sub(b)
+            UNRESERVED_OR_SUB_DELIM.contains(b)
                 || (b == b'%'
                     && host
                         .get(i + 1..i + 3)

@@ -41,6 +41,7 @@
 pub mod cache;
 pub mod cache_control;
 pub mod conn;
+pub mod content;
 pub mod date;
 pub mod etag;
 pub mod explain;

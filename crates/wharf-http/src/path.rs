@@ -27,7 +27,7 @@ use std::path::Path;
 use http::StatusCode;
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
 
-use crate::util::ByteSet;
+use crate::util::{ByteSet, UNRESERVED_OR_SUB_DELIM};
 
 /// Why a request path was refused. Every variant maps to 400 (Bad Request).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -219,7 +219,7 @@ pub fn is_nameable(name: &str) -> bool {
 }
 
 /// RFC 3986 §3.3 `pchar` save percent-encodings: what most segments are made of.
-const PLAIN_PCHAR: ByteSet = ByteSet::alphanumeric_and(b"-._~!$&'()*+,;=:@");
+const PLAIN_PCHAR: ByteSet = UNRESERVED_OR_SUB_DELIM.with(b":@");
 
 /// Checks one raw segment and appends it, decoded, after a `/` to `joined`.
 fn push_segment(joined: &mut String, raw: &str) -> Result<(), PathError> {

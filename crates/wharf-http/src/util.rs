@@ -24,6 +24,12 @@ impl ByteSet {
             set[b] = (b as u8).is_ascii_alphanumeric();
             b += 1;
         }
+        ByteSet(set).with(others)
+    }
+
+    /// This set and `others`.
+    pub(crate) const fn with(self, others: &[u8]) -> ByteSet {
+        let mut set = self.0;
         let mut i = 0;
         while i < others.len() {
             set[others[i] as usize] = true;
@@ -36,6 +42,10 @@ impl ByteSet {
         self.0[usize::from(b)]
     }
 }
+
+/// RFC 3986 §2.3 unreserved characters and §2.2 sub-delims: a reg-name's bytes, and
+/// the start of a path segment's.
+pub(crate) const UNRESERVED_OR_SUB_DELIM: ByteSet = ByteSet::alphanumeric_and(b"-._~!$&'()*+,;=");
 
 /// `tchar` (RFC 9110 §5.6.2).
 const TCHAR: ByteSet = ByteSet::alphanumeric_and(b"!#$%&'*+-.^_`|~");

@@ -12,6 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::header::CONTENT_LENGTH;
 use http::{HeaderMap, Method, StatusCode};
+use wharf_http::content::has_no_content;
 
 thread_local! {
     static DATE_CACHE: RefCell<DateCache> = const { RefCell::new(DateCache { secs: u64::MAX, text: Vec::new() }) };
@@ -50,12 +51,8 @@ pub(crate) fn content_length(
     fields: &HeaderMap,
     exact: Option<u64>,
 ) -> Option<u64> {
-    let bodiless = *method == Method::HEAD
-        || (*method == Method::CONNECT && status.is_success())
-        || status.is_informational()
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED;
-    if bodiless || fields.contains_key(CONTENT_LENGTH) {
+    let tunnel = *method == Method::CONNECT && status.is_success();
+    if tunnel || has_no_content(method, status) || fields.contains_key(CONTENT_LENGTH) {
         return None;
     }
     exact

@@ -33,12 +33,7 @@ pub(crate) fn framing(
     fields: &HeaderMap,
     exact: Option<u64>,
 ) -> Framing {
-    // RFC 9110 §6.4.1: responses to HEAD, 1xx, 204 and 304 have no content.
-    let bodiless = *method == Method::HEAD
-        || status.is_informational()
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED;
-    if bodiless {
+    if wharf_http::content::has_no_content(method, status) {
         return Framing::None;
     }
     let declared = declared_length(fields);
