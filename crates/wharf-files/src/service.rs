@@ -143,8 +143,9 @@ impl Files {
         }
     }
 
-    /// Answers `req`. The request body is never read.
-    pub async fn serve<B>(&self, req: &Request<B>) -> Response<Body> {
+    /// Answers `req`, which arrived over the TLS session `tls` if any (which makes it
+    /// `https` and may carry a client certificate). The request body is never read.
+    pub async fn serve<B>(&self, req: &Request<B>, tls: Option<&TlsInfo>) -> Response<Body> {
         let now = SystemTime::now();
         let routed = self.router.route(req);
         let explain_on = self.explains(routed.as_ref().ok().copied());
@@ -163,11 +164,13 @@ impl Files {
             }
             Ok(i) => {
                 let site = &self.sites[i];
-                (self.respond(site, req, now, &mut why).await, Some(site))
+                (
+                    self.respond(site, req, tls, now, &mut why).await,
+                    Some(site),
+                )
             }
         };
-        let secure = req.extensions().get::<TlsInfo>().is_some();
-        finish(&mut res, site, why, secure);
+        finish(&mut res, site, why, tls.is_some());
         if req.method() == Method::HEAD {
             head_only(&mut res);
         }
@@ -178,6 +181,7 @@ impl Files {
         &self,
         site: &Site,
         req: &Request<B>,
+        tls: Option<&TlsInfo>,
         now: SystemTime,
         why: &mut Reasons,
     ) -> Response<Body> {
@@ -225,10 +229,7 @@ impl Files {
             }
         }
         if let Some(paths) = &site.client_auth_paths {
-            let client = req
-                .extensions()
-                .get::<TlsInfo>()
-                .and_then(|t| t.client.as_ref());
+            let client = tls.and_then(|t| t.client.as_ref());
             if client.is_none() && paths.is_match(decoded_path(&path, None)) {
                 why.push("403: this path needs a client certificate (client_auth_paths)");
                 return text(

@@ -18,28 +18,40 @@ pub struct EarlyHints(pub HeaderMap);
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Push(pub Vec<String>);
 
+/// Where a connection's `103`s go: the transport's side of an [`Interim`].
+pub trait InterimSink: Send + Sync + 'static {
+    /// Sends `fields` as a `103` on the transport's stream `stream`.
+    fn early_hints(&self, stream: u32, fields: HeaderMap);
+}
+
 /// Sends `103 Early Hints` now, while the service is still working on its response:
-/// how a proxy passes on its upstream's 103s as they arrive. The transport puts one
-/// in a request's extensions where it can send them (HTTP/2, HTTP/3, and HTTP/1.1
-/// when early hints are on for it).
+/// how a proxy passes on its upstream's 103s as they arrive. The transport hands one
+/// to the service with each request where it can send them (HTTP/2, HTTP/3, and
+/// HTTP/1.1 when early hints are on for it).
+///
+/// A connection's sink is shared by its requests, each naming its stream: making one
+/// for a request is a reference count, not an allocation.
 #[derive(Clone)]
-pub struct Interim(Arc<dyn Fn(HeaderMap) + Send + Sync>);
+pub struct Interim {
+    sink: Arc<dyn InterimSink>,
+    stream: u32,
+}
 
 impl Interim {
-    /// An `Interim` that hands the fields to `send`.
-    pub fn new(send: impl Fn(HeaderMap) + Send + Sync + 'static) -> Interim {
-        Interim(Arc::new(send))
+    /// An `Interim` whose `103`s go to `sink` for stream `stream`.
+    pub fn new(sink: Arc<dyn InterimSink>, stream: u32) -> Interim {
+        Interim { sink, stream }
     }
 
     /// Sends `fields` as a `103` (dropped when the transport has no room or the
     /// final response is already out).
     pub fn early_hints(&self, fields: HeaderMap) {
-        (self.0)(fields)
+        self.sink.early_hints(self.stream, fields)
     }
 }
 
 impl fmt::Debug for Interim {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Interim")
+        write!(f, "Interim(stream {})", self.stream)
     }
 }

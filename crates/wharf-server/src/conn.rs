@@ -9,7 +9,8 @@
 //!
 //! Every request, whatever its version, is then admitted here: RFC 9112/9113 host
 //! rules, target length, the TLS name check (421), the cleartext-to-HTTPS redirect;
-//! and carries [`ConnInfo`] and [`TlsInfo`] to the service.
+//! and goes to the service with its [`Exchange`]: the connection's addresses, its
+//! [`TlsInfo`] and the transport's way to send `103`s.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -27,12 +28,13 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use wharf_http::conn::TlsInfo;
+use wharf_http::interim::Interim;
 use wharf_tls::{AcceptError, Acceptor};
 
 use crate::access_log::{Entry, LoggedBody};
 use crate::listener::Shared;
 use crate::watchdog::Watchdog;
-use crate::{ConnInfo, RequestBody, Service, Shutdown};
+use crate::{ConnInfo, Exchange, RequestBody, Service, Shutdown};
 
 /// What a listener speaks.
 #[derive(Clone)]
@@ -306,7 +308,8 @@ impl<S: Service> ConnCtx<S> {
     /// request).
     pub(crate) fn handle(
         &self,
-        mut req: Request<RequestBody>,
+        req: Request<RequestBody>,
+        interim: Option<Interim>,
     ) -> Handling<'_, S, impl Future<Output = Response<S::Body>> + Send + '_> {
         self.dog.request_started();
         // HTTP/2 drops the work of a stream the client resets: the request is over
@@ -317,12 +320,14 @@ impl<S: Service> ConnCtx<S> {
         let work = match self.admit(&req) {
             Some(res) => Work::Answered { res: Some(res) },
             None => {
-                if let Some(tls) = &self.tls {
-                    req.extensions_mut().insert(tls.info.clone());
-                }
+                let exchange = Exchange {
+                    conn: self.info,
+                    tls: self.tls_info(),
+                    interim,
+                };
                 Work::Service {
                     h1: req.version() < Version::HTTP_2,
-                    call: self.shared.service.call(req, self.info),
+                    call: self.shared.service.call(req, exchange),
                 }
             }
         };

@@ -262,10 +262,10 @@ async fn request<S: Service>(
         req.extensions_mut().insert(EarlyData);
     }
     let method = req.method().clone();
-    let interim = crate::interim::attach(&mut req);
-    let handled = ctx.handle(req);
+    let (interim, hints) = crate::interim::channel();
+    let handled = ctx.handle(req, Some(interim));
     tokio::pin!(handled);
-    let mut work = Hinted::new(handled, interim);
+    let mut work = Hinted::new(handled, hints);
     let res = loop {
         match work.next().await {
             Next::Hint(fields) => {

@@ -4,21 +4,28 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
-use http::{HeaderMap, Request};
+use http::HeaderMap;
 use tokio::sync::mpsc;
-use wharf_http::interim::Interim;
+use wharf_http::interim::{Interim, InterimSink};
 
 /// At most this many `103`s wait to be sent; more are dropped (hints are advice).
 const QUEUE: usize = 4;
 
-/// Gives `req` an [`Interim`]; the transport sends what arrives on the receiver.
-pub(crate) fn attach<B>(req: &mut Request<B>) -> mpsc::Receiver<HeaderMap> {
+/// An [`Interim`] for one request; the transport sends what arrives on the receiver.
+pub(crate) fn channel() -> (Interim, mpsc::Receiver<HeaderMap>) {
     let (tx, rx) = mpsc::channel(QUEUE);
-    req.extensions_mut().insert(Interim::new(move |fields| {
-        let _ = tx.try_send(fields);
-    }));
-    rx
+    (Interim::new(Arc::new(Hints(tx)), 0), rx)
+}
+
+/// The sending end of [`channel`]: one request's, so the stream is implied.
+struct Hints(mpsc::Sender<HeaderMap>);
+
+impl InterimSink for Hints {
+    fn early_hints(&self, _stream: u32, fields: HeaderMap) {
+        let _ = self.0.try_send(fields);
+    }
 }
 
 /// What a service's work brings next: a `103` to send, or its response once every
@@ -28,7 +35,7 @@ pub(crate) enum Next<R> {
     Done(R),
 }
 
-/// The service's work on a request given an [`Interim`] by [`attach`], with the `103`s
+/// The service's work on a request given an [`Interim`] by [`channel`], with the `103`s
 /// it sends on the way (HTTP/2 and HTTP/3, which can send them at any time).
 pub(crate) struct Hinted<'a, F: Future> {
     call: Pin<&'a mut F>,

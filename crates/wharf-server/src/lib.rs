@@ -65,6 +65,6 @@ pub use access_log::{AccessLog, LogFormat};
 pub use conn::Mode;
 pub use limits::{Http, Limits};
 pub use listener::{serve, Listener};
-pub use service::{RequestBody, Service};
+pub use service::{Exchange, RequestBody, Service};
 pub use shutdown::Shutdown;
 pub use wharf_http::conn::ConnInfo;

@@ -8,24 +8,35 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
-use wharf_http::conn::ConnInfo;
+use wharf_http::conn::{ConnInfo, TlsInfo};
+use wharf_http::interim::Interim;
 
 /// Maps a request to a response. Infallible: every failure is a response.
 ///
-/// Implementations must not depend on the HTTP version or the transport; requests
-/// that arrived over TLS carry a [`wharf_http::conn::TlsInfo`] in their extensions.
+/// Implementations must not depend on the HTTP version or the transport.
 pub trait Service: Send + Sync + 'static {
     /// The response body type.
     type Body: http_body::Body<Data = Bytes, Error = std::io::Error> + Send + Unpin + 'static;
 
-    /// Answers one request that came over the connection `conn`. (The addresses are
-    /// an argument rather than a request extension: most services never look at
-    /// them, and an extension is three allocations per request.)
+    /// Answers one request; `exchange` says what carried it.
     fn call(
         &self,
         req: Request<RequestBody>,
-        conn: ConnInfo,
+        exchange: Exchange<'_>,
     ) -> impl Future<Output = Response<Self::Body>> + Send;
+}
+
+/// What the transport knows of a request besides the request itself. An argument of
+/// [`Service::call`] rather than request extensions: most services never look at it,
+/// and each extension is an allocation or more per request.
+#[derive(Clone, Debug)]
+pub struct Exchange<'a> {
+    /// The connection's addresses.
+    pub conn: ConnInfo,
+    /// The TLS session, when the request arrived encrypted (which makes it `https`).
+    pub tls: Option<&'a TlsInfo>,
+    /// Sends `103 Early Hints` while the service works, where the transport can.
+    pub interim: Option<Interim>,
 }
 
 /// The request body handed to services, whichever HTTP version carried it.

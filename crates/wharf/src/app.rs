@@ -12,7 +12,7 @@ use http_body::{Frame, SizeHint};
 use tokio_util::sync::CancellationToken;
 use wharf_files::Files;
 use wharf_server::upgrade::OnUpgrade;
-use wharf_server::{ConnInfo, RequestBody};
+use wharf_server::{Exchange, RequestBody};
 
 use crate::config::{Config, Listen, WebSocketConfig, WebSocketService};
 
@@ -210,7 +210,7 @@ impl App {
         let Ok(req) = Request::head(uri).header(header::HOST, host).body(()) else {
             return;
         };
-        let res = self.files.serve(&req).await;
+        let res = self.files.serve(&req, None).await;
         let h = res.headers();
         let field = |name| h.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
         let event = serde_json::json!({
@@ -239,13 +239,21 @@ impl wharf_server::Service for App {
     fn call(
         &self,
         mut req: Request<RequestBody>,
-        conn: ConnInfo,
+        exchange: Exchange<'_>,
     ) -> impl Future<Output = Response<Body>> + Send {
         let work: Pin<Box<dyn Future<Output = Response<Body>> + Send + '_>> =
             if let (Some(proxy), Some((group, explain))) = (&self.proxy, self.proxied(&req)) {
                 let upgrade = req.extensions_mut().remove::<OnUpgrade>();
-                // The proxy forwards the client's address (Forwarded, X-Forwarded-For).
-                req.extensions_mut().insert(conn);
+                // The proxy forwards the client's address and scheme (Forwarded,
+                // X-Forwarded-*) and its upstream's 103s.
+                let ext = req.extensions_mut();
+                ext.insert(exchange.conn);
+                if let Some(tls) = exchange.tls {
+                    ext.insert(tls.clone());
+                }
+                if let Some(interim) = exchange.interim {
+                    ext.insert(interim);
+                }
                 // Each service's future is made inside its box, not moved there: the
                 // proxy's is kilobytes.
                 Box::pin(async move {
@@ -265,7 +273,9 @@ impl wharf_server::Service for App {
                 let files = &self.files;
                 // Files never read a body: it goes now, and the box keeps only the head.
                 let req = req.map(drop);
-                Box::pin(async move { files.serve(&req).await.map(Body::Files) })
+                // The boxed work borrows one lifetime, the app's: a copy of the session.
+                let tls = exchange.tls.cloned();
+                Box::pin(async move { files.serve(&req, tls.as_ref()).await.map(Body::Files) })
             };
         work
     }

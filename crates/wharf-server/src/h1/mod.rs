@@ -36,7 +36,7 @@ use http::header::CONNECTION;
 use http::{HeaderMap, Method, Request, StatusCode, Version};
 use http_body::Body;
 use tokio::io::{AsyncRead, AsyncWrite};
-use wharf_http::interim::EarlyHints;
+use wharf_http::interim::{EarlyHints, Interim};
 
 use crate::conn::ConnCtx;
 use crate::lock;
@@ -187,8 +187,9 @@ struct Conn<'a, S, R, W> {
 /// A request about to be handled, and what its response needs of it.
 struct Started {
     req: Request<RequestBody>,
-    /// The `103`s the service sends, when they go out on this connection.
-    interim: Option<tokio::sync::mpsc::Receiver<HeaderMap>>,
+    /// Where the service sends `103`s and where they arrive, when they go out on
+    /// this connection.
+    interim: Option<(Interim, tokio::sync::mpsc::Receiver<HeaderMap>)>,
     method: Method,
     version: Version,
     has_body: bool,
@@ -279,24 +280,24 @@ where
         let ctx = self.ctx.clone();
         let Started {
             req,
-            mut interim,
+            interim,
             method,
             version,
             has_body,
             keep_alive,
             upgrade,
         } = self.start(head);
+        let (interim, mut hints) = interim.unzip();
         // In a block: the service's future is gone before the response is written, so
         // the sending part of this future reuses its room.
         let res = {
-            let call = ctx.handle(req);
+            let call = ctx.handle(req, interim);
             tokio::pin!(call);
             poll_fn(|cx| {
                 let done = call.as_mut().poll(cx);
                 // Hints go out as they come, and those that came with the end of the
                 // service's work still before its response.
-                while let Some(Poll::Ready(Some(fields))) =
-                    interim.as_mut().map(|i| i.poll_recv(cx))
+                while let Some(Poll::Ready(Some(fields))) = hints.as_mut().map(|i| i.poll_recv(cx))
                 {
                     encode::early_hints(self.out.buf(), &fields);
                 }
@@ -420,11 +421,11 @@ where
                 generation,
             })
         };
-        let mut req = Request::from_parts(parts, body);
+        let req = Request::from_parts(parts, body);
         // RFC 9110 §15.2: no 1xx to HTTP/1.0 clients; and to HTTP/1.1 ones only when
         // early hints are on for them.
         let hints = self.ctx.shared.http.early_hints_http1 && version == Version::HTTP_11;
-        let interim = hints.then(|| crate::interim::attach(&mut req));
+        let interim = hints.then(crate::interim::channel);
         Started {
             req,
             interim,
@@ -738,7 +739,7 @@ mod tests {
 
     impl Service for Echo {
         type Body = Back;
-        async fn call(&self, req: Request<RequestBody>, _: crate::ConnInfo) -> Response<Back> {
+        async fn call(&self, req: Request<RequestBody>, _: crate::Exchange<'_>) -> Response<Back> {
             match frames(req.into_body()).await {
                 Ok(frames) => Response::new(Back(frames)),
                 Err(_) => status(StatusCode::BAD_REQUEST),
@@ -757,7 +758,11 @@ mod tests {
 
     impl Service for Switch {
         type Body = Back;
-        async fn call(&self, mut req: Request<RequestBody>, _: crate::ConnInfo) -> Response<Back> {
+        async fn call(
+            &self,
+            mut req: Request<RequestBody>,
+            _: crate::Exchange<'_>,
+        ) -> Response<Back> {
             let Some(on_upgrade) = req.extensions_mut().remove::<upgrade::OnUpgrade>() else {
                 return status(StatusCode::UPGRADE_REQUIRED);
             };
@@ -820,7 +825,7 @@ mod tests {
 
     impl Service for Elsewhere {
         type Body = Back;
-        async fn call(&self, req: Request<RequestBody>, _: crate::ConnInfo) -> Response<Back> {
+        async fn call(&self, req: Request<RequestBody>, _: crate::Exchange<'_>) -> Response<Back> {
             let frames = tokio::spawn(frames(req.into_body()));
             Response::new(Back(frames.await.unwrap().unwrap_or_default()))
         }

@@ -9,7 +9,7 @@ use std::task::Context;
 
 use futures_util::task::AtomicWaker;
 use http::HeaderMap;
-use wharf_http::interim::Interim;
+use wharf_http::interim::{Interim, InterimSink};
 
 #[derive(Default)]
 pub(crate) struct Mailbox {
@@ -29,11 +29,7 @@ impl Mailbox {
 
     /// An `Interim` whose `103`s go out on stream `id`.
     pub(crate) fn interim(self: &Arc<Self>, id: u32) -> Interim {
-        let mailbox = self.clone();
-        Interim::new(move |fields| {
-            lock(&mailbox.hints).push((id, fields));
-            mailbox.task.wake();
-        })
+        Interim::new(self.clone(), id)
     }
 
     /// Registers `cx` to be woken for what arrives next.
@@ -49,5 +45,12 @@ impl Mailbox {
     /// The `103`s sent since the last call, in order.
     pub(crate) fn take_hints(&self) -> Vec<(u32, HeaderMap)> {
         std::mem::take(&mut *lock(&self.hints))
+    }
+}
+
+impl InterimSink for Mailbox {
+    fn early_hints(&self, stream: u32, fields: HeaderMap) {
+        lock(&self.hints).push((stream, fields));
+        self.task.wake();
     }
 }

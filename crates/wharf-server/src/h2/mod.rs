@@ -33,7 +33,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 use wharf_h2::{Connection, Event, Reason};
 use wharf_http::conn::ConnectProtocol;
-use wharf_http::interim::{EarlyHints, Push};
+use wharf_http::interim::{EarlyHints, Interim, Push};
 
 pub(crate) mod body;
 pub(crate) mod flood;
@@ -162,8 +162,9 @@ struct Carry {
 fn answer<S: Service>(
     ctx: Arc<ConnCtx<S>>,
     req: Request<RequestBody>,
+    interim: Option<Interim>,
 ) -> impl Future<Output = Answer<S>> + Send {
-    async move { ctx.handle(req).await }
+    async move { ctx.handle(req, interim).await }
 }
 
 /// A stream's work as the connection's `FuturesUnordered` holds it: its id and the
@@ -232,7 +233,7 @@ struct Stream<B> {
     sending: Option<Sending<B>>,
 }
 
-type WorkFn<S, F> = fn(Arc<ConnCtx<S>>, Request<RequestBody>) -> F;
+type WorkFn<S, F> = fn(Arc<ConnCtx<S>>, Request<RequestBody>, Option<Interim>) -> F;
 
 struct Driver<S: Service, R, W, F> {
     ctx: Arc<ConnCtx<S>>,
@@ -532,7 +533,7 @@ where
             let (f, i) = body::channel(id, self.mailbox.clone());
             (Some(f), Some(i))
         };
-        let (req, carry) = match protocol {
+        let (req, carry, interim) = match protocol {
             Some(protocol) => {
                 // Extended CONNECT (RFC 8441 §4): the service sees the protocol and an
                 // `OnUpgrade`; the stream's DATA becomes the tunnel's input.
@@ -541,30 +542,26 @@ where
                 head.extensions.insert(on_upgrade);
                 let tunnel = incoming.map(|i| (pending, i));
                 let req = Request::from_parts(head, RequestBody::empty());
-                (
-                    req,
-                    Carry {
-                        tunnel,
-                        push_from: None,
-                        method,
-                    },
-                )
+                let carry = Carry {
+                    tunnel,
+                    push_from: None,
+                    method,
+                };
+                (req, carry, None)
             }
             None => {
                 let push_from = self.codec.push_allowed().then(|| push_template(&head));
-                head.extensions.insert(self.mailbox.interim(id));
                 let body = incoming.map_or_else(RequestBody::empty, RequestBody::h2);
-                (
-                    Request::from_parts(head, body),
-                    Carry {
-                        tunnel: None,
-                        push_from,
-                        method,
-                    },
-                )
+                let carry = Carry {
+                    tunnel: None,
+                    push_from,
+                    method,
+                };
+                let interim = self.mailbox.interim(id);
+                (Request::from_parts(head, body), carry, Some(interim))
             }
         };
-        self.start(id, req, carry, feed);
+        self.start(id, req, carry, feed, interim);
     }
 
     fn start(
@@ -573,9 +570,10 @@ where
         req: Request<RequestBody>,
         carry: Carry,
         feed: Option<body::Feed>,
+        interim: Option<Interim>,
     ) {
         let (abort, registration) = AbortHandle::new_pair();
-        let fut = Box::pin((self.make)(self.ctx.clone(), req));
+        let fut = Box::pin((self.make)(self.ctx.clone(), req, interim));
         self.work
             .push(Abortable::new(Work { id, fut }, registration));
         self.streams.insert(
@@ -687,7 +685,7 @@ where
                 break; // the client disabled pushes, or its limit is reached
             };
             let req = Request::from_parts(parts, RequestBody::empty());
-            self.start(promised, req, Carry::default(), None);
+            self.start(promised, req, Carry::default(), None, None);
         }
     }
 
