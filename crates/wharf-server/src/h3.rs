@@ -14,6 +14,7 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
@@ -34,7 +35,7 @@ use crate::watchdog::Watchdog;
 use crate::{ConnInfo, RequestBody, Service, Shutdown};
 
 type SendSide = RequestStream<h3_quinn::SendStream<Bytes>, Bytes>;
-pub(crate) type RecvSide = RequestStream<h3_quinn::RecvStream, Bytes>;
+type RecvSide = RequestStream<h3_quinn::RecvStream, Bytes>;
 
 /// The quinn endpoint for `socket`, serving `acceptor`'s certificates, and its
 /// settings (for [`accept_loop`] to renew the TLS part after reloads).
@@ -245,7 +246,7 @@ async fn resolve<S: Service>(
 
 /// Whether the handshake has completed, without waiting.
 fn completed(handshake: &mut quinn::ZeroRttAccepted) -> bool {
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let mut cx = Context::from_waker(std::task::Waker::noop());
     std::future::Future::poll(Pin::new(handshake), &mut cx).is_ready()
 }
 
@@ -257,7 +258,7 @@ async fn request<S: Service>(
     early: bool,
 ) {
     let (mut send, recv) = stream.split();
-    let mut req = req.map(|()| RequestBody::h3(recv));
+    let mut req = req.map(|()| request_body(recv));
     if early {
         req.extensions_mut().insert(EarlyData);
     }
@@ -338,18 +339,52 @@ where
     let _ = send.finish().await;
 }
 
-/// Reads a request body's next chunk.
-pub(crate) fn poll_recv(
-    recv: &mut RecvSide,
-    cx: &mut std::task::Context<'_>,
-) -> std::task::Poll<Option<io::Result<Bytes>>> {
-    match recv.poll_recv_data(cx) {
-        std::task::Poll::Ready(Ok(Some(mut buf))) => {
-            std::task::Poll::Ready(Some(Ok(buf.copy_to_bytes(buf.remaining()))))
+/// A request's body: the stream's receiving side, and the chunk [`request_body`]
+/// found there before the service was called.
+pub(crate) struct Incoming {
+    recv: RecvSide,
+    first: Option<io::Result<Bytes>>,
+}
+
+impl Incoming {
+    /// Reads the body's next chunk.
+    pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {
+        match self.first.take() {
+            Some(first) => Poll::Ready(Some(first)),
+            None => poll_recv(&mut self.recv, cx),
         }
-        std::task::Poll::Ready(Ok(None)) => std::task::Poll::Ready(None),
-        std::task::Poll::Ready(Err(e)) => std::task::Poll::Ready(Some(Err(io::Error::other(e)))),
-        std::task::Poll::Pending => std::task::Poll::Pending,
+    }
+
+    /// Asks the client to stop sending (a response sent before the request's end);
+    /// nothing is sent when the whole request has arrived.
+    pub(crate) fn stop_sending(&mut self, code: h3::error::Code) {
+        self.recv.stop_sending(code);
+    }
+}
+
+/// The body of a request whose head has arrived. A request without content (a `GET`)
+/// usually ends in the packet that brought its head, and a look without waiting tells
+/// so: its body is then known to be empty, and a proxy sends none upstream rather
+/// than an empty chunked one.
+fn request_body(mut recv: RecvSide) -> RequestBody {
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    match poll_recv(&mut recv, &mut cx) {
+        Poll::Ready(None) => RequestBody::empty(),
+        Poll::Ready(Some(first)) => RequestBody::h3(Incoming {
+            recv,
+            first: Some(first),
+        }),
+        Poll::Pending => RequestBody::h3(Incoming { recv, first: None }),
+    }
+}
+
+/// Reads the stream's next DATA.
+fn poll_recv(recv: &mut RecvSide, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {
+    match recv.poll_recv_data(cx) {
+        Poll::Ready(Ok(Some(mut buf))) => Poll::Ready(Some(Ok(buf.copy_to_bytes(buf.remaining())))),
+        Poll::Ready(Ok(None)) => Poll::Ready(None),
+        Poll::Ready(Err(e)) => Poll::Ready(Some(Err(io::Error::other(e)))),
+        Poll::Pending => Poll::Pending,
     }
 }
 

@@ -47,7 +47,7 @@ enum Kind {
     Empty,
     H1(crate::h1::Incoming),
     H2(crate::h2::body::Incoming),
-    H3(crate::h3::RecvSide),
+    H3(crate::h3::Incoming),
 }
 
 impl RequestBody {
@@ -59,7 +59,7 @@ impl RequestBody {
         RequestBody(Kind::H2(body))
     }
 
-    pub(crate) fn h3(body: crate::h3::RecvSide) -> Self {
+    pub(crate) fn h3(body: crate::h3::Incoming) -> Self {
         RequestBody(Kind::H3(body))
     }
 
@@ -91,7 +91,7 @@ impl Body for RequestBody {
             Kind::Empty => Poll::Ready(None),
             Kind::H1(b) => b.poll_frame(cx),
             Kind::H2(b) => Pin::new(b).poll_frame(cx),
-            Kind::H3(b) => crate::h3::poll_recv(b, cx).map(|r| r.map(|r| r.map(Frame::data))),
+            Kind::H3(b) => b.poll_recv(cx).map(|r| r.map(|r| r.map(Frame::data))),
         }
     }
 

@@ -421,6 +421,28 @@ fn hop_by_hop_fields_go_and_forwarding_fields_are_set() {
 }
 
 #[test]
+fn requests_go_upstream_with_their_scheme_and_without_a_body_they_lack() {
+    // RFC 9112 §6.3: a request without Content-Length or Transfer-Encoding has no
+    // content. A GET that ended with its head goes upstream without one, whichever
+    // protocol carried it (HTTP/2 says so with END_STREAM, HTTP/3 with the stream's
+    // FIN), and says whether it came encrypted.
+    let up = Upstream::start(|_| Reply::Bytes(ok("ok")));
+    for proto in ALL {
+        let p = proxy(proto, &[up.url()], "");
+        assert_eq!(p.get("/x", &[]).text().unwrap(), "ok", "{proto:?}");
+        let seen = up.seen().pop().unwrap();
+        assert!(
+            seen.field("transfer-encoding").is_empty() && seen.field("content-length").is_empty(),
+            "{proto:?}: {}",
+            seen.head
+        );
+        assert_eq!(seen.body_len, 0, "{proto:?}");
+        let scheme = if proto.tls() { "https" } else { "http" };
+        assert_eq!(seen.field("x-forwarded-proto"), [scheme], "{proto:?}");
+    }
+}
+
+#[test]
 fn trusted_proxies_are_extended_and_host_can_be_the_upstreams() {
     let up = Upstream::start(|_| Reply::Bytes(ok("ok")));
     let toml = "[proxy]\ntrusted_proxies = [\"127.0.0.0/8\"]\nhost = \"upstream\"\n";
