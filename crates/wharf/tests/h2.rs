@@ -1,6 +1,7 @@
-//! HTTP/2 flood defenses, spoken frame by frame over h2c: each attack ends in GOAWAY
+//! HTTP/2 spoken frame by frame over h2c. Flood defenses: each attack ends in GOAWAY
 //! (ENHANCE_YOUR_CALM) and a closed connection, while a connection opened before the
-//! attack keeps being served.
+//! attack keeps being served. And streams' ends: malformed requests, resets, the
+//! request limit.
 
 mod common;
 
@@ -324,5 +325,37 @@ fn the_request_limit_refuses_no_request_already_sent() {
         answered,
         [1, 3, 5, 7, 9, 11],
         "every request sent before is served"
+    );
+}
+
+#[test]
+fn a_stream_the_client_resets_has_its_work_dropped() {
+    // RFC 9113 §6.4: RST_STREAM ends the stream at once. The service's work on it
+    // goes too: here a proxied GET whose upstream never answers, whose upstream
+    // connection is closed once the reset is read (and not kept waiting in a pool).
+    let upstream = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let to = format!("http://{}", upstream.local_addr().unwrap());
+    let w = Builder::new().proxy(&["--to", &to]).start();
+    let mut s = connect(&w);
+    s.write_all(&frame(HEADERS, 0x5, 1, &get_block())).unwrap();
+    let (mut up, _) = upstream.accept().unwrap();
+    up.set_read_timeout(Some(common::PATIENCE)).unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        assert_eq!(up.read(&mut byte).unwrap(), 1, "the whole request head");
+        head.push(byte[0]);
+    }
+    // CANCEL; frames are read in order, so once the PING is answered the reset was.
+    s.write_all(&frame(RST_STREAM, 0, 1, &8u32.to_be_bytes()))
+        .unwrap();
+    s.write_all(&frame(PING, 0, 0, b"resetted")).unwrap();
+    let (flags, _, payload) = until(&mut s, PING).expect("the PING's answer");
+    assert_eq!((flags, payload.as_slice()), (0x1, &b"resetted"[..]));
+    let mut rest = [0u8; 1];
+    assert_eq!(
+        up.read(&mut rest).expect("closed before the timeout"),
+        0,
+        "the upstream connection of the reset stream is closed"
     );
 }

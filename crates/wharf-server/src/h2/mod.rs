@@ -18,11 +18,10 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::future::{AbortHandle, Abortable};
 use futures_util::stream::{FuturesUnordered, StreamExt as _};
 use http::header::{
     ACCEPT_ENCODING, ACCEPT_LANGUAGE, CONNECTION, DATE, TRANSFER_ENCODING, UPGRADE, USER_AGENT,
@@ -171,17 +170,52 @@ fn answer<S: Service>(
 /// work, boxed. The box keeps what the set holds and moves small: the service's
 /// future is kilobytes, and the set keeps one empty slot of its element's size for
 /// as long as the connection lives.
+///
+/// A stream the client resets has its work dropped at once by [`Work::cancel`]: the
+/// set is searched (it holds at most the concurrent-stream limit) rather than each
+/// stream given an abort handle, an allocation per request for what few need.
 struct Work<F> {
     id: u32,
-    fut: Pin<Box<F>>,
+    /// `None` once cancelled.
+    fut: Option<Pin<Box<F>>>,
+    /// The set's waker for this work, kept from its first poll: a cancelled work must
+    /// be polled once more to leave the set.
+    waker: Option<Waker>,
+}
+
+impl<F> Work<F> {
+    fn new(id: u32, fut: F) -> Self {
+        Work {
+            id,
+            fut: Some(Box::pin(fut)),
+            waker: None,
+        }
+    }
+
+    /// Drops stream `id`'s work, if it is still in `set`.
+    fn cancel(set: &mut FuturesUnordered<Work<F>>, id: u32) {
+        if let Some(work) = set.iter_mut().find(|w| w.id == id) {
+            work.fut = None;
+            if let Some(waker) = work.waker.take() {
+                waker.wake();
+            }
+        }
+    }
 }
 
 impl<F: Future> Future for Work<F> {
-    type Output = (u32, F::Output);
+    /// The stream's id, and the service's answer unless cancelled.
+    type Output = (u32, Option<F::Output>);
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let id = self.id;
-        self.fut.as_mut().poll(cx).map(|out| (id, out))
+        if self.waker.is_none() {
+            self.waker = Some(cx.waker().clone());
+        }
+        match self.fut.as_mut() {
+            Some(fut) => fut.as_mut().poll(cx).map(|out| (id, Some(out))),
+            None => Poll::Ready((id, None)),
+        }
     }
 }
 
@@ -226,7 +260,8 @@ struct Sending<B> {
 
 /// The driver's side of one stream.
 struct Stream<B> {
-    abort: Option<AbortHandle>,
+    /// Whether its work is still in the set (until the response head).
+    working: bool,
     feed: Option<body::Feed>,
     /// Until the response: what it needs of the request.
     carry: Carry,
@@ -245,7 +280,7 @@ struct Driver<S: Service, R, W, F> {
     rlen: usize,
     /// By id, hashed with FxHash as the codec's (at most the concurrent-stream limit).
     streams: HashMap<u32, Stream<LoggedBody<ResBody<S::Body>>>, rustc_hash::FxBuildHasher>,
-    work: FuturesUnordered<Abortable<Work<F>>>,
+    work: FuturesUnordered<Work<F>>,
     make: WorkFn<S, F>,
     mailbox: Arc<mailbox::Mailbox>,
     alarm: Alarm,
@@ -303,8 +338,8 @@ where
             for (id, n) in self.mailbox.take_owed() {
                 self.codec.release(id, n);
             }
-            while let Poll::Ready(Some(done)) = self.work.poll_next_unpin(cx) {
-                if let Ok((id, res)) = done {
+            while let Poll::Ready(Some((id, res))) = self.work.poll_next_unpin(cx) {
+                if let Some(res) = res {
                     self.respond(id, res);
                 }
             }
@@ -426,11 +461,7 @@ where
     /// Stops reading and drops every stream's work.
     fn gone(&mut self) {
         self.reading = false;
-        for (_, s) in self.streams.drain() {
-            if let Some(a) = s.abort {
-                a.abort();
-            }
-        }
+        self.streams.clear();
         self.work.clear();
     }
 
@@ -499,8 +530,8 @@ where
                 }
                 Event::Reset { id, reason } => {
                     if let Some(s) = self.streams.remove(&id) {
-                        if let Some(a) = s.abort {
-                            a.abort();
+                        if s.working {
+                            Work::cancel(&mut self.work, id);
                         }
                         if let Some(f) = s.feed {
                             f.reset(reason);
@@ -572,14 +603,12 @@ where
         feed: Option<body::Feed>,
         interim: Option<Interim>,
     ) {
-        let (abort, registration) = AbortHandle::new_pair();
-        let fut = Box::pin((self.make)(self.ctx.clone(), req, interim));
-        self.work
-            .push(Abortable::new(Work { id, fut }, registration));
+        let fut = (self.make)(self.ctx.clone(), req, interim);
+        self.work.push(Work::new(id, fut));
         self.streams.insert(
             id,
             Stream {
-                abort: Some(abort),
+                working: true,
                 feed,
                 carry,
                 sending: None,
@@ -637,7 +666,7 @@ where
             return;
         }
         if let Some(s) = self.streams.get_mut(&id) {
-            s.abort = None;
+            s.working = false;
             s.sending = Some(Sending {
                 body: out,
                 pending: Bytes::new(),
