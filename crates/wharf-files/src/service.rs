@@ -420,9 +420,9 @@ impl Files {
         };
         let policy = site.cache.policy(t.url, &media.value);
         why.push(format_args!("Cache-Control from {}", policy.label));
-        // Six fields (Date and Content-Length are the transport's): `http`'s map
-        // with room for six is one allocation glibc's per-thread cache serves.
-        let mut h = http::HeaderMap::with_capacity(6);
+        // Six fields (Date and Content-Length are the transport's), in one of the
+        // thread's reused maps (the transport gives it back once the head is out).
+        let mut h = wharf_http::maps::take(6);
         h.insert(header::ETAG, rep.etag.value.clone());
         // RFC 9110 §8.8.2.1: a modification time in the future is replaced by Date.
         let modified = entry.modified.min(now);

@@ -130,14 +130,15 @@ pub fn transfer_coding(h: &HeaderMap) -> Option<Result<Coding, &'static str>> {
     })
 }
 
-/// Fields that `httparse` parsed from `section` as a map; an error names the part
-/// that `http` refuses. The values share one copy of `section` (one allocation for
-/// the whole section instead of one per value).
+/// Fields that `httparse` parsed from `section` as a map (one of the thread's
+/// reused ones: `wharf_http::maps`); an error names the part that `http` refuses.
+/// The values share one copy of `section` (one allocation for the whole section
+/// instead of one per value).
 pub fn header_map(
     fields: &[httparse::Header<'_>],
     section: &[u8],
 ) -> Result<HeaderMap, &'static str> {
-    let mut map = HeaderMap::with_capacity(fields.len());
+    let mut map = wharf_http::maps::take(fields.len());
     let shared = Bytes::copy_from_slice(section);
     let base = section.as_ptr() as usize;
     for f in fields {

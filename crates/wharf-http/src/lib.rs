@@ -27,6 +27,7 @@
 //! - [`fields`] — list-valued fields read for a token (`Connection`, `Upgrade`).
 //! - [`forward`] — what an intermediary changes in a message it forwards: hop-by-hop
 //!   fields, `Via`, `Forwarded` and `X-Forwarded-*`.
+//! - [`maps`] — header maps reused within a thread by the parsers and transports.
 //!
 //! # What this crate deliberately does not do
 //! - No I/O of any kind: no sockets, no file system, no async runtime.
@@ -49,6 +50,7 @@ pub mod fields;
 pub mod forward;
 pub mod host;
 pub mod interim;
+pub mod maps;
 pub mod negotiate;
 pub mod path;
 pub mod precondition;

@@ -138,10 +138,17 @@ impl Conn {
             }
         };
         let exchange = self.exchange(written, &parts.method, body, framing, hints, home);
-        exchange.await.map_err(|mut failed| {
-            failed.request = Some(Request::from_parts(parts, crate::empty()));
-            failed
-        })
+        match exchange.await {
+            Ok(res) => {
+                // Kept until now for a retry; the map is the thread's to reuse.
+                wharf_http::maps::give(parts.headers);
+                Ok(res)
+            }
+            Err(mut failed) => {
+                failed.request = Some(Request::from_parts(parts, crate::empty()));
+                Err(failed)
+            }
+        }
     }
 
     /// The rest of the exchange once `written` bytes of the request head are out:

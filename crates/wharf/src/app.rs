@@ -275,7 +275,11 @@ impl wharf_server::Service for App {
                 let req = req.map(drop);
                 // The boxed work borrows one lifetime, the app's: a copy of the session.
                 let tls = exchange.tls.cloned();
-                Box::pin(async move { files.serve(&req, tls.as_ref()).await.map(Body::Files) })
+                Box::pin(async move {
+                    let res = files.serve(&req, tls.as_ref()).await;
+                    wharf_http::maps::give(req.into_parts().0.headers);
+                    res.map(Body::Files)
+                })
             };
         work
     }

@@ -367,6 +367,7 @@ where
             exact,
             keep,
         );
+        wharf_http::maps::give(parts.headers);
         if has_body {
             // The final head is out: no 100 can follow it (RFC 9110 §10.1.1).
             lock(&self.reader).expectation_over();
