@@ -37,6 +37,12 @@ use crate::{ConnInfo, RequestBody, Service, Shutdown};
 type SendSide = RequestStream<h3_quinn::SendStream<Bytes>, Bytes>;
 type RecvSide = RequestStream<h3_quinn::RecvStream, Bytes>;
 
+/// Unidirectional streams a client may have open: HTTP/3 needs three (control and
+/// the two QPACK streams, RFC 9114 §6.2), and a few more leave room for reserved
+/// types. quinn keeps a table entry per allowed stream from the start (100 by
+/// default), which made an idle connection's tables twice as large.
+const UNI_STREAMS: u8 = 8;
+
 /// The quinn endpoint for `socket`, serving `acceptor`'s certificates, and its
 /// settings (for [`accept_loop`] to renew the TLS part after reloads).
 pub(crate) fn endpoint(
@@ -48,6 +54,7 @@ pub(crate) fn endpoint(
     let mut transport = wharf_quic::transport();
     transport
         .max_concurrent_bidi_streams(limits.max_concurrent_streams.into())
+        .max_concurrent_uni_streams(UNI_STREAMS.into())
         .max_idle_timeout(Some(
             limits.idle_timeout.try_into().map_err(io::Error::other)?,
         ))
@@ -140,7 +147,8 @@ async fn connection<S: Service>(
     let (conn, mut handshake) = match attempt {
         Ok((conn, accepted)) => (conn, Some(accepted)),
         Err(connecting) => {
-            match tokio::time::timeout(shared.limits.tls_handshake_timeout, connecting).await {
+            let timed = tokio::time::timeout(shared.limits.tls_handshake_timeout, connecting);
+            match Box::pin(timed).await {
                 Ok(Ok(conn)) => (conn, None),
                 Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "QUIC handshake failed"),
                 Err(_) => return tracing::debug!(%peer, "QUIC handshake timed out"),
@@ -172,10 +180,12 @@ async fn connection<S: Service>(
         None,
         Watchdog::new(l.idle_timeout, l.idle_timeout, l.send_timeout),
     ));
-    let mut h3 = match h3::server::builder()
-        .max_field_section_size(l.max_header_bytes as u64)
-        .build::<_, Bytes>(h3_quinn::Connection::new(conn.clone()))
-        .await
+    let mut h3 = match Box::pin(
+        h3::server::builder()
+            .max_field_section_size(l.max_header_bytes as u64)
+            .build::<_, Bytes>(h3_quinn::Connection::new(conn.clone())),
+    )
+    .await
     {
         Ok(h3) => h3,
         Err(e) => return tracing::debug!(%peer, error = %e, "HTTP/3 setup failed"),
@@ -200,7 +210,7 @@ async fn connection<S: Service>(
                 if !early {
                     handshake = None;
                 }
-                requests.push(resolve(ctx.clone(), resolver, early));
+                requests.push(Box::pin(resolve(ctx.clone(), resolver, early)));
                 if served >= l.max_requests_per_connection {
                     break;
                 }
