@@ -253,14 +253,14 @@ mod tests {
             let fields: Vec<Field> = (0..rng.below(12))
                 .map(|_| {
                     let value_len = *rng.pick(&[0u64, 3, 40, 3000]);
-                    Field {
-                        name: Bytes::from_static(rng.pick(&names).as_bytes()),
-                        value: (0..rng.below(value_len + 1))
+                    Field::new(
+                        Bytes::from_static(rng.pick(&names).as_bytes()),
+                        (0..rng.below(value_len + 1))
                             .map(|_| b"abc /=\"xyz\x7f\xff"[rng.below(12) as usize])
                             .collect::<Vec<u8>>()
                             .into(),
-                        sensitive: rng.below(5) == 0,
-                    }
+                        rng.below(5) == 0,
+                    )
                 })
                 .collect();
             round_trip(&mut e, &mut d, &fields);

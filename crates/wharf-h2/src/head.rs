@@ -58,10 +58,12 @@ pub(crate) enum Outcome<T> {
 
 impl Collect {
     /// For a request's head; `connect_protocol`: `:protocol` is allowed (RFC 8441).
+    /// The fields go into one of the thread's reused maps (`wharf_http::maps`).
     pub(crate) fn request(limit: usize, connect_protocol: bool) -> Self {
         Collect {
             limit,
             connect_protocol,
+            headers: wharf_http::maps::take(0),
             ..Collect::default()
         }
     }
@@ -108,25 +110,31 @@ impl Collect {
             return Ok(());
         }
         self.regular_seen = true;
-        if f.name.iter().any(u8::is_ascii_uppercase) {
-            return Err("an uppercase field name");
-        }
-        let name = HeaderName::from_bytes(&f.name).map_err(|_| "an invalid field name")?;
+        let (name, mut value) = match f.header {
+            Some(header) => header,
+            None => {
+                if f.name.iter().any(u8::is_ascii_uppercase) {
+                    return Err("an uppercase field name");
+                }
+                let name = HeaderName::from_bytes(&f.name).map_err(|_| "an invalid field name")?;
+                let value = HeaderValue::from_maybe_shared(f.value)
+                    .map_err(|_| "an invalid field value")?;
+                (name, value)
+            }
+        };
         if [CONNECTION, TRANSFER_ENCODING, UPGRADE].contains(&name)
             || name == "keep-alive"
             || name == "proxy-connection"
         {
             return Err("a connection-specific field");
         }
-        if name == TE && &f.value[..] != b"trailers" {
+        if name == TE && value.as_bytes() != b"trailers" {
             return Err("TE other than \"trailers\"");
         }
         let padded = |c: Option<&u8>| matches!(c, Some(b' ' | b'\t'));
-        if padded(f.value.first()) || padded(f.value.last()) {
+        if padded(value.as_bytes().first()) || padded(value.as_bytes().last()) {
             return Err("a field value that starts or ends with whitespace");
         }
-        let mut value =
-            HeaderValue::from_maybe_shared(f.value).map_err(|_| "an invalid field value")?;
         if name == CONTENT_LENGTH {
             let n = std::str::from_utf8(value.as_bytes())
                 .ok()
@@ -227,11 +235,11 @@ mod tests {
     use super::*;
 
     fn f(name: &str, value: &str) -> Field {
-        Field {
-            name: Bytes::copy_from_slice(name.as_bytes()),
-            value: Bytes::copy_from_slice(value.as_bytes()),
-            sensitive: false,
-        }
+        Field::new(
+            Bytes::copy_from_slice(name.as_bytes()),
+            Bytes::copy_from_slice(value.as_bytes()),
+            false,
+        )
     }
 
     fn request(fields: &[(&str, &str)]) -> Outcome<RequestHead> {
@@ -367,5 +375,46 @@ mod tests {
         let mut t = Collect::trailers(1000);
         t.field(f("grpc-status", "0"));
         assert!(matches!(t.finish_trailers(), Outcome::Ok(h) if h["grpc-status"] == "0"));
+    }
+
+    /// A field from the decoder's dynamic table comes with its `http` types made when
+    /// the entry was added: the rules of §8.2 still apply each time it is referred
+    /// to, as to the literal that added it.
+    #[test]
+    fn fields_from_the_dynamic_table_are_checked_each_time() {
+        use crate::hpack::Decoder;
+        // :method GET, :scheme https, :path /, :authority "a" (not indexed).
+        const PSEUDO: [u8; 6] = [0x82, 0x87, 0x84, 0x01, 0x01, b'a'];
+        let cases: [(&str, &str, bool); 6] = [
+            ("x-a", "1", true),
+            ("te", "trailers", true),
+            ("te", "gzip", false),
+            ("connection", "close", false),
+            ("X-Up", "1", false),
+            ("x-pad", " 1", false),
+        ];
+        for (name, value, ok) in cases {
+            let mut d = Decoder::new(4096);
+            // The literal, added to the table (§6.2.1); then the same field by index.
+            let mut first = PSEUDO.to_vec();
+            first.extend([0x40, name.len() as u8]);
+            first.extend(name.as_bytes());
+            first.push(value.len() as u8);
+            first.extend(value.as_bytes());
+            let mut again = PSEUDO.to_vec();
+            again.push(0x80 | 62);
+            for (i, block) in [first, again].into_iter().enumerate() {
+                let mut c = Collect::request(16 * 1024, false);
+                d.decode(&Bytes::from(block), |f| c.field(f)).unwrap();
+                match c.finish_request() {
+                    Outcome::Ok(head) => {
+                        assert!(ok, "{name}: {value} accepted (block {i})");
+                        assert_eq!(head.parts.headers[name], value);
+                    }
+                    Outcome::Malformed(_) => assert!(!ok, "{name}: {value} refused (block {i})"),
+                    Outcome::TooLarge => panic!("{name}: too large"),
+                }
+            }
+        }
     }
 }

@@ -16,6 +16,7 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::Hasher as _;
 
 use bytes::Bytes;
+use http::{HeaderName, HeaderValue};
 use rustc_hash::{FxBuildHasher, FxHasher};
 
 use crate::huffman;
@@ -104,7 +105,7 @@ pub enum HpackError {
 }
 
 /// One decoded field.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Field {
     /// The name, as sent (HTTP/2 requires lowercase; the caller checks).
     pub name: Bytes,
@@ -112,25 +113,52 @@ pub struct Field {
     pub value: Bytes,
     /// Sent as never-indexed (§6.2.3): an intermediary must keep it so.
     pub sensitive: bool,
+    /// The field as `http` types, when it came from the dynamic table and `http`
+    /// takes both parts as they are (a lowercase regular name): made once, when the
+    /// entry was added, rather than for every request that refers to it.
+    pub header: Option<(HeaderName, HeaderValue)>,
 }
 
-/// The dynamic table as the decoder keeps it, newest entry first.
+impl Field {
+    /// A field as sent, not yet in `http` types.
+    pub fn new(name: Bytes, value: Bytes, sensitive: bool) -> Self {
+        Field {
+            name,
+            value,
+            sensitive,
+            header: None,
+        }
+    }
+}
+
+/// Fields are equal as sent; `header` is only a cache of the same.
+impl PartialEq for Field {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.name, &self.value, self.sensitive) == (&other.name, &other.value, other.sensitive)
+    }
+}
+
+impl Eq for Field {}
+
+/// The dynamic table as the decoder keeps it, newest entry first, each entry with
+/// its field in `http` types where it has one ([`Field::header`]).
 #[derive(Debug, Default)]
 struct Table {
-    entries: VecDeque<(Bytes, Bytes)>,
+    entries: VecDeque<Field>,
     size: usize,
     max: usize,
 }
 
 impl Table {
-    fn get(&self, index: usize) -> Result<(Bytes, Bytes), HpackError> {
+    fn get(&self, index: usize) -> Result<Field, HpackError> {
         match index {
             0 => Err(HpackError::BadIndex),
             1..=61 => {
                 let (n, v) = STATIC[index - 1];
-                Ok((
+                Ok(Field::new(
                     Bytes::from_static(n.as_bytes()),
                     Bytes::from_static(v.as_bytes()),
+                    false,
                 ))
             }
             _ => self
@@ -142,14 +170,21 @@ impl Table {
     }
 
     /// Adds an entry, evicting the oldest to make room; an entry larger than the
-    /// whole table empties it (§4.4).
-    fn insert(&mut self, name: Bytes, value: Bytes) {
+    /// whole table empties it (§4.4). Returns the entry's field in `http` types.
+    fn insert(&mut self, name: Bytes, value: Bytes) -> Option<(HeaderName, HeaderValue)> {
         let size = name.len() + value.len() + ENTRY_OVERHEAD;
         self.evict_to(self.max.saturating_sub(size));
+        let header = as_header(&name, &value);
         if size <= self.max {
             self.size += size;
-            self.entries.push_front((name, value));
+            self.entries.push_front(Field {
+                name,
+                value,
+                sensitive: false,
+                header: header.clone(),
+            });
         }
+        header
     }
 
     fn set_max(&mut self, max: usize) {
@@ -159,10 +194,21 @@ impl Table {
 
     fn evict_to(&mut self, room: usize) {
         while self.size > room {
-            let (n, v) = self.entries.pop_back().expect("size counts entries");
-            self.size -= n.len() + v.len() + ENTRY_OVERHEAD;
+            let e = self.entries.pop_back().expect("size counts entries");
+            self.size -= e.name.len() + e.value.len() + ENTRY_OVERHEAD;
         }
     }
+}
+
+/// `name` and `value` as `http` types, when `name` is a regular field name in
+/// lowercase and `http` takes both (the caller checks the rest of RFC 9113 §8.2).
+fn as_header(name: &Bytes, value: &Bytes) -> Option<(HeaderName, HeaderValue)> {
+    if name.first() == Some(&b':') || name.iter().any(u8::is_ascii_uppercase) {
+        return None;
+    }
+    let name = HeaderName::from_bytes(name).ok()?;
+    let value = HeaderValue::from_maybe_shared(value.clone()).ok()?;
+    Some((name, value))
 }
 
 /// Decodes the header blocks of one direction of a connection.
@@ -199,12 +245,7 @@ impl Decoder {
             let b = buf[pos];
             if b & 0x80 != 0 {
                 // Indexed field (§6.1).
-                let (name, value) = self.table.get(integer(buf, &mut pos, 7)?)?;
-                field(Field {
-                    name,
-                    value,
-                    sensitive: false,
-                });
+                field(self.table.get(integer(buf, &mut pos, 7)?)?);
             } else if b & 0xe0 == 0x20 {
                 // Dynamic table size update (§6.3): only before the first field.
                 let size = integer(buf, &mut pos, 5)?;
@@ -225,20 +266,17 @@ impl Decoder {
                 let name = if index == 0 {
                     string(block, &mut pos)?
                 } else {
-                    self.table.get(index)?.0
+                    self.table.get(index)?.name
                 };
                 let value = string(block, &mut pos)?;
+                let mut f = Field::new(name, value, sensitive);
                 if indexing {
                     // Copies: an entry may live as long as the connection, and must
                     // not keep the whole block it came in alive.
                     let copy = |b: &Bytes| Bytes::copy_from_slice(b);
-                    self.table.insert(copy(&name), copy(&value));
+                    f.header = self.table.insert(copy(&f.name), copy(&f.value));
                 }
-                field(Field {
-                    name,
-                    value,
-                    sensitive,
-                });
+                field(f);
             }
             first = false;
         }
@@ -724,7 +762,7 @@ mod tests {
                     .table
                     .entries
                     .iter()
-                    .any(|(n, v)| **n == *name.as_bytes() && **v == *value.as_bytes());
+                    .any(|e| *e.name == *name.as_bytes() && *e.value == *value.as_bytes());
                 let mut block = Vec::new();
                 e.begin(&mut block);
                 e.field(name.as_bytes(), value.as_bytes(), sensitive, &mut block);

@@ -661,7 +661,9 @@ where
             _ => OutBody::Service(body),
         };
         let end = out.is_end_stream();
-        if !self.send_final(id, &head, length, end) || end {
+        let sent = self.send_final(id, &head, length, end);
+        wharf_http::maps::give(head.headers);
+        if !sent || end {
             self.streams.remove(&id);
             return;
         }
