@@ -267,8 +267,16 @@ async fn request<S: Service>(
     stream: RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>,
     early: bool,
 ) {
-    let (mut send, recv) = stream.split();
-    let mut req = req.map(|()| request_body(recv));
+    let (mut send, mut recv) = stream.split();
+    let declared = match checked_length(req.headers()) {
+        Ok(declared) => declared,
+        Err(why) => {
+            tracing::debug!(reason = why, "malformed HTTP/3 request: H3_MESSAGE_ERROR");
+            recv.stop_sending(h3::error::Code::H3_MESSAGE_ERROR);
+            return send.stop_stream(h3::error::Code::H3_MESSAGE_ERROR);
+        }
+    };
+    let mut req = req.map(|()| request_body(recv, declared));
     if early {
         req.extensions_mut().insert(EarlyData);
     }
@@ -349,19 +357,50 @@ where
     let _ = send.finish().await;
 }
 
-/// A request's body: the stream's receiving side, and the chunk [`request_body`]
-/// found there before the service was called.
+/// A request's body: the stream's receiving side, the chunk [`request_body`] found
+/// there before the service was called, and its length as declared and as received.
 pub(crate) struct Incoming {
     recv: RecvSide,
     first: Option<io::Result<Bytes>>,
+    declared: Option<u64>,
+    received: u64,
 }
 
 impl Incoming {
     /// Reads the body's next chunk.
     pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {
-        match self.first.take() {
-            Some(first) => Poll::Ready(Some(first)),
-            None => poll_recv(&mut self.recv, cx),
+        if let Some(first) = self.first.take() {
+            return Poll::Ready(Some(first));
+        }
+        let next = std::task::ready!(poll_recv(&mut self.recv, cx));
+        Poll::Ready(self.count(next))
+    }
+
+    /// RFC 9114 §4.1.2: a request whose DATA does not add up to its Content-Length is
+    /// malformed (H3_MESSAGE_ERROR). The excess is never handed on: a proxy frames the
+    /// request upstream by its Content-Length, and what went past it would reach the
+    /// upstream as a request of its own.
+    fn count(&mut self, next: Option<io::Result<Bytes>>) -> Option<io::Result<Bytes>> {
+        let Some(declared) = self.declared else {
+            return next;
+        };
+        match next {
+            Some(Ok(chunk)) => {
+                self.received += chunk.len() as u64;
+                if self.received <= declared {
+                    return Some(Ok(chunk));
+                }
+                self.recv.stop_sending(h3::error::Code::H3_MESSAGE_ERROR);
+                Some(Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "request body longer than its Content-Length",
+                )))
+            }
+            None if self.received != declared => Some(Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "request body shorter than its Content-Length",
+            ))),
+            other => other,
         }
     }
 
@@ -372,20 +411,50 @@ impl Incoming {
     }
 }
 
-/// The body of a request whose head has arrived. A request without content (a `GET`)
-/// usually ends in the packet that brought its head, and a look without waiting tells
-/// so: its body is then known to be empty, and a proxy sends none upstream rather
-/// than an empty chunked one.
-fn request_body(mut recv: RecvSide) -> RequestBody {
+/// The body of a request whose head has arrived, declared `declared` bytes long. A
+/// request without content (a `GET`) usually ends in the packet that brought its
+/// head, and a look without waiting tells so: its body is then known to be empty,
+/// and a proxy sends none upstream rather than an empty chunked one.
+fn request_body(recv: RecvSide, declared: Option<u64>) -> RequestBody {
+    let mut body = Incoming {
+        recv,
+        first: None,
+        declared,
+        received: 0,
+    };
     let mut cx = Context::from_waker(std::task::Waker::noop());
-    match poll_recv(&mut recv, &mut cx) {
-        Poll::Ready(None) => RequestBody::empty(),
-        Poll::Ready(Some(first)) => RequestBody::h3(Incoming {
-            recv,
-            first: Some(first),
-        }),
-        Poll::Pending => RequestBody::h3(Incoming { recv, first: None }),
+    match body.poll_recv(&mut cx) {
+        Poll::Ready(None) => {
+            // The end, or trailers (which are not read): the client is told, as
+            // when a service drops a body it has not read to the end.
+            body.stop_sending(h3::error::Code::H3_NO_ERROR);
+            RequestBody::empty()
+        }
+        Poll::Ready(Some(first)) => {
+            body.first = Some(first);
+            RequestBody::h3(body)
+        }
+        Poll::Pending => RequestBody::h3(body),
     }
+}
+
+/// Why a request head is malformed in HTTP/3 (RFC 9114 §4.2, §4.1.2), if it is:
+/// connection-specific fields, `TE` other than `trailers`, and a Content-Length that
+/// is not one number; otherwise its declared length.
+fn checked_length(headers: &http::HeaderMap) -> Result<Option<u64>, &'static str> {
+    use http::header::{CONNECTION, TE, TRANSFER_ENCODING, UPGRADE};
+    let connection_specific = [CONNECTION, TRANSFER_ENCODING, UPGRADE]
+        .iter()
+        .any(|name| headers.contains_key(name))
+        || headers.contains_key("keep-alive")
+        || headers.contains_key("proxy-connection");
+    if connection_specific {
+        return Err("a connection-specific field");
+    }
+    if headers.get_all(TE).iter().any(|v| v != "trailers") {
+        return Err("TE other than \"trailers\"");
+    }
+    wharf_h1::framing::content_length(headers)
 }
 
 /// Reads the stream's next DATA.

@@ -47,7 +47,8 @@ enum Kind {
     Empty,
     H1(crate::h1::Incoming),
     H2(crate::h2::body::Incoming),
-    H3(crate::h3::Incoming),
+    /// Boxed: the stream and its length checks are the largest of these.
+    H3(Box<crate::h3::Incoming>),
 }
 
 impl RequestBody {
@@ -60,7 +61,7 @@ impl RequestBody {
     }
 
     pub(crate) fn h3(body: crate::h3::Incoming) -> Self {
-        RequestBody(Kind::H3(body))
+        RequestBody(Kind::H3(Box::new(body)))
     }
 
     pub(crate) fn empty() -> Self {

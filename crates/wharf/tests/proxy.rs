@@ -442,6 +442,65 @@ fn requests_go_upstream_with_their_scheme_and_without_a_body_they_lack() {
     }
 }
 
+/// Sends `method /up` over HTTP/3 with `fields` and `body` (sent as it is, whatever
+/// the fields say); the response's status, or the stream's error.
+fn h3_send(p: &Wharf, fields: &[(&str, &str)], body: &'static str) -> Result<u16, String> {
+    let mut req = http::Request::post(p.url("/up"));
+    for (name, value) in fields {
+        req = req.header(*name, *value);
+    }
+    let req = req.body(bytes::Bytes::from(body)).unwrap();
+    let roots = std::fs::read(p.root_cert()).unwrap();
+    common::within(async {
+        let client = wharf_load::Client::new(&roots, "127.0.0.1:0".parse().unwrap()).unwrap();
+        let conn = client.connect(p.addr, "localhost").await.unwrap();
+        let sent = conn.send(req).await;
+        conn.close();
+        sent.map(|f| f.head.status().as_u16())
+            .map_err(|e| e.to_string())
+    })
+}
+
+#[test]
+fn http3_requests_are_checked_before_they_go_upstream() {
+    // RFC 9114 §4.1.2: DATA that does not add up to the Content-Length makes the
+    // request malformed. Bytes past it would reach an HTTP/1.1 upstream as a request
+    // of its own. §4.2: connection-specific fields make it malformed too.
+    let up = Upstream::start(|_| Reply::Bytes(ok("ok")));
+    let p = proxy(Proto::H3, &[up.url()], "");
+    let smuggled = "xGET /smuggled HTTP/1.1\r\nhost: a\r\n\r\n";
+    let longer = h3_send(&p, &[("content-length", "1")], smuggled);
+    assert_ne!(longer, Ok(200), "a body longer than its Content-Length");
+    let shorter = h3_send(&p, &[("content-length", "10")], "abc");
+    assert_ne!(shorter, Ok(200), "a body shorter than its Content-Length");
+    for field in [
+        ("transfer-encoding", "chunked"),
+        ("connection", "close"),
+        ("te", "gzip"),
+    ] {
+        assert!(
+            h3_send(&p, &[field], "").is_err(),
+            "{field:?}: a stream error"
+        );
+    }
+    assert_eq!(h3_send(&p, &[("content-length", "3")], "abc"), Ok(200));
+    let seen = up.seen();
+    assert!(
+        seen.iter().all(|s| !s.head.contains("/smuggled")),
+        "{seen:?}"
+    );
+    let whole: Vec<usize> = seen
+        .iter()
+        .filter(|s| s.complete)
+        .map(|s| s.body_len)
+        .collect();
+    assert_eq!(
+        whole,
+        [3],
+        "only the well-formed request arrived whole: {seen:?}"
+    );
+}
+
 #[test]
 fn trusted_proxies_are_extended_and_host_can_be_the_upstreams() {
     let up = Upstream::start(|_| Reply::Bytes(ok("ok")));
