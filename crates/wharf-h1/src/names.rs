@@ -5,11 +5,11 @@
 //! found by their bytes as sent, and cloned.
 
 use std::cell::RefCell;
+use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 
 use http::header::InvalidHeaderName;
 use http::HeaderName;
-use rustc_hash::FxBuildHasher;
 
 /// Names kept per thread; the set starts over when full, so names sent to fill it
 /// cost time, not memory.
@@ -18,7 +18,9 @@ const KEEP: usize = 256;
 /// Longer names are parsed each time.
 const LONGEST: usize = 64;
 
-type Names = HashMap<Box<[u8]>, HeaderName, FxBuildHasher>;
+/// Hashed with a key of the process's (SipHash): the names are the client's to
+/// choose, and names made to collide would make every lookup slow.
+type Names = HashMap<Box<[u8]>, HeaderName, RandomState>;
 
 thread_local! {
     static NAMES: RefCell<Names> = RefCell::new(Names::default());

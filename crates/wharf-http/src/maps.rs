@@ -12,11 +12,14 @@ use std::cell::RefCell;
 
 use http::HeaderMap;
 
-/// Maps kept per thread; more are dropped. (At most 16 × 2.5 KB per thread.)
+/// Maps kept per thread; more are dropped. (Each holds room for at most 24 fields,
+/// 2.5 KB, besides what extra values of repeated fields it once held: a field section
+/// is bounded by the header limits, so this is bounded too.)
 const KEEP: usize = 16;
 
-/// Maps that grew past room for this many fields (a request with dozens) are dropped
-/// rather than kept.
+/// Maps with room for more fields than this, or holding more values when given back
+/// (a request with dozens of fields, or many values of one), are dropped rather than
+/// kept.
 const MAX_CAPACITY: usize = 24;
 
 thread_local! {
@@ -36,7 +39,9 @@ pub fn take(n: usize) -> HeaderMap {
 
 /// Gives `map` back to be reused; its fields are dropped now.
 pub fn give(mut map: HeaderMap) {
-    if map.capacity() == 0 || map.capacity() > MAX_CAPACITY {
+    // `len` counts every value; repeated fields' values are kept apart from the
+    // entries `capacity` counts.
+    if map.capacity() == 0 || map.capacity() > MAX_CAPACITY || map.len() > MAX_CAPACITY {
         return;
     }
     map.clear();
@@ -71,6 +76,11 @@ mod tests {
         while SPARE.with(|s| s.borrow_mut().pop()).is_some() {}
         give(HeaderMap::new());
         give(HeaderMap::with_capacity(4 * MAX_CAPACITY));
+        let mut repeated = HeaderMap::with_capacity(4);
+        for _ in 0..=MAX_CAPACITY {
+            repeated.append(VIA, HeaderValue::from_static("1.1 a"));
+        }
+        give(repeated);
         assert_eq!(SPARE.with(|s| s.borrow().len()), 0);
         for _ in 0..2 * KEEP {
             give(HeaderMap::with_capacity(4));
