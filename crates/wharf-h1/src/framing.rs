@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING, UPGRADE};
-use http::{HeaderMap, HeaderValue, Version};
+use http::{HeaderMap, HeaderName, HeaderValue, Version};
 use wharf_http::fields::has_token;
 
 /// How a request body is delimited on the wire (RFC 9112 §6.2, §6.3): as the server
@@ -143,7 +143,7 @@ pub fn header_map(
     let base = section.as_ptr() as usize;
     for f in fields {
         let name =
-            crate::names::name(f.name.as_bytes()).map_err(|_| "invalid header field name")?;
+            HeaderName::from_bytes(f.name.as_bytes()).map_err(|_| "invalid header field name")?;
         // httparse's values are slices of `section`; where one is not, it is copied.
         let within = (f.value.as_ptr() as usize)
             .checked_sub(base)
@@ -178,7 +178,6 @@ pub fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderName;
 
     fn fields(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();

@@ -9,7 +9,7 @@
 //!
 //! # Modules
 //! - [`framing`] — `Content-Length` lists, `Transfer-Encoding` codings, connection
-//!   options, field sections from `httparse` (names parsed once per thread).
+//!   options, field sections from `httparse`.
 //! - [`chunked`] — the chunked coding: a decoder that points into the caller's
 //!   buffer, trailer sections as fields, and the encoder's chunk lines.
 //! - [`client`] — the client's side: request heads written, response heads parsed
@@ -22,4 +22,3 @@ pub mod arbitrary;
 pub mod chunked;
 pub mod client;
 pub mod framing;
-mod names;
