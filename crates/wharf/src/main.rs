@@ -18,7 +18,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 use wharf_files::Files;
-use wharf_server::{AccessLog, Listener, LogFormat, Mode, Shutdown};
+use wharf_server::{AccessLog, Listener, Mode, Shutdown};
 use wharf_tls::Acceptor;
 
 use crate::cli::{Cli, Command, FrontArgs, ProxyArgs, ServeArgs};
@@ -550,19 +550,11 @@ impl Signals {
     }
 }
 
-/// Access lines go to stdout as they are; diagnostics to stderr with time and level,
-/// in colour only for a person at a terminal (see [`colour`]).
+/// Diagnostics go to stderr with time and level, in colour only for a person at a
+/// terminal (see [`colour`]); access lines are written to stdout by the transports
+/// (`wharf_server::access_log`).
 fn init_logging(cfg: &Config) {
     use std::io::IsTerminal;
-    let access = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stdout)
-        .with_ansi(false)
-        .without_time()
-        .with_level(false)
-        .with_target(false)
-        .with_filter(tracing_subscriber::filter::filter_fn(|m| {
-            m.target() == "wharf::access"
-        }));
     let diag_filter = EnvFilter::try_new(diagnostics_filter(&cfg.log.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let ansi = colour(
@@ -572,15 +564,8 @@ fn init_logging(cfg: &Config) {
     let diagnostics = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(ansi)
-        .with_filter(tracing_subscriber::filter::filter_fn(|m| {
-            m.target() != "wharf::access"
-        }))
         .with_filter(diag_filter);
-    let on = cfg.log.access != LogFormat::Off;
-    tracing_subscriber::registry()
-        .with(on.then_some(access))
-        .with(diagnostics)
-        .init();
+    tracing_subscriber::registry().with(diagnostics).init();
 }
 
 /// The configured filter, with rustls's warning about an IP address sent as a TLS
