@@ -6,7 +6,7 @@
 //! still decoded to its end (HPACK's table must stay in step) but not kept.
 
 use bytes::Bytes;
-use http::header::{CONNECTION, CONTENT_LENGTH, HOST, TE, TRANSFER_ENCODING, UPGRADE};
+use http::header::{CONTENT_LENGTH, HOST};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, Version};
 
@@ -122,14 +122,8 @@ impl Collect {
                 (name, value)
             }
         };
-        if [CONNECTION, TRANSFER_ENCODING, UPGRADE].contains(&name)
-            || name == "keep-alive"
-            || name == "proxy-connection"
-        {
-            return Err("a connection-specific field");
-        }
-        if name == TE && value.as_bytes() != b"trailers" {
-            return Err("TE other than \"trailers\"");
+        if let Some(why) = wharf_http::fields::malformed_in_h2_h3_request(&name, &value) {
+            return Err(why);
         }
         let padded = |c: Option<&u8>| matches!(c, Some(b' ' | b'\t'));
         if padded(value.as_bytes().first()) || padded(value.as_bytes().last()) {

@@ -28,6 +28,7 @@
 //! - [`forward`] — what an intermediary changes in a message it forwards: hop-by-hop
 //!   fields, `Via`, `Forwarded` and `X-Forwarded-*`.
 //! - [`maps`] — header maps reused within a thread by the parsers and transports.
+//! - [`spares`] — a thread's bounded stack of values kept for reuse (maps, buffers).
 //!
 //! # What this crate deliberately does not do
 //! - No I/O of any kind: no sockets, no file system, no async runtime.
@@ -55,6 +56,7 @@ pub mod negotiate;
 pub mod path;
 pub mod precondition;
 pub mod range;
+pub mod spares;
 mod util;
 
 pub use explain::Explain;

@@ -12,6 +12,8 @@ use std::cell::RefCell;
 
 use http::HeaderMap;
 
+use crate::spares;
+
 /// Maps kept per thread; more are dropped. (Each holds room for at most 24 fields,
 /// 2.5 KB, besides what extra values of repeated fields it once held: a field section
 /// is bounded by the header limits, so this is bounded too.)
@@ -28,7 +30,7 @@ thread_local! {
 
 /// An empty map with room for `n` fields: a kept one if the thread has one.
 pub fn take(n: usize) -> HeaderMap {
-    match SPARE.try_with(|s| s.borrow_mut().pop()).ok().flatten() {
+    match spares::take(&SPARE) {
         Some(mut map) => {
             map.reserve(n);
             map
@@ -45,12 +47,7 @@ pub fn give(mut map: HeaderMap) {
         return;
     }
     map.clear();
-    let _ = SPARE.try_with(|s| {
-        let mut spare = s.borrow_mut();
-        if spare.len() < KEEP {
-            spare.push(map);
-        }
-    });
+    spares::keep(&SPARE, map, KEEP);
 }
 
 #[cfg(test)]
@@ -73,7 +70,7 @@ mod tests {
 
     #[test]
     fn large_and_unallocated_maps_are_not_kept() {
-        while SPARE.with(|s| s.borrow_mut().pop()).is_some() {}
+        while spares::take(&SPARE).is_some() {}
         give(HeaderMap::new());
         give(HeaderMap::with_capacity(4 * MAX_CAPACITY));
         let mut repeated = HeaderMap::with_capacity(4);

@@ -268,7 +268,7 @@ async fn request<S: Service>(
     early: bool,
 ) {
     let (mut send, mut recv) = stream.split();
-    let declared = match checked_length(req.headers()) {
+    let declared = match declared_length(req.headers()) {
         Ok(declared) => declared,
         Err(why) => {
             tracing::debug!(reason = why, "malformed HTTP/3 request: H3_MESSAGE_ERROR");
@@ -438,23 +438,17 @@ fn request_body(recv: RecvSide, declared: Option<u64>) -> RequestBody {
     }
 }
 
-/// Why a request head is malformed in HTTP/3 (RFC 9114 §4.2, §4.1.2), if it is:
-/// connection-specific fields, `TE` other than `trailers`, and a Content-Length that
-/// is not one number; otherwise its declared length.
-fn checked_length(headers: &http::HeaderMap) -> Result<Option<u64>, &'static str> {
-    use http::header::{CONNECTION, TE, TRANSFER_ENCODING, UPGRADE};
-    let connection_specific = [CONNECTION, TRANSFER_ENCODING, UPGRADE]
+/// A request head's declared length, or why the head is malformed in HTTP/3 (RFC 9114
+/// §4.2, §4.1.2): a field HTTP/3 does not carry, or a Content-Length that is not one
+/// number.
+fn declared_length(headers: &http::HeaderMap) -> Result<Option<u64>, &'static str> {
+    let malformed = headers
         .iter()
-        .any(|name| headers.contains_key(name))
-        || headers.contains_key("keep-alive")
-        || headers.contains_key("proxy-connection");
-    if connection_specific {
-        return Err("a connection-specific field");
+        .find_map(|(name, value)| wharf_http::fields::malformed_in_h2_h3_request(name, value));
+    match malformed {
+        Some(why) => Err(why),
+        None => wharf_h1::framing::content_length(headers),
     }
-    if headers.get_all(TE).iter().any(|v| v != "trailers") {
-        return Err("TE other than \"trailers\"");
-    }
-    wharf_h1::framing::content_length(headers)
 }
 
 /// Reads the stream's next DATA.

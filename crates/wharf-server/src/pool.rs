@@ -8,7 +8,8 @@
 //! the write buffers; their read buffers differ in size.
 
 use std::cell::RefCell;
-use std::thread::LocalKey;
+
+use wharf_http::spares::{self, Spares};
 
 /// Size of an HTTP/1.1 read buffer: a request head, or a pipelined batch of them, fits.
 pub(crate) const READ_BUF: usize = 8 * 1024;
@@ -22,8 +23,6 @@ const MAX_KEPT_WRITE: usize = 64 * 1024;
 
 /// Spare buffers of each kind one thread keeps.
 const SPARE: usize = 16;
-
-type Spares = LocalKey<RefCell<Vec<Vec<u8>>>>;
 
 thread_local! {
     static READ: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
@@ -51,28 +50,19 @@ pub(crate) fn give_frame_read(buf: Vec<u8>) {
     give_sized(&FRAME_READ, FRAME_READ_BUF, buf);
 }
 
-fn take_sized(spares: &'static Spares, size: usize) -> Vec<u8> {
-    spares
-        .with(|r| r.borrow_mut().pop())
-        .unwrap_or_else(|| vec![0; size])
+fn take_sized(kept: &'static Spares<Vec<u8>>, size: usize) -> Vec<u8> {
+    spares::take(kept).unwrap_or_else(|| vec![0; size])
 }
 
-fn give_sized(spares: &'static Spares, size: usize, buf: Vec<u8>) {
+fn give_sized(kept: &'static Spares<Vec<u8>>, size: usize, buf: Vec<u8>) {
     if buf.len() == size {
-        spares.with(|r| {
-            let mut r = r.borrow_mut();
-            if r.len() < SPARE {
-                r.push(buf);
-            }
-        });
+        spares::keep(kept, buf, SPARE);
     }
 }
 
 /// An empty write buffer.
 pub(crate) fn take_write() -> Vec<u8> {
-    WRITE
-        .with(|w| w.borrow_mut().pop())
-        .unwrap_or_else(|| Vec::with_capacity(READ_BUF))
+    spares::take(&WRITE).unwrap_or_else(|| Vec::with_capacity(READ_BUF))
 }
 
 /// Returns a write buffer (emptied here).
@@ -81,12 +71,7 @@ pub(crate) fn give_write(mut buf: Vec<u8>) {
         return;
     }
     buf.clear();
-    WRITE.with(|w| {
-        let mut w = w.borrow_mut();
-        if w.len() < SPARE {
-            w.push(buf);
-        }
-    });
+    spares::keep(&WRITE, buf, SPARE);
 }
 
 #[cfg(test)]

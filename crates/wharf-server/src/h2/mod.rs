@@ -260,11 +260,11 @@ struct Sending<B> {
 
 /// The driver's side of one stream.
 struct Stream<B> {
-    /// Whether its work is still in the set (until the response head).
-    working: bool,
     feed: Option<body::Feed>,
     /// Until the response: what it needs of the request.
     carry: Carry,
+    /// The response body, once the head is out; until then the stream's work is in
+    /// the set.
     sending: Option<Sending<B>>,
 }
 
@@ -530,7 +530,7 @@ where
                 }
                 Event::Reset { id, reason } => {
                     if let Some(s) = self.streams.remove(&id) {
-                        if s.working {
+                        if s.sending.is_none() {
                             Work::cancel(&mut self.work, id);
                         }
                         if let Some(f) = s.feed {
@@ -608,7 +608,6 @@ where
         self.streams.insert(
             id,
             Stream {
-                working: true,
                 feed,
                 carry,
                 sending: None,
@@ -668,7 +667,6 @@ where
             return;
         }
         if let Some(s) = self.streams.get_mut(&id) {
-            s.working = false;
             s.sending = Some(Sending {
                 body: out,
                 pending: Bytes::new(),
@@ -891,11 +889,7 @@ fn pushed_request(from: &http::request::Parts, path: &str) -> Option<Request<()>
 pub(crate) fn strip_connection_fields(h: &mut HeaderMap) {
     // One pass over the names first: a response seldom has any of these, and a
     // removal by name costs a lookup each (two of them parse their names).
-    let connection_specific = |name: &http::HeaderName| {
-        [CONNECTION, TRANSFER_ENCODING, UPGRADE].contains(name)
-            || matches!(name.as_str(), "keep-alive" | "proxy-connection")
-    };
-    if !h.keys().any(connection_specific) {
+    if !h.keys().any(wharf_http::fields::is_connection_specific) {
         return;
     }
     for name in [CONNECTION, TRANSFER_ENCODING, UPGRADE] {
