@@ -13,7 +13,7 @@ use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, Method, StatusCode, Version};
 
 use crate::framing::{
-    content_length, header_map, persists, transfer_coding, Coding, RequestFraming,
+    content_length, header_map, persists, transfer_coding, Coding, RequestFraming, Section,
 };
 
 /// The framing of a request with `fields` (whose `Content-Length`, when valid, is
@@ -127,7 +127,7 @@ pub fn response_head(
     } else {
         Version::HTTP_11
     };
-    let headers = header_map(res.headers, &buf[..len]).map_err(Malformed)?;
+    let headers = header_map(res.headers, &Section::new(&buf[..len])).map_err(Malformed)?;
     let framing = framing(method, status, version, &headers)?;
     let keep_alive = framing != Framing::UntilClose
         && persists(&headers, version)

@@ -130,31 +130,49 @@ pub fn transfer_coding(h: &HeaderMap) -> Option<Result<Coding, &'static str>> {
     })
 }
 
+/// A head as `httparse` parsed it (slices of the reader's buffer) and one copy of it
+/// that the parts made of it share: one allocation for the whole head instead of one
+/// per field value and one for the target.
+pub struct Section<'a> {
+    parsed: &'a [u8],
+    copy: Bytes,
+}
+
+impl<'a> Section<'a> {
+    /// Copies `parsed`, the bytes the head was parsed from.
+    pub fn new(parsed: &'a [u8]) -> Section<'a> {
+        Section {
+            parsed,
+            copy: Bytes::copy_from_slice(parsed),
+        }
+    }
+
+    /// `part` (a slice of the parsed bytes) as a slice of the copy; a part from
+    /// elsewhere (httparse hands out only slices of its input) is copied on its own.
+    pub fn share(&self, part: &[u8]) -> Bytes {
+        let within = (part.as_ptr() as usize)
+            .checked_sub(self.parsed.as_ptr() as usize)
+            .filter(|start| start + part.len() <= self.parsed.len());
+        match within {
+            Some(start) => self.copy.slice(start..start + part.len()),
+            None => Bytes::copy_from_slice(part),
+        }
+    }
+}
+
 /// Fields that `httparse` parsed from `section` as a map (one of the thread's
-/// reused ones: `wharf_http::maps`); an error names the part that `http` refuses.
-/// The values share one copy of `section` (one allocation for the whole section
-/// instead of one per value).
+/// reused ones: `wharf_http::maps`), their values sharing the section's copy; an
+/// error names the part that `http` refuses.
 pub fn header_map(
     fields: &[httparse::Header<'_>],
-    section: &[u8],
+    section: &Section<'_>,
 ) -> Result<HeaderMap, &'static str> {
     let mut map = wharf_http::maps::take(fields.len());
-    let shared = Bytes::copy_from_slice(section);
-    let base = section.as_ptr() as usize;
     for f in fields {
         let name =
             HeaderName::from_bytes(f.name.as_bytes()).map_err(|_| "invalid header field name")?;
-        // httparse's values are slices of `section`; where one is not, it is copied.
-        let within = (f.value.as_ptr() as usize)
-            .checked_sub(base)
-            .filter(|start| start + f.value.len() <= section.len());
-        let value = match within {
-            Some(start) => {
-                HeaderValue::from_maybe_shared(shared.slice(start..start + f.value.len()))
-            }
-            None => HeaderValue::from_bytes(f.value),
-        }
-        .map_err(|_| "invalid header field value")?;
+        let value = HeaderValue::from_maybe_shared(section.share(f.value))
+            .map_err(|_| "invalid header field value")?;
         map.append(name, value);
     }
     Ok(map)

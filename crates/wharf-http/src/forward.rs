@@ -10,6 +10,7 @@
 //! a proxy the operator trusts, they are dropped and replaced, so that a client cannot
 //! make an upstream believe it came from somewhere else.
 
+use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
@@ -58,11 +59,11 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
     if headers.contains_key(header::CONNECTION) {
         // The options that name other fields than the ones removed anyway (`close`
-        // names none): usually there are none, and nothing is allocated.
+        // names none): usually there are none (`Connection: keep-alive` names one
+        // of those), and nothing is allocated, not even a name.
         let named: Vec<HeaderName> = tokens(headers, header::CONNECTION)
-            .filter(|o| !o.eq_ignore_ascii_case(b"close"))
+            .filter(|o| !names_kept_or_removed_anyway(o))
             .filter_map(|o| HeaderName::from_bytes(o).ok())
-            .filter(|n| *n != header::HOST && !ALWAYS_HOP_BY_HOP.contains(n))
             .collect();
         for name in &named {
             headers.remove(name);
@@ -71,6 +72,16 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     for name in &ALWAYS_HOP_BY_HOP {
         headers.remove(name);
     }
+}
+
+/// Whether a connection option needs no removal of its own: `close`, `Host` (never
+/// removed) and the fields removed whatever `Connection` says.
+fn names_kept_or_removed_anyway(option: &[u8]) -> bool {
+    option.eq_ignore_ascii_case(b"close")
+        || option.eq_ignore_ascii_case(b"host")
+        || ALWAYS_HOP_BY_HOP
+            .iter()
+            .any(|n| option.eq_ignore_ascii_case(n.as_str().as_bytes()))
 }
 
 /// Whether a request's `TE` field offers trailers (`TE: trailers`, RFC 9110 §10.1.4),
@@ -140,7 +151,7 @@ pub struct Hop<'a> {
     /// `http` or `https`: how the request reached this intermediary.
     pub proto: &'static str,
     /// The host the client asked for (`Host`, or the target's authority).
-    pub host: Option<&'a str>,
+    pub host: Option<&'a HeaderValue>,
 }
 
 /// Writes a `node` of RFC 7239 §6 for an address: IPv4 as it is, IPv6 in brackets,
@@ -219,29 +230,31 @@ pub fn set_forwarded(headers: &mut HeaderMap, hop: &Hop<'_>, trusted: bool) {
     }
     // Whether the message still has forwarding fields of a trusted proxy's.
     let kept = present && trusted;
-    // Values are built in Strings that the header values then own, uncopied.
-    let mut element = String::with_capacity(64);
-    element.push_str("for=");
-    push_node(&mut element, hop.client);
-    if let Some(host) = hop.host {
-        element.push_str(";host=");
-        push_value(&mut element, host);
-    }
-    element.push_str(";proto=");
-    element.push_str(hop.proto);
-    if let Ok(v) = HeaderValue::try_from(element) {
+    let host = hop.host.and_then(|h| h.to_str().ok());
+    let element = built(|out| {
+        out.push_str("for=");
+        push_node(out, hop.client);
+        if let Some(host) = host {
+            out.push_str(";host=");
+            push_value(out, host);
+        }
+        out.push_str(";proto=");
+        out.push_str(hop.proto);
+    });
+    if let Some(v) = element {
         headers.append(&FORWARDED, v);
     }
-    let mut xff = String::with_capacity(48);
     let earlier = kept
         .then(|| headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()))
         .flatten();
-    if let Some(earlier) = earlier {
-        xff.push_str(earlier);
-        xff.push_str(", ");
-    }
-    push_ip(&mut xff, hop.client);
-    if let Ok(v) = HeaderValue::try_from(xff) {
+    let xff = built(|out| {
+        if let Some(earlier) = earlier {
+            out.push_str(earlier);
+            out.push_str(", ");
+        }
+        push_ip(out, hop.client);
+    });
+    if let Some(v) = xff {
         headers.insert(&X_FORWARDED_FOR, v);
     }
     if !(kept && headers.contains_key(&X_FORWARDED_PROTO)) {
@@ -251,10 +264,28 @@ pub fn set_forwarded(headers: &mut HeaderMap, hop: &Hop<'_>, trusted: bool) {
         .host
         .filter(|_| !(kept && headers.contains_key(&X_FORWARDED_HOST)))
     {
-        if let Ok(v) = HeaderValue::from_str(host) {
-            headers.insert(&X_FORWARDED_HOST, v);
-        }
+        headers.insert(&X_FORWARDED_HOST, host.clone());
     }
+}
+
+/// A field value written by `write` into a per-thread scratch string and copied
+/// out once, so that the value holds exactly its bytes in one allocation (a `String`
+/// handed over as it is costs a second one, for the `Bytes` header that remembers its
+/// spare capacity). `None` if what was written cannot be a field value.
+fn built(write: impl FnOnce(&mut String)) -> Option<HeaderValue> {
+    /// Past this, the scratch is let go after use instead of kept (a long list of
+    /// earlier proxies in `X-Forwarded-For`).
+    const KEEP: usize = 512;
+    thread_local!(static SCRATCH: RefCell<String> = const { RefCell::new(String::new()) });
+    SCRATCH.with_borrow_mut(|out| {
+        out.clear();
+        write(out);
+        let value = HeaderValue::from_str(out).ok();
+        if out.capacity() > KEEP {
+            *out = String::new();
+        }
+        value
+    })
 }
 
 #[cfg(test)]
@@ -317,6 +348,11 @@ mod tests {
                 "§5.6.1: an option that is not a field name names nothing; empty elements skipped",
             ),
             (
+                &[("connection", "Keep-Alive, UPGRADE, te"), ("upgrade", "websocket"), ("te", "trailers"), ("x-c", "3")],
+                &["x-c"],
+                "§7.6.1: options naming fields removed anyway, in any case",
+            ),
+            (
                 &[("connection", "X-A"), ("connection", "x-b"), ("x-a", "1"), ("x-b", "2"), ("x-c", "3")],
                 &["x-c"],
                 "§5.3: several Connection lines are one list, names case-insensitive",
@@ -363,7 +399,7 @@ mod tests {
         let hop = Hop {
             client: "203.0.113.7".parse().unwrap(),
             proto: "https",
-            host: Some("a.test:8443"),
+            host: Some(&HeaderValue::from_static("a.test:8443")),
         };
         let lies = [
             ("forwarded", "for=10.0.0.1"),
@@ -407,7 +443,7 @@ mod tests {
         let hop = Hop {
             client: "2001:db8::1".parse().unwrap(),
             proto: "http",
-            host: Some("b.test"),
+            host: Some(&HeaderValue::from_static("b.test")),
         };
         set_forwarded(&mut h, &hop, false);
         assert_eq!(

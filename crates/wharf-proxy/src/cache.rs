@@ -39,7 +39,7 @@ use wharf_http::range::{self, ByteRange, RangeKind, RangeLimits};
 
 use std::str::FromStr;
 
-use wharf_http::conn::ConnInfo;
+use std::net::IpAddr;
 
 use crate::group::hash_key;
 use crate::{Body, Cidr, HashOn};
@@ -255,12 +255,13 @@ pub(crate) fn take_tags(headers: &mut HeaderMap) -> Vec<String> {
     found
 }
 
-/// The configured key additions of a request.
-pub(crate) fn extra(cfg: &CacheConfig, parts: &http::request::Parts) -> Extra {
-    let client = parts.extensions.get::<ConnInfo>().map(|c| c.peer.ip());
+/// The configured key additions of a request from `client`.
+pub(crate) fn extra(cfg: &CacheConfig, parts: &http::request::Parts, client: IpAddr) -> Extra {
     cfg.key
         .iter()
-        .map(|on| hash_key(on, &parts.headers, parts.uri.path(), client).map(|v| v.into_owned()))
+        .map(|on| {
+            hash_key(on, &parts.headers, parts.uri.path(), Some(client)).map(|v| v.into_owned())
+        })
         .collect()
 }
 
@@ -451,20 +452,14 @@ impl Shared {
 
     /// Whether it answers a waiting request: a plain GET (conditions, ranges and
     /// HEAD are answered from the store once the response is whole) with the same
-    /// `Vary` fields and key additions.
-    pub(crate) fn answers(&self, cache: &Cache, parts: &http::request::Parts) -> bool {
+    /// `Vary` fields and key additions (`extra`, the request's).
+    pub(crate) fn answers(&self, parts: &http::request::Parts, extra: &Extra) -> bool {
         use http::header::{IF_MODIFIED_SINCE, IF_NONE_MATCH, RANGE};
         let plain = parts.method == http::Method::GET
             && ![RANGE, IF_NONE_MATCH, IF_MODIFIED_SINCE]
                 .iter()
                 .any(|h| parts.headers.contains_key(h));
-        plain
-            && same_variant(
-                &self.vary,
-                &self.extra,
-                &parts.headers,
-                &extra(&cache.cfg, parts),
-            )
+        plain && same_variant(&self.vary, &self.extra, &parts.headers, extra)
     }
 }
 
@@ -481,15 +476,15 @@ pub(crate) fn client_parts(method: &http::Method, headers: &HeaderMap) -> http::
 /// stream when it is shared and answers this request, else `None` once the leader is
 /// done (or after `patience`), to look again.
 pub(crate) async fn wait(
-    cache: &Cache,
     mut progress: Progress,
     parts: &http::request::Parts,
+    extra: &Extra,
     patience: Duration,
 ) -> Option<http::Response<Body>> {
     let waiting = async {
         loop {
             let shared = progress.borrow_and_update().clone();
-            if let Some(shared) = shared.filter(|s| s.answers(cache, parts)) {
+            if let Some(shared) = shared.filter(|s| s.answers(parts, extra)) {
                 let status = format!(
                     "wharf; fwd=uri-miss; fwd-status={}; collapsed",
                     shared.status.as_u16()
@@ -956,14 +951,14 @@ pub(crate) enum Found {
 pub(crate) fn lookup(
     cache: &Arc<Cache>,
     parts: &http::request::Parts,
+    extra: &Extra,
     key: &Key,
     collapse: bool,
     explain: bool,
 ) -> Found {
     let now = SystemTime::now();
     let epoch = cache.epoch(key);
-    let extra = extra(&cache.cfg, parts);
-    let (chosen, any) = cache.select(key, |e| e.answers(&parts.headers, &extra));
+    let (chosen, any) = cache.select(key, |e| e.answers(&parts.headers, extra));
     let chosen = chosen.as_ref();
     let only_if_cached = CacheControl::from_headers(&parts.headers).only_if_cached;
     let refresh = parts.extensions.get::<crate::Refresh>().is_some();
@@ -1511,7 +1506,7 @@ mod tests {
         };
         let (mut parts, ()) = http::Request::new(()).into_parts();
         parts.extensions.insert(crate::Refresh);
-        match lookup(&cache, &parts, &key("/r"), true, false) {
+        match lookup(&cache, &parts, &Vec::new(), &key("/r"), true, false) {
             Found::Forward(l) => assert!(l.stale.is_none() && l.leader.is_none()),
             _ => panic!("a refresh goes upstream"),
         }

@@ -38,7 +38,7 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, Empty};
-use wharf_http::conn::{ConnInfo, TlsInfo};
+use wharf_http::conn::ConnInfo;
 use wharf_http::forward;
 use wharf_http::interim::Interim;
 use wharf_http::Explain;
@@ -172,6 +172,20 @@ impl Config {
             trusted_proxies: Vec::new(),
         }
     }
+}
+
+/// What the transport said of a client's connection, which the proxy passes on: its
+/// addresses (for `Forwarded`, `X-Forwarded-For`, hashing and the purge check),
+/// whether TLS carried it (the forwarded scheme), and where its `103`s go. An
+/// argument rather than request extensions, which cost three allocations a request.
+#[derive(Clone)]
+pub struct Client {
+    /// The connection's addresses.
+    pub conn: ConnInfo,
+    /// The request came over TLS (or QUIC).
+    pub tls: bool,
+    /// The transport's sender of `103 Early Hints`, where it has one.
+    pub interim: Option<Interim>,
 }
 
 /// The reverse proxy service (cheap to share: its state is behind one `Arc`, which
@@ -309,13 +323,15 @@ impl Proxy {
     /// that fails. With `explain`, the reason is also sent as `Wharf-Explain` (it is
     /// always in the response's `Explain` extension, for the access log).
     ///
-    /// `upgrade` is the transport's promise of the client's connection after a `101`
-    /// (or a `200` to an extended CONNECT), for upgrades passed through to the
-    /// upstream; without it, an HTTP/1.1 `Upgrade` is not passed on.
+    /// `client` is what the transport said of the client's connection. `upgrade` is
+    /// the transport's promise of the client's connection after a `101` (or a `200`
+    /// to an extended CONNECT), for upgrades passed through to the upstream; without
+    /// it, an HTTP/1.1 `Upgrade` is not passed on.
     pub async fn serve<B, U, S, E>(
         &self,
         group: usize,
         req: Request<B>,
+        client: Client,
         upgrade: Option<U>,
         explain: bool,
     ) -> Response<Body>
@@ -327,7 +343,7 @@ impl Proxy {
     {
         let inner = &self.0;
         let (mut res, why) = match inner
-            .forward(&inner.groups[group], req, upgrade, explain)
+            .forward(&inner.groups[group], req, &client, upgrade, explain)
             .await
         {
             Ok(answer) => answer,
@@ -353,6 +369,7 @@ impl Inner {
         self: &Arc<Self>,
         group: &Arc<Group>,
         req: Request<B>,
+        client: &Client,
         client_upgrade: Option<U>,
         explain: bool,
     ) -> Result<(Response<Body>, Option<String>), Failure>
@@ -364,7 +381,8 @@ impl Inner {
     {
         let (mut parts, body) = req.into_parts();
         if let (Some(c), true) = (&self.cache, parts.method.as_str() == "PURGE") {
-            return purge(c, &parts).map(|(res, why)| (res, explain.then_some(why)));
+            return purge(c, &parts, client.conn.peer.ip())
+                .map(|(res, why)| (res, explain.then_some(why)));
         }
         // An upgrade is passed on only where the transport can hand over the client's
         // connection.
@@ -390,13 +408,14 @@ impl Inner {
         let cacheable = matches!(parts.method, Method::GET | Method::HEAD) && upgrade.is_none();
         let key = self.cache.as_ref().map(|_| cache_key(&parts));
         if let (Some(c), Some(key), true) = (&self.cache, &key, cacheable) {
+            let extra = cache::extra(&c.cfg, &parts, client.conn.peer.ip());
             // A miss waits for the same target's fetch in flight, once; after that it
             // looks again and, still missing, goes upstream itself.
             let mut waited = false;
             c.load(key).await;
             loop {
                 let collapse = !waited && c.cfg.key.is_empty();
-                match cache::lookup(c, &parts, key, collapse, explain) {
+                match cache::lookup(c, &parts, &extra, key, collapse, explain) {
                     cache::Found::Hit(mut res, why) => {
                         if waited {
                             let status = format!(
@@ -421,14 +440,19 @@ impl Inner {
                     }
                     cache::Found::Refresh(res, why, leader) => {
                         let refresh = refresh_request(&parts);
-                        tokio::spawn(self.clone().refresh(group.clone(), refresh, leader));
+                        // Its 103s would reach nobody.
+                        let client = Client {
+                            interim: None,
+                            ..client.clone()
+                        };
+                        tokio::spawn(self.clone().refresh(group.clone(), refresh, client, leader));
                         return Ok((res, explain.then_some(why)));
                     }
                     cache::Found::Wait(progress) => {
                         tracing::debug!(target: "wharf::proxy", host = %key.0, target = %key.1, "collapsed: waiting for the same request in flight");
                         let patience = self.cfg.response_timeout;
                         // Boxed: rare, and every request's future would carry its room.
-                        let wait = Box::pin(cache::wait(c, progress, &parts, patience));
+                        let wait = Box::pin(cache::wait(progress, &parts, &extra, patience));
                         if let Some(res) = wait.await {
                             let why = explain.then(|| "cache: collapsed into the request in flight, streamed as it arrives".to_owned());
                             return Ok((res, why));
@@ -449,7 +473,7 @@ impl Inner {
             .and(lookup.as_ref())
             .map(|l| l.request.clone());
         let outcome = async {
-            let mut head = self.upstream_head(&mut parts, upgrade.as_ref());
+            let mut head = self.upstream_head(&mut parts, client, upgrade.as_ref());
             if let Some(stale) = lookup.as_ref().and_then(|l| l.stale.as_ref()) {
                 head.headers
                     .extend(wharf_http::cache::validators(&stale.headers));
@@ -464,14 +488,13 @@ impl Inner {
             } else {
                 body::Limited::new(body, self.cfg.max_body, over.clone()).boxed_unsync()
             });
-            let client = parts.extensions.get::<ConnInfo>().map(|c| c.peer.ip());
             let members = group.members();
             let mut tried: Vec<usize> = Vec::new();
             // The failed attempts so far: their status and reason.
             let mut earlier: Vec<(StatusCode, String)> = Vec::new();
             for _ in 0..=self.cfg.retries {
                 let Some((i, picked)) =
-                    group.pick(&members, &head.headers, parts.uri.path(), client, &tried)
+                    group.pick(&members, &head.headers, parts.uri.path(), Some(client.conn.peer.ip()), &tried)
                 else {
                     break;
                 };
@@ -518,8 +541,7 @@ impl Inner {
                 }
                 let in_flight = member.start();
                 let reused = conn.reused;
-                let hints = parts.extensions.get::<Interim>();
-                let sent = conn.sender.send(req, hints, Some(pool.clone()));
+                let sent = conn.sender.send(req, client.interim.as_ref(), Some(pool.clone()));
                 let res = match tokio::time::timeout(self.cfg.response_timeout, sent).await {
                     Ok(Ok(res)) => res,
                     Err(_) => {
@@ -608,7 +630,7 @@ impl Inner {
                         c.remove(&l.key);
                         let again = refetch_request(&parts, &l.request);
                         drop(lookup.take()); // lets waiters for this target go
-                        let (res, refetched) = self.clone().refetch(group.clone(), again, explain).await?;
+                        let (res, refetched) = self.clone().refetch(group.clone(), again, client.clone(), explain).await?;
                         let why = why.zip(refetched).map(|(w, r)| {
                             format!("{w}; cache: the 304 named another representation, asked again: {r}")
                         });
@@ -677,6 +699,7 @@ impl Inner {
     fn upstream_head(
         &self,
         parts: &mut http::request::Parts,
+        client: &Client,
         upgrade: Option<&tunnel::Upgrade>,
     ) -> Head {
         let target = if parts.method == Method::OPTIONS && parts.uri.path() == "*" {
@@ -700,24 +723,14 @@ impl Inner {
         // first reads the body to send it on.
         headers.remove(header::EXPECT);
         headers.remove(header::HOST);
-        let conn = parts.extensions.get::<ConnInfo>();
-        if let Some(conn) = conn {
-            let trusted = self
-                .cfg
-                .trusted_proxies
-                .iter()
-                .any(|c| c.contains(conn.peer.ip()));
-            let hop = forward::Hop {
-                client: conn.peer.ip(),
-                proto: if parts.extensions.get::<TlsInfo>().is_some() {
-                    "https"
-                } else {
-                    "http"
-                },
-                host: host.as_deref(),
-            };
-            forward::set_forwarded(&mut headers, &hop, trusted);
-        }
+        let peer = client.conn.peer.ip();
+        let trusted = self.cfg.trusted_proxies.iter().any(|c| c.contains(peer));
+        let hop = forward::Hop {
+            client: peer,
+            proto: if client.tls { "https" } else { "http" },
+            host: host.as_ref(),
+        };
+        forward::set_forwarded(&mut headers, &hop, trusted);
         self.via.append(&mut headers, parts.version);
         if let Some(up) = upgrade {
             up.request_fields(&mut headers);
@@ -743,10 +756,10 @@ impl Inner {
         *req.uri_mut() = Uri::from(head.target.clone());
         *req.version_mut() = Version::HTTP_11;
         let host = match (&self.cfg.host, &head.host) {
-            (HostHeader::Keep, Some(h)) => h.as_str(),
-            _ => upstream.authority().as_str(),
+            (HostHeader::Keep, Some(h)) => Some(h.clone()),
+            _ => HeaderValue::from_str(upstream.authority().as_str()).ok(),
         };
-        if let Ok(v) = HeaderValue::from_str(host) {
+        if let Some(v) = host {
             headers.insert(header::HOST, v);
         }
         *req.headers_mut() = headers;
@@ -856,15 +869,14 @@ struct Head {
     method: Method,
     target: PathAndQuery,
     /// The host the client named (`Host`, or the target's authority).
-    host: Option<String>,
+    host: Option<HeaderValue>,
     headers: HeaderMap,
     /// The client asked for trailers (`TE: trailers`).
     te_trailers: bool,
 }
 
 /// A request the proxy makes itself on a client's behalf: `method` for the client's
-/// target with `headers`, what the transport said of the client's connection (its
-/// address and TLS, for the forwarding fields), and `mark`.
+/// target with `headers`, and `mark`.
 fn own_request<M: Clone + Send + Sync + 'static>(
     parts: &http::request::Parts,
     method: Method,
@@ -876,12 +888,6 @@ fn own_request<M: Clone + Send + Sync + 'static>(
     *req.uri_mut() = parts.uri.clone();
     *req.headers_mut() = headers;
     req.extensions_mut().insert(mark);
-    if let Some(conn) = parts.extensions.get::<ConnInfo>() {
-        req.extensions_mut().insert(*conn);
-    }
-    if let Some(tls) = parts.extensions.get::<TlsInfo>() {
-        req.extensions_mut().insert(tls.clone());
-    }
     req
 }
 
@@ -891,13 +897,9 @@ fn refresh_request(parts: &http::request::Parts) -> Request<RequestBody> {
 }
 
 /// A request asked again without the cache's validators (after a `304` that matched
-/// no stored response): the client's method, target and fields, and its 103s.
+/// no stored response): the client's method, target and fields.
 fn refetch_request(parts: &http::request::Parts, client: &HeaderMap) -> Request<RequestBody> {
-    let mut req = own_request(parts, parts.method.clone(), client.clone(), Refetch);
-    if let Some(interim) = parts.extensions.get::<Interim>() {
-        req.extensions_mut().insert(interim.clone());
-    }
-    req
+    own_request(parts, parts.method.clone(), client.clone(), Refetch)
 }
 
 /// Marks a request asked again after a `304` that matched no stored response: the
@@ -913,6 +915,7 @@ impl Inner {
         self: Arc<Self>,
         group: Arc<Group>,
         req: Request<RequestBody>,
+        client: Client,
         explain: bool,
     ) -> std::pin::Pin<
         Box<
@@ -922,7 +925,8 @@ impl Inner {
     > {
         Box::pin(async move {
             type NoUpgrade = std::future::Ready<Result<tokio::io::DuplexStream, io::Error>>;
-            self.forward(&group, req, None::<NoUpgrade>, explain).await
+            self.forward(&group, req, &client, None::<NoUpgrade>, explain)
+                .await
         })
     }
 
@@ -933,12 +937,16 @@ impl Inner {
         self: Arc<Self>,
         group: Arc<Group>,
         req: Request<RequestBody>,
+        client: Client,
         leader: cache::Leader,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
         Box::pin(async move {
             type NoUpgrade = std::future::Ready<Result<tokio::io::DuplexStream, io::Error>>;
             let target = req.uri().clone();
-            match self.forward(&group, req, None::<NoUpgrade>, false).await {
+            match self
+                .forward(&group, req, &client, None::<NoUpgrade>, false)
+                .await
+            {
                 Ok((res, _)) => {
                     let _ = res.into_body().collect().await;
                 }
@@ -962,13 +970,12 @@ static PURGE_MODE: header::HeaderName = header::HeaderName::from_static("wharf-p
 fn purge(
     cache: &cache::Cache,
     parts: &http::request::Parts,
+    client: IpAddr,
 ) -> Result<(Response<Body>, String), Failure> {
-    let client = parts.extensions.get::<ConnInfo>().map(|c| c.peer.ip());
-    if !client.is_some_and(|ip| cache.cfg.purge_from.iter().any(|n| n.contains(ip))) {
-        let who = client.map_or("an unknown address".into(), |ip| ip.to_string());
+    if !cache.cfg.purge_from.iter().any(|n| n.contains(client)) {
         return Err(Failure::new(
             StatusCode::FORBIDDEN,
-            format!("403: purging is not allowed from {who} (see purge_from)"),
+            format!("403: purging is not allowed from {client} (see purge_from)"),
         ));
     }
     let soft = parts
@@ -1007,25 +1014,20 @@ fn purge(
 }
 
 /// The host (with port) a request names: its target's authority (HTTP/2 and HTTP/3,
-/// absolute form), else its `Host` field.
-fn named_host(parts: &http::request::Parts) -> Option<String> {
-    parts
-        .uri
-        .authority()
-        .map(|a| a.as_str().to_owned())
-        .or_else(|| {
-            parts
-                .headers
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_owned)
-        })
+/// absolute form), else its `Host` field (shared with the request, not copied).
+fn named_host(parts: &http::request::Parts) -> Option<HeaderValue> {
+    match parts.uri.authority() {
+        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+        None => parts.headers.get(header::HOST).cloned(),
+    }
 }
 
 /// A request's cache key: its host (the target's authority, else `Host`, in lower
 /// case) and its path with query.
 fn cache_key(parts: &http::request::Parts) -> cache::Key {
-    let host = named_host(parts).unwrap_or_default().to_ascii_lowercase();
+    let host = named_host(parts)
+        .and_then(|h| h.to_str().ok().map(str::to_ascii_lowercase))
+        .unwrap_or_default();
     let target = parts
         .uri
         .path_and_query()

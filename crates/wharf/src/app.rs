@@ -246,18 +246,15 @@ impl wharf_server::Service for App {
                 let upgrade = req.extensions_mut().remove::<OnUpgrade>();
                 // The proxy forwards the client's address and scheme (Forwarded,
                 // X-Forwarded-*) and its upstream's 103s.
-                let ext = req.extensions_mut();
-                ext.insert(exchange.conn);
-                if let Some(tls) = exchange.tls {
-                    ext.insert(tls.clone());
-                }
-                if let Some(interim) = exchange.interim {
-                    ext.insert(interim);
-                }
+                let client = wharf_proxy::Client {
+                    conn: exchange.conn,
+                    tls: exchange.tls.is_some(),
+                    interim: exchange.interim,
+                };
                 // Each service's future is made inside its box, not moved there: the
                 // proxy's is kilobytes.
                 Box::pin(async move {
-                    let forward = proxy.serve(group, req, upgrade, explain);
+                    let forward = proxy.serve(group, req, client, upgrade, explain);
                     forward.await.map(Body::Proxy)
                 })
             } else if let Some(hub) = self.hub.as_ref().filter(|h| h.handles(req.uri().path())) {

@@ -18,7 +18,9 @@ use std::mem::MaybeUninit;
 
 use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT};
 use http::{HeaderMap, Method, StatusCode, Uri, Version};
-use wharf_h1::framing::{content_length, header_map, persists, transfer_coding, Coding, Present};
+use wharf_h1::framing::{
+    content_length, header_map, persists, transfer_coding, Coding, Present, Section,
+};
 
 /// More header fields than this are never parsed, whatever `max_headers` says.
 pub(crate) const MAX_HEADERS: usize = 256;
@@ -151,8 +153,9 @@ fn build(req: &httparse::Request<'_, '_>, section: &[u8]) -> Result<Head, Reject
     } else {
         Version::HTTP_11
     };
-    let uri = target_uri(&method, target)?;
-    let headers = header_map(req.headers, section).map_err(|why| reject(BAD, why))?;
+    let section = Section::new(section);
+    let uri = target_uri(&method, target, &section)?;
+    let headers = header_map(req.headers, &section).map_err(|why| reject(BAD, why))?;
     // Each rule below reads its field only when the request has it.
     let present = Present::of(&headers);
     let framing = if present.content_length || present.transfer_encoding {
@@ -188,9 +191,8 @@ fn build(req: &httparse::Request<'_, '_>, section: &[u8]) -> Result<Head, Reject
 
 /// RFC 9112 §3.2: origin-form, absolute-form, authority-form (CONNECT only) and
 /// asterisk-form (OPTIONS only).
-fn target_uri(method: &Method, target: &str) -> Result<Uri, Reject> {
-    let uri: Uri = target
-        .parse()
+fn target_uri(method: &Method, target: &str, section: &Section<'_>) -> Result<Uri, Reject> {
+    let uri = Uri::from_maybe_shared(section.share(target.as_bytes()))
         .map_err(|_| reject(BAD, "invalid request target"))?;
     let asterisk = target == "*";
     let authority_form = uri.scheme().is_none() && uri.authority().is_some();
