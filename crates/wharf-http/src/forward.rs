@@ -29,10 +29,13 @@ pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-h
 /// `Forwarded` (RFC 7239).
 pub static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 
-/// Fields that are hop-by-hop whether or not `Connection` names them: RFC 9110
-/// §7.6.1 names `Proxy-Connection`, `Keep-Alive`, `TE`, `Transfer-Encoding` and
+/// How many fields [`ALWAYS_HOP_BY_HOP`] has.
+const ALWAYS: usize = 6;
+
+/// Fields that are hop-by-hop whether or not `Connection` names them (`Connection`
+/// first): RFC 9110 §7.6.1 names `Proxy-Connection`, `Keep-Alive`, `TE`, `Transfer-Encoding` and
 /// `Upgrade` ("even if they are not nominated as connection options").
-static ALWAYS_HOP_BY_HOP: [HeaderName; 6] = [
+static ALWAYS_HOP_BY_HOP: [HeaderName; ALWAYS] = [
     header::CONNECTION,
     HeaderName::from_static("proxy-connection"),
     HeaderName::from_static("keep-alive"),
@@ -52,12 +55,16 @@ static ALWAYS_HOP_BY_HOP: [HeaderName; 6] = [
 /// `Host` is never removed, whatever `Connection` says: a request without it cannot
 /// be routed, and no client has a reason to name it.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    // Most messages carry none of these: one pass over the names finds out, where
-    // removing each by name would hash every one of them.
-    if !headers.keys().any(|k| ALWAYS_HOP_BY_HOP.contains(k)) {
-        return;
+    // One pass over the names finds which of these the message has (usually none,
+    // or only `Connection`): removing each by name would hash all six every time.
+    let mut present = [false; ALWAYS];
+    for name in headers.keys() {
+        if let Some(i) = ALWAYS_HOP_BY_HOP.iter().position(|n| n == name) {
+            present[i] = true;
+        }
     }
-    if headers.contains_key(header::CONNECTION) {
+    // `Connection` is the first of them.
+    if present[0] {
         // The options that name other fields than the ones removed anyway (`close`
         // names none): usually there are none (`Connection: keep-alive` names one
         // of those), and nothing is allocated, not even a name.
@@ -69,7 +76,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
             headers.remove(name);
         }
     }
-    for name in &ALWAYS_HOP_BY_HOP {
+    for (name, _) in ALWAYS_HOP_BY_HOP.iter().zip(present).filter(|(_, p)| *p) {
         headers.remove(name);
     }
 }
@@ -230,30 +237,21 @@ pub fn set_forwarded(headers: &mut HeaderMap, hop: &Hop<'_>, trusted: bool) {
     }
     // Whether the message still has forwarding fields of a trusted proxy's.
     let kept = present && trusted;
-    let host = hop.host.and_then(|h| h.to_str().ok());
-    let element = built(|out| {
-        out.push_str("for=");
-        push_node(out, hop.client);
-        if let Some(host) = host {
-            out.push_str(";host=");
-            push_value(out, host);
-        }
-        out.push_str(";proto=");
-        out.push_str(hop.proto);
-    });
+    let (element, own_xff) = hop_values(hop);
     if let Some(v) = element {
         headers.append(&FORWARDED, v);
     }
     let earlier = kept
         .then(|| headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()))
         .flatten();
-    let xff = built(|out| {
-        if let Some(earlier) = earlier {
+    let xff = match earlier {
+        Some(earlier) => built(|out| {
             out.push_str(earlier);
             out.push_str(", ");
-        }
-        push_ip(out, hop.client);
-    });
+            push_ip(out, hop.client);
+        }),
+        None => own_xff,
+    };
     if let Some(v) = xff {
         headers.insert(&X_FORWARDED_FOR, v);
     }
@@ -266,6 +264,63 @@ pub fn set_forwarded(headers: &mut HeaderMap, hop: &Hop<'_>, trusted: bool) {
     {
         headers.insert(&X_FORWARDED_HOST, host.clone());
     }
+}
+
+/// The forwarding values of the last hop seen on a thread, shared with the next
+/// request of the same client for the same host (as most are: a connection's
+/// requests all come from its client). Building and checking them cost more than
+/// the rest of forwarding a request's fields.
+struct LastHop {
+    client: IpAddr,
+    proto: &'static str,
+    host: Option<Vec<u8>>,
+    forwarded: Option<HeaderValue>,
+    xff: Option<HeaderValue>,
+}
+
+/// Hosts longer than this are not remembered (a copy of one is kept per thread).
+const REMEMBERED_HOST: usize = 255;
+
+/// This hop's `Forwarded` element (`for=…;host=…;proto=…`) and its address for
+/// `X-Forwarded-For`, `None` where one cannot be a field value.
+fn hop_values(hop: &Hop<'_>) -> (Option<HeaderValue>, Option<HeaderValue>) {
+    thread_local!(static LAST: RefCell<Option<LastHop>> = const { RefCell::new(None) });
+    let host = hop.host.map(HeaderValue::as_bytes);
+    LAST.with_borrow_mut(|last| {
+        let same = |l: &&LastHop| {
+            l.client == hop.client && l.proto == hop.proto && l.host.as_deref() == host
+        };
+        if let Some(l) = last.as_ref().filter(same) {
+            return (l.forwarded.clone(), l.xff.clone());
+        }
+        let forwarded = forwarded_element(hop);
+        let xff = built(|out| push_ip(out, hop.client));
+        if host.is_none_or(|h| h.len() <= REMEMBERED_HOST) {
+            *last = Some(LastHop {
+                client: hop.client,
+                proto: hop.proto,
+                host: host.map(<[u8]>::to_vec),
+                forwarded: forwarded.clone(),
+                xff: xff.clone(),
+            });
+        }
+        (forwarded, xff)
+    })
+}
+
+/// One `Forwarded` element for `hop` (RFC 7239 §4).
+fn forwarded_element(hop: &Hop<'_>) -> Option<HeaderValue> {
+    let host = hop.host.and_then(|h| h.to_str().ok());
+    built(|out| {
+        out.push_str("for=");
+        push_node(out, hop.client);
+        if let Some(host) = host {
+            out.push_str(";host=");
+            push_value(out, host);
+        }
+        out.push_str(";proto=");
+        out.push_str(hop.proto);
+    })
 }
 
 /// A field value written by `write` into a per-thread scratch string and copied
@@ -435,6 +490,57 @@ mod tests {
             "the first proxy saw it"
         );
         assert_eq!(lines(&h, "x-forwarded-host"), ["admin.internal"]);
+    }
+
+    #[test]
+    fn values_are_made_again_for_another_client_host_or_scheme() {
+        let a = HeaderValue::from_static("a.test");
+        let b = HeaderValue::from_static("b.test");
+        let hop = |client: &str, proto, host| Hop {
+            client: client.parse().unwrap(),
+            proto,
+            host,
+        };
+        // (hop, Forwarded, X-Forwarded-For), in order on one thread: each row after
+        // the first differs from the one before in one thing, or in none.
+        let table = [
+            (
+                hop("192.0.2.1", "http", Some(&a)),
+                "for=192.0.2.1;host=a.test;proto=http",
+                "192.0.2.1",
+            ),
+            (
+                hop("192.0.2.1", "http", Some(&a)),
+                "for=192.0.2.1;host=a.test;proto=http",
+                "192.0.2.1",
+            ),
+            (
+                hop("192.0.2.1", "http", Some(&b)),
+                "for=192.0.2.1;host=b.test;proto=http",
+                "192.0.2.1",
+            ),
+            (
+                hop("192.0.2.1", "https", Some(&b)),
+                "for=192.0.2.1;host=b.test;proto=https",
+                "192.0.2.1",
+            ),
+            (
+                hop("192.0.2.9", "https", Some(&b)),
+                "for=192.0.2.9;host=b.test;proto=https",
+                "192.0.2.9",
+            ),
+            (
+                hop("192.0.2.9", "https", None),
+                "for=192.0.2.9;proto=https",
+                "192.0.2.9",
+            ),
+        ];
+        for (hop, forwarded, xff) in &table {
+            let mut h = HeaderMap::new();
+            set_forwarded(&mut h, hop, false);
+            assert_eq!(lines(&h, "forwarded"), [*forwarded]);
+            assert_eq!(lines(&h, "x-forwarded-for"), [*xff]);
+        }
     }
 
     #[test]
