@@ -195,6 +195,15 @@ impl Connection {
     /// Several requests may be in flight at once: each call takes its own handle
     /// to the connection.
     pub async fn start(&self, req: Request<Bytes>) -> anyhow::Result<Incoming> {
+        self.start_with_trailers(req, None).await
+    }
+
+    /// [`Self::start`], sending `trailers` (when given) after the body.
+    pub async fn start_with_trailers(
+        &self,
+        req: Request<Bytes>,
+        trailers: Option<http::HeaderMap>,
+    ) -> anyhow::Result<Incoming> {
         let (head, body) = req.into_parts();
         let mut send = self.send.clone();
         let mut stream = send
@@ -206,6 +215,12 @@ impl Connection {
                 .send_data(body)
                 .await
                 .map_err(|e| anyhow!("request body: {e}"))?;
+        }
+        if let Some(trailers) = trailers {
+            stream
+                .send_trailers(trailers)
+                .await
+                .map_err(|e| anyhow!("request trailers: {e}"))?;
         }
         // A server may answer before it has read the whole request and ask the client
         // to stop sending (RFC 9114 §4.1); the response still counts, so a failed

@@ -21,7 +21,7 @@ use bytes::{Buf, Bytes};
 use futures_util::stream::{FuturesUnordered, StreamExt as _};
 use h3::server::RequestStream;
 use http::{Request, Response, StatusCode};
-use http_body::Body;
+use http_body::{Body, Frame};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wharf_http::conn::TlsInfo;
 use wharf_http::interim::EarlyHints;
@@ -357,23 +357,73 @@ where
     let _ = send.finish().await;
 }
 
-/// A request's body: the stream's receiving side, the chunk [`request_body`] found
-/// there before the service was called, and its length as declared and as received.
+/// A request's body: the stream's receiving side, the frame [`request_body`] found
+/// there before the service was called, its length as declared and as received,
+/// and how far it is read.
 pub(crate) struct Incoming {
     recv: RecvSide,
-    first: Option<io::Result<Bytes>>,
+    first: Option<io::Result<Frame<Bytes>>>,
     declared: Option<u64>,
     received: u64,
+    read: Read,
+}
+
+/// How far a request stream is read.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Read {
+    Data,
+    /// The DATA frames are over; trailers may follow.
+    Trailers,
+    Done,
 }
 
 impl Incoming {
-    /// Reads the body's next chunk.
-    pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {
+    /// Reads the body's next frame: DATA, then trailers if the client sent some.
+    pub(crate) fn poll_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<io::Result<Frame<Bytes>>>> {
         if let Some(first) = self.first.take() {
             return Poll::Ready(Some(first));
         }
-        let next = std::task::ready!(poll_recv(&mut self.recv, cx));
-        Poll::Ready(self.count(next))
+        if self.read == Read::Data {
+            let next = std::task::ready!(poll_recv(&mut self.recv, cx));
+            match self.count(next) {
+                Some(Ok(chunk)) => return Poll::Ready(Some(Ok(Frame::data(chunk)))),
+                Some(Err(e)) => {
+                    self.read = Read::Done;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                None => self.read = Read::Trailers,
+            }
+        }
+        if self.read == Read::Done {
+            return Poll::Ready(None);
+        }
+        let trailers = std::task::ready!(self.recv.poll_recv_trailers(cx));
+        self.read = Read::Done;
+        Poll::Ready(match trailers {
+            Ok(None) => None,
+            Ok(Some(fields)) => Some(self.checked_trailers(fields)),
+            Err(e) => Some(Err(io::Error::other(e))),
+        })
+    }
+
+    /// RFC 9114 §4.2: connection-specific fields make trailers malformed as they do
+    /// a head (H3_MESSAGE_ERROR). (The h3 crate drops pseudo-header fields from
+    /// trailers, which §4.3 calls malformed, instead of reporting them.)
+    fn checked_trailers(&mut self, fields: http::HeaderMap) -> io::Result<Frame<Bytes>> {
+        let malformed = fields
+            .keys()
+            .any(wharf_http::fields::is_connection_specific);
+        if malformed {
+            self.recv.stop_sending(h3::error::Code::H3_MESSAGE_ERROR);
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "a connection-specific field in the request's trailers",
+            ));
+        }
+        Ok(Frame::trailers(fields))
     }
 
     /// RFC 9114 §4.1.2: a request whose DATA does not add up to its Content-Length is
@@ -421,12 +471,13 @@ fn request_body(recv: RecvSide, declared: Option<u64>) -> RequestBody {
         first: None,
         declared,
         received: 0,
+        read: Read::Data,
     };
     let mut cx = Context::from_waker(std::task::Waker::noop());
-    match body.poll_recv(&mut cx) {
+    match body.poll_frame(&mut cx) {
         Poll::Ready(None) => {
-            // The end, or trailers (which are not read): the client is told, as
-            // when a service drops a body it has not read to the end.
+            // The end. Should the stream still be open, the client is asked to stop
+            // with H3_NO_ERROR, not with the code quinn would send as it is dropped.
             body.stop_sending(h3::error::Code::H3_NO_ERROR);
             RequestBody::empty()
         }

@@ -92,7 +92,7 @@ impl Body for RequestBody {
             Kind::Empty => Poll::Ready(None),
             Kind::H1(b) => b.poll_frame(cx),
             Kind::H2(b) => Pin::new(b).poll_frame(cx),
-            Kind::H3(b) => b.poll_recv(cx).map(|r| r.map(|r| r.map(Frame::data))),
+            Kind::H3(b) => b.poll_frame(cx),
         }
     }
 

@@ -33,6 +33,8 @@ struct Seen {
     body_len: usize,
     /// Whether the body arrived whole.
     complete: bool,
+    /// The trailer section of a chunked body, a line per field.
+    trailers: String,
 }
 
 impl Seen {
@@ -123,6 +125,7 @@ fn serve_connection(
             head,
             body_len: 0,
             complete: true,
+            trailers: String::new(),
         };
         let length = req
             .field("content-length")
@@ -132,7 +135,7 @@ fn serve_connection(
             .field("transfer-encoding")
             .iter()
             .any(|v| v.contains("chunked"));
-        req.complete = read_body(&mut r, length, chunked, &mut req.body_len);
+        req.complete = read_body(&mut r, length, chunked, &mut req);
         seen.lock().unwrap().push(req.clone());
         if !req.complete {
             return;
@@ -166,8 +169,9 @@ fn serve_connection(
     }
 }
 
-/// Reads a request body; false when the connection ended first.
-fn read_body(r: &mut impl BufRead, length: Option<usize>, chunked: bool, got: &mut usize) -> bool {
+/// Reads a request body into `seen`; false when the connection ended first.
+fn read_body(r: &mut impl BufRead, length: Option<usize>, chunked: bool, seen: &mut Seen) -> bool {
+    let got = &mut seen.body_len;
     const BUF: usize = 64 << 10;
     let mut buf = vec![0u8; BUF];
     if chunked {
@@ -177,6 +181,20 @@ fn read_body(r: &mut impl BufRead, length: Option<usize>, chunked: bool, got: &m
                 return false;
             }
             let n = usize::from_str_radix(size.trim().split(';').next().unwrap(), 16).unwrap();
+            if n == 0 {
+                // The trailer section, to its empty line.
+                loop {
+                    let mut line = String::new();
+                    if r.read_line(&mut line).unwrap_or(0) == 0 {
+                        return false;
+                    }
+                    if line == "\r\n" {
+                        return true;
+                    }
+                    seen.trailers.push_str(line.trim_end());
+                    seen.trailers.push('\n');
+                }
+            }
             let mut left = n + 2;
             while left > 0 {
                 let k = match r.read(&mut buf[..left.min(BUF)]) {
@@ -186,9 +204,6 @@ fn read_body(r: &mut impl BufRead, length: Option<usize>, chunked: bool, got: &m
                 left -= k;
             }
             *got += n;
-            if n == 0 {
-                return true;
-            }
         }
     }
     let mut left = length.unwrap_or(0);
@@ -445,6 +460,27 @@ fn requests_go_upstream_with_their_scheme_and_without_a_body_they_lack() {
 /// Sends `method /up` over HTTP/3 with `fields` and `body` (sent as it is, whatever
 /// the fields say); the response's status, or the stream's error.
 fn h3_send(p: &Wharf, fields: &[(&str, &str)], body: &'static str) -> Result<u16, String> {
+    h3_send_with_trailers(p, fields, body, &[])
+}
+
+/// [`h3_send`], with `trailers` after the body when there are any.
+fn h3_send_with_trailers(
+    p: &Wharf,
+    fields: &[(&str, &str)],
+    body: &'static str,
+    trailers: &[(&'static str, &'static str)],
+) -> Result<u16, String> {
+    let trailers = (!trailers.is_empty()).then(|| {
+        trailers
+            .iter()
+            .map(|(n, v)| {
+                (
+                    http::HeaderName::from_static(n),
+                    http::HeaderValue::from_static(v),
+                )
+            })
+            .collect::<http::HeaderMap>()
+    });
     let mut req = http::Request::post(p.url("/up"));
     for (name, value) in fields {
         req = req.header(*name, *value);
@@ -454,10 +490,18 @@ fn h3_send(p: &Wharf, fields: &[(&str, &str)], body: &'static str) -> Result<u16
     common::within(async {
         let client = wharf_load::Client::new(&roots, "127.0.0.1:0".parse().unwrap()).unwrap();
         let conn = client.connect(p.addr, "localhost").await.unwrap();
-        let sent = conn.send(req).await;
+        let sent = match conn.start_with_trailers(req, trailers).await {
+            Ok(mut res) => loop {
+                match res.chunk().await {
+                    Ok(Some(_)) => {}
+                    Ok(None) => break Ok(res.head.status().as_u16()),
+                    Err(e) => break Err(e.to_string()),
+                }
+            },
+            Err(e) => Err(e.to_string()),
+        };
         conn.close();
-        sent.map(|f| f.head.status().as_u16())
-            .map_err(|e| e.to_string())
+        sent
     })
 }
 
@@ -499,6 +543,26 @@ fn http3_requests_are_checked_before_they_go_upstream() {
         [3],
         "only the well-formed request arrived whole: {seen:?}"
     );
+}
+
+#[test]
+fn http3_request_trailers_reach_the_upstream() {
+    // RFC 9114 §4.1: a request may end with a trailer section. Through the proxy it
+    // ends the HTTP/1.1 upstream request's chunked body (RFC 9112 §7.1.2). A
+    // connection-specific field there makes the request malformed (§4.2).
+    let up = Upstream::start(|_| Reply::Bytes(ok("ok")));
+    let p = proxy(Proto::H3, &[up.url()], "");
+    let sent = h3_send_with_trailers(&p, &[], "abc", &[("x-checksum", "42")]);
+    assert_eq!(sent, Ok(200));
+    let bad = h3_send_with_trailers(&p, &[], "abc", &[("connection", "close")]);
+    assert_ne!(bad, Ok(200), "a connection-specific field in the trailers");
+    let seen = up.seen();
+    let whole: Vec<(usize, &str)> = seen
+        .iter()
+        .filter(|s| s.complete)
+        .map(|s| (s.body_len, s.trailers.as_str()))
+        .collect();
+    assert_eq!(whole, [(3, "x-checksum: 42\n")], "{seen:?}");
 }
 
 #[test]
