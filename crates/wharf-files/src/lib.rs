@@ -19,7 +19,6 @@ mod body;
 mod cache;
 mod compress;
 pub mod config;
-mod date;
 mod hints;
 mod listing;
 mod mime;

@@ -19,17 +19,17 @@ use wharf_http::negotiate::{choose_encoding_in, prefers_json, Coding};
 use wharf_http::path::{sanitize, SafePath};
 use wharf_http::precondition::{self, Outcome, Validators};
 use wharf_http::range::{self, ByteRange, RangeKind, RangeLimits};
-use wharf_http::{explain, Explain};
+use wharf_http::{date, explain, Explain};
 
 use crate::reasons::Reasons;
 
 use crate::body::{Body, Chunk};
 use crate::cache::{CacheLimits, Entry, FileCache, Tag};
 use crate::config::{DotfilePolicy, SiteConfig};
+use crate::listing;
 use crate::mime::{media_type, sibling_suffix};
 use crate::root::OpenError;
 use crate::site::Site;
-use crate::{date, listing};
 use wharf_http::conn::TlsInfo;
 use wharf_http::host::Router;
 use wharf_http::interim::{EarlyHints, Push};
@@ -429,13 +429,13 @@ impl Files {
         let modified_value = if modified == entry.modified {
             entry.modified_value.clone()
         } else {
-            date::header(now)
+            date::field_value(now)
         };
         h.insert(header::LAST_MODIFIED, modified_value);
         h.insert(header::CACHE_CONTROL, policy.value.clone());
         if let Some(max_age) = policy.max_age {
             let expires = wharf_http::cache_control::expires_from_max_age(now, max_age);
-            h.insert(header::EXPIRES, date::header(expires));
+            h.insert(header::EXPIRES, date::field_value(expires));
         }
         if media.compressible {
             h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));

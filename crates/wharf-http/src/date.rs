@@ -3,8 +3,13 @@
 //! Exists so that validators compare at the one-second precision HTTP dates have, and
 //! so that formatting can never panic on a clock value `httpdate` cannot represent.
 //! Owns RFC 9110 §5.6.7. The clock is always an argument; nothing here reads it.
+//! Field values are formatted once per second per thread ([`with_field_value`]):
+//! every response has a `Date`, and many an `Expires`.
 
+use std::cell::RefCell;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http::HeaderValue;
 
 /// Seconds from the epoch to 9999-12-31T23:59:59Z, the last instant an IMF-fixdate
 /// (four-digit year) can express.
@@ -22,6 +27,52 @@ pub fn fmt_http_date(t: SystemTime) -> String {
         .map_or(0, |d| d.as_secs())
         .min(LAST_EXPRESSIBLE);
     httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(secs))
+}
+
+/// How many distinct seconds each thread keeps formatted (`Date` and a few
+/// `Expires`); a new second replaces the earliest.
+const SLOTS: usize = 4;
+
+thread_local! {
+    static FORMATTED: RefCell<[(u64, Option<HeaderValue>); SLOTS]> =
+        const { RefCell::new([const { (0, None) }; SLOTS]) };
+}
+
+/// Calls `f` with the IMF-fixdate of `t`'s second as a field value, formatted at
+/// most once per second and thread.
+pub fn with_field_value<R>(t: SystemTime, f: impl FnOnce(&HeaderValue) -> R) -> R {
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+        .min(LAST_EXPRESSIBLE);
+    let mut f = Some(f);
+    let answered = FORMATTED.with(|c| {
+        let kept = c.borrow();
+        let (_, v) = kept.iter().find(|(s, v)| *s == secs && v.is_some())?;
+        let v = v.as_ref()?;
+        Some((f.take()?)(v))
+    });
+    if let Some(answer) = answered {
+        return answer;
+    }
+    let f = f.expect("called only with a kept value");
+    let v = HeaderValue::from_str(&fmt_http_date(UNIX_EPOCH + Duration::from_secs(secs)))
+        .expect("HTTP dates are valid field values");
+    FORMATTED.with(|c| {
+        // (Busy only if `f` of an outer call asks again: that one goes unkept.)
+        if let Ok(mut kept) = c.try_borrow_mut() {
+            // The earliest second goes: a past `Date`, rarely a wanted `Expires`.
+            if let Some(oldest) = kept.iter_mut().min_by_key(|(s, v)| (v.is_some(), *s)) {
+                *oldest = (secs, Some(v.clone()));
+            }
+        }
+    });
+    f(&v)
+}
+
+/// [`with_field_value`], the value itself.
+pub fn field_value(t: SystemTime) -> HeaderValue {
+    with_field_value(t, HeaderValue::clone)
 }
 
 /// Parses an HTTP-date in any of its three formats (IMF-fixdate, obsolete RFC 850,
@@ -62,6 +113,35 @@ pub fn truncate_to_secs(t: SystemTime) -> SystemTime {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn field_values_are_kept_per_second_and_seconds_do_not_evict_each_other() {
+        let t = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(field_value(t), "Tue, 14 Nov 2023 22:13:20 GMT");
+        assert_eq!(
+            field_value(t + Duration::from_millis(999)),
+            "Tue, 14 Nov 2023 22:13:20 GMT"
+        );
+        assert_eq!(
+            field_value(t + Duration::from_secs(4)),
+            "Tue, 14 Nov 2023 22:13:24 GMT"
+        );
+        assert_eq!(field_value(t), "Tue, 14 Nov 2023 22:13:20 GMT");
+        // A `Date` and an `Expires` an hour later both stay.
+        let later = t + Duration::from_secs(3600);
+        field_value(later);
+        FORMATTED.with(|c| {
+            let c = c.borrow();
+            for secs in [1_700_000_000, 1_700_003_600] {
+                assert!(c.iter().any(|(s, v)| *s == secs && v.is_some()), "{secs}");
+            }
+        });
+        // Asked again from inside: answered, not a panic.
+        let inner = with_field_value(t + Duration::from_secs(9), |_| {
+            field_value(t + Duration::from_secs(10))
+        });
+        assert_eq!(inner, "Tue, 14 Nov 2023 22:13:30 GMT");
+    }
 
     /// 1994-11-06T08:49:37Z, the example instant of RFC 9110 §5.6.7.
     const EXAMPLE: u64 = 784_111_777;

@@ -318,10 +318,8 @@ fn add_implied(head: &mut http::response::Parts, method: &http::Method, exact: O
         head.headers.insert(http::header::CONTENT_LENGTH, n.into());
     }
     if !head.headers.contains_key(http::header::DATE) {
-        let date = crate::implied::date(http::HeaderValue::from_bytes);
-        if let Ok(date) = date {
-            head.headers.insert(http::header::DATE, date);
-        }
+        let date = wharf_http::date::field_value(std::time::SystemTime::now());
+        head.headers.insert(http::header::DATE, date);
     }
 }
 

@@ -7,37 +7,15 @@
 //! HTTP/1.1 frames with the length itself ([`crate::h1`]); HTTP/2 and HTTP/3 write
 //! [`content_length`] beside the service's fields.
 
-use std::cell::RefCell;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use http::header::CONTENT_LENGTH;
 use http::{HeaderMap, Method, StatusCode};
 use wharf_http::content::has_no_content;
 
-thread_local! {
-    static DATE_CACHE: RefCell<DateCache> = const { RefCell::new(DateCache { secs: u64::MAX, text: Vec::new() }) };
-}
-
-/// Calls `f` with the `Date` value for now, formatted once a second per thread.
+/// Calls `f` with the `Date` value for now (formatted once a second per thread).
 pub(crate) fn date<R>(f: impl FnOnce(&[u8]) -> R) -> R {
-    DATE_CACHE.with(|d| f(d.borrow_mut().now()))
-}
-
-struct DateCache {
-    secs: u64,
-    text: Vec<u8>,
-}
-
-impl DateCache {
-    fn now(&mut self) -> &[u8] {
-        let now = SystemTime::now();
-        let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        if secs != self.secs {
-            self.secs = secs;
-            self.text = wharf_http::date::fmt_http_date(now).into_bytes();
-        }
-        &self.text
-    }
+    wharf_http::date::with_field_value(SystemTime::now(), |v| f(v.as_bytes()))
 }
 
 /// The `Content-Length` to add to the response to `method` with `status` and
