@@ -482,11 +482,13 @@ impl Inner {
             // Safe to send again after a failure: nothing of it is lost, and doing it twice
             // means the same (RFC 9110 §9.2.2).
             let replayable = no_body && parts.method.is_idempotent();
-            let over = Arc::new(AtomicBool::new(false));
-            let mut body = Some(if no_body {
-                empty()
-            } else {
-                body::Limited::new(body, self.cfg.max_body, over.clone()).boxed_unsync()
+            // Set when the body turns out longer than the limit (only a body can).
+            let over = (!no_body).then(|| Arc::new(AtomicBool::new(false)));
+            let mut body = Some(match &over {
+                None => empty(),
+                Some(over) => {
+                    body::Limited::new(body, self.cfg.max_body, over.clone()).boxed_unsync()
+                }
             });
             let members = group.members();
             let mut tried: Vec<usize> = Vec::new();
@@ -555,7 +557,7 @@ impl Inner {
                         ));
                     }
                     Ok(Err(e)) => {
-                        if over.load(Ordering::Acquire) {
+                        if over.as_ref().is_some_and(|o| o.load(Ordering::Acquire)) {
                             return Err(Failure::new(
                                 StatusCode::PAYLOAD_TOO_LARGE,
                                 format!("413: the body went over the limit of {}", self.cfg.max_body),
