@@ -12,6 +12,7 @@
 //! It finds them in the table through two small hash indexes (of name and value, and
 //! of name) rather than by scanning it and the static table for every field.
 
+use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hasher as _;
 
@@ -315,14 +316,33 @@ fn string(block: &Bytes, pos: &mut usize) -> Result<Bytes, HpackError> {
     let end = end.ok_or(HpackError::Truncated)?;
     let raw = &block[*pos..end];
     let s = if huffman {
-        let mut out = Vec::with_capacity(len + len / 2);
-        huffman::decode(raw, &mut out).map_err(|_| HpackError::Huffman)?;
-        Bytes::from(out)
+        huffman_decoded(raw)?
     } else {
         block.slice(*pos..end)
     };
     *pos = end;
     Ok(s)
+}
+
+/// `raw` Huffman-decoded (§5.2) into a value holding exactly its bytes: decoded in a
+/// per-thread scratch buffer and copied once, where handing over the decoding's own
+/// `Vec` (longer than what it holds) costs `Bytes` a second allocation to remember
+/// its capacity.
+fn huffman_decoded(raw: &[u8]) -> Result<Bytes, HpackError> {
+    /// Past this, the scratch is let go after use instead of kept.
+    const KEEP: usize = 1024;
+    thread_local!(static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) });
+    SCRATCH.with_borrow_mut(|out| {
+        out.clear();
+        out.reserve(raw.len() + raw.len() / 2);
+        let decoded = huffman::decode(raw, out)
+            .map(|()| Bytes::copy_from_slice(out))
+            .map_err(|_| HpackError::Huffman);
+        if out.capacity() > KEEP {
+            *out = Vec::new();
+        }
+        decoded
+    })
 }
 
 /// The static table's first index for `name`.
