@@ -442,8 +442,9 @@ impl Inner {
                         let refresh = refresh_request(&parts);
                         // Its 103s would reach nobody.
                         let client = Client {
+                            conn: client.conn,
+                            tls: client.tls,
                             interim: None,
-                            ..client.clone()
                         };
                         tokio::spawn(self.clone().refresh(group.clone(), refresh, client, leader));
                         return Ok((res, explain.then_some(why)));
