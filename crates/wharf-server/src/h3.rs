@@ -13,6 +13,7 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -276,7 +277,8 @@ async fn request<S: Service>(
             return send.stop_stream(h3::error::Code::H3_MESSAGE_ERROR);
         }
     };
-    let mut req = req.map(|()| request_body(recv, declared));
+    let (body, malformed) = request_body(recv, declared);
+    let mut req = req.map(|()| body);
     if early {
         req.extensions_mut().insert(EarlyData);
     }
@@ -293,6 +295,12 @@ async fn request<S: Service>(
             Next::Done(res) => break res,
         }
     };
+    // RFC 9114 §4.1.2: a malformed request is a stream error, whatever the service
+    // made of the body's failure.
+    if malformed.is_some_and(|m| m.load(Ordering::Relaxed)) {
+        tracing::debug!("malformed HTTP/3 request body: H3_MESSAGE_ERROR");
+        return send.stop_stream(h3::error::Code::H3_MESSAGE_ERROR);
+    }
     let (mut head, body) = res.into_parts();
     if let Some(EarlyHints(fields)) = head.extensions.remove::<EarlyHints>() {
         let _ = send.send_response(early_hints(fields)).await;
@@ -364,6 +372,10 @@ pub(crate) struct Incoming {
     declared: Option<u64>,
     received: u64,
     read: Read,
+    /// The body turned out malformed (its length, its trailers).
+    malformed: bool,
+    /// Tells the request's task so, once the body has gone to the service.
+    told: Option<Arc<AtomicBool>>,
 }
 
 /// How far a request stream is read.
@@ -415,7 +427,7 @@ impl Incoming {
             .keys()
             .any(wharf_http::fields::is_connection_specific);
         if malformed {
-            self.recv.stop_sending(h3::error::Code::H3_MESSAGE_ERROR);
+            self.mark_malformed();
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 "a connection-specific field in the request's trailers",
@@ -438,17 +450,30 @@ impl Incoming {
                 if self.received <= declared {
                     return Some(Ok(chunk));
                 }
-                self.recv.stop_sending(h3::error::Code::H3_MESSAGE_ERROR);
+                self.mark_malformed();
                 Some(Err(io::Error::new(
                     io::ErrorKind::InvalidData,
                     "request body longer than its Content-Length",
                 )))
             }
-            None if self.received != declared => Some(Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "request body shorter than its Content-Length",
-            ))),
+            None if self.received != declared => {
+                self.mark_malformed();
+                Some(Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "request body shorter than its Content-Length",
+                )))
+            }
             other => other,
+        }
+    }
+
+    /// The client is asked to stop sending, and the request's task will reset the
+    /// stream (both with H3_MESSAGE_ERROR).
+    fn mark_malformed(&mut self) {
+        self.recv.stop_sending(h3::error::Code::H3_MESSAGE_ERROR);
+        self.malformed = true;
+        if let Some(told) = &self.told {
+            told.store(true, Ordering::Relaxed);
         }
     }
 
@@ -462,14 +487,17 @@ impl Incoming {
 /// The body of a request whose head has arrived, declared `declared` bytes long. A
 /// request without content (a `GET`) usually ends in the packet that brought its
 /// head, and a look without waiting tells so: its body is then known to be empty,
-/// and a proxy sends none upstream rather than an empty chunked one.
-fn request_body(recv: RecvSide, declared: Option<u64>) -> RequestBody {
+/// and a proxy sends none upstream rather than an empty chunked one. With a body
+/// comes the flag that says it turned out malformed.
+fn request_body(recv: RecvSide, declared: Option<u64>) -> (RequestBody, Option<Arc<AtomicBool>>) {
     let mut body = Incoming {
         recv,
         first: None,
         declared,
         received: 0,
         read: Read::Data,
+        malformed: false,
+        told: None,
     };
     let mut cx = Context::from_waker(std::task::Waker::noop());
     match body.poll_frame(&mut cx) {
@@ -477,14 +505,14 @@ fn request_body(recv: RecvSide, declared: Option<u64>) -> RequestBody {
             // The end. Should the stream still be open, the client is asked to stop
             // with H3_NO_ERROR, not with the code quinn would send as it is dropped.
             body.stop_sending(h3::error::Code::H3_NO_ERROR);
-            RequestBody::empty()
+            return (RequestBody::empty(), None);
         }
-        Poll::Ready(Some(first)) => {
-            body.first = Some(first);
-            RequestBody::h3(body)
-        }
-        Poll::Pending => RequestBody::h3(body),
+        Poll::Ready(Some(first)) => body.first = Some(first),
+        Poll::Pending => {}
     }
+    let told = Arc::new(AtomicBool::new(body.malformed));
+    body.told = Some(told.clone());
+    (RequestBody::h3(body), Some(told))
 }
 
 /// A request head's declared length, or why the head is malformed in HTTP/3 (RFC 9114
