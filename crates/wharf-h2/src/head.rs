@@ -8,7 +8,7 @@
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, HOST};
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, Version};
+use http::{HeaderMap, Method, Uri, Version};
 
 use crate::hpack::Field;
 
@@ -112,15 +112,7 @@ impl Collect {
         self.regular_seen = true;
         let (name, mut value) = match f.header {
             Some(header) => header,
-            None => {
-                if f.name.iter().any(u8::is_ascii_uppercase) {
-                    return Err("an uppercase field name");
-                }
-                let name = HeaderName::from_bytes(&f.name).map_err(|_| "an invalid field name")?;
-                let value = HeaderValue::from_maybe_shared(f.value)
-                    .map_err(|_| "an invalid field value")?;
-                (name, value)
-            }
+            None => crate::hpack::regular_field(&f.name, f.value)?,
         };
         if let Some(why) = wharf_http::fields::malformed_in_h2_h3_request(&name, &value) {
             return Err(why);

@@ -12,7 +12,6 @@
 //! It finds them in the table through two small hash indexes (of name and value, and
 //! of name) rather than by scanning it and the static table for every field.
 
-use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hasher as _;
 
@@ -175,7 +174,7 @@ impl Table {
     fn insert(&mut self, name: Bytes, value: Bytes) -> Option<(HeaderName, HeaderValue)> {
         let size = name.len() + value.len() + ENTRY_OVERHEAD;
         self.evict_to(self.max.saturating_sub(size));
-        let header = as_header(&name, &value);
+        let header = regular_field(&name, value.clone()).ok();
         if size <= self.max {
             self.size += size;
             self.entries.push_front(Field {
@@ -201,15 +200,19 @@ impl Table {
     }
 }
 
-/// `name` and `value` as `http` types, when `name` is a regular field name in
-/// lowercase and `http` takes both (the caller checks the rest of RFC 9113 §8.2).
-fn as_header(name: &Bytes, value: &Bytes) -> Option<(HeaderName, HeaderValue)> {
-    if name.first() == Some(&b':') || name.iter().any(u8::is_ascii_uppercase) {
-        return None;
+/// A regular field as `http` types, or why RFC 9113 §8.2 refuses it: an uppercase
+/// name, or a name (a pseudo-header's among them) or value `http` does not take. The
+/// caller checks the rest of §8.2.
+pub(crate) fn regular_field(
+    name: &[u8],
+    value: Bytes,
+) -> Result<(HeaderName, HeaderValue), &'static str> {
+    if name.iter().any(u8::is_ascii_uppercase) {
+        return Err("an uppercase field name");
     }
-    let name = HeaderName::from_bytes(name).ok()?;
-    let value = HeaderValue::from_maybe_shared(value.clone()).ok()?;
-    Some((name, value))
+    let name = HeaderName::from_bytes(name).map_err(|_| "an invalid field name")?;
+    let value = HeaderValue::from_maybe_shared(value).map_err(|_| "an invalid field value")?;
+    Ok((name, value))
 }
 
 /// Decodes the header blocks of one direction of a connection.
@@ -324,24 +327,14 @@ fn string(block: &Bytes, pos: &mut usize) -> Result<Bytes, HpackError> {
     Ok(s)
 }
 
-/// `raw` Huffman-decoded (§5.2) into a value holding exactly its bytes: decoded in a
-/// per-thread scratch buffer and copied once, where handing over the decoding's own
-/// `Vec` (longer than what it holds) costs `Bytes` a second allocation to remember
-/// its capacity.
+/// `raw` Huffman-decoded (§5.2), in the thread's scratch buffer and copied out at
+/// its length ([`wharf_http::spares::with_scratch`]).
 fn huffman_decoded(raw: &[u8]) -> Result<Bytes, HpackError> {
-    /// Past this, the scratch is let go after use instead of kept.
-    const KEEP: usize = 1024;
-    thread_local!(static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) });
-    SCRATCH.with_borrow_mut(|out| {
-        out.clear();
+    wharf_http::spares::with_scratch(|out| {
         out.reserve(raw.len() + raw.len() / 2);
-        let decoded = huffman::decode(raw, out)
+        huffman::decode(raw, out)
             .map(|()| Bytes::copy_from_slice(out))
-            .map_err(|_| HpackError::Huffman);
-        if out.capacity() > KEEP {
-            *out = Vec::new();
-        }
-        decoded
+            .map_err(|_| HpackError::Huffman)
     })
 }
 

@@ -45,20 +45,17 @@ pub fn with_field_value<R>(t: SystemTime, f: impl FnOnce(&HeaderValue) -> R) -> 
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
         .min(LAST_EXPRESSIBLE);
-    let mut f = Some(f);
-    let answered = FORMATTED.with(|c| {
-        let kept = c.borrow();
-        let (_, v) = kept.iter().find(|(s, v)| *s == secs && v.is_some())?;
-        let v = v.as_ref()?;
-        Some((f.take()?)(v))
-    });
-    if let Some(answer) = answered {
-        return answer;
-    }
-    let f = f.expect("called only with a kept value");
-    let v = HeaderValue::from_str(&fmt_http_date(UNIX_EPOCH + Duration::from_secs(secs)))
-        .expect("HTTP dates are valid field values");
     FORMATTED.with(|c| {
+        let kept = c.borrow();
+        if let Some(v) = kept
+            .iter()
+            .find_map(|(s, v)| v.as_ref().filter(|_| *s == secs))
+        {
+            return f(v);
+        }
+        drop(kept);
+        let v = HeaderValue::from_str(&fmt_http_date(UNIX_EPOCH + Duration::from_secs(secs)))
+            .expect("HTTP dates are valid field values");
         // (Busy only if `f` of an outer call asks again: that one goes unkept.)
         if let Ok(mut kept) = c.try_borrow_mut() {
             // The earliest second goes: a past `Date`, rarely a wanted `Expires`.
@@ -66,8 +63,8 @@ pub fn with_field_value<R>(t: SystemTime, f: impl FnOnce(&HeaderValue) -> R) -> 
                 *oldest = (secs, Some(v.clone()));
             }
         }
-    });
-    f(&v)
+        f(&v)
+    })
 }
 
 /// [`with_field_value`], the value itself.

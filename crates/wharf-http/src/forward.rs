@@ -18,6 +18,7 @@ use http::header::{self, HeaderMap, HeaderName};
 use http::{HeaderValue, Version};
 
 use crate::fields::tokens;
+use crate::spares;
 use crate::util::{is_token, list_elements, params};
 
 /// `X-Forwarded-For`.
@@ -323,22 +324,16 @@ fn forwarded_element(hop: &Hop<'_>) -> Option<HeaderValue> {
     })
 }
 
-/// A field value written by `write` into a per-thread scratch string and copied
-/// out once, so that the value holds exactly its bytes in one allocation (a `String`
-/// handed over as it is costs a second one, for the `Bytes` header that remembers its
-/// spare capacity). `None` if what was written cannot be a field value.
+/// A field value written by `write`, built in the thread's scratch buffer
+/// ([`spares::with_scratch`]) and copied out at its length. `None` if what was
+/// written cannot be a field value.
 fn built(write: impl FnOnce(&mut String)) -> Option<HeaderValue> {
-    /// Past this, the scratch is let go after use instead of kept (a long list of
-    /// earlier proxies in `X-Forwarded-For`).
-    const KEEP: usize = 512;
-    thread_local!(static SCRATCH: RefCell<String> = const { RefCell::new(String::new()) });
-    SCRATCH.with_borrow_mut(|out| {
-        out.clear();
-        write(out);
-        let value = HeaderValue::from_str(out).ok();
-        if out.capacity() > KEEP {
-            *out = String::new();
-        }
+    spares::with_scratch(|buf| {
+        // An empty buffer is valid UTF-8: it becomes the String, room and all.
+        let mut out = String::from_utf8(std::mem::take(buf)).unwrap_or_default();
+        write(&mut out);
+        let value = HeaderValue::from_str(&out).ok();
+        *buf = out.into_bytes();
         value
     })
 }

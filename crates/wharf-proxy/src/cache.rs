@@ -259,9 +259,7 @@ pub(crate) fn take_tags(headers: &mut HeaderMap) -> Vec<String> {
 pub(crate) fn extra(cfg: &CacheConfig, parts: &http::request::Parts, client: IpAddr) -> Extra {
     cfg.key
         .iter()
-        .map(|on| {
-            hash_key(on, &parts.headers, parts.uri.path(), Some(client)).map(|v| v.into_owned())
-        })
+        .map(|on| hash_key(on, &parts.headers, parts.uri.path(), client).map(|v| v.into_owned()))
         .collect()
 }
 

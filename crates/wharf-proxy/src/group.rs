@@ -301,7 +301,7 @@ impl Group {
         members: &[Arc<Member>],
         headers: &HeaderMap,
         path: &str,
-        client: Option<IpAddr>,
+        client: IpAddr,
         tried: &[usize],
     ) -> Option<(usize, &'static str)> {
         let open = |i: usize| !tried.contains(&i) && self.available(&members[i]);
@@ -467,13 +467,13 @@ pub(crate) fn hash_key<'r>(
     on: &HashOn,
     headers: &'r HeaderMap,
     path: &'r str,
-    client: Option<IpAddr>,
+    client: IpAddr,
 ) -> Option<Cow<'r, [u8]>> {
     match on {
         HashOn::Header(name) => headers.get(name).map(|v| Cow::Borrowed(v.as_bytes())),
         HashOn::Cookie(name) => cookie(headers, name).map(|v| Cow::Borrowed(v.as_bytes())),
         HashOn::Path => Some(Cow::Borrowed(path.as_bytes())),
-        HashOn::ClientIp => client.map(|ip| Cow::Owned(ip.to_canonical().to_string().into_bytes())),
+        HashOn::ClientIp => Some(Cow::Owned(client.to_canonical().to_string().into_bytes())),
     }
 }
 
@@ -500,6 +500,9 @@ fn splitmix(x: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The client of every pick here.
+    const CLIENT: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 
     fn group(weights: &[u32], balance: Balance) -> Group {
         let members = weights
@@ -530,7 +533,7 @@ mod tests {
         let members = g.members();
         (0..n)
             .map(|_| {
-                g.pick(&members, &HeaderMap::new(), "/", None, &[])
+                g.pick(&members, &HeaderMap::new(), "/", CLIENT, &[])
                     .unwrap()
                     .0
             })
@@ -556,7 +559,7 @@ mod tests {
         m[1].up.store(false, Ordering::Release);
         assert_eq!(picks(&g, 4), [0, 2, 0, 2]);
         let h = HeaderMap::new();
-        assert_eq!(g.pick(&m, &h, "/", None, &[0, 2]), None);
+        assert_eq!(g.pick(&m, &h, "/", CLIENT, &[0, 2]), None);
         g.failed(&m[0]);
         assert!(g.available(&m[0]), "one failure of two");
         g.failed(&m[0]);
@@ -564,7 +567,7 @@ mod tests {
         assert_eq!(picks(&g, 2), [2, 2]);
         g.failed(&m[2]);
         g.failed(&m[2]);
-        assert_eq!(g.pick(&m, &h, "/", None, &[]), None, "none left");
+        assert_eq!(g.pick(&m, &h, "/", CLIENT, &[]), None, "none left");
         let after = g.retry_after();
         assert!(
             after > Duration::from_secs(50),
@@ -590,7 +593,7 @@ mod tests {
         let pick = |user: usize, tried: &[usize]| {
             let mut h = HeaderMap::new();
             h.insert("x-user", user.to_string().parse().unwrap());
-            g.pick(&m, &h, "/", None, tried).unwrap().0
+            g.pick(&m, &h, "/", CLIENT, tried).unwrap().0
         };
         let before: Vec<usize> = (0..400).map(|u| pick(u, &[])).collect();
         for m in 0..4 {
@@ -605,9 +608,12 @@ mod tests {
         }
         let mut h = HeaderMap::new();
         h.insert("x-user", "7".parse().unwrap());
-        assert_eq!(g.pick(&m, &h, "/", None, &[]).unwrap().1, "consistent hash");
         assert_eq!(
-            g.pick(&m, &HeaderMap::new(), "/", None, &[]).unwrap().1,
+            g.pick(&m, &h, "/", CLIENT, &[]).unwrap().1,
+            "consistent hash"
+        );
+        assert_eq!(
+            g.pick(&m, &HeaderMap::new(), "/", CLIENT, &[]).unwrap().1,
             "round robin (no hash key)"
         );
     }
@@ -646,7 +652,7 @@ mod tests {
             "weights 3:1 in priority 10"
         );
         let m = g.members();
-        let pick = |tried: &[usize]| g.pick(&m, &HeaderMap::new(), "/", None, tried);
+        let pick = |tried: &[usize]| g.pick(&m, &HeaderMap::new(), "/", CLIENT, tried);
         assert_eq!(pick(&[0, 1]).unwrap().0, 2, "priority 20 once 10 is spent");
         g.failed(&m[0]);
         g.failed(&m[0]);

@@ -188,6 +188,13 @@ pub struct Client {
     pub interim: Option<Interim>,
 }
 
+impl Client {
+    /// The client's address.
+    fn ip(&self) -> IpAddr {
+        self.conn.peer.ip()
+    }
+}
+
 /// The reverse proxy service (cheap to share: its state is behind one `Arc`, which
 /// background revalidations hold too).
 pub struct Proxy(Arc<Inner>);
@@ -380,8 +387,10 @@ impl Inner {
         E: Send + 'static,
     {
         let (mut parts, body) = req.into_parts();
+        // Made once: the cache key and the upstream request both name it.
+        let mut host = named_host(&parts);
         if let (Some(c), true) = (&self.cache, parts.method.as_str() == "PURGE") {
-            return purge(c, &parts, client.conn.peer.ip())
+            return purge(c, &parts, host.as_ref(), client.ip())
                 .map(|(res, why)| (res, explain.then_some(why)));
         }
         // An upgrade is passed on only where the transport can hand over the client's
@@ -406,9 +415,12 @@ impl Inner {
         // what is stored where that is needed.
         let mut lookup = None;
         let cacheable = matches!(parts.method, Method::GET | Method::HEAD) && upgrade.is_none();
-        let key = self.cache.as_ref().map(|_| cache_key(&parts));
+        let key = self
+            .cache
+            .as_ref()
+            .map(|_| cache_key(&parts, host.as_ref()));
         if let (Some(c), Some(key), true) = (&self.cache, &key, cacheable) {
-            let extra = cache::extra(&c.cfg, &parts, client.conn.peer.ip());
+            let extra = cache::extra(&c.cfg, &parts, client.ip());
             // A miss waits for the same target's fetch in flight, once; after that it
             // looks again and, still missing, goes upstream itself.
             let mut waited = false;
@@ -474,7 +486,7 @@ impl Inner {
             .and(lookup.as_ref())
             .map(|l| l.request.clone());
         let outcome = async {
-            let mut head = self.upstream_head(&mut parts, client, upgrade.as_ref());
+            let mut head = self.upstream_head(&mut parts, host.take(), client, upgrade.as_ref());
             if let Some(stale) = lookup.as_ref().and_then(|l| l.stale.as_ref()) {
                 head.headers
                     .extend(wharf_http::cache::validators(&stale.headers));
@@ -497,7 +509,7 @@ impl Inner {
             let mut earlier: Vec<(StatusCode, String)> = Vec::new();
             for _ in 0..=self.cfg.retries {
                 let Some((i, picked)) =
-                    group.pick(&members, &head.headers, parts.uri.path(), Some(client.conn.peer.ip()), &tried)
+                    group.pick(&members, &head.headers, parts.uri.path(), client.ip(), &tried)
                 else {
                     break;
                 };
@@ -697,11 +709,12 @@ impl Inner {
 
     /// The parts of the request to send upstream (without `Host`, set per upstream):
     /// the target in origin form, the fields less hop-by-hop ones, with `Via` and the
-    /// forwarding fields.
+    /// forwarding fields. `host` is the one the client named ([`named_host`]).
     /// Takes the request's fields (`parts.headers` is left empty).
     fn upstream_head(
         &self,
         parts: &mut http::request::Parts,
+        host: Option<HeaderValue>,
         client: &Client,
         upgrade: Option<&tunnel::Upgrade>,
     ) -> Head {
@@ -714,7 +727,6 @@ impl Inner {
                 .cloned()
                 .unwrap_or_else(|| PathAndQuery::from_static("/"))
         };
-        let host = named_host(parts);
         let mut headers = std::mem::take(&mut parts.headers);
         // Room for Via, Host and the forwarding fields, made once.
         headers.reserve(6);
@@ -726,7 +738,7 @@ impl Inner {
         // first reads the body to send it on.
         headers.remove(header::EXPECT);
         headers.remove(header::HOST);
-        let peer = client.conn.peer.ip();
+        let peer = client.ip();
         let trusted = self.cfg.trusted_proxies.iter().any(|c| c.contains(peer));
         let hop = forward::Hop {
             client: peer,
@@ -973,6 +985,7 @@ static PURGE_MODE: header::HeaderName = header::HeaderName::from_static("wharf-p
 fn purge(
     cache: &cache::Cache,
     parts: &http::request::Parts,
+    host: Option<&HeaderValue>,
     client: IpAddr,
 ) -> Result<(Response<Body>, String), Failure> {
     if !cache.cfg.purge_from.iter().any(|n| n.contains(client)) {
@@ -987,7 +1000,7 @@ fn purge(
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"soft"));
     let tags = cache::tags(&parts.headers);
     let (what, named) = if tags.is_empty() {
-        let key = cache_key(parts);
+        let key = cache_key(parts, host);
         let named = format!("{}{}", key.0, key.1);
         (cache::Purge::Target(key), named)
     } else {
@@ -1025,10 +1038,10 @@ fn named_host(parts: &http::request::Parts) -> Option<HeaderValue> {
     }
 }
 
-/// A request's cache key: its host (the target's authority, else `Host`, in lower
-/// case) and its path with query.
-fn cache_key(parts: &http::request::Parts) -> cache::Key {
-    let host = named_host(parts)
+/// A request's cache key: the host it names ([`named_host`]), in lower case, and its
+/// path with query.
+fn cache_key(parts: &http::request::Parts, host: Option<&HeaderValue>) -> cache::Key {
+    let host = host
         .and_then(|h| h.to_str().ok().map(str::to_ascii_lowercase))
         .unwrap_or_default();
     let target = parts
