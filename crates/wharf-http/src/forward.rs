@@ -45,6 +45,105 @@ static ALWAYS_HOP_BY_HOP: [HeaderName; ALWAYS] = [
     header::UPGRADE,
 ];
 
+/// Where `name` (lowercase, as field names are kept) is in [`ALWAYS_HOP_BY_HOP`].
+/// Matching the text finds the usual field in a length comparison, where comparing
+/// with each name cost a few comparisons of every field.
+fn hop_by_hop_index(name: &str) -> Option<usize> {
+    match name {
+        "connection" => Some(0),
+        "proxy-connection" => Some(1),
+        "keep-alive" => Some(2),
+        "te" => Some(3),
+        "transfer-encoding" => Some(4),
+        "upgrade" => Some(5),
+        _ => None,
+    }
+}
+
+/// Where [`hop_by_hop_index`] puts `TE`.
+const TE: usize = 3;
+
+/// Whether `name` is one of the forwarding fields [`forward_request`] sets.
+fn is_forwarding(name: &str) -> bool {
+    matches!(
+        name,
+        "forwarded" | "x-forwarded-for" | "x-forwarded-proto" | "x-forwarded-host"
+    )
+}
+
+/// What one pass over a message's fields found of those forwarding changes.
+#[derive(Default)]
+struct Found {
+    /// Which of [`ALWAYS_HOP_BY_HOP`] the message has.
+    hop_by_hop: [bool; ALWAYS],
+    /// Whether a `Connection` option names a field besides those (rarely: the usual
+    /// options are `keep-alive` and `close`).
+    connection_names_more: bool,
+    /// Whether `TE` offers trailers.
+    te_trailers: bool,
+    /// Whether a forwarding field is there.
+    forwarding: bool,
+    /// Bit `i`: the message has the caller's `also[i]`.
+    also: u32,
+}
+
+/// One pass over the fields of `headers` (every line, repeated names included).
+fn scan(headers: &HeaderMap, also: &[&HeaderName]) -> Found {
+    debug_assert!(also.len() <= 32);
+    let mut found = Found::default();
+    for (name, value) in headers {
+        let text = name.as_str();
+        if let Some(i) = hop_by_hop_index(text) {
+            found.hop_by_hop[i] = true;
+            if i == 0 {
+                found.connection_names_more |= names_more(value);
+            } else if i == TE {
+                found.te_trailers |= offers_trailers(value);
+            }
+        } else if is_forwarding(text) {
+            found.forwarding = true;
+        } else if let Some(i) = also.iter().position(|a| *a == name) {
+            found.also |= 1 << i;
+        }
+    }
+    found
+}
+
+/// Whether a `Connection` line names a field that is not removed anyway.
+fn names_more(value: &HeaderValue) -> bool {
+    value
+        .as_bytes()
+        .split(|&b| b == b',')
+        .map(<[u8]>::trim_ascii)
+        .any(|o| !o.is_empty() && !names_kept_or_removed_anyway(o))
+}
+
+/// Removes what `found` says `headers` has: the fields `Connection` names (looked for
+/// only when it names any), the hop-by-hop fields and the caller's `also`.
+fn remove_found(headers: &mut HeaderMap, found: &Found, also: &[&HeaderName]) {
+    if found.connection_names_more {
+        let named: Vec<HeaderName> = tokens(headers, header::CONNECTION)
+            .filter(|o| !names_kept_or_removed_anyway(o))
+            .filter_map(|o| HeaderName::from_bytes(o).ok())
+            .collect();
+        for name in &named {
+            headers.remove(name);
+        }
+    }
+    for (name, _) in ALWAYS_HOP_BY_HOP
+        .iter()
+        .zip(found.hop_by_hop)
+        .filter(|(_, p)| *p)
+    {
+        headers.remove(name);
+    }
+    for (i, name) in also.iter().enumerate() {
+        if found.also & (1 << i) != 0 {
+            headers.remove(*name);
+        }
+    }
+}
+
 /// Removes the fields that describe the connection a message arrived on, not the
 /// message: every field named in `Connection`, then `Connection` itself and the
 /// fields of [`ALWAYS_HOP_BY_HOP`] (RFC 9110 §7.6.1 MUST: "Intermediaries MUST parse
@@ -56,30 +155,26 @@ static ALWAYS_HOP_BY_HOP: [HeaderName; ALWAYS] = [
 /// `Host` is never removed, whatever `Connection` says: a request without it cannot
 /// be routed, and no client has a reason to name it.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    // One pass over the names finds which of these the message has (usually none,
-    // or only `Connection`): removing each by name would hash all six every time.
-    let mut present = [false; ALWAYS];
-    for name in headers.keys() {
-        if let Some(i) = ALWAYS_HOP_BY_HOP.iter().position(|n| n == name) {
-            present[i] = true;
-        }
-    }
-    // `Connection` is the first of them.
-    if present[0] {
-        // The options that name other fields than the ones removed anyway (`close`
-        // names none): usually there are none (`Connection: keep-alive` names one
-        // of those), and nothing is allocated, not even a name.
-        let named: Vec<HeaderName> = tokens(headers, header::CONNECTION)
-            .filter(|o| !names_kept_or_removed_anyway(o))
-            .filter_map(|o| HeaderName::from_bytes(o).ok())
-            .collect();
-        for name in &named {
-            headers.remove(name);
-        }
-    }
-    for (name, _) in ALWAYS_HOP_BY_HOP.iter().zip(present).filter(|(_, p)| *p) {
-        headers.remove(name);
-    }
+    let found = scan(headers, &[]);
+    remove_found(headers, &found, &[]);
+}
+
+/// Makes a request's fields the ones to forward, from one pass over them: removes
+/// the hop-by-hop fields (as [`remove_hop_by_hop`]) and the fields `also` names,
+/// then sets the forwarding fields (see [`set_forwarded`]). Returns whether the
+/// request's `TE` offered trailers (`TE: trailers`, RFC 9110 §10.1.4), which a gRPC
+/// client sends and its server requires: `TE` is hop-by-hop, so the proxy sends its
+/// own when this is true.
+pub fn forward_request(
+    headers: &mut HeaderMap,
+    hop: &Hop<'_>,
+    trusted: bool,
+    also: &[&HeaderName],
+) -> bool {
+    let found = scan(headers, also);
+    remove_found(headers, &found, also);
+    set_forwarded(headers, hop, trusted, found.forwarding);
+    found.te_trailers
 }
 
 /// Whether a connection option needs no removal of its own: `close`, `Host` (never
@@ -92,16 +187,13 @@ fn names_kept_or_removed_anyway(option: &[u8]) -> bool {
             .any(|n| option.eq_ignore_ascii_case(n.as_str().as_bytes()))
 }
 
-/// Whether a request's `TE` field offers trailers (`TE: trailers`, RFC 9110 §10.1.4),
-/// which a gRPC client sends and its server requires; `TE` itself is hop-by-hop, so
-/// the proxy sends its own when this is true.
-pub fn te_trailers(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::TE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(list_elements)
-        .any(|e| params(e)[0].eq_ignore_ascii_case("trailers"))
+/// Whether a `TE` line offers trailers.
+fn offers_trailers(value: &HeaderValue) -> bool {
+    value.to_str().is_ok_and(|v| {
+        list_elements(v)
+            .into_iter()
+            .any(|e| params(e)[0].eq_ignore_ascii_case("trailers"))
+    })
 }
 
 /// The `received-protocol` of a `Via` entry for a message of `version` (RFC 9110
@@ -220,19 +312,16 @@ fn push_value(out: &mut String, text: &str) {
 ///
 /// With `trusted` false (the client is not a configured proxy), the fields as
 /// received are dropped first: they were written by the client, and an upstream that
-/// logs or authorises by them would be lied to (RFC 7239 §8.1).
-pub fn set_forwarded(headers: &mut HeaderMap, hop: &Hop<'_>, trusted: bool) {
-    let names = [
-        &FORWARDED,
-        &X_FORWARDED_FOR,
-        &X_FORWARDED_PROTO,
-        &X_FORWARDED_HOST,
-    ];
-    // One pass over the names says whether any is there (usually none is), instead
-    // of a lookup for each.
-    let present = headers.keys().any(|k| names.contains(&k));
+/// logs or authorises by them would be lied to (RFC 7239 §8.1). `present` says
+/// whether the message has any of them.
+fn set_forwarded(headers: &mut HeaderMap, hop: &Hop<'_>, trusted: bool, present: bool) {
     if present && !trusted {
-        for name in names {
+        for name in [
+            &FORWARDED,
+            &X_FORWARDED_FOR,
+            &X_FORWARDED_PROTO,
+            &X_FORWARDED_HOST,
+        ] {
             headers.remove(name);
         }
     }
@@ -418,16 +507,69 @@ mod tests {
     }
 
     #[test]
+    fn the_names_matched_are_the_hop_by_hop_fields() {
+        for (i, name) in ALWAYS_HOP_BY_HOP.iter().enumerate() {
+            assert_eq!(hop_by_hop_index(name.as_str()), Some(i), "{name}");
+        }
+        assert_eq!(ALWAYS_HOP_BY_HOP[TE], header::TE);
+        for name in ["host", "trailer", "connections", "t", "accept-encoding"] {
+            assert_eq!(hop_by_hop_index(name), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_forwarded_request_loses_hop_by_hop_fields_and_those_named() {
+        let hop = Hop {
+            client: "192.0.2.1".parse().unwrap(),
+            proto: "http",
+            host: None,
+        };
+        let mut h = headers(&[
+            ("connection", "keep-alive, x-trace"),
+            ("x-trace", "1"),
+            ("expect", "100-continue"),
+            ("host", "a.test"),
+            ("accept", "*/*"),
+            ("upgrade", "h2c"),
+        ]);
+        let (expect, host) = (header::EXPECT, header::HOST);
+        assert!(!forward_request(&mut h, &hop, false, &[&expect, &host]));
+        let mut got: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        got.sort_unstable();
+        assert_eq!(
+            got,
+            [
+                "accept",
+                "forwarded",
+                "x-forwarded-for",
+                "x-forwarded-proto"
+            ]
+        );
+    }
+
+    #[test]
     fn te_trailers_is_recognised() {
+        let hop = Hop {
+            client: "192.0.2.1".parse().unwrap(),
+            proto: "http",
+            host: None,
+        };
         for (te, want) in [
             ("trailers", true),
             ("gzip;q=0.5, Trailers", true),
             ("gzip", false),
             ("", false),
         ] {
-            assert_eq!(te_trailers(&headers(&[("te", te)])), want, "TE: {te}");
+            let mut h = headers(&[("te", te)]);
+            assert_eq!(forward_request(&mut h, &hop, false, &[]), want, "TE: {te}");
+            assert!(!h.contains_key("te"), "§7.6.1: TE is hop-by-hop");
         }
-        assert!(!te_trailers(&HeaderMap::new()));
+        let mut h = headers(&[("te", "gzip"), ("te", "trailers")]);
+        assert!(
+            forward_request(&mut h, &hop, false, &[]),
+            "§5.3: lines are one list"
+        );
+        assert!(!forward_request(&mut HeaderMap::new(), &hop, false, &[]));
     }
 
     #[test]
@@ -458,7 +600,7 @@ mod tests {
             ("x-forwarded-host", "admin.internal"),
         ];
         let mut h = headers(&lies);
-        set_forwarded(&mut h, &hop, false);
+        forward_request(&mut h, &hop, false, &[]);
         assert_eq!(
             lines(&h, "forwarded"),
             ["for=203.0.113.7;host=\"a.test:8443\";proto=https"],
@@ -469,7 +611,7 @@ mod tests {
         assert_eq!(lines(&h, "x-forwarded-host"), ["a.test:8443"]);
 
         let mut h = headers(&lies);
-        set_forwarded(&mut h, &hop, true);
+        forward_request(&mut h, &hop, true, &[]);
         assert_eq!(
             lines(&h, "forwarded"),
             [
@@ -532,7 +674,7 @@ mod tests {
         ];
         for (hop, forwarded, xff) in &table {
             let mut h = HeaderMap::new();
-            set_forwarded(&mut h, hop, false);
+            forward_request(&mut h, hop, false, &[]);
             assert_eq!(lines(&h, "forwarded"), [*forwarded]);
             assert_eq!(lines(&h, "x-forwarded-for"), [*xff]);
         }
@@ -546,7 +688,7 @@ mod tests {
             proto: "http",
             host: Some(&HeaderValue::from_static("b.test")),
         };
-        set_forwarded(&mut h, &hop, false);
+        forward_request(&mut h, &hop, false, &[]);
         assert_eq!(
             lines(&h, "forwarded"),
             ["for=\"[2001:db8::1]\";host=b.test;proto=http"],
@@ -558,7 +700,7 @@ mod tests {
             client: "::ffff:192.0.2.1".parse().unwrap(),
             ..hop
         };
-        set_forwarded(&mut h, &mapped, false);
+        forward_request(&mut h, &mapped, false, &[]);
         assert_eq!(
             lines(&h, "x-forwarded-for"),
             ["192.0.2.1"],

@@ -402,7 +402,11 @@ impl Inner {
                 "405: CONNECT is not forwarded (only extended CONNECT for a WebSocket)",
             ));
         }
-        if let Some(len) = content_length(&parts.headers).filter(|l| *l > self.cfg.max_body) {
+        // (A request without content, as most are, has no length to look up.)
+        let declared = (!http_body::Body::is_end_stream(&body))
+            .then(|| content_length(&parts.headers))
+            .flatten();
+        if let Some(len) = declared.filter(|l| *l > self.cfg.max_body) {
             return Err(Failure::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!(
@@ -730,14 +734,6 @@ impl Inner {
         let mut headers = std::mem::take(&mut parts.headers);
         // Room for Via, Host and the forwarding fields, made once.
         headers.reserve(6);
-        // gRPC clients send `TE: trailers` and gRPC servers insist on it; TE is
-        // hop-by-hop, so the proxy says it again itself (to HTTP/2 upstreams).
-        let te_trailers = forward::te_trailers(&headers);
-        forward::remove_hop_by_hop(&mut headers);
-        // wharf answered (or will answer) any `Expect: 100-continue` itself, when it
-        // first reads the body to send it on.
-        headers.remove(header::EXPECT);
-        headers.remove(header::HOST);
         let peer = client.ip();
         let trusted = self.cfg.trusted_proxies.iter().any(|c| c.contains(peer));
         let hop = forward::Hop {
@@ -745,7 +741,16 @@ impl Inner {
             proto: if client.tls { "https" } else { "http" },
             host: host.as_ref(),
         };
-        forward::set_forwarded(&mut headers, &hop, trusted);
+        // gRPC clients send `TE: trailers` and gRPC servers insist on it; TE is
+        // hop-by-hop, so the proxy says it again itself (to HTTP/2 upstreams).
+        // wharf answered (or will answer) any `Expect: 100-continue` itself, when it
+        // first reads the body to send it on; `Host` is set per upstream.
+        let te_trailers = forward::forward_request(
+            &mut headers,
+            &hop,
+            trusted,
+            &[&header::EXPECT, &header::HOST],
+        );
         self.via.append(&mut headers, parts.version);
         if let Some(up) = upgrade {
             up.request_fields(&mut headers);
@@ -811,13 +816,16 @@ impl Inner {
             }
             None => (None, None),
         };
-        let has_body = !http_body::Body::is_end_stream(&incoming);
-        let length = content_length(&parts.headers).filter(|_| *method == Method::GET && has_body);
         let mut fill = fill;
-        let shared = match (&mut fill, length) {
-            (Some(f), Some(length)) if length > 0 => f.share(length, &parts.headers),
-            _ => None,
-        };
+        // A GET's response of known length, being stored, is shared with the clients
+        // that wait for it.
+        let shared = fill
+            .as_mut()
+            .filter(|_| *method == Method::GET && !http_body::Body::is_end_stream(&incoming))
+            .and_then(|f| {
+                let length = content_length(&parts.headers).filter(|n| *n > 0)?;
+                f.share(length, &parts.headers)
+            });
         let body = Body::upstream(incoming, self.cfg.body_timeout, fill);
         let Some(shared) = shared else {
             return (Response::from_parts(parts, body), why);
