@@ -160,6 +160,46 @@ impl<'a> Section<'a> {
     }
 }
 
+/// The field name `raw` spells when it is one of the names most messages carry,
+/// written as they usually are (capitalised, or lowercase): found by one match on the
+/// bytes, where `HeaderName::from_bytes` maps each byte through a table and then
+/// matches. `None` for any other name or spelling.
+fn common_name(raw: &[u8]) -> Option<HeaderName> {
+    use http::header::*;
+    Some(match raw {
+        b"Host" | b"host" => HOST,
+        b"User-Agent" | b"user-agent" => USER_AGENT,
+        b"Accept" | b"accept" => ACCEPT,
+        b"Accept-Encoding" | b"accept-encoding" => ACCEPT_ENCODING,
+        b"Accept-Language" | b"accept-language" => ACCEPT_LANGUAGE,
+        b"Accept-Ranges" | b"accept-ranges" => ACCEPT_RANGES,
+        b"Age" | b"age" => AGE,
+        b"Authorization" | b"authorization" => AUTHORIZATION,
+        b"Cache-Control" | b"cache-control" => CACHE_CONTROL,
+        b"Connection" | b"connection" => CONNECTION,
+        b"Content-Encoding" | b"content-encoding" => CONTENT_ENCODING,
+        b"Content-Length" | b"content-length" => CONTENT_LENGTH,
+        b"Content-Type" | b"content-type" => CONTENT_TYPE,
+        b"Cookie" | b"cookie" => COOKIE,
+        b"Date" | b"date" => DATE,
+        b"ETag" | b"etag" => ETAG,
+        b"Expires" | b"expires" => EXPIRES,
+        b"If-Modified-Since" | b"if-modified-since" => IF_MODIFIED_SINCE,
+        b"If-None-Match" | b"if-none-match" => IF_NONE_MATCH,
+        b"Last-Modified" | b"last-modified" => LAST_MODIFIED,
+        b"Location" | b"location" => LOCATION,
+        b"Origin" | b"origin" => ORIGIN,
+        b"Range" | b"range" => RANGE,
+        b"Referer" | b"referer" => REFERER,
+        b"Server" | b"server" => SERVER,
+        b"Set-Cookie" | b"set-cookie" => SET_COOKIE,
+        b"Transfer-Encoding" | b"transfer-encoding" => TRANSFER_ENCODING,
+        b"Vary" | b"vary" => VARY,
+        b"Via" | b"via" => VIA,
+        _ => return None,
+    })
+}
+
 /// Fields that `httparse` parsed from `section` as a map (one of the thread's
 /// reused ones: `wharf_http::maps`), their values sharing the section's copy; an
 /// error names the part that `http` refuses.
@@ -169,8 +209,11 @@ pub fn header_map(
 ) -> Result<HeaderMap, &'static str> {
     let mut map = wharf_http::maps::take(fields.len());
     for f in fields {
-        let name =
-            HeaderName::from_bytes(f.name.as_bytes()).map_err(|_| "invalid header field name")?;
+        let raw = f.name.as_bytes();
+        let name = match common_name(raw) {
+            Some(name) => name,
+            None => HeaderName::from_bytes(raw).map_err(|_| "invalid header field name")?,
+        };
         let value = HeaderValue::from_maybe_shared(section.share(f.value))
             .map_err(|_| "invalid header field value")?;
         map.append(name, value);
@@ -206,6 +249,55 @@ mod tests {
             );
         }
         h
+    }
+
+    #[test]
+    fn common_names_are_the_names_http_makes_of_them() {
+        // Every name the match knows, capitalised; each is tried lowercase too.
+        let names = [
+            "Host",
+            "User-Agent",
+            "Accept",
+            "Accept-Encoding",
+            "Accept-Language",
+            "Accept-Ranges",
+            "Age",
+            "Authorization",
+            "Cache-Control",
+            "Connection",
+            "Content-Encoding",
+            "Content-Length",
+            "Content-Type",
+            "Cookie",
+            "Date",
+            "ETag",
+            "Expires",
+            "If-Modified-Since",
+            "If-None-Match",
+            "Last-Modified",
+            "Location",
+            "Origin",
+            "Range",
+            "Referer",
+            "Server",
+            "Set-Cookie",
+            "Transfer-Encoding",
+            "Vary",
+            "Via",
+        ];
+        let spellings = names
+            .iter()
+            .flat_map(|n| [n.to_string(), n.to_ascii_lowercase()]);
+        for raw in spellings {
+            let raw = raw.as_str();
+            let common = common_name(raw.as_bytes());
+            assert_eq!(common, HeaderName::from_bytes(raw.as_bytes()).ok(), "{raw}");
+            assert!(common.is_some(), "{raw}");
+        }
+        // Other spellings and names take http's way, which answers the same.
+        for raw in ["HOST", "hOst", "Etag", "x-trace", "Content-Type ", ""] {
+            assert_eq!(common_name(raw.as_bytes()), None, "{raw}");
+        }
     }
 
     #[test]
