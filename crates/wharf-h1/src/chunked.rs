@@ -263,7 +263,8 @@ pub fn trailer_fields(raw: &[u8], max_fields: usize) -> Result<Option<HeaderMap>
     let mut fields = vec![httparse::EMPTY_HEADER; max_fields];
     match httparse::parse_headers(&section, &mut fields) {
         Ok(httparse::Status::Complete((_, parsed))) => {
-            crate::framing::header_map(parsed, &crate::framing::Section::new(&section)).map(Some)
+            crate::framing::header_map(parsed, &crate::framing::Section::new(&section))
+                .map(|(fields, _)| Some(fields))
         }
         Err(httparse::Error::TooManyHeaders) => Err("too many fields"),
         _ => Err("malformed field"),

@@ -13,7 +13,7 @@ use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, Method, StatusCode, Version};
 
 use crate::framing::{
-    content_length, header_map, persists, transfer_coding, Coding, RequestFraming, Section,
+    content_length, header_map, persists, transfer_coding, Coding, Present, RequestFraming, Section,
 };
 
 /// The framing of a request with `fields` (whose `Content-Length`, when valid, is
@@ -127,13 +127,19 @@ pub fn response_head(
     } else {
         Version::HTTP_11
     };
-    let headers = header_map(res.headers, &Section::new(&buf[..len])).map_err(Malformed)?;
-    let framing = framing(method, status, version, &headers)?;
+    // Each rule below reads its field only when the response has it.
+    let (headers, present) =
+        header_map(res.headers, &Section::new(&buf[..len])).map_err(Malformed)?;
+    let framing = framing(method, status, version, &headers, present)?;
     let keep_alive = framing != Framing::UntilClose
-        && persists(&headers, version)
+        && (if present.connection {
+            persists(&headers, version)
+        } else {
+            version == Version::HTTP_11
+        })
         // §6.1: a response with both was framed by Transfer-Encoding, and the
         // connection "ought to be closed" after it.
-        && !(headers.contains_key(TRANSFER_ENCODING) && headers.contains_key(CONTENT_LENGTH));
+        && !(present.transfer_encoding && present.content_length);
     let mut parts = http::Response::new(()).into_parts().0;
     parts.status = status;
     parts.version = version;
@@ -152,13 +158,18 @@ fn framing(
     status: StatusCode,
     version: Version,
     h: &HeaderMap,
+    present: Present,
 ) -> Result<Framing, Malformed> {
     // Item 1: HEAD, 1xx, 204 and 304 end at their head. (Item 2, a 2xx to CONNECT,
     // does not arise: this client sends no CONNECT.)
     if wharf_http::content::has_no_content(method, status) {
         return Ok(Framing::Empty);
     }
-    if let Some(coding) = transfer_coding(h) {
+    if let Some(coding) = present
+        .transfer_encoding
+        .then(|| transfer_coding(h))
+        .flatten()
+    {
         // §6.1: Transfer-Encoding in an HTTP/1.0 message means the framing is faulty.
         if version == Version::HTTP_10 {
             return Err(Malformed("Transfer-Encoding in an HTTP/1.0 response"));
@@ -174,7 +185,11 @@ fn framing(
         };
     }
     // Item 5: an invalid or conflicting Content-Length is unrecoverable.
-    match content_length(h).map_err(Malformed)? {
+    let length = match present.content_length {
+        true => content_length(h).map_err(Malformed)?,
+        false => None,
+    };
+    match length {
         Some(0) => Ok(Framing::Empty),
         Some(n) => Ok(Framing::Length(n)),
         // Item 8: no length at all reads until the server closes.

@@ -20,8 +20,8 @@ pub enum RequestFraming {
 }
 
 /// Which of the fields that decide a message's framing, persistence, expectation and
-/// upgrade it carries, found in one pass over its names: most requests carry none of
-/// them, and need not be searched for each.
+/// upgrade it carries, noted as [`header_map`] builds the map: most requests carry
+/// none of them, and need not be searched for each.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Present {
     /// `Content-Length`.
@@ -37,26 +37,22 @@ pub struct Present {
 }
 
 impl Present {
-    /// The fields of `h` among these.
-    pub fn of(h: &HeaderMap) -> Present {
-        let mut p = Present::default();
-        for name in h.keys() {
-            let slot = if *name == CONTENT_LENGTH {
-                &mut p.content_length
-            } else if *name == TRANSFER_ENCODING {
-                &mut p.transfer_encoding
-            } else if *name == CONNECTION {
-                &mut p.connection
-            } else if *name == EXPECT {
-                &mut p.expect
-            } else if *name == UPGRADE {
-                &mut p.upgrade
-            } else {
-                continue;
-            };
-            *slot = true;
-        }
-        p
+    /// Notes `name` if it is one of these.
+    fn note(&mut self, name: &HeaderName) {
+        let slot = if *name == CONTENT_LENGTH {
+            &mut self.content_length
+        } else if *name == TRANSFER_ENCODING {
+            &mut self.transfer_encoding
+        } else if *name == CONNECTION {
+            &mut self.connection
+        } else if *name == EXPECT {
+            &mut self.expect
+        } else if *name == UPGRADE {
+            &mut self.upgrade
+        } else {
+            return;
+        };
+        *slot = true;
     }
 }
 
@@ -201,13 +197,16 @@ fn common_name(raw: &[u8]) -> Option<HeaderName> {
 }
 
 /// Fields that `httparse` parsed from `section` as a map (one of the thread's
-/// reused ones: `wharf_http::maps`), their values sharing the section's copy; an
-/// error names the part that `http` refuses.
+/// reused ones: `wharf_http::maps`), their values sharing the section's copy, and
+/// which of the framing fields are among them (noted on the way, so that the rules
+/// look only for fields that are there); an error names the part that `http`
+/// refuses.
 pub fn header_map(
     fields: &[httparse::Header<'_>],
     section: &Section<'_>,
-) -> Result<HeaderMap, &'static str> {
+) -> Result<(HeaderMap, Present), &'static str> {
     let mut map = wharf_http::maps::take(fields.len());
+    let mut present = Present::default();
     for f in fields {
         let raw = f.name.as_bytes();
         let name = match common_name(raw) {
@@ -216,9 +215,10 @@ pub fn header_map(
         };
         let value = HeaderValue::from_maybe_shared(section.share(f.value))
             .map_err(|_| "invalid header field value")?;
+        present.note(&name);
         map.append(name, value);
     }
-    Ok(map)
+    Ok((map, present))
 }
 
 /// Every field of `fields` as field lines.
@@ -324,7 +324,15 @@ mod tests {
             ),
         ];
         for (pairs, want) in table {
-            let p = Present::of(&fields(pairs));
+            let parsed: Vec<httparse::Header<'_>> = pairs
+                .iter()
+                .map(|(name, value)| httparse::Header {
+                    name,
+                    value: value.as_bytes(),
+                })
+                .collect();
+            let (map, p) = header_map(&parsed, &Section::new(b"")).unwrap();
+            assert_eq!(map.len(), pairs.len());
             let got = [
                 p.content_length,
                 p.transfer_encoding,

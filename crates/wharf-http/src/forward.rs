@@ -48,14 +48,14 @@ static ALWAYS_HOP_BY_HOP: [HeaderName; ALWAYS] = [
 /// Where `name` (lowercase, as field names are kept) is in [`ALWAYS_HOP_BY_HOP`].
 /// Matching the text finds the usual field in a length comparison, where comparing
 /// with each name cost a few comparisons of every field.
-fn hop_by_hop_index(name: &str) -> Option<usize> {
+fn hop_by_hop_index(name: &[u8]) -> Option<usize> {
     match name {
-        "connection" => Some(0),
-        "proxy-connection" => Some(1),
-        "keep-alive" => Some(2),
-        "te" => Some(3),
-        "transfer-encoding" => Some(4),
-        "upgrade" => Some(5),
+        b"connection" => Some(0),
+        b"proxy-connection" => Some(1),
+        b"keep-alive" => Some(2),
+        b"te" => Some(3),
+        b"transfer-encoding" => Some(4),
+        b"upgrade" => Some(5),
         _ => None,
     }
 }
@@ -93,7 +93,7 @@ fn scan(headers: &HeaderMap, also: &[&HeaderName]) -> Found {
     let mut found = Found::default();
     for (name, value) in headers {
         let text = name.as_str();
-        if let Some(i) = hop_by_hop_index(text) {
+        if let Some(i) = hop_by_hop_index(text.as_bytes()) {
             found.hop_by_hop[i] = true;
             if i == 0 {
                 found.connection_names_more |= names_more(value);
@@ -180,11 +180,16 @@ pub fn forward_request(
 /// Whether a connection option needs no removal of its own: `close`, `Host` (never
 /// removed) and the fields removed whatever `Connection` says.
 fn names_kept_or_removed_anyway(option: &[u8]) -> bool {
-    option.eq_ignore_ascii_case(b"close")
-        || option.eq_ignore_ascii_case(b"host")
-        || ALWAYS_HOP_BY_HOP
-            .iter()
-            .any(|n| option.eq_ignore_ascii_case(n.as_str().as_bytes()))
+    // Lowercased into a buffer as long as the longest of them: a longer option is
+    // none of them.
+    let mut lower = [0u8; "transfer-encoding".len()];
+    let Some(lower) = lower.get_mut(..option.len()) else {
+        return false;
+    };
+    for (l, o) in lower.iter_mut().zip(option) {
+        *l = o.to_ascii_lowercase();
+    }
+    matches!(&*lower, b"close" | b"host") || hop_by_hop_index(lower).is_some()
 }
 
 /// Whether a `TE` line offers trailers.
@@ -509,11 +514,15 @@ mod tests {
     #[test]
     fn the_names_matched_are_the_hop_by_hop_fields() {
         for (i, name) in ALWAYS_HOP_BY_HOP.iter().enumerate() {
-            assert_eq!(hop_by_hop_index(name.as_str()), Some(i), "{name}");
+            assert_eq!(
+                hop_by_hop_index(name.as_str().as_bytes()),
+                Some(i),
+                "{name}"
+            );
         }
         assert_eq!(ALWAYS_HOP_BY_HOP[TE], header::TE);
         for name in ["host", "trailer", "connections", "t", "accept-encoding"] {
-            assert_eq!(hop_by_hop_index(name), None, "{name}");
+            assert_eq!(hop_by_hop_index(name.as_bytes()), None, "{name}");
         }
     }
 

@@ -18,9 +18,7 @@ use std::mem::MaybeUninit;
 
 use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT};
 use http::{HeaderMap, Method, StatusCode, Uri, Version};
-use wharf_h1::framing::{
-    content_length, header_map, persists, transfer_coding, Coding, Present, Section,
-};
+use wharf_h1::framing::{content_length, header_map, persists, transfer_coding, Coding, Section};
 
 /// More header fields than this are never parsed, whatever `max_headers` says.
 pub(crate) const MAX_HEADERS: usize = 256;
@@ -155,9 +153,8 @@ fn build(req: &httparse::Request<'_, '_>, section: &[u8]) -> Result<Head, Reject
     };
     let section = Section::new(section);
     let uri = target_uri(&method, target, &section)?;
-    let headers = header_map(req.headers, &section).map_err(|why| reject(BAD, why))?;
     // Each rule below reads its field only when the request has it.
-    let present = Present::of(&headers);
+    let (headers, present) = header_map(req.headers, &section).map_err(|why| reject(BAD, why))?;
     let framing = if present.content_length || present.transfer_encoding {
         framing(&headers, version)?
     } else {
