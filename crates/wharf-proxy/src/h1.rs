@@ -12,6 +12,7 @@
 //! body is sent while the response is awaited, so an upstream that answers early
 //! (a 413 half way through an upload) is heard.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -68,7 +69,8 @@ impl std::fmt::Debug for Conn {
 /// for a request that had none, and tells the fields of one that had).
 pub(crate) struct Failed {
     pub(crate) reason: String,
-    pub(crate) request: Option<Request<RequestBody>>,
+    /// Boxed: failures are rare, and every exchange's result has room for one.
+    pub(crate) request: Option<Box<Request<RequestBody>>>,
     pub(crate) unsent: bool,
 }
 
@@ -108,12 +110,15 @@ impl Conn {
     /// Sends `req` and reads the response head. The response's body reads from this
     /// connection as it is polled; at its end the connection goes back to `home`
     /// (when given). `hints` gets the upstream's `103`s.
-    pub(crate) async fn send(
+    ///
+    /// The head is encoded before the future is made, which keeps only the parts it
+    /// still needs (an `async fn` would carry the request whole to the end).
+    pub(crate) fn send<'a>(
         mut self,
         req: Request<RequestBody>,
-        hints: Option<&Interim>,
+        hints: Option<&'a Interim>,
         home: Option<Arc<Pool>>,
-    ) -> Result<Response<Body>, Failed> {
+    ) -> impl Future<Output = Result<Response<Body>, Failed>> + Send + 'a {
         let (parts, body) = req.into_parts();
         let framing = codec::request_framing(&parts.headers, body.is_end_stream());
         let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
@@ -125,28 +130,30 @@ impl Conn {
             &parts.headers,
             framing,
         );
-        // The first write tells a connection the upstream closed while it idled from
-        // one that failed later: nothing of the request is lost yet.
-        let written = match self.io.write(&self.out).await {
-            Ok(n) if n > 0 => n,
-            Ok(_) | Err(_) => {
-                return Err(Failed {
-                    reason: "the connection was closed before the request was sent".into(),
-                    request: Some(Request::from_parts(parts, body)),
-                    unsent: true,
-                })
-            }
-        };
-        let exchange = self.exchange(written, &parts.method, body, framing, hints, home);
-        match exchange.await {
-            Ok(res) => {
-                // Kept until now for a retry; the map is the thread's to reuse.
-                wharf_http::maps::give(parts.headers);
-                Ok(res)
-            }
-            Err(mut failed) => {
-                failed.request = Some(Request::from_parts(parts, crate::empty()));
-                Err(failed)
+        async move {
+            // The first write tells a connection the upstream closed while it idled
+            // from one that failed later: nothing of the request is lost yet.
+            let written = match self.io.write(&self.out).await {
+                Ok(n) if n > 0 => n,
+                Ok(_) | Err(_) => {
+                    return Err(Failed {
+                        reason: "the connection was closed before the request was sent".into(),
+                        request: Some(Box::new(Request::from_parts(parts, body))),
+                        unsent: true,
+                    })
+                }
+            };
+            let exchange = self.exchange(written, &parts.method, body, framing, hints, home);
+            match exchange.await {
+                Ok(res) => {
+                    // Kept until now for a retry; the map is the thread's to reuse.
+                    wharf_http::maps::give(parts.headers);
+                    Ok(res)
+                }
+                Err(mut failed) => {
+                    failed.request = Some(Box::new(Request::from_parts(parts, crate::empty())));
+                    Err(failed)
+                }
             }
         }
     }

@@ -27,6 +27,7 @@ mod tls;
 mod tunnel;
 mod upstream;
 
+use std::future::Future;
 use std::io;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,6 +35,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::FutureExt;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode, Uri, Version};
@@ -334,162 +336,173 @@ impl Proxy {
     /// the transport's promise of the client's connection after a `101` (or a `200`
     /// to an extended CONNECT), for upgrades passed through to the upstream; without
     /// it, an HTTP/1.1 `Upgrade` is not passed on.
-    pub async fn serve<B, U, S, E>(
+    pub fn serve<B, U, S, E>(
         &self,
         group: usize,
         req: Request<B>,
         client: Client,
         upgrade: Option<U>,
         explain: bool,
-    ) -> Response<Body>
+    ) -> impl Future<Output = Response<Body>> + Send + '_
     where
         B: http_body::Body<Data = Bytes, Error = io::Error> + Send + Unpin + 'static,
-        U: std::future::Future<Output = Result<S, E>> + Send + 'static,
+        U: Future<Output = Result<S, E>> + Send + 'static,
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
         E: Send + 'static,
     {
         let inner = &self.0;
-        let (mut res, why) = match inner
-            .forward(&inner.groups[group], req, &client, upgrade, explain)
-            .await
-        {
-            Ok(answer) => answer,
-            Err(f) => {
-                let (res, why) = inner.failure(f);
-                (res, Some(why))
-            }
-        };
-        if let Some(why) = why {
-            if explain {
-                if let Ok(v) = HeaderValue::from_str(&why) {
-                    res.headers_mut().insert(wharf_http::explain::HEADER, v);
+        let forward = inner.forward(&inner.groups[group], req, client, upgrade, explain);
+        // Not an `async fn`: the forwarding future is the whole of it, not kept beside
+        // a copy of its arguments.
+        forward.map(move |outcome| {
+            let (mut res, why) = match outcome {
+                Ok(answer) => answer,
+                Err(f) => {
+                    let (res, why) = inner.failure(f);
+                    (res, Some(why))
                 }
+            };
+            if let Some(why) = why {
+                if explain {
+                    if let Ok(v) = HeaderValue::from_str(&why) {
+                        res.headers_mut().insert(wharf_http::explain::HEADER, v);
+                    }
+                }
+                res.extensions_mut().insert(Explain(why));
             }
-            res.extensions_mut().insert(Explain(why));
-        }
-        res
+            res
+        })
     }
 }
 
 impl Inner {
-    async fn forward<B, U, S, E>(
-        self: &Arc<Self>,
-        group: &Arc<Group>,
+    /// Not an `async fn`: one would keep the request whole beside its parts, and its
+    /// arguments twice, in the future every proxied request carries.
+    fn forward<'a, B, U, S, E>(
+        self: &'a Arc<Self>,
+        group: &'a Arc<Group>,
         req: Request<B>,
-        client: &Client,
+        client: Client,
         client_upgrade: Option<U>,
         explain: bool,
-    ) -> Result<(Response<Body>, Option<String>), Failure>
+    ) -> impl Future<Output = Result<(Response<Body>, Option<String>), Failure>> + Send + 'a
     where
         B: http_body::Body<Data = Bytes, Error = io::Error> + Send + Unpin + 'static,
-        U: std::future::Future<Output = Result<S, E>> + Send + 'static,
+        U: Future<Output = Result<S, E>> + Send + 'static,
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
         E: Send + 'static,
     {
         let (mut parts, body) = req.into_parts();
-        // Made once: the cache key and the upstream request both name it.
-        let mut host = named_host(&parts);
-        if let (Some(c), true) = (&self.cache, parts.method.as_str() == "PURGE") {
-            return purge(c, &parts, host.as_ref(), client.ip())
-                .map(|(res, why)| (res, explain.then_some(why)));
-        }
-        // An upgrade is passed on only where the transport can hand over the client's
-        // connection.
-        let upgrade = client_upgrade.as_ref().and(tunnel::Upgrade::of(&parts));
-        if parts.method == Method::CONNECT && upgrade.is_none() {
-            return Err(Failure::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "405: CONNECT is not forwarded (only extended CONNECT for a WebSocket)",
-            ));
-        }
-        // (A request without content, as most are, has no length to look up.)
-        let declared = (!http_body::Body::is_end_stream(&body))
-            .then(|| content_length(&parts.headers))
-            .flatten();
-        if let Some(len) = declared.filter(|l| *l > self.cfg.max_body) {
-            return Err(Failure::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!(
-                    "413: a body of {len} bytes, over the limit of {}",
-                    self.cfg.max_body
-                ),
-            ));
-        }
-        // The shared cache answers what it can; the rest goes upstream, revalidating
-        // what is stored where that is needed.
-        let mut lookup = None;
-        let cacheable = matches!(parts.method, Method::GET | Method::HEAD) && upgrade.is_none();
-        let key = self
-            .cache
-            .as_ref()
-            .map(|_| cache_key(&parts, host.as_ref()));
-        if let (Some(c), Some(key), true) = (&self.cache, &key, cacheable) {
-            let extra = cache::extra(&c.cfg, &parts, client.ip());
-            // A miss waits for the same target's fetch in flight, once; after that it
-            // looks again and, still missing, goes upstream itself.
-            let mut waited = false;
-            c.load(key).await;
-            loop {
-                let collapse = !waited && c.cfg.key.is_empty();
-                match cache::lookup(c, &parts, &extra, key, collapse, explain) {
-                    cache::Found::Hit(mut res, why) => {
-                        if waited {
-                            let status = format!(
-                                "wharf; fwd=uri-miss; fwd-status={}; collapsed",
-                                res.status().as_u16()
-                            );
-                            if let Ok(v) = HeaderValue::from_str(&status) {
-                                res.headers_mut().insert(&cache::CACHE_STATUS, v);
+        async move {
+            let client = &client;
+            // Made once: the cache key and the upstream request both name it.
+            let mut host = named_host(&parts);
+            if let (Some(c), true) = (&self.cache, parts.method.as_str() == "PURGE") {
+                return purge(c, &parts, host.as_ref(), client.ip())
+                    .map(|(res, why)| (res, explain.then_some(why)));
+            }
+            // An upgrade is passed on only where the transport can hand over the client's
+            // connection.
+            let upgrade = client_upgrade.as_ref().and(tunnel::Upgrade::of(&parts));
+            if parts.method == Method::CONNECT && upgrade.is_none() {
+                return Err(Failure::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "405: CONNECT is not forwarded (only extended CONNECT for a WebSocket)",
+                ));
+            }
+            // (A request without content, as most are, has no length to look up.)
+            let declared = (!http_body::Body::is_end_stream(&body))
+                .then(|| content_length(&parts.headers))
+                .flatten();
+            if let Some(len) = declared.filter(|l| *l > self.cfg.max_body) {
+                return Err(Failure::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!(
+                        "413: a body of {len} bytes, over the limit of {}",
+                        self.cfg.max_body
+                    ),
+                ));
+            }
+            // The shared cache answers what it can; the rest goes upstream, revalidating
+            // what is stored where that is needed.
+            let mut lookup = None;
+            let cacheable = matches!(parts.method, Method::GET | Method::HEAD) && upgrade.is_none();
+            let key = self
+                .cache
+                .as_ref()
+                .map(|_| cache_key(&parts, host.as_ref()));
+            if let (Some(c), Some(key), true) = (&self.cache, &key, cacheable) {
+                let extra = cache::extra(&c.cfg, &parts, client.ip());
+                // A miss waits for the same target's fetch in flight, once; after that it
+                // looks again and, still missing, goes upstream itself.
+                let mut waited = false;
+                c.load(key).await;
+                loop {
+                    let collapse = !waited && c.cfg.key.is_empty();
+                    match cache::lookup(c, &parts, &extra, key, collapse, explain) {
+                        cache::Found::Hit(mut res, why) => {
+                            if waited {
+                                let status = format!(
+                                    "wharf; fwd=uri-miss; fwd-status={}; collapsed",
+                                    res.status().as_u16()
+                                );
+                                if let Ok(v) = HeaderValue::from_str(&status) {
+                                    res.headers_mut().insert(&cache::CACHE_STATUS, v);
+                                }
                             }
+                            return Ok((res, explain.then_some(why)));
                         }
-                        return Ok((res, explain.then_some(why)));
-                    }
-                    cache::Found::OnlyIfCached => {
-                        return Err(Failure::new(
-                            StatusCode::GATEWAY_TIMEOUT,
-                            "504: only-if-cached, and nothing usable is stored",
-                        ))
-                    }
-                    cache::Found::Forward(l) => {
-                        lookup = Some(l);
-                        break;
-                    }
-                    cache::Found::Refresh(res, why, leader) => {
-                        let refresh = refresh_request(&parts);
-                        // Its 103s would reach nobody.
-                        let client = Client {
-                            conn: client.conn,
-                            tls: client.tls,
-                            interim: None,
-                        };
-                        tokio::spawn(self.clone().refresh(group.clone(), refresh, client, leader));
-                        return Ok((res, explain.then_some(why)));
-                    }
-                    cache::Found::Wait(progress) => {
-                        tracing::debug!(target: "wharf::proxy", host = %key.0, target = %key.1, "collapsed: waiting for the same request in flight");
-                        let patience = self.cfg.response_timeout;
-                        // Boxed: rare, and every request's future would carry its room.
-                        let wait = Box::pin(cache::wait(progress, &parts, &extra, patience));
-                        if let Some(res) = wait.await {
-                            let why = explain.then(|| "cache: collapsed into the request in flight, streamed as it arrives".to_owned());
-                            return Ok((res, why));
+                        cache::Found::OnlyIfCached => {
+                            return Err(Failure::new(
+                                StatusCode::GATEWAY_TIMEOUT,
+                                "504: only-if-cached, and nothing usable is stored",
+                            ))
                         }
-                        waited = true;
+                        cache::Found::Forward(l) => {
+                            lookup = Some(l);
+                            break;
+                        }
+                        cache::Found::Refresh(res, why, leader) => {
+                            let refresh = refresh_request(&parts);
+                            // Its 103s would reach nobody.
+                            let client = Client {
+                                conn: client.conn,
+                                tls: client.tls,
+                                interim: None,
+                            };
+                            tokio::spawn(self.clone().refresh(
+                                group.clone(),
+                                refresh,
+                                client,
+                                leader,
+                            ));
+                            return Ok((res, explain.then_some(why)));
+                        }
+                        cache::Found::Wait(progress) => {
+                            tracing::debug!(target: "wharf::proxy", host = %key.0, target = %key.1, "collapsed: waiting for the same request in flight");
+                            let patience = self.cfg.response_timeout;
+                            // Boxed: rare, and every request's future would carry its room.
+                            let wait = Box::pin(cache::wait(progress, &parts, &extra, patience));
+                            if let Some(res) = wait.await {
+                                let why = explain.then(|| "cache: collapsed into the request in flight, streamed as it arrives".to_owned());
+                                return Ok((res, why));
+                            }
+                            waited = true;
+                        }
                     }
                 }
             }
-        }
-        // What may answer if the upstream fails (RFC 5861 §4, stale-if-error).
-        let fallback = match (&self.cache, &lookup) {
-            (Some(c), Some(l)) => l.fallback(c),
-            _ => None,
-        };
-        // The client's fields, for answering from the stored response after all.
-        let client_fields = fallback
-            .as_ref()
-            .and(lookup.as_ref())
-            .map(|l| l.request.clone());
-        let outcome = async {
+            // What may answer if the upstream fails (RFC 5861 §4, stale-if-error).
+            let fallback = match (&self.cache, &lookup) {
+                (Some(c), Some(l)) => l.fallback(c),
+                _ => None,
+            };
+            // The client's fields, for answering from the stored response after all.
+            let client_fields = fallback
+                .as_ref()
+                .and(lookup.as_ref())
+                .map(|l| l.request.clone());
+            let outcome = async {
             let mut head = self.upstream_head(&mut parts, host.take(), client, upgrade.as_ref());
             if let Some(stale) = lookup.as_ref().and_then(|l| l.stale.as_ref()) {
                 head.headers
@@ -582,7 +595,7 @@ impl Inner {
                         }
                         let reason = format!("502: {upstream}: {}", e.reason);
                         if let Some(request) = e.request {
-                            let (sent, sent_body) = request.into_parts();
+                            let (sent, sent_body) = (*request).into_parts();
                             head.headers = sent.headers;
                             head.headers.remove(header::TE);
                             if e.unsent {
@@ -697,17 +710,19 @@ impl Inner {
             }
         }
         .await;
-        match (outcome, fallback) {
-            (Err(f), Some(stale)) if f.status.is_server_error() => {
-                let status = format!("wharf; fwd=stale; fwd-status={}", f.status.as_u16());
-                let client = cache::client_parts(&parts.method, &client_fields.unwrap_or_default());
-                let res = cache::respond(&stale, &client, stale.age(), &status);
-                tracing::warn!(target: "wharf::proxy", reason = %f.reason, "upstream failed: served stale (stale-if-error)");
-                let why =
-                    explain.then(|| format!("stale-if-error: served stale after {}", f.reason));
-                Ok((res, why))
+            match (outcome, fallback) {
+                (Err(f), Some(stale)) if f.status.is_server_error() => {
+                    let status = format!("wharf; fwd=stale; fwd-status={}", f.status.as_u16());
+                    let client =
+                        cache::client_parts(&parts.method, &client_fields.unwrap_or_default());
+                    let res = cache::respond(&stale, &client, stale.age(), &status);
+                    tracing::warn!(target: "wharf::proxy", reason = %f.reason, "upstream failed: served stale (stale-if-error)");
+                    let why =
+                        explain.then(|| format!("stale-if-error: served stale after {}", f.reason));
+                    Ok((res, why))
+                }
+                (outcome, _) => outcome,
             }
-            (outcome, _) => outcome,
         }
     }
 
@@ -948,7 +963,7 @@ impl Inner {
     > {
         Box::pin(async move {
             type NoUpgrade = std::future::Ready<Result<tokio::io::DuplexStream, io::Error>>;
-            self.forward(&group, req, &client, None::<NoUpgrade>, explain)
+            self.forward(&group, req, client, None::<NoUpgrade>, explain)
                 .await
         })
     }
@@ -967,7 +982,7 @@ impl Inner {
             type NoUpgrade = std::future::Ready<Result<tokio::io::DuplexStream, io::Error>>;
             let target = req.uri().clone();
             match self
-                .forward(&group, req, &client, None::<NoUpgrade>, false)
+                .forward(&group, req, client, None::<NoUpgrade>, false)
                 .await
             {
                 Ok((res, _)) => {

@@ -16,11 +16,13 @@
 //! fewer than `max_pending` requests wait: beyond that it fails at once (circuit
 //! breaking), so an overloaded upstream does not queue requests without end.
 
+use std::future::Future;
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures_util::future::{Either, FutureExt};
 use http::{Request, Response};
 use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -106,30 +108,36 @@ impl Sender {
     /// Sends a request; a request refused before anything of it was written comes
     /// back in the error. `hints` gets the upstream's `103`s; an HTTP/1.1
     /// connection goes back to `home` once the response body has been read whole.
-    pub(crate) async fn send(
+    ///
+    /// Not an `async fn`: one would keep its own copy of the request and of the
+    /// connection beside the exchange's, in a future that every proxied request's
+    /// carries.
+    pub(crate) fn send<'a>(
         self,
         req: Request<RequestBody>,
-        hints: Option<&Interim>,
+        hints: Option<&'a Interim>,
         home: Option<Arc<Pool>>,
-    ) -> Result<Response<Incoming>, Failed> {
+    ) -> impl Future<Output = Result<Response<Incoming>, Failed>> + Send + 'a {
         match self {
-            Sender::H1(conn) => {
-                let res = conn.send(req, hints, home).await?;
-                Ok(res.map(Incoming::H1))
-            }
+            Sender::H1(conn) => Either::Left(
+                conn.send(req, hints, home)
+                    .map(|sent| sent.map(|res| res.map(Incoming::H1))),
+            ),
             // HTTP/2 upstreams' 103s are not surfaced by hyper's client (the h2
             // crate drops interim responses).
-            Sender::H2(mut s) => match s.try_send_request(req).await {
-                Ok(res) => Ok(res.map(Incoming::H2)),
-                Err(mut e) => {
-                    let request = e.take_message();
-                    Err(Failed {
-                        reason: describe(e.error()),
-                        unsent: request.is_some(),
-                        request,
-                    })
+            Sender::H2(mut s) => Either::Right(async move {
+                match s.try_send_request(req).await {
+                    Ok(res) => Ok(res.map(Incoming::H2)),
+                    Err(mut e) => {
+                        let request = e.take_message().map(Box::new);
+                        Err(Failed {
+                            reason: describe(e.error()),
+                            unsent: request.is_some(),
+                            request,
+                        })
+                    }
                 }
-            },
+            }),
         }
     }
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use futures_util::FutureExt;
 use http::{header, HeaderValue, Request, Response};
 use http_body::{Frame, SizeHint};
 use tokio_util::sync::CancellationToken;
@@ -251,12 +252,14 @@ impl wharf_server::Service for App {
                     tls: exchange.tls.is_some(),
                     interim: exchange.interim,
                 };
-                // Each service's future is made inside its box, not moved there: the
-                // proxy's is kilobytes.
-                Box::pin(async move {
-                    let forward = proxy.serve(group, req, client, upgrade, explain);
-                    forward.await.map(Body::Proxy)
-                })
+                // The proxy's future, kilobytes, is boxed as it is (an async block
+                // around it would add a copy of the request and of its other
+                // arguments).
+                Box::pin(
+                    proxy
+                        .serve(group, req, client, upgrade, explain)
+                        .map(|res| res.map(Body::Proxy)),
+                )
             } else if let Some(hub) = self.hub.as_ref().filter(|h| h.handles(req.uri().path())) {
                 let upgrade = req.extensions_mut().remove::<OnUpgrade>();
                 Box::pin(async move { hub.serve(req, upgrade).await.map(Body::Hub) })
