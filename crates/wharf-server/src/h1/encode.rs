@@ -4,10 +4,12 @@
 //! 304), `Content-Length` (set by the service, or known from the body's exact size),
 //! chunked for HTTP/1.1 when the length is unknown, else the connection's close.
 //! [`head`] writes the status line and fields into the connection's write buffer,
-//! adding `Date` when the service did not, and `Connection` as persistence requires.
+//! adding `Date` when the service did not, and `Connection` as persistence requires;
+//! it reads what the service's fields say of framing and persistence as it writes
+//! them, so a response costs one pass over its fields and no lookups.
 
 use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
-use http::{HeaderMap, Method, StatusCode, Version};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, Version};
 pub(crate) use wharf_h1::chunked::{chunk_start, last_chunk};
 use wharf_h1::framing::{all_fields, field};
 
@@ -25,18 +27,18 @@ pub(crate) enum Framing {
 }
 
 /// RFC 9112 §6.3 from the server's side: how the response to `method` with `status`
-/// and `fields` is framed; `exact` is the body's size when it is known.
+/// is framed; `declared` is the service's `Content-Length` (when it is one number),
+/// `exact` the body's size when it is known.
 pub(crate) fn framing(
     method: &Method,
     version: Version,
     status: StatusCode,
-    fields: &HeaderMap,
+    declared: Option<u64>,
     exact: Option<u64>,
 ) -> Framing {
     if wharf_http::content::has_no_content(method, status) {
         return Framing::None;
     }
-    let declared = declared_length(fields);
     match (declared.or(exact), version) {
         (Some(n), _) => Framing::Length(n),
         (None, Version::HTTP_11) => Framing::Chunked,
@@ -44,82 +46,104 @@ pub(crate) fn framing(
     }
 }
 
-/// The service's `Content-Length`, if it is one number (`1*DIGIT`, RFC 9110 §8.6).
-fn declared_length(fields: &HeaderMap) -> Option<u64> {
-    wharf_h1::framing::decimal(fields.get(CONTENT_LENGTH)?.as_bytes())
+/// The response a head is written for.
+pub(crate) struct Response<'a> {
+    pub(crate) method: &'a Method,
+    /// The request's version: the response's framing and persistence follow it.
+    pub(crate) version: Version,
+    pub(crate) status: StatusCode,
+    /// The service's fields.
+    pub(crate) fields: &'a HeaderMap,
+    /// The body's size, when it is known.
+    pub(crate) exact: Option<u64>,
 }
 
-/// Writes the response head into `out`. `keep_alive` says whether the connection
-/// persists after this response (decided by the caller from both sides' wishes).
-/// `exact` is the body's known size, written as `Content-Length` when the service
-/// gave none and the framing (or a HEAD response) calls for it.
-pub(crate) fn head(
-    out: &mut Vec<u8>,
-    status: StatusCode,
-    version: Version,
-    fields: &HeaderMap,
-    framing: Framing,
-    exact: Option<u64>,
-    keep_alive: bool,
-) {
+/// Writes the response head into `out` and returns how its body is framed and
+/// whether the connection persists after it: when `keep_alive` (the caller's
+/// wish, from both sides) and the framing allow it, and the service did not say
+/// `Connection: close`. What the service's fields say of these (`Content-Length`,
+/// `Connection`, `Date`) is read as they are written, in one pass over them.
+pub(crate) fn head(out: &mut Vec<u8>, res: &Response<'_>, keep_alive: bool) -> (Framing, bool) {
+    let status = res.status;
     // RFC 9110 §6.2: a server sends the highest version it conforms to.
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
-    // The service's Content-Length goes out only where it frames this body, or
-    // (bodiless responses: HEAD, 304) says what a GET would get; never beside chunked
-    // (RFC 9112 §6.1) and never malformed.
-    let declared = declared_length(fields);
-    let keep_declared = declared.is_some()
+    let mut declared: Option<&HeaderValue> = None;
+    let mut close = false;
+    let mut date = false;
+    for (name, value) in res.fields {
+        // wharf frames the body and manages persistence itself; the service's
+        // Content-Length is written below, where it frames this body.
+        if name == CONTENT_LENGTH {
+            declared = declared.or(Some(value));
+        } else if name == CONNECTION {
+            close |= has_close(value);
+        } else if name != TRANSFER_ENCODING {
+            date |= name == DATE;
+            field(out, name.as_str().as_bytes(), value.as_bytes());
+        }
+    }
+    // The service's Content-Length, if it is one number (`1*DIGIT`, RFC 9110 §8.6).
+    let length = declared.and_then(|v| wharf_h1::framing::decimal(v.as_bytes()));
+    let framing = framing(res.method, res.version, status, length, res.exact);
+    // It goes out only where it frames this body, or (bodiless responses: HEAD, 304)
+    // says what a GET would get; never beside chunked (RFC 9112 §6.1) and never
+    // malformed.
+    let keep_declared = length.is_some()
         && match framing {
-            Framing::Length(n) => declared == Some(n),
+            Framing::Length(n) => length == Some(n),
             Framing::None => status != StatusCode::NO_CONTENT,
             Framing::Chunked | Framing::Close => false,
         };
-    for (name, value) in fields {
-        // wharf frames the body and manages persistence itself.
-        if name == TRANSFER_ENCODING
-            || name == CONNECTION
-            || (name == CONTENT_LENGTH && !keep_declared)
-        {
-            continue;
-        }
-        field(out, name.as_str().as_bytes(), value.as_bytes());
-    }
-    if !keep_declared {
-        let length = match framing {
-            Framing::Length(n) => Some(n),
-            // RFC 9110 §8.6: a HEAD response may carry the length a GET would have
-            // (an empty stand-in body says nothing of it).
-            Framing::None if !status.is_informational() && status != StatusCode::NO_CONTENT => {
-                exact.filter(|&n| status != StatusCode::NOT_MODIFIED && n > 0)
+    match declared {
+        Some(v) if keep_declared => field(out, b"content-length", v.as_bytes()),
+        _ => {
+            let written = match framing {
+                Framing::Length(n) => Some(n),
+                // RFC 9110 §8.6: a HEAD response may carry the length a GET would
+                // have (an empty stand-in body says nothing of it).
+                Framing::None if !status.is_informational() && status != StatusCode::NO_CONTENT => {
+                    res.exact
+                        .filter(|&n| status != StatusCode::NOT_MODIFIED && n > 0)
+                }
+                _ => None,
+            };
+            if let Some(n) = written {
+                field(
+                    out,
+                    b"content-length",
+                    itoa::Buffer::new().format(n).as_bytes(),
+                );
             }
-            _ => None,
-        };
-        if let Some(n) = length {
-            field(
-                out,
-                b"content-length",
-                itoa::Buffer::new().format(n).as_bytes(),
-            );
         }
     }
     if framing == Framing::Chunked {
         field(out, b"transfer-encoding", b"chunked");
     }
-    if !fields.contains_key(DATE) {
+    if !date {
         crate::implied::date(|d| field(out, b"date", d));
     }
+    let keep_alive = keep_alive && framing != Framing::Close && !close;
     // RFC 9112 §9.6: "close" when this is the last response; §9.3 HTTP/1.0 needs
     // "keep-alive" to persist.
     if !keep_alive {
         field(out, b"connection", b"close");
-    } else if version == Version::HTTP_10 {
+    } else if res.version == Version::HTTP_10 {
         field(out, b"connection", b"keep-alive");
     }
     out.extend_from_slice(b"\r\n");
+    (framing, keep_alive)
+}
+
+/// Whether a `Connection` line lists `close`.
+fn has_close(value: &HeaderValue) -> bool {
+    value
+        .as_bytes()
+        .split(|&b| b == b',')
+        .any(|o| o.trim_ascii().eq_ignore_ascii_case(b"close"))
 }
 
 /// A `101 Switching Protocols` head (RFC 9110 §15.2.2): the service's fields as they
@@ -152,8 +176,14 @@ pub(crate) fn error(out: &mut Vec<u8>, status: StatusCode, reason: &str) {
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("text/plain; charset=utf-8"),
     );
-    let framing = Framing::Length(text.len() as u64);
-    head(out, status, Version::HTTP_11, &fields, framing, None, false);
+    let res = Response {
+        method: &Method::GET,
+        version: Version::HTTP_11,
+        status,
+        fields: &fields,
+        exact: Some(text.len() as u64),
+    };
+    head(out, &res, false);
     out.extend_from_slice(text.as_bytes());
 }
 
@@ -164,102 +194,129 @@ mod tests {
     #[test]
     fn response_framing() {
         use Framing as F;
-        let with_length = {
-            let mut h = HeaderMap::new();
-            h.insert(CONTENT_LENGTH, http::HeaderValue::from_static("7"));
-            h
-        };
-        let none = HeaderMap::new();
         let (get, head) = (Method::GET, Method::HEAD);
         let (v11, v10) = (Version::HTTP_11, Version::HTTP_10);
         let ok = StatusCode::OK;
-        // (method, version, status, fields, exact size, framing) — RFC 9112 §6.3, RFC 9110 §6.4.1
+        // (method, version, status, declared, exact size, framing) — RFC 9112 §6.3, RFC 9110 §6.4.1
         let table = [
-            (&get, v11, ok, &with_length, None, F::Length(7)),
-            (&get, v11, ok, &none, Some(3), F::Length(3)),
-            (&get, v11, ok, &none, None, F::Chunked),
-            (&get, v10, ok, &none, None, F::Close),
-            (&head, v11, ok, &none, None, F::None),
-            (&get, v11, StatusCode::NO_CONTENT, &none, Some(0), F::None),
-            (
-                &get,
-                v11,
-                StatusCode::NOT_MODIFIED,
-                &with_length,
-                None,
-                F::None,
-            ),
-            (&get, v11, StatusCode::CONTINUE, &none, None, F::None),
+            (&get, v11, ok, Some(7), None, F::Length(7)),
+            (&get, v11, ok, None, Some(3), F::Length(3)),
+            (&get, v11, ok, None, None, F::Chunked),
+            (&get, v10, ok, None, None, F::Close),
+            (&head, v11, ok, None, None, F::None),
+            (&get, v11, StatusCode::NO_CONTENT, None, Some(0), F::None),
+            (&get, v11, StatusCode::NOT_MODIFIED, Some(7), None, F::None),
+            (&get, v11, StatusCode::CONTINUE, None, None, F::None),
         ];
-        for (m, v, s, f, exact, want) in table {
-            assert_eq!(framing(m, v, s, f, exact), want, "{m} {v:?} {s}");
+        for (m, v, s, declared, exact, want) in table {
+            assert_eq!(framing(m, v, s, declared, exact), want, "{m} {v:?} {s}");
         }
     }
 
-    fn text(status: StatusCode, version: Version, framing: Framing, keep: bool) -> String {
-        let mut fields = HeaderMap::new();
-        fields.insert(DATE, http::HeaderValue::from_static("x"));
-        fields.insert(CONNECTION, http::HeaderValue::from_static("close"));
+    /// The head written for a response with `fields`, its framing and whether the
+    /// connection persists.
+    fn written(
+        method: &Method,
+        version: Version,
+        status: StatusCode,
+        fields: &[(&'static str, &'static str)],
+        exact: Option<u64>,
+        keep: bool,
+    ) -> (String, Framing, bool) {
+        let mut map = HeaderMap::new();
+        for (name, value) in fields {
+            map.append(*name, HeaderValue::from_static(value));
+        }
+        let res = Response {
+            method,
+            version,
+            status,
+            fields: &map,
+            exact,
+        };
         let mut out = Vec::new();
-        head(&mut out, status, version, &fields, framing, Some(5), keep);
-        String::from_utf8(out).unwrap()
+        let (framing, keep) = head(&mut out, &res, keep);
+        (String::from_utf8(out).unwrap(), framing, keep)
     }
 
     #[test]
     fn heads() {
-        let ok = StatusCode::OK;
+        let (get, head) = (Method::GET, Method::HEAD);
+        let (v11, v10) = (Version::HTTP_11, Version::HTTP_10);
+        let (ok, date) = (StatusCode::OK, [("date", "x")]);
         assert_eq!(
-            text(ok, Version::HTTP_11, Framing::Length(5), true),
-            "HTTP/1.1 200 OK\r\ndate: x\r\ncontent-length: 5\r\n\r\n"
+            written(&get, v11, ok, &date, Some(5), true),
+            (
+                "HTTP/1.1 200 OK\r\ndate: x\r\ncontent-length: 5\r\n\r\n".into(),
+                Framing::Length(5),
+                true
+            )
         );
         assert_eq!(
-            text(ok, Version::HTTP_11, Framing::Chunked, false),
-            "HTTP/1.1 200 OK\r\ndate: x\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+            written(&get, v11, ok, &date, None, false),
+            (
+                "HTTP/1.1 200 OK\r\ndate: x\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+                    .into(),
+                Framing::Chunked,
+                false
+            )
         );
         assert_eq!(
-            text(ok, Version::HTTP_10, Framing::None, true),
-            "HTTP/1.1 200 OK\r\ndate: x\r\ncontent-length: 5\r\nconnection: keep-alive\r\n\r\n"
-        );
-        assert_eq!(
-            text(
-                StatusCode::NOT_MODIFIED,
-                Version::HTTP_11,
+            written(&head, v10, ok, &date, Some(5), true),
+            (
+                "HTTP/1.1 200 OK\r\ndate: x\r\ncontent-length: 5\r\nconnection: keep-alive\r\n\r\n"
+                    .into(),
                 Framing::None,
                 true
             ),
-            "HTTP/1.1 304 Not Modified\r\ndate: x\r\n\r\n"
+            "RFC 9110 §8.6: a HEAD response says what a GET would get"
         );
+        assert_eq!(
+            written(&get, v11, StatusCode::NOT_MODIFIED, &date, None, true),
+            (
+                "HTTP/1.1 304 Not Modified\r\ndate: x\r\n\r\n".into(),
+                Framing::None,
+                true
+            )
+        );
+        // The service's own Connection is not copied; its close ends the connection.
+        let fields = [("date", "x"), ("connection", "keep-alive, Close")];
+        assert_eq!(
+            written(&get, v11, ok, &fields, Some(5), true),
+            (
+                "HTTP/1.1 200 OK\r\ndate: x\r\ncontent-length: 5\r\nconnection: close\r\n\r\n"
+                    .into(),
+                Framing::Length(5),
+                false
+            )
+        );
+        // Without a Date of the service's, the transport's own.
+        let (text, _, _) = written(&get, v11, ok, &[], Some(0), true);
+        assert!(text.contains("\r\ndate: "), "{text}");
     }
 
     #[test]
     fn service_lengths_never_contradict_the_framing() {
-        // RFC 9112 §6.1, RFC 9110 §8.6: (declared, framing, content-length written)
-        let table: &[(&str, Framing, Option<&str>)] = &[
-            ("5", Framing::Length(5), Some("5")),
-            ("5, 5", Framing::Chunked, None),
-            ("+5", Framing::Chunked, None),
-            ("abc", Framing::Close, None),
-            ("5", Framing::Chunked, None),
-            ("7", Framing::None, Some("7")), // HEAD: what a GET would get
+        // RFC 9112 §6.1, RFC 9110 §8.6: (declared, method, version, framing,
+        // content-length written)
+        let (get, head) = (Method::GET, Method::HEAD);
+        let (v11, v10) = (Version::HTTP_11, Version::HTTP_10);
+        let table: &[(&str, &Method, Version, Framing, Option<&str>)] = &[
+            ("5", &get, v11, Framing::Length(5), Some("5")),
+            ("007", &get, v11, Framing::Length(7), Some("007")),
+            ("5, 5", &get, v11, Framing::Chunked, None),
+            ("+5", &get, v11, Framing::Chunked, None),
+            ("abc", &get, v10, Framing::Close, None),
+            ("7", &head, v11, Framing::None, Some("7")), // what a GET would get
         ];
-        for (declared, framing, want) in table {
-            let mut fields = HeaderMap::new();
-            fields.insert(CONTENT_LENGTH, http::HeaderValue::from_static(declared));
-            let mut out = Vec::new();
-            head(
-                &mut out,
-                StatusCode::OK,
-                Version::HTTP_11,
-                &fields,
-                *framing,
-                None,
-                true,
-            );
-            let text = String::from_utf8(out).unwrap();
+        for (declared, method, version, want_framing, want) in table {
+            let fields = [("content-length", *declared)];
+            let (text, framing, _) = written(method, *version, StatusCode::OK, &fields, None, true);
             let lengths: Vec<&str> = text
                 .lines()
                 .filter_map(|l| l.strip_prefix("content-length: "))
                 .collect();
+            assert_eq!(framing, *want_framing, "{declared}");
             assert_eq!(
                 lengths,
                 want.iter().copied().collect::<Vec<_>>(),

@@ -32,7 +32,6 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::CONNECTION;
 use http::{HeaderMap, Method, Request, StatusCode, Version};
 use http_body::Body;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -338,8 +337,6 @@ where
                 "a 1xx status as the final response",
             ));
         }
-        let exact = body.size_hint().exact();
-        let framing = encode::framing(&method, version, parts.status, &parts.headers, exact);
         let body_in_the_way = has_body && {
             // The client holds its body back for a 100 that never came: it cannot
             // tell where the next request would start; nor is a long unread rest
@@ -347,26 +344,22 @@ where
             let r = lock(&self.reader);
             r.awaits_continue() || r.unread_over(DISCARD_LIMIT as u64)
         };
-        let keep = keep_alive
-            && !body_in_the_way
-            && framing != encode::Framing::Close
-            && !self.flags.draining.load(Ordering::Relaxed)
-            && !wharf_http::fields::has_token(&parts.headers, CONNECTION, "close");
+        let keep_alive =
+            keep_alive && !body_in_the_way && !self.flags.draining.load(Ordering::Relaxed);
         if self.ctx.shared.http.early_hints_http1 && version == Version::HTTP_11 {
             // RFC 9110 §15.2: never to HTTP/1.0 clients.
             if let Some(EarlyHints(fields)) = parts.extensions.get() {
                 encode::early_hints(self.out.buf(), fields);
             }
         }
-        encode::head(
-            self.out.buf(),
-            parts.status,
+        let response = encode::Response {
+            method: &method,
             version,
-            &parts.headers,
-            framing,
-            exact,
-            keep,
-        );
+            status: parts.status,
+            fields: &parts.headers,
+            exact: body.size_hint().exact(),
+        };
+        let (framing, keep) = encode::head(self.out.buf(), &response, keep_alive);
         wharf_http::maps::give(parts.headers);
         if has_body {
             // The final head is out: no 100 can follow it (RFC 9110 §10.1.1).
@@ -784,7 +777,10 @@ mod tests {
                 http::header::UPGRADE,
                 http::HeaderValue::from_static("echo"),
             );
-            h.insert(CONNECTION, http::HeaderValue::from_static("upgrade"));
+            h.insert(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("upgrade"),
+            );
             res
         }
     }
