@@ -40,8 +40,10 @@ pub(crate) fn media_type(name: &str) -> MediaType {
 const MAX_EXTENSIONS: usize = 1024;
 
 thread_local! {
-    /// Media types by file extension, each looked up and rendered once per thread.
-    static BY_EXTENSION: RefCell<HashMap<Box<str>, MediaType>> = RefCell::new(HashMap::new());
+    /// Media types by file extension, each looked up and rendered once per thread
+    /// (extensions of files that exist: a fast hash, not SipHash).
+    static BY_EXTENSION: RefCell<HashMap<Box<str>, MediaType, rustc_hash::FxBuildHasher>> =
+        RefCell::new(HashMap::default());
 }
 
 fn render(essence: &str) -> MediaType {

@@ -60,6 +60,9 @@ pub(crate) enum Lookup {
     Check((u64, u64)),
 }
 
+/// Remembered paths and what they led to.
+type Paths = HashMap<OsString, Known, rustc_hash::FxBuildHasher>;
+
 /// A site's remembered paths.
 #[derive(Debug)]
 pub(crate) struct PathIndex {
@@ -67,7 +70,9 @@ pub(crate) struct PathIndex {
 }
 
 struct Inner {
-    map: Mutex<HashMap<OsString, Known>>,
+    /// Keyed by paths of files that exist (only those are remembered), so not by
+    /// anything a client can choose to collide: a fast hash, not SipHash.
+    map: Mutex<Paths>,
     watch: Option<Watch>,
     /// Told of every entry that changed in a watched directory.
     listener: std::sync::OnceLock<Listener>,
@@ -199,7 +204,7 @@ impl PathIndex {
 }
 
 impl Inner {
-    fn lock(&self) -> MutexGuard<'_, HashMap<OsString, Known>> {
+    fn lock(&self) -> MutexGuard<'_, Paths> {
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
 

@@ -215,10 +215,7 @@ impl Files {
                 );
             }
         };
-        if path
-            .segments()
-            .any(|s| s.starts_with('.') && s != ".well-known")
-        {
+        if path.hidden().any(|s| s != ".well-known") {
             match site.dotfiles {
                 DotfilePolicy::Allow => {}
                 DotfilePolicy::Hide => return not_found(why, "hidden name (dotfiles = \"hide\")"),

@@ -130,7 +130,16 @@ impl SafePath {
     /// Whether any segment starts with `.` (`.git`, `.env`, `.well-known`), for sites
     /// that hide dot-files.
     pub fn any_hidden(&self) -> bool {
-        self.segments().any(|s| s.starts_with('.'))
+        self.hidden().next().is_some()
+    }
+
+    /// The segments that start with `.`, found by looking for a `.` after a `/` in
+    /// one pass over the bytes (most paths have none) rather than splitting the path.
+    pub fn hidden(&self) -> impl Iterator<Item = &str> + '_ {
+        let bytes = self.joined.as_bytes();
+        (1..bytes.len())
+            .filter(move |&i| bytes[i] == b'.' && bytes[i - 1] == b'/')
+            .map(move |i| self.joined[i..].split('/').next().unwrap_or_default())
     }
 
     /// The segments as a relative path (empty for the root), to be joined to a site
@@ -545,6 +554,8 @@ mod tests {
         assert_eq!(p.decoded(), decoded, "{:?}", row.input);
         assert_eq!(p.to_uri_path(), row.uri, "{:?}", row.input);
         assert_eq!(p.any_hidden(), row.hidden, "{:?}", row.input);
+        let named: Vec<&str> = p.segments().filter(|s| s.starts_with('.')).collect();
+        assert!(p.hidden().eq(named), "{:?}", row.input);
         // The URI form sanitises back to the same path.
         assert_eq!(sanitize(&p.to_uri_path()), Ok(p), "{:?}", row.input);
     }
