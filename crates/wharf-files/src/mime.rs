@@ -41,9 +41,9 @@ const MAX_EXTENSIONS: usize = 1024;
 
 thread_local! {
     /// Media types by file extension, each looked up and rendered once per thread
-    /// (extensions of files that exist: a fast hash, not SipHash).
-    static BY_EXTENSION: RefCell<HashMap<Box<str>, MediaType, rustc_hash::FxBuildHasher>> =
-        RefCell::new(HashMap::default());
+    /// (keyed SipHash: an FTP user who may write names the files, and so the
+    /// extensions).
+    static BY_EXTENSION: RefCell<HashMap<Box<str>, MediaType>> = RefCell::new(HashMap::new());
 }
 
 fn render(essence: &str) -> MediaType {

@@ -61,7 +61,7 @@ pub(crate) enum Lookup {
 }
 
 /// Remembered paths and what they led to.
-type Paths = HashMap<OsString, Known, rustc_hash::FxBuildHasher>;
+type Paths = HashMap<OsString, Known>;
 
 /// A site's remembered paths.
 #[derive(Debug)]
@@ -70,8 +70,9 @@ pub(crate) struct PathIndex {
 }
 
 struct Inner {
-    /// Keyed by paths of files that exist (only those are remembered), so not by
-    /// anything a client can choose to collide: a fast hash, not SipHash.
+    /// Hashed with std's keyed SipHash: the paths are of files that exist, but an
+    /// FTP user who may write can make files whose names collide under an unkeyed
+    /// hash, and every request for them would walk the collisions under this lock.
     map: Mutex<Paths>,
     watch: Option<Watch>,
     /// Told of every entry that changed in a watched directory.
