@@ -132,11 +132,7 @@ pub fn response_head(
         header_map(res.headers, &Section::new(&buf[..len])).map_err(Malformed)?;
     let framing = framing(method, status, version, &headers, present)?;
     let keep_alive = framing != Framing::UntilClose
-        && (if present.connection {
-            persists(&headers, version)
-        } else {
-            version == Version::HTTP_11
-        })
+        && persists(&headers, present, version)
         // §6.1: a response with both was framed by Transfer-Encoding, and the
         // connection "ought to be closed" after it.
         && !(present.transfer_encoding && present.content_length);

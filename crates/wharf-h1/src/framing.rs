@@ -68,7 +68,11 @@ pub fn decimal(s: &[u8]) -> Option<u64> {
 
 /// RFC 9112 §9.3: whether a message's connection persists after it: for HTTP/1.1
 /// unless `Connection` says `close`, for HTTP/1.0 only when it says `keep-alive`.
-pub fn persists(h: &HeaderMap, version: Version) -> bool {
+/// `Connection` is read only when `present` says the message has one.
+pub fn persists(h: &HeaderMap, present: Present, version: Version) -> bool {
+    if !present.connection {
+        return version == Version::HTTP_11;
+    }
     !has_token(h, CONNECTION, "close")
         && (version == Version::HTTP_11 || has_token(h, CONNECTION, "keep-alive"))
 }
@@ -413,7 +417,15 @@ mod tests {
             (&[("connection", "Keep-Alive")], Version::HTTP_10, true),
         ];
         for (h, version, want) in table {
-            assert_eq!(persists(&fields(h), *version), *want, "{h:?} {version:?}");
+            let present = Present {
+                connection: !h.is_empty(),
+                ..Present::default()
+            };
+            assert_eq!(
+                persists(&fields(h), present, *version),
+                *want,
+                "{h:?} {version:?}"
+            );
         }
     }
 }

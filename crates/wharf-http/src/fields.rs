@@ -10,10 +10,15 @@ use http::header::{
 /// The elements of every `name` field line, trimmed of whitespace, empty ones left
 /// out (§5.6.1), as they are written.
 pub fn tokens(headers: &HeaderMap, name: HeaderName) -> impl Iterator<Item = &[u8]> {
-    headers
-        .get_all(name)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+    headers.get_all(name).iter().flat_map(line_tokens)
+}
+
+/// The elements of one field line's comma-separated list, trimmed, empty ones
+/// skipped (what [`tokens`] yields for each line).
+pub fn line_tokens(value: &HeaderValue) -> impl Iterator<Item = &[u8]> {
+    value
+        .as_bytes()
+        .split(|&b| b == b',')
         .map(<[u8]>::trim_ascii)
         .filter(|t| !t.is_empty())
 }

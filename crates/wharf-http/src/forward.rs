@@ -17,7 +17,7 @@ use std::net::IpAddr;
 use http::header::{self, HeaderMap, HeaderName};
 use http::{HeaderValue, Version};
 
-use crate::fields::tokens;
+use crate::fields::{line_tokens, tokens};
 use crate::spares;
 use crate::util::{is_token, list_elements, params};
 
@@ -111,11 +111,7 @@ fn scan(headers: &HeaderMap, also: &[&HeaderName]) -> Found {
 
 /// Whether a `Connection` line names a field that is not removed anyway.
 fn names_more(value: &HeaderValue) -> bool {
-    value
-        .as_bytes()
-        .split(|&b| b == b',')
-        .map(<[u8]>::trim_ascii)
-        .any(|o| !o.is_empty() && !names_kept_or_removed_anyway(o))
+    line_tokens(value).any(|o| !names_kept_or_removed_anyway(o))
 }
 
 /// Removes what `found` says `headers` has: the fields `Connection` names (looked for
@@ -526,13 +522,18 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_forwarded_request_loses_hop_by_hop_fields_and_those_named() {
-        let hop = Hop {
+    /// A client at 192.0.2.1 over plain HTTP, naming no host.
+    fn plain_hop() -> Hop<'static> {
+        Hop {
             client: "192.0.2.1".parse().unwrap(),
             proto: "http",
             host: None,
-        };
+        }
+    }
+
+    #[test]
+    fn a_forwarded_request_loses_hop_by_hop_fields_and_those_named() {
+        let hop = plain_hop();
         let mut h = headers(&[
             ("connection", "keep-alive, x-trace"),
             ("x-trace", "1"),
@@ -558,11 +559,7 @@ mod tests {
 
     #[test]
     fn te_trailers_is_recognised() {
-        let hop = Hop {
-            client: "192.0.2.1".parse().unwrap(),
-            proto: "http",
-            host: None,
-        };
+        let hop = plain_hop();
         for (te, want) in [
             ("trailers", true),
             ("gzip;q=0.5, Trailers", true),

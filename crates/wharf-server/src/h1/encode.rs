@@ -12,6 +12,7 @@ use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Version};
 pub(crate) use wharf_h1::chunked::{chunk_start, last_chunk};
 use wharf_h1::framing::{all_fields, field};
+use wharf_http::fields::line_tokens;
 
 /// How a response body is delimited.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,7 +81,7 @@ pub(crate) fn head(out: &mut Vec<u8>, res: &Response<'_>, keep_alive: bool) -> (
         if name == CONTENT_LENGTH {
             declared = declared.or(Some(value));
         } else if name == CONNECTION {
-            close |= has_close(value);
+            close |= line_tokens(value).any(|o| o.eq_ignore_ascii_case(b"close"));
         } else if name != TRANSFER_ENCODING {
             date |= name == DATE;
             field(out, name.as_str().as_bytes(), value.as_bytes());
@@ -136,14 +137,6 @@ pub(crate) fn head(out: &mut Vec<u8>, res: &Response<'_>, keep_alive: bool) -> (
     }
     out.extend_from_slice(b"\r\n");
     (framing, keep_alive)
-}
-
-/// Whether a `Connection` line lists `close`.
-fn has_close(value: &HeaderValue) -> bool {
-    value
-        .as_bytes()
-        .split(|&b| b == b',')
-        .any(|o| o.trim_ascii().eq_ignore_ascii_case(b"close"))
 }
 
 /// A `101 Switching Protocols` head (RFC 9110 §15.2.2): the service's fields as they

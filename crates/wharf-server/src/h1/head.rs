@@ -160,13 +160,7 @@ fn build(req: &httparse::Request<'_, '_>, section: &[u8]) -> Result<Head, Reject
     } else {
         Framing::Empty
     };
-    // RFC 9112 §9.3: without `Connection`, an HTTP/1.1 connection persists and an
-    // HTTP/1.0 one does not.
-    let keep_alive = if present.connection {
-        persists(&headers, version)
-    } else {
-        version == Version::HTTP_11
-    };
+    let keep_alive = persists(&headers, present, version);
     let expect_continue = present.expect && expect_continue(&headers, version)?;
     let upgrade = version == Version::HTTP_11
         && present.upgrade
