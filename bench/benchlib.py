@@ -254,10 +254,11 @@ def rss_bytes(pid):
     return 0
 
 
-def cpu_seconds(pid):
-    """User + system CPU time of a process (all its threads)."""
+def cpu_split(pid):
+    """(user, system) CPU seconds of a process (all its threads)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def busy_cpu_seconds():
@@ -295,7 +296,12 @@ class Server:
         return sum(rss_bytes(p) for p in self.pids())
 
     def cpu(self):
-        return sum(cpu_seconds(p) for p in self.pids())
+        return sum(self.cpu_split())
+
+    def cpu_split(self):
+        """(user, system) CPU seconds of the server's processes."""
+        parts = [cpu_split(p) for p in self.pids()]
+        return sum(u for u, _ in parts), sum(k for _, k in parts)
 
     def stop(self):
         if self.proc.poll() is not None:
@@ -547,11 +553,12 @@ def measure_wrk(server, url, args, spec, headers, cpus):
     the machine used meanwhile), requests per server CPU-second, all errors, and the
     lines the server's access log got (if it has one)."""
     truncate_log(server)
-    cpu0, busy0 = server.cpu(), busy_cpu_seconds()
+    (user0, sys0), busy0 = server.cpu_split(), busy_cpu_seconds()
     start = time.monotonic()
     r = run_wrk(url, args, spec, headers, cpus)
     wall = time.monotonic() - start
-    server_seconds, busy = server.cpu() - cpu0, busy_cpu_seconds() - busy0
+    user1, sys1 = server.cpu_split()
+    server_seconds, busy = (user1 - user0) + (sys1 - sys0), busy_cpu_seconds() - busy0
     seconds = r["duration_us"] / 1e6
     r["server_cpu"] = server_seconds / seconds
     # Everything else that ran meanwhile (another build, the hypervisor): noise.
@@ -562,6 +569,11 @@ def measure_wrk(server, url, args, spec, headers, cpus):
     # Requests per second of server CPU: what the server does with a whole CPU,
     # whatever limited the run (the client may have).
     r["per_cpu"] = r["requests"] / server_seconds if server_seconds > 0 else None
+    # The same CPU per request, split: the kernel's part (system calls, and on
+    # loopback the peer's receive path, run on the sender's CPU) and the server's own.
+    if r["requests"]:
+        r["user_us"] = (user1 - user0) / r["requests"] * 1e6
+        r["sys_us"] = (sys1 - sys0) / r["requests"] * 1e6
     if server.access_log:
         r["log_lines"] = count_lines(server.access_log)
     r["errors"] = sum(r["text_errors"].values())
