@@ -22,6 +22,18 @@ use crate::frame::{self, Head, Reason, *};
 use crate::head::{Collect, Outcome};
 use crate::hpack::{Decoder, Encoder};
 
+/// Event queues an idle connection gave back, kept per thread: a busy connection's
+/// queue grows to a batch of requests and would otherwise be made again after every
+/// idle moment. Queues that grew past `EVENTS_KEEP` events are dropped instead.
+const EVENTS_KEEP: usize = 64;
+/// Queues kept per thread (each of at most 64 events of 40 bytes).
+const EVENT_QUEUES_KEPT: usize = 16;
+
+thread_local! {
+    static SPARE_EVENTS: std::cell::RefCell<Vec<VecDeque<Event>>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// The client connection preface (§3.4).
 pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -435,7 +447,7 @@ impl Connection {
             s.recv_open = false;
         }
         if !discarding && (!data.is_empty() || end) {
-            self.events.push_back(Event::Data {
+            self.event(Event::Data {
                 id,
                 data: Bytes::copy_from_slice(data),
                 end_stream: end,
@@ -557,7 +569,7 @@ impl Connection {
         let head = match collect.finish_request() {
             Outcome::Ok(head) => head,
             Outcome::Malformed(why) => {
-                self.events.push_back(Event::Malformed { id, why });
+                self.event(Event::Malformed { id, why });
                 return self.reset_closed(id, Reason::PROTOCOL_ERROR);
             }
             Outcome::TooLarge => return self.too_large(id, end_stream),
@@ -579,7 +591,7 @@ impl Connection {
             },
         );
         self.open_requests += 1;
-        self.events.push_back(Event::Request {
+        self.event(Event::Request {
             id,
             head: Box::new(head.parts),
             protocol: head.protocol,
@@ -615,7 +627,7 @@ impl Connection {
         }
         s.recv_open = false;
         if !s.discarding {
-            self.events.push_back(Event::Trailers {
+            self.event(Event::Trailers {
                 id,
                 trailers: Box::new(trailers),
             });
@@ -648,7 +660,7 @@ impl Connection {
         let reason = Reason(u32::from_be_bytes([p[0], p[1], p[2], p[3]]));
         if self.remove(h.stream) {
             self.remember(h.stream, Closed::ResetByPeer);
-            self.events.push_back(Event::Reset {
+            self.event(Event::Reset {
                 id: h.stream,
                 reason,
             });
@@ -724,7 +736,7 @@ impl Connection {
             }
         }
         if delta > 0 {
-            self.events.push_back(Event::Capacity);
+            self.event(Event::Capacity);
         }
         Ok(())
     }
@@ -753,7 +765,7 @@ impl Connection {
         }
         self.peer_gone = true;
         let reason = Reason(u32::from_be_bytes([p[4], p[5], p[6], p[7]]));
-        self.events.push_back(Event::GoAway { reason });
+        self.event(Event::GoAway { reason });
         Ok(())
     }
 
@@ -774,7 +786,7 @@ impl Connection {
             if self.send_window > MAX_WINDOW {
                 return fail(Reason::FLOW_CONTROL_ERROR, "connection window above 2^31-1");
             }
-            self.events.push_back(Event::Capacity);
+            self.event(Event::Capacity);
             return Ok(());
         }
         if self.is_idle(id) {
@@ -792,7 +804,7 @@ impl Connection {
             self.reset(id, Reason::FLOW_CONTROL_ERROR, true);
             return Ok(());
         }
-        self.events.push_back(Event::Capacity);
+        self.event(Event::Capacity);
         Ok(())
     }
 
@@ -845,7 +857,7 @@ impl Connection {
     fn reset(&mut self, id: u32, reason: Reason, tell: bool) {
         frame::put_rst(&mut self.out, id, reason);
         if self.remove(id) && tell {
-            self.events.push_back(Event::Reset { id, reason });
+            self.event(Event::Reset { id, reason });
         }
         self.remember(id, Closed::ResetHere);
     }
@@ -945,7 +957,7 @@ impl Connection {
         }
         let flags = if end_stream { END_STREAM } else { 0 };
         self.put_block(HEADERS, id, flags, &[], |e, dst| {
-            e.field(b":status", status.as_str().as_bytes(), false, dst);
+            e.status(status, dst);
             encode_fields(e, fields, dst);
             for (name, value) in extra {
                 e.field(name, value, false, dst);
@@ -1162,9 +1174,23 @@ impl Connection {
         if !self.streams.is_empty() || !self.events.is_empty() || !self.out.is_empty() {
             return None;
         }
-        self.events = VecDeque::new();
+        let events = std::mem::take(&mut self.events);
+        if (1..=EVENTS_KEEP).contains(&events.capacity()) {
+            wharf_http::spares::keep(&SPARE_EVENTS, events, EVENT_QUEUES_KEPT);
+        }
         self.streams.shrink_to_fit();
         (self.out.capacity() > 0).then(|| std::mem::take(&mut self.out))
+    }
+
+    /// Queues `e` for the service, in a queue from the thread's spares if the
+    /// connection had given its own back while it idled.
+    fn event(&mut self, e: Event) {
+        if self.events.capacity() == 0 {
+            if let Some(spare) = wharf_http::spares::take(&SPARE_EVENTS) {
+                self.events = spare;
+            }
+        }
+        self.events.push_back(e);
     }
 
     /// The next thing the service must hear of.

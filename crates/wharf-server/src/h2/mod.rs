@@ -721,27 +721,25 @@ where
     /// Moves response bodies into the codec as far as the windows and the output
     /// allow; true if the output filled up first.
     fn pump(&mut self, cx: &mut Context<'_>) -> bool {
-        let mut ended = Vec::new();
         let mut blocked = false;
         let mut full = false;
-        for (&id, s) in self.streams.iter_mut() {
-            let Some(out) = &mut s.sending else { continue };
+        // Streams whose response ended go in the same pass; once the output is
+        // full, the rest keep their place.
+        self.streams.retain(|&id, s| {
+            let Some(out) = s.sending.as_mut().filter(|_| !full) else {
+                return true;
+            };
             match pump_one(&mut self.codec, id, out, cx) {
-                Pumped::Ended => ended.push(id),
+                Pumped::Ended => return false,
                 Pumped::Blocked => {
                     out.blocked_since.get_or_insert_with(Instant::now);
                     blocked = true;
                 }
                 Pumped::Waiting => out.blocked_since = None,
-                Pumped::OutputFull => {
-                    full = true;
-                    break;
-                }
+                Pumped::OutputFull => full = true,
             }
-        }
-        for id in ended {
-            self.streams.remove(&id);
-        }
+            true
+        });
         if blocked && self.window_timer.is_none() {
             let mut t = Box::pin(tokio::time::sleep(self.send_timeout));
             let _ = t.as_mut().poll(cx);
