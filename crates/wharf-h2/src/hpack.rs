@@ -434,7 +434,19 @@ pub struct Encoder {
     /// Table size updates to announce at the start of the next block: the smallest
     /// size since the last block, then the current one (§4.2).
     update: Option<(usize, usize)>,
+    /// The id of the entry each field of the last block was sent as, by its place
+    /// in the block (`NO_ENTRY` where it was sent otherwise): a block like the last
+    /// (the same kind of response again) finds each field by one comparison with
+    /// that entry instead of hashing it.
+    recent: Vec<u64>,
+    /// The place of the next field in the current block.
+    place: usize,
 }
+
+/// Places in a block that `Encoder::recent` remembers.
+const RECENT_PLACES: usize = 32;
+/// In `Encoder::recent`: the field at that place was not sent as an entry.
+const NO_ENTRY: u64 = u64::MAX;
 
 /// The largest table the encoder uses, whatever the peer allows (the default).
 const ENCODER_MAX: usize = 4096;
@@ -449,6 +461,8 @@ impl Default for Encoder {
             size: 0,
             max: ENCODER_MAX,
             update: None,
+            recent: Vec::new(),
+            place: 0,
         }
     }
 }
@@ -468,6 +482,7 @@ impl Encoder {
 
     /// Starts a header block: the pending table size updates, if any.
     pub fn begin(&mut self, dst: &mut Vec<u8>) {
+        self.place = 0;
         if let Some((smallest, max)) = self.update.take() {
             if smallest != max {
                 put_integer(dst, 0x20, 5, smallest);
@@ -496,6 +511,41 @@ impl Encoder {
     /// Appends one field to the block being written. The dynamic table is looked at
     /// first: after a connection's first response, most fields are found there.
     pub fn field(&mut self, name: &[u8], value: &[u8], sensitive: bool, dst: &mut Vec<u8>) {
+        let place = self.place;
+        self.place += 1;
+        if !sensitive {
+            if let Some(i) = self.recent_entry(place, name, value) {
+                return put_integer(dst, 0x80, 7, 62 + i);
+            }
+        }
+        let entry = self.encode(name, value, sensitive, dst);
+        if place < RECENT_PLACES {
+            if self.recent.len() <= place {
+                self.recent.resize(place + 1, NO_ENTRY);
+            }
+            self.recent[place] = entry.unwrap_or(NO_ENTRY);
+        }
+    }
+
+    /// The position of the entry the last block's field at `place` was sent as, if
+    /// that entry is still in the table and is this field.
+    fn recent_entry(&self, place: usize, name: &[u8], value: &[u8]) -> Option<usize> {
+        let id = *self.recent.get(place)?;
+        let newest = self.inserted.checked_sub(1)?;
+        let position = usize::try_from(newest.checked_sub(id)?).ok()?;
+        let e = self.entries.get(position)?;
+        (*e.value == *value && *e.name == *name).then_some(position)
+    }
+
+    /// Writes one field, looking for it in the tables; the id of the dynamic entry
+    /// it was sent as or added as, if any.
+    fn encode(
+        &mut self,
+        name: &[u8],
+        value: &[u8],
+        sensitive: bool,
+        dst: &mut Vec<u8>,
+    ) -> Option<u64> {
         let pair_key = key(&[name, value]);
         let static_name = if sensitive {
             static_name(name)
@@ -504,11 +554,13 @@ impl Encoder {
                 *e.name == *name && *e.value == *value
             });
             if let Some(i) = held {
-                return put_integer(dst, 0x80, 7, 62 + i);
+                put_integer(dst, 0x80, 7, 62 + i);
+                return Some(self.inserted - 1 - i as u64);
             }
             let static_name = static_name(name);
             if let Some(i) = static_name.and_then(|first| static_pair(first, name, value)) {
-                return put_integer(dst, 0x80, 7, i);
+                put_integer(dst, 0x80, 7, i);
+                return None;
             }
             static_name
         };
@@ -545,7 +597,9 @@ impl Encoder {
                 name_key,
                 pair_key,
             });
+            return Some(id);
         }
+        None
     }
 
     /// The position (0 = newest) of the entry `index` names under `key`, if it is
@@ -591,13 +645,21 @@ fn key(parts: &[&[u8]]) -> u64 {
     h.finish()
 }
 
-/// Writes `value` with an N-bit prefix after `flags` (§5.1).
+/// Writes `value` with an N-bit prefix after `flags` (§5.1). Inlined for its
+/// common case, a value that fits the prefix (an index into the
+/// tables, which most fields of a repeated head are); longer ones go out of line.
+#[inline]
 fn put_integer(dst: &mut Vec<u8>, flags: u8, prefix: u8, value: usize) {
     let mask = (1usize << prefix) - 1;
     if value < mask {
         dst.push(flags | value as u8);
-        return;
+    } else {
+        put_long_integer(dst, flags, mask, value);
     }
+}
+
+/// `value` past the prefix's `mask`: the prefix full, then 7 bits a byte.
+fn put_long_integer(dst: &mut Vec<u8>, flags: u8, mask: usize, value: usize) {
     dst.push(flags | mask as u8);
     let mut rest = value - mask;
     while rest >= 0x80 {
@@ -675,6 +737,66 @@ mod tests {
                     in_static || round == 1,
                     "{code}, round {round}"
                 );
+            }
+        }
+    }
+
+    /// Blocks that repeat the last one's fields at the same places, change some,
+    /// reorder them, mark one sensitive, or outgrow a small table: each decodes to
+    /// its fields, and a block sent again unchanged is one index byte per field.
+    #[test]
+    fn blocks_like_the_last_are_found_by_place() {
+        let field = |n: &'static str, v: &str| {
+            Field::new(
+                Bytes::from_static(n.as_bytes()),
+                Bytes::copy_from_slice(v.as_bytes()),
+                false,
+            )
+        };
+        let head = |etag: &str, date: &str| {
+            vec![
+                field("content-type", "text/html"),
+                field("etag", etag),
+                field("cache-control", "max-age=3600"),
+                field("date", date),
+                field("content-length", "1024"),
+            ]
+        };
+        let mut reordered = head("\"a\"", "d1");
+        reordered.reverse();
+        let mut secret = head("\"a\"", "d1");
+        secret[1].sensitive = true;
+        let blocks = [
+            head("\"a\"", "d1"),
+            head("\"a\"", "d1"),
+            head("\"b\"", "d1"),
+            head("\"a\"", "d2"),
+            reordered.clone(),
+            reordered,
+            secret,
+            head("\"a\"", "d1"),
+            head("\"a\"", "d1")[..2].to_vec(),
+        ];
+        for limit in [4096, 150, 0] {
+            let mut e = Encoder::default();
+            e.set_peer_limit(limit);
+            let mut d = Decoder::new(4096);
+            let mut last: Vec<Field> = Vec::new();
+            for (i, fields) in blocks.iter().enumerate() {
+                let mut block = Vec::new();
+                e.begin(&mut block);
+                let start = block.len();
+                for f in fields {
+                    e.field(&f.name, &f.value, f.sensitive, &mut block);
+                }
+                let mut decoded = Vec::new();
+                d.decode(&Bytes::from(block.clone()), |f| decoded.push(f))
+                    .unwrap();
+                assert_eq!(decoded, *fields, "block {i}, table {limit}");
+                if limit == 4096 && *fields == last {
+                    assert_eq!(block.len() - start, fields.len(), "block {i} again");
+                }
+                last = fields.clone();
             }
         }
     }
