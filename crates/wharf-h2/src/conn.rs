@@ -239,6 +239,8 @@ pub struct Connection {
     encoder: Encoder,
     out: Vec<u8>,
     events: VecDeque<Event>,
+    /// The last request's `:authority`, parsed (`head::authority`).
+    last_authority: Option<http::uri::Authority>,
     streams: Streams,
     open_requests: usize,
     open_pushes: usize,
@@ -268,6 +270,7 @@ impl Connection {
             encoder: Encoder::default(),
             out: Vec::new(),
             events: VecDeque::new(),
+            last_authority: None,
             streams: Streams::default(),
             open_requests: 0,
             open_pushes: 0,
@@ -566,7 +569,7 @@ impl Connection {
     }
 
     fn on_request(&mut self, id: u32, end_stream: bool, collect: Collect) {
-        let head = match collect.finish_request() {
+        let head = match collect.finish_request(&mut self.last_authority) {
             Outcome::Ok(head) => head,
             Outcome::Malformed(why) => {
                 self.event(Event::Malformed { id, why });

@@ -28,6 +28,8 @@ pub(crate) struct Collect {
     /// Why the section is malformed (the first reason found).
     malformed: Option<&'static str>,
     content_length: Option<u64>,
+    /// A `Host` field is among the regular fields.
+    host: bool,
     trailers: bool,
     connect_protocol: bool,
 }
@@ -121,6 +123,7 @@ impl Collect {
         if padded(value.as_bytes().first()) || padded(value.as_bytes().last()) {
             return Err("a field value that starts or ends with whitespace");
         }
+        self.host |= name == HOST;
         if name == CONTENT_LENGTH {
             let n = std::str::from_utf8(value.as_bytes())
                 .ok()
@@ -146,20 +149,22 @@ impl Collect {
     }
 
     /// The request head, once the block is complete (§8.3.1, §8.5, RFC 8441 §4).
-    pub(crate) fn finish_request(self) -> Outcome<RequestHead> {
+    /// `authority` is the connection's last `:authority`, reused when this one is
+    /// the same (see [`authority`]).
+    pub(crate) fn finish_request(self, authority: &mut Option<Authority>) -> Outcome<RequestHead> {
         if self.size > self.limit {
             return Outcome::TooLarge;
         }
         if let Some(why) = self.malformed {
             return Outcome::Malformed(why);
         }
-        match self.build() {
+        match self.build(authority) {
             Ok(head) => Outcome::Ok(head),
             Err(why) => Outcome::Malformed(why),
         }
     }
 
-    fn build(self) -> Result<RequestHead, &'static str> {
+    fn build(self, last_authority: &mut Option<Authority>) -> Result<RequestHead, &'static str> {
         let p = self.pseudo;
         let method = p.method.ok_or("no :method")?;
         let method = Method::from_bytes(&method).map_err(|_| "an invalid :method")?;
@@ -190,11 +195,13 @@ impl Collect {
             parts.path_and_query = Some(PathAndQuery::from_maybe_shared(path).map_err(invalid)?);
             if let Some(a) = &p.authority {
                 parts.scheme = Some(Scheme::try_from(&scheme[..]).map_err(invalid)?);
-                parts.authority = Some(Authority::from_maybe_shared(a.clone()).map_err(invalid)?);
+                parts.authority = Some(authority(a, last_authority).map_err(invalid)?);
             }
             Uri::from_parts(parts).map_err(|_| "an invalid :scheme, :authority or :path")?
         };
-        if let (Some(host), Some(authority)) = (self.headers.get(HOST), &p.authority) {
+        if let (true, Some(host), Some(authority)) =
+            (self.host, self.headers.get(HOST), &p.authority)
+        {
             if !host.as_bytes().eq_ignore_ascii_case(authority) {
                 return Err("Host differs from :authority");
             }
@@ -216,6 +223,22 @@ impl Collect {
     }
 }
 
+/// `raw` as an `Authority`: `last` again when it is the same text (a client sends
+/// the requests of one origin on a connection, and parsing the authority was the
+/// costliest part of building a target), else parsed and remembered in `last` as
+/// its own copy (so that it keeps no header block alive).
+fn authority(
+    raw: &Bytes,
+    last: &mut Option<Authority>,
+) -> Result<Authority, http::uri::InvalidUri> {
+    if let Some(same) = last.as_ref().filter(|a| a.as_str().as_bytes() == &raw[..]) {
+        return Ok(same.clone());
+    }
+    let parsed = Authority::from_maybe_shared(Bytes::copy_from_slice(raw))?;
+    *last = Some(parsed.clone());
+    Ok(parsed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,11 +252,51 @@ mod tests {
     }
 
     fn request(fields: &[(&str, &str)]) -> Outcome<RequestHead> {
+        request_after(fields, &mut None)
+    }
+
+    /// A request on a connection whose last `:authority` was `last`.
+    fn request_after(
+        fields: &[(&str, &str)],
+        last: &mut Option<Authority>,
+    ) -> Outcome<RequestHead> {
         let mut c = Collect::request(16 * 1024, true);
         for (n, v) in fields {
             c.field(f(n, v));
         }
-        c.finish_request()
+        c.finish_request(last)
+    }
+
+    /// A connection's requests each get their own `:authority`, whether it is the
+    /// last one again (then reused) or not; an invalid one is refused either way.
+    #[test]
+    fn the_last_authority_is_reused_only_when_the_same() {
+        let mut last = None;
+        for authority in [
+            "example.com",
+            "example.com",
+            "example.com:8443",
+            "EXAMPLE.com",
+            "a b",
+        ] {
+            let fields = [
+                (":method", "GET"),
+                (":scheme", "https"),
+                (":authority", authority),
+                (":path", "/"),
+            ];
+            match request_after(&fields, &mut last) {
+                Outcome::Ok(head) => {
+                    assert_eq!(head.parts.uri.authority().unwrap().as_str(), authority);
+                    assert_eq!(last.as_ref().unwrap().as_str(), authority);
+                }
+                Outcome::Malformed(_) => {
+                    assert_eq!(authority, "a b");
+                    assert_eq!(last.as_ref().unwrap().as_str(), "EXAMPLE.com");
+                }
+                Outcome::TooLarge => unreachable!(),
+            }
+        }
     }
 
     const GET: [(&str, &str); 4] = [
@@ -353,7 +416,7 @@ mod tests {
             c.field(f(n, v));
         }
         c.field(f("x", &"a".repeat(100)));
-        assert!(matches!(c.finish_request(), Outcome::TooLarge));
+        assert!(matches!(c.finish_request(&mut None), Outcome::TooLarge));
 
         let mut t = Collect::trailers(1000);
         t.field(f(":path", "/"));
@@ -392,7 +455,7 @@ mod tests {
             for (i, block) in [first, again].into_iter().enumerate() {
                 let mut c = Collect::request(16 * 1024, false);
                 d.decode(&Bytes::from(block), |f| c.field(f)).unwrap();
-                match c.finish_request() {
+                match c.finish_request(&mut None) {
                     Outcome::Ok(head) => {
                         assert!(ok, "{name}: {value} accepted (block {i})");
                         assert_eq!(head.parts.headers[name], value);
