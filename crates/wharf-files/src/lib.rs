@@ -13,10 +13,12 @@
 //!   public because FTP opens the same trees through it.
 //! - `cache`: validators, small files' bytes and compressed variants, bounded.
 //! - `compress`, `mime`, `listing`, `date`, `reasons`: the pieces those use.
+//! - `clock`: the time a request is served at (the kernel's coarse clocks).
 //! - [`Body`]: the response body, bytes in memory or ranges of an open file.
 
 mod body;
 mod cache;
+mod clock;
 mod compress;
 pub mod config;
 mod hints;

@@ -20,7 +20,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rustix::fs::inotify::{self, ReadFlags, WatchFlags};
 
@@ -48,7 +48,8 @@ struct Known {
     key: (u64, u64),
     /// Every directory on the path is watched.
     watched: bool,
-    checked: Instant,
+    /// When it was last checked ([`crate::clock::monotonic`]).
+    checked: Duration,
 }
 
 /// What [`PathIndex::get`] knows of a path.
@@ -163,17 +164,19 @@ impl PathIndex {
     pub(crate) fn get(&self, rel: &Path) -> Option<Lookup> {
         // Keyed by the raw bytes: hashing a `Path` walks its components.
         let k = *self.inner.lock().get(rel.as_os_str())?;
-        Some(if k.watched && k.checked.elapsed() < RECHECK {
-            Lookup::Trusted(k.key)
-        } else {
-            Lookup::Check(k.key)
-        })
+        Some(
+            if k.watched && crate::clock::monotonic().saturating_sub(k.checked) < RECHECK {
+                Lookup::Trusted(k.key)
+            } else {
+                Lookup::Check(k.key)
+            },
+        )
     }
 
     /// `rel` was just checked and still leads to the same file.
     pub(crate) fn checked(&self, rel: &Path) {
         if let Some(k) = self.inner.lock().get_mut(rel.as_os_str()) {
-            k.checked = Instant::now();
+            k.checked = crate::clock::monotonic();
         }
     }
 
@@ -193,7 +196,7 @@ impl PathIndex {
             Known {
                 key,
                 watched,
-                checked: Instant::now(),
+                checked: crate::clock::monotonic(),
             },
         );
     }
@@ -332,6 +335,7 @@ fn listen(fd: Arc<OwnedFd>, inner: Weak<Inner>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Instant;
 
     fn wait_until(mut f: impl FnMut() -> bool) -> bool {
         let deadline = Instant::now() + Duration::from_secs(10);

@@ -146,7 +146,7 @@ impl Files {
     /// Answers `req`, which arrived over the TLS session `tls` if any (which makes it
     /// `https` and may carry a client certificate). The request body is never read.
     pub async fn serve<B>(&self, req: &Request<B>, tls: Option<&TlsInfo>) -> Response<Body> {
-        let now = SystemTime::now();
+        let now = crate::clock::now();
         let routed = self.router.route(req);
         let explain_on = self.explains(routed.as_ref().ok().copied());
         let mut why = Reasons::new(explain_on);
