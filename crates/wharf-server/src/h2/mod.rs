@@ -143,13 +143,14 @@ enum End {
 /// A service's answer as `conn` returns it.
 type Answer<S> = Response<LoggedBody<ResBody<<S as Service>::Body>>>;
 
-/// What a request's response needs of it.
+/// What a request's response needs of it. (The rare parts are boxed: a stream is
+/// moved into the connection's map of streams, and seldom has them.)
 #[derive(Default)]
 struct Carry {
     /// An extended CONNECT: the upgrade to fulfil and the client's side of the tunnel.
-    tunnel: Option<(Pending, body::Incoming)>,
+    tunnel: Option<Box<(Pending, body::Incoming)>>,
     /// What pushed requests copy from this one (when the client accepts pushes).
-    push_from: Option<http::request::Parts>,
+    push_from: Option<Box<http::request::Parts>>,
     /// The request's method, which says whether its response's length is implied.
     method: http::Method,
 }
@@ -571,7 +572,7 @@ where
                 let (pending, on_upgrade) = crate::upgrade::pending();
                 head.extensions.insert(ConnectProtocol(protocol));
                 head.extensions.insert(on_upgrade);
-                let tunnel = incoming.map(|i| (pending, i));
+                let tunnel = incoming.map(|i| Box::new((pending, i)));
                 let req = Request::from_parts(head, RequestBody::empty());
                 let carry = Carry {
                     tunnel,
@@ -581,7 +582,10 @@ where
                 (req, carry, None)
             }
             None => {
-                let push_from = self.codec.push_allowed().then(|| push_template(&head));
+                let push_from = self
+                    .codec
+                    .push_allowed()
+                    .then(|| Box::new(push_template(&head)));
                 let body = incoming.map_or_else(RequestBody::empty, RequestBody::h2);
                 let carry = Carry {
                     tunnel: None,
@@ -644,7 +648,7 @@ where
         strip_connection_fields(&mut head.headers);
         let exact = body.size_hint().exact();
         let length = implied::content_length(&carry.method, head.status, &head.headers, exact);
-        let out = match carry.tunnel {
+        let out = match carry.tunnel.map(|t| *t) {
             Some((pending, incoming)) if head.status.is_success() => {
                 drop(body); // logged; the tunnel is the stream's body from here
                 let (reader, writer, outgoing) = tunnel::split(incoming);
