@@ -1753,8 +1753,10 @@ mod tests {
         assert_eq!((out[0].0, out[0].2), (HEADERS, 1));
         let mut d = Decoder::new(4096);
         let mut status = Vec::new();
-        d.decode(&Bytes::from(out[0].3.clone()), |f| status.push(f.value))
-            .unwrap();
+        d.decode(&Bytes::from(out[0].3.clone()), |f| {
+            status.push(f.value.clone())
+        })
+        .unwrap();
         assert_eq!(status[0], "431");
         assert!(c.poll_event().is_none());
         feed(

@@ -5,6 +5,8 @@
 //! with PROTOCOL_ERROR and the connection goes on. A section larger than the limit is
 //! still decoded to its end (HPACK's table must stay in step) but not kept.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, HOST};
 use http::uri::{Authority, PathAndQuery, Scheme};
@@ -79,7 +81,9 @@ impl Collect {
         }
     }
 
-    pub(crate) fn field(&mut self, f: Field) {
+    /// Takes one field: lent when it is an entry of HPACK's table, so only what is
+    /// kept of it is cloned.
+    pub(crate) fn field(&mut self, f: Cow<'_, Field>) {
         self.size += field_size(&f);
         if self.size > self.limit || self.malformed.is_some() {
             return;
@@ -89,7 +93,7 @@ impl Collect {
         }
     }
 
-    fn take(&mut self, f: Field) -> Result<(), &'static str> {
+    fn take(&mut self, f: Cow<'_, Field>) -> Result<(), &'static str> {
         if f.name.first() == Some(&b':') {
             if self.regular_seen {
                 return Err("a pseudo-header field after a regular field");
@@ -106,15 +110,28 @@ impl Collect {
                 b":protocol" if self.connect_protocol => &mut p.protocol,
                 _ => return Err("an unknown or response pseudo-header field"),
             };
-            if slot.replace(f.value).is_some() {
+            let value = match f {
+                Cow::Owned(f) => f.value,
+                Cow::Borrowed(f) => f.value.clone(),
+            };
+            if slot.replace(value).is_some() {
                 return Err("a repeated pseudo-header field");
             }
             return Ok(());
         }
         self.regular_seen = true;
-        let (name, mut value) = match f.header {
-            Some(header) => header,
-            None => crate::hpack::regular_field(&f.name, f.value)?,
+        let sensitive = f.sensitive;
+        let (name, mut value) = match f {
+            Cow::Borrowed(Field {
+                header: Some((name, value)),
+                ..
+            }) => (name.clone(), value.clone()),
+            Cow::Borrowed(f) => crate::hpack::regular_field(&f.name, f.value.clone())?,
+            Cow::Owned(Field {
+                header: Some(header),
+                ..
+            }) => header,
+            Cow::Owned(f) => crate::hpack::regular_field(&f.name, f.value)?,
         };
         if let Some(why) = wharf_http::fields::malformed_in_h2_h3_request(&name, &value) {
             return Err(why);
@@ -134,7 +151,7 @@ impl Collect {
                 return Err("conflicting Content-Length values");
             }
         }
-        value.set_sensitive(f.sensitive);
+        value.set_sensitive(sensitive);
         self.headers.append(name, value);
         Ok(())
     }
@@ -262,7 +279,7 @@ mod tests {
     ) -> Outcome<RequestHead> {
         let mut c = Collect::request(16 * 1024, true);
         for (n, v) in fields {
-            c.field(f(n, v));
+            c.field(Cow::Owned(f(n, v)));
         }
         c.finish_request(last)
     }
@@ -413,16 +430,16 @@ mod tests {
     fn limits_and_trailers() {
         let mut c = Collect::request(100, false);
         for (n, v) in GET {
-            c.field(f(n, v));
+            c.field(Cow::Owned(f(n, v)));
         }
-        c.field(f("x", &"a".repeat(100)));
+        c.field(Cow::Owned(f("x", &"a".repeat(100))));
         assert!(matches!(c.finish_request(&mut None), Outcome::TooLarge));
 
         let mut t = Collect::trailers(1000);
-        t.field(f(":path", "/"));
+        t.field(Cow::Owned(f(":path", "/")));
         assert!(matches!(t.finish_trailers(), Outcome::Malformed(_)));
         let mut t = Collect::trailers(1000);
-        t.field(f("grpc-status", "0"));
+        t.field(Cow::Owned(f("grpc-status", "0")));
         assert!(matches!(t.finish_trailers(), Outcome::Ok(h) if h["grpc-status"] == "0"));
     }
 

@@ -12,6 +12,7 @@
 //! It finds them in the table through two small hash indexes (of name and value, and
 //! of name) rather than by scanning it and the static table for every field.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hasher as _;
 
@@ -150,21 +151,23 @@ struct Table {
 }
 
 impl Table {
-    fn get(&self, index: usize) -> Result<Field, HpackError> {
+    /// The field at `index`: a static one made (its bytes are static), a dynamic
+    /// entry lent, so that the caller clones only what it keeps of it.
+    fn get(&self, index: usize) -> Result<Cow<'_, Field>, HpackError> {
         match index {
             0 => Err(HpackError::BadIndex),
             1..=61 => {
                 let (n, v) = STATIC[index - 1];
-                Ok(Field::new(
+                Ok(Cow::Owned(Field::new(
                     Bytes::from_static(n.as_bytes()),
                     Bytes::from_static(v.as_bytes()),
                     false,
-                ))
+                )))
             }
             _ => self
                 .entries
                 .get(index - 62)
-                .cloned()
+                .map(Cow::Borrowed)
                 .ok_or(HpackError::BadIndex),
         }
     }
@@ -235,12 +238,14 @@ impl Decoder {
         }
     }
 
-    /// Decodes `block`, giving each field to `field` in order. On error the decoder
-    /// is unusable (the connection must end).
+    /// Decodes `block`, giving each field to `field` in order: a field of the
+    /// dynamic table is lent (cloning all of it, for a caller that keeps part, cost
+    /// reference counts both ways). On error the decoder is unusable (the
+    /// connection must end).
     pub fn decode(
         &mut self,
         block: &Bytes,
-        mut field: impl FnMut(Field),
+        mut field: impl FnMut(Cow<'_, Field>),
     ) -> Result<(), HpackError> {
         let buf = &block[..];
         let mut pos = 0;
@@ -270,7 +275,10 @@ impl Decoder {
                 let name = if index == 0 {
                     string(block, &mut pos)?
                 } else {
-                    self.table.get(index)?.name
+                    match self.table.get(index)? {
+                        Cow::Owned(f) => f.name,
+                        Cow::Borrowed(f) => f.name.clone(),
+                    }
                 };
                 let value = string(block, &mut pos)?;
                 let mut f = Field::new(name, value, sensitive);
@@ -280,7 +288,7 @@ impl Decoder {
                     let copy = |b: &Bytes| Bytes::copy_from_slice(b);
                     f.header = self.table.insert(copy(&f.name), copy(&f.value));
                 }
-                field(f);
+                field(Cow::Owned(f));
             }
             first = false;
         }
@@ -697,6 +705,7 @@ mod tests {
     fn decode_all(d: &mut Decoder, block: &str) -> Result<Vec<(String, String)>, HpackError> {
         let mut out = Vec::new();
         d.decode(&hex(block), |f| {
+            let f = f.into_owned();
             out.push((
                 String::from_utf8(f.name.to_vec()).unwrap(),
                 String::from_utf8(f.value.to_vec()).unwrap(),
@@ -790,8 +799,10 @@ mod tests {
                     e.field(&f.name, &f.value, f.sensitive, &mut block);
                 }
                 let mut decoded = Vec::new();
-                d.decode(&Bytes::from(block.clone()), |f| decoded.push(f))
-                    .unwrap();
+                d.decode(&Bytes::from(block.clone()), |f| {
+                    decoded.push(f.into_owned())
+                })
+                .unwrap();
                 assert_eq!(decoded, *fields, "block {i}, table {limit}");
                 if limit == 4096 && *fields == last {
                     assert_eq!(block.len() - start, fields.len(), "block {i} again");
@@ -949,8 +960,10 @@ mod tests {
                 e.begin(&mut block);
                 e.field(name.as_bytes(), value.as_bytes(), sensitive, &mut block);
                 let mut got = Vec::new();
-                d.decode(&Bytes::from(block.clone()), |f| got.push((f.name, f.value)))
-                    .unwrap();
+                d.decode(&Bytes::from(block.clone()), |f| {
+                    got.push((f.name.clone(), f.value.clone()))
+                })
+                .unwrap();
                 assert_eq!(got, [(Bytes::from(name), Bytes::from(value))]);
                 assert_eq!(
                     block[0] & 0x80 != 0,
