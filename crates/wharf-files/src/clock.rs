@@ -2,9 +2,9 @@
 //! last tick (a few milliseconds behind at most; `clock_getres` gives the step), read
 //! from the vDSO in about 2 ns, where the precise clocks took 20–30 ns on the virtual
 //! machines wharf is measured on (two reads per request were 2–3 % of an HTTP/2
-//! request's CPU). Nothing here needs a finer step: `Last-Modified` and `Expires`
-//! are whole seconds, remembered paths are re-checked after a second, and the
-//! transport's `Date`, read later from the precise clock, is never earlier.
+//! request's CPU). Nothing here needs a finer step: `Date`, `Last-Modified` and
+//! `Expires` are whole seconds, and remembered paths are re-checked after a second.
+//! A file's response carries its own `Date` from the same read, so the three agree.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -45,7 +45,10 @@ mod tests {
             let after = SystemTime::now();
             assert!(coarse <= after, "{coarse:?} after {after:?}");
             let behind = before.duration_since(coarse).unwrap_or_default();
-            assert!(behind <= tick + Duration::from_millis(50), "{behind:?} behind");
+            assert!(
+                behind <= tick + Duration::from_millis(50),
+                "{behind:?} behind"
+            );
             let m = monotonic();
             assert!(m >= last);
             last = m;

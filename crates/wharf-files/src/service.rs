@@ -417,9 +417,13 @@ impl Files {
         };
         let policy = site.cache.policy(t.url, &media.value);
         why.push(format_args!("Cache-Control from {}", policy.label));
-        // Six fields (Date and Content-Length are the transport's), in one of the
-        // thread's reused maps (the transport gives it back once the head is out).
-        let mut h = wharf_http::maps::take(6);
+        // Seven fields (Content-Length is the transport's), in one of the thread's
+        // reused maps (the transport gives it back once the head is out). `Date` is
+        // the time this response was made at, as `Last-Modified` (never later) and
+        // `Expires` (Date + max-age) are: one clock read for all three, so that
+        // `Expires - Date` is the max-age even across a second's boundary.
+        let mut h = wharf_http::maps::take(7);
+        h.insert(header::DATE, date::field_value(now));
         h.insert(header::ETAG, rep.etag.value.clone());
         // RFC 9110 §8.8.2.1: a modification time in the future is replaced by Date.
         let modified = entry.modified.min(now);

@@ -1,10 +1,9 @@
 //! What a transport adds to a service's response head, as hyper does: `Date` when
 //! the service gave none (RFC 9110 §6.6.1: an origin server with a clock MUST send
 //! it; so must a proxy forwarding a response without one), and `Content-Length`
-//! from the body's exact size. Services may leave both out: a file's response then
-//! keeps six fields, one allocation of `http`'s header map that glibc's per-thread
-//! cache serves, instead of nine, which grow it past that cache's largest size.
-//! HTTP/1.1 frames with the length itself ([`crate::h1`]); HTTP/2 and HTTP/3 write
+//! from the body's exact size. Services may leave both out (a file's response
+//! carries its own `Date`, read with its `Last-Modified` and `Expires`, and no
+//! `Content-Length`). HTTP/1.1 frames with the length itself ([`crate::h1`]); HTTP/2 and HTTP/3 write
 //! [`content_length`] beside the service's fields.
 
 use std::time::SystemTime;
