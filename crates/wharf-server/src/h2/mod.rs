@@ -334,7 +334,7 @@ where
             if self.ctx.dog.is_abused() && self.cutoff.is_none() {
                 self.abused(cx);
             }
-            self.events();
+            self.events(cx);
             self.mailbox.register(cx);
             for (id, n) in self.mailbox.take_owed() {
                 self.codec.release(id, n);
@@ -504,7 +504,7 @@ where
         res
     }
 
-    fn events(&mut self) {
+    fn events(&mut self, cx: &mut Context<'_>) {
         while let Some(ev) = self.codec.poll_event() {
             match ev {
                 Event::Request {
@@ -512,7 +512,7 @@ where
                     head,
                     protocol,
                     end_stream,
-                } => self.accept(id, head, protocol, end_stream),
+                } => self.accept(id, head, protocol, end_stream, cx),
                 Event::Data {
                     id,
                     data,
@@ -555,6 +555,7 @@ where
         head: Box<http::request::Parts>,
         protocol: Option<String>,
         end_stream: bool,
+        cx: &mut Context<'_>,
     ) {
         let mut head = *head;
         self.accepted += 1;
@@ -596,9 +597,11 @@ where
                 (Request::from_parts(head, body), carry, Some(interim))
             }
         };
-        self.start(id, req, carry, feed, interim);
+        let work = self.start(id, req, carry, feed, interim);
+        self.run(work, cx);
     }
 
+    /// Opens stream `id`'s side here and returns its work, to run.
     fn start(
         &mut self,
         id: u32,
@@ -606,9 +609,8 @@ where
         carry: Carry,
         feed: Option<body::Feed>,
         interim: Option<Interim>,
-    ) {
+    ) -> Work<F> {
         let fut = (self.make)(self.ctx.clone(), req, interim);
-        self.work.push(Work::new(id, fut));
         self.streams.insert(
             id,
             Stream {
@@ -617,6 +619,23 @@ where
                 sending: None,
             },
         );
+        Work::new(id, fut)
+    }
+
+    /// Polls a new stream's work once, here: a service that answers at once (a file
+    /// whose bytes are in memory) is answered without a task of the set (its
+    /// allocation, its queue and wake-ups, about 4 % of an HTTP/2 request's CPU
+    /// under perf). Work that waits joins the set, which polls it again with the
+    /// set's own waker (the one a cancel wakes).
+    fn run(&mut self, mut work: Work<F>, cx: &mut Context<'_>) {
+        match Pin::new(&mut work).poll(cx) {
+            Poll::Ready((id, Some(res))) => self.respond(id, res),
+            Poll::Ready((_, None)) => {}
+            Poll::Pending => {
+                work.waker = None;
+                self.work.push(work);
+            }
+        }
     }
 
     /// Sends the `103`s services sent so far (before their final responses).
@@ -718,7 +737,8 @@ where
                 break; // the client disabled pushes, or its limit is reached
             };
             let req = Request::from_parts(parts, RequestBody::empty());
-            self.start(promised, req, Carry::default(), None, None);
+            let work = self.start(promised, req, Carry::default(), None, None);
+            self.work.push(work);
         }
     }
 
