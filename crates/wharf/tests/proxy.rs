@@ -595,10 +595,11 @@ fn trusted_proxies_are_extended_and_host_can_be_the_upstreams() {
 
 #[test]
 fn an_unreachable_upstream_is_skipped_and_alone_gets_502() {
-    let dead = {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        format!("http://{}", l.local_addr().unwrap())
-    };
+    // Bound but not listening: connections are refused, and no other test can take
+    // the port meanwhile (as it could once a closed listener's port is free again).
+    let closed = tokio::net::TcpSocket::new_v4().unwrap();
+    closed.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let dead = format!("http://{}", closed.local_addr().unwrap());
     let up = Upstream::start(|_| Reply::Bytes(ok("alive")));
     let p = proxy(Proto::H1, &[dead.clone(), up.url()], "");
     for _ in 0..4 {
