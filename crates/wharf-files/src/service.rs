@@ -27,7 +27,7 @@ use crate::body::{Body, Chunk};
 use crate::cache::{CacheLimits, Entry, FileCache, Tag};
 use crate::config::{DotfilePolicy, SiteConfig};
 use crate::listing;
-use crate::mime::{media_type, sibling_suffix};
+use crate::mime::{media_type, sibling_suffix, MediaType};
 use crate::root::OpenError;
 use crate::site::Site;
 use wharf_http::conn::TlsInfo;
@@ -150,7 +150,7 @@ impl Files {
         let routed = self.router.route(req);
         let explain_on = self.explains(routed.as_ref().ok().copied());
         let mut why = Reasons::new(explain_on);
-        let (mut res, site) = match routed {
+        let (res, site) = match routed {
             Err(no) => {
                 let msg = format!(
                     "421 Misdirected Request: no site is configured for host {:?}\n",
@@ -170,11 +170,113 @@ impl Files {
                 )
             }
         };
-        finish(&mut res, site, why, tls.is_some());
-        if req.method() == Method::HEAD {
-            head_only(&mut res);
+        finished(res, req, site, why, tls)
+    }
+
+    /// [`serve`](Self::serve)'s answer when it needs no waiting (a file whose bytes
+    /// are in memory, in a representation chosen without reading anything, or a
+    /// request refused at once), made here and now; `None` when it does, and
+    /// `serve` is to be awaited. Transports call this first: the answer then takes
+    /// no future of the service's, nor its box and the moves of the response out
+    /// of each nested one.
+    pub fn serve_ready<B>(
+        &self,
+        req: &Request<B>,
+        tls: Option<&TlsInfo>,
+    ) -> Option<Response<Body>> {
+        let i = self.router.route(req).ok()?;
+        let site = &self.sites[i];
+        let mut why = Reasons::new(self.explains(Some(i)));
+        let res = match self.admit(site, req, tls, &mut why) {
+            Err(refused) => *refused,
+            Ok(path) => {
+                let mut url = String::new();
+                let names = Names::of(site, &path, &mut url);
+                if !names.is_file_url {
+                    return None;
+                }
+                let entry = self.cache.by_path(&site.paths, &site.root, names.rel)?;
+                let media = media_type(names.name);
+                if media.compressible {
+                    return None; // choosing among encodings may read a sibling file
+                }
+                let t = names.target(None);
+                let rep = Rep::of(&entry, None, None);
+                let now = crate::clock::now();
+                self.representation(site, req, &t, &entry, rep, &media, now, &mut why)
+            }
+        };
+        Some(finished(res, req, Some(site), why, tls))
+    }
+
+    /// A GET or HEAD whose path may be served (RFC 9110 §9.3.1, §9.3.2): the
+    /// path, checked; or the response that ends the request here.
+    fn admit<B>(
+        &self,
+        site: &Site,
+        req: &Request<B>,
+        tls: Option<&TlsInfo>,
+        why: &mut Reasons,
+    ) -> Result<SafePath, Box<Response<Body>>> {
+        match *req.method() {
+            Method::GET | Method::HEAD => {}
+            Method::OPTIONS => {
+                let mut res = empty(StatusCode::NO_CONTENT);
+                res.headers_mut().insert(header::ALLOW, ALLOW);
+                return Err(Box::new(res));
+            }
+            ref m => {
+                why.push(format_args!("405: {m} is not allowed on files"));
+                let mut res = text(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    format!("405 Method Not Allowed: {m}\n"),
+                );
+                res.headers_mut().insert(header::ALLOW, ALLOW);
+                return Err(Box::new(res));
+            }
         }
-        res
+        let path = match sanitize(req.uri().path()) {
+            Ok(p) => p,
+            Err(e) => {
+                why.push(e);
+                return Err(Box::new(text(
+                    e.status(),
+                    format!(
+                        "400 Bad Request: {}\n",
+                        e.to_string().trim_start_matches("400: ")
+                    ),
+                )));
+            }
+        };
+        if path.hidden().any(|s| s != ".well-known") {
+            match site.dotfiles {
+                DotfilePolicy::Allow => {}
+                DotfilePolicy::Hide => {
+                    return Err(Box::new(not_found(
+                        why,
+                        "hidden name (dotfiles = \"hide\")",
+                    )))
+                }
+                DotfilePolicy::Deny => {
+                    why.push("403: hidden name (dotfiles = \"deny\")");
+                    return Err(Box::new(text(
+                        StatusCode::FORBIDDEN,
+                        "403 Forbidden\n".into(),
+                    )));
+                }
+            }
+        }
+        if let Some(paths) = &site.client_auth_paths {
+            let client = tls.and_then(|t| t.client.as_ref());
+            if client.is_none() && paths.is_match(decoded_path(&path, None)) {
+                why.push("403: this path needs a client certificate (client_auth_paths)");
+                return Err(Box::new(text(
+                    StatusCode::FORBIDDEN,
+                    "403 Forbidden: a client certificate is required here\n".into(),
+                )));
+            }
+        }
+        Ok(path)
     }
 
     async fn respond<B>(
@@ -185,70 +287,20 @@ impl Files {
         now: SystemTime,
         why: &mut Reasons,
     ) -> Response<Body> {
-        match *req.method() {
-            Method::GET | Method::HEAD => {}
-            Method::OPTIONS => {
-                let mut res = empty(StatusCode::NO_CONTENT);
-                res.headers_mut().insert(header::ALLOW, ALLOW);
-                return res;
-            }
-            ref m => {
-                why.push(format_args!("405: {m} is not allowed on files"));
-                let mut res = text(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    format!("405 Method Not Allowed: {m}\n"),
-                );
-                res.headers_mut().insert(header::ALLOW, ALLOW);
-                return res;
-            }
-        }
-        let path = match sanitize(req.uri().path()) {
-            Ok(p) => p,
-            Err(e) => {
-                why.push(e);
-                return text(
-                    e.status(),
-                    format!(
-                        "400 Bad Request: {}\n",
-                        e.to_string().trim_start_matches("400: ")
-                    ),
-                );
-            }
+        let path = match self.admit(site, req, tls, why) {
+            Ok(path) => path,
+            Err(refused) => return *refused,
         };
-        if path.hidden().any(|s| s != ".well-known") {
-            match site.dotfiles {
-                DotfilePolicy::Allow => {}
-                DotfilePolicy::Hide => return not_found(why, "hidden name (dotfiles = \"hide\")"),
-                DotfilePolicy::Deny => {
-                    why.push("403: hidden name (dotfiles = \"deny\")");
-                    return text(StatusCode::FORBIDDEN, "403 Forbidden\n".into());
-                }
-            }
-        }
-        if let Some(paths) = &site.client_auth_paths {
-            let client = tls.and_then(|t| t.client.as_ref());
-            if client.is_none() && paths.is_match(decoded_path(&path, None)) {
-                why.push("403: this path needs a client certificate (client_auth_paths)");
-                return text(
-                    StatusCode::FORBIDDEN,
-                    "403 Forbidden: a client certificate is required here\n".into(),
-                );
-            }
-        }
-        let rel = path.relative_path();
-        let name = path.last().unwrap_or_default();
-        let url = rule_path(site, &path, None);
-        let url = url.as_str();
-        let is_file_url = !path.has_trailing_slash();
+        let mut url = String::new();
+        let names = Names::of(site, &path, &mut url);
+        let Names {
+            rel, is_file_url, ..
+        } = names;
         if is_file_url {
             if let Some(entry) = self.cache.by_path(&site.paths, &site.root, rel) {
-                let target = FileTarget {
-                    rel: Cow::Borrowed(rel),
-                    name,
-                    url,
-                    file: None,
-                };
-                return self.file(site, req, target, entry, now, why).await;
+                return self
+                    .file(site, req, names.target(None), entry, now, why)
+                    .await;
             }
         }
         let (file, meta) = match site.root.open_file(rel) {
@@ -269,12 +321,7 @@ impl Files {
         let slow = Box::pin(self.open_file(
             site,
             req,
-            FileTarget {
-                rel: Cow::Borrowed(rel),
-                name,
-                url,
-                file: Some(Arc::new(file)),
-            },
+            names.target(Some(Arc::new(file))),
             &meta,
             now,
             why,
@@ -411,10 +458,26 @@ impl Files {
         } else {
             Ok(Rep::of(&entry, t.file.clone(), None))
         };
-        let rep = match rep {
-            Ok(rep) => rep,
-            Err(res) => return res,
-        };
+        match rep {
+            Ok(rep) => self.representation(site, req, &t, &entry, rep, &media, now, why),
+            Err(res) => res,
+        }
+    }
+
+    /// The response for `rep` of the file `t` (cached as `entry`), of type `media`:
+    /// its fields, the preconditions, the ranges, the preload hints.
+    #[allow(clippy::too_many_arguments)]
+    fn representation<B>(
+        &self,
+        site: &Site,
+        req: &Request<B>,
+        t: &FileTarget<'_>,
+        entry: &Entry,
+        rep: Rep,
+        media: &MediaType,
+        now: SystemTime,
+        why: &mut Reasons,
+    ) -> Response<Body> {
         let policy = site.cache.policy(t.url, &media.value);
         why.push(format_args!("Cache-Control from {}", policy.label));
         // Seven fields (Content-Length is the transport's), in one of the thread's
@@ -533,7 +596,7 @@ impl Files {
             }
         };
         if res.status() == StatusCode::OK && media.value.as_bytes().starts_with(b"text/html") {
-            hint(site, t.url, &entry, &mut h, res.extensions_mut(), why);
+            hint(site, t.url, entry, &mut h, res.extensions_mut(), why);
         }
         *res.headers_mut() = h;
         res
@@ -631,6 +694,57 @@ impl Files {
 }
 
 /// The file a request resolved to.
+/// What a checked path names on a site, for [`Files::serve`]'s two ways of
+/// answering.
+#[derive(Clone, Copy)]
+struct Names<'a> {
+    /// Relative to the site root.
+    rel: &'a Path,
+    /// The last segment (a file's name, for its media type).
+    name: &'a str,
+    /// The path as the site's cache rules and preloads match it.
+    url: &'a str,
+    /// No trailing slash: a file may be meant.
+    is_file_url: bool,
+}
+
+impl<'a> Names<'a> {
+    fn of(site: &Site, path: &'a SafePath, url: &'a mut String) -> Self {
+        *url = rule_path(site, path, None);
+        Names {
+            rel: path.relative_path(),
+            name: path.last().unwrap_or_default(),
+            url: url.as_str(),
+            is_file_url: !path.has_trailing_slash(),
+        }
+    }
+
+    /// The file these name, `file` if it is open.
+    fn target(self, file: Option<Arc<File>>) -> FileTarget<'a> {
+        FileTarget {
+            rel: Cow::Borrowed(self.rel),
+            name: self.name,
+            url: self.url,
+            file,
+        }
+    }
+}
+
+/// The site's fields and the explanation added to `res`, and a HEAD's body dropped.
+fn finished<B>(
+    mut res: Response<Body>,
+    req: &Request<B>,
+    site: Option<&Site>,
+    why: Reasons,
+    tls: Option<&TlsInfo>,
+) -> Response<Body> {
+    finish(&mut res, site, why, tls.is_some());
+    if req.method() == Method::HEAD {
+        head_only(&mut res);
+    }
+    res
+}
+
 struct FileTarget<'a> {
     /// Relative to the site root.
     rel: Cow<'a, Path>,

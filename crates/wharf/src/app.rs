@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use futures_util::future::Either;
 use futures_util::FutureExt;
 use http::{header, HeaderValue, Request, Response};
 use http_body::{Frame, SizeHint};
@@ -235,8 +236,9 @@ impl wharf_server::Service for App {
     type Body = Body;
 
     /// Routes at once and returns the chosen service's work, boxed: one allocation per
-    /// request whichever route, and a future of two words, where an `async fn` would
-    /// keep room for the request twice (its argument and its binding) beside the work.
+    /// request whichever route, and a future of a few words, where an `async fn` would
+    /// keep room for the request twice (its argument and its binding) beside the work;
+    /// or, for a file answered at once ([`Files::serve_ready`]), the answer itself.
     fn call(
         &self,
         mut req: Request<RequestBody>,
@@ -271,6 +273,11 @@ impl wharf_server::Service for App {
                 Box::pin(std::future::ready(self.websocket(ep, &mut req)))
             } else {
                 let files = &self.files;
+                // A file whose bytes are in memory is answered here, without a future.
+                if let Some(res) = files.serve_ready(&req, exchange.tls) {
+                    wharf_http::maps::give(req.into_parts().0.headers);
+                    return Either::Left(std::future::ready(res.map(Body::Files)));
+                }
                 // Files never read a body: it goes now, and the box keeps only the head.
                 let req = req.map(drop);
                 // The boxed work borrows one lifetime, the app's: a copy of the session.
@@ -281,7 +288,7 @@ impl wharf_server::Service for App {
                     res.map(Body::Files)
                 })
             };
-        work
+        Either::Right(work)
     }
 }
 
