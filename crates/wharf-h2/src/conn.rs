@@ -21,17 +21,38 @@ use http::HeaderMap;
 use crate::frame::{self, Head, Reason, *};
 use crate::head::{Collect, Outcome};
 use crate::hpack::{Decoder, Encoder};
+use wharf_http::spares::Spares;
 
-/// Event queues an idle connection gave back, kept per thread: a busy connection's
-/// queue grows to a batch of requests and would otherwise be made again after every
-/// idle moment. Queues that grew past `EVENTS_KEEP` events are dropped instead.
-const EVENTS_KEEP: usize = 64;
-/// Queues kept per thread (each of at most 64 events of 40 bytes).
-const EVENT_QUEUES_KEPT: usize = 16;
+/// The event queue and the stream map an idle connection gives back, kept per thread
+/// for the next connection that needs them: a busy connection's grow to a batch of
+/// requests, and would otherwise be made again (and the map rehashed as it grows)
+/// after every idle moment. Those that grew past `SPARE_CAPACITY` entries are dropped
+/// instead, and a thread keeps `SPARES_KEPT` of each (a queue of 64 events is 2.5 KB,
+/// a map with room for 56 streams, in 64 slots of 56 bytes, 3.6 KB).
+const SPARE_CAPACITY: usize = 64;
+const SPARES_KEPT: usize = 16;
 
 thread_local! {
     static SPARE_EVENTS: std::cell::RefCell<Vec<VecDeque<Event>>> =
         const { std::cell::RefCell::new(Vec::new()) };
+    static SPARE_STREAMS: std::cell::RefCell<Vec<Streams>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `item` (empty) back to the thread's `spares`, if its capacity is worth keeping.
+fn give_spare<T: 'static>(spares: &'static Spares<T>, item: T, capacity: fn(&T) -> usize) {
+    if (1..=SPARE_CAPACITY).contains(&capacity(&item)) {
+        wharf_http::spares::keep(spares, item, SPARES_KEPT);
+    }
+}
+
+/// A spare of the thread's in place of `current`, if `current` has no room yet.
+fn take_spare<T: 'static>(spares: &'static Spares<T>, current: &mut T, capacity: fn(&T) -> usize) {
+    if capacity(current) == 0 {
+        if let Some(spare) = wharf_http::spares::take(spares) {
+            *current = spare;
+        }
+    }
 }
 
 /// The client connection preface (§3.4).
@@ -586,7 +607,7 @@ impl Connection {
             i64::from(self.cfg.stream_window).max(DEFAULT_WINDOW)
         };
         let stream = Stream::new(!end_stream, self.peer_window, recv_window, false);
-        self.streams.insert(
+        self.open(
             id,
             Stream {
                 content_length: head.content_length,
@@ -1051,8 +1072,7 @@ impl Connection {
             }
             encode_fields(e, &head.headers, dst);
         });
-        self.streams
-            .insert(id, Stream::new(false, self.peer_window, 0, true));
+        self.open(id, Stream::new(false, self.peer_window, 0, true));
         self.open_pushes += 1;
         Some(id)
     }
@@ -1177,23 +1197,31 @@ impl Connection {
         if !self.streams.is_empty() || !self.events.is_empty() || !self.out.is_empty() {
             return None;
         }
-        let events = std::mem::take(&mut self.events);
-        if (1..=EVENTS_KEEP).contains(&events.capacity()) {
-            wharf_http::spares::keep(&SPARE_EVENTS, events, EVENT_QUEUES_KEPT);
-        }
-        self.streams.shrink_to_fit();
+        give_spare(
+            &SPARE_EVENTS,
+            std::mem::take(&mut self.events),
+            VecDeque::capacity,
+        );
+        give_spare(
+            &SPARE_STREAMS,
+            std::mem::take(&mut self.streams),
+            Streams::capacity,
+        );
         (self.out.capacity() > 0).then(|| std::mem::take(&mut self.out))
     }
 
     /// Queues `e` for the service, in a queue from the thread's spares if the
     /// connection had given its own back while it idled.
     fn event(&mut self, e: Event) {
-        if self.events.capacity() == 0 {
-            if let Some(spare) = wharf_http::spares::take(&SPARE_EVENTS) {
-                self.events = spare;
-            }
-        }
+        take_spare(&SPARE_EVENTS, &mut self.events, VecDeque::capacity);
         self.events.push_back(e);
+    }
+
+    /// Opens stream `id`, in a map from the thread's spares if the connection had
+    /// given its own back while it idled.
+    fn open(&mut self, id: u32, stream: Stream) {
+        take_spare(&SPARE_STREAMS, &mut self.streams, Streams::capacity);
+        self.streams.insert(id, stream);
     }
 
     /// The next thing the service must hear of.
