@@ -245,13 +245,13 @@ impl FileCache {
     ) -> io::Result<(Arc<Entry>, bool)> {
         let key = (meta.dev(), meta.ino());
         let stamp = Stamp::of(meta);
-        let tick = self.clock.fetch_add(1, Ordering::Relaxed);
         if let Some(e) = self.lock().get(&key) {
             if e.stamp == stamp {
-                e.last_used.store(tick, Ordering::Relaxed);
+                self.touch(e);
                 return Ok((e.clone(), true));
             }
         }
+        let tick = self.clock.fetch_add(1, Ordering::Relaxed);
         let remembered = !stamp.changed_within(now, SETTLE);
         let entry = Arc::new(self.load(file, meta, stamp, tick).await?);
         if remembered {
@@ -282,10 +282,7 @@ impl FileCache {
             if stamp.is_some_and(|s| e.stamp != s) || e.content.is_none() {
                 return None;
             }
-            e.last_used.store(
-                self.clock.fetch_add(1, Ordering::Relaxed),
-                Ordering::Relaxed,
-            );
+            self.touch(e);
             e.clone()
         };
         if stamp.is_some() {
@@ -348,6 +345,19 @@ impl FileCache {
             hints: std::sync::OnceLock::new(),
             last_used: AtomicU64::new(tick),
         })
+    }
+
+    /// Marks `e` used now, unless it was used among the last `RECENT` uses or loads:
+    /// a file served over and over then writes neither the cache's clock nor its
+    /// entry (both shared by every thread), and eviction's order is kept to within
+    /// that many uses.
+    fn touch(&self, e: &Entry) {
+        const RECENT: u64 = 64;
+        let now = self.clock.load(Ordering::Relaxed);
+        if now.saturating_sub(e.last_used.load(Ordering::Relaxed)) >= RECENT {
+            let tick = self.clock.fetch_add(1, Ordering::Relaxed);
+            e.last_used.store(tick, Ordering::Relaxed);
+        }
     }
 
     fn insert(&self, key: (u64, u64), entry: Arc<Entry>) {
@@ -477,6 +487,32 @@ mod tests {
             entry_of(&cache, &p, later()).await;
         }
         assert_eq!(cache.len(), 2);
+    }
+
+    /// A file used again and again leaves the cache's clock alone; one not used for
+    /// 64 loads is marked used again, so eviction still finds it recent.
+    #[tokio::test]
+    async fn only_uses_that_are_not_recent_are_marked() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = FileCache::new(CacheLimits::default());
+        let hot = dir.path().join("hot");
+        std::fs::write(&hot, "hot").unwrap();
+        let e = entry_of(&cache, &hot, later()).await;
+        let clock = || cache.clock.load(Ordering::Relaxed);
+        let before = clock();
+        for _ in 0..100 {
+            entry_of(&cache, &hot, later()).await;
+        }
+        assert_eq!(clock(), before, "recent uses write nothing");
+        for i in 0..64 {
+            let p = dir.path().join(format!("other{i}"));
+            std::fs::write(&p, "x").unwrap();
+            entry_of(&cache, &p, later()).await;
+        }
+        let stale = e.last_used.load(Ordering::Relaxed);
+        entry_of(&cache, &hot, later()).await;
+        assert!(e.last_used.load(Ordering::Relaxed) > stale, "marked again");
+        assert_eq!(e.last_used.load(Ordering::Relaxed), clock() - 1);
     }
 
     #[tokio::test]
