@@ -46,12 +46,14 @@ thread_local! {
     static BY_EXTENSION: RefCell<HashMap<Box<str>, MediaType>> = RefCell::new(HashMap::new());
 }
 
-fn render(essence: &str) -> MediaType {
+fn render(essence: &'static str) -> MediaType {
     let texty = is_text(essence);
-    let value = if texty {
-        HeaderValue::from_str(&format!("{essence}; charset=utf-8"))
-    } else {
-        HeaderValue::from_str(essence)
+    // Static values where the text is (a response's copy of one is then no
+    // reference count): the type itself, or with its charset for common text types.
+    let value = match (texty, with_charset(essence)) {
+        (true, Some(v)) => Ok(HeaderValue::from_static(v)),
+        (true, None) => HeaderValue::from_str(&format!("{essence}; charset=utf-8")),
+        (false, _) => HeaderValue::from_str(essence).map(|_| HeaderValue::from_static(essence)),
     };
     MediaType {
         value: value.unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream")),
@@ -60,6 +62,20 @@ fn render(essence: &str) -> MediaType {
 }
 
 /// Types that are text and get a charset parameter.
+/// The field value of the commonest text types, with their charset.
+fn with_charset(essence: &str) -> Option<&'static str> {
+    Some(match essence {
+        "text/html" => "text/html; charset=utf-8",
+        "text/css" => "text/css; charset=utf-8",
+        "text/plain" => "text/plain; charset=utf-8",
+        "text/javascript" => "text/javascript; charset=utf-8",
+        "application/javascript" => "application/javascript; charset=utf-8",
+        "application/json" => "application/json; charset=utf-8",
+        "image/svg+xml" => "image/svg+xml; charset=utf-8",
+        _ => return None,
+    })
+}
+
 fn is_text(essence: &str) -> bool {
     essence.starts_with("text/")
         || matches!(
@@ -126,5 +142,27 @@ mod tests {
             assert_eq!(m.value, ct, "{name}");
             assert_eq!(m.compressible, comp, "{name}");
         }
+    }
+
+    /// Each static value is the type with its charset, as the general case writes
+    /// it, and is only for text types.
+    #[test]
+    fn static_values_are_the_formatted_ones() {
+        for essence in [
+            "text/html",
+            "text/css",
+            "text/plain",
+            "text/javascript",
+            "application/javascript",
+            "application/json",
+            "image/svg+xml",
+        ] {
+            assert_eq!(
+                with_charset(essence),
+                Some(format!("{essence}; charset=utf-8").as_str())
+            );
+            assert!(is_text(essence), "{essence}");
+        }
+        assert_eq!(with_charset("image/png"), None);
     }
 }

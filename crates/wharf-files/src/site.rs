@@ -119,9 +119,15 @@ impl CacheRules {
         for r in &cfg.cache {
             b.add(r.path.0.clone());
         }
-        let default = |v: &str, what: &str| {
-            let hv = HeaderValue::from_str(v).expect("constant");
-            CachePolicy::new(&CacheControl::parse([&hv]), format!("default for {what}"))
+        let default = |v: &'static str, what: &str| {
+            let hv = HeaderValue::from_static(v);
+            let mut policy =
+                CachePolicy::new(&CacheControl::parse([&hv]), format!("default for {what}"));
+            if policy.value == hv {
+                // Static: a response's copy of it is then no reference count.
+                policy.value = hv;
+            }
+            policy
         };
         CacheRules {
             globs: b.build().expect("globs were compiled one by one when read"),
