@@ -61,7 +61,6 @@ fn render(essence: &'static str) -> MediaType {
     }
 }
 
-/// Types that are text and get a charset parameter.
 /// The field value of the commonest text types, with their charset.
 fn with_charset(essence: &str) -> Option<&'static str> {
     Some(match essence {
@@ -76,6 +75,7 @@ fn with_charset(essence: &str) -> Option<&'static str> {
     })
 }
 
+/// Types that are text and get a charset parameter.
 fn is_text(essence: &str) -> bool {
     essence.starts_with("text/")
         || matches!(

@@ -190,12 +190,8 @@ impl Files {
         let res = match self.admit(site, req, tls, &mut why) {
             Err(refused) => *refused,
             Ok(path) => {
-                let mut url = String::new();
-                let names = Names::of(site, &path, &mut url);
-                if !names.is_file_url {
-                    return None;
-                }
-                let entry = self.cache.by_path(&site.paths, &site.root, names.rel)?;
+                let names = Names::of(site, &path);
+                let entry = self.cached(site, &names)?;
                 let media = media_type(names.name);
                 if media.compressible {
                     return None; // choosing among encodings may read a sibling file
@@ -207,6 +203,14 @@ impl Files {
             }
         };
         Some(finished(res, req, Some(site), why, tls))
+    }
+
+    /// The cache's entry for the file `names` names, if it holds the file's bytes.
+    fn cached(&self, site: &Site, names: &Names<'_>) -> Option<Arc<Entry>> {
+        if !names.is_file_url {
+            return None;
+        }
+        self.cache.by_path(&site.paths, &site.root, names.rel)
     }
 
     /// A GET or HEAD whose path may be served (RFC 9110 §9.3.1, §9.3.2): the
@@ -291,17 +295,12 @@ impl Files {
             Ok(path) => path,
             Err(refused) => return *refused,
         };
-        let mut url = String::new();
-        let names = Names::of(site, &path, &mut url);
-        let Names {
-            rel, is_file_url, ..
-        } = names;
-        if is_file_url {
-            if let Some(entry) = self.cache.by_path(&site.paths, &site.root, rel) {
-                return self
-                    .file(site, req, names.target(None), entry, now, why)
-                    .await;
-            }
+        let names = Names::of(site, &path);
+        let rel = names.rel;
+        if let Some(entry) = self.cached(site, &names) {
+            return self
+                .file(site, req, names.target(None), entry, now, why)
+                .await;
         }
         let (file, meta) = match site.root.open_file(rel) {
             Ok(x) => x,
@@ -314,7 +313,7 @@ impl Files {
             let slow = Box::pin(self.directory(site, req, &path, rel, file, now, why));
             return slow.await;
         }
-        if !is_file_url {
+        if !names.is_file_url {
             // `/file.txt/` names a directory that does not exist (as ENOTDIR would say).
             return not_found(why, "a file's URL does not end in /");
         }
@@ -693,38 +692,35 @@ impl Files {
     }
 }
 
-/// The file a request resolved to.
 /// What a checked path names on a site, for [`Files::serve`]'s two ways of
 /// answering.
-#[derive(Clone, Copy)]
 struct Names<'a> {
     /// Relative to the site root.
     rel: &'a Path,
     /// The last segment (a file's name, for its media type).
     name: &'a str,
     /// The path as the site's cache rules and preloads match it.
-    url: &'a str,
+    url: String,
     /// No trailing slash: a file may be meant.
     is_file_url: bool,
 }
 
 impl<'a> Names<'a> {
-    fn of(site: &Site, path: &'a SafePath, url: &'a mut String) -> Self {
-        *url = rule_path(site, path, None);
+    fn of(site: &Site, path: &'a SafePath) -> Self {
         Names {
             rel: path.relative_path(),
             name: path.last().unwrap_or_default(),
-            url: url.as_str(),
+            url: rule_path(site, path, None),
             is_file_url: !path.has_trailing_slash(),
         }
     }
 
     /// The file these name, `file` if it is open.
-    fn target(self, file: Option<Arc<File>>) -> FileTarget<'a> {
+    fn target(&self, file: Option<Arc<File>>) -> FileTarget<'_> {
         FileTarget {
             rel: Cow::Borrowed(self.rel),
             name: self.name,
-            url: self.url,
+            url: &self.url,
             file,
         }
     }
@@ -745,6 +741,7 @@ fn finished<B>(
     res
 }
 
+/// The file a request resolved to.
 struct FileTarget<'a> {
     /// Relative to the site root.
     rel: Cow<'a, Path>,

@@ -347,7 +347,7 @@ fn huffman_decoded(raw: &[u8]) -> Result<Bytes, HpackError> {
 }
 
 /// The static table's first index for `name`.
-fn static_name(name: &[u8]) -> Option<usize> {
+const fn static_name(name: &[u8]) -> Option<usize> {
     Some(match name {
         b":authority" => 1,
         b":method" => 2,
@@ -500,20 +500,18 @@ impl Encoder {
     }
 
     /// Appends a response's `:status`: the seven codes of the static table (§A:
-    /// 200, 204, 206, 304, 400, 404, 500) as their index, found without hashing;
-    /// any other as [`field`](Self::field) writes it.
+    /// 200, 204, 206, 304, 400, 404, 500) as their index, found there without
+    /// hashing; any other as [`field`](Self::field) writes it.
     pub fn status(&mut self, status: http::StatusCode, dst: &mut Vec<u8>) {
-        let index = match status.as_u16() {
-            200 => 8,
-            204 => 9,
-            206 => 10,
-            304 => 11,
-            400 => 12,
-            404 => 13,
-            500 => 14,
-            _ => return self.field(b":status", status.as_str().as_bytes(), false, dst),
+        const STATUS: usize = match static_name(b":status") {
+            Some(first) => first,
+            None => panic!("the static table has :status"),
         };
-        put_integer(dst, 0x80, 7, index);
+        let (name, code) = (b":status", status.as_str().as_bytes());
+        match static_pair(STATUS, name, code) {
+            Some(index) => put_integer(dst, 0x80, 7, index),
+            None => self.field(name, code, false, dst),
+        }
     }
 
     /// Appends one field to the block being written. The dynamic table is looked at
@@ -539,10 +537,7 @@ impl Encoder {
     /// that entry is still in the table and is this field.
     fn recent_entry(&self, place: usize, name: &[u8], value: &[u8]) -> Option<usize> {
         let id = *self.recent.get(place)?;
-        let newest = self.inserted.checked_sub(1)?;
-        let position = usize::try_from(newest.checked_sub(id)?).ok()?;
-        let e = self.entries.get(position)?;
-        (*e.value == *value && *e.name == *name).then_some(position)
+        self.position(id, |e| *e.value == *value && *e.name == *name)
     }
 
     /// Writes one field, looking for it in the tables; the id of the dynamic entry
@@ -618,8 +613,14 @@ impl Encoder {
         key: u64,
         is: impl Fn(&Entry) -> bool,
     ) -> Option<usize> {
-        let id = *index.get(&key)?;
-        let position = usize::try_from(self.inserted - 1 - id).ok()?;
+        self.position(*index.get(&key)?, is)
+    }
+
+    /// The position (0 = newest) of the entry with id `id`, if it is still in the
+    /// table and `is` it.
+    fn position(&self, id: u64, is: impl Fn(&Entry) -> bool) -> Option<usize> {
+        let newest = self.inserted.checked_sub(1)?;
+        let position = usize::try_from(newest.checked_sub(id)?).ok()?;
         self.entries
             .get(position)
             .filter(|e| is(e))

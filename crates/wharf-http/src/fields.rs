@@ -25,7 +25,15 @@ pub fn line_tokens(value: &HeaderValue) -> impl Iterator<Item = &[u8]> {
 
 /// Whether a `name` field lists `token`, in any case.
 pub fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
-    tokens(headers, name).any(|t| t.eq_ignore_ascii_case(token.as_bytes()))
+    headers
+        .get_all(name)
+        .iter()
+        .any(|line| line_has_token(line, token))
+}
+
+/// Whether one field line's list holds `token`, in any case.
+pub fn line_has_token(value: &HeaderValue, token: &str) -> bool {
+    line_tokens(value).any(|t| t.eq_ignore_ascii_case(token.as_bytes()))
 }
 
 /// Whether `name` is connection-specific, which HTTP/2 and HTTP/3 do not carry (RFC

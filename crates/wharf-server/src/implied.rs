@@ -3,8 +3,8 @@
 //! it; so must a proxy forwarding a response without one), and `Content-Length`
 //! from the body's exact size. Services may leave both out (a file's response
 //! carries its own `Date`, read with its `Last-Modified` and `Expires`, and no
-//! `Content-Length`). HTTP/1.1 frames with the length itself ([`crate::h1`]); HTTP/2 and HTTP/3 write
-//! [`content_length`] beside the service's fields.
+//! `Content-Length`). HTTP/1.1 frames with the length itself ([`crate::h1`]);
+//! HTTP/2 and HTTP/3 write [`content_length`] beside the service's fields.
 
 use std::time::SystemTime;
 

@@ -12,7 +12,7 @@ use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Version};
 pub(crate) use wharf_h1::chunked::{chunk_start, last_chunk};
 use wharf_h1::framing::{all_fields, field};
-use wharf_http::fields::line_tokens;
+use wharf_http::fields::line_has_token;
 
 /// How a response body is delimited.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,7 +81,7 @@ pub(crate) fn head(out: &mut Vec<u8>, res: &Response<'_>, keep_alive: bool) -> (
         if name == CONTENT_LENGTH {
             declared = declared.or(Some(value));
         } else if name == CONNECTION {
-            close |= line_tokens(value).any(|o| o.eq_ignore_ascii_case(b"close"));
+            close |= line_has_token(value, "close");
         } else if name != TRANSFER_ENCODING {
             date |= name == DATE;
             field(out, name.as_str().as_bytes(), value.as_bytes());
