@@ -19,7 +19,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use http::HeaderMap;
 
 use crate::frame::{self, Head, Reason, *};
-use crate::head::{Collect, Outcome};
+use crate::head::{Collect, LastTarget, Outcome};
 use crate::hpack::{Decoder, Encoder};
 use wharf_http::spares::Spares;
 
@@ -260,8 +260,8 @@ pub struct Connection {
     encoder: Encoder,
     out: Vec<u8>,
     events: VecDeque<Event>,
-    /// The last request's `:authority`, parsed (`head::authority`).
-    last_authority: Option<http::uri::Authority>,
+    /// The last request's target, parsed.
+    last_target: LastTarget,
     streams: Streams,
     open_requests: usize,
     open_pushes: usize,
@@ -291,7 +291,7 @@ impl Connection {
             encoder: Encoder::default(),
             out: Vec::new(),
             events: VecDeque::new(),
-            last_authority: None,
+            last_target: LastTarget::default(),
             streams: Streams::default(),
             open_requests: 0,
             open_pushes: 0,
@@ -590,7 +590,7 @@ impl Connection {
     }
 
     fn on_request(&mut self, id: u32, end_stream: bool, collect: Collect) {
-        let head = match collect.finish_request(&mut self.last_authority) {
+        let head = match collect.finish_request(&mut self.last_target) {
             Outcome::Ok(head) => head,
             Outcome::Malformed(why) => {
                 self.event(Event::Malformed { id, why });

@@ -166,22 +166,21 @@ impl Collect {
     }
 
     /// The request head, once the block is complete (§8.3.1, §8.5, RFC 8441 §4).
-    /// `authority` is the connection's last `:authority`, reused when this one is
-    /// the same (see [`authority`]).
-    pub(crate) fn finish_request(self, authority: &mut Option<Authority>) -> Outcome<RequestHead> {
+    /// `last` is the connection's last target, reused where this one is the same.
+    pub(crate) fn finish_request(self, last: &mut LastTarget) -> Outcome<RequestHead> {
         if self.size > self.limit {
             return Outcome::TooLarge;
         }
         if let Some(why) = self.malformed {
             return Outcome::Malformed(why);
         }
-        match self.build(authority) {
+        match self.build(last) {
             Ok(head) => Outcome::Ok(head),
             Err(why) => Outcome::Malformed(why),
         }
     }
 
-    fn build(self, last_authority: &mut Option<Authority>) -> Result<RequestHead, &'static str> {
+    fn build(self, last: &mut LastTarget) -> Result<RequestHead, &'static str> {
         let p = self.pseudo;
         let method = p.method.ok_or("no :method")?;
         let method = Method::from_bytes(&method).map_err(|_| "an invalid :method")?;
@@ -209,16 +208,22 @@ impl Collect {
             }
             let invalid = |_| "an invalid :scheme, :authority or :path";
             let mut parts = http::uri::Parts::default();
-            parts.path_and_query = Some(PathAndQuery::from_maybe_shared(path).map_err(invalid)?);
+            let path = reused(&path, &mut last.path, PathAndQuery::as_str, |b| {
+                PathAndQuery::from_maybe_shared(b)
+            });
+            parts.path_and_query = Some(path.map_err(invalid)?);
             if let Some(a) = &p.authority {
                 parts.scheme = Some(Scheme::try_from(&scheme[..]).map_err(invalid)?);
-                parts.authority = Some(authority(a, last_authority).map_err(invalid)?);
+                let authority = reused(a, &mut last.authority, Authority::as_str, |b| {
+                    Authority::from_maybe_shared(b)
+                });
+                parts.authority = Some(authority.map_err(invalid)?);
             }
             Uri::from_parts(parts).map_err(|_| "an invalid :scheme, :authority or :path")?
         };
-        if let (true, Some(host), Some(authority)) =
-            (self.host, self.headers.get(HOST), &p.authority)
-        {
+        // (Looked up only when sent: a lookup costs a hash of the name.)
+        let host = self.host.then(|| self.headers.get(HOST)).flatten();
+        if let (Some(host), Some(authority)) = (host, &p.authority) {
             if !host.as_bytes().eq_ignore_ascii_case(authority) {
                 return Err("Host differs from :authority");
             }
@@ -240,18 +245,27 @@ impl Collect {
     }
 }
 
-/// `raw` as an `Authority`: `last` again when it is the same text (a client sends
-/// the requests of one origin on a connection, and parsing the authority was the
-/// costliest part of building a target), else parsed and remembered in `last` as
-/// its own copy (so that it keeps no header block alive).
-fn authority(
+/// A connection's last request target, parsed: a client sends the requests of one
+/// origin on a connection, often for the same resource, and parsing the authority
+/// and the path was the costliest part of building a target.
+#[derive(Debug, Default)]
+pub(crate) struct LastTarget {
+    authority: Option<Authority>,
+    path: Option<PathAndQuery>,
+}
+
+/// `raw` parsed: `last` again when its text (`text`) is the same, else parsed from
+/// its own copy (so that it keeps no header block alive) and remembered in `last`.
+fn reused<T: Clone>(
     raw: &Bytes,
-    last: &mut Option<Authority>,
-) -> Result<Authority, http::uri::InvalidUri> {
-    if let Some(same) = last.as_ref().filter(|a| a.as_str().as_bytes() == &raw[..]) {
+    last: &mut Option<T>,
+    text: fn(&T) -> &str,
+    parse: impl FnOnce(Bytes) -> Result<T, http::uri::InvalidUri>,
+) -> Result<T, http::uri::InvalidUri> {
+    if let Some(same) = last.as_ref().filter(|t| text(t).as_bytes() == &raw[..]) {
         return Ok(same.clone());
     }
-    let parsed = Authority::from_maybe_shared(Bytes::copy_from_slice(raw))?;
+    let parsed = parse(Bytes::copy_from_slice(raw))?;
     *last = Some(parsed.clone());
     Ok(parsed)
 }
@@ -269,14 +283,11 @@ mod tests {
     }
 
     fn request(fields: &[(&str, &str)]) -> Outcome<RequestHead> {
-        request_after(fields, &mut None)
+        request_after(fields, &mut LastTarget::default())
     }
 
-    /// A request on a connection whose last `:authority` was `last`.
-    fn request_after(
-        fields: &[(&str, &str)],
-        last: &mut Option<Authority>,
-    ) -> Outcome<RequestHead> {
+    /// A request on a connection whose last target was `last`.
+    fn request_after(fields: &[(&str, &str)], last: &mut LastTarget) -> Outcome<RequestHead> {
         let mut c = Collect::request(16 * 1024, true);
         for (n, v) in fields {
             c.field(Cow::Owned(f(n, v)));
@@ -284,32 +295,49 @@ mod tests {
         c.finish_request(last)
     }
 
-    /// A connection's requests each get their own `:authority`, whether it is the
-    /// last one again (then reused) or not; an invalid one is refused either way.
+    /// A connection's requests each get their own `:authority` and `:path`, whether
+    /// the last one's again (then reused: the same bytes) or not; an invalid one is
+    /// refused either way and leaves the last one as it was.
     #[test]
-    fn the_last_authority_is_reused_only_when_the_same() {
-        let mut last = None;
-        for authority in [
-            "example.com",
-            "example.com",
-            "example.com:8443",
-            "EXAMPLE.com",
-            "a b",
+    fn the_last_target_is_reused_only_when_the_same() {
+        let mut last = LastTarget::default();
+        let mut before: Option<(String, String, *const u8, *const u8)> = None;
+        for (authority, path) in [
+            ("example.com", "/"),
+            ("example.com", "/"),
+            ("example.com:8443", "/"),
+            ("example.com:8443", "/a?b"),
+            ("EXAMPLE.com", "/a?b"),
+            ("EXAMPLE.com", "/A?b"),
+            ("a b", "/A?b"),
+            ("EXAMPLE.com", "/a b"),
         ] {
             let fields = [
                 (":method", "GET"),
                 (":scheme", "https"),
                 (":authority", authority),
-                (":path", "/"),
+                (":path", path),
             ];
+            let kept = |l: &LastTarget| {
+                let (a, p) = (l.authority.as_ref().unwrap(), l.path.as_ref().unwrap());
+                (a.to_string(), p.to_string())
+            };
             match request_after(&fields, &mut last) {
                 Outcome::Ok(head) => {
-                    assert_eq!(head.parts.uri.authority().unwrap().as_str(), authority);
-                    assert_eq!(last.as_ref().unwrap().as_str(), authority);
+                    let uri = head.parts.uri;
+                    let (a, p) = (uri.authority().unwrap().as_str(), uri.path_and_query());
+                    assert_eq!((a, p.unwrap().as_str()), (authority, path));
+                    assert_eq!(kept(&last), (authority.to_string(), path.to_string()));
+                    let (a_at, p_at) = (a.as_ptr(), p.unwrap().as_str().as_ptr());
+                    if let Some((ba, bp, ba_at, bp_at)) = &before {
+                        assert_eq!(ba == authority, *ba_at == a_at, "{authority} reused");
+                        assert_eq!(bp == path, *bp_at == p_at, "{path} reused");
+                    }
+                    before = Some((authority.into(), path.into(), a_at, p_at));
                 }
                 Outcome::Malformed(_) => {
-                    assert_eq!(authority, "a b");
-                    assert_eq!(last.as_ref().unwrap().as_str(), "EXAMPLE.com");
+                    assert!(authority.contains(' ') || path.contains(' '));
+                    assert_eq!(kept(&last), ("EXAMPLE.com".into(), "/A?b".into()));
                 }
                 Outcome::TooLarge => unreachable!(),
             }
@@ -433,7 +461,10 @@ mod tests {
             c.field(Cow::Owned(f(n, v)));
         }
         c.field(Cow::Owned(f("x", &"a".repeat(100))));
-        assert!(matches!(c.finish_request(&mut None), Outcome::TooLarge));
+        assert!(matches!(
+            c.finish_request(&mut LastTarget::default()),
+            Outcome::TooLarge
+        ));
 
         let mut t = Collect::trailers(1000);
         t.field(Cow::Owned(f(":path", "/")));
@@ -472,7 +503,7 @@ mod tests {
             for (i, block) in [first, again].into_iter().enumerate() {
                 let mut c = Collect::request(16 * 1024, false);
                 d.decode(&Bytes::from(block), |f| c.field(f)).unwrap();
-                match c.finish_request(&mut None) {
+                match c.finish_request(&mut LastTarget::default()) {
                     Outcome::Ok(head) => {
                         assert!(ok, "{name}: {value} accepted (block {i})");
                         assert_eq!(head.parts.headers[name], value);

@@ -15,6 +15,7 @@
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hasher as _;
+use std::ops::Range;
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
@@ -224,7 +225,23 @@ pub struct Decoder {
     table: Table,
     /// The table size this end announced (SETTINGS_HEADER_TABLE_SIZE).
     limit: usize,
+    /// The last Huffman-coded value of a literal field that is not indexed.
+    last_coded: Option<Coded>,
 }
+
+/// A short Huffman-coded value as sent, and its decoding. A client that never
+/// indexes a field (nghttp2, and so curl and h2load, never index `:path`) sends the
+/// same coded bytes on every request for the same resource: decoded once, the value
+/// is then a reference count, not a decoding and an allocation per request.
+#[derive(Debug)]
+struct Coded {
+    coded: [u8; CODED_MAX],
+    len: u8,
+    decoded: Bytes,
+}
+
+/// The longest coded value remembered (a path of about 60 characters).
+const CODED_MAX: usize = 48;
 
 impl Decoder {
     /// A decoder for a peer told that the table may hold `limit` bytes.
@@ -235,6 +252,7 @@ impl Decoder {
                 ..Table::default()
             },
             limit,
+            last_coded: None,
         }
     }
 
@@ -280,7 +298,11 @@ impl Decoder {
                         Cow::Borrowed(f) => f.name.clone(),
                     }
                 };
-                let value = string(block, &mut pos)?;
+                let value = if indexing || sensitive {
+                    string(block, &mut pos)?
+                } else {
+                    self.unindexed_value(block, &mut pos)?
+                };
                 let mut f = Field::new(name, value, sensitive);
                 if indexing {
                     // Copies: an entry may live as long as the connection, and must
@@ -293,6 +315,41 @@ impl Decoder {
             first = false;
         }
         Ok(())
+    }
+}
+
+impl Decoder {
+    /// The value of a literal without indexing (§6.2.2) at `pos`: the last one
+    /// again if it is the same short Huffman-coded bytes ([`Coded`]).
+    fn unindexed_value(&mut self, block: &Bytes, pos: &mut usize) -> Result<Bytes, HpackError> {
+        let (huffman, span) = string_at(block, pos)?;
+        if !huffman {
+            return Ok(block.slice(span));
+        }
+        let coded = &block[span];
+        if let Some(last) = self.last_coded.as_ref().filter(|c| c.coded() == coded) {
+            return Ok(last.decoded.clone());
+        }
+        let decoded = huffman_decoded(coded)?;
+        self.last_coded = Coded::of(coded, &decoded);
+        Ok(decoded)
+    }
+}
+
+impl Coded {
+    /// `coded` and its decoding, if short enough to keep.
+    fn of(coded: &[u8], decoded: &Bytes) -> Option<Coded> {
+        let mut c = Coded {
+            coded: [0; CODED_MAX],
+            len: u8::try_from(coded.len()).ok()?,
+            decoded: decoded.clone(),
+        };
+        c.coded.get_mut(..coded.len())?.copy_from_slice(coded);
+        Some(c)
+    }
+
+    fn coded(&self) -> &[u8] {
+        &self.coded[..usize::from(self.len)]
     }
 }
 
@@ -321,18 +378,24 @@ fn integer(buf: &[u8], pos: &mut usize, prefix: u8) -> Result<usize, HpackError>
 
 /// Reads a string literal (§5.2): a slice of the block, or its Huffman decoding.
 fn string(block: &Bytes, pos: &mut usize) -> Result<Bytes, HpackError> {
+    let (huffman, span) = string_at(block, pos)?;
+    if huffman {
+        huffman_decoded(&block[span])
+    } else {
+        Ok(block.slice(span))
+    }
+}
+
+/// The string literal at `pos` (§5.2): whether it is Huffman-coded, and where its
+/// bytes are; `pos` moves past it.
+fn string_at(block: &[u8], pos: &mut usize) -> Result<(bool, Range<usize>), HpackError> {
     let huffman = block.get(*pos).ok_or(HpackError::Truncated)? & 0x80 != 0;
     let len = integer(block, pos, 7)?;
     let end = pos.checked_add(len).filter(|&e| e <= block.len());
     let end = end.ok_or(HpackError::Truncated)?;
-    let raw = &block[*pos..end];
-    let s = if huffman {
-        huffman_decoded(raw)?
-    } else {
-        block.slice(*pos..end)
-    };
+    let span = *pos..end;
     *pos = end;
-    Ok(s)
+    Ok((huffman, span))
 }
 
 /// `raw` Huffman-decoded (§5.2), in the thread's scratch buffer and copied out at
@@ -993,6 +1056,59 @@ mod tests {
             let mut d = Decoder::new(4096);
             assert_eq!(decode_all(&mut d, block), Err(err), "{block}");
         }
+    }
+
+    /// A literal without indexing (§6.2.2) whose Huffman-coded value is the last
+    /// one's again decodes to the same bytes, shared rather than decoded again; a
+    /// different value, a plain one, a never-indexed one and invalid coding decode as
+    /// they would without the memo, and a value too long to keep is decoded each time.
+    #[test]
+    fn repeated_coded_values_are_decoded_once() {
+        // `:path` (static name 4) without indexing (0x04) or never indexed (0x14).
+        let block = |prefix: u8, value: &[u8], coded: bool| {
+            let mut b = vec![prefix];
+            if coded {
+                let mut v = Vec::new();
+                huffman::encode(value, &mut v);
+                b.push(0x80 | u8::try_from(v.len()).unwrap());
+                b.extend(v);
+            } else {
+                b.push(u8::try_from(value.len()).unwrap());
+                b.extend(value);
+            }
+            Bytes::from(b)
+        };
+        let mut d = Decoder::new(4096);
+        let mut value_of = |b: Bytes| {
+            let mut v = Vec::new();
+            d.decode(&b, |f| v.push(f.into_owned().value))
+                .map(|()| v.remove(0))
+        };
+        let first = value_of(block(0x04, b"/1k.bin", true)).unwrap();
+        let again = value_of(block(0x04, b"/1k.bin", true)).unwrap();
+        assert_eq!((&first[..], &again[..]), (&b"/1k.bin"[..], &b"/1k.bin"[..]));
+        assert_eq!(first.as_ptr(), again.as_ptr(), "shared, not decoded again");
+        let other = value_of(block(0x04, b"/2k.bin", true)).unwrap();
+        assert_eq!(&other[..], b"/2k.bin");
+        assert_eq!(
+            &value_of(block(0x04, b"/1k.bin", false)).unwrap()[..],
+            b"/1k.bin"
+        );
+        let secret = value_of(block(0x14, b"/2k.bin", true)).unwrap();
+        assert_eq!(&secret[..], b"/2k.bin");
+        assert_ne!(
+            secret.as_ptr(),
+            other.as_ptr(),
+            "never-indexed values are not kept"
+        );
+        let long = "/a".repeat(40);
+        let once = value_of(block(0x04, long.as_bytes(), true)).unwrap();
+        let twice = value_of(block(0x04, long.as_bytes(), true)).unwrap();
+        assert_eq!((&once[..], &twice[..]), (long.as_bytes(), long.as_bytes()));
+        assert_ne!(once.as_ptr(), twice.as_ptr());
+        // Eight bits of padding (§5.2) stay an error after a kept value.
+        value_of(block(0x04, b"/1k.bin", true)).unwrap();
+        assert_eq!(value_of(hex("0481 ff")), Err(HpackError::Huffman));
     }
 
     /// Size updates at the start of a block shrink the table (§4.2, §6.3); the
