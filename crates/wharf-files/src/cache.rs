@@ -29,6 +29,7 @@ use wharf_http::etag::EntityTag;
 use wharf_http::negotiate::Coding;
 
 use crate::compress;
+use crate::mime::MediaType;
 use crate::paths::{Lookup, PathIndex};
 use crate::root::Root;
 
@@ -265,8 +266,14 @@ impl FileCache {
     /// was reached safely beneath the root (`openat2`) when it was remembered, and a
     /// path that now leads elsewhere (another inode, a symlink, a changed file) falls
     /// back to opening it.
-    pub(crate) fn by_path(&self, paths: &PathIndex, root: &Root, rel: &Path) -> Option<Arc<Entry>> {
-        let (key, stamp) = match paths.get(rel)? {
+    pub(crate) fn by_path(
+        &self,
+        paths: &PathIndex,
+        root: &Root,
+        rel: &Path,
+    ) -> Option<(Arc<Entry>, MediaType)> {
+        let (lookup, media) = paths.get(rel)?;
+        let (key, stamp) = match lookup {
             Lookup::Trusted(key) => (key, None),
             Lookup::Check(key) => {
                 let st = root.stat(rel)?;
@@ -288,7 +295,7 @@ impl FileCache {
         if stamp.is_some() {
             paths.checked(rel);
         }
-        Some(e)
+        Some((e, media))
     }
 
     /// Remembers that `rel` led to the file of `meta`, unless it changed since.
@@ -566,7 +573,8 @@ mod path_tests {
         let fast = cache
             .by_path(&paths, &root, rel)
             .expect("same file, unchanged");
-        assert!(Arc::ptr_eq(&fast, &e));
+        assert!(Arc::ptr_eq(&fast.0, &e));
+        assert_eq!(fast.1.value, "text/plain; charset=utf-8");
         // Changed content: the change is noticed (inotify, or the stamp).
         std::fs::write(&p, "two!").unwrap();
         assert!(soon(|| cache.by_path(&paths, &root, rel).is_none()));

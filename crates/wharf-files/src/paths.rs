@@ -24,6 +24,8 @@ use std::time::Duration;
 
 use rustix::fs::inotify::{self, ReadFlags, WatchFlags};
 
+use crate::mime::{media_type, MediaType};
+
 /// Paths remembered per site before the index starts over.
 const MAX_PATHS: usize = 1 << 16;
 
@@ -43,9 +45,11 @@ const WATCHED: WatchFlags = WatchFlags::MODIFY
     .union(WatchFlags::ONLYDIR);
 
 /// A remembered path.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Known {
     key: (u64, u64),
+    /// The media type its name gives, looked up once rather than per request.
+    media: MediaType,
     /// Every directory on the path is watched.
     watched: bool,
     /// When it was last checked ([`crate::clock::monotonic`]).
@@ -160,17 +164,17 @@ impl PathIndex {
         PathIndex { inner }
     }
 
-    /// What is known of `rel`.
-    pub(crate) fn get(&self, rel: &Path) -> Option<Lookup> {
+    /// What is known of `rel`, and its media type.
+    pub(crate) fn get(&self, rel: &Path) -> Option<(Lookup, MediaType)> {
         // Keyed by the raw bytes: hashing a `Path` walks its components.
-        let k = *self.inner.lock().get(rel.as_os_str())?;
-        Some(
-            if k.watched && crate::clock::monotonic().saturating_sub(k.checked) < RECHECK {
-                Lookup::Trusted(k.key)
-            } else {
-                Lookup::Check(k.key)
-            },
-        )
+        let map = self.inner.lock();
+        let k = map.get(rel.as_os_str())?;
+        let lookup = if k.watched && crate::clock::monotonic().saturating_sub(k.checked) < RECHECK {
+            Lookup::Trusted(k.key)
+        } else {
+            Lookup::Check(k.key)
+        };
+        Some((lookup, k.media.clone()))
     }
 
     /// `rel` was just checked and still leads to the same file.
@@ -187,6 +191,8 @@ impl PathIndex {
         if !still_same() {
             return;
         }
+        let name = rel.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let media = media_type(name);
         let mut map = self.inner.lock();
         if map.len() >= MAX_PATHS {
             map.clear();
@@ -195,6 +201,7 @@ impl PathIndex {
             rel.as_os_str().to_owned(),
             Known {
                 key,
+                media,
                 watched,
                 checked: crate::clock::monotonic(),
             },
@@ -365,7 +372,9 @@ mod tests {
         assert!(idx.watching(), "inotify is available on Linux");
         for (i, f) in ["a.txt", "b.txt", "sub/c.txt"].iter().enumerate() {
             idx.remember(Path::new(f), (1, i as u64), || true);
-            assert_eq!(idx.get(Path::new(f)), Some(Lookup::Trusted((1, i as u64))));
+            let (lookup, media) = idx.get(Path::new(f)).unwrap();
+            assert_eq!(lookup, Lookup::Trusted((1, i as u64)));
+            assert_eq!(media.value, "text/plain; charset=utf-8");
         }
         // A write to a.txt forgets a.txt only.
         std::fs::write(dir.path().join("a.txt"), "new").unwrap();
@@ -387,6 +396,6 @@ mod tests {
         std::fs::write(dir.path().join("a.txt"), "a").unwrap();
         let (idx, _root) = index(dir.path());
         idx.remember(Path::new("a.txt"), (1, 1), || false);
-        assert_eq!(idx.get(Path::new("a.txt")), None);
+        assert!(idx.get(Path::new("a.txt")).is_none());
     }
 }

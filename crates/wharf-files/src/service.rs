@@ -191,8 +191,7 @@ impl Files {
             Err(refused) => *refused,
             Ok(path) => {
                 let names = Names::of(site, &path);
-                let entry = self.cached(site, &names)?;
-                let media = media_type(names.name);
+                let (entry, media) = self.cached(site, &names)?;
                 if media.compressible {
                     return None; // choosing among encodings may read a sibling file
                 }
@@ -205,8 +204,9 @@ impl Files {
         Some(finished(res, req, Some(site), why, tls))
     }
 
-    /// The cache's entry for the file `names` names, if it holds the file's bytes.
-    fn cached(&self, site: &Site, names: &Names<'_>) -> Option<Arc<Entry>> {
+    /// The cache's entry for the file `names` names, if it holds the file's bytes,
+    /// and the file's media type.
+    fn cached(&self, site: &Site, names: &Names<'_>) -> Option<(Arc<Entry>, MediaType)> {
         if !names.is_file_url {
             return None;
         }
@@ -297,9 +297,9 @@ impl Files {
         };
         let names = Names::of(site, &path);
         let rel = names.rel;
-        if let Some(entry) = self.cached(site, &names) {
+        if let Some((entry, media)) = self.cached(site, &names) {
             return self
-                .file(site, req, names.target(None), entry, now, why)
+                .file(site, req, names.target(None), entry, media, now, why)
                 .await;
         }
         let (file, meta) = match site.root.open_file(rel) {
@@ -348,7 +348,8 @@ impl Files {
                     // Not remembered (too new, or too large), but its changes are news.
                     site.paths.watch(&t.rel);
                 }
-                self.file(site, req, t, entry, now, why).await
+                let media = media_type(t.name);
+                self.file(site, req, t, entry, media, now, why).await
             }
             Err(e) => {
                 tracing::warn!(error = %e, "reading a file failed");
@@ -439,7 +440,8 @@ impl Files {
         res
     }
 
-    /// A regular file: choose the representation, then preconditions, then ranges.
+    /// A regular file of type `media`: choose the representation, then
+    /// preconditions, then ranges.
     #[allow(clippy::too_many_arguments)]
     async fn file<B>(
         &self,
@@ -447,10 +449,10 @@ impl Files {
         req: &Request<B>,
         t: FileTarget<'_>,
         entry: Arc<Entry>,
+        media: MediaType,
         now: SystemTime,
         why: &mut Reasons,
     ) -> Response<Body> {
-        let media = media_type(t.name);
         let rep = if media.compressible {
             let select = Box::pin(self.select(site, req, &t, &entry, now, why));
             select.await
