@@ -707,21 +707,26 @@ where
     ) -> bool {
         let mut digits = itoa::Buffer::new();
         let length = length.map(|n| digits.format(n).as_bytes());
-        let dated = head.headers.contains_key(DATE);
-        implied::date(|date| {
+        let mut send = |date: Option<&[u8]>| {
             let added = [
-                (&b"date"[..], date),
+                (&b"date"[..], date.unwrap_or_default()),
                 (b"content-length", length.unwrap_or_default()),
             ];
-            let extra = match (dated, length.is_some()) {
-                (false, true) => &added[..],
-                (false, false) => &added[..1],
-                (true, true) => &added[1..],
-                (true, false) => &[],
+            let extra = match (date.is_some(), length.is_some()) {
+                (true, true) => &added[..],
+                (true, false) => &added[..1],
+                (false, true) => &added[1..],
+                (false, false) => &[],
             };
             self.codec
                 .send_response(id, head.status, &head.headers, extra, end)
-        })
+        };
+        // The clock is read only for a response without its own `Date`.
+        if head.headers.contains_key(DATE) {
+            send(None)
+        } else {
+            implied::date(|date| send(Some(date)))
+        }
     }
 
     fn push(&mut self, id: u32, from: &http::request::Parts, paths: Vec<String>) {
