@@ -15,7 +15,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 use http::HeaderMap;
 
 use crate::frame::{self, Head, Reason, *};
@@ -215,10 +215,9 @@ struct Block {
     stream: u32,
     end_stream: bool,
     kind: BlockKind,
-    /// A copy of the fragments, not a slice of the read buffer: the fields decoded
-    /// from it are slices of it, and a request that lives long (a long poll, a
-    /// stream of events) must not keep the connection's read buffer alive.
-    buf: BytesMut,
+    /// The fragments so far, when the block continues in CONTINUATION frames (a
+    /// block in one HEADERS frame is decoded where it lies).
+    buf: Vec<u8>,
 }
 
 /// How a remembered stream was closed.
@@ -542,15 +541,17 @@ impl Connection {
         } else {
             kind
         };
-        self.block = Some(Block {
+        let mut b = Block {
             stream: id,
             end_stream: h.has(END_STREAM),
             kind,
-            buf: BytesMut::from(p),
-        });
+            buf: Vec::new(),
+        };
         if h.has(END_HEADERS) {
-            self.end_block()?;
+            return self.end_block(b, p);
         }
+        b.buf.extend_from_slice(p);
+        self.block = Some(b);
         Ok(())
     }
 
@@ -563,20 +564,21 @@ impl Connection {
         }
         b.buf.extend_from_slice(p);
         if h.has(END_HEADERS) {
-            self.end_block()?;
+            let mut b = self.block.take().expect("a block is open");
+            let block = std::mem::take(&mut b.buf);
+            return self.end_block(b, &block);
         }
         Ok(())
     }
 
-    fn end_block(&mut self) -> Result<(), ConnError> {
-        let b = self.block.take().expect("a block is open");
-        let block = b.buf.freeze();
+    /// Decodes the complete header block `block` of `b`.
+    fn end_block(&mut self, b: Block, block: &[u8]) -> Result<(), ConnError> {
         let limit = self.cfg.max_header_list_size as usize;
         let mut collect = match b.kind {
             BlockKind::Trailers => Collect::trailers(limit),
             _ => Collect::request(limit, self.cfg.connect_protocol),
         };
-        if self.decoder.decode(&block, |f| collect.field(f)).is_err() {
+        if self.decoder.decode(block, |f| collect.field(f)).is_err() {
             return fail(Reason::COMPRESSION_ERROR, "undecodable header block");
         }
         let id = b.stream;

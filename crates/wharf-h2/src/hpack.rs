@@ -262,10 +262,10 @@ impl Decoder {
     /// connection must end).
     pub fn decode(
         &mut self,
-        block: &Bytes,
+        block: &[u8],
         mut field: impl FnMut(Cow<'_, Field>),
     ) -> Result<(), HpackError> {
-        let buf = &block[..];
+        let buf = block;
         let mut pos = 0;
         let mut first = true;
         while pos < buf.len() {
@@ -305,10 +305,9 @@ impl Decoder {
                 };
                 let mut f = Field::new(name, value, sensitive);
                 if indexing {
-                    // Copies: an entry may live as long as the connection, and must
-                    // not keep the whole block it came in alive.
-                    let copy = |b: &Bytes| Bytes::copy_from_slice(b);
-                    f.header = self.table.insert(copy(&f.name), copy(&f.value));
+                    // (Strings are copied out of the block as they are read, so an
+                    // entry keeps no block alive.)
+                    f.header = self.table.insert(f.name.clone(), f.value.clone());
                 }
                 field(Cow::Owned(f));
             }
@@ -321,10 +320,10 @@ impl Decoder {
 impl Decoder {
     /// The value of a literal without indexing (§6.2.2) at `pos`: the last one
     /// again if it is the same short Huffman-coded bytes ([`Coded`]).
-    fn unindexed_value(&mut self, block: &Bytes, pos: &mut usize) -> Result<Bytes, HpackError> {
+    fn unindexed_value(&mut self, block: &[u8], pos: &mut usize) -> Result<Bytes, HpackError> {
         let (huffman, span) = string_at(block, pos)?;
         if !huffman {
-            return Ok(block.slice(span));
+            return Ok(Bytes::copy_from_slice(&block[span]));
         }
         let coded = &block[span];
         if let Some(last) = self.last_coded.as_ref().filter(|c| c.coded() == coded) {
@@ -376,13 +375,14 @@ fn integer(buf: &[u8], pos: &mut usize, prefix: u8) -> Result<usize, HpackError>
     Err(HpackError::IntegerOverflow)
 }
 
-/// Reads a string literal (§5.2): a slice of the block, or its Huffman decoding.
-fn string(block: &Bytes, pos: &mut usize) -> Result<Bytes, HpackError> {
+/// Reads a string literal (§5.2): its bytes, or their Huffman decoding, copied out
+/// of the block (a field may outlive the buffer the block was read into).
+fn string(block: &[u8], pos: &mut usize) -> Result<Bytes, HpackError> {
     let (huffman, span) = string_at(block, pos)?;
     if huffman {
         huffman_decoded(&block[span])
     } else {
-        Ok(block.slice(span))
+        Ok(Bytes::copy_from_slice(&block[span]))
     }
 }
 
