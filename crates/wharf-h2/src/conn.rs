@@ -1246,15 +1246,16 @@ impl Connection {
     }
 }
 
-/// Appends `fields` to a header block.
+/// Appends `fields` to a header block, but for connection-specific ones, which
+/// HTTP/2 does not carry (RFC 9113 §8.2.2 MUST NOT): a service's response may have
+/// them for HTTP/1.1, and leaving them out here costs no pass of its own.
 fn encode_fields(e: &mut Encoder, fields: &HeaderMap, dst: &mut Vec<u8>) {
     for (name, value) in fields {
-        e.field(
-            name.as_str().as_bytes(),
-            value.as_bytes(),
-            value.is_sensitive(),
-            dst,
-        );
+        let name = name.as_str();
+        if wharf_http::fields::is_connection_specific(name) {
+            continue;
+        }
+        e.field(name.as_bytes(), value.as_bytes(), value.is_sensitive(), dst);
     }
 }
 
@@ -1783,7 +1784,7 @@ mod tests {
         assert_eq!((out[0].0, out[0].2), (HEADERS, 1));
         let mut d = Decoder::new(4096);
         let mut status = Vec::new();
-        d.decode(&Bytes::from(out[0].3.clone()), |f| {
+        d.decode(&out[0].3, |f| {
             status.push(f.value.clone())
         })
         .unwrap();
@@ -1797,12 +1798,17 @@ mod tests {
         assert!(matches!(c.poll_event(), Some(Event::Request { id: 3, .. })));
     }
 
-    /// A response head is `:status`, the service's fields, then the server's own.
+    /// A response head is `:status`, the service's fields, then the server's own;
+    /// connection-specific fields are left out (§8.2.2).
     #[test]
     fn response_fields_then_the_servers() {
         let mut c = open_with_get();
         let mut fields = HeaderMap::new();
+        fields.insert("connection", "keep-alive, x".parse().unwrap());
         fields.insert("etag", "\"a\"".parse().unwrap());
+        for name in ["keep-alive", "proxy-connection", "transfer-encoding", "upgrade"] {
+            fields.insert(name, "x".parse().unwrap());
+        }
         let extra: &[(&[u8], &[u8])] = &[
             (b"date", b"Sun, 06 Nov 1994 08:49:37 GMT"),
             (b"content-length", b"2"),
@@ -1811,7 +1817,7 @@ mod tests {
         let out = frames(&mut c);
         let mut d = Decoder::new(4096);
         let mut got = Vec::new();
-        d.decode(&Bytes::from(out[0].3.clone()), |f| {
+        d.decode(&out[0].3, |f| {
             got.push((f.name.to_vec(), f.value.to_vec()));
         })
         .unwrap();

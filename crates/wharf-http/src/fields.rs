@@ -3,9 +3,7 @@
 //! client and the forwarding rules, so that all read a list the same way. And the
 //! fields HTTP/2 and HTTP/3 do not carry, one rule for both.
 
-use http::header::{
-    HeaderMap, HeaderName, HeaderValue, CONNECTION, TE, TRANSFER_ENCODING, UPGRADE,
-};
+use http::header::{HeaderMap, HeaderName, HeaderValue, TE};
 
 /// The elements of every `name` field line, trimmed of whitespace, empty ones left
 /// out (§5.6.1), as they are written.
@@ -36,18 +34,21 @@ pub fn line_has_token(value: &HeaderValue, token: &str) -> bool {
     line_tokens(value).any(|t| t.eq_ignore_ascii_case(token.as_bytes()))
 }
 
-/// Whether `name` is connection-specific, which HTTP/2 and HTTP/3 do not carry (RFC
-/// 9113 §8.2.2, RFC 9114 §4.2).
-pub fn is_connection_specific(name: &HeaderName) -> bool {
-    [CONNECTION, TRANSFER_ENCODING, UPGRADE].contains(name)
-        || matches!(name.as_str(), "keep-alive" | "proxy-connection")
+/// Whether the field named `name` (lowercase, as `HeaderName::as_str` gives it) is
+/// connection-specific, which HTTP/2 and HTTP/3 do not carry (RFC 9113 §8.2.2, RFC
+/// 9114 §4.2).
+pub fn is_connection_specific(name: &str) -> bool {
+    matches!(
+        name,
+        "connection" | "transfer-encoding" | "upgrade" | "keep-alive" | "proxy-connection"
+    )
 }
 
 /// Why a request field makes an HTTP/2 or HTTP/3 request malformed, if it does: it is
 /// connection-specific, or it is `TE` with another value than `trailers` (RFC 9113
 /// §8.2.2, RFC 9114 §4.2).
 pub fn malformed_in_h2_h3_request(name: &HeaderName, value: &HeaderValue) -> Option<&'static str> {
-    if is_connection_specific(name) {
+    if is_connection_specific(name.as_str()) {
         return Some("a connection-specific field");
     }
     (name == TE && value != "trailers").then_some("TE other than \"trailers\"")
@@ -57,6 +58,7 @@ pub fn malformed_in_h2_h3_request(name: &HeaderName, value: &HeaderValue) -> Opt
 mod tests {
     use super::*;
     use crate::util::test_headers as headers;
+    use http::header::CONNECTION;
 
     #[test]
     fn lists_are_read_across_lines_in_any_case() {
@@ -105,7 +107,7 @@ mod tests {
                 "{name}: {value:?}"
             );
             let specific = want == Some("a connection-specific field");
-            assert_eq!(is_connection_specific(&name), specific, "{name}");
+            assert_eq!(is_connection_specific(name.as_str()), specific, "{name}");
         }
     }
 }

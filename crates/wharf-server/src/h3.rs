@@ -305,7 +305,7 @@ async fn request<S: Service>(
     if let Some(EarlyHints(fields)) = head.extensions.remove::<EarlyHints>() {
         let _ = send.send_response(early_hints(fields)).await;
     }
-    crate::h2::strip_connection_fields(&mut head.headers);
+    strip_connection_fields(&mut head.headers);
     let exact = body.size_hint().exact();
     add_implied(&mut head, &method, exact);
     head.extensions = http::Extensions::new();
@@ -425,7 +425,7 @@ impl Incoming {
     fn checked_trailers(&mut self, fields: http::HeaderMap) -> io::Result<Frame<Bytes>> {
         let malformed = fields
             .keys()
-            .any(wharf_http::fields::is_connection_specific);
+            .any(|n| wharf_http::fields::is_connection_specific(n.as_str()));
         if malformed {
             self.mark_malformed();
             return Err(io::Error::new(
@@ -544,4 +544,43 @@ fn early_hints(fields: http::HeaderMap) -> Response<()> {
     *early.status_mut() = StatusCode::EARLY_HINTS;
     *early.headers_mut() = fields;
     early
+}
+
+/// RFC 9114 §4.2: fields that only mean something to one HTTP/1.1 connection go.
+fn strip_connection_fields(h: &mut http::HeaderMap) {
+    let specific = |n: &&http::HeaderName| wharf_http::fields::is_connection_specific(n.as_str());
+    // (Empty, so no allocation, for the responses that have none.)
+    let names: Vec<http::HeaderName> = h.keys().filter(specific).cloned().collect();
+    for name in names {
+        h.remove(name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// RFC 9114 §4.2: a response's connection-specific fields go, the rest stay.
+    #[test]
+    fn connection_specific_fields_are_stripped() {
+        let table: &[(&[&str], &[&str])] = &[
+            (&["etag", "date"], &["etag", "date"]),
+            (&["connection", "etag"], &["etag"]),
+            (&["keep-alive", "transfer-encoding", "upgrade"], &[]),
+            (&["proxy-connection", "vary"], &["vary"]),
+            (&[], &[]),
+        ];
+        for (names, kept) in table {
+            let mut h = http::HeaderMap::new();
+            for n in *names {
+                h.insert(
+                    http::HeaderName::from_static(n),
+                    http::HeaderValue::from_static("x"),
+                );
+            }
+            strip_connection_fields(&mut h);
+            let left: Vec<&str> = h.keys().map(http::HeaderName::as_str).collect();
+            assert_eq!(left, *kept, "{names:?}");
+        }
+    }
 }

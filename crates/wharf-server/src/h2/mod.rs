@@ -23,10 +23,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt as _};
-use http::header::{
-    ACCEPT_ENCODING, ACCEPT_LANGUAGE, CONNECTION, DATE, TRANSFER_ENCODING, UPGRADE, USER_AGENT,
-};
-use http::{HeaderMap, Request, Response, StatusCode};
+use http::header::{ACCEPT_ENCODING, ACCEPT_LANGUAGE, DATE, USER_AGENT};
+use http::{Request, Response, StatusCode};
 use http_body::Body;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
@@ -661,7 +659,7 @@ where
         {
             self.push(id, &from, paths);
         }
-        strip_connection_fields(&mut head.headers);
+        // (The codec leaves out connection-specific fields, RFC 9113 §8.2.2.)
         let exact = body.size_hint().exact();
         let length = implied::content_length(&carry.method, head.status, &head.headers, exact);
         let out = match carry.tunnel.map(|t| *t) {
@@ -907,47 +905,4 @@ fn pushed_request(from: &http::request::Parts, path: &str) -> Option<Request<()>
     *req.version_mut() = from.version;
     *req.headers_mut() = from.headers.clone();
     Some(req)
-}
-
-/// RFC 9113 §8.2.2: fields that only mean something to one HTTP/1.1 connection.
-pub(crate) fn strip_connection_fields(h: &mut HeaderMap) {
-    // One pass over the names first: a response seldom has any of these, and a
-    // removal by name costs a lookup each (two of them parse their names).
-    if !h.keys().any(wharf_http::fields::is_connection_specific) {
-        return;
-    }
-    for name in [CONNECTION, TRANSFER_ENCODING, UPGRADE] {
-        h.remove(name);
-    }
-    h.remove("keep-alive");
-    h.remove("proxy-connection");
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// RFC 9113 §8.2.2: a response's connection-specific fields go, the rest stay.
-    #[test]
-    fn connection_specific_fields_are_stripped() {
-        let table: &[(&[&str], &[&str])] = &[
-            (&["etag", "date"], &["etag", "date"]),
-            (&["connection", "etag"], &["etag"]),
-            (&["keep-alive", "transfer-encoding", "upgrade"], &[]),
-            (&["proxy-connection", "vary"], &["vary"]),
-            (&[], &[]),
-        ];
-        for (names, kept) in table {
-            let mut h = HeaderMap::new();
-            for n in *names {
-                h.insert(
-                    http::HeaderName::from_static(n),
-                    http::HeaderValue::from_static("x"),
-                );
-            }
-            strip_connection_fields(&mut h);
-            let left: Vec<&str> = h.keys().map(http::HeaderName::as_str).collect();
-            assert_eq!(left, *kept, "{names:?}");
-        }
-    }
 }
