@@ -474,7 +474,7 @@ impl Files {
         req: &Request<B>,
         t: &FileTarget<'_>,
         entry: &Entry,
-        rep: Rep,
+        rep: Rep<'_>,
         media: &MediaType,
         now: SystemTime,
         why: &mut Reasons,
@@ -607,20 +607,20 @@ impl Files {
     /// sibling, or a variant compressed on the fly. `Err` is a 406 response. (Other
     /// files are always sent as they are, without coming here.)
     #[allow(clippy::too_many_arguments)]
-    async fn select<B>(
+    async fn select<'e, B>(
         &self,
         site: &Site,
         req: &Request<B>,
         t: &FileTarget<'_>,
-        entry: &Arc<Entry>,
+        entry: &'e Arc<Entry>,
         now: SystemTime,
         why: &mut Reasons,
-    ) -> Result<Rep, Response<Body>> {
+    ) -> Result<Rep<'e>, Response<Body>> {
         let identity = Rep::of(entry, t.file.clone(), None);
         let on_the_fly =
             site.compress && entry.content.is_some() && entry.len() >= site.compress_min_size;
         let mut available = Vec::with_capacity(4);
-        let mut siblings: Vec<(Coding, Rep)> = Vec::new();
+        let mut siblings: Vec<(Coding, Rep<'static>)> = Vec::new();
         for coding in [Coding::Brotli, Coding::Zstd, Coding::Gzip] {
             // Only codings the client would take over identity are worth a lookup.
             if choose_encoding_in(req.headers(), &[coding]).chosen != Some(coding) {
@@ -660,8 +660,8 @@ impl Files {
                 let variant = Box::pin(self.cache.variant(entry, c));
                 match variant.await {
                     Some(v) => Ok(Rep {
-                        data: Data::Memory(v.bytes.clone()),
-                        etag: v.etag.clone(),
+                        data: Data::Memory(Cow::Borrowed(&v.bytes)),
+                        etag: Cow::Borrowed(&v.etag),
                         coding: Some(c),
                     }),
                     None => {
@@ -681,7 +681,7 @@ impl Files {
         coding: Coding,
         original: &Entry,
         now: SystemTime,
-    ) -> Option<Rep> {
+    ) -> Option<Rep<'static>> {
         let mut name = t.rel.as_os_str().to_owned();
         name.push(sibling_suffix(coding)?);
         let (file, meta) = site.root.open_file(Path::new(&name)).ok()?;
@@ -690,7 +690,7 @@ impl Files {
         }
         let file = Arc::new(file);
         let (entry, _) = self.cache.lookup(&file, &meta, now).await.ok()?;
-        Some(Rep::of(&entry, Some(file), Some(coding)))
+        Some(Rep::of(&entry, Some(file), Some(coding)).into_owned())
     }
 }
 
@@ -755,31 +755,46 @@ struct FileTarget<'a> {
     file: Option<Arc<File>>,
 }
 
-/// A selected representation.
-struct Rep {
-    data: Data,
-    etag: Tag,
+/// A selected representation: lent by the cache entry the request holds (its
+/// bytes or a compressed variant of them), so that choosing it costs no reference
+/// counts or copies; owned when it is another file's (a precompressed sibling).
+struct Rep<'e> {
+    data: Data<'e>,
+    etag: Cow<'e, Tag>,
     coding: Option<Coding>,
 }
 
-enum Data {
-    Memory(Bytes),
+enum Data<'e> {
+    Memory(Cow<'e, Bytes>),
     File(Arc<File>, u64),
 }
 
-impl Rep {
+impl<'e> Rep<'e> {
     /// `entry`'s bytes: in memory, or read from `file` (always given for entries
     /// without content: only in-memory entries are found without opening the file).
-    fn of(entry: &Entry, file: Option<Arc<File>>, coding: Option<Coding>) -> Rep {
+    fn of(entry: &'e Entry, file: Option<Arc<File>>, coding: Option<Coding>) -> Self {
         let data = match (&entry.content, file) {
-            (Some(b), _) => Data::Memory(b.clone()),
+            (Some(b), _) => Data::Memory(Cow::Borrowed(b)),
             (None, Some(f)) => Data::File(f, entry.len()),
             (None, None) => unreachable!("entries found without opening the file are in memory"),
         };
         Rep {
             data,
-            etag: entry.etag.clone(),
+            etag: Cow::Borrowed(&entry.etag),
             coding,
+        }
+    }
+
+    /// The same, holding its own references, to outlive the entry it came from.
+    fn into_owned(self) -> Rep<'static> {
+        let data = match self.data {
+            Data::Memory(b) => Data::Memory(Cow::Owned(b.into_owned())),
+            Data::File(f, len) => Data::File(f, len),
+        };
+        Rep {
+            data,
+            etag: Cow::Owned(self.etag.into_owned()),
+            coding: self.coding,
         }
     }
 

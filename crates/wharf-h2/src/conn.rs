@@ -1784,10 +1784,8 @@ mod tests {
         assert_eq!((out[0].0, out[0].2), (HEADERS, 1));
         let mut d = Decoder::new(4096);
         let mut status = Vec::new();
-        d.decode(&out[0].3, |f| {
-            status.push(f.value.clone())
-        })
-        .unwrap();
+        d.decode(&out[0].3, |f| status.push(f.value.clone()))
+            .unwrap();
         assert_eq!(status[0], "431");
         assert!(c.poll_event().is_none());
         feed(
@@ -1806,7 +1804,12 @@ mod tests {
         let mut fields = HeaderMap::new();
         fields.insert("connection", "keep-alive, x".parse().unwrap());
         fields.insert("etag", "\"a\"".parse().unwrap());
-        for name in ["keep-alive", "proxy-connection", "transfer-encoding", "upgrade"] {
+        for name in [
+            "keep-alive",
+            "proxy-connection",
+            "transfer-encoding",
+            "upgrade",
+        ] {
             fields.insert(name, "x".parse().unwrap());
         }
         let extra: &[(&[u8], &[u8])] = &[
