@@ -177,8 +177,10 @@ struct Work<F> {
     id: u32,
     /// `None` once cancelled.
     fut: Option<Pin<Box<F>>>,
-    /// The waker of its latest poll (the set's, once it is in the set): a cancelled
-    /// work must be polled once more to leave the set.
+    /// The waker of its latest poll that found it waiting (the set's, once it is in
+    /// the set): a cancelled work must be polled once more to leave the set. (Work
+    /// done at its first poll never keeps one: a clone is a reference count each
+    /// way.)
     waker: Option<Waker>,
 }
 
@@ -208,13 +210,16 @@ impl<F: Future> Future for Work<F> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let id = self.id;
+        let Some(fut) = self.fut.as_mut() else {
+            return Poll::Ready((id, None));
+        };
+        if let Poll::Ready(out) = fut.as_mut().poll(cx) {
+            return Poll::Ready((id, Some(out)));
+        }
         if !self.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
             self.waker = Some(cx.waker().clone());
         }
-        match self.fut.as_mut() {
-            Some(fut) => fut.as_mut().poll(cx).map(|out| (id, Some(out))),
-            None => Poll::Ready((id, None)),
-        }
+        Poll::Pending
     }
 }
 
