@@ -15,9 +15,10 @@
 use std::collections::HashMap;
 use std::fs::{File, Metadata};
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -29,6 +30,7 @@ use wharf_http::etag::EntityTag;
 use wharf_http::negotiate::Coding;
 
 use crate::compress;
+use crate::front;
 use crate::mime::MediaType;
 use crate::paths::{Lookup, PathIndex};
 use crate::root::Root;
@@ -144,6 +146,9 @@ pub(crate) struct Entry {
     /// Preload hints of an HTML file, scanned on first use.
     hints: std::sync::OnceLock<Arc<[HeaderValue]>>,
     last_used: AtomicU64,
+    /// Out of the cache (evicted, or replaced by a newer version of the file): not
+    /// to be served again by whoever still holds it for reuse (`crate::front`).
+    evicted: AtomicBool,
 }
 
 /// An entity tag and its header value, rendered once.
@@ -198,6 +203,11 @@ impl Entry {
     /// The file's size in bytes.
     pub(crate) fn len(&self) -> u64 {
         self.stamp.size
+    }
+
+    /// Whether the cache let it go (see `evicted`).
+    pub(crate) fn evicted(&self) -> bool {
+        self.evicted.load(Ordering::Relaxed)
     }
 
     /// The `Link` preload values of this file read as HTML (none for files not kept
@@ -261,26 +271,39 @@ impl FileCache {
         Ok((entry, remembered))
     }
 
-    /// The in-memory entry a site path led to last time, if the path still names that
-    /// same file, unchanged. One `statx(2)` instead of open, stat and close: the file
-    /// was reached safely beneath the root (`openat2`) when it was remembered, and a
-    /// path that now leads elsewhere (another inode, a symlink, a changed file) falls
-    /// back to opening it.
-    pub(crate) fn by_path(
+    /// Calls `f` with the in-memory entry a site path led to last time and the
+    /// path's media type, if the path still names that same file, unchanged. One
+    /// `statx(2)` instead of open, stat and close (the file was reached safely
+    /// beneath the root, `openat2`, when it was remembered, and a path that now leads
+    /// elsewhere — another inode, a symlink, a changed file — falls back to opening
+    /// it); none while change notification vouches for the path; and none of the
+    /// index or the cache either for a path the thread keeps ([`crate::front`]).
+    pub(crate) fn with_path<R>(
         &self,
         paths: &PathIndex,
         root: &Root,
         rel: &Path,
-    ) -> Option<(Arc<Entry>, MediaType)> {
+        f: impl FnOnce(&Arc<Entry>, &MediaType) -> R,
+    ) -> Option<R> {
+        let index = paths.generation();
+        let raw = rel.as_os_str().as_bytes();
+        let mut f = Some(f);
+        let kept = front::with(index, raw, crate::clock::monotonic(), |e, media| {
+            self.touch(e);
+            f.take().map(|f| f(e, media))
+        });
+        if let Some(answer) = kept.flatten() {
+            return Some(answer);
+        }
         let (lookup, media) = paths.get(rel)?;
-        let (key, stamp) = match lookup {
-            Lookup::Trusted(key) => (key, None),
+        let (key, stamp, until) = match lookup {
+            Lookup::Trusted(key, until) => (key, None, Some(until)),
             Lookup::Check(key) => {
                 let st = root.stat(rel)?;
                 if statx_key(&st) != key {
                     return None;
                 }
-                (key, Some(Stamp::of_statx(&st)))
+                (key, Some(Stamp::of_statx(&st)), None)
             }
         };
         let e = {
@@ -295,7 +318,10 @@ impl FileCache {
         if stamp.is_some() {
             paths.checked(rel);
         }
-        Some((e, media))
+        if let Some(until) = until {
+            front::keep(index, raw, until, &e, &media);
+        }
+        f.take().map(|f| f(&e, &media))
     }
 
     /// Remembers that `rel` led to the file of `meta`, unless it changed since.
@@ -351,6 +377,7 @@ impl FileCache {
             variants: Default::default(),
             hints: std::sync::OnceLock::new(),
             last_used: AtomicU64::new(tick),
+            evicted: AtomicBool::new(false),
         })
     }
 
@@ -368,7 +395,9 @@ impl FileCache {
     }
 
     fn insert(&self, key: (u64, u64), entry: Arc<Entry>) {
-        self.lock().insert(key, entry);
+        if let Some(old) = self.lock().insert(key, entry) {
+            old.evicted.store(true, Ordering::Relaxed);
+        }
         self.trim();
     }
 
@@ -406,6 +435,7 @@ impl FileCache {
                 break;
             }
             if let Some(e) = map.remove(&k) {
+                e.evicted.store(true, Ordering::Relaxed);
                 total -= e.weight();
             }
         }
@@ -553,6 +583,69 @@ mod path_tests {
             std::thread::yield_now();
         }
         false
+    }
+
+    impl FileCache {
+        fn by_path(
+            &self,
+            paths: &PathIndex,
+            root: &Root,
+            rel: &Path,
+        ) -> Option<(Arc<Entry>, MediaType)> {
+            self.with_path(paths, root, rel, |e, media| (e.clone(), media.clone()))
+        }
+    }
+
+    /// A path the thread keeps is served without the index while the index's
+    /// generation stays; a change wharf makes itself (an upload) moves it at once,
+    /// and an entry the cache evicts is not served from the thread's keeping.
+    #[tokio::test]
+    async fn kept_paths_hold_only_while_the_index_and_the_cache_do() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.txt"), "one").unwrap();
+        std::fs::write(dir.path().join("b.txt"), "two").unwrap();
+        let root = Root::open(dir.path(), SymlinkPolicy::WithinRoot).unwrap();
+        let cache = FileCache::new(CacheLimits {
+            max_total: 2 * ENTRY_OVERHEAD + 4,
+            ..CacheLimits::default()
+        });
+        let paths = PathIndex::new(root.fd());
+        let later = SystemTime::now() + Duration::from_secs(5);
+        let load = |rel: &'static str| {
+            let (file, meta) = root.open_file(Path::new(rel)).unwrap();
+            let cache = &cache;
+            let (paths, root) = (&paths, &root);
+            async move {
+                cache.lookup(&Arc::new(file), &meta, later).await.unwrap();
+                FileCache::remember(paths, root, Path::new(rel), &meta);
+            }
+        };
+        let a = Path::new("a.txt");
+        load("a.txt").await;
+        let first = cache.by_path(&paths, &root, a).expect("remembered").0;
+        // Kept: found with the index emptied behind its back.
+        paths.forget_unannounced();
+        let kept = cache
+            .by_path(&paths, &root, a)
+            .expect("kept by the thread")
+            .0;
+        assert!(Arc::ptr_eq(&first, &kept));
+        // A change announced moves the generation: neither kept nor remembered.
+        load("a.txt").await;
+        assert!(cache.by_path(&paths, &root, a).is_some());
+        paths.changed(a);
+        assert!(cache.by_path(&paths, &root, a).is_none());
+        // Evicted (b.txt pushes a.txt out of a cache with room for one): not served.
+        load("a.txt").await;
+        assert!(cache.by_path(&paths, &root, a).is_some());
+        paths.forget_unannounced();
+        load("b.txt").await;
+        assert!(cache.by_path(&paths, &root, Path::new("b.txt")).is_some());
+        assert!(first.evicted(), "the least recently used");
+        assert!(
+            cache.by_path(&paths, &root, a).is_none(),
+            "not served once evicted"
+        );
     }
 
     #[tokio::test]

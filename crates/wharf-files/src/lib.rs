@@ -21,6 +21,7 @@ mod cache;
 mod clock;
 mod compress;
 pub mod config;
+mod front;
 mod hints;
 mod listing;
 mod mime;

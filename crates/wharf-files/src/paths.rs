@@ -19,6 +19,7 @@ use std::ffi::OsString;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
@@ -59,8 +60,10 @@ struct Known {
 /// What [`PathIndex::get`] knows of a path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Lookup {
-    /// The file's (device, inode); nothing changed since it was checked.
-    Trusted((u64, u64)),
+    /// The file's (device, inode); nothing changed since it was checked, and
+    /// nothing seen will have until this time ([`crate::clock::monotonic`]) unless
+    /// the index's generation moves.
+    Trusted((u64, u64), Duration),
     /// The file's (device, inode) when last checked; check it again.
     Check((u64, u64)),
 }
@@ -75,6 +78,12 @@ pub(crate) struct PathIndex {
 }
 
 struct Inner {
+    /// Told apart from every other index of this process (an index's address may be
+    /// another's after a reload).
+    id: u64,
+    /// Moves whenever a remembered path is forgotten or replaced, so that what was
+    /// looked up here at an earlier generation can be trusted as long as it stays.
+    generation: AtomicU64,
     /// Hashed with std's keyed SipHash: the paths are of files that exist, but an
     /// FTP user who may write can make files whose names collide under an unkeyed
     /// hash, and every request for them would walk the collisions under this lock.
@@ -153,7 +162,10 @@ impl PathIndex {
                 root: PathBuf::from(format!("/proc/self/fd/{}", root.as_raw_fd())),
                 dirs: Mutex::default(),
             });
+        static IDS: AtomicU64 = AtomicU64::new(0);
         let inner = Arc::new(Inner {
+            id: IDS.fetch_add(1, Ordering::Relaxed),
+            generation: AtomicU64::new(0),
             map: Mutex::default(),
             watch,
             listener: std::sync::OnceLock::new(),
@@ -169,12 +181,19 @@ impl PathIndex {
         // Keyed by the raw bytes: hashing a `Path` walks its components.
         let map = self.inner.lock();
         let k = map.get(rel.as_os_str())?;
-        let lookup = if k.watched && crate::clock::monotonic().saturating_sub(k.checked) < RECHECK {
-            Lookup::Trusted(k.key)
+        let until = k.checked + RECHECK;
+        let lookup = if k.watched && crate::clock::monotonic() < until {
+            Lookup::Trusted(k.key, until)
         } else {
             Lookup::Check(k.key)
         };
         Some((lookup, k.media.clone()))
+    }
+
+    /// This index among the process's, and its generation now: read before a lookup,
+    /// what the lookup found holds while the generation is the same.
+    pub(crate) fn generation(&self) -> (u64, u64) {
+        (self.inner.id, self.inner.generation.load(Ordering::Acquire))
     }
 
     /// `rel` was just checked and still leads to the same file.
@@ -196,16 +215,28 @@ impl PathIndex {
         let mut map = self.inner.lock();
         if map.len() >= MAX_PATHS {
             map.clear();
+            self.inner.moved();
         }
-        map.insert(
-            rel.as_os_str().to_owned(),
-            Known {
-                key,
-                media,
-                watched,
-                checked: crate::clock::monotonic(),
-            },
-        );
+        let known = Known {
+            key,
+            media,
+            watched,
+            checked: crate::clock::monotonic(),
+        };
+        // A path that led to another file before is a change; a new path is not.
+        if map
+            .insert(rel.as_os_str().to_owned(), known)
+            .is_some_and(|old| old.key != key)
+        {
+            self.inner.moved();
+        }
+    }
+
+    /// Forgets every path without moving the generation, as no change does: for
+    /// tests that what a thread keeps is used without the index.
+    #[cfg(test)]
+    pub(crate) fn forget_unannounced(&self) {
+        self.inner.lock().clear();
     }
 
     #[cfg(test)]
@@ -219,22 +250,29 @@ impl Inner {
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Remembered paths were forgotten or replaced (called with the map locked).
+    fn moved(&self) {
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
     /// Forgets `target` and every path beneath it.
     fn forget(&self, target: &[u8]) {
         let mut map = self.lock();
         if target.is_empty() {
-            return map.clear();
+            map.clear();
+        } else {
+            map.retain(|k, _| {
+                let k = k.as_bytes();
+                !(k.starts_with(target) && (k.len() == target.len() || k[target.len()] == b'/'))
+            });
         }
-        map.retain(|k, _| {
-            let k = k.as_bytes();
-            !(k.starts_with(target) && (k.len() == target.len() || k[target.len()] == b'/'))
-        });
+        self.moved();
     }
 
     /// One inotify event.
     fn event(&self, wd: i32, flags: ReadFlags, name: Option<&[u8]>) {
         if flags.contains(ReadFlags::QUEUE_OVERFLOW) {
-            return self.lock().clear();
+            return self.forget(b"");
         }
         let Some(w) = &self.watch else { return };
         let mut dirs = w.dirs.lock().unwrap_or_else(|p| p.into_inner());
@@ -373,7 +411,7 @@ mod tests {
         for (i, f) in ["a.txt", "b.txt", "sub/c.txt"].iter().enumerate() {
             idx.remember(Path::new(f), (1, i as u64), || true);
             let (lookup, media) = idx.get(Path::new(f)).unwrap();
-            assert_eq!(lookup, Lookup::Trusted((1, i as u64)));
+            assert!(matches!(lookup, Lookup::Trusted(key, _) if key == (1, i as u64)));
             assert_eq!(media.value, "text/plain; charset=utf-8");
         }
         // A write to a.txt forgets a.txt only.

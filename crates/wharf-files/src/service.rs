@@ -191,14 +191,16 @@ impl Files {
             Err(refused) => *refused,
             Ok(path) => {
                 let names = Names::of(site, &path);
-                let (entry, media) = self.cached(site, &names)?;
-                if media.compressible {
-                    return None; // choosing among encodings may read a sibling file
-                }
-                let t = names.target(None);
-                let rep = Rep::of(&entry, None, None);
-                let now = crate::clock::now();
-                self.representation(site, req, &t, &entry, rep, &media, now, &mut why)
+                let answer = |entry: &Arc<Entry>, media: &MediaType| {
+                    // (Choosing among encodings may read a sibling file: not here.)
+                    (!media.compressible).then(|| {
+                        let t = names.target(None);
+                        let rep = Rep::of(entry, None, None);
+                        let now = crate::clock::now();
+                        self.representation(site, req, &t, entry, rep, media, now, &mut why)
+                    })
+                };
+                self.with_cached(site, &names, answer)??
             }
         };
         Some(finished(res, req, Some(site), why, tls))
@@ -207,10 +209,20 @@ impl Files {
     /// The cache's entry for the file `names` names, if it holds the file's bytes,
     /// and the file's media type.
     fn cached(&self, site: &Site, names: &Names<'_>) -> Option<(Arc<Entry>, MediaType)> {
+        self.with_cached(site, names, |e, media| (e.clone(), media.clone()))
+    }
+
+    /// [`cached`](Self::cached)'s entry and media type lent to `f`.
+    fn with_cached<R>(
+        &self,
+        site: &Site,
+        names: &Names<'_>,
+        f: impl FnOnce(&Arc<Entry>, &MediaType) -> R,
+    ) -> Option<R> {
         if !names.is_file_url {
             return None;
         }
-        self.cache.by_path(&site.paths, &site.root, names.rel)
+        self.cache.with_path(&site.paths, &site.root, names.rel, f)
     }
 
     /// A GET or HEAD whose path may be served (RFC 9110 §9.3.1, §9.3.2): the
