@@ -98,7 +98,7 @@ pub(crate) async fn serve<S, R, W>(
         alarm: Alarm::new(&dog),
         max_requests: ctx.shared.limits.max_requests_per_connection,
         send_timeout: ctx.shared.limits.send_timeout,
-        ctx,
+        ctx: &ctx,
         io,
         rbuf: Vec::new(),
         rlen: 0,
@@ -154,15 +154,14 @@ struct Carry {
 }
 
 /// One request's work: the service's answer. (The `103`s it sends on the way go
-/// through the connection's mailbox.) A block rather than an `async fn`, which would
-/// keep room for the request twice (argument and binding) in every stream's box.
-#[allow(clippy::manual_async_fn)] // deliberately not one: see above
-fn answer<S: Service>(
-    ctx: Arc<ConnCtx<S>>,
+/// through the connection's mailbox.) It borrows the connection's context, which
+/// outlives the driver that holds the work: no reference count per request.
+fn answer<'c, S: Service>(
+    ctx: &'c ConnCtx<S>,
     req: Request<RequestBody>,
     interim: Option<Interim>,
-) -> impl Future<Output = Answer<S>> + Send {
-    async move { ctx.handle(req, interim).await }
+) -> impl Future<Output = Answer<S>> + Send + 'c {
+    ctx.handle(req, interim)
 }
 
 /// A stream's work as the connection's `FuturesUnordered` holds it: its id and the
@@ -272,10 +271,10 @@ struct Stream<B> {
     sending: Option<Sending<B>>,
 }
 
-type WorkFn<S, F> = fn(Arc<ConnCtx<S>>, Request<RequestBody>, Option<Interim>) -> F;
+type WorkFn<'c, S, F> = fn(&'c ConnCtx<S>, Request<RequestBody>, Option<Interim>) -> F;
 
-struct Driver<S: Service, R, W, F> {
-    ctx: Arc<ConnCtx<S>>,
+struct Driver<'c, S: Service, R, W, F> {
+    ctx: &'c ConnCtx<S>,
     codec: Connection,
     io: Socket<R, W>,
     /// Lent from the pool while bytes move (`rlen` of them read and not yet taken by
@@ -285,7 +284,7 @@ struct Driver<S: Service, R, W, F> {
     /// By id, hashed with FxHash as the codec's (at most the concurrent-stream limit).
     streams: HashMap<u32, Stream<LoggedBody<ResBody<S::Body>>>, rustc_hash::FxBuildHasher>,
     work: FuturesUnordered<Work<F>>,
-    make: WorkFn<S, F>,
+    make: WorkFn<'c, S, F>,
     mailbox: Arc<mailbox::Mailbox>,
     alarm: Alarm,
     accepted: u64,
@@ -300,7 +299,7 @@ struct Driver<S: Service, R, W, F> {
     hung_up: bool,
 }
 
-impl<S, R, W, F> Driver<S, R, W, F>
+impl<'c, S, R, W, F> Driver<'c, S, R, W, F>
 where
     S: Service,
     R: AsyncRead + Send + Unpin + 'static,
@@ -613,7 +612,7 @@ where
         feed: Option<body::Feed>,
         interim: Option<Interim>,
     ) -> Work<F> {
-        let fut = (self.make)(self.ctx.clone(), req, interim);
+        let fut = (self.make)(self.ctx, req, interim);
         self.streams.insert(
             id,
             Stream {
@@ -911,3 +910,4 @@ fn pushed_request(from: &http::request::Parts, path: &str) -> Option<Request<()>
     *req.headers_mut() = from.headers.clone();
     Some(req)
 }
+
