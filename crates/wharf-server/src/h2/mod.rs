@@ -322,7 +322,12 @@ where
             // Whatever this turn encodes goes into a pooled buffer.
             self.codec.lend_output(pool::take_write);
             let mut more = false;
-            if self.reading && self.codec.output().len() < OUT_HIGH {
+            // Over the high mark, the client is not read this turn (it waits for
+            // what it is sent first): then a write that empties the output must
+            // start another turn, which reads, or nothing would wake this task for
+            // the client's next bytes.
+            let read_skipped = self.reading && self.codec.output().len() >= OUT_HIGH;
+            if self.reading && !read_skipped {
                 match self.poll_read(cx) {
                     Poll::Ready(Ok(true)) => more = true,
                     Poll::Ready(Ok(false)) => {
@@ -360,8 +365,9 @@ where
                         Close::Linger
                     }));
                 }
-                // Written: the bodies that waited for room may go on.
-                Poll::Ready(Ok(())) if full => more = true,
+                // Written: the bodies that waited for room may go on, and the
+                // client is read again.
+                Poll::Ready(Ok(())) if full || read_skipped => more = true,
                 Poll::Ready(Ok(())) if self.streams.is_empty() => {
                     // Idle: the output buffer goes back to the pool until there is
                     // something to write again.
@@ -911,3 +917,185 @@ fn pushed_request(from: &http::request::Parts, path: &str) -> Option<Request<()>
     Some(req)
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::listener::Shared;
+    use crate::watchdog::Watchdog;
+    use crate::{AccessLog, Http, LogFormat};
+    use std::sync::Mutex;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::sync::watch;
+
+    /// A writer that takes nothing until its gate opens.
+    struct Gated<W> {
+        inner: W,
+        gate: Arc<Mutex<Gate>>,
+    }
+
+    #[derive(Default)]
+    struct Gate {
+        open: bool,
+        waker: Option<Waker>,
+    }
+
+    impl<W> Gated<W> {
+        /// Whether the gate is shut (then `cx` is woken when it opens).
+        fn shut(&self, cx: &mut Context<'_>) -> bool {
+            let mut gate = self.gate.lock().unwrap();
+            if !gate.open {
+                gate.waker = Some(cx.waker().clone());
+            }
+            !gate.open
+        }
+    }
+
+    impl<W: AsyncWrite + Unpin> AsyncWrite for Gated<W> {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            if self.shut(cx) {
+                return Poll::Pending;
+            }
+            Pin::new(&mut self.inner).poll_write(cx, buf)
+        }
+
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            if self.shut(cx) {
+                return Poll::Pending;
+            }
+            Pin::new(&mut self.inner).poll_flush(cx)
+        }
+
+        fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.inner).poll_shutdown(cx)
+        }
+    }
+
+    /// A body of one frame, which says it ends with it (as a file's does).
+    struct Once(Option<Bytes>);
+
+    impl Body for Once {
+        type Data = Bytes;
+        type Error = io::Error;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<http_body::Frame<Bytes>, io::Error>>> {
+            Poll::Ready(self.0.take().map(|b| Ok(http_body::Frame::data(b))))
+        }
+
+        fn is_end_stream(&self) -> bool {
+            self.0.is_none()
+        }
+    }
+
+    /// Answers every request with 1 MiB at once, counting them in `answered`.
+    struct Big {
+        answered: watch::Sender<u64>,
+    }
+
+    impl Service for Big {
+        type Body = Once;
+        async fn call(&self, _: Request<RequestBody>, _: crate::Exchange<'_>) -> Response<Once> {
+            self.answered.send_modify(|n| *n += 1);
+            Response::new(Once(Some(Bytes::from(vec![7u8; 1 << 20]))))
+        }
+    }
+
+    fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+        let mut f = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+        f.extend_from_slice(&[kind, flags]);
+        f.extend_from_slice(&stream.to_be_bytes());
+        f.extend_from_slice(payload);
+        f
+    }
+
+    /// GET / on `stream` (:method GET, :scheme http, :path /, :authority t).
+    fn get(stream: u32) -> Vec<u8> {
+        frame(0x1, 0x5, stream, &[0x82, 0x86, 0x84, 0x41, 0x01, b't'])
+    }
+
+    /// Reads frames from `client` until a HEADERS frame on `stream`.
+    async fn headers_on(client: &mut tokio::io::DuplexStream, stream: u32) {
+        let (mut buf, mut at) = (Vec::new(), 0);
+        let mut chunk = vec![0u8; 1 << 16];
+        loop {
+            while buf.len() >= at + 9 {
+                let len = u32::from_be_bytes([0, buf[at], buf[at + 1], buf[at + 2]]) as usize;
+                let id = u32::from_be_bytes([buf[at + 5], buf[at + 6], buf[at + 7], buf[at + 8]]);
+                if buf[at + 3] == 0x1 && id & 0x7fff_ffff == stream {
+                    return;
+                }
+                at += 9 + len;
+            }
+            let n = client.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "the connection closed");
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// A turn that skips reading (the output is over its high mark) and then writes
+    /// all of it must read before it waits: otherwise a request that arrived while
+    /// the output was full is not read until a timer wakes the connection (seen as
+    /// a rare stall of 1 MiB responses over TLS on a loaded machine).
+    #[tokio::test]
+    async fn a_request_that_came_while_the_output_was_full_is_read_once_it_drains() {
+        let (mut client, server) = tokio::io::duplex(8 << 20);
+        let (r, w) = tokio::io::split(server);
+        let gate = Arc::new(Mutex::new(Gate::default()));
+        let (answered_tx, mut answered) = watch::channel(0);
+        let limits = Limits::default();
+        let shared = Arc::new(Shared {
+            service: Arc::new(Big {
+                answered: answered_tx,
+            }),
+            limits: limits.clone(),
+            http: Http::default(),
+            log: AccessLog {
+                format: LogFormat::Off,
+            },
+            h2: config(&limits),
+        });
+        let addr = "127.0.0.1:1".parse().unwrap();
+        let info = crate::ConnInfo {
+            peer: addr,
+            local: addr,
+        };
+        let dog = Watchdog::new(
+            Duration::from_secs(60),
+            Duration::from_secs(10),
+            Duration::from_secs(60),
+        );
+        let ctx = Arc::new(ConnCtx::new(shared, info, None, None, dog));
+        let writer = Gated {
+            inner: w,
+            gate: gate.clone(),
+        };
+        tokio::spawn(serve(r, writer, Bytes::new(), ctx, Shutdown::new()));
+
+        // Windows large enough for the whole response at once, then stream 1.
+        let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        hello.extend(frame(0x4, 0, 0, &[0, 4, 0x7f, 0xff, 0xff, 0xff]));
+        hello.extend(frame(0x8, 0, 0, &0x7fff_0000u32.to_be_bytes()));
+        hello.extend(get(1));
+        client.write_all(&hello).await.unwrap();
+        // Stream 1 answered and ended: its megabyte waits in the output.
+        answered.wait_for(|&n| n == 1).await.unwrap();
+        // Stream 3 arrives while nothing can be written, and is not read yet.
+        client.write_all(&get(3)).await.unwrap();
+        // Then the socket takes everything at once.
+        let waker = {
+            let mut g = gate.lock().unwrap();
+            g.open = true;
+            g.waker.take()
+        };
+        waker.expect("the driver waits to write").wake();
+        // Bounded below the watchdog's 10 s, whose alarm would read at last.
+        tokio::time::timeout(Duration::from_secs(5), headers_on(&mut client, 3))
+            .await
+            .expect("stream 3 answered without waiting for a timer");
+    }
+}
