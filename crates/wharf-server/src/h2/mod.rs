@@ -769,8 +769,12 @@ where
                     out.blocked_since.get_or_insert_with(Instant::now);
                     blocked = true;
                 }
+                // Not waiting for the client's window (any more).
                 Pumped::Waiting => out.blocked_since = None,
-                Pumped::OutputFull => full = true,
+                Pumped::OutputFull => {
+                    out.blocked_since = None;
+                    full = true;
+                }
             }
             true
         });
@@ -1037,27 +1041,23 @@ mod tests {
         }
     }
 
-    /// A turn that skips reading (the output is over its high mark) and then writes
-    /// all of it must read before it waits: otherwise a request that arrived while
-    /// the output was full is not read until a timer wakes the connection (seen as
-    /// a rare stall of 1 MiB responses over TLS on a loaded machine).
-    #[tokio::test]
-    async fn a_request_that_came_while_the_output_was_full_is_read_once_it_drains() {
-        let (mut client, server) = tokio::io::duplex(8 << 20);
+    /// A connection to `service` under `limits` whose writes wait for `gate`; the
+    /// client's end of it.
+    fn gated_conn<S: Service>(
+        service: S,
+        limits: Limits,
+        gate: &Arc<Mutex<Gate>>,
+    ) -> tokio::io::DuplexStream {
+        let (client, server) = tokio::io::duplex(8 << 20);
         let (r, w) = tokio::io::split(server);
-        let gate = Arc::new(Mutex::new(Gate::default()));
-        let (answered_tx, mut answered) = watch::channel(0);
-        let limits = Limits::default();
         let shared = Arc::new(Shared {
-            service: Arc::new(Big {
-                answered: answered_tx,
-            }),
-            limits: limits.clone(),
+            service: Arc::new(service),
+            h2: config(&limits),
+            limits,
             http: Http::default(),
             log: AccessLog {
                 format: LogFormat::Off,
             },
-            h2: config(&limits),
         });
         let addr = "127.0.0.1:1".parse().unwrap();
         let info = crate::ConnInfo {
@@ -1075,7 +1075,31 @@ mod tests {
             gate: gate.clone(),
         };
         tokio::spawn(serve(r, writer, Bytes::new(), ctx, Shutdown::new()));
+        client
+    }
 
+    /// Opens `gate` and wakes the writer waiting for it; whether one was.
+    fn open(gate: &Mutex<Gate>) -> bool {
+        let waker = {
+            let mut g = gate.lock().unwrap();
+            g.open = true;
+            g.waker.take()
+        };
+        waker.map(Waker::wake).is_some()
+    }
+
+    /// A turn that skips reading (the output is over its high mark) and then writes
+    /// all of it must read before it waits: otherwise a request that arrived while
+    /// the output was full is not read until a timer wakes the connection (seen as
+    /// a rare stall of 1 MiB responses over TLS on a loaded machine).
+    #[tokio::test]
+    async fn a_request_that_came_while_the_output_was_full_is_read_once_it_drains() {
+        let gate = Arc::new(Mutex::new(Gate::default()));
+        let (answered_tx, mut answered) = watch::channel(0);
+        let service = Big {
+            answered: answered_tx,
+        };
+        let mut client = gated_conn(service, Limits::default(), &gate);
         // Windows large enough for the whole response at once, then stream 1.
         let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
         hello.extend(frame(0x4, 0, 0, &[0, 4, 0x7f, 0xff, 0xff, 0xff]));
@@ -1087,15 +1111,94 @@ mod tests {
         // Stream 3 arrives while nothing can be written, and is not read yet.
         client.write_all(&get(3)).await.unwrap();
         // Then the socket takes everything at once.
-        let waker = {
-            let mut g = gate.lock().unwrap();
-            g.open = true;
-            g.waker.take()
-        };
-        waker.expect("the driver waits to write").wake();
+        assert!(open(&gate), "the driver waits to write");
         // Bounded below the watchdog's 10 s, whose alarm would read at last.
         tokio::time::timeout(Duration::from_secs(5), headers_on(&mut client, 3))
             .await
             .expect("stream 3 answered without waiting for a timer");
+    }
+
+    /// A body of `n` frames of 64 KiB.
+    struct Frames(usize);
+
+    impl Body for Frames {
+        type Data = Bytes;
+        type Error = io::Error;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<http_body::Frame<Bytes>, io::Error>>> {
+            if self.0 == 0 {
+                return Poll::Ready(None);
+            }
+            self.0 -= 1;
+            Poll::Ready(Some(Ok(http_body::Frame::data(Bytes::from(vec![
+                1u8;
+                1 << 16
+            ])))))
+        }
+    }
+
+    /// Answers with 2 MiB in 64 KiB frames.
+    struct Long;
+
+    impl Service for Long {
+        type Body = Frames;
+        async fn call(&self, _: Request<RequestBody>, _: crate::Exchange<'_>) -> Response<Frames> {
+            Response::new(Frames(32))
+        }
+    }
+
+    /// A stream that waited for its window once, and then goes on as fast as the
+    /// socket takes it, is not reset as stalled when its send timeout comes: only
+    /// waiting for the window counts (RFC 9113 §6.9 flow control, `send_timeout`).
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_that_once_waited_for_its_window_is_not_reset_while_it_moves() {
+        let gate = Arc::new(Mutex::new(Gate::default()));
+        let limits = Limits {
+            send_timeout: Duration::from_millis(100),
+            ..Limits::default()
+        };
+        let mut client = gated_conn(Long, limits, &gate);
+        open(&gate);
+        // Stream windows of 0: the response waits for its window.
+        let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        hello.extend(frame(0x4, 0, 0, &[0, 4, 0, 0, 0, 0]));
+        hello.extend(frame(0x8, 0, 0, &0x7fff_0000u32.to_be_bytes()));
+        hello.extend(get(1));
+        client.write_all(&hello).await.unwrap();
+        headers_on(&mut client, 1).await;
+        // The socket takes nothing now; the window opens, and the output fills.
+        gate.lock().unwrap().open = false;
+        client
+            .write_all(&frame(0x8, 0, 1, &0x7fff_0000u32.to_be_bytes()))
+            .await
+            .unwrap();
+        // Past the send timeout (virtual time), then the socket drains.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        open(&gate);
+        let (mut buf, mut at, mut data) = (Vec::new(), 0, 0);
+        let mut chunk = vec![0u8; 1 << 16];
+        loop {
+            while buf.len() >= at + 9 {
+                let len = u32::from_be_bytes([0, buf[at], buf[at + 1], buf[at + 2]]) as usize;
+                if buf.len() < at + 9 + len {
+                    break;
+                }
+                let (kind, flags) = (buf[at + 3], buf[at + 4]);
+                assert_ne!(kind, 0x3, "RST_STREAM: reset as stalled");
+                if kind == 0x0 {
+                    data += len;
+                    if flags & 0x1 != 0 {
+                        assert_eq!(data, 32 << 16);
+                        return;
+                    }
+                }
+                at += 9 + len;
+            }
+            let n = client.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "the connection closed");
+            buf.extend_from_slice(&chunk[..n]);
+        }
     }
 }
