@@ -585,6 +585,32 @@ where
     }
 }
 
+/// The context of a connection from 127.0.0.1:1 to `service` under `limits`, access
+/// log off, for the transports' tests.
+#[cfg(test)]
+pub(crate) fn test_ctx<S: Service>(service: S, limits: crate::Limits) -> Arc<ConnCtx<S>> {
+    let shared = Arc::new(Shared {
+        service: Arc::new(service),
+        h2: crate::h2::config(&limits),
+        limits,
+        http: crate::Http::default(),
+        log: crate::AccessLog {
+            format: crate::LogFormat::Off,
+        },
+    });
+    let addr = "127.0.0.1:1".parse().unwrap();
+    let info = ConnInfo {
+        peer: addr,
+        local: addr,
+    };
+    let dog = Watchdog::new(
+        Duration::from_secs(60),
+        Duration::from_secs(10),
+        Duration::from_secs(60),
+    );
+    Arc::new(ConnCtx::new(shared, info, None, None, dog))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

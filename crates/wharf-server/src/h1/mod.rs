@@ -690,8 +690,7 @@ impl<W: AsyncWrite + Unpin> Out<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::listener::Shared;
-    use crate::{AccessLog, Http, Limits, LogFormat};
+    use crate::Limits;
     use http::Response;
     use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
@@ -862,26 +861,7 @@ mod tests {
     /// A connection to `service`; the client's end of it.
     fn conn_to<S: Service>(service: S) -> DuplexStream {
         let (client, server) = tokio::io::duplex(1 << 20);
-        let shared = Arc::new(Shared {
-            service: Arc::new(service),
-            limits: Limits::default(),
-            http: Http::default(),
-            log: AccessLog {
-                format: LogFormat::Off,
-            },
-            h2: crate::h2::config(&Limits::default()),
-        });
-        let addr = "127.0.0.1:1".parse().unwrap();
-        let info = crate::ConnInfo {
-            peer: addr,
-            local: addr,
-        };
-        let dog = Watchdog::new(
-            Duration::from_secs(60),
-            Duration::from_secs(10),
-            Duration::from_secs(60),
-        );
-        let ctx = Arc::new(ConnCtx::new(shared, info, None, None, dog));
+        let ctx = crate::conn::test_ctx(service, Limits::default());
         let (r, w) = tokio::io::split(server);
         tokio::spawn(serve(r, w, Bytes::new(), ctx, Shutdown::new()));
         client

@@ -924,9 +924,6 @@ fn pushed_request(from: &http::request::Parts, path: &str) -> Option<Request<()>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::listener::Shared;
-    use crate::watchdog::Watchdog;
-    use crate::{AccessLog, Http, LogFormat};
     use std::sync::Mutex;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::sync::watch;
@@ -978,21 +975,30 @@ mod tests {
         }
     }
 
-    /// A body of one frame, which says it ends with it (as a file's does).
-    struct Once(Option<Bytes>);
+    /// A body of `left` frames of `size` bytes, which says it ends with the last (as
+    /// a file's does).
+    struct Frames {
+        left: usize,
+        size: usize,
+    }
 
-    impl Body for Once {
+    impl Body for Frames {
         type Data = Bytes;
         type Error = io::Error;
         fn poll_frame(
             mut self: Pin<&mut Self>,
             _cx: &mut Context<'_>,
         ) -> Poll<Option<Result<http_body::Frame<Bytes>, io::Error>>> {
-            Poll::Ready(self.0.take().map(|b| Ok(http_body::Frame::data(b))))
+            if self.left == 0 {
+                return Poll::Ready(None);
+            }
+            self.left -= 1;
+            let data = Bytes::from(vec![1u8; self.size]);
+            Poll::Ready(Some(Ok(http_body::Frame::data(data))))
         }
 
         fn is_end_stream(&self) -> bool {
-            self.0.is_none()
+            self.left == 0
         }
     }
 
@@ -1002,10 +1008,13 @@ mod tests {
     }
 
     impl Service for Big {
-        type Body = Once;
-        async fn call(&self, _: Request<RequestBody>, _: crate::Exchange<'_>) -> Response<Once> {
+        type Body = Frames;
+        async fn call(&self, _: Request<RequestBody>, _: crate::Exchange<'_>) -> Response<Frames> {
             self.answered.send_modify(|n| *n += 1);
-            Response::new(Once(Some(Bytes::from(vec![7u8; 1 << 20]))))
+            Response::new(Frames {
+                left: 1,
+                size: 1 << 20,
+            })
         }
     }
 
@@ -1050,26 +1059,7 @@ mod tests {
     ) -> tokio::io::DuplexStream {
         let (client, server) = tokio::io::duplex(8 << 20);
         let (r, w) = tokio::io::split(server);
-        let shared = Arc::new(Shared {
-            service: Arc::new(service),
-            h2: config(&limits),
-            limits,
-            http: Http::default(),
-            log: AccessLog {
-                format: LogFormat::Off,
-            },
-        });
-        let addr = "127.0.0.1:1".parse().unwrap();
-        let info = crate::ConnInfo {
-            peer: addr,
-            local: addr,
-        };
-        let dog = Watchdog::new(
-            Duration::from_secs(60),
-            Duration::from_secs(10),
-            Duration::from_secs(60),
-        );
-        let ctx = Arc::new(ConnCtx::new(shared, info, None, None, dog));
+        let ctx = crate::conn::test_ctx(service, limits);
         let writer = Gated {
             inner: w,
             gate: gate.clone(),
@@ -1118,34 +1108,16 @@ mod tests {
             .expect("stream 3 answered without waiting for a timer");
     }
 
-    /// A body of `n` frames of 64 KiB.
-    struct Frames(usize);
-
-    impl Body for Frames {
-        type Data = Bytes;
-        type Error = io::Error;
-        fn poll_frame(
-            mut self: Pin<&mut Self>,
-            _cx: &mut Context<'_>,
-        ) -> Poll<Option<Result<http_body::Frame<Bytes>, io::Error>>> {
-            if self.0 == 0 {
-                return Poll::Ready(None);
-            }
-            self.0 -= 1;
-            Poll::Ready(Some(Ok(http_body::Frame::data(Bytes::from(vec![
-                1u8;
-                1 << 16
-            ])))))
-        }
-    }
-
     /// Answers with 2 MiB in 64 KiB frames.
     struct Long;
 
     impl Service for Long {
         type Body = Frames;
         async fn call(&self, _: Request<RequestBody>, _: crate::Exchange<'_>) -> Response<Frames> {
-            Response::new(Frames(32))
+            Response::new(Frames {
+                left: 32,
+                size: 1 << 16,
+            })
         }
     }
 
