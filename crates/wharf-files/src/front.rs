@@ -8,8 +8,9 @@
 //! index's generation (which moves whenever it forgets or replaces a path: a change
 //! seen by inotify, an upload through wharf) is the one it was looked up at, the
 //! index's recheck time has not come, and the cache has not evicted the entry. Each
-//! thread keeps [`SLOTS`] files, so an evicted entry's memory waits at most until
-//! the thread looks up a few other paths.
+//! thread keeps [`SLOTS`] files: an evicted entry's memory is held, outside the
+//! cache's bound, until the thread keeps four other paths (at most four files of
+//! the cache's largest size, and their compressed variants, per thread).
 
 use std::cell::RefCell;
 use std::sync::Arc;

@@ -19,7 +19,7 @@ use std::ffi::OsString;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
@@ -84,6 +84,9 @@ struct Inner {
     /// Moves whenever a remembered path is forgotten or replaced, so that what was
     /// looked up here at an earlier generation can be trusted as long as it stays.
     generation: AtomicU64,
+    /// Change notification stopped (its events could not be read): no path is
+    /// trusted on its word from then on.
+    watch_failed: AtomicBool,
     /// Hashed with std's keyed SipHash: the paths are of files that exist, but an
     /// FTP user who may write can make files whose names collide under an unkeyed
     /// hash, and every request for them would walk the collisions under this lock.
@@ -166,6 +169,7 @@ impl PathIndex {
         let inner = Arc::new(Inner {
             id: IDS.fetch_add(1, Ordering::Relaxed),
             generation: AtomicU64::new(0),
+            watch_failed: AtomicBool::new(false),
             map: Mutex::default(),
             watch,
             listener: std::sync::OnceLock::new(),
@@ -206,7 +210,8 @@ impl PathIndex {
     /// Notes that `rel` led to the file `key`, if `still_same` (asked after the
     /// path's directories are watched) confirms the file has not changed since.
     pub(crate) fn remember(&self, rel: &Path, key: (u64, u64), still_same: impl FnOnce() -> bool) {
-        let watched = self.inner.watch.as_ref().is_some_and(|w| w.cover(rel));
+        let watched = !self.inner.watch_failed.load(Ordering::Relaxed)
+            && self.inner.watch.as_ref().is_some_and(|w| w.cover(rel));
         if !still_same() {
             return;
         }
@@ -258,6 +263,7 @@ impl Inner {
     /// Forgets `target` and every path beneath it.
     fn forget(&self, target: &[u8]) {
         let mut map = self.lock();
+        let before = map.len();
         if target.is_empty() {
             map.clear();
         } else {
@@ -266,7 +272,11 @@ impl Inner {
                 !(k.starts_with(target) && (k.len() == target.len() || k[target.len()] == b'/'))
             });
         }
-        self.moved();
+        // Only a path forgotten moves the generation: a file written over and over in
+        // a watched directory, never remembered, leaves what threads keep alone.
+        if map.len() != before {
+            self.moved();
+        }
     }
 
     /// One inotify event.
@@ -365,7 +375,8 @@ fn listen(fd: Arc<OwnedFd>, inner: Weak<Inner>) {
                         Err(e) => {
                             // Events can no longer be read: trust nothing from now on.
                             tracing::warn!(error = %e, "file change notification failed");
-                            inner.lock().clear();
+                            inner.watch_failed.store(true, Ordering::Relaxed);
+                            inner.forget(b"");
                             return;
                         }
                     }
@@ -426,6 +437,30 @@ mod tests {
         std::fs::write(dir.path().join("tmp"), "x").unwrap();
         std::fs::rename(dir.path().join("tmp"), dir.path().join("b.txt")).unwrap();
         assert!(wait_until(|| idx.get(Path::new("b.txt")).is_none()));
+    }
+
+    /// The generation moves when a remembered path is forgotten or comes to lead to
+    /// another file, and for nothing else (what threads keep stays usable).
+    #[test]
+    fn only_a_remembered_path_forgotten_or_replaced_moves_the_generation() {
+        let dir = tempfile::tempdir().unwrap();
+        let (idx, _root) = index(dir.path());
+        let a = Path::new("a.txt");
+        let start = idx.generation();
+        idx.remember(a, (1, 1), || true);
+        idx.remember(a, (1, 1), || true);
+        assert_eq!(
+            idx.generation(),
+            start,
+            "a new path, then the same file again"
+        );
+        idx.changed(Path::new("b.txt"));
+        assert_eq!(idx.generation(), start, "a path never remembered");
+        idx.remember(a, (1, 2), || true);
+        let replaced = idx.generation();
+        assert_ne!(replaced, start, "another file at the path");
+        idx.changed(a);
+        assert_ne!(idx.generation(), replaced, "forgotten");
     }
 
     #[test]
