@@ -204,6 +204,21 @@ impl Connection {
         req: Request<Bytes>,
         trailers: Option<http::HeaderMap>,
     ) -> anyhow::Result<Incoming> {
+        self.start_ending(req, trailers, true).await
+    }
+
+    /// [`Self::start`] with the request's stream left open: the server sees the head
+    /// and no end, as of a client whose end comes later.
+    pub async fn start_unended(&self, req: Request<Bytes>) -> anyhow::Result<Incoming> {
+        self.start_ending(req, None, false).await
+    }
+
+    async fn start_ending(
+        &self,
+        req: Request<Bytes>,
+        trailers: Option<http::HeaderMap>,
+        end: bool,
+    ) -> anyhow::Result<Incoming> {
         let (head, body) = req.into_parts();
         let mut send = self.send.clone();
         let mut stream = send
@@ -225,7 +240,9 @@ impl Connection {
         // A server may answer before it has read the whole request and ask the client
         // to stop sending (RFC 9114 §4.1); the response still counts, so a failed
         // finish is not an error here: a broken connection fails the response below.
-        let _ = stream.finish().await;
+        if end {
+            let _ = stream.finish().await;
+        }
         let mut interim = Vec::new();
         loop {
             let head = stream

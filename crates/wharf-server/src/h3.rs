@@ -376,6 +376,10 @@ pub(crate) struct Incoming {
     malformed: bool,
     /// Tells the request's task so, once the body has gone to the service.
     told: Option<Arc<AtomicBool>>,
+    /// A read of the stream is under way (its last poll was pending): h3-quinn
+    /// (0.0.10) has lent the stream to that read, and its `stop_sending` would then
+    /// panic on the stream it does not hold.
+    reading: bool,
 }
 
 /// How far a request stream is read.
@@ -397,7 +401,9 @@ impl Incoming {
             return Poll::Ready(Some(first));
         }
         if self.read == Read::Data {
-            let next = std::task::ready!(poll_recv(&mut self.recv, cx));
+            let next = poll_recv(&mut self.recv, cx);
+            self.reading = next.is_pending();
+            let next = std::task::ready!(next);
             match self.count(next) {
                 Some(Ok(chunk)) => return Poll::Ready(Some(Ok(Frame::data(chunk)))),
                 Some(Err(e)) => {
@@ -410,7 +416,9 @@ impl Incoming {
         if self.read == Read::Done {
             return Poll::Ready(None);
         }
-        let trailers = std::task::ready!(self.recv.poll_recv_trailers(cx));
+        let trailers = self.recv.poll_recv_trailers(cx);
+        self.reading = trailers.is_pending();
+        let trailers = std::task::ready!(trailers);
         self.read = Read::Done;
         Poll::Ready(match trailers {
             Ok(None) => None,
@@ -478,9 +486,13 @@ impl Incoming {
     }
 
     /// Asks the client to stop sending (a response sent before the request's end);
-    /// nothing is sent when the whole request has arrived.
+    /// nothing is sent when the whole request has arrived. While a read is under way
+    /// the stream's drop asks instead, with quinn's code 0 (which RFC 9114 §9 has
+    /// the client take as H3_NO_ERROR).
     pub(crate) fn stop_sending(&mut self, code: h3::error::Code) {
-        self.recv.stop_sending(code);
+        if !self.reading {
+            self.recv.stop_sending(code);
+        }
     }
 }
 
@@ -498,6 +510,7 @@ fn request_body(recv: RecvSide, declared: Option<u64>) -> (RequestBody, Option<A
         read: Read::Data,
         malformed: false,
         told: None,
+        reading: false,
     };
     let mut cx = Context::from_waker(std::task::Waker::noop());
     match body.poll_frame(&mut cx) {

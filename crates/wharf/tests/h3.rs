@@ -50,6 +50,32 @@ fn requests_over_http3_and_alt_svc_on_tcp() {
     assert!(line.starts_with("127.0.0.1 "), "{line}");
 }
 
+/// A GET whose stream has not ended when the file is answered (its body is still
+/// being read): the response comes, and the connection serves the next request. The
+/// request's body, dropped unread, used to panic in h3-quinn's `stop_sending`, which
+/// took the connection down with every request on it.
+#[test]
+fn a_request_answered_before_its_stream_ends() {
+    let w = https().start();
+    within(async {
+        let c = client(&w);
+        let conn = c.connect(w.addr, "localhost").await.unwrap();
+        let req = http::Request::get(w.url("/hello.txt"))
+            .body(Bytes::new())
+            .unwrap();
+        let mut res = conn.start_unended(req).await.unwrap();
+        assert_eq!(res.head.status(), 200);
+        let mut body = Vec::new();
+        while let Some(chunk) = res.chunk().await.unwrap() {
+            body.extend_from_slice(&chunk);
+        }
+        assert_eq!(body, b"hello, world\n");
+        let again = conn.get(&w.url("/hello.txt")).await.unwrap();
+        assert_eq!(again.head.status(), 200);
+        assert!(conn.is_open());
+    });
+}
+
 #[test]
 fn early_hints_over_http3() {
     let w = https()
