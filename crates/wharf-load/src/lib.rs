@@ -44,6 +44,19 @@ impl Incoming {
             .map_err(|e| anyhow!("response body: {e}"))?;
         Ok(chunk.map(|mut c| c.copy_to_bytes(c.remaining())))
     }
+
+    /// The response with the rest of its body.
+    pub async fn fetch(mut self) -> anyhow::Result<Fetched> {
+        let mut body = BytesMut::new();
+        while let Some(chunk) = self.chunk().await? {
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Fetched {
+            interim: self.interim,
+            head: self.head,
+            body: body.freeze(),
+        })
+    }
 }
 
 /// A response with its whole body.
@@ -178,16 +191,7 @@ impl Connection {
 
     /// Sends `req` (its body, if any, in one piece) and reads the whole response.
     pub async fn send(&self, req: Request<Bytes>) -> anyhow::Result<Fetched> {
-        let mut incoming = self.start(req).await?;
-        let mut body = BytesMut::new();
-        while let Some(chunk) = incoming.chunk().await? {
-            body.extend_from_slice(&chunk);
-        }
-        Ok(Fetched {
-            interim: incoming.interim,
-            head: incoming.head,
-            body: body.freeze(),
-        })
+        self.start(req).await?.fetch().await
     }
 
     /// Sends `req` and waits for the response head; the body is read with

@@ -63,13 +63,15 @@ fn a_request_answered_before_its_stream_ends() {
         let req = http::Request::get(w.url("/hello.txt"))
             .body(Bytes::new())
             .unwrap();
-        let mut res = conn.start_unended(req).await.unwrap();
+        let res = conn
+            .start_unended(req)
+            .await
+            .unwrap()
+            .fetch()
+            .await
+            .unwrap();
         assert_eq!(res.head.status(), 200);
-        let mut body = Vec::new();
-        while let Some(chunk) = res.chunk().await.unwrap() {
-            body.extend_from_slice(&chunk);
-        }
-        assert_eq!(body, b"hello, world\n");
+        assert_eq!(res.body, "hello, world\n");
         let again = conn.get(&w.url("/hello.txt")).await.unwrap();
         assert_eq!(again.head.status(), 200);
         assert!(conn.is_open());
