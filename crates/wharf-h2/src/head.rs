@@ -1,5 +1,6 @@
 //! A request's header section, checked as RFC 9113 §8 requires and turned into
-//! `http::request::Parts`.
+//! `http::request::Parts`. HTTP/3 (RFC 9114 §4.2, §4.3) has the same rules, and
+//! wharf's HTTP/3 layer (`wharf-h3`) checks its heads here too.
 //!
 //! Every rule broken here makes the request malformed (§8.1.1): the stream is reset
 //! with PROTOCOL_ERROR and the connection goes on. A section larger than the limit is
@@ -21,7 +22,7 @@ fn field_size(f: &Field) -> usize {
 
 /// Collects the fields of one header block.
 #[derive(Default)]
-pub(crate) struct Collect {
+pub struct Collect {
     pseudo: Pseudo,
     headers: HeaderMap,
     regular_seen: bool,
@@ -46,24 +47,29 @@ struct Pseudo {
 }
 
 /// A checked request head.
-pub(crate) struct RequestHead {
-    pub(crate) parts: http::request::Parts,
+pub struct RequestHead {
+    /// The method, target and regular fields (version HTTP/2).
+    pub parts: http::request::Parts,
     /// The `:protocol` of an extended CONNECT (RFC 8441).
-    pub(crate) protocol: Option<String>,
-    pub(crate) content_length: Option<u64>,
+    pub protocol: Option<String>,
+    /// The Content-Length field's value, when sent.
+    pub content_length: Option<u64>,
 }
 
 /// What a finished block is.
-pub(crate) enum Outcome<T> {
+pub enum Outcome<T> {
+    /// Well-formed.
     Ok(T),
+    /// Malformed, and why.
     Malformed(&'static str),
+    /// Larger than the limit.
     TooLarge,
 }
 
 impl Collect {
     /// For a request's head; `connect_protocol`: `:protocol` is allowed (RFC 8441).
     /// The fields go into one of the thread's reused maps (`wharf_http::maps`).
-    pub(crate) fn request(limit: usize, connect_protocol: bool) -> Self {
+    pub fn request(limit: usize, connect_protocol: bool) -> Self {
         Collect {
             limit,
             connect_protocol,
@@ -73,7 +79,7 @@ impl Collect {
     }
 
     /// For trailers: regular fields only (§8.1).
-    pub(crate) fn trailers(limit: usize) -> Self {
+    pub fn trailers(limit: usize) -> Self {
         Collect {
             limit,
             trailers: true,
@@ -83,7 +89,7 @@ impl Collect {
 
     /// Takes one field: lent when it is an entry of HPACK's table, so only what is
     /// kept of it is cloned.
-    pub(crate) fn field(&mut self, f: Cow<'_, Field>) {
+    pub fn field(&mut self, f: Cow<'_, Field>) {
         self.size += field_size(&f);
         if self.size > self.limit || self.malformed.is_some() {
             return;
@@ -157,7 +163,7 @@ impl Collect {
     }
 
     /// The trailers, once the block is complete.
-    pub(crate) fn finish_trailers(self) -> Outcome<HeaderMap> {
+    pub fn finish_trailers(self) -> Outcome<HeaderMap> {
         match (self.size > self.limit, self.malformed) {
             (true, _) => Outcome::TooLarge,
             (_, Some(why)) => Outcome::Malformed(why),
@@ -167,7 +173,7 @@ impl Collect {
 
     /// The request head, once the block is complete (§8.3.1, §8.5, RFC 8441 §4).
     /// `last` is the connection's last target, reused where this one is the same.
-    pub(crate) fn finish_request(self, last: &mut LastTarget) -> Outcome<RequestHead> {
+    pub fn finish_request(self, last: &mut LastTarget) -> Outcome<RequestHead> {
         if self.size > self.limit {
             return Outcome::TooLarge;
         }
@@ -249,7 +255,7 @@ impl Collect {
 /// origin on a connection, often for the same resource, and parsing the authority
 /// and the path was the costliest part of building a target.
 #[derive(Debug, Default)]
-pub(crate) struct LastTarget {
+pub struct LastTarget {
     authority: Option<Authority>,
     path: Option<PathAndQuery>,
 }

@@ -352,9 +352,10 @@ impl Coded {
     }
 }
 
-/// Reads an integer with an N-bit prefix (§5.1), at most 32 bits.
-fn integer(buf: &[u8], pos: &mut usize, prefix: u8) -> Result<usize, HpackError> {
-    let mask = (1u8 << prefix) - 1;
+/// Reads an integer with an N-bit prefix (§5.1; N up to 8, as QPACK's Required
+/// Insert Count has), at most 32 bits.
+pub fn integer(buf: &[u8], pos: &mut usize, prefix: u8) -> Result<usize, HpackError> {
+    let mask = ((1u16 << prefix) - 1) as u8;
     let first = buf.get(*pos).ok_or(HpackError::Truncated)? & mask;
     *pos += 1;
     if first < mask {
@@ -400,7 +401,7 @@ fn string_at(block: &[u8], pos: &mut usize) -> Result<(bool, Range<usize>), Hpac
 
 /// `raw` Huffman-decoded (§5.2), in the thread's scratch buffer and copied out at
 /// its length ([`wharf_http::spares::with_scratch`]).
-fn huffman_decoded(raw: &[u8]) -> Result<Bytes, HpackError> {
+pub fn huffman_decoded(raw: &[u8]) -> Result<Bytes, HpackError> {
     wharf_http::spares::with_scratch(|out| {
         out.reserve(raw.len() + raw.len() / 2);
         huffman::decode(raw, out)
@@ -721,7 +722,7 @@ fn key(parts: &[&[u8]]) -> u64 {
 /// common case, a value that fits the prefix (an index into the
 /// tables, which most fields of a repeated head are); longer ones go out of line.
 #[inline]
-fn put_integer(dst: &mut Vec<u8>, flags: u8, prefix: u8, value: usize) {
+pub fn put_integer(dst: &mut Vec<u8>, flags: u8, prefix: u8, value: usize) {
     let mask = (1usize << prefix) - 1;
     if value < mask {
         dst.push(flags | value as u8);

@@ -10,7 +10,7 @@
 
 mod conn;
 mod frame;
-mod head;
+pub mod head;
 pub mod hpack;
 mod huffman;
 mod huffman_table;

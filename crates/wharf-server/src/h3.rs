@@ -1,5 +1,5 @@
-//! HTTP/3 (RFC 9114) over QUIC (RFC 9000), with quinn and h3, on the UDP port of a
-//! TLS listener.
+//! HTTP/3 (RFC 9114) over QUIC (RFC 9000), with quinn and wharf's own HTTP/3 layer
+//! (`wharf-h3`), on the UDP port of a TLS listener.
 //!
 //! quinn does QUIC: anti-amplification (RFC 9000 §8), path validation when a client's
 //! address changes (connection migration, §9), UDP GSO/GRO where the kernel has them,
@@ -7,10 +7,19 @@
 //! TCP, validates client addresses with a Retry first when `quic_retry` is on, and
 //! runs every request through `conn` and the service like HTTP/1.1 and HTTP/2 do.
 //!
+//! HTTP/3 itself is `wharf-h3`'s: this module opens wharf's control stream, reads the
+//! client's control and QPACK streams, and on each request stream feeds the frames
+//! it reads to `wharf_h3::Frames` and writes the frames it makes. A response head
+//! is one HEADERS frame encoded straight from the service's fields with QPACK's
+//! static table; a small response leaves in one write with its body. Errors of the
+//! connection close it with the code RFC 9114 names; errors of a request reset its
+//! stream.
+//!
 //! 0-RTT: a resumed client may send requests before the handshake completes. They
 //! are replayable (RFC 8470), so only safe methods are served from early data; any
 //! other method gets 425 Too Early and the client retries after the handshake.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,12 +27,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt as _};
-use h3::server::RequestStream;
-use http::{Request, Response, StatusCode};
+use http::{HeaderMap, Request, StatusCode, Version};
 use http_body::{Body, Frame};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use wharf_h2::head::{Collect, LastTarget, Outcome};
+use wharf_h3::{qpack, stream_type, varint, Code, ConnError, Frames, Item, Settings};
 use wharf_http::conn::TlsInfo;
 use wharf_http::interim::EarlyHints;
 
@@ -34,9 +44,6 @@ use crate::conn::{ConnCtx, EarlyData, Tls};
 use crate::listener::Shared;
 use crate::watchdog::Watchdog;
 use crate::{ConnInfo, RequestBody, Service, Shutdown};
-
-type SendSide = RequestStream<h3_quinn::SendStream<Bytes>, Bytes>;
-type RecvSide = RequestStream<h3_quinn::RecvStream, Bytes>;
 
 /// Unidirectional streams a client may have open: HTTP/3 needs three (control and
 /// the two QPACK streams, RFC 9114 §6.2), and a few more leave room for reserved
@@ -125,6 +132,11 @@ pub(crate) async fn accept_loop<S: Service>(
     tracing::info!(?local, "QUIC listener stopped accepting");
 }
 
+/// A QUIC error code for an HTTP/3 one.
+fn code(c: Code) -> quinn::VarInt {
+    quinn::VarInt::from_u64(c.value()).expect("HTTP/3 codes fit")
+}
+
 /// One QUIC connection: its handshake (0-RTT allowed), then its requests.
 async fn connection<S: Service>(
     incoming: quinn::Incoming,
@@ -142,15 +154,15 @@ async fn connection<S: Service>(
     // must authenticate, requests wait for their verified certificate.
     let early_data = matches!(acceptor.quic_client_auth(), Some(ClientAuth::Off));
     let attempt = match early_data {
-        true => connecting.into_0rtt(),
+        true => connecting.into_0rtt().map(|(conn, _)| conn),
         false => Err(connecting),
     };
-    let (conn, mut handshake) = match attempt {
-        Ok((conn, accepted)) => (conn, Some(accepted)),
+    let conn = match attempt {
+        Ok(conn) => conn,
         Err(connecting) => {
             let timed = tokio::time::timeout(shared.limits.tls_handshake_timeout, connecting);
             match Box::pin(timed).await {
-                Ok(Ok(conn)) => (conn, None),
+                Ok(Ok(conn)) => conn,
                 Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "QUIC handshake failed"),
                 Err(_) => return tracing::debug!(%peer, "QUIC handshake timed out"),
             }
@@ -181,53 +193,23 @@ async fn connection<S: Service>(
         None,
         Watchdog::new(l.idle_timeout, l.idle_timeout, l.send_timeout),
     ));
-    let mut h3 = match Box::pin(
-        h3::server::builder()
-            .max_field_section_size(l.max_header_bytes as u64)
-            .build::<_, Bytes>(h3_quinn::Connection::new(conn.clone())),
-    )
-    .await
-    {
-        Ok(h3) => h3,
-        Err(e) => return tracing::debug!(%peer, error = %e, "HTTP/3 setup failed"),
+    let settings = Settings {
+        max_field_section_size: Some(l.max_header_bytes as u64),
+        ..Settings::default()
     };
-    let mut served = 0u64;
-    // Requests run inside this task, as HTTP/2 streams do: no task per request.
-    let mut requests = FuturesUnordered::new();
-    loop {
-        let next = tokio::select! {
-            biased;
-            _ = shutdown.triggered() => break,
-            Some(()) = requests.next(), if !requests.is_empty() => continue,
-            r = h3.accept() => r,
-        };
-        match next {
-            Ok(Some(resolver)) => {
-                served += 1;
-                // Opened before the handshake completed: the request is early data.
-                // quinn's driver completes the handshake before it opens streams that
-                // came after the client's Finished, so asking now is exact.
-                let early = handshake.as_mut().is_some_and(|h| !completed(h));
-                if !early {
-                    handshake = None;
-                }
-                requests.push(Box::pin(resolve(ctx.clone(), resolver, early)));
-                if served >= l.max_requests_per_connection {
-                    break;
-                }
-            }
-            Ok(None) => break,
-            Err(e) => {
-                tracing::debug!(%peer, error = %e, "HTTP/3 connection ended");
-                break;
-            }
-        }
+    let opened = tokio::time::timeout(l.tls_handshake_timeout, open_control(&conn, &settings));
+    // Kept open while the connection lives: its end would be an error (§6.2.1).
+    let mut control = match Box::pin(opened).await {
+        Ok(Ok(control)) => control,
+        Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "HTTP/3 setup failed"),
+        Err(_) => return tracing::debug!(%peer, "HTTP/3 setup timed out"),
+    };
+    if let Err(e) = serve(&conn, &ctx, &mut control, &shutdown).await {
+        tracing::debug!(%peer, error = %e, "HTTP/3 connection error");
+        return conn.close(code(e.code), e.reason.as_bytes());
     }
-    // GOAWAY: no new requests; those in flight finish, then the connection closes
-    // (H3_NO_ERROR) rather than waiting for the idle timeout.
-    let _ = h3.shutdown(0).await;
-    while requests.next().await.is_some() {}
-    conn.close(0x100u32.into(), b"");
+    // Rather than waiting for the idle timeout.
+    conn.close(code(Code::NoError), b"");
     let stats = conn.stats();
     tracing::debug!(
         %peer,
@@ -243,42 +225,334 @@ async fn connection<S: Service>(
     );
 }
 
-/// Reads a request's head, then answers it.
-async fn resolve<S: Service>(
-    ctx: Arc<ConnCtx<S>>,
-    resolver: h3::server::RequestResolver<h3_quinn::Connection, Bytes>,
-    early: bool,
-) {
-    match resolver.resolve_request().await {
-        Ok((req, stream)) => request(ctx, req, stream, early).await,
-        Err(e) => tracing::debug!(error = %e, "HTTP/3 request head failed"),
+/// Opens wharf's control stream and sends its SETTINGS (§6.2.1).
+async fn open_control(
+    conn: &quinn::Connection,
+    settings: &Settings,
+) -> io::Result<quinn::SendStream> {
+    let mut control = conn.open_uni().await.map_err(io::Error::other)?;
+    let mut preface = Vec::new();
+    varint::put(stream_type::CONTROL, &mut preface);
+    preface.extend_from_slice(&settings.frame());
+    control
+        .write_all(&preface)
+        .await
+        .map_err(io::Error::other)?;
+    Ok(control)
+}
+
+/// The client's streams, until shutdown, the request limit, the client's close or a
+/// connection error (returned). Requests run inside the connection's task, as
+/// HTTP/2 streams do: no task per request. At the end, GOAWAY (§5.2) on `control`
+/// tells the client which requests were not served (it may send them again
+/// elsewhere), and those accepted are answered.
+async fn serve<S: Service>(
+    conn: &quinn::Connection,
+    ctx: &Arc<ConnCtx<S>>,
+    control: &mut quinn::SendStream,
+    shutdown: &Shutdown,
+) -> Result<(), ConnError> {
+    let limit = ctx.shared.limits.max_requests_per_connection;
+    let mut served = 0u64;
+    let mut next_id = 0u64;
+    let mut requests = FuturesUnordered::new();
+    let mut streams: FuturesUnordered<Pin<Box<dyn Future<Output = Uni> + Send>>> =
+        FuturesUnordered::new();
+    let mut peer = PeerStreams::default();
+    let failed = loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.triggered() => break None,
+            Some(done) = requests.next(), if !requests.is_empty() => {
+                if let Err(e) = done {
+                    break Some(e);
+                }
+            }
+            Some(uni) = streams.next(), if !streams.is_empty() => match uni {
+                Uni::Typed(kind, recv, rest) => match peer.take(kind) {
+                    Ok(true) => streams.push(Box::pin(critical(kind, recv, rest))),
+                    Ok(false) => {}
+                    Err(e) => break Some(e),
+                },
+                Uni::Failed(e) => break Some(e),
+                Uni::Gone => {}
+            },
+            bi = conn.accept_bi() => match bi {
+                Ok((send, recv)) => {
+                    served += 1;
+                    next_id = u64::from(recv.id()) + 4;
+                    // Opened in 0-RTT: the request is early data.
+                    let early = recv.is_0rtt();
+                    requests.push(Box::pin(request(ctx.clone(), conn, send, recv, early)));
+                    if served >= limit {
+                        break None;
+                    }
+                }
+                Err(_) => break None,
+            },
+            uni = conn.accept_uni() => match uni {
+                Ok(recv) => streams.push(Box::pin(stream_kind(recv))),
+                Err(_) => break None,
+            },
+        }
+    };
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let goaway = wharf_h3::frame::goaway(next_id);
+    let sent = control.write_all(&goaway);
+    let _ = tokio::time::timeout(ctx.shared.limits.send_timeout, sent).await;
+    while let Some(done) = requests.next().await {
+        done?;
+    }
+    Ok(())
+}
+
+/// Which of the client's unidirectional streams with a role have been opened: each
+/// at most once (§6.2.1, RFC 9204 §4.2).
+#[derive(Default)]
+struct PeerStreams {
+    control: bool,
+    encoder: bool,
+    decoder: bool,
+}
+
+impl PeerStreams {
+    /// Whether a stream of `kind` is to be read (its role's first); a second one, or
+    /// a push stream (which only servers open), is H3_STREAM_CREATION_ERROR.
+    fn take(&mut self, kind: u64) -> Result<bool, ConnError> {
+        let seen = match kind {
+            stream_type::CONTROL => &mut self.control,
+            stream_type::ENCODER => &mut self.encoder,
+            stream_type::DECODER => &mut self.decoder,
+            stream_type::PUSH => {
+                return Err(ConnError {
+                    code: Code::StreamCreationError,
+                    reason: "a push stream from a client",
+                })
+            }
+            _ => return Ok(false),
+        };
+        if std::mem::replace(seen, true) {
+            return Err(ConnError {
+                code: Code::StreamCreationError,
+                reason: "a second control or QPACK stream",
+            });
+        }
+        Ok(true)
     }
 }
 
-/// Whether the handshake has completed, without waiting.
-fn completed(handshake: &mut quinn::ZeroRttAccepted) -> bool {
-    let mut cx = Context::from_waker(std::task::Waker::noop());
-    std::future::Future::poll(Pin::new(handshake), &mut cx).is_ready()
+/// What became of a unidirectional stream.
+enum Uni {
+    /// Its type was read; the rest of the chunk that held it follows.
+    Typed(u64, quinn::RecvStream, Bytes),
+    /// A connection error.
+    Failed(ConnError),
+    /// Over, or of a type wharf does not know (ignored, §6.2.3, §9).
+    Gone,
 }
 
-/// One request stream.
+/// Reads a unidirectional stream's type (§6.2). A stream of an unknown type is
+/// asked to stop (H3_STREAM_CREATION_ERROR, §6.2).
+async fn stream_kind(mut recv: quinn::RecvStream) -> Uni {
+    let mut head = Vec::new();
+    loop {
+        let chunk = match recv.read_chunk(usize::MAX, true).await {
+            Ok(Some(chunk)) => chunk.bytes,
+            _ => return Uni::Gone,
+        };
+        head.extend_from_slice(&chunk);
+        let mut pos = 0;
+        if let Some(kind) = varint::read(&head, &mut pos) {
+            if !matches!(kind, 0..=3) {
+                let _ = recv.stop(code(Code::StreamCreationError));
+                return Uni::Gone;
+            }
+            return Uni::Typed(kind, recv, Bytes::from(head).slice(pos..));
+        }
+    }
+}
+
+/// Reads one of the client's critical streams to its end, which is an error (§6.2.1,
+/// RFC 9204 §4.2): the control stream's frames checked, the QPACK streams'
+/// instructions checked against a table of capacity 0.
+async fn critical(kind: u64, mut recv: quinn::RecvStream, first: Bytes) -> Uni {
+    let mut control = (kind == stream_type::CONTROL).then(Control::default);
+    let mut decoder = qpack::DecoderStream::default();
+    let mut chunk = first;
+    loop {
+        let checked = match (&mut control, kind) {
+            (Some(c), _) => c.read(&mut chunk),
+            (None, stream_type::ENCODER) => qpack::check_encoder_stream(&chunk),
+            (None, _) => decoder.check(&chunk),
+        };
+        if let Err(e) = checked {
+            return Uni::Failed(e);
+        }
+        chunk = match recv.read_chunk(usize::MAX, true).await {
+            Ok(Some(c)) => c.bytes,
+            // A stream the connection's end took down is no error of the client's.
+            Err(quinn::ReadError::ConnectionLost(_)) => return Uni::Gone,
+            Ok(None) | Err(_) => {
+                return Uni::Failed(ConnError {
+                    code: Code::ClosedCriticalStream,
+                    reason: "the client closed a control or QPACK stream",
+                })
+            }
+        };
+    }
+}
+
+/// The client's control stream: its frames and the ids they carry.
+struct Control {
+    frames: Frames,
+    goaway: Option<u64>,
+    max_push_id: Option<u64>,
+}
+
+impl Default for Control {
+    fn default() -> Self {
+        Control {
+            frames: Frames::control(),
+            goaway: None,
+            max_push_id: None,
+        }
+    }
+}
+
+impl Control {
+    /// Reads what `chunk` holds. wharf does not push (§4.6), so a CANCEL_PUSH names
+    /// a push never promised (H3_ID_ERROR, §7.2.3); GOAWAY and MAX_PUSH_ID may not
+    /// go back (§5.2, §7.2.7).
+    fn read(&mut self, chunk: &mut Bytes) -> Result<(), ConnError> {
+        let id_error = |reason| {
+            Err(ConnError {
+                code: Code::IdError,
+                reason,
+            })
+        };
+        while let Some(item) = self.frames.next(chunk)? {
+            match item {
+                Item::Goaway(id) if self.goaway.is_some_and(|g| id > g) => {
+                    return id_error("a GOAWAY with a larger id than the last")
+                }
+                Item::Goaway(id) => self.goaway = Some(id),
+                Item::MaxPushId(id) if self.max_push_id.is_some_and(|m| id < m) => {
+                    return id_error("a MAX_PUSH_ID smaller than the last")
+                }
+                Item::MaxPushId(id) => self.max_push_id = Some(id),
+                Item::CancelPush(_) => return id_error("CANCEL_PUSH of a push never promised"),
+                // SETTINGS: wharf uses none of the client's (its QPACK encoder needs
+                // no table; its heads stay under any sensible field section size).
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A request stream's reading side with its frames: what the head's chunk left, and
+/// what comes after.
+struct Reading {
+    recv: quinn::RecvStream,
+    frames: Frames,
+    input: Bytes,
+}
+
+impl Reading {
+    /// The next item; `None` at the stream's end (checked to fall between frames).
+    fn poll_item(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Item>, ReadFailed>> {
+        loop {
+            if let Some(item) = self.frames.next(&mut self.input)? {
+                return Poll::Ready(Ok(Some(item)));
+            }
+            let read = std::pin::pin!(self.recv.read_chunk(usize::MAX, true));
+            match std::task::ready!(read.poll(cx)) {
+                Ok(Some(chunk)) => self.input = chunk.bytes,
+                Ok(None) => {
+                    return Poll::Ready(self.frames.end().map(|()| None).map_err(Into::into))
+                }
+                Err(e) => return Poll::Ready(Err(ReadFailed::Stream(e))),
+            }
+        }
+    }
+}
+
+/// Why a request stream could not be read on.
+enum ReadFailed {
+    /// An error of the connection.
+    Conn(ConnError),
+    /// The client reset the stream, or the connection is gone.
+    Stream(quinn::ReadError),
+}
+
+impl From<ConnError> for ReadFailed {
+    fn from(e: ConnError) -> Self {
+        ReadFailed::Conn(e)
+    }
+}
+
+/// Resets a request stream both ways with `c`.
+fn reset(send: &mut quinn::SendStream, recv: &mut quinn::RecvStream, c: Code) {
+    let _ = send.reset(code(c));
+    let _ = recv.stop(code(c));
+}
+
+/// One request stream: its head read and checked, the service called, the response
+/// sent. A connection error found on the way is returned.
 async fn request<S: Service>(
     ctx: Arc<ConnCtx<S>>,
-    req: Request<()>,
-    stream: RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>,
+    conn: &quinn::Connection,
+    mut send: quinn::SendStream,
+    recv: quinn::RecvStream,
     early: bool,
-) {
-    let (mut send, mut recv) = stream.split();
-    let declared = match declared_length(req.headers()) {
-        Ok(declared) => declared,
-        Err(why) => {
-            tracing::debug!(reason = why, "malformed HTTP/3 request: H3_MESSAGE_ERROR");
-            recv.stop_sending(h3::error::Code::H3_MESSAGE_ERROR);
-            return send.stop_stream(h3::error::Code::H3_MESSAGE_ERROR);
+) -> Result<(), ConnError> {
+    let limits = &ctx.shared.limits;
+    let mut reading = Reading {
+        recv,
+        frames: Frames::request(limits.max_header_bytes),
+        input: Bytes::new(),
+    };
+    let head = std::future::poll_fn(|cx| reading.poll_item(cx));
+    let block = match tokio::time::timeout(limits.header_read_timeout, head).await {
+        Ok(Ok(Some(Item::Headers(block)))) => block,
+        Ok(Ok(Some(_))) => {
+            // Only HeadersTooLarge comes before a head (§4.2.2: 431 may answer it).
+            let _ = reading.recv.stop(code(Code::NoError));
+            return respond_bare(&mut send, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE).await;
+        }
+        Ok(Ok(None)) => {
+            reset(&mut send, &mut reading.recv, Code::RequestIncomplete);
+            return Ok(());
+        }
+        Ok(Err(ReadFailed::Conn(e))) => return Err(e),
+        Ok(Err(ReadFailed::Stream(_))) => return Ok(()),
+        Err(_) => {
+            tracing::debug!("HTTP/3 request head timed out: stream reset");
+            reset(&mut send, &mut reading.recv, Code::RequestIncomplete);
+            return Ok(());
         }
     };
-    let (body, malformed) = request_body(recv, declared);
-    let mut req = req.map(|()| body);
+    let mut collect = Collect::request(limits.max_header_bytes, false);
+    qpack::decode(&block, |f| collect.field(f))?;
+    let head = match collect.finish_request(&mut LastTarget::default()) {
+        Outcome::Ok(head) => head,
+        Outcome::Malformed(why) => {
+            tracing::debug!(reason = why, "malformed HTTP/3 request: H3_MESSAGE_ERROR");
+            reset(&mut send, &mut reading.recv, Code::MessageError);
+            return Ok(());
+        }
+        Outcome::TooLarge => {
+            let _ = reading.recv.stop(code(Code::NoError));
+            return respond_bare(&mut send, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE).await;
+        }
+    };
+    let mut parts = head.parts;
+    parts.version = Version::HTTP_3;
+    let (body, malformed) =
+        request_body(conn, reading, head.content_length, limits.max_header_bytes);
+    let mut req = Request::from_parts(parts, body);
     if early {
         req.extensions_mut().insert(EarlyData);
     }
@@ -289,9 +563,7 @@ async fn request<S: Service>(
     let mut work = Hinted::new(handled, hints);
     let res = loop {
         match work.next().await {
-            Next::Hint(fields) => {
-                let _ = send.send_response(early_hints(fields)).await;
-            }
+            Next::Hint(fields) => send_hints(&mut send, &fields, limits.send_timeout).await,
             Next::Done(res) => break res,
         }
     };
@@ -299,28 +571,41 @@ async fn request<S: Service>(
     // made of the body's failure.
     if malformed.is_some_and(|m| m.load(Ordering::Relaxed)) {
         tracing::debug!("malformed HTTP/3 request body: H3_MESSAGE_ERROR");
-        return send.stop_stream(h3::error::Code::H3_MESSAGE_ERROR);
+        let _ = send.reset(code(Code::MessageError));
+        return Ok(());
     }
     let (mut head, body) = res.into_parts();
     if let Some(EarlyHints(fields)) = head.extensions.remove::<EarlyHints>() {
-        let _ = send.send_response(early_hints(fields)).await;
+        send_hints(&mut send, &fields, limits.send_timeout).await;
     }
     strip_connection_fields(&mut head.headers);
-    let exact = body.size_hint().exact();
-    add_implied(&mut head, &method, exact);
-    head.extensions = http::Extensions::new();
-    if send
-        .send_response(Response::from_parts(head, ()))
-        .await
-        .is_err()
-    {
-        return;
-    }
-    send_body(body, &mut send, ctx.shared.limits.send_timeout).await;
+    add_implied(&mut head, &method, body.size_hint().exact());
+    let mut out = Vec::with_capacity(256);
+    wharf_h3::headers_frame(Some(head.status), &head.headers, &mut out);
+    send_body(body, out, &mut send, limits.send_timeout).await;
+    Ok(())
 }
 
-/// Adds what the transport adds to a final response head ([`crate::implied`]); the h3
-/// crate takes the head as a map.
+/// Sends a `103 Early Hints` head with `fields`.
+async fn send_hints(send: &mut quinn::SendStream, fields: &HeaderMap, send_timeout: Duration) {
+    let mut out = Vec::new();
+    wharf_h3::headers_frame(Some(StatusCode::EARLY_HINTS), fields, &mut out);
+    let _ = tokio::time::timeout(send_timeout, send.write_all(&out)).await;
+}
+
+/// Answers with `status` and no content, and ends the stream.
+async fn respond_bare(send: &mut quinn::SendStream, status: StatusCode) -> Result<(), ConnError> {
+    let mut fields = HeaderMap::new();
+    fields.insert(http::header::CONTENT_LENGTH, 0.into());
+    let mut out = Vec::new();
+    wharf_h3::headers_frame(Some(status), &fields, &mut out);
+    if send.write_all(&out).await.is_ok() {
+        let _ = send.finish();
+    }
+    Ok(())
+}
+
+/// Adds what the transport adds to a final response head ([`crate::implied`]).
 fn add_implied(head: &mut http::response::Parts, method: &http::Method, exact: Option<u64>) {
     if let Some(n) = crate::implied::content_length(method, head.status, &head.headers, exact) {
         head.headers.insert(http::header::CONTENT_LENGTH, n.into());
@@ -331,64 +616,80 @@ fn add_implied(head: &mut http::response::Parts, method: &http::Method, exact: O
     }
 }
 
-/// Sends the body frame by frame; a client that takes nothing for `send_timeout`
-/// has its stream stopped.
-async fn send_body<B>(mut body: B, send: &mut SendSide, send_timeout: Duration)
-where
+/// Sends the response: `head` (its HEADERS frame) goes with the body's first frame,
+/// so that a small response leaves in one write; then DATA frame by frame, trailers,
+/// and the stream's end. A client that takes nothing for `send_timeout` has its
+/// stream reset.
+async fn send_body<B>(
+    mut body: B,
+    head: Vec<u8>,
+    send: &mut quinn::SendStream,
+    send_timeout: Duration,
+) where
     B: Body<Data = Bytes, Error = io::Error> + Unpin,
 {
+    let mut out = head;
     loop {
         let frame = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await;
-        let frame = match frame {
+        let mut chunks = match frame {
             None => break,
             Some(Err(e)) => {
                 tracing::debug!(error = %e, "response body failed: stream reset");
-                return send.stop_stream(h3::error::Code::H3_INTERNAL_ERROR);
+                let _ = send.reset(code(Code::InternalError));
+                return;
             }
-            Some(Ok(frame)) => frame,
-        };
-        let sent = match frame.into_data() {
-            Ok(data) => tokio::time::timeout(send_timeout, send.send_data(data)).await,
-            Err(frame) => match frame.into_trailers() {
-                Ok(t) => tokio::time::timeout(send_timeout, send.send_trailers(t)).await,
-                Err(_) => continue,
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) if data.is_empty() => continue,
+                Ok(data) => {
+                    wharf_h3::data_head(data.len() as u64, &mut out);
+                    [Bytes::from(std::mem::take(&mut out)), data]
+                }
+                Err(frame) => match frame.into_trailers() {
+                    Ok(trailers) => {
+                        wharf_h3::headers_frame(None, &trailers, &mut out);
+                        [Bytes::from(std::mem::take(&mut out)), Bytes::new()]
+                    }
+                    Err(_) => continue,
+                },
             },
         };
-        match sent {
+        match tokio::time::timeout(send_timeout, send.write_all_chunks(&mut chunks)).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => return, // the client stopped the stream
-            Err(_) => return send.stop_stream(h3::error::Code::H3_REQUEST_CANCELLED),
+            Err(_) => {
+                let _ = send.reset(code(Code::RequestCancelled));
+                return;
+            }
         }
     }
-    let _ = send.finish().await;
+    if !out.is_empty() {
+        // A head alone: no body frame came.
+        let written = tokio::time::timeout(send_timeout, send.write_all(&out)).await;
+        if !matches!(written, Ok(Ok(()))) {
+            let _ = send.reset(code(Code::RequestCancelled));
+            return;
+        }
+    }
+    let _ = send.finish();
 }
 
-/// A request's body: the stream's receiving side, the frame [`request_body`] found
-/// there before the service was called, its length as declared and as received,
+/// A request's body: the stream's frames, its length as declared and as received,
 /// and how far it is read.
 pub(crate) struct Incoming {
-    recv: RecvSide,
-    first: Option<io::Result<Frame<Bytes>>>,
+    reading: Reading,
+    /// What [`request_body`] read before the service was called.
+    first: Option<Result<Option<Item>, ReadFailed>>,
+    /// To close the connection on an error of the connection's found in the body.
+    conn: quinn::Connection,
     declared: Option<u64>,
     received: u64,
-    read: Read,
+    /// The largest trailer section taken.
+    limit: usize,
+    done: bool,
     /// The body turned out malformed (its length, its trailers).
     malformed: bool,
     /// Tells the request's task so, once the body has gone to the service.
     told: Option<Arc<AtomicBool>>,
-    /// A read of the stream is under way (its last poll was pending): h3-quinn
-    /// (0.0.10) has lent the stream to that read, and its `stop_sending` would then
-    /// panic on the stream it does not hold.
-    reading: bool,
-}
-
-/// How far a request stream is read.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Read {
-    Data,
-    /// The DATA frames are over; trailers may follow.
-    Trailers,
-    Done,
 }
 
 impl Incoming {
@@ -397,101 +698,107 @@ impl Incoming {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Option<io::Result<Frame<Bytes>>>> {
-        if let Some(first) = self.first.take() {
-            return Poll::Ready(Some(first));
-        }
-        if self.read == Read::Data {
-            let next = poll_recv(&mut self.recv, cx);
-            self.reading = next.is_pending();
-            let next = std::task::ready!(next);
-            match self.count(next) {
-                Some(Ok(chunk)) => return Poll::Ready(Some(Ok(Frame::data(chunk)))),
-                Some(Err(e)) => {
-                    self.read = Read::Done;
-                    return Poll::Ready(Some(Err(e)));
-                }
-                None => self.read = Read::Trailers,
-            }
-        }
-        if self.read == Read::Done {
+        if self.done {
             return Poll::Ready(None);
         }
-        let trailers = self.recv.poll_recv_trailers(cx);
-        self.reading = trailers.is_pending();
-        let trailers = std::task::ready!(trailers);
-        self.read = Read::Done;
-        Poll::Ready(match trailers {
-            Ok(None) => None,
-            Ok(Some(fields)) => Some(self.checked_trailers(fields)),
-            Err(e) => Some(Err(io::Error::other(e))),
-        })
+        let item = match self.first.take() {
+            Some(item) => item,
+            None => std::task::ready!(self.reading.poll_item(cx)),
+        };
+        let out = match item {
+            Ok(Some(Item::Data(chunk))) => self.count(chunk).map(Frame::data),
+            Ok(Some(Item::Headers(block))) => {
+                self.done = true;
+                self.at_end().and_then(|()| self.trailers(&block))
+            }
+            Ok(Some(_)) => {
+                // Trailers too large (§4.2.2).
+                self.done = true;
+                Err(self.mark_malformed("trailers larger than the limit"))
+            }
+            Ok(None) => {
+                self.done = true;
+                return Poll::Ready(self.at_end().err().map(Err));
+            }
+            Err(ReadFailed::Conn(e)) => {
+                self.done = true;
+                self.conn.close(code(e.code), e.reason.as_bytes());
+                Err(io::Error::other(e))
+            }
+            Err(ReadFailed::Stream(e)) => {
+                self.done = true;
+                Err(io::Error::other(e))
+            }
+        };
+        if out.is_err() {
+            self.done = true;
+        }
+        Poll::Ready(Some(out))
     }
 
-    /// RFC 9114 §4.2: connection-specific fields make trailers malformed as they do
-    /// a head (H3_MESSAGE_ERROR). (The h3 crate drops pseudo-header fields from
-    /// trailers, which §4.3 calls malformed, instead of reporting them.)
-    fn checked_trailers(&mut self, fields: http::HeaderMap) -> io::Result<Frame<Bytes>> {
-        let malformed = fields
+    /// RFC 9114 §4.1.2: a request whose DATA goes past its Content-Length is
+    /// malformed (H3_MESSAGE_ERROR). The excess is never handed on: a proxy frames
+    /// the request upstream by its Content-Length, and what went past it would reach
+    /// the upstream as a request of its own.
+    fn count(&mut self, chunk: Bytes) -> io::Result<Bytes> {
+        self.received += chunk.len() as u64;
+        match self.declared {
+            Some(declared) if self.received > declared => {
+                Err(self.mark_malformed("request body longer than its Content-Length"))
+            }
+            _ => Ok(chunk),
+        }
+    }
+
+    /// At the body's end: a body shorter than its Content-Length is malformed too.
+    fn at_end(&mut self) -> io::Result<()> {
+        match self.declared {
+            Some(declared) if self.received != declared => {
+                Err(self.mark_malformed("request body shorter than its Content-Length"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The trailers (RFC 9114 §4.1): regular fields only, and (§4.2) none of the
+    /// connection-specific ones.
+    fn trailers(&mut self, block: &Bytes) -> io::Result<Frame<Bytes>> {
+        let mut collect = Collect::trailers(self.limit);
+        if let Err(e) = qpack::decode(block, |f| collect.field(f)) {
+            self.conn.close(code(e.code), e.reason.as_bytes());
+            return Err(io::Error::other(e));
+        }
+        let fields = match collect.finish_trailers() {
+            Outcome::Ok(fields) => fields,
+            Outcome::Malformed(why) => return Err(self.mark_malformed(why)),
+            Outcome::TooLarge => return Err(self.mark_malformed("trailers larger than the limit")),
+        };
+        let specific = fields
             .keys()
             .any(|n| wharf_http::fields::is_connection_specific(n.as_str()));
-        if malformed {
-            self.mark_malformed();
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "a connection-specific field in the request's trailers",
-            ));
+        if specific {
+            return Err(self.mark_malformed("a connection-specific field in the trailers"));
         }
         Ok(Frame::trailers(fields))
     }
 
-    /// RFC 9114 §4.1.2: a request whose DATA does not add up to its Content-Length is
-    /// malformed (H3_MESSAGE_ERROR). The excess is never handed on: a proxy frames the
-    /// request upstream by its Content-Length, and what went past it would reach the
-    /// upstream as a request of its own.
-    fn count(&mut self, next: Option<io::Result<Bytes>>) -> Option<io::Result<Bytes>> {
-        let Some(declared) = self.declared else {
-            return next;
-        };
-        match next {
-            Some(Ok(chunk)) => {
-                self.received += chunk.len() as u64;
-                if self.received <= declared {
-                    return Some(Ok(chunk));
-                }
-                self.mark_malformed();
-                Some(Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "request body longer than its Content-Length",
-                )))
-            }
-            None if self.received != declared => {
-                self.mark_malformed();
-                Some(Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "request body shorter than its Content-Length",
-                )))
-            }
-            other => other,
-        }
-    }
-
     /// The client is asked to stop sending, and the request's task will reset the
     /// stream (both with H3_MESSAGE_ERROR).
-    fn mark_malformed(&mut self) {
-        self.recv.stop_sending(h3::error::Code::H3_MESSAGE_ERROR);
+    fn mark_malformed(&mut self, why: &'static str) -> io::Error {
+        let _ = self.reading.recv.stop(code(Code::MessageError));
         self.malformed = true;
         if let Some(told) = &self.told {
             told.store(true, Ordering::Relaxed);
         }
+        io::Error::new(io::ErrorKind::InvalidData, why)
     }
 
-    /// Asks the client to stop sending (a response sent before the request's end);
-    /// nothing is sent when the whole request has arrived. While a read is under way
-    /// the stream's drop asks instead, with quinn's code 0 (which RFC 9114 §9 has
-    /// the client take as H3_NO_ERROR).
-    pub(crate) fn stop_sending(&mut self, code: h3::error::Code) {
-        if !self.reading {
-            self.recv.stop_sending(code);
+    /// Asks the client to stop sending (a response sent before the request's end),
+    /// with H3_NO_ERROR (§4.1) rather than the code quinn would send as the stream
+    /// is dropped. Nothing is sent once the whole request has been read.
+    pub(crate) fn stop_sending(&mut self) {
+        if !self.done {
+            let _ = self.reading.recv.stop(code(Code::NoError));
         }
     }
 }
@@ -501,62 +808,36 @@ impl Incoming {
 /// head, and a look without waiting tells so: its body is then known to be empty,
 /// and a proxy sends none upstream rather than an empty chunked one. With a body
 /// comes the flag that says it turned out malformed.
-fn request_body(recv: RecvSide, declared: Option<u64>) -> (RequestBody, Option<Arc<AtomicBool>>) {
-    let mut body = Incoming {
-        recv,
-        first: None,
+fn request_body(
+    conn: &quinn::Connection,
+    mut reading: Reading,
+    declared: Option<u64>,
+    limit: usize,
+) -> (RequestBody, Option<Arc<AtomicBool>>) {
+    // What has arrived after the head: often only the stream's end (after frames
+    // of unknown types, which some clients send as grease).
+    let mut first = None;
+    if declared.unwrap_or(0) == 0 {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        match reading.poll_item(&mut cx) {
+            Poll::Ready(Ok(None)) => return (RequestBody::empty(), None),
+            Poll::Ready(item) => first = Some(item),
+            Poll::Pending => {}
+        }
+    }
+    let told = Arc::new(AtomicBool::new(false));
+    let body = Incoming {
+        reading,
+        first,
+        conn: conn.clone(),
         declared,
         received: 0,
-        read: Read::Data,
+        limit,
+        done: false,
         malformed: false,
-        told: None,
-        reading: false,
+        told: Some(told.clone()),
     };
-    let mut cx = Context::from_waker(std::task::Waker::noop());
-    match body.poll_frame(&mut cx) {
-        Poll::Ready(None) => {
-            // The end. Should the stream still be open, the client is asked to stop
-            // with H3_NO_ERROR, not with the code quinn would send as it is dropped.
-            body.stop_sending(h3::error::Code::H3_NO_ERROR);
-            return (RequestBody::empty(), None);
-        }
-        Poll::Ready(Some(first)) => body.first = Some(first),
-        Poll::Pending => {}
-    }
-    let told = Arc::new(AtomicBool::new(body.malformed));
-    body.told = Some(told.clone());
     (RequestBody::h3(body), Some(told))
-}
-
-/// A request head's declared length, or why the head is malformed in HTTP/3 (RFC 9114
-/// §4.2, §4.1.2): a field HTTP/3 does not carry, or a Content-Length that is not one
-/// number.
-fn declared_length(headers: &http::HeaderMap) -> Result<Option<u64>, &'static str> {
-    let malformed = headers
-        .iter()
-        .find_map(|(name, value)| wharf_http::fields::malformed_in_h2_h3_request(name, value));
-    match malformed {
-        Some(why) => Err(why),
-        None => wharf_h1::framing::content_length(headers),
-    }
-}
-
-/// Reads the stream's next DATA.
-fn poll_recv(recv: &mut RecvSide, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {
-    match recv.poll_recv_data(cx) {
-        Poll::Ready(Ok(Some(mut buf))) => Poll::Ready(Some(Ok(buf.copy_to_bytes(buf.remaining())))),
-        Poll::Ready(Ok(None)) => Poll::Ready(None),
-        Poll::Ready(Err(e)) => Poll::Ready(Some(Err(io::Error::other(e)))),
-        Poll::Pending => Poll::Pending,
-    }
-}
-
-/// A `103 Early Hints` head with `fields`.
-fn early_hints(fields: http::HeaderMap) -> Response<()> {
-    let mut early = Response::new(());
-    *early.status_mut() = StatusCode::EARLY_HINTS;
-    *early.headers_mut() = fields;
-    early
 }
 
 /// RFC 9114 §4.2: fields that only mean something to one HTTP/1.1 connection go.

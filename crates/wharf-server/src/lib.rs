@@ -18,7 +18,7 @@
 //! - `h2`: one HTTP/2 connection: the event loop around wharf's sans-IO codec
 //!   (`wharf-h2`), request bodies, extended CONNECT tunnels, 103 and push, and the
 //!   flood defenses.
-//! - `h3`: HTTP/3 over QUIC (quinn + h3) on the UDP port of a TLS listener.
+//! - `h3`: HTTP/3 over QUIC (quinn + `wharf-h3`) on the UDP port of a TLS listener.
 //! - `socket`: the socket as HTTP/2 sees it: the sniffed prefix first, the
 //!   client's frames metered.
 //! - `watchdog`: idle, header-read and send timeouts measured on the socket itself.

@@ -75,7 +75,7 @@ impl Drop for RequestBody {
         // H3_NO_ERROR (RFC 9114 §4.1), not quinn's code 0. Nothing is sent when the
         // whole request has arrived.
         if let Kind::H3(recv) = &mut self.0 {
-            recv.stop_sending(h3::error::Code::H3_NO_ERROR);
+            recv.stop_sending();
         }
     }
 }
