@@ -159,6 +159,25 @@ impl Client {
         })
     }
 
+    /// A QUIC connection to `addr` for `server_name` (ALPN h3) with nothing set up
+    /// on it, for tests that write HTTP/3 frames by hand: from an endpoint of its
+    /// own that takes datagrams of at most 1,472 bytes, as over Ethernet. (Over
+    /// loopback's 64 KiB datagrams, quinn 0.11 counts a whole datagram against the
+    /// congestion window for a CONNECTION_CLOSE and may never send it.)
+    pub async fn connect_raw(
+        &self,
+        addr: SocketAddr,
+        server_name: &str,
+    ) -> anyhow::Result<quinn::Connection> {
+        let mut config = quinn::EndpointConfig::default();
+        config.max_udp_payload_size(1472)?;
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0")?;
+        let runtime = Arc::new(quinn::TokioRuntime);
+        let endpoint = quinn::Endpoint::new(config, None, socket, runtime)?;
+        let config = client_config(&self.crypto, None);
+        Ok(endpoint.connect_with(config, addr, server_name)?.await?)
+    }
+
     /// Moves the client to a new UDP socket (a new local port): its connections
     /// migrate to the new path (RFC 9000 §9).
     pub fn rebind(&self, bind: SocketAddr) -> anyhow::Result<SocketAddr> {

@@ -259,15 +259,16 @@ async fn serve<S: Service>(
     let mut streams: FuturesUnordered<Pin<Box<dyn Future<Output = Uni> + Send>>> =
         FuturesUnordered::new();
     let mut peer = PeerStreams::default();
+    let mut recent = Recent::default();
     let failed = loop {
         tokio::select! {
             biased;
             _ = shutdown.triggered() => break None,
-            Some(done) = requests.next(), if !requests.is_empty() => {
-                if let Err(e) = done {
-                    break Some(e);
-                }
-            }
+            Some(done) = requests.next(), if !requests.is_empty() => match done {
+                Ok(Some(send)) => recent.keep(send),
+                Ok(None) => {}
+                Err(e) => break Some(e),
+            },
             Some(uni) = streams.next(), if !streams.is_empty() => match uni {
                 Uni::Typed(kind, recv, rest) => match peer.take(kind) {
                     Ok(true) => streams.push(Box::pin(critical(kind, recv, rest))),
@@ -303,9 +304,31 @@ async fn serve<S: Service>(
     let sent = control.write_all(&goaway);
     let _ = tokio::time::timeout(ctx.shared.limits.send_timeout, sent).await;
     while let Some(done) = requests.next().await {
-        done?;
+        if let Some(send) = done? {
+            recent.keep(send);
+        }
     }
+    let acked = futures_util::future::join_all(recent.0.iter().map(quinn::SendStream::stopped));
+    let _ = tokio::time::timeout(ctx.shared.limits.send_timeout, acked).await;
     Ok(())
+}
+
+/// The streams of the responses sent last. Closing a QUIC connection drops what the
+/// peer has not acknowledged, so before a graceful close wharf waits for these (the
+/// drain's, and those finished just before it) to be acknowledged.
+#[derive(Default)]
+struct Recent(std::collections::VecDeque<quinn::SendStream>);
+
+impl Recent {
+    /// How many are kept: responses older than this many are long acknowledged.
+    const KEPT: usize = 32;
+
+    fn keep(&mut self, send: quinn::SendStream) {
+        if self.0.len() == Self::KEPT {
+            self.0.pop_front();
+        }
+        self.0.push_back(send);
+    }
 }
 
 /// Which of the client's unidirectional streams with a role have been opened: each
@@ -507,7 +530,7 @@ async fn request<S: Service>(
     mut send: quinn::SendStream,
     recv: quinn::RecvStream,
     early: bool,
-) -> Result<(), ConnError> {
+) -> Result<Option<quinn::SendStream>, ConnError> {
     let limits = &ctx.shared.limits;
     let mut reading = Reading {
         recv,
@@ -520,18 +543,18 @@ async fn request<S: Service>(
         Ok(Ok(Some(_))) => {
             // Only HeadersTooLarge comes before a head (§4.2.2: 431 may answer it).
             let _ = reading.recv.stop(code(Code::NoError));
-            return respond_bare(&mut send, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE).await;
+            return Ok(respond_bare(send, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE).await);
         }
         Ok(Ok(None)) => {
             reset(&mut send, &mut reading.recv, Code::RequestIncomplete);
-            return Ok(());
+            return Ok(None);
         }
         Ok(Err(ReadFailed::Conn(e))) => return Err(e),
-        Ok(Err(ReadFailed::Stream(_))) => return Ok(()),
+        Ok(Err(ReadFailed::Stream(_))) => return Ok(None),
         Err(_) => {
             tracing::debug!("HTTP/3 request head timed out: stream reset");
             reset(&mut send, &mut reading.recv, Code::RequestIncomplete);
-            return Ok(());
+            return Ok(None);
         }
     };
     let mut collect = Collect::request(limits.max_header_bytes, false);
@@ -541,11 +564,11 @@ async fn request<S: Service>(
         Outcome::Malformed(why) => {
             tracing::debug!(reason = why, "malformed HTTP/3 request: H3_MESSAGE_ERROR");
             reset(&mut send, &mut reading.recv, Code::MessageError);
-            return Ok(());
+            return Ok(None);
         }
         Outcome::TooLarge => {
             let _ = reading.recv.stop(code(Code::NoError));
-            return respond_bare(&mut send, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE).await;
+            return Ok(respond_bare(send, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE).await);
         }
     };
     let mut parts = head.parts;
@@ -572,7 +595,7 @@ async fn request<S: Service>(
     if malformed.is_some_and(|m| m.load(Ordering::Relaxed)) {
         tracing::debug!("malformed HTTP/3 request body: H3_MESSAGE_ERROR");
         let _ = send.reset(code(Code::MessageError));
-        return Ok(());
+        return Ok(None);
     }
     let (mut head, body) = res.into_parts();
     if let Some(EarlyHints(fields)) = head.extensions.remove::<EarlyHints>() {
@@ -582,8 +605,8 @@ async fn request<S: Service>(
     add_implied(&mut head, &method, body.size_hint().exact());
     let mut out = Vec::with_capacity(256);
     wharf_h3::headers_frame(Some(head.status), &head.headers, &mut out);
-    send_body(body, out, &mut send, limits.send_timeout).await;
-    Ok(())
+    let finished = send_body(body, out, &mut send, limits.send_timeout).await;
+    Ok(finished.then_some(send))
 }
 
 /// Sends a `103 Early Hints` head with `fields`.
@@ -593,16 +616,18 @@ async fn send_hints(send: &mut quinn::SendStream, fields: &HeaderMap, send_timeo
     let _ = tokio::time::timeout(send_timeout, send.write_all(&out)).await;
 }
 
-/// Answers with `status` and no content, and ends the stream.
-async fn respond_bare(send: &mut quinn::SendStream, status: StatusCode) -> Result<(), ConnError> {
+/// Answers with `status` and no content, and ends the stream (returned once ended).
+async fn respond_bare(
+    mut send: quinn::SendStream,
+    status: StatusCode,
+) -> Option<quinn::SendStream> {
     let mut fields = HeaderMap::new();
     fields.insert(http::header::CONTENT_LENGTH, 0.into());
     let mut out = Vec::new();
     wharf_h3::headers_frame(Some(status), &fields, &mut out);
-    if send.write_all(&out).await.is_ok() {
-        let _ = send.finish();
-    }
-    Ok(())
+    send.write_all(&out).await.ok()?;
+    send.finish().ok()?;
+    Some(send)
 }
 
 /// Adds what the transport adds to a final response head ([`crate::implied`]).
@@ -618,14 +643,15 @@ fn add_implied(head: &mut http::response::Parts, method: &http::Method, exact: O
 
 /// Sends the response: `head` (its HEADERS frame) goes with the body's first frame,
 /// so that a small response leaves in one write; then DATA frame by frame, trailers,
-/// and the stream's end. A client that takes nothing for `send_timeout` has its
-/// stream reset.
+/// and the stream's end (true once there). A client that takes nothing for
+/// `send_timeout` has its stream reset.
 async fn send_body<B>(
     mut body: B,
     head: Vec<u8>,
     send: &mut quinn::SendStream,
     send_timeout: Duration,
-) where
+) -> bool
+where
     B: Body<Data = Bytes, Error = io::Error> + Unpin,
 {
     let mut out = head;
@@ -636,7 +662,7 @@ async fn send_body<B>(
             Some(Err(e)) => {
                 tracing::debug!(error = %e, "response body failed: stream reset");
                 let _ = send.reset(code(Code::InternalError));
-                return;
+                return false;
             }
             Some(Ok(frame)) => match frame.into_data() {
                 Ok(data) if data.is_empty() => continue,
@@ -655,10 +681,10 @@ async fn send_body<B>(
         };
         match tokio::time::timeout(send_timeout, send.write_all_chunks(&mut chunks)).await {
             Ok(Ok(())) => {}
-            Ok(Err(_)) => return, // the client stopped the stream
+            Ok(Err(_)) => return false, // the client stopped the stream
             Err(_) => {
                 let _ = send.reset(code(Code::RequestCancelled));
-                return;
+                return false;
             }
         }
     }
@@ -667,10 +693,10 @@ async fn send_body<B>(
         let written = tokio::time::timeout(send_timeout, send.write_all(&out)).await;
         if !matches!(written, Ok(Ok(()))) {
             let _ = send.reset(code(Code::RequestCancelled));
-            return;
+            return false;
         }
     }
-    let _ = send.finish();
+    send.finish().is_ok()
 }
 
 /// A request's body: the stream's frames, its length as declared and as received,

@@ -1,5 +1,7 @@
 //! HTTP/3 with a Rust client (quinn + h3, `wharf-load`): requests, Alt-Svc, 0-RTT
-//! resumption with 425 for unsafe methods, and connection migration mid-response.
+//! resumption with 425 for unsafe methods, and connection migration mid-response;
+//! and HTTP/3 frames written by hand on raw QUIC connections, for the error codes of
+//! RFC 9114 and RFC 9204 and GOAWAY.
 
 mod common;
 
@@ -211,5 +213,250 @@ fn large_datagrams_over_loopback() {
             *sizes.last().unwrap() > 16_000,
             "mean datagram sizes per 8 MiB response: {sizes:?}; {stats:?}"
         );
+    });
+}
+
+/// HTTP/3 written by hand on a raw QUIC connection, for RFC 9114's error cases.
+mod raw {
+    use bytes::Bytes;
+    use wharf_h3::{qpack, Frames, Item};
+
+    /// A GET's header section for `https://localhost{path}`: `:method GET` and
+    /// `:scheme https` from the static table, `:path` and `:authority` literal.
+    pub(super) fn get(path: &str) -> Vec<u8> {
+        let mut s = vec![0, 0, 0xc0 | 17, 0xc0 | 23];
+        for (first, value) in [(0x51, path), (0x50, "localhost")] {
+            s.extend_from_slice(&[first, value.len() as u8]);
+            s.extend_from_slice(value.as_bytes());
+        }
+        s
+    }
+
+    /// A frame of `kind` around `payload`.
+    pub(super) fn frame(kind: u8, payload: &[u8]) -> Vec<u8> {
+        let mut f = vec![kind];
+        wharf_h3::varint::put(payload.len() as u64, &mut f);
+        f.extend_from_slice(payload);
+        f
+    }
+
+    /// A request stream carrying `bytes` (then its end, if `fin`).
+    pub(super) async fn stream(
+        conn: &quinn::Connection,
+        bytes: &[u8],
+        fin: bool,
+    ) -> (quinn::SendStream, quinn::RecvStream) {
+        let (mut send, recv) = conn.open_bi().await.unwrap();
+        send.write_all(bytes).await.unwrap();
+        if fin {
+            send.finish().unwrap();
+        }
+        (send, recv)
+    }
+
+    /// A unidirectional stream carrying `bytes`, left open unless `fin`.
+    pub(super) async fn uni(
+        conn: &quinn::Connection,
+        bytes: &[u8],
+        fin: bool,
+    ) -> quinn::SendStream {
+        let mut send = conn.open_uni().await.unwrap();
+        send.write_all(bytes).await.unwrap();
+        if fin {
+            send.finish().unwrap();
+        }
+        send
+    }
+
+    /// A response read to its end: its status and body, or the code its stream was
+    /// reset with.
+    pub(super) async fn response(mut recv: quinn::RecvStream) -> Result<(u16, Vec<u8>), u64> {
+        let bytes = match recv.read_to_end(1 << 20).await {
+            Ok(bytes) => bytes,
+            Err(quinn::ReadToEndError::Read(quinn::ReadError::Reset(code))) => {
+                return Err(code.into_inner())
+            }
+            Err(e) => panic!("reading the response: {e}"),
+        };
+        let mut input = Bytes::from(bytes);
+        let mut frames = Frames::request(1 << 20);
+        let (mut status, mut body) = (0, Vec::new());
+        while let Some(item) = frames.next(&mut input).unwrap() {
+            match item {
+                Item::Headers(block) => qpack::decode(&block, |f| {
+                    if &f.name[..] == b":status" {
+                        status = std::str::from_utf8(&f.value).unwrap().parse().unwrap();
+                    }
+                })
+                .unwrap(),
+                Item::Data(data) => body.extend_from_slice(&data),
+                other => panic!("{other:?} in a response"),
+            }
+        }
+        Ok((status, body))
+    }
+
+    /// The code the server closed the connection with.
+    pub(super) async fn closed_with(conn: &quinn::Connection) -> u64 {
+        match conn.closed().await {
+            quinn::ConnectionError::ApplicationClosed(c) => c.error_code.into_inner(),
+            other => panic!("closed otherwise: {other}"),
+        }
+    }
+}
+
+/// RFC 9114 §4.1.2, §4.2, §4.2.2: a malformed request head resets its stream with
+/// H3_MESSAGE_ERROR, a stream that ends before a head with H3_REQUEST_INCOMPLETE, a
+/// head over the limit gets 431; the connection serves on.
+#[test]
+fn malformed_http3_requests_end_their_streams_only() {
+    let w = https().start();
+    within(async {
+        let conn = client(&w).connect_raw(w.addr, "localhost").await.unwrap();
+        let mut upper = raw::get("/hello.txt");
+        upper.extend_from_slice(&[0x23, b'X', b'-', b'A', 0x01, b'1']);
+        let mut padded = raw::get("/hello.txt");
+        padded.extend_from_slice(&[0x23, b'x', b'-', b'a', 0x02, b' ', b'1']);
+        let table: Vec<(Vec<u8>, Result<u16, u64>)> = vec![
+            (raw::frame(1, &upper), Err(0x10e)),
+            (raw::frame(1, &padded), Err(0x10e)),
+            (raw::frame(1, &[0, 0, 0xc0 | 17]), Err(0x10e)),
+            (vec![], Err(0x10d)),
+            (vec![0x01, 0x80, 0x01, 0x00, 0x00], Ok(431)),
+        ];
+        for (bytes, want) in table {
+            let (_send, recv) = raw::stream(&conn, &bytes, true).await;
+            let got = raw::response(recv).await.map(|(status, _)| status);
+            assert_eq!(got, want, "{bytes:x?}");
+        }
+        let mut grease = raw::frame(1, &raw::get("/hello.txt"));
+        grease.extend_from_slice(&raw::frame(0x21, b"grease"));
+        let (_send, recv) = raw::stream(&conn, &grease, true).await;
+        let (status, body) = raw::response(recv).await.unwrap();
+        assert_eq!((status, &body[..]), (200, &b"hello, world\n"[..]));
+    });
+}
+
+/// RFC 9114 §6.2, §7, RFC 9204 §2.2.3, §4.2-§4.4: what breaks the connection's rules
+/// closes it with the code the RFC names.
+#[test]
+fn http3_connection_errors_close_with_the_rfcs_codes() {
+    let w = https().start();
+    let settings = raw::frame(4, &[]);
+    let control = [&[0x00][..], &settings].concat();
+    within(async {
+        let c = client(&w);
+        // (unidirectional streams with whether they end, request stream, the code)
+        type Unis = Vec<(Vec<u8>, bool)>;
+        let table: Vec<(Unis, Option<Vec<u8>>, u64)> = vec![
+            (vec![], Some(raw::frame(0, b"x")), 0x105),
+            (vec![], Some(raw::frame(2, b"")), 0x105),
+            (vec![], Some(raw::frame(4, b"")), 0x105),
+            (vec![], Some(raw::frame(1, &[0x02, 0x00, 0x80])), 0x200),
+            (vec![], Some(raw::frame(1, &[0, 0, 0x80])), 0x200),
+            (
+                vec![],
+                Some(raw::frame(1, &raw::get("/"))[..5].to_vec()),
+                0x106,
+            ),
+            (
+                vec![([&[0x00][..], &raw::frame(7, &[0])].concat(), false)],
+                None,
+                0x10a,
+            ),
+            (
+                vec![(control.clone(), false), (control.clone(), false)],
+                None,
+                0x103,
+            ),
+            (vec![(control.clone(), true)], None, 0x104),
+            (
+                vec![([&control[..], &raw::frame(0, b"")].concat(), false)],
+                None,
+                0x105,
+            ),
+            (
+                vec![([&control[..], &raw::frame(3, &[0])].concat(), false)],
+                None,
+                0x108,
+            ),
+            (
+                vec![([&[0x00][..], &raw::frame(4, &[2, 0])].concat(), false)],
+                None,
+                0x109,
+            ),
+            (vec![(vec![0x01, 0x00], false)], None, 0x103),
+            (vec![(vec![0x02, 0x3f, 0x01], false)], None, 0x201),
+            (vec![(vec![0x02, 0x20], true)], None, 0x104),
+            (vec![(vec![0x03, 0x80], false)], None, 0x202),
+        ];
+        for (unis, request, want) in table {
+            let conn = c.connect_raw(w.addr, "localhost").await.unwrap();
+            let mut open = Vec::new();
+            for (bytes, fin) in &unis {
+                open.push(raw::uni(&conn, bytes, *fin).await);
+            }
+            if let Some(bytes) = &request {
+                open.push(raw::stream(&conn, bytes, true).await.0);
+            }
+            assert_eq!(
+                raw::closed_with(&conn).await,
+                want,
+                "{unis:x?} {request:x?}"
+            );
+        }
+        // A stream of an unknown type is ignored (§6.2.3, §9).
+        let conn = c.connect_raw(w.addr, "localhost").await.unwrap();
+        let _grease = raw::uni(&conn, &[0x21, 1, 2, 3], false).await;
+        let (_send, recv) = raw::stream(&conn, &raw::frame(1, &raw::get("/hello.txt")), true).await;
+        assert_eq!(raw::response(recv).await.unwrap().0, 200);
+    });
+}
+
+/// RFC 9114 §5.2, §6.2.1: wharf's control stream begins with SETTINGS (its field
+/// section limit); a connection at its request limit says with GOAWAY which request
+/// was the first not served, answers the others and closes with H3_NO_ERROR.
+#[test]
+fn goaway_names_the_first_request_not_served() {
+    let w = https()
+        .config("[limits]\nmax_requests_per_connection = 2")
+        .start();
+    within(async {
+        let conn = client(&w).connect_raw(w.addr, "localhost").await.unwrap();
+        let mut control = conn.accept_uni().await.unwrap();
+        let mut streams = Vec::new();
+        for _ in 0..2 {
+            let get = raw::frame(1, &raw::get("/hello.txt"));
+            streams.push(raw::stream(&conn, &get, true).await);
+        }
+        for (_send, recv) in streams {
+            assert_eq!(raw::response(recv).await.unwrap().0, 200);
+        }
+        let mut frames = wharf_h3::Frames::control();
+        let mut items = Vec::new();
+        let mut first = true;
+        while items.len() < 2 {
+            let chunk = control.read_chunk(1 << 16, true).await.unwrap();
+            let mut input = chunk.expect("the control stream stays open").bytes;
+            if std::mem::take(&mut first) {
+                assert_eq!(input.first(), Some(&0x00), "a control stream");
+                input = input.slice(1..);
+            }
+            while let Some(item) = frames.next(&mut input).unwrap() {
+                items.push(item);
+            }
+        }
+        let settings = wharf_h3::Settings {
+            max_field_section_size: Some(16 * 1024),
+            ..Default::default()
+        };
+        assert_eq!(
+            items,
+            [
+                wharf_h3::Item::Settings(settings),
+                wharf_h3::Item::Goaway(8)
+            ]
+        );
+        assert_eq!(raw::closed_with(&conn).await, 0x100);
     });
 }
