@@ -31,10 +31,11 @@ use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt as _};
 use http::{HeaderMap, Request, StatusCode, Version};
 use http_body::{Body, Frame};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wharf_h2::head::{Collect, LastTarget, Outcome};
 use wharf_h3::{qpack, stream_type, varint, Code, ConnError, Frames, Item, Settings};
-use wharf_http::conn::TlsInfo;
+use wharf_http::conn::{ConnectProtocol, TlsInfo};
 use wharf_http::interim::EarlyHints;
 
 use crate::interim::{Hinted, Next};
@@ -42,6 +43,7 @@ use wharf_tls::{Acceptor, ClientAuth};
 
 use crate::conn::{ConnCtx, EarlyData, Tls};
 use crate::listener::Shared;
+use crate::upgrade::Upgraded;
 use crate::watchdog::Watchdog;
 use crate::{ConnInfo, RequestBody, Service, Shutdown};
 
@@ -195,6 +197,8 @@ async fn connection<S: Service>(
     ));
     let settings = Settings {
         max_field_section_size: Some(l.max_header_bytes as u64),
+        // Extended CONNECT (RFC 9220): WebSocket over HTTP/3.
+        enable_connect_protocol: true,
         ..Settings::default()
     };
     let opened = tokio::time::timeout(l.tls_handshake_timeout, open_control(&conn, &settings));
@@ -557,7 +561,7 @@ async fn request<S: Service>(
             return Ok(None);
         }
     };
-    let mut collect = Collect::request(limits.max_header_bytes, false);
+    let mut collect = Collect::request(limits.max_header_bytes, true);
     qpack::decode(&block, |f| collect.field(f))?;
     let head = match collect.finish_request(&mut LastTarget::default()) {
         Outcome::Ok(head) => head,
@@ -573,12 +577,15 @@ async fn request<S: Service>(
     };
     let mut parts = head.parts;
     parts.version = Version::HTTP_3;
+    if early {
+        parts.extensions.insert(EarlyData);
+    }
+    if let Some(protocol) = head.protocol {
+        return Ok(tunnel(&ctx, conn, send, reading, parts, protocol).await);
+    }
     let (body, malformed) =
         request_body(conn, reading, head.content_length, limits.max_header_bytes);
-    let mut req = Request::from_parts(parts, body);
-    if early {
-        req.extensions_mut().insert(EarlyData);
-    }
+    let req = Request::from_parts(parts, body);
     let method = req.method().clone();
     let (interim, hints) = crate::interim::channel();
     let handled = ctx.handle(req, Some(interim));
@@ -601,12 +608,163 @@ async fn request<S: Service>(
     if let Some(EarlyHints(fields)) = head.extensions.remove::<EarlyHints>() {
         send_hints(&mut send, &fields, limits.send_timeout).await;
     }
-    strip_connection_fields(&mut head.headers);
-    add_implied(&mut head, &method, body.size_hint().exact());
-    let mut out = Vec::with_capacity(256);
-    wharf_h3::headers_frame(Some(head.status), &head.headers, &mut out);
+    let out = final_head(&mut head, &method, &body);
     let finished = send_body(body, out, &mut send, limits.send_timeout).await;
     Ok(finished.then_some(send))
+}
+
+/// A final response head as wharf sends it: connection-specific fields gone, the
+/// implied ones added, encoded as a HEADERS frame.
+fn final_head<B: Body>(
+    head: &mut http::response::Parts,
+    method: &http::Method,
+    body: &B,
+) -> Vec<u8> {
+    strip_connection_fields(&mut head.headers);
+    add_implied(head, method, body.size_hint().exact());
+    let mut out = Vec::with_capacity(256);
+    wharf_h3::headers_frame(Some(head.status), &head.headers, &mut out);
+    out
+}
+
+/// An extended CONNECT (RFC 9220, as RFC 8441 §4 over HTTP/2): the service sees
+/// the protocol and an `OnUpgrade`; a 2xx answer turns the stream's DATA both ways
+/// into the tunnel's bytes (a WebSocket's frames), another answer is sent as it is.
+/// The request's future lasts as long as the tunnel, so shutdown waits for it.
+async fn tunnel<S: Service>(
+    ctx: &ConnCtx<S>,
+    conn: &quinn::Connection,
+    mut send: quinn::SendStream,
+    reading: Reading,
+    mut parts: http::request::Parts,
+    protocol: String,
+) -> Option<quinn::SendStream> {
+    let (pending, on_upgrade) = crate::upgrade::pending();
+    parts.extensions.insert(ConnectProtocol(protocol));
+    parts.extensions.insert(on_upgrade);
+    let method = parts.method.clone();
+    let res = ctx
+        .handle(Request::from_parts(parts, RequestBody::empty()), None)
+        .await;
+    let (mut head, body) = res.into_parts();
+    let out = final_head(&mut head, &method, &body);
+    let send_timeout = ctx.shared.limits.send_timeout;
+    if !head.status.is_success() {
+        let finished = send_body(body, out, &mut send, send_timeout).await;
+        return finished.then_some(send);
+    }
+    drop(body); // logged; the tunnel is the stream's body from here
+    let written = tokio::time::timeout(send_timeout, send.write_all(&out)).await;
+    if !matches!(written, Ok(Ok(()))) {
+        let _ = send.reset(code(Code::RequestCancelled));
+        return None;
+    }
+    let reader = TunnelRead {
+        reading,
+        conn: conn.clone(),
+        chunk: Bytes::new(),
+        ended: false,
+    };
+    let writer = TunnelWrite {
+        send,
+        pending: Bytes::new(),
+    };
+    let (upgraded, closed) = Upgraded::new(Bytes::new(), Box::new(reader), Box::new(writer));
+    if pending.fulfil(upgraded) {
+        let _ = closed.await;
+    }
+    None
+}
+
+/// The largest DATA frame a tunnel writes.
+const TUNNEL_FRAME: usize = 16 * 1024;
+
+/// A tunnel's incoming bytes: the payloads of the stream's DATA frames.
+struct TunnelRead {
+    reading: Reading,
+    conn: quinn::Connection,
+    chunk: Bytes,
+    ended: bool,
+}
+
+impl AsyncRead for TunnelRead {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        while this.chunk.is_empty() && !this.ended {
+            match std::task::ready!(this.reading.poll_item(cx)) {
+                Ok(Some(Item::Data(data))) => this.chunk = data,
+                // Trailers, or the stream's end: the tunnel's end.
+                Ok(_) => this.ended = true,
+                Err(ReadFailed::Conn(e)) => {
+                    this.ended = true;
+                    this.conn.close(code(e.code), e.reason.as_bytes());
+                    return Poll::Ready(Err(io::Error::other(e)));
+                }
+                Err(ReadFailed::Stream(e)) => {
+                    this.ended = true;
+                    return Poll::Ready(Err(e.into()));
+                }
+            }
+        }
+        let n = this.chunk.len().min(buf.remaining());
+        buf.put_slice(&this.chunk.split_to(n));
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// A tunnel's outgoing bytes, each write one DATA frame (the frame being sent is
+/// kept until it is all out).
+struct TunnelWrite {
+    send: quinn::SendStream,
+    pending: Bytes,
+}
+
+impl TunnelWrite {
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.pending.is_empty() {
+            let n = std::task::ready!(Pin::new(&mut self.send).poll_write(cx, &self.pending))?;
+            self.pending = self.pending.slice(n..);
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for TunnelWrite {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        std::task::ready!(self.poll_drain(cx))?;
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        let n = buf.len().min(TUNNEL_FRAME);
+        let mut frame = Vec::with_capacity(n + 4);
+        wharf_h3::data_head(n as u64, &mut frame);
+        frame.extend_from_slice(&buf[..n]);
+        self.pending = frame.into();
+        // Sent now as far as the stream takes it; the rest goes with the next write
+        // or flush.
+        if let Poll::Ready(Err(e)) = self.poll_drain(cx) {
+            return Poll::Ready(Err(e));
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_drain(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        std::task::ready!(self.poll_drain(cx))?;
+        let _ = self.send.finish();
+        Poll::Ready(Ok(()))
+    }
 }
 
 /// Sends a `103 Early Hints` head with `fields`.

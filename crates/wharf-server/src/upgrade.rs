@@ -1,5 +1,5 @@
 //! Protocol upgrades (RFC 9110 §7.8, §15.2.2), as WebSocket uses them (RFC 6455),
-//! and their HTTP/2 form, extended CONNECT (RFC 8441).
+//! and their HTTP/2 and HTTP/3 form, extended CONNECT (RFC 8441, RFC 9220).
 //!
 //! For an HTTP/1.1 request with `Upgrade` and `Connection: upgrade`, the transport puts
 //! an [`OnUpgrade`] in the request's extensions. A service that agrees answers 101 with
@@ -8,11 +8,10 @@
 //! [`Upgraded`] stream, bytes the client sent after its request first. Any other answer
 //! leaves the connection to HTTP, and the `OnUpgrade` resolves to an error.
 //!
-//! Over HTTP/2, a CONNECT with a `:protocol` gets an `OnUpgrade` too (and the protocol
-//! as a `wharf_http::conn::ConnectProtocol`): a 2xx answer turns the stream into the
-//! `Upgraded` byte stream (`h2::tunnel`). HTTP/3 has no such request in the h3 crate
-//! yet (its `:protocol` knows only `webtransport` and `connect-udp`), so there the
-//! extension is absent.
+//! Over HTTP/2 and HTTP/3, a CONNECT with a `:protocol` (RFC 8441, RFC 9220) gets an
+//! `OnUpgrade` too (and the protocol as a `wharf_http::conn::ConnectProtocol`): a 2xx
+//! answer turns the stream into the `Upgraded` byte stream (`h2::tunnel`, and the
+//! DATA frames of the request stream in `h3`).
 //!
 //! The connection's task (over HTTP/2, the stream's future) stays until the `Upgraded`
 //! is dropped, so an upgraded connection still counts against `max_connections` and

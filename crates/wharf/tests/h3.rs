@@ -232,6 +232,57 @@ mod raw {
         s
     }
 
+    /// An extended CONNECT's header section (RFC 9220) for `:protocol` `protocol`
+    /// at `https://localhost{path}`, as a WebSocket client sends it.
+    pub(super) fn connect(protocol: &str, path: &str) -> Vec<u8> {
+        let mut s = vec![0, 0, 0xc0 | 15, 0xc0 | 23];
+        for (first, value) in [(0x51, path), (0x50, "localhost")] {
+            s.extend_from_slice(&[first, value.len() as u8]);
+            s.extend_from_slice(value.as_bytes());
+        }
+        for (name, value) in [(":protocol", protocol), ("sec-websocket-version", "13")] {
+            s.extend_from_slice(&[0x27, name.len() as u8 - 7]);
+            s.extend_from_slice(name.as_bytes());
+            s.extend_from_slice(&[value.len() as u8]);
+            s.extend_from_slice(value.as_bytes());
+        }
+        s
+    }
+
+    /// Reads a response's frames (`frames`: those read so far) as they come until
+    /// `done` says it has what it waits for: the status (0 until a head comes) and
+    /// the DATA read in this call.
+    pub(super) async fn read_until(
+        recv: &mut quinn::RecvStream,
+        frames: &mut Frames,
+        done: impl Fn(u16, &[u8]) -> bool,
+    ) -> (u16, Vec<u8>) {
+        let (mut status, mut body) = (0, Vec::new());
+        while !done(status, &body) {
+            let chunk = recv.read_chunk(1 << 16, true).await.unwrap();
+            let mut input = chunk.expect("the stream goes on").bytes;
+            while let Some(item) = frames.next(&mut input).unwrap() {
+                match item {
+                    Item::Headers(block) => status = status_of(&block),
+                    Item::Data(data) => body.extend_from_slice(&data),
+                    other => panic!("{other:?} in a response"),
+                }
+            }
+        }
+        (status, body)
+    }
+
+    fn status_of(block: &Bytes) -> u16 {
+        let mut status = 0;
+        qpack::decode(block, |f| {
+            if &f.name[..] == b":status" {
+                status = std::str::from_utf8(&f.value).unwrap().parse().unwrap();
+            }
+        })
+        .unwrap();
+        status
+    }
+
     /// A frame of `kind` around `payload`.
     pub(super) fn frame(kind: u8, payload: &[u8]) -> Vec<u8> {
         let mut f = vec![kind];
@@ -283,12 +334,7 @@ mod raw {
         let (mut status, mut body) = (0, Vec::new());
         while let Some(item) = frames.next(&mut input).unwrap() {
             match item {
-                Item::Headers(block) => qpack::decode(&block, |f| {
-                    if &f.name[..] == b":status" {
-                        status = std::str::from_utf8(&f.value).unwrap().parse().unwrap();
-                    }
-                })
-                .unwrap(),
+                Item::Headers(block) => status = status_of(&block),
                 Item::Data(data) => body.extend_from_slice(&data),
                 other => panic!("{other:?} in a response"),
             }
@@ -448,6 +494,7 @@ fn goaway_names_the_first_request_not_served() {
         }
         let settings = wharf_h3::Settings {
             max_field_section_size: Some(16 * 1024),
+            enable_connect_protocol: true,
             ..Default::default()
         };
         assert_eq!(
@@ -458,5 +505,29 @@ fn goaway_names_the_first_request_not_served() {
             ]
         );
         assert_eq!(raw::closed_with(&conn).await, 0x100);
+    });
+}
+
+/// WebSocket over HTTP/3 (RFC 9220): wharf offers extended CONNECT in its SETTINGS
+/// (checked in `goaway_names_the_first_request_not_served`), answers a CONNECT with
+/// `:protocol websocket` 200, and the stream's DATA frames carry the WebSocket
+/// frames both ways; another protocol is refused.
+#[test]
+fn websocket_over_http3_extended_connect() {
+    let w = https().config("[[websocket]]\npath = \"/ws\"").start();
+    within(async {
+        let conn = client(&w).connect_raw(w.addr, "localhost").await.unwrap();
+        let head = raw::frame(1, &raw::connect("websocket", "/ws"));
+        let (mut send, mut recv) = raw::stream(&conn, &head, false).await;
+        let mut frames = wharf_h3::Frames::request(1 << 20);
+        let (status, _) = raw::read_until(&mut recv, &mut frames, |status, _| status != 0).await;
+        assert_eq!(status, 200);
+        let message = common::ws::frame(true, 0, 1, b"over h3");
+        send.write_all(&raw::frame(0, &message)).await.unwrap();
+        let (_, echoed) = raw::read_until(&mut recv, &mut frames, |_, body| body.len() >= 9).await;
+        assert_eq!(echoed, [&[0x81u8, 7][..], b"over h3"].concat());
+        let other = raw::frame(1, &raw::connect("webtransport", "/ws"));
+        let (_send, recv) = raw::stream(&conn, &other, true).await;
+        assert_eq!(raw::response(recv).await.unwrap().0, 400);
     });
 }
