@@ -97,50 +97,101 @@ fn put_literal(dst: &mut Vec<u8>, s: &[u8]) {
     dst.extend_from_slice(s);
 }
 
-/// Decodes a header section, giving each field to `field` in order. A reference to
-/// the dynamic table, which wharf's is not allowed to have, and any malformed line
-/// is QPACK_DECOMPRESSION_FAILED (§2.2.3), an error of the connection.
-pub fn decode(block: &Bytes, mut field: impl FnMut(Cow<'_, Field>)) -> Result<(), ConnError> {
-    let failed = |reason| ConnError::new(Code::QpackDecompressionFailed, reason);
-    let bad = |_| failed("a malformed field line");
-    let mut pos = 0;
-    if integer(block, &mut pos, 8).map_err(bad)? != 0 {
-        return Err(failed("a reference to the dynamic table"));
-    }
-    integer(block, &mut pos, 7).map_err(bad)?; // Base: unused without a table
-    while pos < block.len() {
-        let b = block[pos];
-        let line = if b & 0x80 != 0 {
-            // Indexed (§4.5.2): 1T, T = static.
-            if b & 0x40 == 0 {
-                return Err(failed("a reference to the dynamic table"));
-            }
-            let (name, value) = static_entry(integer(block, &mut pos, 6).map_err(bad)?)?;
-            Field::new(
-                Bytes::from_static(name.as_bytes()),
-                Bytes::from_static(value.as_bytes()),
-                false,
-            )
-        } else if b & 0x40 != 0 {
-            // Literal with a name reference (§4.5.4): 01NT.
-            if b & 0x10 == 0 {
-                return Err(failed("a reference to the dynamic table"));
-            }
-            let (name, _) = static_entry(integer(block, &mut pos, 4).map_err(bad)?)?;
-            let value = string(block, &mut pos, 7)?;
-            Field::new(Bytes::from_static(name.as_bytes()), value, b & 0x20 != 0)
-        } else if b & 0x20 != 0 {
-            // Literal with a literal name (§4.5.6): 001NH.
-            let name = string(block, &mut pos, 3)?;
-            let value = string(block, &mut pos, 7)?;
-            Field::new(name, value, b & 0x10 != 0)
-        } else {
-            // Post-base forms (§4.5.3, §4.5.5) refer to the dynamic table.
+/// Decodes a header section with no memory of others ([`Decoder::decode`]).
+pub fn decode(block: &Bytes, field: impl FnMut(Cow<'_, Field>)) -> Result<(), ConnError> {
+    Decoder::default().decode(block, field)
+}
+
+/// How many Huffman-coded strings a [`Decoder`] remembers.
+const MEMO: usize = 4;
+
+/// Decodes the header sections of one connection. Without a dynamic table a client
+/// sends its repeated values (`:authority`, `:path`, `user-agent`) as literals in
+/// every request, Huffman-coded by most: the decoder remembers the last few it
+/// decoded and hands out the same bytes again for the same code.
+#[derive(Debug, Default)]
+pub struct Decoder {
+    /// (the code, its decoding), newest at `next - 1`.
+    memo: [(Bytes, Bytes); MEMO],
+    next: usize,
+}
+
+impl Decoder {
+    /// Decodes a header section, giving each field to `field` in order. A reference to
+    /// the dynamic table, which wharf's is not allowed to have, and any malformed line
+    /// is QPACK_DECOMPRESSION_FAILED (§2.2.3), an error of the connection.
+    pub fn decode(
+        &mut self,
+        block: &Bytes,
+        mut field: impl FnMut(Cow<'_, Field>),
+    ) -> Result<(), ConnError> {
+        let failed = |reason| ConnError::new(Code::QpackDecompressionFailed, reason);
+        let bad = |_| failed("a malformed field line");
+        let mut pos = 0;
+        if integer(block, &mut pos, 8).map_err(bad)? != 0 {
             return Err(failed("a reference to the dynamic table"));
-        };
-        field(Cow::Owned(line));
+        }
+        integer(block, &mut pos, 7).map_err(bad)?; // Base: unused without a table
+        while pos < block.len() {
+            let b = block[pos];
+            let line = if b & 0x80 != 0 {
+                // Indexed (§4.5.2): 1T, T = static.
+                if b & 0x40 == 0 {
+                    return Err(failed("a reference to the dynamic table"));
+                }
+                let (name, value) = static_entry(integer(block, &mut pos, 6).map_err(bad)?)?;
+                Field::new(
+                    Bytes::from_static(name.as_bytes()),
+                    Bytes::from_static(value.as_bytes()),
+                    false,
+                )
+            } else if b & 0x40 != 0 {
+                // Literal with a name reference (§4.5.4): 01NT.
+                if b & 0x10 == 0 {
+                    return Err(failed("a reference to the dynamic table"));
+                }
+                let (name, _) = static_entry(integer(block, &mut pos, 4).map_err(bad)?)?;
+                let value = self.string(block, &mut pos, 7)?;
+                Field::new(Bytes::from_static(name.as_bytes()), value, b & 0x20 != 0)
+            } else if b & 0x20 != 0 {
+                // Literal with a literal name (§4.5.6): 001NH.
+                let name = self.string(block, &mut pos, 3)?;
+                let value = self.string(block, &mut pos, 7)?;
+                Field::new(name, value, b & 0x10 != 0)
+            } else {
+                // Post-base forms (§4.5.3, §4.5.5) refer to the dynamic table.
+                return Err(failed("a reference to the dynamic table"));
+            };
+            field(Cow::Owned(line));
+        }
+        Ok(())
     }
-    Ok(())
+
+    /// The string literal at `pos` whose length has a `prefix`-bit prefix, its H flag
+    /// the bit above (§4.1.2): its bytes (shared with the block) or their Huffman
+    /// decoding (remembered).
+    fn string(&mut self, block: &Bytes, pos: &mut usize, prefix: u8) -> Result<Bytes, ConnError> {
+        let failed = |reason| ConnError::new(Code::QpackDecompressionFailed, reason);
+        let first = block
+            .get(*pos)
+            .ok_or(failed("a string past the section's end"))?;
+        let huffman = first & (1 << prefix) != 0;
+        let len = integer(block, pos, prefix).map_err(|_| failed("a malformed string length"))?;
+        let end = pos.checked_add(len).filter(|&e| e <= block.len());
+        let end = end.ok_or(failed("a string past the section's end"))?;
+        let raw = block.slice(*pos..end);
+        *pos = end;
+        if !huffman {
+            return Ok(raw);
+        }
+        if let Some((_, decoded)) = self.memo.iter().find(|(code, _)| *code == raw) {
+            return Ok(decoded.clone());
+        }
+        let decoded = huffman_decoded(&raw).map_err(|_| failed("an invalid Huffman string"))?;
+        self.memo[self.next] = (raw, decoded.clone());
+        self.next = (self.next + 1) % MEMO;
+        Ok(decoded)
+    }
 }
 
 /// The static table's entry `index`.
@@ -149,26 +200,6 @@ fn static_entry(index: usize) -> Result<(&'static str, &'static str), ConnError>
         Code::QpackDecompressionFailed,
         "an index past the static table",
     ))
-}
-
-/// The string literal at `pos` whose length has a `prefix`-bit prefix, its H flag the
-/// bit above (§4.1.2): its bytes (shared with the block) or their Huffman decoding.
-fn string(block: &Bytes, pos: &mut usize, prefix: u8) -> Result<Bytes, ConnError> {
-    let failed = |reason| ConnError::new(Code::QpackDecompressionFailed, reason);
-    let first = block
-        .get(*pos)
-        .ok_or(failed("a string past the section's end"))?;
-    let huffman = first & (1 << prefix) != 0;
-    let len = integer(block, pos, prefix).map_err(|_| failed("a malformed string length"))?;
-    let end = pos.checked_add(len).filter(|&e| e <= block.len());
-    let end = end.ok_or(failed("a string past the section's end"))?;
-    let raw = block.slice(*pos..end);
-    *pos = end;
-    if huffman {
-        huffman_decoded(&raw).map_err(|_| failed("an invalid Huffman string"))
-    } else {
-        Ok(raw)
-    }
 }
 
 /// Checks the bytes of the peer's encoder stream (§4.3) against a dynamic table of

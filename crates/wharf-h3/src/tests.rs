@@ -419,3 +419,40 @@ fn headers_frames() {
         assert_eq!(fields.len(), 1 + usize::from(size > 0), "{size}");
     }
 }
+
+/// A connection's decoder hands out the same bytes for a Huffman string it decoded
+/// lately, and decodes right whatever it remembers.
+#[test]
+fn a_decoder_remembers_huffman_strings() {
+    let www = [
+        0xf1, 0xe3, 0xc2, 0xe5, 0xf2, 0x3a, 0x6b, 0xa0, 0xab, 0x90, 0xf4, 0xff,
+    ];
+    let block = Bytes::from([&[0, 0, 0x50, 0x8c][..], &www].concat());
+    let mut d = qpack::Decoder::default();
+    let mut values = Vec::new();
+    for _ in 0..2 {
+        d.decode(&block, |f| values.push(f.value.clone()))
+            .expect("decodes");
+    }
+    assert_eq!(values[0], "www.example.com");
+    assert_eq!(values[0].as_ptr(), values[1].as_ptr(), "the same bytes");
+    // More strings than it remembers, in turn: each decoded right.
+    let mut words: Vec<(Vec<u8>, String)> = Vec::new();
+    for i in 0..7 {
+        let text = format!("/path/{i}");
+        let mut coded = Vec::new();
+        wharf_h2::hpack::Encoder::default().field(b":path", text.as_bytes(), false, &mut coded);
+        words.push((coded, text));
+    }
+    for round in 0..3 {
+        for (coded, text) in &words {
+            // HPACK's literal, name index 4 (`:path`): its string is QPACK's too.
+            let value = &coded[1..];
+            let section = Bytes::from([&[0, 0, 0x51][..], value].concat());
+            let mut got = Vec::new();
+            d.decode(&section, |f| got.push(f.value.clone()))
+                .expect("decodes");
+            assert_eq!(got, [text.as_str()], "round {round}");
+        }
+    }
+}

@@ -259,15 +259,19 @@ async fn serve<S: Service>(
     let limit = ctx.shared.limits.max_requests_per_connection;
     let mut served = 0u64;
     let mut next_id = 0u64;
+    let heads = std::sync::Mutex::new(Heads::default());
     let mut requests = FuturesUnordered::new();
     let mut streams: FuturesUnordered<Pin<Box<dyn Future<Output = Uni> + Send>>> =
         FuturesUnordered::new();
     let mut peer = PeerStreams::default();
     let mut recent = Recent::default();
+    // Made once: a wait made anew for every turn of the loop cost 2 % of a request.
+    let stop = shutdown.triggered();
+    tokio::pin!(stop);
     let failed = loop {
         tokio::select! {
             biased;
-            _ = shutdown.triggered() => break None,
+            _ = &mut stop => break None,
             Some(done) = requests.next(), if !requests.is_empty() => match done {
                 Ok(Some(send)) => recent.keep(send),
                 Ok(None) => {}
@@ -288,7 +292,8 @@ async fn serve<S: Service>(
                     next_id = u64::from(recv.id()) + 4;
                     // Opened in 0-RTT: the request is early data.
                     let early = recv.is_0rtt();
-                    requests.push(Box::pin(request(ctx.clone(), conn, send, recv, early)));
+                    let req = request(ctx, conn, &heads, send, recv, early);
+                    requests.push(Box::pin(req));
                     if served >= limit {
                         break None;
                     }
@@ -333,6 +338,17 @@ impl Recent {
         }
         self.0.push_back(send);
     }
+}
+
+/// What a connection remembers of the request heads it read: a client sends the
+/// requests of one origin on a connection, often for one resource, with the same
+/// fields in every head (no dynamic table: see `wharf_h3::qpack`).
+#[derive(Default)]
+struct Heads {
+    /// The last target, parsed.
+    last: LastTarget,
+    /// The Huffman strings decoded last.
+    decoder: qpack::Decoder,
 }
 
 /// Which of the client's unidirectional streams with a role have been opened: each
@@ -529,8 +545,9 @@ fn reset(send: &mut quinn::SendStream, recv: &mut quinn::RecvStream, c: Code) {
 /// One request stream: its head read and checked, the service called, the response
 /// sent. A connection error found on the way is returned.
 async fn request<S: Service>(
-    ctx: Arc<ConnCtx<S>>,
+    ctx: &ConnCtx<S>,
     conn: &quinn::Connection,
+    heads: &std::sync::Mutex<Heads>,
     mut send: quinn::SendStream,
     recv: quinn::RecvStream,
     early: bool,
@@ -561,9 +578,13 @@ async fn request<S: Service>(
             return Ok(None);
         }
     };
-    let mut collect = Collect::request(limits.max_header_bytes, true);
-    qpack::decode(&block, |f| collect.field(f))?;
-    let head = match collect.finish_request(&mut LastTarget::default()) {
+    let finished = {
+        let mut heads = heads.lock().unwrap_or_else(|p| p.into_inner());
+        let mut collect = Collect::request(limits.max_header_bytes, true);
+        heads.decoder.decode(&block, |f| collect.field(f))?;
+        collect.finish_request(&mut heads.last)
+    };
+    let head = match finished {
         Outcome::Ok(head) => head,
         Outcome::Malformed(why) => {
             tracing::debug!(reason = why, "malformed HTTP/3 request: H3_MESSAGE_ERROR");
@@ -581,7 +602,7 @@ async fn request<S: Service>(
         parts.extensions.insert(EarlyData);
     }
     if let Some(protocol) = head.protocol {
-        return Ok(tunnel(&ctx, conn, send, reading, parts, protocol).await);
+        return Ok(tunnel(ctx, conn, send, reading, parts, protocol).await);
     }
     let (body, malformed) =
         request_body(conn, reading, head.content_length, limits.max_header_bytes);
@@ -614,7 +635,8 @@ async fn request<S: Service>(
 }
 
 /// A final response head as wharf sends it: connection-specific fields gone, the
-/// implied ones added, encoded as a HEADERS frame.
+/// implied ones added, encoded as a HEADERS frame. The head's map goes back to the
+/// thread's kept maps (`wharf_http::maps`) for the next request's head.
 fn final_head<B: Body>(
     head: &mut http::response::Parts,
     method: &http::Method,
@@ -624,6 +646,7 @@ fn final_head<B: Body>(
     add_implied(head, method, body.size_hint().exact());
     let mut out = Vec::with_capacity(256);
     wharf_h3::headers_frame(Some(head.status), &head.headers, &mut out);
+    wharf_http::maps::give(std::mem::take(&mut head.headers));
     out
 }
 

@@ -32,7 +32,7 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, Request, StatusCode, Version};
+use http::{Method, Request, StatusCode, Version};
 use http_body::Body;
 use tokio::io::{AsyncRead, AsyncWrite};
 use wharf_http::interim::{EarlyHints, Interim};
@@ -188,7 +188,7 @@ struct Started {
     req: Request<RequestBody>,
     /// Where the service sends `103`s and where they arrive, when they go out on
     /// this connection.
-    interim: Option<(Interim, tokio::sync::mpsc::Receiver<HeaderMap>)>,
+    interim: Option<(Interim, crate::interim::Receiver)>,
     method: Method,
     version: Version,
     has_body: bool,
@@ -296,8 +296,7 @@ where
                 let done = call.as_mut().poll(cx);
                 // Hints go out as they come, and those that came with the end of the
                 // service's work still before its response.
-                while let Some(Poll::Ready(Some(fields))) = hints.as_mut().map(|i| i.poll_recv(cx))
-                {
+                while let Some(Poll::Ready(fields)) = hints.as_mut().map(|i| i.poll_recv(cx)) {
                     encode::early_hints(self.out.buf(), &fields);
                 }
                 if let Poll::Ready(res) = done {
