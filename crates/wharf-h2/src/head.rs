@@ -54,6 +54,19 @@ pub struct RequestHead {
     pub protocol: Option<String>,
     /// The Content-Length field's value, when sent.
     pub content_length: Option<u64>,
+    /// `:scheme` is `http` or `https`, whose targets have an authority: RFC 9114
+    /// §4.3.1 (not RFC 9113) requires `:authority` or `Host` then, and HTTP/3
+    /// checks it with [`RequestHead::names_authority`].
+    pub authority_required: bool,
+}
+
+impl RequestHead {
+    /// Whether the request names its authority where its scheme requires one: in
+    /// `:authority` (which cannot be empty), or in a `Host` that is not empty.
+    pub fn names_authority(&self) -> bool {
+        let host = || self.parts.headers.get(HOST).is_some_and(|h| !h.is_empty());
+        !self.authority_required || self.parts.uri.authority().is_some() || host()
+    }
 }
 
 /// What a finished block is.
@@ -194,6 +207,7 @@ impl Collect {
         if p.protocol.is_some() && !connect {
             return Err(":protocol without CONNECT");
         }
+        let mut authority_required = false;
         let uri = if connect && p.protocol.is_none() {
             // §8.5: only :authority, which names the tunnel's far end.
             if p.scheme.is_some() || p.path.is_some() {
@@ -208,6 +222,7 @@ impl Collect {
             uri
         } else {
             let scheme = p.scheme.ok_or("no :scheme")?;
+            authority_required = matches!(&scheme[..], b"http" | b"https");
             let path = p.path.ok_or("no :path")?;
             if path.is_empty() {
                 return Err("an empty :path");
@@ -247,6 +262,7 @@ impl Collect {
             parts,
             protocol,
             content_length: self.content_length,
+            authority_required,
         })
     }
 }

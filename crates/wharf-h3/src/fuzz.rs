@@ -39,15 +39,18 @@ fn items(mut f: Frames, chunks: &[&[u8]]) -> Result<Vec<Item>, crate::Code> {
 }
 
 /// Decodes `data` as a QPACK header section: it decodes or fails cleanly; what
-/// decodes, encoded again (the fields `http` takes), decodes back to the same.
+/// decodes, encoded again (the fields `http` takes, but connection-specific ones,
+/// which the encoder leaves out), decodes back to the same.
 pub fn qpack(data: &[u8]) {
     let mut map = HeaderMap::new();
     let decoded = qpack::decode(&Bytes::copy_from_slice(data), |f: Cow<'_, _>| {
         let name = HeaderName::from_bytes(&f.name).ok();
         let value = HeaderValue::from_bytes(&f.value).ok();
         if let (Some(name), Some(mut value)) = (name, value) {
-            value.set_sensitive(f.sensitive);
-            map.append(name, value);
+            if !wharf_http::fields::is_connection_specific(name.as_str()) {
+                value.set_sensitive(f.sensitive);
+                map.append(name, value);
+            }
         }
     });
     let mut stream = qpack::DecoderStream::default();

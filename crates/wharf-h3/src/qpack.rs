@@ -23,7 +23,8 @@ use wharf_h2::hpack::{huffman_decoded, integer, put_integer, Field};
 use crate::error::{Code, ConnError};
 
 /// Appends a header section (§4.5) for a response head with `status` and `fields`,
-/// or for trailers (`status` None).
+/// or for trailers (`status` None). Connection-specific fields are left out (RFC 9114
+/// §4.2: they would make the message malformed).
 pub fn encode(status: Option<StatusCode>, fields: &HeaderMap, dst: &mut Vec<u8>) {
     // Required Insert Count 0, Base 0 (§4.5.1): nothing refers to a dynamic table.
     dst.extend_from_slice(&[0, 0]);
@@ -31,12 +32,11 @@ pub fn encode(status: Option<StatusCode>, fields: &HeaderMap, dst: &mut Vec<u8>)
         put_status(status, dst);
     }
     for (name, value) in fields {
-        put_field(
-            name.as_str().as_bytes(),
-            value.as_bytes(),
-            value.is_sensitive(),
-            dst,
-        );
+        let name = name.as_str();
+        if wharf_http::fields::is_connection_specific(name) {
+            continue;
+        }
+        put_field(name.as_bytes(), value.as_bytes(), value.is_sensitive(), dst);
     }
 }
 
@@ -233,7 +233,8 @@ impl DecoderStream {
         let error = |reason| Err(ConnError::new(Code::QpackDecoderStreamError, reason));
         for &b in bytes {
             match self.inside {
-                Some(n) if n >= 9 => return error("a stream id longer than 62 bits"),
+                // 6 bits in the first byte and 7 in each of 8 more: 62.
+                Some(n) if n >= 8 => return error("a stream id longer than 62 bits"),
                 Some(n) => self.inside = (b & 0x80 != 0).then_some(n + 1),
                 None if b & 0x80 != 0 => return error("an acknowledgment of a section"),
                 None if b & 0x40 == 0 => return error("an insert count increment"),

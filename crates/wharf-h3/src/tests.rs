@@ -383,7 +383,8 @@ fn qpack_instruction_streams() {
         (&[&[0x81]], false),
         (&[&[0x41, 0x01]], false),
         (&[&[0x00]], false),
-        (&[&[0x7f], &[0xff; 9], &[0x01]], false),
+        (&[&[0x7f], &[0xff; 7], &[0x01]], true),
+        (&[&[0x7f], &[0xff; 8], &[0x01]], false),
     ];
     for (chunks, ok) in table {
         let mut d = DecoderStream::default();
@@ -454,5 +455,35 @@ fn a_decoder_remembers_huffman_strings() {
                 .expect("decodes");
             assert_eq!(got, [text.as_str()], "round {round}");
         }
+    }
+}
+
+/// RFC 9114 §4.2: a head's connection-specific fields are left out as it is
+/// encoded, the rest kept in order.
+#[test]
+fn connection_specific_fields_are_left_out() {
+    let table: &[(&[&str], &[&str])] = &[
+        (&["etag", "date"], &["etag", "date"]),
+        (&["connection", "etag"], &["etag"]),
+        (&["keep-alive", "transfer-encoding", "upgrade"], &[]),
+        (&["proxy-connection", "vary"], &["vary"]),
+        (&[], &[]),
+    ];
+    for (names, kept) in table {
+        let mut map = HeaderMap::new();
+        for n in *names {
+            map.insert(
+                http::HeaderName::from_static(n),
+                HeaderValue::from_static("x"),
+            );
+        }
+        let mut out = Vec::new();
+        qpack::encode(None, &map, &mut out);
+        let left: Vec<String> = decoded(&out)
+            .expect("decodes")
+            .into_iter()
+            .map(|l| l.0)
+            .collect();
+        assert_eq!(left, *kept, "{names:?}");
     }
 }

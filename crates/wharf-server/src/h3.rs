@@ -209,8 +209,7 @@ async fn connection<S: Service>(
         Err(_) => return tracing::debug!(%peer, "HTTP/3 setup timed out"),
     };
     if let Err(e) = serve(&conn, &ctx, &mut control, &shutdown).await {
-        tracing::debug!(%peer, error = %e, "HTTP/3 connection error");
-        return conn.close(code(e.code), e.reason.as_bytes());
+        return tracing::debug!(%peer, error = %e, "HTTP/3 connection error");
     }
     // Rather than waiting for the idle timeout.
     conn.close(code(Code::NoError), b"");
@@ -246,10 +245,10 @@ async fn open_control(
 }
 
 /// The client's streams, until shutdown, the request limit, the client's close or a
-/// connection error (returned). Requests run inside the connection's task, as
-/// HTTP/2 streams do: no task per request. At the end, GOAWAY (§5.2) on `control`
-/// tells the client which requests were not served (it may send them again
-/// elsewhere), and those accepted are answered.
+/// connection error (the connection closed with its code, and returned). Requests
+/// run inside the connection's task, as HTTP/2 streams do: no task per request. At
+/// the end, GOAWAY (§5.2) on `control` tells the client which requests were not
+/// served (it may send them again elsewhere), and those accepted are answered.
 async fn serve<S: Service>(
     conn: &quinn::Connection,
     ctx: &Arc<ConnCtx<S>>,
@@ -307,14 +306,22 @@ async fn serve<S: Service>(
         }
     };
     if let Some(e) = failed {
+        // Closed before the requests in flight are dropped: their streams would end
+        // as they go, and a client could take a cut response for a whole one.
+        conn.close(code(e.code), e.reason.as_bytes());
         return Err(e);
     }
     let goaway = wharf_h3::frame::goaway(next_id);
     let sent = control.write_all(&goaway);
     let _ = tokio::time::timeout(ctx.shared.limits.send_timeout, sent).await;
     while let Some(done) = requests.next().await {
-        if let Some(send) = done? {
-            recent.keep(send);
+        match done {
+            Ok(Some(send)) => recent.keep(send),
+            Ok(None) => {}
+            Err(e) => {
+                conn.close(code(e.code), e.reason.as_bytes());
+                return Err(e);
+            }
         }
     }
     let acked = futures_util::future::join_all(recent.0.iter().map(quinn::SendStream::stopped));
@@ -501,24 +508,56 @@ struct Reading {
     recv: quinn::RecvStream,
     frames: Frames,
     input: Bytes,
+    /// The stream's end has been read.
+    ended: bool,
 }
 
 impl Reading {
+    fn new(recv: quinn::RecvStream, limit: usize) -> Self {
+        Reading {
+            recv,
+            frames: Frames::request(limit),
+            input: Bytes::new(),
+            ended: false,
+        }
+    }
+
     /// The next item; `None` at the stream's end (checked to fall between frames).
     fn poll_item(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Item>, ReadFailed>> {
         loop {
             if let Some(item) = self.frames.next(&mut self.input)? {
                 return Poll::Ready(Ok(Some(item)));
             }
+            if self.ended {
+                return Poll::Ready(Ok(None));
+            }
             let read = std::pin::pin!(self.recv.read_chunk(usize::MAX, true));
             match std::task::ready!(read.poll(cx)) {
                 Ok(Some(chunk)) => self.input = chunk.bytes,
                 Ok(None) => {
-                    return Poll::Ready(self.frames.end().map(|()| None).map_err(Into::into))
+                    self.ended = true;
+                    return Poll::Ready(self.frames.end().map(|()| None).map_err(Into::into));
                 }
                 Err(e) => return Poll::Ready(Err(ReadFailed::Stream(e))),
             }
         }
+    }
+
+    /// Asks the client to stop sending with `c`, unless its end has been read.
+    fn stop(&mut self, c: Code) {
+        if !self.ended {
+            let _ = self.recv.stop(code(c));
+        }
+    }
+}
+
+/// A stream put down before its end is read (the response went out first, or the
+/// request failed) is stopped with H3_NO_ERROR (RFC 9114 §4.1), not with the code
+/// 0 quinn would send as it is dropped. (A stop with another code comes first where
+/// the request was malformed; quinn sends only the first.)
+impl Drop for Reading {
+    fn drop(&mut self) {
+        self.stop(Code::NoError);
     }
 }
 
@@ -537,9 +576,9 @@ impl From<ConnError> for ReadFailed {
 }
 
 /// Resets a request stream both ways with `c`.
-fn reset(send: &mut quinn::SendStream, recv: &mut quinn::RecvStream, c: Code) {
+fn reset(send: &mut quinn::SendStream, reading: &mut Reading, c: Code) {
     let _ = send.reset(code(c));
-    let _ = recv.stop(code(c));
+    reading.stop(c);
 }
 
 /// One request stream: its head read and checked, the service called, the response
@@ -553,28 +592,30 @@ async fn request<S: Service>(
     early: bool,
 ) -> Result<Option<quinn::SendStream>, ConnError> {
     let limits = &ctx.shared.limits;
-    let mut reading = Reading {
-        recv,
-        frames: Frames::request(limits.max_header_bytes),
-        input: Bytes::new(),
-    };
+    let mut reading = Reading::new(recv, limits.max_header_bytes);
     let head = std::future::poll_fn(|cx| reading.poll_item(cx));
     let block = match tokio::time::timeout(limits.header_read_timeout, head).await {
         Ok(Ok(Some(Item::Headers(block)))) => block,
         Ok(Ok(Some(_))) => {
             // Only HeadersTooLarge comes before a head (§4.2.2: 431 may answer it).
-            let _ = reading.recv.stop(code(Code::NoError));
-            return Ok(respond_bare(send, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE).await);
+            return Ok(
+                respond_bare(send, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, limits).await,
+            );
         }
         Ok(Ok(None)) => {
-            reset(&mut send, &mut reading.recv, Code::RequestIncomplete);
+            reset(&mut send, &mut reading, Code::RequestIncomplete);
             return Ok(None);
         }
         Ok(Err(ReadFailed::Conn(e))) => return Err(e),
-        Ok(Err(ReadFailed::Stream(_))) => return Ok(None),
+        Ok(Err(ReadFailed::Stream(_))) => {
+            // The client reset its request: no response either.
+            let _ = send.reset(code(Code::RequestCancelled));
+            return Ok(None);
+        }
         Err(_) => {
+            // Not processed, so the client may send it again (§4.1.1).
             tracing::debug!("HTTP/3 request head timed out: stream reset");
-            reset(&mut send, &mut reading.recv, Code::RequestIncomplete);
+            reset(&mut send, &mut reading, Code::RequestRejected);
             return Ok(None);
         }
     };
@@ -585,15 +626,22 @@ async fn request<S: Service>(
         collect.finish_request(&mut heads.last)
     };
     let head = match finished {
+        // §4.3.1: an http or https target names its authority.
+        Outcome::Ok(head) if !head.names_authority() => {
+            tracing::debug!("HTTP/3 request without :authority or Host: H3_MESSAGE_ERROR");
+            reset(&mut send, &mut reading, Code::MessageError);
+            return Ok(None);
+        }
         Outcome::Ok(head) => head,
         Outcome::Malformed(why) => {
             tracing::debug!(reason = why, "malformed HTTP/3 request: H3_MESSAGE_ERROR");
-            reset(&mut send, &mut reading.recv, Code::MessageError);
+            reset(&mut send, &mut reading, Code::MessageError);
             return Ok(None);
         }
         Outcome::TooLarge => {
-            let _ = reading.recv.stop(code(Code::NoError));
-            return Ok(respond_bare(send, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE).await);
+            return Ok(
+                respond_bare(send, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, limits).await,
+            );
         }
     };
     let mut parts = head.parts;
@@ -604,8 +652,7 @@ async fn request<S: Service>(
     if let Some(protocol) = head.protocol {
         return Ok(tunnel(ctx, conn, send, reading, parts, protocol).await);
     }
-    let (body, malformed) =
-        request_body(conn, reading, head.content_length, limits.max_header_bytes);
+    let (body, malformed) = request_body(conn, reading, head.content_length, limits)?;
     let req = Request::from_parts(parts, body);
     let method = req.method().clone();
     let (interim, hints) = crate::interim::channel();
@@ -634,15 +681,15 @@ async fn request<S: Service>(
     Ok(finished.then_some(send))
 }
 
-/// A final response head as wharf sends it: connection-specific fields gone, the
-/// implied ones added, encoded as a HEADERS frame. The head's map goes back to the
+/// A final response head as wharf sends it: the implied fields added, encoded as a
+/// HEADERS frame (the encoder leaves connection-specific fields out, RFC 9114
+/// §4.2, in 103s and trailers too). The head's map goes back to the
 /// thread's kept maps (`wharf_http::maps`) for the next request's head.
 fn final_head<B: Body>(
     head: &mut http::response::Parts,
     method: &http::Method,
     body: &B,
 ) -> Vec<u8> {
-    strip_connection_fields(&mut head.headers);
     add_implied(head, method, body.size_hint().exact());
     let mut out = Vec::with_capacity(256);
     wharf_h3::headers_frame(Some(head.status), &head.headers, &mut out);
@@ -677,9 +724,7 @@ async fn tunnel<S: Service>(
         return finished.then_some(send);
     }
     drop(body); // logged; the tunnel is the stream's body from here
-    let written = tokio::time::timeout(send_timeout, send.write_all(&out)).await;
-    if !matches!(written, Ok(Ok(()))) {
-        let _ = send.reset(code(Code::RequestCancelled));
+    if !write(&mut send, &mut [Bytes::from(out)], send_timeout).await {
         return None;
     }
     let reader = TunnelRead {
@@ -720,8 +765,17 @@ impl AsyncRead for TunnelRead {
         while this.chunk.is_empty() && !this.ended {
             match std::task::ready!(this.reading.poll_item(cx)) {
                 Ok(Some(Item::Data(data))) => this.chunk = data,
-                // Trailers, or the stream's end: the tunnel's end.
-                Ok(_) => this.ended = true,
+                Ok(None) => this.ended = true,
+                Ok(Some(_)) => {
+                    // RFC 9114 §4.4 (RFC 9220 §3): only DATA once the tunnel is open.
+                    this.ended = true;
+                    let e = ConnError {
+                        code: Code::FrameUnexpected,
+                        reason: "HEADERS in a tunnel",
+                    };
+                    this.conn.close(code(e.code), e.reason.as_bytes());
+                    return Poll::Ready(Err(io::Error::other(e)));
+                }
                 Err(ReadFailed::Conn(e)) => {
                     this.ended = true;
                     this.conn.close(code(e.code), e.reason.as_bytes());
@@ -746,6 +800,17 @@ struct TunnelWrite {
     pending: Bytes,
 }
 
+/// A tunnel put down with a frame half sent is reset (H3_CONNECT_ERROR, §4.4): its
+/// end would cut the frame, a connection error for the client (§7.1). Otherwise
+/// quinn ends the stream as it is dropped.
+impl Drop for TunnelWrite {
+    fn drop(&mut self) {
+        if !self.pending.is_empty() {
+            let _ = self.send.reset(code(Code::ConnectError));
+        }
+    }
+}
+
 impl TunnelWrite {
     fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while !self.pending.is_empty() {
@@ -767,7 +832,7 @@ impl AsyncWrite for TunnelWrite {
             return Poll::Ready(Ok(0));
         }
         let n = buf.len().min(TUNNEL_FRAME);
-        let mut frame = Vec::with_capacity(n + 4);
+        let mut frame = Vec::with_capacity(n + 9);
         wharf_h3::data_head(n as u64, &mut frame);
         frame.extend_from_slice(&buf[..n]);
         self.pending = frame.into();
@@ -794,19 +859,22 @@ impl AsyncWrite for TunnelWrite {
 async fn send_hints(send: &mut quinn::SendStream, fields: &HeaderMap, send_timeout: Duration) {
     let mut out = Vec::new();
     wharf_h3::headers_frame(Some(StatusCode::EARLY_HINTS), fields, &mut out);
-    let _ = tokio::time::timeout(send_timeout, send.write_all(&out)).await;
+    write(send, &mut [Bytes::from(out)], send_timeout).await;
 }
 
 /// Answers with `status` and no content, and ends the stream (returned once ended).
 async fn respond_bare(
     mut send: quinn::SendStream,
     status: StatusCode,
+    limits: &crate::Limits,
 ) -> Option<quinn::SendStream> {
     let mut fields = HeaderMap::new();
     fields.insert(http::header::CONTENT_LENGTH, 0.into());
     let mut out = Vec::new();
     wharf_h3::headers_frame(Some(status), &fields, &mut out);
-    send.write_all(&out).await.ok()?;
+    if !write(&mut send, &mut [Bytes::from(out)], limits.send_timeout).await {
+        return None;
+    }
     send.finish().ok()?;
     Some(send)
 }
@@ -837,15 +905,23 @@ where
 {
     let mut out = head;
     loop {
-        let frame = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await;
-        let mut chunks = match frame {
-            None => break,
-            Some(Err(e)) => {
+        // The head waits for the body's first frame only while that frame is ready:
+        // a body that waits (events, a long poll) has its head sent first.
+        let step = std::future::poll_fn(|cx| match Pin::new(&mut body).poll_frame(cx) {
+            Poll::Pending if !out.is_empty() => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(frame) => Poll::Ready(Some(frame)),
+        })
+        .await;
+        let mut chunks = match step {
+            None => [Bytes::from(std::mem::take(&mut out)), Bytes::new()],
+            Some(None) => break,
+            Some(Some(Err(e))) => {
                 tracing::debug!(error = %e, "response body failed: stream reset");
                 let _ = send.reset(code(Code::InternalError));
                 return false;
             }
-            Some(Ok(frame)) => match frame.into_data() {
+            Some(Some(Ok(frame))) => match frame.into_data() {
                 Ok(data) if data.is_empty() => continue,
                 Ok(data) => {
                     wharf_h3::data_head(data.len() as u64, &mut out);
@@ -860,24 +936,27 @@ where
                 },
             },
         };
-        match tokio::time::timeout(send_timeout, send.write_all_chunks(&mut chunks)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => return false, // the client stopped the stream
-            Err(_) => {
-                let _ = send.reset(code(Code::RequestCancelled));
-                return false;
-            }
-        }
-    }
-    if !out.is_empty() {
-        // A head alone: no body frame came.
-        let written = tokio::time::timeout(send_timeout, send.write_all(&out)).await;
-        if !matches!(written, Ok(Ok(()))) {
-            let _ = send.reset(code(Code::RequestCancelled));
+        if !write(send, &mut chunks, send_timeout).await {
             return false;
         }
     }
+    if !out.is_empty() && !write(send, &mut [Bytes::from(out)], send_timeout).await {
+        return false; // (a head alone: no body frame came)
+    }
     send.finish().is_ok()
+}
+
+/// Writes `chunks`; a client that takes nothing for `send_timeout` has the stream
+/// reset. False when it did not all go (the client may have stopped the stream).
+async fn write(send: &mut quinn::SendStream, chunks: &mut [Bytes], send_timeout: Duration) -> bool {
+    match tokio::time::timeout(send_timeout, send.write_all_chunks(chunks)).await {
+        Ok(Ok(())) => true,
+        Ok(Err(_)) => false,
+        Err(_) => {
+            let _ = send.reset(code(Code::RequestCancelled));
+            false
+        }
+    }
 }
 
 /// A request's body: the stream's frames, its length as declared and as received,
@@ -892,6 +971,11 @@ pub(crate) struct Incoming {
     received: u64,
     /// The largest trailer section taken.
     limit: usize,
+    /// How long the body may wait for the client ([`Incoming::poll_idle`]).
+    idle: Duration,
+    /// Armed once the body first waits; `moved`: something came since it was set.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    moved: bool,
     done: bool,
     /// The body turned out malformed (its length, its trailers).
     malformed: bool,
@@ -910,7 +994,13 @@ impl Incoming {
         }
         let item = match self.first.take() {
             Some(item) => item,
-            None => std::task::ready!(self.reading.poll_item(cx)),
+            None => match self.reading.poll_item(cx) {
+                Poll::Ready(item) => {
+                    self.moved = true;
+                    item
+                }
+                Poll::Pending => return self.poll_idle(cx),
+            },
         };
         let out = match item {
             Ok(Some(Item::Data(chunk))) => self.count(chunk).map(Frame::data),
@@ -941,6 +1031,29 @@ impl Incoming {
             self.done = true;
         }
         Poll::Ready(Some(out))
+    }
+
+    /// The body waits for the client: one that sends nothing more of it for the idle
+    /// timeout has the stream stopped (H3_REQUEST_CANCELLED) and the body fails, as
+    /// HTTP/1.1 and HTTP/2 bodies time out. (QUIC's own idle timeout does not come
+    /// while the client keeps its connection alive.)
+    fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Frame<Bytes>>>> {
+        if self.timer.is_none() || self.moved {
+            let deadline = tokio::time::Instant::now() + self.idle;
+            match &mut self.timer {
+                Some(timer) => timer.as_mut().reset(deadline),
+                None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
+            self.moved = false;
+        }
+        let timer = self.timer.as_mut().expect("armed above");
+        std::task::ready!(timer.as_mut().poll(cx));
+        self.done = true;
+        self.reading.stop(Code::RequestCancelled);
+        Poll::Ready(Some(Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the request body timed out",
+        ))))
     }
 
     /// RFC 9114 §4.1.2: a request whose DATA goes past its Content-Length is
@@ -992,21 +1105,12 @@ impl Incoming {
     /// The client is asked to stop sending, and the request's task will reset the
     /// stream (both with H3_MESSAGE_ERROR).
     fn mark_malformed(&mut self, why: &'static str) -> io::Error {
-        let _ = self.reading.recv.stop(code(Code::MessageError));
+        self.reading.stop(Code::MessageError);
         self.malformed = true;
         if let Some(told) = &self.told {
             told.store(true, Ordering::Relaxed);
         }
         io::Error::new(io::ErrorKind::InvalidData, why)
-    }
-
-    /// Asks the client to stop sending (a response sent before the request's end),
-    /// with H3_NO_ERROR (§4.1) rather than the code quinn would send as the stream
-    /// is dropped. Nothing is sent once the whole request has been read.
-    pub(crate) fn stop_sending(&mut self) {
-        if !self.done {
-            let _ = self.reading.recv.stop(code(Code::NoError));
-        }
     }
 }
 
@@ -1019,15 +1123,16 @@ fn request_body(
     conn: &quinn::Connection,
     mut reading: Reading,
     declared: Option<u64>,
-    limit: usize,
-) -> (RequestBody, Option<Arc<AtomicBool>>) {
+    limits: &crate::Limits,
+) -> Result<(RequestBody, Option<Arc<AtomicBool>>), ConnError> {
     // What has arrived after the head: often only the stream's end (after frames
     // of unknown types, which some clients send as grease).
     let mut first = None;
     if declared.unwrap_or(0) == 0 {
         let mut cx = Context::from_waker(std::task::Waker::noop());
         match reading.poll_item(&mut cx) {
-            Poll::Ready(Ok(None)) => return (RequestBody::empty(), None),
+            Poll::Ready(Ok(None)) => return Ok((RequestBody::empty(), None)),
+            Poll::Ready(Err(ReadFailed::Conn(e))) => return Err(e),
             Poll::Ready(item) => first = Some(item),
             Poll::Pending => {}
         }
@@ -1039,49 +1144,13 @@ fn request_body(
         conn: conn.clone(),
         declared,
         received: 0,
-        limit,
+        limit: limits.max_header_bytes,
+        idle: limits.idle_timeout,
+        timer: None,
+        moved: false,
         done: false,
         malformed: false,
         told: Some(told.clone()),
     };
-    (RequestBody::h3(body), Some(told))
-}
-
-/// RFC 9114 §4.2: fields that only mean something to one HTTP/1.1 connection go.
-fn strip_connection_fields(h: &mut http::HeaderMap) {
-    let specific = |n: &&http::HeaderName| wharf_http::fields::is_connection_specific(n.as_str());
-    // (Empty, so no allocation, for the responses that have none.)
-    let names: Vec<http::HeaderName> = h.keys().filter(specific).cloned().collect();
-    for name in names {
-        h.remove(name);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// RFC 9114 §4.2: a response's connection-specific fields go, the rest stay.
-    #[test]
-    fn connection_specific_fields_are_stripped() {
-        let table: &[(&[&str], &[&str])] = &[
-            (&["etag", "date"], &["etag", "date"]),
-            (&["connection", "etag"], &["etag"]),
-            (&["keep-alive", "transfer-encoding", "upgrade"], &[]),
-            (&["proxy-connection", "vary"], &["vary"]),
-            (&[], &[]),
-        ];
-        for (names, kept) in table {
-            let mut h = http::HeaderMap::new();
-            for n in *names {
-                h.insert(
-                    http::HeaderName::from_static(n),
-                    http::HeaderValue::from_static("x"),
-                );
-            }
-            strip_connection_fields(&mut h);
-            let left: Vec<&str> = h.keys().map(http::HeaderName::as_str).collect();
-            assert_eq!(left, *kept, "{names:?}");
-        }
-    }
+    Ok((RequestBody::h3(body), Some(told)))
 }

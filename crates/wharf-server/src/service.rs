@@ -69,17 +69,6 @@ impl RequestBody {
     }
 }
 
-impl Drop for RequestBody {
-    fn drop(&mut self) {
-        // A response sent before the request's end: the client is asked to stop with
-        // H3_NO_ERROR (RFC 9114 §4.1), not quinn's code 0. Nothing is sent when the
-        // whole request has arrived.
-        if let Kind::H3(recv) = &mut self.0 {
-            recv.stop_sending();
-        }
-    }
-}
-
 impl Body for RequestBody {
     type Data = Bytes;
     type Error = io::Error;

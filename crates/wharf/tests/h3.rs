@@ -363,7 +363,14 @@ fn malformed_http3_requests_end_their_streams_only() {
         upper.extend_from_slice(&[0x23, b'X', b'-', b'A', 0x01, b'1']);
         let mut padded = raw::get("/hello.txt");
         padded.extend_from_slice(&[0x23, b'x', b'-', b'a', 0x02, b' ', b'1']);
+        // §4.3.1: an https target names its authority (`:authority` or Host).
+        let unnamed = [0, 0, 0xc0 | 17, 0xc0 | 23, 0x51, 2, b'/', b'x'];
+        let empty_host = [&unnamed[..], &[0x24], b"host", &[0x00]].concat();
+        let host = [&unnamed[..], &[0x24], b"host", &[0x09], b"localhost"].concat();
         let table: Vec<(Vec<u8>, Result<u16, u64>)> = vec![
+            (raw::frame(1, &unnamed), Err(0x10e)),
+            (raw::frame(1, &empty_host), Err(0x10e)),
+            (raw::frame(1, &host), Ok(404)),
             (raw::frame(1, &upper), Err(0x10e)),
             (raw::frame(1, &padded), Err(0x10e)),
             (raw::frame(1, &[0, 0, 0xc0 | 17]), Err(0x10e)),

@@ -505,6 +505,30 @@ fn h3_send_with_trailers(
     })
 }
 
+/// A response whose body waits (a slow upstream; events) has its head sent over
+/// HTTP/3 at once, not held back for the body's first bytes.
+#[test]
+fn an_http3_head_goes_out_before_a_body_that_waits() {
+    let (release, held) = mpsc::channel::<()>();
+    let held = Arc::new(Mutex::new(held));
+    let head = b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\n".to_vec();
+    let up = Upstream::start(move |_| Reply::Hold(head.clone(), held.clone(), b"body".to_vec()));
+    let p = proxy(Proto::H3, &[up.url()], "");
+    let roots = std::fs::read(p.root_cert()).unwrap();
+    common::within(async {
+        let client = wharf_load::Client::new(&roots, "127.0.0.1:0".parse().unwrap()).unwrap();
+        let conn = client.connect(p.addr, "localhost").await.unwrap();
+        let req = http::Request::get(p.url("/x"))
+            .body(bytes::Bytes::new())
+            .unwrap();
+        // (Returns with the head: before the upstream is let go of its body.)
+        let res = conn.start(req).await.unwrap();
+        assert_eq!(res.head.status(), 200);
+        release.send(()).unwrap();
+        assert_eq!(res.fetch().await.unwrap().body, "body");
+    });
+}
+
 #[test]
 fn http3_requests_are_checked_before_they_go_upstream() {
     // RFC 9114 §4.1.2: DATA that does not add up to the Content-Length makes the
