@@ -120,27 +120,7 @@ mod tests {
 
     use super::*;
     use crate::frame::*;
-
-    /// A small deterministic generator (xorshift64*), so a failure repeats.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-        fn bytes(&mut self, n: usize) -> Vec<u8> {
-            (0..n).map(|_| self.next() as u8).collect()
-        }
-        fn pick<'a, T>(&mut self, from: &'a [T]) -> &'a T {
-            &from[self.below(from.len() as u64) as usize]
-        }
-    }
+    use crate::rng::Rng;
 
     #[test]
     fn random_bytes() {
