@@ -1,7 +1,8 @@
 //! The example site's chat page in headless Chromium (`tests/browser/chat.mjs`, with
-//! playwright-core): over HTTP/1.1, and over HTTPS, where Chromium speaks HTTP/2 and
+//! playwright-core): over HTTP/1.1; over HTTPS, where Chromium speaks HTTP/2 and
 //! opens its WebSockets with extended CONNECT (RFC 8441), trusting wharf's local CA
-//! through its NSS database as a user would.
+//! through its NSS database as a user would; and over HTTP/3, where the page, its
+//! posts and the SSE and long-poll fallbacks go over QUIC.
 
 mod common;
 
@@ -34,9 +35,12 @@ fn node(script: &str, args: &[&std::ffi::OsStr]) {
     );
 }
 
-fn chat(base: &str, root_ca: Option<&Path>) {
+fn chat(base: &str, root_ca: Option<&Path>, quic: bool) {
     let mut args = vec![std::ffi::OsStr::new(base)];
     args.extend(root_ca.map(Path::as_os_str));
+    if quic {
+        args.push("quic".as_ref());
+    }
     node("chat", &args);
 }
 
@@ -72,7 +76,7 @@ fn pages_reload_when_their_file_changes() {
 #[test]
 fn chat_over_http1() {
     let w = serve(Proto::H1);
-    chat(&format!("http://localhost:{}", w.addr.port()), None);
+    chat(&format!("http://localhost:{}", w.addr.port()), None, false);
     assert!(
         w.output()
             .contains("\"GET /hub/chat?since=0 HTTP/1.1\" 101"),
@@ -87,10 +91,29 @@ fn chat_over_https_uses_websocket_over_http2() {
     chat(
         &format!("https://localhost:{}", w.addr.port()),
         Some(&w.root_cert()),
+        false,
     );
     let log = w.output();
     assert!(
         log.contains("\"CONNECT /hub/chat?since=0 HTTP/2.0\" 200"),
         "{log}"
     );
+}
+
+#[test]
+fn chat_over_http3() {
+    let w = serve(Proto::H2Tls);
+    chat(
+        &format!("https://localhost:{}", w.addr.port()),
+        Some(&w.root_cert()),
+        true,
+    );
+    let log = w.output();
+    for line in [
+        "\"GET /chat/ HTTP/3.0\" 200",
+        "\"POST /hub/chat HTTP/3.0\" 200",
+        "\"GET /hub/chat?since=0 HTTP/3.0\" 200",
+    ] {
+        assert!(log.contains(line), "{line} not in {log}");
+    }
 }

@@ -1,16 +1,19 @@
 // Drives examples/site/chat in headless Chromium: two pages exchange messages; one
 // loses its connection and catches up on its return; the SSE and long-poll fallbacks
-// work too. Usage: node chat.mjs BASE_URL [ROOT_CA_PEM]
+// work too. Usage: node chat.mjs BASE_URL [ROOT_CA_PEM [quic]]
 //
 // With a root CA, Chromium gets a fresh NSS database (HOME) that trusts it, as a user
-// would set it up (certutil), rather than --ignore-certificate-errors.
+// would set it up (certutil), rather than --ignore-certificate-errors. With "quic",
+// Chromium speaks HTTP/3 to BASE_URL's origin from the first request (as it would
+// once it has seen the Alt-Svc), with `localhost` mapped to 127.0.0.1 where wharf
+// listens; WebSockets still go over TCP (Chromium has no RFC 9220).
 import { chromium } from "playwright-core";
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, mkdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
-const [base, rootCa] = process.argv.slice(2);
+const [base, rootCa, quic] = process.argv.slice(2);
 const home = mkdtempSync(join(tmpdir(), "wharf-chromium-"));
 if (rootCa) {
   const db = join(home, ".pki", "nssdb");
@@ -22,8 +25,12 @@ if (rootCa) {
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
   env: { ...process.env, HOME: home },
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  args: ["--no-sandbox", "--disable-gpu", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         ...(quic
+           ? [`--origin-to-force-quic-on=${new URL(base).host}`,
+              "--host-resolver-rules=MAP localhost 127.0.0.1"]
+           : ["--disable-quic"])],
 });
 const deadline = 15000;
 
