@@ -265,17 +265,16 @@ impl Decoder {
         block: &[u8],
         mut field: impl FnMut(Cow<'_, Field>),
     ) -> Result<(), HpackError> {
-        let buf = block;
         let mut pos = 0;
         let mut first = true;
-        while pos < buf.len() {
-            let b = buf[pos];
+        while pos < block.len() {
+            let b = block[pos];
             if b & 0x80 != 0 {
                 // Indexed field (§6.1).
-                field(self.table.get(integer(buf, &mut pos, 7)?)?);
+                field(self.table.get(integer(block, &mut pos, 7)?)?);
             } else if b & 0xe0 == 0x20 {
                 // Dynamic table size update (§6.3): only before the first field.
-                let size = integer(buf, &mut pos, 5)?;
+                let size = integer(block, &mut pos, 5)?;
                 if !first || size > self.limit {
                     return Err(HpackError::TableSizeUpdate);
                 }
@@ -289,7 +288,7 @@ impl Decoder {
                     0x10 => (4, false, true),
                     _ => (4, false, false),
                 };
-                let index = integer(buf, &mut pos, prefix)?;
+                let index = integer(block, &mut pos, prefix)?;
                 let name = if index == 0 {
                     string(block, &mut pos)?
                 } else {
