@@ -1,6 +1,7 @@
-//! Arbitrary inputs for the property tests of HTTP/1.1 parsers (this crate's and
-//! `wharf-server`'s): a seeded generator, so every run checks the same thousands of
-//! cases and a failure names its seed. Not for production use.
+//! Arbitrary inputs for the property tests of wharf's parsers (this crate's HTTP/1.1
+//! ones, `wharf-server`'s, and the HTTP/2 and HTTP/3 codecs'): a seeded generator, so
+//! every run checks the same thousands of cases and a failure names its seed. Not
+//! for production use.
 
 /// xorshift64*: small, fast, and good enough to explore a parser's input space.
 pub struct Rng(u64);
@@ -32,6 +33,11 @@ impl Rng {
     /// `len` bytes drawn from `alphabet`.
     pub fn string(&mut self, alphabet: &[u8], len: usize) -> Vec<u8> {
         (0..len).map(|_| *self.pick(alphabet)).collect()
+    }
+
+    /// `len` uniformly random bytes.
+    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
+        (0..len).map(|_| self.next_u64() as u8).collect()
     }
 
     /// Random bytes, biased towards the ones HTTP/1.1 framing turns on.

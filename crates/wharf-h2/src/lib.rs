@@ -22,6 +22,3 @@ pub use frame::Reason;
 /// tests); only under `cfg(fuzzing)` or tests.
 #[cfg(any(test, fuzzing))]
 pub mod fuzz;
-
-#[cfg(any(test, feature = "test-rng"))]
-pub mod rng;

@@ -78,13 +78,13 @@ pub fn qpack(data: &[u8]) {
 mod tests {
     use super::*;
     use crate::frame::put_head;
-    use wharf_h2::rng::Rng;
+    use wharf_h1::arbitrary::Rng;
 
     #[test]
     fn random_bytes() {
-        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15);
         for _ in 0..3000 {
-            let n = rng.below(200) as usize;
+            let n = rng.below(200);
             let data = rng.bytes(n);
             frames(&data);
             qpack(&data);
@@ -96,13 +96,12 @@ mod tests {
     /// Well-formed frame heads of every kind, with random payloads, in random order.
     #[test]
     fn random_frame_sequences() {
-        let mut rng = Rng(0x0123_4567_89ab_cdef);
+        let mut rng = Rng::new(0x0123_4567_89ab_cdef);
         for _ in 0..3000 {
             let mut data = vec![rng.below(256) as u8];
             for _ in 0..rng.below(8) {
-                let kind =
-                    [0u64, 1, 3, 4, 7, 0xd, 0x21, 0x2, 0x1f * 7 + 0x21][rng.below(9) as usize];
-                let len = rng.below(80) as usize;
+                let kind = [0u64, 1, 3, 4, 7, 0xd, 0x21, 0x2, 0x1f * 7 + 0x21][rng.below(9)];
+                let len = rng.below(80);
                 put_head(kind, len as u64, &mut data);
                 data.extend(rng.bytes(len));
             }
