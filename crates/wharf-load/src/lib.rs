@@ -14,6 +14,8 @@ use http::{Request, Response};
 pub struct Client {
     endpoint: quinn::Endpoint,
     crypto: Arc<quinn::crypto::rustls::QuicClientConfig>,
+    /// The PING interval of [`Client::keep_alive`], if set.
+    keep_alive: Option<std::time::Duration>,
 }
 
 /// One HTTP/3 connection.
@@ -126,12 +128,17 @@ impl Client {
         let crypto = Arc::new(quinn::crypto::rustls::QuicClientConfig::try_from(tls)?);
         let mut endpoint = wharf_quic::endpoint(std::net::UdpSocket::bind(bind)?, None)?;
         endpoint.set_default_client_config(client_config(&crypto, None));
-        Ok(Client { endpoint, crypto })
+        Ok(Client {
+            endpoint,
+            crypto,
+            keep_alive: None,
+        })
     }
 
     /// Connections opened from now on send a PING after `every` without traffic, so
     /// that idle ones outlive the idle timeout.
     pub fn keep_alive(&mut self, every: std::time::Duration) {
+        self.keep_alive = Some(every);
         self.endpoint
             .set_default_client_config(client_config(&self.crypto, Some(every)));
     }
@@ -174,7 +181,7 @@ impl Client {
         let socket = std::net::UdpSocket::bind("127.0.0.1:0")?;
         let runtime = Arc::new(quinn::TokioRuntime);
         let endpoint = quinn::Endpoint::new(config, None, socket, runtime)?;
-        let config = client_config(&self.crypto, None);
+        let config = client_config(&self.crypto, self.keep_alive);
         Ok(endpoint.connect_with(config, addr, server_name)?.await?)
     }
 

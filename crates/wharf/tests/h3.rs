@@ -538,3 +538,29 @@ fn websocket_over_http3_extended_connect() {
         assert_eq!(raw::response(recv).await.unwrap().0, 400);
     });
 }
+
+/// A request body the client stops sending midway fails after the idle timeout (the
+/// client keeps its QUIC connection alive meanwhile, so only the body waits): the
+/// stream is stopped with H3_REQUEST_CANCELLED and the connection serves on.
+#[test]
+fn a_stalled_request_body_times_out() {
+    let w = https().config("[limits]\nidle_timeout = \"400ms\"").start();
+    within(async {
+        let mut c = client(&w);
+        c.keep_alive(std::time::Duration::from_millis(100));
+        let conn = c.connect_raw(w.addr, "localhost").await.unwrap();
+        // POST /hub/t, content-length 10 (the static table's name), 3 bytes sent.
+        let mut head = vec![0, 0, 0xc0 | 20, 0xc0 | 23, 0x51, 6];
+        head.extend_from_slice(b"/hub/t");
+        head.extend_from_slice(&[0x50, 9]);
+        head.extend_from_slice(b"localhost");
+        head.extend_from_slice(&[0x54, 2, b'1', b'0']);
+        let bytes = [raw::frame(1, &head), raw::frame(0, b"abc")].concat();
+        let (send, _recv) = raw::stream(&conn, &bytes, false).await;
+        let stopped = send.stopped().await.unwrap();
+        assert_eq!(stopped.map(quinn::VarInt::into_inner), Some(0x10c));
+        let get = raw::frame(1, &raw::get("/hello.txt"));
+        let (_send, recv) = raw::stream(&conn, &get, true).await;
+        assert_eq!(raw::response(recv).await.unwrap().0, 200);
+    });
+}
