@@ -66,7 +66,8 @@ pub struct ConnError {
 }
 
 impl ConnError {
-    pub(crate) const fn new(code: Code, reason: &'static str) -> Self {
+    /// An error with `code`, for `reason`.
+    pub const fn new(code: Code, reason: &'static str) -> Self {
         ConnError { code, reason }
     }
 }

@@ -169,11 +169,6 @@ impl Frames {
         }
     }
 
-    /// Whether a request's head has been read (a HEADERS frame begun).
-    pub fn has_head(&self) -> bool {
-        self.seen > 0
-    }
-
     /// Reads a frame head from `buf` (what an earlier chunk left) and `input`.
     fn head(&mut self, input: &mut Bytes) -> Option<(u64, u64)> {
         if self.buf.is_empty() {

@@ -60,7 +60,7 @@ pub fn qpack(data: &[u8]) {
         return;
     }
     let mut block = Vec::new();
-    qpack::encode(None, &map, &mut block);
+    qpack::encode(None, &map, &[], &mut block);
     let mut again = HeaderMap::new();
     qpack::decode(&Bytes::from(block), |f| {
         let name = HeaderName::from_bytes(&f.name).expect("a name encoded");

@@ -36,18 +36,19 @@ pub mod fuzz;
 #[cfg(test)]
 mod tests;
 
-/// Appends a HEADERS frame holding a response head with `status` and `fields`, or
-/// trailers (`status` None), encoded with [`qpack::encode`].
+/// Appends a HEADERS frame holding a response head with `status` and `fields` (and
+/// the `added` ones), or trailers (`status` None), encoded with [`qpack::encode`].
 pub fn headers_frame(
     status: Option<http::StatusCode>,
     fields: &http::HeaderMap,
+    added: &[(&[u8], &[u8])],
     dst: &mut Vec<u8>,
 ) {
     // The length goes in front once known: two bytes are kept for it, enough for
     // any head under 16 KiB, and the section moves along for a longer one.
     let start = dst.len();
     dst.extend_from_slice(&[frame::HEADERS as u8, 0, 0]);
-    qpack::encode(status, fields, dst);
+    qpack::encode(status, fields, added, dst);
     let len = dst.len() - start - 3;
     if len <= 0x3fff {
         // A two-byte variable-length integer (RFC 9000 §16 allows the longer form).

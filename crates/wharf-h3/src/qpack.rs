@@ -23,9 +23,16 @@ use wharf_h2::hpack::{huffman_decoded, integer, put_integer, Field};
 use crate::error::{Code, ConnError};
 
 /// Appends a header section (§4.5) for a response head with `status` and `fields`,
-/// or for trailers (`status` None). Connection-specific fields are left out (RFC 9114
-/// §4.2: they would make the message malformed).
-pub fn encode(status: Option<StatusCode>, fields: &HeaderMap, dst: &mut Vec<u8>) {
+/// or for trailers (`status` None), then the `added` fields (name, value) a
+/// transport writes beside the service's (`Date`, `Content-Length`).
+/// Connection-specific fields are left out (RFC 9114 §4.2: they would make the
+/// message malformed).
+pub fn encode(
+    status: Option<StatusCode>,
+    fields: &HeaderMap,
+    added: &[(&[u8], &[u8])],
+    dst: &mut Vec<u8>,
+) {
     // Required Insert Count 0, Base 0 (§4.5.1): nothing refers to a dynamic table.
     dst.extend_from_slice(&[0, 0]);
     if let Some(status) = status {
@@ -37,6 +44,9 @@ pub fn encode(status: Option<StatusCode>, fields: &HeaderMap, dst: &mut Vec<u8>)
             continue;
         }
         put_field(name.as_bytes(), value.as_bytes(), value.is_sensitive(), dst);
+    }
+    for (name, value) in added {
+        put_field(name, value, false, dst);
     }
 }
 

@@ -324,7 +324,7 @@ fn qpack_encoding() {
     secret.set_sensitive(true);
     map.insert("accept", secret);
     let mut out = Vec::new();
-    qpack::encode(Some(StatusCode::OK), &map, &mut out);
+    qpack::encode(Some(StatusCode::OK), &map, &[], &mut out);
     let want = [
         &[0, 0, 0xd9, 0xc0 | 53][..],
         &[0x57, 3],
@@ -356,11 +356,22 @@ fn qpack_encoding() {
         qpack::encode(
             Some(StatusCode::from_u16(status).expect("valid")),
             &HeaderMap::new(),
+            &[],
             &mut out,
         );
         assert!(out[2..].starts_with(&want), "{status}: {out:x?}");
         assert_eq!(decoded(&out).expect("decodes")[0].1, status.to_string());
     }
+    // The fields a transport adds come after the service's, found in the table too.
+    let mut out = Vec::new();
+    let added: [(&[u8], &[u8]); 2] = [(b"date", b"x"), (b"content-length", b"0")];
+    qpack::encode(Some(StatusCode::OK), &map, &added, &mut out);
+    let lines = decoded(&out).expect("decodes");
+    assert_eq!(
+        lines[5..],
+        fields(&[("date", "x", false), ("content-length", "0", false)])
+    );
+    assert!(out.ends_with(&[0x56, 1, b'x', 0xc4]), "{out:x?}");
 }
 
 /// RFC 9204 §4.3, §4.4: against a table of capacity 0, the encoder stream may only
@@ -409,7 +420,7 @@ fn headers_frames() {
             );
         }
         let mut out = vec![9];
-        crate::headers_frame(Some(StatusCode::OK), &map, &mut out);
+        crate::headers_frame(Some(StatusCode::OK), &map, &[], &mut out);
         let mut input = Bytes::copy_from_slice(&out[1..]);
         let mut f = Frames::request(100_000);
         let Ok(Some(Item::Headers(block))) = f.next(&mut input) else {
@@ -478,7 +489,7 @@ fn connection_specific_fields_are_left_out() {
             );
         }
         let mut out = Vec::new();
-        qpack::encode(None, &map, &mut out);
+        qpack::encode(None, &map, &[], &mut out);
         let left: Vec<String> = decoded(&out)
             .expect("decodes")
             .into_iter()

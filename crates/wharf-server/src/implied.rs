@@ -8,13 +8,43 @@
 
 use std::time::SystemTime;
 
-use http::header::CONTENT_LENGTH;
+use http::header::{CONTENT_LENGTH, DATE};
 use http::{HeaderMap, Method, StatusCode};
 use wharf_http::content::has_no_content;
 
 /// Calls `f` with the `Date` value for now (formatted once a second per thread).
 pub(crate) fn date<R>(f: impl FnOnce(&[u8]) -> R) -> R {
     wharf_http::date::with_field_value(SystemTime::now(), |v| f(v.as_bytes()))
+}
+
+/// Calls `send` with the fields (name, value) a transport adds to a final response
+/// head with `fields`: `Date` unless the service gave one (the clock is read only
+/// then), and `length` ([`content_length`]) as `Content-Length`.
+pub(crate) fn added<R>(
+    fields: &HeaderMap,
+    length: Option<u64>,
+    send: impl FnOnce(&[(&[u8], &[u8])]) -> R,
+) -> R {
+    let mut digits = itoa::Buffer::new();
+    let length = length.map(|n| digits.format(n).as_bytes());
+    let with = |date: Option<&[u8]>| {
+        let added = [
+            (&b"date"[..], date.unwrap_or_default()),
+            (b"content-length", length.unwrap_or_default()),
+        ];
+        let some = match (date.is_some(), length.is_some()) {
+            (true, true) => &added[..],
+            (true, false) => &added[..1],
+            (false, true) => &added[1..],
+            (false, false) => &[],
+        };
+        send(some)
+    };
+    if fields.contains_key(DATE) {
+        with(None)
+    } else {
+        date(|date| with(Some(date)))
+    }
 }
 
 /// The `Content-Length` to add to the response to `method` with `status` and

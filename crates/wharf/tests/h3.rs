@@ -261,15 +261,20 @@ mod raw {
         while !done(status, &body) {
             let chunk = recv.read_chunk(1 << 16, true).await.unwrap();
             let mut input = chunk.expect("the stream goes on").bytes;
-            while let Some(item) = frames.next(&mut input).unwrap() {
-                match item {
-                    Item::Headers(block) => status = status_of(&block),
-                    Item::Data(data) => body.extend_from_slice(&data),
-                    other => panic!("{other:?} in a response"),
-                }
-            }
+            take(frames, &mut input, &mut status, &mut body);
         }
         (status, body)
+    }
+
+    /// Reads the response frames in `input`: the last head's status, and the DATA.
+    fn take(frames: &mut Frames, input: &mut Bytes, status: &mut u16, body: &mut Vec<u8>) {
+        while let Some(item) = frames.next(input).unwrap() {
+            match item {
+                Item::Headers(block) => *status = status_of(&block),
+                Item::Data(data) => body.extend_from_slice(&data),
+                other => panic!("{other:?} in a response"),
+            }
+        }
     }
 
     fn status_of(block: &Bytes) -> u16 {
@@ -329,16 +334,9 @@ mod raw {
             }
             Err(e) => panic!("reading the response: {e}"),
         };
-        let mut input = Bytes::from(bytes);
-        let mut frames = Frames::request(1 << 20);
         let (mut status, mut body) = (0, Vec::new());
-        while let Some(item) = frames.next(&mut input).unwrap() {
-            match item {
-                Item::Headers(block) => status = status_of(&block),
-                Item::Data(data) => body.extend_from_slice(&data),
-                other => panic!("{other:?} in a response"),
-            }
-        }
+        let mut frames = Frames::request(1 << 20);
+        take(&mut frames, &mut Bytes::from(bytes), &mut status, &mut body);
         Ok((status, body))
     }
 

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt as _};
-use http::header::{ACCEPT_ENCODING, ACCEPT_LANGUAGE, DATE, USER_AGENT};
+use http::header::{ACCEPT_ENCODING, ACCEPT_LANGUAGE, USER_AGENT};
 use http::{Request, Response, StatusCode};
 use http_body::Body;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -713,28 +713,10 @@ where
         length: Option<u64>,
         end: bool,
     ) -> bool {
-        let mut digits = itoa::Buffer::new();
-        let length = length.map(|n| digits.format(n).as_bytes());
-        let mut send = |date: Option<&[u8]>| {
-            let added = [
-                (&b"date"[..], date.unwrap_or_default()),
-                (b"content-length", length.unwrap_or_default()),
-            ];
-            let extra = match (date.is_some(), length.is_some()) {
-                (true, true) => &added[..],
-                (true, false) => &added[..1],
-                (false, true) => &added[1..],
-                (false, false) => &[],
-            };
+        implied::added(&head.headers, length, |added| {
             self.codec
-                .send_response(id, head.status, &head.headers, extra, end)
-        };
-        // The clock is read only for a response without its own `Date`.
-        if head.headers.contains_key(DATE) {
-            send(None)
-        } else {
-            implied::date(|date| send(Some(date)))
-        }
+                .send_response(id, head.status, &head.headers, added, end)
+        })
     }
 
     fn push(&mut self, id: u32, from: &http::request::Parts, paths: Vec<String>) {

@@ -14,7 +14,7 @@ use http_body::Frame;
 use wharf_h2::head::{Collect, Outcome};
 use wharf_h3::{qpack, Code, ConnError, Frames, Item};
 
-use super::code;
+use super::{close, code};
 use crate::RequestBody;
 
 /// A request stream's reading side with its frames: what the head's chunk left, and
@@ -117,10 +117,9 @@ pub(crate) struct Incoming {
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
     moved: bool,
     done: bool,
-    /// The body turned out malformed (its length, its trailers).
-    malformed: bool,
-    /// Tells the request's task so, once the body has gone to the service.
-    told: Option<Arc<AtomicBool>>,
+    /// Set when the body turns out malformed (its length, its trailers), for the
+    /// request's task, which has given the body to the service.
+    malformed: Arc<AtomicBool>,
 }
 
 impl Incoming {
@@ -148,24 +147,14 @@ impl Incoming {
                 self.done = true;
                 self.at_end().and_then(|()| self.trailers(&block))
             }
-            Ok(Some(_)) => {
-                // Trailers too large (§4.2.2).
-                self.done = true;
-                Err(self.mark_malformed("trailers larger than the limit"))
-            }
+            // Trailers too large (§4.2.2).
+            Ok(Some(_)) => Err(self.mark_malformed("trailers larger than the limit")),
             Ok(None) => {
                 self.done = true;
                 return Poll::Ready(self.at_end().err().map(Err));
             }
-            Err(ReadFailed::Conn(e)) => {
-                self.done = true;
-                self.conn.close(code(e.code), e.reason.as_bytes());
-                Err(io::Error::other(e))
-            }
-            Err(ReadFailed::Stream(e)) => {
-                self.done = true;
-                Err(io::Error::other(e))
-            }
+            Err(ReadFailed::Conn(e)) => Err(io::Error::other(close(&self.conn, e))),
+            Err(ReadFailed::Stream(e)) => Err(io::Error::other(e)),
         };
         if out.is_err() {
             self.done = true;
@@ -221,24 +210,17 @@ impl Incoming {
     }
 
     /// The trailers (RFC 9114 §4.1): regular fields only, and (§4.2) none of the
-    /// connection-specific ones.
+    /// connection-specific ones, checked as a head's are (`wharf_h2::head`).
     fn trailers(&mut self, block: &Bytes) -> io::Result<Frame<Bytes>> {
         let mut collect = Collect::trailers(self.limit);
         if let Err(e) = qpack::decode(block, |f| collect.field(f)) {
-            self.conn.close(code(e.code), e.reason.as_bytes());
-            return Err(io::Error::other(e));
+            return Err(io::Error::other(close(&self.conn, e)));
         }
         let fields = match collect.finish_trailers() {
             Outcome::Ok(fields) => fields,
             Outcome::Malformed(why) => return Err(self.mark_malformed(why)),
             Outcome::TooLarge => return Err(self.mark_malformed("trailers larger than the limit")),
         };
-        let specific = fields
-            .keys()
-            .any(|n| wharf_http::fields::is_connection_specific(n.as_str()));
-        if specific {
-            return Err(self.mark_malformed("a connection-specific field in the trailers"));
-        }
         Ok(Frame::trailers(fields))
     }
 
@@ -246,10 +228,7 @@ impl Incoming {
     /// stream (both with H3_MESSAGE_ERROR).
     fn mark_malformed(&mut self, why: &'static str) -> io::Error {
         self.reading.stop(Code::MessageError);
-        self.malformed = true;
-        if let Some(told) = &self.told {
-            told.store(true, Ordering::Relaxed);
-        }
+        self.malformed.store(true, Ordering::Relaxed);
         io::Error::new(io::ErrorKind::InvalidData, why)
     }
 }
@@ -277,7 +256,7 @@ pub(super) fn request_body(
             Poll::Pending => {}
         }
     }
-    let told = Arc::new(AtomicBool::new(false));
+    let malformed = Arc::new(AtomicBool::new(false));
     let body = Incoming {
         reading,
         first,
@@ -289,8 +268,7 @@ pub(super) fn request_body(
         timer: None,
         moved: false,
         done: false,
-        malformed: false,
-        told: Some(told.clone()),
+        malformed: malformed.clone(),
     };
-    Ok((RequestBody::h3(body), Some(told)))
+    Ok((RequestBody::h3(body), Some(malformed)))
 }

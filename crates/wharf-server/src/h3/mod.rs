@@ -139,6 +139,13 @@ fn code(c: Code) -> quinn::VarInt {
     quinn::VarInt::from_u64(c.value()).expect("HTTP/3 codes fit")
 }
 
+/// Closes `conn` with the error's code and reason (RFC 9114 §8), and hands the error
+/// back.
+fn close(conn: &quinn::Connection, e: ConnError) -> ConnError {
+    conn.close(code(e.code), e.reason.as_bytes());
+    e
+}
+
 /// One QUIC connection: its handshake (0-RTT allowed), then its requests.
 async fn connection<S: Service>(
     incoming: quinn::Incoming,
@@ -272,8 +279,7 @@ async fn serve<S: Service>(
             biased;
             _ = &mut stop => break None,
             Some(done) = requests.next(), if !requests.is_empty() => match done {
-                Ok(Some(send)) => recent.keep(send),
-                Ok(None) => {}
+                Ok(sent) => recent.keep(sent),
                 Err(e) => break Some(e),
             },
             Some(uni) = streams.next(), if !streams.is_empty() => match uni {
@@ -308,21 +314,13 @@ async fn serve<S: Service>(
     if let Some(e) = failed {
         // Closed before the requests in flight are dropped: their streams would end
         // as they go, and a client could take a cut response for a whole one.
-        conn.close(code(e.code), e.reason.as_bytes());
-        return Err(e);
+        return Err(close(conn, e));
     }
     let goaway = wharf_h3::frame::goaway(next_id);
     let sent = control.write_all(&goaway);
     let _ = tokio::time::timeout(ctx.shared.limits.send_timeout, sent).await;
     while let Some(done) = requests.next().await {
-        match done {
-            Ok(Some(send)) => recent.keep(send),
-            Ok(None) => {}
-            Err(e) => {
-                conn.close(code(e.code), e.reason.as_bytes());
-                return Err(e);
-            }
-        }
+        recent.keep(done.map_err(|e| close(conn, e))?);
     }
     let acked = futures_util::future::join_all(recent.0.iter().map(quinn::SendStream::stopped));
     let _ = tokio::time::timeout(ctx.shared.limits.send_timeout, acked).await;
@@ -339,7 +337,9 @@ impl Recent {
     /// How many are kept: responses older than this many are long acknowledged.
     const KEPT: usize = 32;
 
-    fn keep(&mut self, send: quinn::SendStream) {
+    /// Keeps the stream of a response sent whole, if there is one.
+    fn keep(&mut self, sent: Option<quinn::SendStream>) {
+        let Some(send) = sent else { return };
         if self.0.len() == Self::KEPT {
             self.0.pop_front();
         }
@@ -375,22 +375,19 @@ impl PeerStreams {
             stream_type::CONTROL => &mut self.control,
             stream_type::ENCODER => &mut self.encoder,
             stream_type::DECODER => &mut self.decoder,
-            stream_type::PUSH => {
-                return Err(ConnError {
-                    code: Code::StreamCreationError,
-                    reason: "a push stream from a client",
-                })
-            }
+            stream_type::PUSH => return Err(creation_error("a push stream from a client")),
             _ => return Ok(false),
         };
         if std::mem::replace(seen, true) {
-            return Err(ConnError {
-                code: Code::StreamCreationError,
-                reason: "a second control or QPACK stream",
-            });
+            return Err(creation_error("a second control or QPACK stream"));
         }
         Ok(true)
     }
+}
+
+/// H3_STREAM_CREATION_ERROR, for `reason`.
+fn creation_error(reason: &'static str) -> ConnError {
+    ConnError::new(Code::StreamCreationError, reason)
 }
 
 /// What became of a unidirectional stream.
@@ -406,20 +403,25 @@ enum Uni {
 /// Reads a unidirectional stream's type (§6.2). A stream of an unknown type is
 /// asked to stop (H3_STREAM_CREATION_ERROR, §6.2).
 async fn stream_kind(mut recv: quinn::RecvStream) -> Uni {
-    let mut head = Vec::new();
+    // The type's bytes so far: a type cut between chunks is rare, and only then
+    // are chunks joined.
+    let mut head = Bytes::new();
     loop {
         let chunk = match recv.read_chunk(usize::MAX, true).await {
             Ok(Some(chunk)) => chunk.bytes,
             _ => return Uni::Gone,
         };
-        head.extend_from_slice(&chunk);
+        head = match head.is_empty() {
+            true => chunk,
+            false => [&head[..], &chunk[..]].concat().into(),
+        };
         let mut pos = 0;
         if let Some(kind) = varint::read(&head, &mut pos) {
             if !matches!(kind, 0..=3) {
                 let _ = recv.stop(code(Code::StreamCreationError));
                 return Uni::Gone;
             }
-            return Uni::Typed(kind, recv, Bytes::from(head).slice(pos..));
+            return Uni::Typed(kind, recv, head.slice(pos..));
         }
     }
 }
@@ -428,14 +430,17 @@ async fn stream_kind(mut recv: quinn::RecvStream) -> Uni {
 /// RFC 9204 §4.2): the control stream's frames checked, the QPACK streams'
 /// instructions checked against a table of capacity 0.
 async fn critical(kind: u64, mut recv: quinn::RecvStream, first: Bytes) -> Uni {
-    let mut control = (kind == stream_type::CONTROL).then(Control::default);
-    let mut decoder = qpack::DecoderStream::default();
+    let mut reader = match kind {
+        stream_type::CONTROL => Critical::Control(Control::default()),
+        stream_type::ENCODER => Critical::Encoder,
+        _ => Critical::Decoder(qpack::DecoderStream::default()),
+    };
     let mut chunk = first;
     loop {
-        let checked = match (&mut control, kind) {
-            (Some(c), _) => c.read(&mut chunk),
-            (None, stream_type::ENCODER) => qpack::check_encoder_stream(&chunk),
-            (None, _) => decoder.check(&chunk),
+        let checked = match &mut reader {
+            Critical::Control(c) => c.read(&mut chunk),
+            Critical::Encoder => qpack::check_encoder_stream(&chunk),
+            Critical::Decoder(d) => d.check(&chunk),
         };
         if let Err(e) = checked {
             return Uni::Failed(e);
@@ -445,13 +450,21 @@ async fn critical(kind: u64, mut recv: quinn::RecvStream, first: Bytes) -> Uni {
             // A stream the connection's end took down is no error of the client's.
             Err(quinn::ReadError::ConnectionLost(_)) => return Uni::Gone,
             Ok(None) | Err(_) => {
-                return Uni::Failed(ConnError {
-                    code: Code::ClosedCriticalStream,
-                    reason: "the client closed a control or QPACK stream",
-                })
+                return Uni::Failed(ConnError::new(
+                    Code::ClosedCriticalStream,
+                    "the client closed a control or QPACK stream",
+                ))
             }
         };
     }
+}
+
+/// What reads one of the client's critical streams.
+enum Critical {
+    Control(Control),
+    /// QPACK's encoder stream: its bytes are checked alone.
+    Encoder,
+    Decoder(qpack::DecoderStream),
 }
 
 /// The client's control stream: its frames and the ids they carry.
@@ -476,12 +489,7 @@ impl Control {
     /// a push never promised (H3_ID_ERROR, §7.2.3); GOAWAY and MAX_PUSH_ID may not
     /// go back (§5.2, §7.2.7).
     fn read(&mut self, chunk: &mut Bytes) -> Result<(), ConnError> {
-        let id_error = |reason| {
-            Err(ConnError {
-                code: Code::IdError,
-                reason,
-            })
-        };
+        let id_error = |reason| Err(ConnError::new(Code::IdError, reason));
         while let Some(item) = self.frames.next(chunk)? {
             match item {
                 Item::Goaway(id) if self.goaway.is_some_and(|g| id > g) => {

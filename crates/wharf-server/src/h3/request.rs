@@ -18,6 +18,7 @@ use super::body::{request_body, reset, ReadFailed, Reading};
 use super::tunnel::tunnel;
 use super::{code, Heads};
 use crate::conn::{ConnCtx, EarlyData};
+use crate::implied;
 use crate::interim::{Hinted, Next};
 use crate::Service;
 
@@ -36,13 +37,9 @@ pub(super) async fn request<S: Service>(
     let mut reading = Reading::new(recv, limits.max_header_bytes);
     let head = std::future::poll_fn(|cx| reading.poll_item(cx));
     let block = match tokio::time::timeout(limits.header_read_timeout, head).await {
-        Ok(Ok(Some(Item::Headers(block)))) => block,
-        Ok(Ok(Some(_))) => {
-            // Only HeadersTooLarge comes before a head (§4.2.2: 431 may answer it).
-            return Ok(
-                respond_bare(send, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, limits).await,
-            );
-        }
+        Ok(Ok(Some(Item::Headers(block)))) => Some(block),
+        // Only HeadersTooLarge comes before a head.
+        Ok(Ok(Some(_))) => None,
         Ok(Ok(None)) => {
             reset(&mut send, &mut reading, Code::RequestIncomplete);
             return Ok(None);
@@ -60,29 +57,24 @@ pub(super) async fn request<S: Service>(
             return Ok(None);
         }
     };
-    let finished = {
-        let mut heads = heads.lock().unwrap_or_else(|p| p.into_inner());
-        let mut collect = Collect::request(limits.max_header_bytes, true);
-        heads.decoder.decode(&block, |f| collect.field(f))?;
-        collect.finish_request(&mut heads.last)
+    let finished = match block {
+        Some(block) => {
+            let mut heads = heads.lock().unwrap_or_else(|p| p.into_inner());
+            let mut collect = Collect::request(limits.max_header_bytes, true);
+            heads.decoder.decode(&block, |f| collect.field(f))?;
+            collect.finish_request(&mut heads.last)
+        }
+        None => Outcome::TooLarge,
     };
     let head = match finished {
+        Outcome::Ok(head) if head.names_authority() => head,
         // §4.3.1: an http or https target names its authority.
-        Outcome::Ok(head) if !head.names_authority() => {
-            tracing::debug!("HTTP/3 request without :authority or Host: H3_MESSAGE_ERROR");
-            reset(&mut send, &mut reading, Code::MessageError);
-            return Ok(None);
-        }
-        Outcome::Ok(head) => head,
-        Outcome::Malformed(why) => {
-            tracing::debug!(reason = why, "malformed HTTP/3 request: H3_MESSAGE_ERROR");
-            reset(&mut send, &mut reading, Code::MessageError);
-            return Ok(None);
-        }
+        Outcome::Ok(_) => return Ok(malformed(&mut send, &mut reading, "no :authority or Host")),
+        Outcome::Malformed(why) => return Ok(malformed(&mut send, &mut reading, why)),
+        // §4.2.2: 431 may answer a head over the limit.
         Outcome::TooLarge => {
-            return Ok(
-                respond_bare(send, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, limits).await,
-            );
+            let status = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
+            return Ok(respond_bare(send, status, limits).await);
         }
     };
     let mut parts = head.parts;
@@ -122,8 +114,20 @@ pub(super) async fn request<S: Service>(
     Ok(finished.then_some(send))
 }
 
-/// A final response head as wharf sends it: the implied fields added, encoded as a
-/// HEADERS frame (the encoder leaves connection-specific fields out, RFC 9114
+/// A malformed request head (RFC 9114 §4.1.2): the stream is reset both ways with
+/// H3_MESSAGE_ERROR.
+fn malformed(
+    send: &mut quinn::SendStream,
+    reading: &mut Reading,
+    why: &str,
+) -> Option<quinn::SendStream> {
+    tracing::debug!(reason = why, "malformed HTTP/3 request: H3_MESSAGE_ERROR");
+    reset(send, reading, Code::MessageError);
+    None
+}
+
+/// A final response head as wharf sends it: encoded as a HEADERS frame with the
+/// fields the transport adds ([`implied::added`]) (the encoder leaves connection-specific fields out, RFC 9114
 /// §4.2, in 103s and trailers too). The head's map goes back to the
 /// thread's kept maps (`wharf_http::maps`) for the next request's head.
 pub(super) fn final_head<B: Body>(
@@ -131,9 +135,12 @@ pub(super) fn final_head<B: Body>(
     method: &http::Method,
     body: &B,
 ) -> Vec<u8> {
-    add_implied(head, method, body.size_hint().exact());
+    let exact = body.size_hint().exact();
+    let length = implied::content_length(method, head.status, &head.headers, exact);
     let mut out = Vec::with_capacity(256);
-    wharf_h3::headers_frame(Some(head.status), &head.headers, &mut out);
+    implied::added(&head.headers, length, |added| {
+        wharf_h3::headers_frame(Some(head.status), &head.headers, added, &mut out)
+    });
     wharf_http::maps::give(std::mem::take(&mut head.headers));
     out
 }
@@ -141,7 +148,7 @@ pub(super) fn final_head<B: Body>(
 /// Sends a `103 Early Hints` head with `fields`.
 async fn send_hints(send: &mut quinn::SendStream, fields: &HeaderMap, send_timeout: Duration) {
     let mut out = Vec::new();
-    wharf_h3::headers_frame(Some(StatusCode::EARLY_HINTS), fields, &mut out);
+    wharf_h3::headers_frame(Some(StatusCode::EARLY_HINTS), fields, &[], &mut out);
     write(send, &mut [Bytes::from(out)], send_timeout).await;
 }
 
@@ -151,26 +158,14 @@ async fn respond_bare(
     status: StatusCode,
     limits: &crate::Limits,
 ) -> Option<quinn::SendStream> {
-    let mut fields = HeaderMap::new();
-    fields.insert(http::header::CONTENT_LENGTH, 0.into());
     let mut out = Vec::new();
-    wharf_h3::headers_frame(Some(status), &fields, &mut out);
+    let length: &[(&[u8], &[u8])] = &[(b"content-length", b"0")];
+    wharf_h3::headers_frame(Some(status), &HeaderMap::new(), length, &mut out);
     if !write(&mut send, &mut [Bytes::from(out)], limits.send_timeout).await {
         return None;
     }
     send.finish().ok()?;
     Some(send)
-}
-
-/// Adds what the transport adds to a final response head ([`crate::implied`]).
-fn add_implied(head: &mut http::response::Parts, method: &http::Method, exact: Option<u64>) {
-    if let Some(n) = crate::implied::content_length(method, head.status, &head.headers, exact) {
-        head.headers.insert(http::header::CONTENT_LENGTH, n.into());
-    }
-    if !head.headers.contains_key(http::header::DATE) {
-        let date = wharf_http::date::field_value(std::time::SystemTime::now());
-        head.headers.insert(http::header::DATE, date);
-    }
 }
 
 /// Sends the response: `head` (its HEADERS frame) goes with the body's first frame,
@@ -212,7 +207,7 @@ where
                 }
                 Err(frame) => match frame.into_trailers() {
                     Ok(trailers) => {
-                        wharf_h3::headers_frame(None, &trailers, &mut out);
+                        wharf_h3::headers_frame(None, &trailers, &[], &mut out);
                         [Bytes::from(std::mem::take(&mut out)), Bytes::new()]
                     }
                     Err(_) => continue,

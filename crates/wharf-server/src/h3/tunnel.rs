@@ -12,8 +12,8 @@ use wharf_h3::{Code, ConnError, Item};
 use wharf_http::conn::ConnectProtocol;
 
 use super::body::{ReadFailed, Reading};
-use super::code;
 use super::request::{final_head, send_body, write};
+use super::{close, code};
 use crate::conn::ConnCtx;
 use crate::upgrade::Upgraded;
 use crate::{RequestBody, Service};
@@ -84,29 +84,26 @@ impl AsyncRead for TunnelRead {
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
         while this.chunk.is_empty() && !this.ended {
-            match std::task::ready!(this.reading.poll_item(cx)) {
-                Ok(Some(Item::Data(data))) => this.chunk = data,
-                Ok(None) => this.ended = true,
+            let failed = match std::task::ready!(this.reading.poll_item(cx)) {
+                Ok(Some(Item::Data(data))) => {
+                    this.chunk = data;
+                    continue;
+                }
+                Ok(None) => {
+                    this.ended = true;
+                    continue;
+                }
+                // RFC 9114 §4.4 (RFC 9220 §3): only DATA once the tunnel is open.
                 Ok(Some(_)) => {
-                    // RFC 9114 §4.4 (RFC 9220 §3): only DATA once the tunnel is open.
-                    this.ended = true;
-                    let e = ConnError {
-                        code: Code::FrameUnexpected,
-                        reason: "HEADERS in a tunnel",
-                    };
-                    this.conn.close(code(e.code), e.reason.as_bytes());
-                    return Poll::Ready(Err(io::Error::other(e)));
+                    ReadFailed::Conn(ConnError::new(Code::FrameUnexpected, "HEADERS in a tunnel"))
                 }
-                Err(ReadFailed::Conn(e)) => {
-                    this.ended = true;
-                    this.conn.close(code(e.code), e.reason.as_bytes());
-                    return Poll::Ready(Err(io::Error::other(e)));
-                }
-                Err(ReadFailed::Stream(e)) => {
-                    this.ended = true;
-                    return Poll::Ready(Err(e.into()));
-                }
-            }
+                Err(failed) => failed,
+            };
+            this.ended = true;
+            return Poll::Ready(Err(match failed {
+                ReadFailed::Conn(e) => io::Error::other(close(&this.conn, e)),
+                ReadFailed::Stream(e) => e.into(),
+            }));
         }
         let n = this.chunk.len().min(buf.remaining());
         buf.put_slice(&this.chunk.split_to(n));
