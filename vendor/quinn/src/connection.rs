@@ -1012,8 +1012,33 @@ pub(crate) struct State {
     buffered_transmit: Option<proto::Transmit>,
 }
 
+thread_local! {
+    /// The send buffer lent to the connections of this thread while they transmit
+    /// (wharf's patch, see the crate's vendor/README.md): a connection with nothing
+    /// waiting to be sent holds none. quinn kept one per connection at the size of its
+    /// largest transmit: up to ten datagrams of the path MTU, 640 KiB over loopback.
+    static LENT_SEND_BUFFER: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
 impl State {
+    /// Sends what the connection has ready in the thread's lent send buffer, which the
+    /// connection keeps only while a transmit waits for the socket.
     fn drive_transmit(&mut self, cx: &mut Context) -> io::Result<bool> {
+        if self.send_buffer.capacity() == 0 {
+            self.send_buffer = LENT_SEND_BUFFER.take();
+        }
+        let result = self.drive_transmit_lent(cx);
+        if self.buffered_transmit.is_none() {
+            let buffer = std::mem::take(&mut self.send_buffer);
+            LENT_SEND_BUFFER.with(|lent| {
+                let other = lent.take();
+                lent.set(if other.capacity() > buffer.capacity() { other } else { buffer });
+            });
+        }
+        result
+    }
+
+    fn drive_transmit_lent(&mut self, cx: &mut Context) -> io::Result<bool> {
         let now = self.runtime.now();
         let mut transmits = 0;
 
