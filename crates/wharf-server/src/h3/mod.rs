@@ -445,6 +445,9 @@ async fn critical(kind: u64, mut recv: quinn::RecvStream, first: Bytes) -> Uni {
         if let Err(e) = checked {
             return Uni::Failed(e);
         }
+        // A chunk shares the whole datagram it came in: not held while the stream
+        // waits, which on these streams is the connection's life.
+        drop(chunk);
         chunk = match recv.read_chunk(usize::MAX, true).await {
             Ok(Some(c)) => c.bytes,
             // A stream the connection's end took down is no error of the client's.
