@@ -20,6 +20,7 @@
 //! JSON line on stdout (diagnostics go to stderr). Every phase has a time limit, and a
 //! watchdog thread ends the process if the whole run overstays.
 
+mod h2c;
 mod net;
 mod proto;
 
@@ -31,7 +32,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -640,105 +640,6 @@ async fn sse_subscriber(cfg: Arc<Cfg>, idx: usize, sem: Arc<Semaphore>, mut stop
     rec
 }
 
-/// An HTTP/2 connection (cleartext, prior knowledge) for `streams` event streams.
-async fn h2_connection(cfg: &Cfg, idx: usize, streams: usize) -> io::Result<h2::client::SendRequest<Bytes>> {
-    let tcp = open(cfg, idx).await?;
-    let (client, conn) = tokio::time::timeout(
-        cfg.handshake_timeout,
-        h2::client::Builder::new()
-            // Streams the client opens before the server's SETTINGS say how many it
-            // allows (its limits.max_concurrent_streams, 128 by default); after that
-            // the server's number counts, and streams beyond it wait in h2's queue.
-            .initial_max_send_streams(streams + 16)
-            .max_concurrent_streams(streams as u32 + 16)
-            .initial_window_size(1 << 20)
-            .initial_connection_window_size(64 << 20)
-            .max_concurrent_reset_streams(streams + 16)
-            .enable_push(false)
-            .handshake::<_, Bytes>(tcp),
-    )
-    .await
-    .map_err(|_| err("HTTP/2 handshake timed out"))?
-    .map_err(|e| err(format!("HTTP/2 handshake: {e}")))?;
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            eprintln!("hub-load: HTTP/2 connection {idx}: {e}");
-        }
-    });
-    Ok(client)
-}
-
-async fn h2_subscriber(
-    cfg: Arc<Cfg>,
-    client: h2::client::SendRequest<Bytes>,
-    sem: Arc<Semaphore>,
-    mut stop: watch::Receiver<bool>,
-) -> Rec {
-    let mut rec = Rec::new(Kind::SseH2);
-    let permit = sem.acquire().await.unwrap();
-    let setup = async {
-        let mut client = client.ready().await.map_err(|e| err(format!("ready: {e}")))?;
-        let req = http::Request::builder()
-            .method("GET")
-            .uri(format!("http://{}/hub/{}", cfg.host, cfg.channel))
-            .header("accept", "text/event-stream")
-            .body(())
-            .unwrap();
-        let (resp, _) = client.send_request(req, true).map_err(|e| err(format!("send: {e}")))?;
-        let resp = resp.await.map_err(|e| err(format!("response: {e}")))?;
-        if resp.status() != 200 {
-            return Err(err(format!("answered {}", resp.status())));
-        }
-        Ok::<_, io::Error>(resp.into_body())
-    };
-    // A stream over the server's limit waits in h2's queue for one to end: give up
-    // after the ready timeout (the coordinator says why).
-    let mut body = match tokio::time::timeout(cfg.ready_timeout, setup).await {
-        Ok(Ok(b)) => b,
-        Ok(Err(e)) => return rec.fail(format!("h2 stream: {e}")),
-        Err(_) => return rec.fail("h2 stream: no response (over the server's stream limit?)".into()),
-    };
-    drop(permit);
-    rec.set_ready();
-    let mut sse = proto::Sse::default();
-    let stopped = stop.changed();
-    tokio::pin!(stopped);
-    // Flow-control capacity is given back in batches of 8 KiB: what a stream holds
-    // back also counts against the connection's window (64 MiB, for up to a few
-    // thousand streams).
-    let mut unreleased = 0;
-    loop {
-        tokio::select! {
-            biased;
-            _ = &mut stopped => {
-                // Dropping the stream would reset it (RST_STREAM), and thousands of
-                // resets at once trip wharf's rapid-reset guard (a burst of 200 per
-                // connection), which then logs a flood: keep the stream, and let the
-                // connection close when the process exits.
-                if cfg.cancel_streams {
-                    drop(body);
-                } else {
-                    std::mem::forget(body);
-                }
-                break;
-            }
-            d = body.data() => match d {
-                Some(Ok(data)) => {
-                    unreleased += data.len();
-                    if unreleased >= 8 << 10 {
-                        let _ = body.flow_control().release_capacity(unreleased);
-                        unreleased = 0;
-                    }
-                    sse_feed(&mut rec, &mut sse, &data);
-                }
-                Some(Err(e)) => return rec.fail(format!("h2 stream: {e}")),
-                None => return rec.fail("h2 stream: the server ended it".into()),
-            }
-        }
-    }
-    rec
-}
-
 async fn longpoll_subscriber(cfg: Arc<Cfg>, idx: usize, sem: Arc<Semaphore>, mut stop: watch::Receiver<bool>, mut since: u64) -> Rec {
     let mut rec = Rec::new(Kind::LongPoll);
     let mut buf = Vec::with_capacity(2048);
@@ -1211,7 +1112,7 @@ async fn fanout(
     let sem = Arc::new(Semaphore::new(cfg.concurrency));
     let t0 = Instant::now();
     let mut handles = Vec::with_capacity(n);
-    let mut h2_clients = Vec::new();
+    let mut h2_tasks = Vec::new();
     match transport {
         Kind::Ws => {
             for i in 0..n {
@@ -1224,36 +1125,20 @@ async fn fanout(
             }
         }
         Kind::SseH2 => {
-            let per = n.div_ceil(h2_connections);
-            for c in 0..h2_connections.min(n.max(1)) {
-                match h2_connection(&cfg, c, per).await {
-                    Ok(client) => h2_clients.push(client),
-                    Err(e) => {
-                        out.insert("error".into(), json!(format!("HTTP/2 connection {c}: {e}")));
-                        return Value::Object(out);
-                    }
-                }
+            let connections = h2_connections.clamp(1, n.max(1));
+            let per = n.div_ceil(connections);
+            for c in 0..connections {
+                let streams = per.min(n - (c * per).min(n));
+                h2_tasks.push(tokio::spawn(h2c::connection(cfg.clone(), c, streams, stop_rx.clone())));
             }
-            out.insert("h2_connections".into(), json!(h2_clients.len()));
-            for i in 0..n {
-                let client = h2_clients[i % h2_clients.len()].clone();
-                handles.push(tokio::spawn(h2_subscriber(cfg.clone(), client, sem.clone(), stop_rx.clone())));
-            }
+            out.insert("h2_connections".into(), json!(connections));
         }
         Kind::LongPoll => unreachable!(),
     }
     let ready = wait_ready(&cfg, n).await;
-    if !h2_clients.is_empty() {
-        let max = h2_clients.iter().map(|c| c.current_max_send_streams()).min().unwrap_or(0);
-        out.insert("h2_server_max_streams".into(), json!(max));
-        if max < n.div_ceil(h2_clients.len()) {
-            eprintln!(
-                "hub-load: the server allows {max} concurrent streams per HTTP/2 connection, \
-                 fewer than the {} needed: raise wharf's limits.max_concurrent_streams \
-                 (or use more --h2-connections)",
-                n.div_ceil(h2_clients.len())
-            );
-        }
+    if !h2_tasks.is_empty() {
+        let max = h2c::SERVER_MAX_STREAMS.load(Relaxed);
+        out.insert("h2_server_max_streams".into(), json!((max != u64::MAX).then_some(max)));
     }
     out.insert("connect_s".into(), json!(round3(t0.elapsed().as_secs_f64())));
     let (server_subs, _) = match ready {
@@ -1297,7 +1182,12 @@ async fn fanout(
     let (cpu_server, cpu_self) = (cpu_server.map(round3), round3(cpu_self));
     let _ = stop_tx.send(true);
     let mut recs = join_all(handles).await;
-    drop(h2_clients);
+    for task in h2_tasks {
+        match tokio::time::timeout(Duration::from_secs(30), task).await {
+            Ok(Ok(streams)) => recs.extend(streams),
+            _ => eprintln!("hub-load: an HTTP/2 connection's task did not end"),
+        }
+    }
 
     let received: u64 = recs.iter().map(|r| r.received).sum();
     let mut lat: Vec<u32> = Vec::with_capacity(received as usize);
