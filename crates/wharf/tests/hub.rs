@@ -134,6 +134,84 @@ fn websocket_subscribers_get_messages_and_publish() {
     assert_eq!(ws.close_code().0, Some(1003));
 }
 
+/// A WebSocket client that may subscribe but not publish is closed with 1008 when it
+/// sends a message; one that may publish is closed with 1009 for a message over
+/// `max_message_size`; the channel goes on for everyone else.
+#[test]
+fn websocket_publishes_that_are_refused_or_too_large_close_only_their_client() {
+    let w = Builder::new()
+        .config(
+            "[hub]\nmax_message_size = 200\n[hub.anonymous]\nsubscribe = [\"*\"]\n\
+             [[hub.token]]\ntoken = \"0123456789abcdef-writer\"\npublish = [\"*\"]\nsubscribe = [\"*\"]\n",
+        )
+        .start();
+    let (mut reader, _) = connect_to(&w, "/hub/room", &[]);
+    let (mut listener, _) = connect_to(&w, "/hub/room", &[]);
+    reader.send(true, 1, b"may I?");
+    assert_eq!(reader.close_code().0, Some(1008));
+    let (mut writer, _) = connect_to(&w, "/hub/room?token=0123456789abcdef-writer", &[]);
+    writer.send(true, 1, &[b'x'; 201]);
+    assert_eq!(writer.close_code().0, Some(1009));
+    let (mut writer, _) = connect_to(&w, "/hub/room?token=0123456789abcdef-writer", &[]);
+    writer.send(true, 1, &[b'x'; 200]);
+    let m: Value = serde_json::from_slice(&listener.recv().unwrap().payload).unwrap();
+    assert_eq!(
+        (m["id"].as_u64(), m["data"].as_str().map(str::len)),
+        (Some(1), Some(200))
+    );
+    assert_eq!(datas(&json(w.get("/hub/room?since=0", &[]))).len(), 1);
+}
+
+/// A WebSocket subscriber that never reads is closed with 1008 once what waits for it
+/// passes `max_queued_bytes`; another subscriber of the channel gets every message
+/// meanwhile.
+#[test]
+fn a_subscriber_that_never_reads_is_closed_and_the_channel_goes_on() {
+    let w = Builder::new()
+        .config("[hub]\nhistory = 4\nmax_queued_bytes = 65536\n")
+        .start();
+    let (mut slow, _) = connect_to(&w, "/hub/wide", &[]);
+    let (mut other, _) = connect_to(&w, "/hub/wide", &[]);
+    wait_for_subscribers(&w, "wide", 2);
+    // 24 MiB in 64 KB messages: more than the socket buffers of both ends of the slow
+    // subscriber hold, so its queue passes the limit.
+    let message = "m".repeat(64_000);
+    for i in 1..=384u64 {
+        assert_eq!(publish(&w, "wide", &message), i);
+        let m: Value = serde_json::from_slice(&other.recv().unwrap().payload).unwrap();
+        assert_eq!(m["id"].as_u64(), Some(i));
+    }
+    assert_eq!(slow.close_code(), (Some(1008), true));
+}
+
+/// An idle event stream gets a comment line every `sse_heartbeat` (event-stream
+/// parsers ignore it), which keeps proxies from timing it out and finds clients that
+/// went away.
+#[test]
+fn idle_event_streams_get_comment_heartbeats() {
+    let w = Builder::new()
+        .config("[hub]\nsse_heartbeat = \"300ms\"\n")
+        .start();
+    let res = w
+        .client()
+        .get(w.url("/hub/quiet"))
+        .header("Accept", "text/event-stream")
+        .send()
+        .unwrap();
+    let opened = Instant::now();
+    let mut lines = BufReader::new(res).lines().map(Result::unwrap);
+    for n in 1..=3u32 {
+        let line = lines
+            .by_ref()
+            .find(|l| !l.is_empty() && !l.starts_with("retry:"));
+        assert_eq!(line.as_deref(), Some(": heartbeat"));
+        assert!(
+            opened.elapsed() >= Duration::from_millis(300) * n,
+            "heartbeat {n} early"
+        );
+    }
+}
+
 #[test]
 fn ids_that_left_the_history_are_reported_as_missed() {
     let w = Builder::new().config("[hub]\nhistory = 3\n").start();
@@ -153,6 +231,43 @@ fn ids_that_left_the_history_are_reported_as_missed() {
     assert_eq!(m["missed"]["to"], 2);
     let m: Value = serde_json::from_slice(&ws.recv().unwrap().payload).unwrap();
     assert_eq!(m["id"], 3);
+}
+
+/// `history_ttl`: a message leaves the history once older than it, and a client that
+/// asks from before it is told what it missed.
+#[test]
+fn messages_leave_the_history_after_history_ttl() {
+    let w = Builder::new()
+        .config("[hub]\nhistory_ttl = \"2s\"\n")
+        .start();
+    let published = Instant::now();
+    publish(&w, "brief", "soon gone");
+    assert_eq!(
+        datas(&json(w.get("/hub/brief?since=0", &[]))),
+        ["soon gone"]
+    );
+    let gone = loop {
+        let v = json(w.get("/hub/brief?since=0", &[]));
+        if datas(&v).is_empty() {
+            break v;
+        }
+        assert!(
+            published.elapsed() < PATIENCE,
+            "still kept after {PATIENCE:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        published.elapsed() >= Duration::from_secs(2),
+        "gone before history_ttl"
+    );
+    assert_eq!(
+        (
+            gone["missed"]["from"].as_u64(),
+            gone["missed"]["to"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
 }
 
 #[test]
@@ -198,6 +313,25 @@ fn tokens_and_anonymous_rights() {
             .status(),
         200
     );
+}
+
+/// Zero config with a listener off loopback (here every address): the hub takes no
+/// anonymous publish or subscribe, and with no token configured nobody may use it;
+/// the files are served as ever.
+#[test]
+fn anonymous_clients_need_a_token_when_a_listener_is_off_loopback() {
+    let w = Builder::new().listen("0.0.0.0:0").start();
+    w.wait_for_output("hub at /hub/ (tokens only: a listener is not on loopback)");
+    let res = w
+        .client()
+        .post(w.url("/hub/chat"))
+        .body("x")
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    assert_eq!(w.get("/hub/chat", &[]).status(), 401);
+    assert_eq!(w.get("/hub/chat?since=0", &[]).status(), 401);
+    assert_eq!(w.get("/hello.txt", &[]).status(), 200);
 }
 
 #[test]

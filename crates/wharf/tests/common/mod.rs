@@ -71,6 +71,8 @@ pub struct Builder {
     proto: Proto,
     /// Listen where wharf does by default (both loopbacks), on a free port.
     default_listeners: bool,
+    /// `--listen` (127.0.0.1:0 unless said).
+    listen: &'static str,
     /// A command (and its arguments) that runs wharf, given as its last arguments.
     wrapper: Vec<String>,
     /// What to serve instead of the fixture site: a directory, or `--config FILE`.
@@ -124,6 +126,7 @@ impl Builder {
             args: Vec::new(),
             proto: Proto::H1,
             default_listeners: false,
+            listen: "127.0.0.1:0",
             wrapper: Vec::new(),
             serving: None,
             env_remove: Vec::new(),
@@ -159,6 +162,13 @@ impl Builder {
     /// free port) instead of `--listen 127.0.0.1:0`. `Wharf::addr` is 127.0.0.1's.
     pub fn default_listeners(mut self) -> Builder {
         self.default_listeners = true;
+        self
+    }
+
+    /// Listens on `addr` (`0.0.0.0:0`: every address, so not on loopback only)
+    /// instead of 127.0.0.1:0; the tests still connect over loopback.
+    pub fn listen(mut self, addr: &'static str) -> Builder {
+        self.listen = addr;
         self
     }
 
@@ -218,7 +228,7 @@ impl Builder {
         if self.default_listeners {
             cmd.args(["--port", "0"]);
         } else {
-            cmd.args(["--listen", "127.0.0.1:0"]);
+            cmd.args(["--listen", self.listen]);
         }
         if let Some(serving) = &self.serving {
             cmd.args(serving);
@@ -305,6 +315,10 @@ fn spawn(mut cmd: Command, dir: tempfile::TempDir, proto: Proto) -> Wharf {
     let scheme = if proto.tls() { "https://" } else { "http://" };
     let line = w.wait_for_output(&format!("listening on {scheme}"));
     w.addr = listening_addr(&line, scheme);
+    if w.addr.ip().is_unspecified() {
+        // Listening on every address: the tests talk to it over loopback.
+        w.addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
     w
 }
 
