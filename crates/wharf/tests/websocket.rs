@@ -33,6 +33,21 @@ fn a_handshake_gets_101_with_the_accept_key_of_rfc_6455() {
     );
 }
 
+/// The endpoint's `protocols`, in its order of preference, against what the client
+/// offers (RFC 6455 §4.2.2): the first of the server's the client offered is chosen;
+/// none offered that the server speaks, no `Sec-WebSocket-Protocol` in the answer.
+#[test]
+fn subprotocols_are_chosen_in_the_servers_order() {
+    let w = server("protocols = [\"chat.v2\", \"chat.v1\"]");
+    let chosen = |offer: &str| {
+        let (_, res) = connect(&w, &[("Sec-WebSocket-Protocol", offer)]);
+        res.header("sec-websocket-protocol").map(str::to_owned)
+    };
+    assert_eq!(chosen("chat.v1, chat.v2").as_deref(), Some("chat.v2"));
+    assert_eq!(chosen("other, chat.v1").as_deref(), Some("chat.v1"));
+    assert_eq!(chosen("other"), None);
+}
+
 #[test]
 fn bad_handshakes_get_the_rfc_status_and_fields() {
     let w = server("origins = \"same\"");
@@ -244,11 +259,19 @@ fn shutdown_closes_sessions_with_1001() {
     assert!(w.wait_exit().success());
 }
 
+/// 10,000 connections that stop mid-handshake: another client is served meanwhile,
+/// over WebSocket and plain HTTP.
 #[test]
 fn abandoned_handshakes_do_not_hold_up_others() {
-    let w = server("");
+    // A descriptor for each here and in wharf (which inherits the limit).
+    let limit = rlimit::increase_nofile_limit(u64::MAX).unwrap();
+    assert!(
+        limit > 10_100,
+        "RLIMIT_NOFILE {limit}: too few for 10,000 connections"
+    );
+    let w = server("[limits]\nmax_connections = 10500");
     let mut abandoned = Vec::new();
-    for _ in 0..1000 {
+    for _ in 0..10_000 {
         let mut s = w.tcp();
         s.write_all(b"GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n")
             .unwrap();
