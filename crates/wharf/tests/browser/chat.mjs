@@ -1,6 +1,6 @@
 // Drives examples/site/chat in headless Chromium: two pages exchange messages; one
 // loses its connection and catches up on its return; the SSE and long-poll fallbacks
-// work too. Usage: node chat.mjs BASE_URL [ROOT_CA_PEM [quic]]
+// work too, asked for and on their own when WebSocket (and SSE) fail. Usage: node chat.mjs BASE_URL [ROOT_CA_PEM [quic]]
 //
 // With a root CA, Chromium gets a fresh NSS database (HOME) that trusts it, as a user
 // would set it up (certutil), rather than --ignore-certificate-errors. With "quic",
@@ -95,6 +95,31 @@ try {
     await say(c.page, `from the ${kind} page`);
     await sees(a.page, `from the ${kind} page`);
     await c.context.close();
+  }
+
+  // The automatic fallbacks: a page whose WebSocket handshakes fail (its sockets
+  // go to a path that is not the hub's, answered 404) turns to Server-Sent Events
+  // after two tries; one whose event stream is refused as well long-polls.
+  for (const [kind, refused] of [["sse", ["WebSocket"]], ["poll", ["WebSocket", "EventSource"]]]) {
+    const context = await browser.newContext();
+    await context.addInitScript((names) => {
+      for (const name of names) {
+        const Real = window[name];
+        window[name] = class extends Real {
+          constructor(url, options) { super(String(url).replace("/hub/", "/no-hub/"), options); }
+        };
+      }
+    }, refused);
+    const page = await context.newPage();
+    page.on("pageerror", (e) => console.error("page error:", e.message));
+    await page.goto(`${base}/chat/`);
+    await page.fill("#name", `fallback-${kind}`);
+    check((await transport(page)) === kind, `a page without ${refused.join(" or ")} falls back to ${kind}`);
+    await say(a.page, `to the fallback-${kind} page`);
+    await sees(page, `to the fallback-${kind} page`);
+    await say(page, `from the fallback-${kind} page`);
+    await sees(a.page, `from the fallback-${kind} page`);
+    await context.close();
   }
   console.log("chat: ok");
 } finally {
