@@ -233,6 +233,38 @@ fn ids_that_left_the_history_are_reported_as_missed() {
     assert_eq!(m["id"], 3);
 }
 
+/// An event stream resumed from an id that left the history begins with a `missed`
+/// event naming the ids lost, then what is kept.
+#[test]
+fn event_streams_say_what_left_the_history() {
+    let w = Builder::new().config("[hub]\nhistory = 2\n").start();
+    for i in 1..=4 {
+        publish(&w, "s", &format!("m{i}"));
+    }
+    let res = w
+        .client()
+        .get(w.url("/hub/s"))
+        .header("Accept", "text/event-stream")
+        .header("Last-Event-ID", "1")
+        .send()
+        .unwrap();
+    let lines: Vec<String> = BufReader::new(res)
+        .lines()
+        .map(Result::unwrap)
+        .filter(|l| !l.is_empty())
+        .take(4)
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "retry: 2000",
+            "event: missed",
+            "data: {\"from\":2,\"to\":2}",
+            "id: 3"
+        ]
+    );
+}
+
 /// `history_ttl`: a message leaves the history once older than it, and a client that
 /// asks from before it is told what it missed.
 #[test]
