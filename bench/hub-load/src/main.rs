@@ -1125,10 +1125,10 @@ async fn fanout(
             }
         }
         Kind::SseH2 => {
-            let connections = h2_connections.clamp(1, n.max(1));
-            let per = n.div_ceil(connections);
+            let per = n.div_ceil(h2_connections.clamp(1, n.max(1)));
+            let connections = n.div_ceil(per.max(1));
             for c in 0..connections {
-                let streams = per.min(n - (c * per).min(n));
+                let streams = per.min(n - c * per);
                 h2_tasks.push(tokio::spawn(h2c::connection(cfg.clone(), c, streams, stop_rx.clone())));
             }
             out.insert("h2_connections".into(), json!(connections));

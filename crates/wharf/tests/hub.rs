@@ -192,13 +192,14 @@ fn idle_event_streams_get_comment_heartbeats() {
     let w = Builder::new()
         .config("[hub]\nsse_heartbeat = \"300ms\"\n")
         .start();
+    // Before the request: the server's timer cannot start earlier.
+    let opened = Instant::now();
     let res = w
         .client()
         .get(w.url("/hub/quiet"))
         .header("Accept", "text/event-stream")
         .send()
         .unwrap();
-    let opened = Instant::now();
     let mut lines = BufReader::new(res).lines().map(Result::unwrap);
     for n in 1..=3u32 {
         let line = lines
