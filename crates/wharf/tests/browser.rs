@@ -35,9 +35,19 @@ fn node(script: &str, args: &[&std::ffi::OsStr]) {
     );
 }
 
-fn chat(base: &str, root_ca: Option<&Path>, quic: bool) {
-    let mut args = vec![std::ffi::OsStr::new(base)];
-    args.extend(root_ca.map(Path::as_os_str));
+/// `w`'s base URL as the browser reaches it: by the name `localhost`.
+fn base(w: &Wharf) -> String {
+    let scheme = if w.proto.tls() { "https" } else { "http" };
+    format!("{scheme}://localhost:{}", w.addr.port())
+}
+
+/// The chat page against `w`, trusting its local CA over TLS; over QUIC if `quic`.
+fn chat(w: &Wharf, quic: bool) {
+    let (base, root) = (base(w), w.root_cert());
+    let mut args = vec![std::ffi::OsStr::new(&base)];
+    if w.proto.tls() {
+        args.push(root.as_os_str());
+    }
     if quic {
         args.push("quic".as_ref());
     }
@@ -64,19 +74,13 @@ fn pages_reload_when_their_file_changes() {
     ] {
         std::fs::copy(example.join(f), site.join(f)).unwrap();
     }
-    node(
-        "live",
-        &[
-            format!("http://localhost:{}", w.addr.port()).as_ref(),
-            site.as_os_str(),
-        ],
-    );
+    node("live", &[base(&w).as_ref(), site.as_os_str()]);
 }
 
 #[test]
 fn chat_over_http1() {
     let w = serve(Proto::H1);
-    chat(&format!("http://localhost:{}", w.addr.port()), None, false);
+    chat(&w, false);
     assert!(
         w.output()
             .contains("\"GET /hub/chat?since=0 HTTP/1.1\" 101"),
@@ -88,11 +92,7 @@ fn chat_over_http1() {
 #[test]
 fn chat_over_https_uses_websocket_over_http2() {
     let w = serve(Proto::H2Tls);
-    chat(
-        &format!("https://localhost:{}", w.addr.port()),
-        Some(&w.root_cert()),
-        false,
-    );
+    chat(&w, false);
     let log = w.output();
     assert!(
         log.contains("\"CONNECT /hub/chat?since=0 HTTP/2.0\" 200"),
@@ -103,11 +103,7 @@ fn chat_over_https_uses_websocket_over_http2() {
 #[test]
 fn chat_over_http3() {
     let w = serve(Proto::H2Tls);
-    chat(
-        &format!("https://localhost:{}", w.addr.port()),
-        Some(&w.root_cert()),
-        true,
-    );
+    chat(&w, true);
     let log = w.output();
     for line in [
         "\"GET /chat/ HTTP/3.0\" 200",

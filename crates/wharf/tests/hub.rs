@@ -4,10 +4,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::time::{Duration, Instant};
 
-use common::hub::{datas, json, publish, wait_for_subscribers};
+use common::hub::{datas, event_stream, json, publish, wait_for_subscribers};
 use common::ws::connect_to;
 use common::{raw, Builder, Proto, PATIENCE};
 use serde_json::Value;
@@ -55,15 +54,7 @@ fn server_sent_events_resume_after_last_event_id(proto: Proto) {
     let w = Builder::new().proto(proto).start();
     publish(&w, "news", "one");
     publish(&w, "news", "two");
-    let res = w
-        .client()
-        .get(w.url("/hub/news"))
-        .header("Accept", "text/event-stream")
-        .header("Last-Event-ID", "1")
-        .send()
-        .unwrap();
-    assert_eq!(res.headers()["content-type"], "text/event-stream");
-    let mut lines = BufReader::new(res).lines().map(Result::unwrap);
+    let mut lines = event_stream(&w, "/hub/news", Some("1")).map(Result::unwrap);
     let mut next_event = || -> Vec<String> {
         let mut ev = Vec::new();
         for line in lines.by_ref() {
@@ -194,13 +185,7 @@ fn idle_event_streams_get_comment_heartbeats() {
         .start();
     // Before the request: the server's timer cannot start earlier.
     let opened = Instant::now();
-    let res = w
-        .client()
-        .get(w.url("/hub/quiet"))
-        .header("Accept", "text/event-stream")
-        .send()
-        .unwrap();
-    let mut lines = BufReader::new(res).lines().map(Result::unwrap);
+    let mut lines = event_stream(&w, "/hub/quiet", None).map(Result::unwrap);
     for n in 1..=3u32 {
         let line = lines
             .by_ref()
@@ -242,15 +227,7 @@ fn event_streams_say_what_left_the_history() {
     for i in 1..=4 {
         publish(&w, "s", &format!("m{i}"));
     }
-    let res = w
-        .client()
-        .get(w.url("/hub/s"))
-        .header("Accept", "text/event-stream")
-        .header("Last-Event-ID", "1")
-        .send()
-        .unwrap();
-    let lines: Vec<String> = BufReader::new(res)
-        .lines()
+    let lines: Vec<String> = event_stream(&w, "/hub/s", Some("1"))
         .map(Result::unwrap)
         .filter(|l| !l.is_empty())
         .take(4)
@@ -550,13 +527,7 @@ fn server_sent_events_over_http3() {
 #[test]
 fn shutdown_ends_event_streams_and_answers_long_polls() {
     let mut w = Builder::new().start();
-    let sse = w
-        .client()
-        .get(w.url("/hub/c"))
-        .header("Accept", "text/event-stream")
-        .send()
-        .unwrap();
-    let mut lines = BufReader::new(sse).lines();
+    let mut lines = event_stream(&w, "/hub/c", None);
     assert_eq!(lines.next().unwrap().unwrap(), "retry: 2000");
     let start = Instant::now();
     let answer = std::thread::scope(|scope| {

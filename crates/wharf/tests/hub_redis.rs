@@ -5,10 +5,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::time::Instant;
 
-use common::hub::{json, messages, publish, wait_for_subscribers};
+use common::hub::{event_stream, json, messages, publish, wait_for_subscribers};
 use common::redis::Redis;
 use common::ws::connect_to;
 use common::{Builder, Wharf, PATIENCE};
@@ -27,13 +26,7 @@ fn a_publish_on_one_node_reaches_every_transport_on_the_other() {
     let (a, b) = (node(&redis), node(&redis));
     // On B: a WebSocket, an event stream and a long-poll, all waiting.
     let (mut ws, _) = connect_to(&b, "/hub/room", &[]);
-    let sse = b
-        .client()
-        .get(b.url("/hub/room"))
-        .header("Accept", "text/event-stream")
-        .send()
-        .unwrap();
-    let mut sse = BufReader::new(sse).lines().map(Result::unwrap);
+    let mut sse = event_stream(&b, "/hub/room", None).map(Result::unwrap);
     assert_eq!(sse.next().unwrap(), "retry: 2000");
     std::thread::scope(|scope| {
         let poll = scope.spawn(|| json(b.get("/hub/room?since=0", &[])));
@@ -78,15 +71,7 @@ fn a_client_resumes_on_the_other_node_without_loss() {
     let rest = messages(&json(b.get("/hub/feed?since=2", &[])));
     assert_eq!(rest, [(3, "three".to_owned()), (4, "four".to_owned())]);
     // An event stream resumes with Last-Event-ID the same way.
-    let sse = b
-        .client()
-        .get(b.url("/hub/feed"))
-        .header("Accept", "text/event-stream")
-        .header("Last-Event-ID", "3")
-        .send()
-        .unwrap();
-    let id = BufReader::new(sse)
-        .lines()
+    let id = event_stream(&b, "/hub/feed", Some("3"))
         .map(Result::unwrap)
         .find(|l| l.starts_with("id: "));
     assert_eq!(id.as_deref(), Some("id: 4"));

@@ -1,5 +1,6 @@
 //! Helpers for tests of the hub: publish, read answers, wait for subscribers.
 
+use std::io::{BufRead, BufReader, Lines};
 use std::time::Instant;
 
 use serde_json::Value;
@@ -9,6 +10,25 @@ use super::{Wharf, PATIENCE};
 /// A response body as JSON.
 pub fn json(res: reqwest::blocking::Response) -> Value {
     serde_json::from_slice(&res.bytes().unwrap()).unwrap()
+}
+
+/// An event stream on `path`, resumed after `last_event_id` if given, checked to be
+/// one: its lines.
+pub fn event_stream(
+    w: &Wharf,
+    path: &str,
+    last_event_id: Option<&str>,
+) -> Lines<BufReader<reqwest::blocking::Response>> {
+    let mut req = w
+        .client()
+        .get(w.url(path))
+        .header("Accept", "text/event-stream");
+    if let Some(id) = last_event_id {
+        req = req.header("Last-Event-ID", id);
+    }
+    let res = req.send().unwrap();
+    assert_eq!(res.headers()["content-type"], "text/event-stream");
+    BufReader::new(res).lines()
 }
 
 /// Publishes `text` on `channel` (over HTTP/2 on TLS servers); its id.
