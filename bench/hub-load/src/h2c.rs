@@ -195,13 +195,13 @@ async fn open_streams(cfg: &Cfg, idx: usize, n: usize) -> std::io::Result<(TcpSt
     }
     let mut out = Vec::with_capacity(n * 64);
     frame_head(&mut out, 0, SETTINGS, ACK, 0);
-    let path = format!("/hub/{}", cfg.channel);
+    // Every request's head is the same block (literals, no table state).
+    let mut block = vec![0x82, 0x86]; // :method GET, :scheme http
+    literal(&mut block, 0x04, &format!("/hub/{}", cfg.channel)); // :path
+    literal(&mut block, 0x01, &cfg.host); // :authority
+    block.extend_from_slice(&[0x0f, 0x04]); // accept (static entry 19)
+    push_string(&mut block, "text/event-stream");
     for i in 0..n {
-        let mut block = vec![0x82, 0x86]; // :method GET, :scheme http
-        literal(&mut block, 0x04, &path); // :path
-        literal(&mut block, 0x01, &cfg.host); // :authority
-        block.extend_from_slice(&[0x0f, 0x04]); // accept (static entry 19)
-        push_string(&mut block, "text/event-stream");
         frame_head(&mut out, block.len(), HEADERS, END_STREAM | 0x4, stream_id(i));
         out.extend_from_slice(&block);
     }
