@@ -1,0 +1,171 @@
+//! A floor for bench/floor: an HTTP/1.1 server that does nothing but what every server
+//! must do to answer `GET` with `If-None-Match` by a 304 on tokio, so that what the
+//! kernel and the runtime cost alone can be measured beside wharf and nginx.
+//!
+//! - `bytes`: each request is parsed with httparse, its `If-None-Match` compared with
+//!   one constant ETag, and a constant head written: no date, no file, no map.
+//! - `http`: as wharf's services are called: the head becomes an `http::Request` (a
+//!   `HeaderMap` whose values share one copy of the head), an async function returns an
+//!   `http::Response` with the five fields of wharf's 304, and that is encoded.
+//!
+//! Responses to pipelined requests are written together; nothing else is done (no
+//! limits, no timeouts, no logging). Not a server to deploy.
+
+use bytes::{Bytes, BytesMut};
+use http::header::{
+    CACHE_CONTROL, CONTENT_LENGTH, DATE, ETAG, EXPIRES, IF_NONE_MATCH, LAST_MODIFIED,
+};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// The one ETag the floor knows; any other validator gets a 200 with no body.
+const TAG: &str = "\"59d9d3bdb5993f44\"";
+const FIELDS: [(HeaderName, &str); 5] = [
+    (DATE, "Tue, 01 Dec 2026 04:01:28 GMT"),
+    (ETAG, TAG),
+    (LAST_MODIFIED, "Mon, 30 Nov 2026 09:48:32 GMT"),
+    (CACHE_CONTROL, "max-age=3600"),
+    (EXPIRES, "Tue, 01 Dec 2026 05:01:28 GMT"),
+];
+
+#[derive(Clone, Copy)]
+enum Mode {
+    Bytes,
+    Http,
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let (mode, addr) = match args.as_slice() {
+        [_, m, a] if m == "bytes" => (Mode::Bytes, a.clone()),
+        [_, m, a] if m == "http" => (Mode::Http, a.clone()),
+        _ => {
+            eprintln!("usage: h1-floor bytes|http ADDR");
+            std::process::exit(2);
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_io()
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
+        let listener = TcpListener::bind(&addr).await.expect("bind");
+        loop {
+            let Ok((socket, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = socket.set_nodelay(true);
+            tokio::spawn(async move {
+                let _ = serve(socket, mode).await;
+            });
+        }
+    });
+}
+
+async fn serve(mut socket: TcpStream, mode: Mode) -> std::io::Result<()> {
+    let mut buf = BytesMut::with_capacity(4096);
+    let mut out = Vec::with_capacity(4096);
+    loop {
+        if socket.read_buf(&mut buf).await? == 0 {
+            return Ok(());
+        }
+        loop {
+            let mut fields = [httparse::EMPTY_HEADER; 32];
+            let mut req = httparse::Request::new(&mut fields);
+            let len = match req.parse(&buf) {
+                Ok(httparse::Status::Complete(len)) => len,
+                Ok(httparse::Status::Partial) => break,
+                Err(_) => return Ok(()),
+            };
+            match mode {
+                Mode::Bytes => constant(&req, &mut out),
+                Mode::Http => {
+                    let head = Bytes::copy_from_slice(&buf[..len]);
+                    let Some(request) = request(&req, buf.as_ptr(), &head) else {
+                        return Ok(());
+                    };
+                    encode(&respond(request).await, &mut out);
+                }
+            }
+            let _ = buf.split_to(len);
+        }
+        socket.write_all(&out).await?;
+        out.clear();
+    }
+}
+
+fn constant(req: &httparse::Request, out: &mut Vec<u8>) {
+    let fresh = req
+        .headers
+        .iter()
+        .any(|f| f.name.eq_ignore_ascii_case("if-none-match") && f.value == TAG.as_bytes());
+    out.extend_from_slice(if fresh {
+        b"HTTP/1.1 304 Not Modified\r\n"
+    } else {
+        b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n"
+    });
+    for (name, value) in &FIELDS {
+        line(out, name.as_str(), value.as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The parsed head as an `http::Request`, its target and field values slices of `head`
+/// (the copy of the bytes at `base` that httparse parsed).
+fn request(req: &httparse::Request, base: *const u8, head: &Bytes) -> Option<Request<()>> {
+    let share = |part: &[u8]| {
+        let at = part.as_ptr() as usize - base as usize;
+        head.slice(at..at + part.len())
+    };
+    let mut map = HeaderMap::with_capacity(req.headers.len());
+    for f in req.headers.iter() {
+        let name = HeaderName::from_bytes(f.name.as_bytes()).ok()?;
+        map.append(name, HeaderValue::from_maybe_shared(share(f.value)).ok()?);
+    }
+    let mut request = Request::new(());
+    *request.method_mut() = Method::from_bytes(req.method?.as_bytes()).ok()?;
+    *request.uri_mut() = Uri::from_maybe_shared(share(req.path?.as_bytes())).ok()?;
+    *request.headers_mut() = map;
+    Some(request)
+}
+
+async fn respond(req: Request<()>) -> Response<()> {
+    let fresh = req
+        .headers()
+        .get_all(IF_NONE_MATCH)
+        .iter()
+        .any(|v| v == TAG);
+    let mut res = Response::new(());
+    if fresh {
+        *res.status_mut() = StatusCode::NOT_MODIFIED;
+    } else {
+        res.headers_mut()
+            .insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+    }
+    for (name, value) in FIELDS {
+        res.headers_mut()
+            .insert(name, HeaderValue::from_static(value));
+    }
+    res
+}
+
+fn encode(res: &Response<()>, out: &mut Vec<u8>) {
+    let status = res.status();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in res.headers() {
+        line(out, name.as_str(), value.as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+fn line(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
