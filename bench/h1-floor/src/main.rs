@@ -11,7 +11,7 @@
 //! Responses to pipelined requests are written together; nothing else is done (no
 //! limits, no timeouts, no logging). Not a server to deploy.
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use http::header::{
     CACHE_CONTROL, CONTENT_LENGTH, DATE, ETAG, EXPIRES, IF_NONE_MATCH, LAST_MODIFIED,
 };
@@ -81,14 +81,13 @@ async fn serve(mut socket: TcpStream, mode: Mode) -> std::io::Result<()> {
             match mode {
                 Mode::Bytes => constant(&req, &mut out),
                 Mode::Http => {
-                    let head = Bytes::copy_from_slice(&buf[..len]);
-                    let Some(request) = request(&req, buf.as_ptr(), &head) else {
+                    let Some(request) = request(&req, &buf[..len]) else {
                         return Ok(());
                     };
                     encode(&respond(request).await, &mut out);
                 }
             }
-            let _ = buf.split_to(len);
+            buf.advance(len);
         }
         socket.write_all(&out).await?;
         out.clear();
@@ -111,11 +110,12 @@ fn constant(req: &httparse::Request, out: &mut Vec<u8>) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// The parsed head as an `http::Request`, its target and field values slices of `head`
-/// (the copy of the bytes at `base` that httparse parsed).
-fn request(req: &httparse::Request, base: *const u8, head: &Bytes) -> Option<Request<()>> {
+/// The parsed head as an `http::Request`, its target and field values slices of one
+/// copy of `parsed` (the bytes httparse parsed), as wharf's engine makes them.
+fn request(req: &httparse::Request, parsed: &[u8]) -> Option<Request<()>> {
+    let head = Bytes::copy_from_slice(parsed);
     let share = |part: &[u8]| {
-        let at = part.as_ptr() as usize - base as usize;
+        let at = part.as_ptr() as usize - parsed.as_ptr() as usize;
         head.slice(at..at + part.len())
     };
     let mut map = HeaderMap::with_capacity(req.headers.len());

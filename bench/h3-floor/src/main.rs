@@ -24,8 +24,6 @@ const BIDI_STREAMS: u32 = 128;
 const UNI_STREAMS: u32 = 8;
 const STREAM_WINDOW: u32 = 256 * 1024;
 const CONNECTION_WINDOW: u32 = 1024 * 1024;
-/// A request head is read up to this much.
-const MAX_REQUEST: usize = 16 * 1024;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -33,7 +31,7 @@ fn main() {
         eprintln!("usage: h3-floor CERT KEY ADDR FILE");
         std::process::exit(2);
     };
-    let response = response(&std::fs::read(file).expect("FILE"));
+    let response = encode_response(&std::fs::read(file).expect("FILE"));
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .expect("CERT")
         .collect::<Result<_, _>>()
@@ -76,7 +74,7 @@ fn main() {
 }
 
 /// HEADERS (`:status: 200`, `content-length`) and DATA frames around `body`.
-fn response(body: &[u8]) -> Bytes {
+fn encode_response(body: &[u8]) -> Bytes {
     let length = body.len().to_string();
     // QPACK: no dynamic table (two zero bytes), `:status: 200` indexed (static 25),
     // `content-length` a literal with its name from the static table (index 4).
@@ -135,8 +133,17 @@ async fn drain(mut recv: quinn::RecvStream) {
     while let Ok(Some(_)) = recv.read_chunk(usize::MAX, true).await {}
 }
 
+/// Reads the request stream to its end, its bytes dropped as they come, then writes
+/// the response and ends the stream.
 async fn answer(mut send: quinn::SendStream, mut recv: quinn::RecvStream, response: Bytes) {
-    if recv.read_to_end(MAX_REQUEST).await.is_ok() && send.write_chunk(response).await.is_ok() {
+    loop {
+        match recv.read_chunk(usize::MAX, true).await {
+            Ok(Some(_)) => {}
+            Ok(None) => break,
+            Err(_) => return,
+        }
+    }
+    if send.write_chunk(response).await.is_ok() {
         let _ = send.finish();
     }
 }
