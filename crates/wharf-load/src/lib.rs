@@ -1,5 +1,12 @@
 //! An HTTP/3 client over quinn and h3: trust roots, session resumption with 0-RTT,
-//! and rebinding to a new local address (connection migration). wharf's tests use it
+//! and rebinding to a new local address (connection migration).
+//!
+//! A server may refuse a resumed connection's early data (its ticket forgotten, its
+//! keys rotated by a reload: RFC 9001 §4.6.2). Every stream opened before the
+//! handshake is then lost, HTTP/3's own control and QPACK streams among them, so the
+//! connection's HTTP/3 is set up again once the handshake is over and a request that
+//! failed for that reason is sent once more (RFC 8446 §4.2.10: the client must not
+//! take 0-RTT data for processed when the server rejects it). wharf's tests use it
 //! to speak HTTP/3 to the server, and `wharf-load` measures with it.
 
 use std::net::SocketAddr;
@@ -21,10 +28,35 @@ pub struct Client {
 /// One HTTP/3 connection.
 pub struct Connection {
     quic: quinn::Connection,
+    h3: tokio::sync::RwLock<H3>,
+    /// Whether the server accepted the 0-RTT data (`None` until the handshake says),
+    /// when 0-RTT was used.
+    zero_rtt: Option<tokio::sync::watch::Receiver<Option<bool>>>,
+}
+
+/// HTTP/3 on a QUIC connection: the handle requests are sent with, and the task
+/// that drives the connection's control streams.
+struct H3 {
     send: h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>,
     driver: tokio::task::JoinHandle<()>,
-    /// Resolves to whether the server accepted the 0-RTT data, when 0-RTT was used.
-    zero_rtt: Option<quinn::ZeroRttAccepted>,
+    /// Set up after a rejected 0-RTT handshake (so never again for this connection).
+    after_rejection: bool,
+}
+
+impl H3 {
+    async fn new(quic: &quinn::Connection, after_rejection: bool) -> anyhow::Result<H3> {
+        let (mut driver, send) = h3::client::new(h3_quinn::Connection::new(quic.clone()))
+            .await
+            .map_err(|e| anyhow!("HTTP/3 setup: {e}"))?;
+        let driver = tokio::spawn(async move {
+            let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
+        });
+        Ok(H3 {
+            send,
+            driver,
+            after_rejection,
+        })
+    }
 }
 
 /// A response whose body is still arriving.
@@ -149,21 +181,17 @@ impl Client {
     pub async fn connect(&self, addr: SocketAddr, server_name: &str) -> anyhow::Result<Connection> {
         let connecting = self.endpoint.connect(addr, server_name)?;
         let (quic, zero_rtt) = match connecting.into_0rtt() {
-            Ok((quic, accepted)) => (quic, Some(accepted)),
+            Ok((quic, accepted)) => {
+                let (answer, zero_rtt) = tokio::sync::watch::channel(None);
+                tokio::spawn(async move {
+                    let _ = answer.send(Some(accepted.await));
+                });
+                (quic, Some(zero_rtt))
+            }
             Err(connecting) => (connecting.await?, None),
         };
-        let (mut driver, send) = h3::client::new(h3_quinn::Connection::new(quic.clone()))
-            .await
-            .map_err(|e| anyhow!("HTTP/3 setup: {e}"))?;
-        let driver = tokio::spawn(async move {
-            let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
-        });
-        Ok(Connection {
-            quic,
-            send,
-            driver,
-            zero_rtt,
-        })
+        let h3 = tokio::sync::RwLock::new(H3::new(&quic, false).await?);
+        Ok(Connection { quic, h3, zero_rtt })
     }
 
     /// A QUIC connection to `addr` for `server_name` (ALPN h3) with nothing set up
@@ -208,11 +236,24 @@ impl Client {
 impl Connection {
     /// Whether this connection sent 0-RTT data that the server accepted; `None`
     /// when no 0-RTT was attempted. Waits for the handshake.
-    pub async fn zero_rtt_accepted(&mut self) -> Option<bool> {
-        match self.zero_rtt.take() {
-            Some(accepted) => Some(accepted.await),
-            None => None,
+    pub async fn zero_rtt_accepted(&self) -> Option<bool> {
+        let mut answer = self.zero_rtt.clone()?;
+        let known = answer.wait_for(Option::is_some).await.ok()?;
+        *known
+    }
+
+    /// After a request failed: whether the server rejected this connection's 0-RTT
+    /// data, and if so HTTP/3 set up again (once) so that the request can be resent.
+    async fn recovered_from_rejection(&self) -> anyhow::Result<bool> {
+        if self.zero_rtt_accepted().await != Some(false) {
+            return Ok(false);
         }
+        let mut h3 = self.h3.write().await;
+        if !h3.after_rejection {
+            h3.driver.abort();
+            *h3 = H3::new(&self.quic, true).await?;
+        }
+        Ok(true)
     }
 
     /// Sends `req` (its body, if any, in one piece) and reads the whole response.
@@ -249,8 +290,28 @@ impl Connection {
         trailers: Option<http::HeaderMap>,
         end: bool,
     ) -> anyhow::Result<Incoming> {
+        let again = resend_copy(&req, trailers.as_ref());
+        match self.start_once(req, trailers, end).await {
+            // A failed setup after the rejection leaves the request's own error.
+            Err(e) if self.recovered_from_rejection().await.unwrap_or(false) => {
+                let (req, trailers) = again;
+                self.start_once(req, trailers, end)
+                    .await
+                    .context("resent after the server rejected 0-RTT")
+                    .map_err(|again| again.context(e))
+            }
+            done => done,
+        }
+    }
+
+    async fn start_once(
+        &self,
+        req: Request<Bytes>,
+        trailers: Option<http::HeaderMap>,
+        end: bool,
+    ) -> anyhow::Result<Incoming> {
         let (head, body) = req.into_parts();
-        let mut send = self.send.clone();
+        let mut send = self.h3.read().await.send.clone();
         let mut stream = send
             .send_request(Request::from_parts(head, ()))
             .await
@@ -320,6 +381,20 @@ impl Connection {
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        self.driver.abort();
+        self.h3.get_mut().driver.abort();
     }
+}
+
+/// What a request is sent with again: its method, target, version, fields and body
+/// (its extensions are the client's own and not sent), and its trailers.
+fn resend_copy(
+    req: &Request<Bytes>,
+    trailers: Option<&http::HeaderMap>,
+) -> (Request<Bytes>, Option<http::HeaderMap>) {
+    let mut copy = Request::new(req.body().clone());
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.version_mut() = req.version();
+    *copy.headers_mut() = req.headers().clone();
+    (copy, trailers.cloned())
 }

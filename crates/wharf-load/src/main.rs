@@ -170,17 +170,24 @@ async fn hold_idle(args: &Args, addr: SocketAddr, host: &str, roots: &[u8]) -> a
             args.url.to_string(),
         );
         tasks.spawn(async move {
-            let _turn = gate.acquire().await.ok()?;
-            let conn = client.connect(addr, &host).await.ok()?;
-            let got = conn.get(&url).await.ok()?;
-            got.head.status().is_success().then_some(conn)
+            let _turn = gate.acquire().await?;
+            let conn = client.connect(addr, &host).await.context("connect")?;
+            let got = conn.get(&url).await.context("GET")?;
+            anyhow::ensure!(got.head.status().is_success(), "GET: {}", got.head.status());
+            Ok(conn)
         });
     }
     let mut conns = Vec::new();
+    let mut failures = std::collections::BTreeMap::<String, usize>::new();
     while let Some(done) = tasks.join_next().await {
-        if let Ok(Some(conn)) = done {
-            conns.push(conn);
+        match done.map_err(anyhow::Error::from).and_then(|r| r) {
+            Ok(conn) => conns.push(conn),
+            Err(e) => *failures.entry(format!("{e:#}")).or_default() += 1,
         }
+    }
+    // Why connections failed, on stderr: stdout carries only the protocol's lines.
+    for (why, count) in &failures {
+        eprintln!("{count} connection(s) failed: {why}");
     }
     println!("READY {} {}", conns.len(), args.connections - conns.len());
     tokio::task::spawn_blocking(|| std::io::stdin().read_line(&mut String::new())).await??;

@@ -105,7 +105,7 @@ fn zero_rtt_serves_safe_methods_and_answers_425_to_others() {
     let w = https().start();
     within(async {
         let c = client(&w);
-        let mut first = c.connect(w.addr, "localhost").await.unwrap();
+        let first = c.connect(w.addr, "localhost").await.unwrap();
         assert_eq!(first.zero_rtt_accepted().await, None, "no ticket yet");
         assert_eq!(
             first.get(&w.url("/hello.txt")).await.unwrap().head.status(),
@@ -121,7 +121,7 @@ fn zero_rtt_serves_safe_methods_and_answers_425_to_others() {
                 .body(Bytes::from_static(b"x"))
                 .unwrap()
         };
-        let mut resumed = c.connect(w.addr, "localhost").await.unwrap();
+        let resumed = c.connect(w.addr, "localhost").await.unwrap();
         let early = resumed.send(post()).await.unwrap();
         assert_eq!(
             early.head.status(),
@@ -136,11 +136,40 @@ fn zero_rtt_serves_safe_methods_and_answers_425_to_others() {
         c.wait_idle().await;
 
         // ...while a safe one is served from early data.
-        let mut again = c.connect(w.addr, "localhost").await.unwrap();
+        let again = c.connect(w.addr, "localhost").await.unwrap();
         let get = again.get(&w.url("/hello.txt")).await.unwrap();
         assert_eq!(get.head.status(), 200);
         assert_eq!(get.body, "hello, world\n");
         assert_eq!(again.zero_rtt_accepted().await, Some(true));
+    });
+}
+
+/// A reload rotates the keys of session resumption, so the server rejects the
+/// early data of a client resuming from an earlier ticket (RFC 9001 §4.6.2); the
+/// client's request, lost with it, is sent again after the handshake and answered.
+#[test]
+fn a_request_in_rejected_early_data_is_sent_again() {
+    let w = https().start();
+    within(async {
+        let c = client(&w);
+        let first = c.connect(w.addr, "localhost").await.unwrap();
+        assert_eq!(
+            first.get(&w.url("/hello.txt")).await.unwrap().head.status(),
+            200
+        );
+        first.close();
+        c.wait_idle().await;
+
+        w.signal("HUP");
+        w.wait_for_stderr("SIGHUP: certificates reloaded");
+        let resumed = c.connect(w.addr, "localhost").await.unwrap();
+        let get = resumed.get(&w.url("/hello.txt")).await.unwrap();
+        assert_eq!(get.head.status(), 200);
+        assert_eq!(get.body, "hello, world\n");
+        assert_eq!(resumed.zero_rtt_accepted().await, Some(false));
+        // The connection goes on with HTTP/3 set up once more.
+        let next = resumed.get(&w.url("/hello.txt")).await.unwrap();
+        assert_eq!(next.head.status(), 200);
     });
 }
 
