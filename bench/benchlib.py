@@ -503,6 +503,50 @@ def curl(url, headers=(), extra=()):
     return Reply(int(lines[0].split()[1]), fields, int(m.group(1)), m.group(2))
 
 
+# ---------------------------------------------------------------- idle connections
+
+def hold_idle(server, cmd):
+    """RSS of all the server's processes before and after an idle-connection client
+    (bench/idle_conns.py, or wharf-load --idle) has opened its connections, each after
+    one request. The client prints "READY <opened> <failed> [notes]" once they are
+    open, waits for a line on stdin, prints "OPEN <still open>" and exits. Returns
+    before, after, opened, failed, still_open, per_conn (None with none opened) and
+    rest, what the READY line says after the counts."""
+    before = server.rss()
+    client = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        ready = read_line(client, "READY", timeout=300).split()
+        opened, failed = int(ready[1]), int(ready[2])
+        time.sleep(2)  # let the server finish any work the last requests started
+        after = server.rss()
+        client.stdin.write("done\n")
+        client.stdin.flush()
+        still_open = int(read_line(client, "OPEN", timeout=30).split()[1])
+        client.wait(timeout=60)
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait()
+    return dict(before=before, after=after, opened=opened, failed=failed,
+                still_open=still_open, per_conn=(after - before) / opened if opened else None,
+                rest=" ".join(ready[3:]))
+
+
+def read_line(proc, prefix, timeout):
+    """The client's next line starting with `prefix`, waiting at most `timeout` s.
+    (It writes one line and then waits for us, so nothing sits in the pipe buffer.)"""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not select.select([proc.stdout], [], [], deadline - time.monotonic())[0]:
+            break
+        line = proc.stdout.readline()
+        if line.startswith(prefix):
+            return line
+        if not line and proc.poll() is not None:
+            break
+    raise RuntimeError(f"the idle client ({proc.args[0]}) gave no {prefix} line")
+
+
 # ---------------------------------------------------------------- load generators
 
 def run_timed(cmd, timeout, cwd=ROOT):
