@@ -290,18 +290,31 @@ impl Connection {
         trailers: Option<http::HeaderMap>,
         end: bool,
     ) -> anyhow::Result<Incoming> {
-        let again = resend_copy(&req, trailers.as_ref());
-        match self.start_once(req, trailers, end).await {
+        // A copy to send again is made only while the early data's fate is open: once
+        // the server accepted it (or none was sent), requests go out once, uncopied.
+        let again = self
+            .early_data_pending()
+            .then(|| resend_copy(&req, trailers.as_ref()));
+        match (self.start_once(req, trailers, end).await, again) {
             // A failed setup after the rejection leaves the request's own error.
-            Err(e) if self.recovered_from_rejection().await.unwrap_or(false) => {
-                let (req, trailers) = again;
+            (Err(e), Some((req, trailers)))
+                if self.recovered_from_rejection().await.unwrap_or(false) =>
+            {
                 self.start_once(req, trailers, end)
                     .await
                     .context("resent after the server rejected 0-RTT")
                     .map_err(|again| again.context(e))
             }
-            done => done,
+            (done, _) => done,
         }
+    }
+
+    /// Whether this connection sent early data that the server has not (yet) been
+    /// seen to accept.
+    fn early_data_pending(&self) -> bool {
+        self.zero_rtt
+            .as_ref()
+            .is_some_and(|answer| *answer.borrow() != Some(true))
     }
 
     async fn start_once(
