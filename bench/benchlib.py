@@ -3,8 +3,8 @@
 Setup (tools, file limit, docroot, ports, CPU pinning modes, the bench certificate from
 wharf's local CA), the server processes (wharf, nginx from the bench/nginx.conf
 template, their access logs), the load-generator plumbing (a timed client run with its
-CPU use; wrk with bench/report.lua), system calls per request (perf or strace), run
-alternation, and the report helpers (medians, ratios, machine description, RESULTS.md
+CPU use; wrk with bench/report.lua; the idle-connection clients' protocol), system
+calls per request (perf or strace), run alternation, and the report helpers (medians, ratios, machine description, RESULTS.md
 sections).
 
 Python 3 standard library only. Everything sends traffic to 127.0.0.1 only, and every
