@@ -434,6 +434,26 @@ def build_wharf():
     subprocess.run(["cargo", "build", "--release"], cwd=ROOT, check=True, timeout=3600)
 
 
+
+H1_FLOOR = BENCH / "h1-floor"
+H1_FLOOR_BIN = H1_FLOOR / "target" / "release" / "h1-floor"
+
+
+def build_h1_floor():
+    log("cargo build --release (bench/h1-floor)")
+    subprocess.run(["cargo", "build", "--release"], cwd=H1_FLOOR, check=True, timeout=3600)
+
+
+def start_h1_floor(mode, port, cpus, workers, out, extra=()):
+    """`h1-floor MODE 127.0.0.1:PORT EXTRA...` (bench/h1-floor) on as many tokio workers
+    as the servers beside it, named floor-MODE."""
+    out.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, TOKIO_WORKER_THREADS=str(workers))
+    cmd = taskset(cpus) + [str(H1_FLOOR_BIN), mode, f"{HOST}:{port}", *extra]
+    server = Server(f"floor-{mode}", port, spawn(out, cmd, env), signal.SIGTERM, out)
+    wait_listening(server)
+    return server
+
 def require_wharf():
     if not WHARF_BIN.exists():
         sys.exit(f"{WHARF_BIN} not found (build it, or run with --servers nginx)")

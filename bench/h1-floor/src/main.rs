@@ -10,6 +10,10 @@
 //!
 //! Responses to pipelined requests are written together; nothing else is done (no
 //! limits, no timeouts, no logging). Not a server to deploy.
+//!
+//! `proxy-bytes` and `proxy-http` are the proxy floors of bench/proxy (see `proxy`).
+
+mod proxy;
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{
@@ -33,18 +37,25 @@ const FIELDS: [(HeaderName, &str); 5] = [
 enum Mode {
     Bytes,
     Http,
+    Proxy(proxy::Mode),
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let (mode, addr) = match args.as_slice() {
-        [_, m, a] if m == "bytes" => (Mode::Bytes, a.clone()),
-        [_, m, a] if m == "http" => (Mode::Http, a.clone()),
+    let (mode, addr, upstream) = match args.as_slice() {
+        [_, m, a] if m == "bytes" => (Mode::Bytes, a.clone(), None),
+        [_, m, a] if m == "http" => (Mode::Http, a.clone(), None),
+        [_, m, a, u] if m == "proxy-bytes" => (Mode::Proxy(proxy::Mode::Bytes), a.clone(), Some(u)),
+        [_, m, a, u] if m == "proxy-http" => (Mode::Proxy(proxy::Mode::Http), a.clone(), Some(u)),
         _ => {
-            eprintln!("usage: h1-floor bytes|http ADDR");
+            eprintln!(
+                "usage: h1-floor bytes|http ADDR | h1-floor proxy-bytes|proxy-http ADDR UPSTREAM"
+            );
             std::process::exit(2);
         }
     };
+    let pool =
+        upstream.map(|u| proxy::Pool::new(u.parse().expect("UPSTREAM: an address and port")));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_io()
         .build()
@@ -52,12 +63,16 @@ fn main() {
     rt.block_on(async move {
         let listener = TcpListener::bind(&addr).await.expect("bind");
         loop {
-            let Ok((socket, _)) = listener.accept().await else {
+            let Ok((socket, peer)) = listener.accept().await else {
                 continue;
             };
             let _ = socket.set_nodelay(true);
+            let pool = pool.clone();
             tokio::spawn(async move {
-                let _ = serve(socket, mode).await;
+                let _ = match (mode, pool) {
+                    (Mode::Proxy(m), Some(pool)) => proxy::serve(socket, peer, pool, m).await,
+                    _ => serve(socket, mode).await,
+                };
             });
         }
     });
@@ -80,11 +95,12 @@ async fn serve(mut socket: TcpStream, mode: Mode) -> std::io::Result<()> {
             };
             match mode {
                 Mode::Bytes => constant(&req, &mut out),
-                Mode::Http => {
-                    let Some(request) = request(&req, &buf[..len]) else {
+                Mode::Http | Mode::Proxy(_) => {
+                    let Some(request) = request(&req, &buf[..len], |_| false) else {
                         return Ok(());
                     };
-                    encode(&respond(request).await, &mut out);
+                    let res = respond(request).await;
+                    encode_head(res.status(), res.headers(), &mut out);
                 }
             }
             buf.advance(len);
@@ -110,23 +126,53 @@ fn constant(req: &httparse::Request, out: &mut Vec<u8>) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// The parsed head as an `http::Request`, its target and field values slices of one
-/// copy of `parsed` (the bytes httparse parsed), as wharf's engine makes them.
-fn request(req: &httparse::Request, parsed: &[u8]) -> Option<Request<()>> {
-    let head = Bytes::copy_from_slice(parsed);
-    let share = |part: &[u8]| {
-        let at = part.as_ptr() as usize - parsed.as_ptr() as usize;
-        head.slice(at..at + part.len())
-    };
-    let mut map = HeaderMap::with_capacity(req.headers.len());
-    for f in req.headers.iter() {
-        let name = HeaderName::from_bytes(f.name.as_bytes()).ok()?;
-        map.append(name, HeaderValue::from_maybe_shared(share(f.value)).ok()?);
+/// One copy of the bytes httparse parsed, which the parsed parts are slices of.
+struct Shared<'a> {
+    parsed: &'a [u8],
+    copy: Bytes,
+}
+
+impl<'a> Shared<'a> {
+    fn new(parsed: &'a [u8]) -> Self {
+        Self {
+            parsed,
+            copy: Bytes::copy_from_slice(parsed),
+        }
     }
+
+    /// `part`, a slice of `parsed`, as the same slice of the copy.
+    fn share(&self, part: &[u8]) -> Bytes {
+        let at = part.as_ptr() as usize - self.parsed.as_ptr() as usize;
+        self.copy.slice(at..at + part.len())
+    }
+}
+
+/// The fields whose names `skip` does not match, as a `HeaderMap` whose values share
+/// `head`'s copy, as wharf's engine makes them.
+fn header_map(
+    fields: &[httparse::Header],
+    head: &Shared,
+    skip: fn(&[u8]) -> bool,
+) -> Option<HeaderMap> {
+    let mut map = HeaderMap::with_capacity(fields.len());
+    for f in fields.iter().filter(|f| !skip(f.name.as_bytes())) {
+        let name = HeaderName::from_bytes(f.name.as_bytes()).ok()?;
+        map.append(
+            name,
+            HeaderValue::from_maybe_shared(head.share(f.value)).ok()?,
+        );
+    }
+    Some(map)
+}
+
+/// The parsed head as an `http::Request`, its target and field values slices of one
+/// copy of `parsed` (the bytes httparse parsed), without the fields `skip` matches.
+fn request(req: &httparse::Request, parsed: &[u8], skip: fn(&[u8]) -> bool) -> Option<Request<()>> {
+    let head = Shared::new(parsed);
     let mut request = Request::new(());
     *request.method_mut() = Method::from_bytes(req.method?.as_bytes()).ok()?;
-    *request.uri_mut() = Uri::from_maybe_shared(share(req.path?.as_bytes())).ok()?;
-    *request.headers_mut() = map;
+    *request.uri_mut() = Uri::from_maybe_shared(head.share(req.path?.as_bytes())).ok()?;
+    *request.headers_mut() = header_map(req.headers, &head, skip)?;
     Some(request)
 }
 
@@ -150,14 +196,19 @@ async fn respond(req: Request<()>) -> Response<()> {
     res
 }
 
-fn encode(res: &Response<()>, out: &mut Vec<u8>) {
-    let status = res.status();
+/// A status line and `fields`, as an HTTP/1.1 response head.
+fn encode_head(status: StatusCode, fields: &HeaderMap, out: &mut Vec<u8>) {
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
-    for (name, value) in res.headers() {
+    encode_fields(fields, out);
+}
+
+/// `fields` as field lines, and the empty line that ends a head.
+fn encode_fields(fields: &HeaderMap, out: &mut Vec<u8>) {
+    for (name, value) in fields {
         line(out, name.as_str(), value.as_bytes());
     }
     out.extend_from_slice(b"\r\n");
