@@ -71,14 +71,15 @@ fn main() {
             tokio::spawn(async move {
                 let _ = match (mode, pool) {
                     (Mode::Proxy(m), Some(pool)) => proxy::serve(socket, peer, pool, m).await,
-                    _ => serve(socket, mode).await,
+                    _ => serve(socket, matches!(mode, Mode::Http)).await,
                 };
             });
         }
     });
 }
 
-async fn serve(mut socket: TcpStream, mode: Mode) -> std::io::Result<()> {
+/// Answers conditional GETs: with a constant head, or through the `http` types.
+async fn serve(mut socket: TcpStream, http: bool) -> std::io::Result<()> {
     let mut buf = BytesMut::with_capacity(4096);
     let mut out = Vec::with_capacity(4096);
     loop {
@@ -93,15 +94,14 @@ async fn serve(mut socket: TcpStream, mode: Mode) -> std::io::Result<()> {
                 Ok(httparse::Status::Partial) => break,
                 Err(_) => return Ok(()),
             };
-            match mode {
-                Mode::Bytes => constant(&req, &mut out),
-                Mode::Http | Mode::Proxy(_) => {
-                    let Some(request) = request(&req, &buf[..len], |_| false) else {
-                        return Ok(());
-                    };
-                    let res = respond(request).await;
-                    encode_head(res.status(), res.headers(), &mut out);
-                }
+            if http {
+                let Some(request) = request(&req, &buf[..len], |_| false) else {
+                    return Ok(());
+                };
+                let res = respond(request).await;
+                encode_head(res.status(), res.headers(), &mut out);
+            } else {
+                constant(&req, &mut out);
             }
             buf.advance(len);
         }
