@@ -486,6 +486,45 @@ def wharf_supports(flag):
     return flag in help_text.stdout + help_text.stderr
 
 
+def wharf_config(path, writer, listen, requests_per_conn=REQUESTS_PER_CONN, access_log=False,
+                 tls=None, tls_listen=None, http3=False):
+    """Writes the wharf.toml the harnesses serve the docroot with: the default site on
+    the cleartext address `listen`, the request limit and access log the other servers
+    get and, with `tls`, an HTTPS listener on `tls_listen` with the bench certificate
+    (and HTTP/3 on its UDP port when `http3`)."""
+    text = f"""# Written by {writer}.
+listen = [{toml_str(listen)}]
+
+[limits]
+# As the other servers' keep-alive request limit; wharf's default is 1000.
+max_requests_per_connection = {requests_per_conn}
+"""
+    if tls:
+        text += f"""
+[tls]
+listen = [{toml_str(tls_listen)}]
+
+[http]
+http3 = {'true' if http3 else 'false'}
+"""
+    text += f"""
+[log]
+# "combined" (one line per request on stdout, which the harness sends to stdout.log
+# beside this file) when the servers log, else "off", as the others.
+access = "{'combined' if access_log else 'off'}"
+
+[[site]]
+root = {toml_str(DOCROOT)}
+default = true
+"""
+    if tls:
+        text += f"""
+[site.tls]
+cert = {toml_str(tls["cert"])}
+key = {toml_str(tls["key"])}
+"""
+    path.write_text(text)
+
 def start_wharf(port, cpus, workers, serve_args, out=OUT / "wharf", scheme="http"):
     """`wharf serve SERVE_ARGS`. Tokio sizes its pool from the CPU affinity mask;
     TOKIO_WORKER_THREADS pins it to nginx's worker count so both servers run the same
