@@ -20,6 +20,21 @@ fn client(w: &Wharf) -> Client {
     Client::new(&roots, "127.0.0.1:0".parse().unwrap()).unwrap()
 }
 
+/// Opens a connection, completes a GET on it and closes it, so that `c` holds a
+/// resumption ticket for its next one; returns what that connection said of early
+/// data.
+async fn take_ticket(c: &Client, w: &Wharf) -> Option<bool> {
+    let first = c.connect(w.addr, "localhost").await.unwrap();
+    assert_eq!(
+        first.get(&w.url("/hello.txt")).await.unwrap().head.status(),
+        200
+    );
+    let early = first.zero_rtt_accepted().await;
+    first.close();
+    c.wait_idle().await;
+    early
+}
+
 #[test]
 fn requests_over_http3_and_alt_svc_on_tcp() {
     let w = https().start();
@@ -105,14 +120,7 @@ fn zero_rtt_serves_safe_methods_and_answers_425_to_others() {
     let w = https().start();
     within(async {
         let c = client(&w);
-        let first = c.connect(w.addr, "localhost").await.unwrap();
-        assert_eq!(first.zero_rtt_accepted().await, None, "no ticket yet");
-        assert_eq!(
-            first.get(&w.url("/hello.txt")).await.unwrap().head.status(),
-            200
-        );
-        first.close();
-        c.wait_idle().await;
+        assert_eq!(take_ticket(&c, &w).await, None, "no ticket yet");
 
         // A resumed connection's first request goes out before the handshake
         // completes, as early data: an unsafe method is refused...
@@ -152,13 +160,7 @@ fn a_request_in_rejected_early_data_is_sent_again() {
     let w = https().start();
     within(async {
         let c = client(&w);
-        let first = c.connect(w.addr, "localhost").await.unwrap();
-        assert_eq!(
-            first.get(&w.url("/hello.txt")).await.unwrap().head.status(),
-            200
-        );
-        first.close();
-        c.wait_idle().await;
+        take_ticket(&c, &w).await;
 
         w.signal("HUP");
         w.wait_for_stderr("SIGHUP: certificates reloaded");
