@@ -1,10 +1,11 @@
 """What the benchmark programs share (bench/run: HTTP/1.1; bench/tls: HTTPS and HTTP/2).
 
 Setup (tools, file limit, docroot, ports, CPU pinning modes, the bench certificate from
-wharf's local CA), the server processes (wharf, nginx from the bench/nginx.conf
-template, their access logs), the load-generator plumbing (a timed client run with its
-CPU use; wrk with bench/report.lua; the idle-connection clients' protocol), system
-calls per request (perf or strace), run alternation, and the report helpers (medians, ratios, machine description, RESULTS.md
+wharf's local CA), the server processes (wharf and its configuration, nginx from the
+bench/nginx.conf template, their access logs, bench/h1-floor's floors), the
+load-generator plumbing (a timed client run with its CPU use; wrk with bench/report.lua;
+the idle-connection clients' protocol), system calls per request (perf or strace), run
+alternation, and the report helpers (medians, ratios, machine description, RESULTS.md
 sections).
 
 Python 3 standard library only. Everything sends traffic to 127.0.0.1 only, and every
@@ -434,14 +435,14 @@ def build_wharf():
     subprocess.run(["cargo", "build", "--release"], cwd=ROOT, check=True, timeout=3600)
 
 
-
 H1_FLOOR = BENCH / "h1-floor"
 H1_FLOOR_BIN = H1_FLOOR / "target" / "release" / "h1-floor"
 
 
-def build_h1_floor():
-    log("cargo build --release (bench/h1-floor)")
-    subprocess.run(["cargo", "build", "--release"], cwd=H1_FLOOR, check=True, timeout=3600)
+def build_standalone(project):
+    """`cargo build --release` in one of bench's standalone Cargo projects."""
+    log(f"cargo build --release (bench/{project.name})")
+    subprocess.run(["cargo", "build", "--release"], cwd=project, check=True, timeout=3600)
 
 
 def start_h1_floor(mode, port, cpus, workers, out, extra=()):
@@ -453,6 +454,7 @@ def start_h1_floor(mode, port, cpus, workers, out, extra=()):
     server = Server(f"floor-{mode}", port, spawn(out, cmd, env), signal.SIGTERM, out)
     wait_listening(server)
     return server
+
 
 def require_wharf():
     if not WHARF_BIN.exists():
@@ -524,6 +526,7 @@ cert = {toml_str(tls["cert"])}
 key = {toml_str(tls["key"])}
 """
     path.write_text(text)
+
 
 def start_wharf(port, cpus, workers, serve_args, out=OUT / "wharf", scheme="http"):
     """`wharf serve SERVE_ARGS`. Tokio sizes its pool from the CPU affinity mask;

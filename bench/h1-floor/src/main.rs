@@ -70,16 +70,34 @@ fn main() {
             let pool = pool.clone();
             tokio::spawn(async move {
                 let _ = match (mode, pool) {
-                    (Mode::Proxy(m), Some(pool)) => proxy::serve(socket, peer, pool, m).await,
-                    _ => serve(socket, matches!(mode, Mode::Http)).await,
+                    (Mode::Proxy(m), Some(pool)) => {
+                        connection(socket, proxy::Proxy::new(peer, pool, m)).await
+                    }
+                    _ => {
+                        let http = matches!(mode, Mode::Http);
+                        connection(socket, Conditional { http }).await
+                    }
                 };
             });
         }
     });
 }
 
-/// Answers conditional GETs: with a constant head, or through the `http` types.
-async fn serve(mut socket: TcpStream, http: bool) -> std::io::Result<()> {
+/// What a floor does with each complete request on a connection.
+trait Answer {
+    /// Appends the answer to `req` (parsed from `head`) to `out`; `false` closes the
+    /// connection.
+    async fn answer(
+        &mut self,
+        req: &httparse::Request<'_, '_>,
+        head: &[u8],
+        out: &mut Vec<u8>,
+    ) -> std::io::Result<bool>;
+}
+
+/// Reads requests from `socket` until it closes or sends one httparse refuses,
+/// answers each with `answer`, and writes the answers to one read's requests together.
+async fn connection(mut socket: TcpStream, mut answer: impl Answer) -> std::io::Result<()> {
     let mut buf = BytesMut::with_capacity(4096);
     let mut out = Vec::with_capacity(4096);
     loop {
@@ -94,19 +112,38 @@ async fn serve(mut socket: TcpStream, http: bool) -> std::io::Result<()> {
                 Ok(httparse::Status::Partial) => break,
                 Err(_) => return Ok(()),
             };
-            if http {
-                let Some(request) = request(&req, &buf[..len], |_| false) else {
-                    return Ok(());
-                };
-                let res = respond(request).await;
-                encode_head(res.status(), res.headers(), &mut out);
-            } else {
-                constant(&req, &mut out);
+            if !answer.answer(&req, &buf[..len], &mut out).await? {
+                return Ok(());
             }
             buf.advance(len);
         }
         socket.write_all(&out).await?;
         out.clear();
+    }
+}
+
+/// Answers conditional GETs: with a constant head, or through the `http` types.
+struct Conditional {
+    http: bool,
+}
+
+impl Answer for Conditional {
+    async fn answer(
+        &mut self,
+        req: &httparse::Request<'_, '_>,
+        head: &[u8],
+        out: &mut Vec<u8>,
+    ) -> std::io::Result<bool> {
+        if !self.http {
+            constant(req, out);
+            return Ok(true);
+        }
+        let Some(request) = request(req, head, |_| false) else {
+            return Ok(false);
+        };
+        let res = respond(request).await;
+        encode_head(res.status(), res.headers(), out);
+        Ok(true)
     }
 }
 

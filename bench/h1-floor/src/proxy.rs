@@ -26,7 +26,7 @@ use http::{HeaderValue, Response, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::{encode_fields, encode_head, header_map, line, request, Shared};
+use crate::{encode_fields, encode_head, header_map, line, request, Answer, Shared};
 
 /// The fields RFC 9110 §7.6.1 makes hop-by-hop (and `Proxy-Connection`), which the
 /// floors never pass on.
@@ -92,50 +92,52 @@ impl Pool {
     }
 }
 
-/// Serves one client connection until it closes or sends what the floor does not take.
-pub async fn serve(
-    mut client: TcpStream,
-    peer: SocketAddr,
+/// One client connection's proxying: its requests go to the pool's upstream.
+pub struct Proxy {
     pool: Arc<Pool>,
     mode: Mode,
-) -> io::Result<()> {
-    let forwarded_for = HeaderValue::from_str(&peer.ip().to_string()).expect("an address");
-    let mut buf = BytesMut::with_capacity(4096);
-    let mut head = Vec::with_capacity(1024);
-    let mut out = Vec::with_capacity(4096);
-    loop {
-        if client.read_buf(&mut buf).await? == 0 {
-            return Ok(());
+    /// The client's address, as `X-Forwarded-For` gives it.
+    forwarded_for: HeaderValue,
+    /// The upstream request being written.
+    head: Vec<u8>,
+}
+
+impl Proxy {
+    pub fn new(peer: SocketAddr, pool: Arc<Pool>, mode: Mode) -> Self {
+        Self {
+            pool,
+            mode,
+            forwarded_for: HeaderValue::from_str(&peer.ip().to_string()).expect("an address"),
+            head: Vec::with_capacity(1024),
         }
-        loop {
-            let mut fields = [httparse::EMPTY_HEADER; 32];
-            let mut req = httparse::Request::new(&mut fields);
-            let len = match req.parse(&buf) {
-                Ok(httparse::Status::Complete(len)) => len,
-                Ok(httparse::Status::Partial) => break,
-                Err(_) => return Ok(()),
-            };
-            match mode {
-                Mode::Bytes => request_bytes(&req, &forwarded_for, &mut head),
-                Mode::Http => {
-                    let Some(mut r) = request(&req, &buf[..len], is_hop_by_hop) else {
-                        return Ok(());
-                    };
-                    r.headers_mut()
-                        .append("x-forwarded-for", forwarded_for.clone());
-                    encode_request(&r, &mut head);
-                }
+    }
+}
+
+impl Answer for Proxy {
+    async fn answer(
+        &mut self,
+        req: &httparse::Request<'_, '_>,
+        head: &[u8],
+        out: &mut Vec<u8>,
+    ) -> io::Result<bool> {
+        match self.mode {
+            Mode::Bytes => request_bytes(req, &self.forwarded_for, &mut self.head),
+            Mode::Http => {
+                let Some(mut r) = request(req, head, is_hop_by_hop) else {
+                    return Ok(false);
+                };
+                r.headers_mut()
+                    .append("x-forwarded-for", self.forwarded_for.clone());
+                encode_request(&r, &mut self.head);
             }
-            let mut up = pool.take().await?;
-            up.stream.write_all(&head).await?;
-            head.clear();
-            if exchange(&mut up, mode, &mut out).await? {
-                pool.give(up);
-            }
-            buf.advance(len);
         }
-        client.write_all(&out).await?;
-        out.clear();
+        let mut up = self.pool.take().await?;
+        up.stream.write_all(&self.head).await?;
+        self.head.clear();
+        if exchange(&mut up, self.mode, out).await? {
+            self.pool.give(up);
+        }
+        Ok(true)
     }
 }
 

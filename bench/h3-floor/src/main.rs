@@ -116,34 +116,33 @@ async fn serve(conn: quinn::Connection, response: Bytes) {
         tokio::select! {
             uni = conn.accept_uni() => {
                 let Ok(recv) = uni else { return };
-                drains.push(drain(recv));
+                drains.push(read_to_end(recv)); // the client's control and QPACK streams
             }
             bi = conn.accept_bi() => {
                 let Ok((send, recv)) = bi else { return };
                 requests.push(answer(send, recv, response.clone()));
             }
             Some(()) = requests.next(), if !requests.is_empty() => {}
-            Some(()) = drains.next(), if !drains.is_empty() => {}
+            Some(_) = drains.next(), if !drains.is_empty() => {}
         }
     }
 }
 
-/// Reads one of the client's unidirectional streams to its end.
-async fn drain(mut recv: quinn::RecvStream) {
-    while let Ok(Some(_)) = recv.read_chunk(usize::MAX, true).await {}
+/// Reads the request stream to its end, then writes the response and ends the stream.
+async fn answer(mut send: quinn::SendStream, recv: quinn::RecvStream, response: Bytes) {
+    if read_to_end(recv).await && send.write_chunk(response).await.is_ok() {
+        let _ = send.finish();
+    }
 }
 
-/// Reads the request stream to its end, its bytes dropped as they come, then writes
-/// the response and ends the stream.
-async fn answer(mut send: quinn::SendStream, mut recv: quinn::RecvStream, response: Bytes) {
+/// Reads `recv` to its end, its bytes dropped as they come: whether it ended (not
+/// reset, not lost with the connection).
+async fn read_to_end(mut recv: quinn::RecvStream) -> bool {
     loop {
         match recv.read_chunk(usize::MAX, true).await {
             Ok(Some(_)) => {}
-            Ok(None) => break,
-            Err(_) => return,
+            Ok(None) => return true,
+            Err(_) => return false,
         }
-    }
-    if send.write_chunk(response).await.is_ok() {
-        let _ = send.finish();
     }
 }
