@@ -10,7 +10,7 @@
 use std::mem::MaybeUninit;
 
 use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
-use http::{HeaderMap, Method, StatusCode, Version};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 
 use crate::framing::{
     content_length, header_map, persists, transfer_coding, Coding, Present, RequestFraming, Section,
@@ -31,11 +31,11 @@ pub fn request_framing(fields: &HeaderMap, body_empty: bool) -> RequestFraming {
 /// Writes the request line and fields; the framing fields are the ones `framing`
 /// needs (any `Transfer-Encoding` in `fields` is left out: it is hop-by-hop, and the
 /// coding is this client's to choose).
-pub fn request_head(
+pub fn request_head<'f>(
     out: &mut Vec<u8>,
     method: &Method,
     target: &str,
-    fields: &HeaderMap,
+    fields: impl IntoIterator<Item = (&'f HeaderName, &'f HeaderValue)>,
     framing: RequestFraming,
 ) {
     out.extend_from_slice(method.as_str().as_bytes());

@@ -89,7 +89,7 @@ struct Found {
 
 /// One pass over the fields of `headers` (every line, repeated names included).
 fn scan(headers: &HeaderMap, also: &[&HeaderName]) -> Found {
-    debug_assert!(also.len() <= 32);
+    debug_assert!(also.len() <= 32, "Found::also has 32 bits");
     let mut found = Found::default();
     for (name, value) in headers {
         let text = name.as_str();
@@ -167,10 +167,120 @@ pub fn forward_request(
     trusted: bool,
     also: &[&HeaderName],
 ) -> bool {
+    let forwarding = forwarding(headers, hop, trusted, also);
+    let te_trailers = forwarding.te_trailers;
+    forwarding.apply(headers);
+    te_trailers
+}
+
+/// What [`forward_request`] does to a request's fields, decided in one pass over
+/// them and not yet done: which of the fields stay behind and which fields are
+/// added. An HTTP/1.1 client writes the fields less those [`Forwarding::leaves_out`],
+/// then [`Forwarding::added`], and so never edits the map (editing it cost more
+/// than the rest of forwarding); anything else [`Forwarding::apply`]s it.
+#[derive(Clone, Debug, Default)]
+pub struct Forwarding<'a> {
+    /// The caller's names to leave out besides the hop-by-hop ones.
+    also: &'a [&'a HeaderName],
+    /// Bit `i` for the message's [`ALWAYS_HOP_BY_HOP`]`[i]`, bit `ALWAYS + i` for its
+    /// `also[i]`: the fields left out. None when the map was edited instead.
+    left_out: u64,
+    /// The `Forwarded` element to append.
+    forwarded: Option<HeaderValue>,
+    /// The `X-Forwarded-For`, `-Proto` and `-Host` values.
+    xff: Option<HeaderValue>,
+    proto: Option<HeaderValue>,
+    xfh: Option<HeaderValue>,
+    /// Whether the request's `TE` offered trailers.
+    te_trailers: bool,
+}
+
+/// Decides what forwarding does to `headers` (see [`forward_request`]). The
+/// uncommon cases (a `Connection` that names other fields, forwarding fields
+/// already there) are done on the map at once, and leave nothing to decide.
+pub fn forwarding<'a>(
+    headers: &mut HeaderMap,
+    hop: &Hop<'_>,
+    trusted: bool,
+    also: &'a [&'a HeaderName],
+) -> Forwarding<'a> {
     let found = scan(headers, also);
-    remove_found(headers, &found, also);
-    set_forwarded(headers, hop, trusted, found.forwarding);
-    found.te_trailers
+    let mut forwarding = Forwarding {
+        also,
+        te_trailers: found.te_trailers,
+        ..Forwarding::default()
+    };
+    if found.connection_names_more || found.forwarding {
+        remove_found(headers, &found, also);
+        set_forwarded(headers, hop, trusted, found.forwarding);
+        return forwarding;
+    }
+    let hop_by_hop = found
+        .hop_by_hop
+        .iter()
+        .enumerate()
+        .fold(0, |bits, (i, p)| bits | u64::from(*p) << i);
+    forwarding.left_out = hop_by_hop | u64::from(found.also) << ALWAYS;
+    // What `set_forwarded` sets when the request has no forwarding fields.
+    (forwarding.forwarded, forwarding.xff) = hop_values(hop);
+    forwarding.proto = Some(HeaderValue::from_static(hop.proto));
+    forwarding.xfh = hop.host.cloned();
+    forwarding
+}
+
+impl Forwarding<'_> {
+    /// Whether the request's `TE` offered trailers (see [`forward_request`]).
+    pub fn te_trailers(&self) -> bool {
+        self.te_trailers
+    }
+
+    /// Whether the request's field `name` is not forwarded.
+    pub fn leaves_out(&self, name: &HeaderName) -> bool {
+        if self.left_out == 0 {
+            return false;
+        }
+        let bit = match hop_by_hop_index(name.as_str().as_bytes()) {
+            Some(i) => i,
+            None => match self.also.iter().position(|a| *a == name) {
+                Some(i) => ALWAYS + i,
+                None => return false,
+            },
+        };
+        self.left_out & 1 << bit != 0
+    }
+
+    /// The fields forwarding adds, in the order [`Forwarding::apply`] adds them.
+    pub fn added(&self) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
+        [
+            (&FORWARDED, &self.forwarded),
+            (&X_FORWARDED_FOR, &self.xff),
+            (&X_FORWARDED_PROTO, &self.proto),
+            (&X_FORWARDED_HOST, &self.xfh),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| Some((name, value.as_ref()?)))
+    }
+
+    /// Does it to `headers`, the map it was decided on: the fields left out
+    /// removed, the added ones appended.
+    pub fn apply(self, headers: &mut HeaderMap) {
+        let removed = ALWAYS_HOP_BY_HOP.iter().chain(self.also.iter().copied());
+        for (i, name) in removed.enumerate() {
+            if self.left_out & 1 << i != 0 {
+                headers.remove(name);
+            }
+        }
+        for (name, value) in [
+            (&FORWARDED, self.forwarded),
+            (&X_FORWARDED_FOR, self.xff),
+            (&X_FORWARDED_PROTO, self.proto),
+            (&X_FORWARDED_HOST, self.xfh),
+        ] {
+            if let Some(value) = value {
+                headers.append(name, value);
+            }
+        }
+    }
 }
 
 /// Whether a connection option needs no removal of its own: `close`, `Host` (never
@@ -236,11 +346,16 @@ impl Via {
     /// Appends the entry for a message `received` over that version: `1.1 wharf`
     /// for HTTP/1.1.
     pub fn append(&self, headers: &mut HeaderMap, received: Version) {
+        headers.append(header::VIA, self.entry(received).clone());
+    }
+
+    /// The entry for a message `received` over that version.
+    pub fn entry(&self, received: Version) -> &HeaderValue {
         let i = Self::VERSIONS
             .iter()
             .position(|v| *v == received)
             .unwrap_or(2); // what `via_protocol` calls any other version: 1.1
-        headers.append(header::VIA, self.0[i].clone());
+        &self.0[i]
     }
 }
 
@@ -555,6 +670,68 @@ mod tests {
                 "x-forwarded-proto"
             ]
         );
+    }
+
+    #[test]
+    fn fields_left_in_place_are_the_fields_applied() {
+        // An HTTP/1.1 client writes the fields not left out, then those added; that
+        // must be exactly what applying forwarding to the map leaves, in either path
+        // (decided, or done on the map at once).
+        let host = HeaderValue::from_static("a.test");
+        let hop = Hop {
+            host: Some(&host),
+            ..plain_hop()
+        };
+        let (expect, host_name) = (header::EXPECT, header::HOST);
+        let also = [&expect, &host_name];
+        let rows: &[&[(&str, &str)]] = &[
+            &[("host", "a.test"), ("accept", "*/*")],
+            &[],
+            &[
+                ("connection", "keep-alive"),
+                ("x-z", "1"),
+                ("keep-alive", "timeout=5"),
+                ("x-y", "2"),
+                ("te", "trailers"),
+                ("expect", "100-continue"),
+                ("host", "a.test"),
+                ("host", "b.test"),
+                ("accept", "*/*"),
+                ("accept", "text/html"),
+            ],
+            &[
+                ("upgrade", "h2c"),
+                ("proxy-connection", "close"),
+                ("transfer-encoding", "chunked"),
+                ("x-a", "1"),
+            ],
+            &[("connection", "x-a"), ("x-a", "1"), ("x-b", "2")],
+            &[
+                ("x-forwarded-for", "10.0.0.1"),
+                ("via", "1.1 other"),
+                ("x-b", "2"),
+            ],
+        ];
+        for given in rows {
+            for trusted in [false, true] {
+                let mut applied = headers(given);
+                let mut decided = applied.clone();
+                let forwarding = forwarding(&mut applied, &hop, trusted, &also);
+                forwarding.apply(&mut applied);
+                let forwarding = super::forwarding(&mut decided, &hop, trusted, &also);
+                let mut written: Vec<_> = decided
+                    .iter()
+                    .filter(|(name, _)| !forwarding.leaves_out(name))
+                    .chain(forwarding.added())
+                    .collect();
+                let mut want: Vec<_> = applied.iter().collect();
+                // The same lines; lines of one name in the same order (a removal
+                // moves the map's last field into its place, which changes nothing).
+                written.sort_by_key(|(name, _)| name.as_str());
+                want.sort_by_key(|(name, _)| name.as_str());
+                assert_eq!(written, want, "{given:?}, trusted: {trusted}");
+            }
+        }
     }
 
     #[test]

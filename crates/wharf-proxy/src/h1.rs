@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll, Waker};
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body::{Body as _, Frame, SizeHint};
 use http_body_util::BodyExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -64,13 +64,11 @@ impl std::fmt::Debug for Conn {
     }
 }
 
-/// An exchange that failed, and the request, for sending it elsewhere: whole when
-/// nothing of it was sent (`unsent`), else its head with an empty body (which does
-/// for a request that had none, and tells the fields of one that had).
+/// An exchange that failed, and the request's body when nothing of the request was
+/// sent (`unsent`: it can go elsewhere whole).
 pub(crate) struct Failed {
     pub(crate) reason: String,
-    /// Boxed: failures are rare, and every exchange's result has room for one.
-    pub(crate) request: Option<Box<Request<RequestBody>>>,
+    pub(crate) body: Option<RequestBody>,
     pub(crate) unsent: bool,
 }
 
@@ -78,7 +76,7 @@ impl Failed {
     fn new(reason: impl Into<String>) -> Failed {
         Failed {
             reason: reason.into(),
-            request: None,
+            body: None,
             unsent: false,
         }
     }
@@ -110,9 +108,6 @@ impl Conn {
     /// Sends `req` and reads the response head. The response's body reads from this
     /// connection as it is polled; at its end the connection goes back to `home`
     /// (when given). `hints` gets the upstream's `103`s.
-    ///
-    /// The head is encoded before the future is made, which keeps only the parts it
-    /// still needs (an `async fn` would carry the request whole to the end).
     pub(crate) fn send<'a>(
         mut self,
         req: Request<RequestBody>,
@@ -130,32 +125,54 @@ impl Conn {
             &parts.headers,
             framing,
         );
-        async move {
-            // The first write tells a connection the upstream closed while it idled
-            // from one that failed later: nothing of the request is lost yet.
-            let written = match self.io.write(&self.out).await {
-                Ok(n) if n > 0 => n,
-                Ok(_) | Err(_) => {
-                    return Err(Failed {
-                        reason: "the connection was closed before the request was sent".into(),
-                        request: Some(Box::new(Request::from_parts(parts, body))),
-                        unsent: true,
-                    })
-                }
-            };
-            let exchange = self.exchange(written, &parts.method, body, framing, hints, home);
-            match exchange.await {
-                Ok(res) => {
-                    // Kept until now for a retry; the map is the thread's to reuse.
-                    wharf_http::maps::give(parts.headers);
-                    Ok(res)
-                }
-                Err(mut failed) => {
-                    failed.request = Some(Box::new(Request::from_parts(parts, crate::empty())));
-                    Err(failed)
-                }
+        self.start(parts.method, body, framing, hints, home)
+    }
+
+    /// Sends the request `head` stands for (as [`Conn::send`] does), with `host` as
+    /// its `Host`; `head`'s fields stay as they are.
+    pub(crate) fn forward<'a>(
+        mut self,
+        head: &crate::Head,
+        host: Option<&HeaderValue>,
+        body: RequestBody,
+        hints: Option<&'a Interim>,
+        home: Option<Arc<Pool>>,
+    ) -> impl Future<Output = Result<Response<Body>, Failed>> + Send + 'a {
+        let framing = codec::request_framing(&head.headers, body.is_end_stream());
+        self.out.clear();
+        codec::request_head(
+            &mut self.out,
+            &head.method,
+            head.target.as_str(),
+            head.fields(host),
+            framing,
+        );
+        self.start(head.method.clone(), body, framing, hints, home)
+    }
+
+    /// The exchange once the request head is in `out`.
+    async fn start(
+        mut self,
+        method: Method,
+        body: RequestBody,
+        framing: RequestFraming,
+        hints: Option<&Interim>,
+        home: Option<Arc<Pool>>,
+    ) -> Result<Response<Body>, Failed> {
+        // The first write tells a connection the upstream closed while it idled
+        // from one that failed later: nothing of the request is lost yet.
+        let written = match self.io.write(&self.out).await {
+            Ok(n) if n > 0 => n,
+            Ok(_) | Err(_) => {
+                return Err(Failed {
+                    reason: "the connection was closed before the request was sent".into(),
+                    body: Some(body),
+                    unsent: true,
+                })
             }
-        }
+        };
+        self.exchange(written, &method, body, framing, hints, home)
+            .await
     }
 
     /// The rest of the exchange once `written` bytes of the request head are out:

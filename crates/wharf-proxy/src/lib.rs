@@ -35,10 +35,11 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::future::Either;
 use futures_util::FutureExt;
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
-use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::{BodyExt, Empty};
 use wharf_http::conn::ConnInfo;
 use wharf_http::forward;
@@ -55,6 +56,7 @@ pub use tls::{client_config, UpstreamTls};
 pub use upstream::{BadUpstream, Protocol, Upstream};
 
 use group::Group;
+use pool::Sender;
 
 /// The body type of requests sent upstream.
 pub(crate) type RequestBody = http_body_util::combinators::UnsyncBoxBody<Bytes, io::Error>;
@@ -554,26 +556,25 @@ impl Inner {
                         continue;
                     }
                 };
-                // The fields are copied only where another attempt may need them and
-                // a failure would not give them back (HTTP/1.1 gives them back).
-                let headers = if replayable
-                    && tried.len() <= self.cfg.retries as usize
-                    && conn.sender.is_h2()
-                {
-                    head.headers.clone()
-                } else {
-                    std::mem::take(&mut head.headers)
-                };
-                let mut req =
-                    self.upstream_request(&head, headers, upstream, body.take().unwrap_or_else(empty));
-                conn.sender.shape(&mut req, upstream);
-                if head.te_trailers && conn.sender.is_h2() {
-                    req.headers_mut()
-                        .insert(header::TE, HeaderValue::from_static("trailers"));
-                }
                 let in_flight = member.start();
                 let reused = conn.reused;
-                let sent = conn.sender.send(req, client.interim.as_ref(), Some(pool.clone()));
+                let host = self.host(&head, upstream);
+                let content = body.take().unwrap_or_else(empty);
+                let (hints, home) = (client.interim.as_ref(), Some(pool.clone()));
+                let sent = match conn.sender {
+                    // HTTP/1.1 writes the request from `head`, which stays as it is.
+                    Sender::H1(c) => Either::Left(
+                        c.forward(&head, host.as_ref(), content, hints, home)
+                            .map(|sent| sent.map(|res| res.map(Incoming::H1))),
+                    ),
+                    // HTTP/2 sends a map: the fields are copied where another attempt
+                    // may need them.
+                    h2 => {
+                        let keep = tried.len() <= self.cfg.retries as usize;
+                        let req = self.h2_request(&mut head, keep, host, upstream, content);
+                        Either::Right(h2.send(req, hints, home))
+                    }
+                };
                 let res = match tokio::time::timeout(self.cfg.response_timeout, sent).await {
                     Ok(Ok(res)) => res,
                     Err(_) => {
@@ -594,17 +595,9 @@ impl Inner {
                             ));
                         }
                         let reason = format!("502: {upstream}: {}", e.reason);
-                        if let Some(request) = e.request {
-                            let (sent, sent_body) = (*request).into_parts();
-                            head.headers = sent.headers;
-                            head.headers.remove(header::TE);
-                            if e.unsent {
-                                // Refused before a byte was written (a closed
-                                // keep-alive connection): the request is whole and
-                                // can go elsewhere.
-                                body = Some(sent_body);
-                            }
-                        }
+                        // Refused before a byte was written (a closed keep-alive
+                        // connection): the request is whole and can go elsewhere.
+                        body = e.body;
                         if !e.unsent {
                             group.failed(member);
                             if !replayable {
@@ -618,6 +611,8 @@ impl Inner {
                 };
                 drop(in_flight);
                 group.succeeded(member);
+                // The client's fields are sent; the map is the thread's to reuse.
+                wharf_http::maps::give(std::mem::take(&mut head.headers));
                 if fallback.is_some() && res.status().is_server_error() {
                     // stale-if-error (RFC 5861 §4): the stored response answers instead.
                     return Err(Failure::new(
@@ -727,9 +722,10 @@ impl Inner {
     }
 
     /// The parts of the request to send upstream (without `Host`, set per upstream):
-    /// the target in origin form, the fields less hop-by-hop ones, with `Via` and the
-    /// forwarding fields. `host` is the one the client named ([`named_host`]).
-    /// Takes the request's fields (`parts.headers` is left empty).
+    /// the target in origin form, and the fields with what forwarding does to them
+    /// decided (hop-by-hop ones left out; `Via` and the forwarding fields added).
+    /// `host` is the one the client named ([`named_host`]). Takes the request's
+    /// fields (`parts.headers` is left empty).
     fn upstream_head(
         &self,
         parts: &mut http::request::Parts,
@@ -747,8 +743,6 @@ impl Inner {
                 .unwrap_or_else(|| PathAndQuery::from_static("/"))
         };
         let mut headers = std::mem::take(&mut parts.headers);
-        // Room for Via, Host and the forwarding fields, made once.
-        headers.reserve(6);
         let peer = client.ip();
         let trusted = self.cfg.trusted_proxies.iter().any(|c| c.contains(peer));
         let hop = forward::Hop {
@@ -756,18 +750,10 @@ impl Inner {
             proto: if client.tls { "https" } else { "http" },
             host: host.as_ref(),
         };
-        // gRPC clients send `TE: trailers` and gRPC servers insist on it; TE is
-        // hop-by-hop, so the proxy says it again itself (to HTTP/2 upstreams).
-        // wharf answered (or will answer) any `Expect: 100-continue` itself, when it
-        // first reads the body to send it on; `Host` is set per upstream.
-        let te_trailers = forward::forward_request(
-            &mut headers,
-            &hop,
-            trusted,
-            &[&header::EXPECT, &header::HOST],
-        );
-        self.via.append(&mut headers, parts.version);
+        let mut forwarding = forward::forwarding(&mut headers, &hop, trusted, &LEFT_OUT);
         if let Some(up) = upgrade {
+            // The upgrade's own fields are hop-by-hop ones: forwarding is done first.
+            std::mem::take(&mut forwarding).apply(&mut headers);
             up.request_fields(&mut headers);
         }
         Head {
@@ -775,29 +761,41 @@ impl Inner {
             target,
             host,
             headers,
-            te_trailers,
+            forwarding,
+            via: self.via.entry(parts.version).clone(),
         }
     }
 
-    fn upstream_request(
+    /// The `Host` a request goes to `upstream` with.
+    fn host(&self, head: &Head, upstream: &Upstream) -> Option<HeaderValue> {
+        match (&self.cfg.host, &head.host) {
+            (HostHeader::Keep, Some(h)) => Some(h.clone()),
+            _ => HeaderValue::from_str(upstream.authority().as_str()).ok(),
+        }
+    }
+
+    /// The request for an HTTP/2 upstream: its fields as a map (see
+    /// [`Head::forwarded_map`]), with the target in absolute form (`:scheme` and
+    /// `:authority`, RFC 9113 §8.3.1) instead of `Host`. gRPC clients send `TE:
+    /// trailers` and gRPC servers insist on it; TE is hop-by-hop, so the proxy says it
+    /// again itself.
+    fn h2_request(
         &self,
-        head: &Head,
-        mut headers: HeaderMap,
+        head: &mut Head,
+        keep: bool,
+        host: Option<HeaderValue>,
         upstream: &Upstream,
         body: RequestBody,
     ) -> Request<RequestBody> {
         let mut req = Request::new(body);
-        *req.method_mut() = head.method.clone();
-        *req.uri_mut() = Uri::from(head.target.clone());
-        *req.version_mut() = Version::HTTP_11;
-        let host = match (&self.cfg.host, &head.host) {
-            (HostHeader::Keep, Some(h)) => Some(h.clone()),
-            _ => HeaderValue::from_str(upstream.authority().as_str()).ok(),
-        };
-        if let Some(v) = host {
-            headers.insert(header::HOST, v);
+        *req.headers_mut() = head.forwarded_map(keep);
+        if head.forwarding.te_trailers() {
+            req.headers_mut()
+                .insert(header::TE, HeaderValue::from_static("trailers"));
         }
-        *req.headers_mut() = headers;
+        *req.method_mut() = head.method.clone();
+        *req.uri_mut() = pool::absolute_uri(upstream, host.as_ref(), &head.target);
+        *req.version_mut() = Version::HTTP_2;
         req
     }
 
@@ -902,15 +900,54 @@ impl Inner {
     }
 }
 
-/// The request as it goes to any upstream, but for `Host`.
-struct Head {
-    method: Method,
-    target: PathAndQuery,
+/// The request as it goes to any upstream, but for `Host`: the client's fields
+/// (`headers`), less those `forwarding` leaves out and with those it adds, then `Via`.
+pub(crate) struct Head {
+    pub(crate) method: Method,
+    pub(crate) target: PathAndQuery,
     /// The host the client named (`Host`, or the target's authority).
     host: Option<HeaderValue>,
-    headers: HeaderMap,
-    /// The client asked for trailers (`TE: trailers`).
-    te_trailers: bool,
+    pub(crate) headers: HeaderMap,
+    forwarding: forward::Forwarding<'static>,
+    via: HeaderValue,
+}
+
+/// Fields of the client's request that are not forwarded as they are: wharf
+/// answered (or will answer) any `Expect: 100-continue` itself, when it first reads
+/// the body to send it on; `Host` is set per upstream.
+static LEFT_OUT: [&HeaderName; 2] = [&header::EXPECT, &header::HOST];
+static VIA: HeaderName = header::VIA;
+
+impl Head {
+    /// The field lines to send, `host` first.
+    pub(crate) fn fields<'a>(
+        &'a self,
+        host: Option<&'a HeaderValue>,
+    ) -> impl Iterator<Item = (&'a HeaderName, &'a HeaderValue)> {
+        let host = host.map(|v| (LEFT_OUT[1], v));
+        let kept = self
+            .headers
+            .iter()
+            .filter(|(name, _)| !self.forwarding.leaves_out(name));
+        let via = std::iter::once((&VIA, &self.via));
+        host.into_iter()
+            .chain(kept)
+            .chain(self.forwarding.added())
+            .chain(via)
+    }
+
+    /// The fields as one map, for a protocol that sends maps: the client's own
+    /// (copied when `keep`, for another attempt; else taken) made forwarded.
+    fn forwarded_map(&mut self, keep: bool) -> HeaderMap {
+        let mut fields = match keep {
+            true => self.headers.clone(),
+            false => std::mem::take(&mut self.headers),
+        };
+        fields.reserve(5);
+        self.forwarding.clone().apply(&mut fields);
+        fields.append(header::VIA, self.via.clone());
+        fields
+    }
 }
 
 /// A request the proxy makes itself on a client's behalf: `method` for the client's

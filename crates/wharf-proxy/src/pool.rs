@@ -23,7 +23,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::future::{Either, FutureExt};
-use http::{Request, Response};
+use http::uri::PathAndQuery;
+use http::{HeaderValue, Request, Response, Uri};
 use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
@@ -129,11 +130,11 @@ impl Sender {
                 match s.try_send_request(req).await {
                     Ok(res) => Ok(res.map(Incoming::H2)),
                     Err(mut e) => {
-                        let request = e.take_message().map(Box::new);
+                        let body = e.take_message().map(Request::into_body);
                         Err(Failed {
                             reason: describe(e.error()),
-                            unsent: request.is_some(),
-                            request,
+                            unsent: body.is_some(),
+                            body,
                         })
                     }
                 }
@@ -153,26 +154,35 @@ impl Sender {
         if !self.is_h2() {
             return;
         }
-        let scheme = if upstream.protocol() == Protocol::Tls {
-            "https"
-        } else {
-            "http"
-        };
-        let host = req
-            .headers_mut()
-            .remove(http::header::HOST)
-            .and_then(|h| h.to_str().ok().map(str::to_owned))
-            .unwrap_or_else(|| upstream.authority().to_string());
-        let path = req
+        let host = req.headers_mut().remove(http::header::HOST);
+        let target = req
             .uri()
             .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_owned();
-        if let Ok(uri) = format!("{scheme}://{host}{path}").parse() {
-            *req.uri_mut() = uri;
-        }
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        *req.uri_mut() = absolute_uri(upstream, host.as_ref(), &target);
         *req.version_mut() = http::Version::HTTP_2;
     }
+}
+
+/// The absolute form of `target` on `upstream` (for HTTP/2's `:scheme` and
+/// `:authority`), naming `host` where it is given and valid, else the upstream.
+pub(crate) fn absolute_uri(
+    upstream: &Upstream,
+    host: Option<&HeaderValue>,
+    target: &PathAndQuery,
+) -> Uri {
+    let scheme = if upstream.protocol() == Protocol::Tls {
+        "https"
+    } else {
+        "http"
+    };
+    let host = host
+        .and_then(|h| h.to_str().ok())
+        .map_or_else(|| upstream.authority().to_string(), str::to_owned);
+    format!("{scheme}://{host}{target}")
+        .parse()
+        .unwrap_or_else(|_| Uri::from(target.clone()))
 }
 
 #[derive(Debug)]
