@@ -84,6 +84,8 @@ pub struct ResponseHead {
     pub framing: Framing,
     /// Whether the connection may carry another request after this response (§9.3).
     pub keep_alive: bool,
+    /// Which framing and hop-by-hop fields the head has.
+    pub present: Present,
 }
 
 /// The response is not one this client can trust.
@@ -145,6 +147,7 @@ pub fn response_head(
         len,
         framing,
         keep_alive,
+        present,
     }))
 }
 

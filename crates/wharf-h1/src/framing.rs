@@ -3,9 +3,10 @@
 //! share.
 
 use bytes::Bytes;
-use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING, UPGRADE};
+use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TE, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, HeaderName, HeaderValue, Version};
 use wharf_http::fields::has_token;
+use wharf_http::forward::HopByHop;
 
 /// How a request body is delimited on the wire (RFC 9112 §6.2, §6.3): as the server
 /// reads it and as the client writes it.
@@ -20,8 +21,9 @@ pub enum RequestFraming {
 }
 
 /// Which of the fields that decide a message's framing, persistence, expectation and
-/// upgrade it carries, noted as [`header_map`] builds the map: most requests carry
-/// none of them, and need not be searched for each.
+/// upgrade it carries, and which hop-by-hop fields (RFC 9110 §7.6.1), noted as
+/// [`header_map`] builds the map: most requests carry none of them, and need not be
+/// searched for each.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Present {
     /// `Content-Length`.
@@ -34,7 +36,18 @@ pub struct Present {
     pub expect: bool,
     /// `Upgrade`.
     pub upgrade: bool,
+    /// `TE`.
+    pub te: bool,
+    /// `Keep-Alive`.
+    pub keep_alive: bool,
+    /// `Proxy-Connection`.
+    pub proxy_connection: bool,
 }
+
+/// `Keep-Alive` (RFC 9112 §C.2.2, hop-by-hop).
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+/// `Proxy-Connection` (hop-by-hop).
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
 impl Present {
     /// Notes `name` if it is one of these.
@@ -49,10 +62,28 @@ impl Present {
             &mut self.expect
         } else if *name == UPGRADE {
             &mut self.upgrade
+        } else if *name == TE {
+            &mut self.te
+        } else if *name == KEEP_ALIVE {
+            &mut self.keep_alive
+        } else if *name == PROXY_CONNECTION {
+            &mut self.proxy_connection
         } else {
             return;
         };
         *slot = true;
+    }
+
+    /// The hop-by-hop fields among these.
+    pub fn hop_by_hop(&self) -> HopByHop {
+        HopByHop {
+            connection: self.connection,
+            proxy_connection: self.proxy_connection,
+            keep_alive: self.keep_alive,
+            te: self.te,
+            transfer_encoding: self.transfer_encoding,
+            upgrade: self.upgrade,
+        }
     }
 }
 
@@ -305,26 +336,33 @@ mod tests {
     }
 
     #[test]
-    fn present_names_the_framing_fields_a_head_has() {
-        // (fields, content_length, transfer_encoding, connection, expect, upgrade)
-        type Row = (&'static [(&'static str, &'static str)], [bool; 5]);
+    fn present_names_the_framing_and_hop_by_hop_fields_a_head_has() {
+        // (fields, content_length, transfer_encoding, connection, expect, upgrade,
+        // te, keep_alive, proxy_connection)
+        type Row = (&'static [(&'static str, &'static str)], [bool; 8]);
+        let no = [false; 8];
+        let only = |i: usize| {
+            let mut row = [false; 8];
+            row[i] = true;
+            row
+        };
         let table: &[Row] = &[
-            (&[("host", "a"), ("accept", "*/*")], [false; 5]),
-            (
-                &[("Content-Length", "3")],
-                [true, false, false, false, false],
-            ),
+            (&[("host", "a"), ("accept", "*/*")], no),
+            (&[("Content-Length", "3")], only(0)),
             (
                 &[("transfer-encoding", "chunked"), ("content-length", "1")],
-                [true, true, false, false, false],
+                [true, true, false, false, false, false, false, false],
             ),
             (
                 &[("connection", "upgrade"), ("upgrade", "websocket")],
-                [false, false, true, false, true],
+                [false, false, true, false, true, false, false, false],
             ),
+            (&[("expect", "100-continue"), ("x-expect", "no")], only(3)),
+            (&[("TE", "trailers")], only(5)),
+            (&[("Keep-Alive", "timeout=5")], only(6)),
             (
-                &[("expect", "100-continue"), ("x-expect", "no")],
-                [false, false, false, true, false],
+                &[("proxy-connection", "close"), ("x-keep-alive", "1")],
+                only(7),
             ),
         ];
         for (pairs, want) in table {
@@ -343,8 +381,24 @@ mod tests {
                 p.connection,
                 p.expect,
                 p.upgrade,
+                p.te,
+                p.keep_alive,
+                p.proxy_connection,
             ];
             assert_eq!(&got, want, "{pairs:?}");
+            let hop = p.hop_by_hop();
+            assert_eq!(
+                [
+                    hop.connection,
+                    hop.upgrade,
+                    hop.te,
+                    hop.keep_alive,
+                    hop.proxy_connection,
+                    hop.transfer_encoding
+                ],
+                [want[2], want[4], want[5], want[6], want[7], want[1]],
+                "{pairs:?}"
+            );
         }
     }
 

@@ -111,7 +111,10 @@ fn scan(headers: &HeaderMap, also: &[&HeaderName]) -> Found {
 
 /// Whether a `Connection` line names a field that is not removed anyway.
 fn names_more(value: &HeaderValue) -> bool {
-    line_tokens(value).any(|o| !names_kept_or_removed_anyway(o))
+    // The usual line is one option, itself removed anyway: no list to take apart.
+    let usual =
+        |v: &[u8]| v.eq_ignore_ascii_case(b"keep-alive") || v.eq_ignore_ascii_case(b"close");
+    !usual(value.as_bytes()) && line_tokens(value).any(|o| !names_kept_or_removed_anyway(o))
 }
 
 /// Removes what `found` says `headers` has: the fields `Connection` names (looked for
@@ -152,6 +155,53 @@ fn remove_found(headers: &mut HeaderMap, found: &Found, also: &[&HeaderName]) {
 /// be routed, and no client has a reason to name it.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     let found = scan(headers, &[]);
+    remove_found(headers, &found, &[]);
+}
+
+/// Which of the fields removed whatever `Connection` says a message has, as its
+/// parser noted them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HopByHop {
+    /// `Connection`.
+    pub connection: bool,
+    /// `Proxy-Connection`.
+    pub proxy_connection: bool,
+    /// `Keep-Alive`.
+    pub keep_alive: bool,
+    /// `TE`.
+    pub te: bool,
+    /// `Transfer-Encoding`.
+    pub transfer_encoding: bool,
+    /// `Upgrade`.
+    pub upgrade: bool,
+}
+
+/// [`remove_hop_by_hop`] for a message whose parser noted which hop-by-hop fields
+/// it has: its other fields need no look, only `Connection`'s options.
+pub fn remove_noted_hop_by_hop(headers: &mut HeaderMap, noted: HopByHop) {
+    let HopByHop {
+        connection,
+        proxy_connection,
+        keep_alive,
+        te,
+        transfer_encoding,
+        upgrade,
+    } = noted;
+    let mut found = Found {
+        // In the order of ALWAYS_HOP_BY_HOP.
+        hop_by_hop: [
+            connection,
+            proxy_connection,
+            keep_alive,
+            te,
+            transfer_encoding,
+            upgrade,
+        ],
+        ..Found::default()
+    };
+    if connection {
+        found.connection_names_more = headers.get_all(header::CONNECTION).iter().any(names_more);
+    }
     remove_found(headers, &found, &[]);
 }
 
@@ -619,6 +669,21 @@ mod tests {
             let mut got: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
             got.sort_unstable();
             assert_eq!(got, *left, "{rfc}");
+            // The same when a parser says which of the always-removed fields it saw.
+            let mut noted = headers(given);
+            let has = |name: &str| noted.contains_key(name);
+            let seen = HopByHop {
+                connection: has("connection"),
+                proxy_connection: has("proxy-connection"),
+                keep_alive: has("keep-alive"),
+                te: has("te"),
+                transfer_encoding: has("transfer-encoding"),
+                upgrade: has("upgrade"),
+            };
+            remove_noted_hop_by_hop(&mut noted, seen);
+            let mut got: Vec<&str> = noted.keys().map(|k| k.as_str()).collect();
+            got.sort_unstable();
+            assert_eq!(got, *left, "noted: {rfc}");
         }
     }
 

@@ -26,6 +26,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use wharf_h1::chunked::{self, Decoder};
 use wharf_h1::client::{self as codec, Framing, ResponseHead};
 use wharf_h1::framing::RequestFraming;
+use wharf_http::forward::remove_noted_hop_by_hop;
 use wharf_http::interim::Interim;
 
 use crate::pool::{OpenSlot, Pool};
@@ -253,12 +254,17 @@ impl Conn {
     }
 
     /// The response as the proxy gets it: head and a body reading from here.
+    /// Its hop-by-hop fields are gone (RFC 9110 §7.6.1; found as the head was
+    /// parsed), but for a `101`'s, which say what the connection becomes.
     fn response(
         self,
-        head: ResponseHead,
+        mut head: ResponseHead,
         sent_whole: bool,
         home: Option<Arc<Pool>>,
     ) -> Response<Body> {
+        if head.parts.status != StatusCode::SWITCHING_PROTOCOLS {
+            remove_noted_hop_by_hop(&mut head.parts.headers, head.present.hop_by_hop());
+        }
         let state = match head.framing {
             _ if head.parts.status == StatusCode::SWITCHING_PROTOCOLS => State::Upgraded,
             Framing::Empty => State::Done,
@@ -358,7 +364,7 @@ async fn read_head<R: AsyncRead + Unpin>(
                 // fields; other 1xx are the proxy's business (100) or not forwarded.
                 if let (Some(hints), StatusCode::EARLY_HINTS) = (hints, status) {
                     let mut fields = head.parts.headers;
-                    wharf_http::forward::remove_hop_by_hop(&mut fields);
+                    remove_noted_hop_by_hop(&mut fields, head.present.hop_by_hop());
                     hints.early_hints(fields);
                 }
                 continue;

@@ -812,7 +812,12 @@ impl Inner {
         let (mut parts, incoming) = res.into_parts();
         // Room for Via and Cache-Status, made once.
         parts.headers.reserve(2);
-        forward::remove_hop_by_hop(&mut parts.headers);
+        // Hop-by-hop fields: the HTTP/1.1 client removed them as it read the head;
+        // the h2 crate refuses an HTTP/2 response with any but `TE` (RFC 9113
+        // §8.2.2).
+        if let Incoming::H2(_) = incoming {
+            parts.headers.remove(header::TE);
+        }
         self.via.append(&mut parts.headers, parts.version);
         parts.version = Version::HTTP_11;
         let (fill, why) = match store {
