@@ -137,7 +137,7 @@ pub fn response_head(
         && persists(&headers, present, version)
         // §6.1: a response with both was framed by Transfer-Encoding, and the
         // connection "ought to be closed" after it.
-        && !(present.transfer_encoding && present.content_length);
+        && !(present.hop_by_hop.transfer_encoding && present.content_length);
     let mut parts = http::Response::new(()).into_parts().0;
     parts.status = status;
     parts.version = version;
@@ -165,6 +165,7 @@ fn framing(
         return Ok(Framing::Empty);
     }
     if let Some(coding) = present
+        .hop_by_hop
         .transfer_encoding
         .then(|| transfer_coding(h))
         .flatten()

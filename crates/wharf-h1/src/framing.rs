@@ -28,20 +28,11 @@ pub enum RequestFraming {
 pub struct Present {
     /// `Content-Length`.
     pub content_length: bool,
-    /// `Transfer-Encoding`.
-    pub transfer_encoding: bool,
-    /// `Connection`.
-    pub connection: bool,
     /// `Expect`.
     pub expect: bool,
-    /// `Upgrade`.
-    pub upgrade: bool,
-    /// `TE`.
-    pub te: bool,
-    /// `Keep-Alive`.
-    pub keep_alive: bool,
-    /// `Proxy-Connection`.
-    pub proxy_connection: bool,
+    /// The hop-by-hop fields (`Connection`, `Transfer-Encoding`, `Upgrade`, `TE`,
+    /// `Keep-Alive`, `Proxy-Connection`).
+    pub hop_by_hop: HopByHop,
 }
 
 /// `Keep-Alive` (RFC 9112 §C.2.2, hop-by-hop).
@@ -52,38 +43,27 @@ static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection"
 impl Present {
     /// Notes `name` if it is one of these.
     fn note(&mut self, name: &HeaderName) {
+        let hop = &mut self.hop_by_hop;
         let slot = if *name == CONTENT_LENGTH {
             &mut self.content_length
         } else if *name == TRANSFER_ENCODING {
-            &mut self.transfer_encoding
+            &mut hop.transfer_encoding
         } else if *name == CONNECTION {
-            &mut self.connection
+            &mut hop.connection
         } else if *name == EXPECT {
             &mut self.expect
         } else if *name == UPGRADE {
-            &mut self.upgrade
+            &mut hop.upgrade
         } else if *name == TE {
-            &mut self.te
+            &mut hop.te
         } else if *name == KEEP_ALIVE {
-            &mut self.keep_alive
+            &mut hop.keep_alive
         } else if *name == PROXY_CONNECTION {
-            &mut self.proxy_connection
+            &mut hop.proxy_connection
         } else {
             return;
         };
         *slot = true;
-    }
-
-    /// The hop-by-hop fields among these.
-    pub fn hop_by_hop(&self) -> HopByHop {
-        HopByHop {
-            connection: self.connection,
-            proxy_connection: self.proxy_connection,
-            keep_alive: self.keep_alive,
-            te: self.te,
-            transfer_encoding: self.transfer_encoding,
-            upgrade: self.upgrade,
-        }
     }
 }
 
@@ -101,7 +81,7 @@ pub fn decimal(s: &[u8]) -> Option<u64> {
 /// unless `Connection` says `close`, for HTTP/1.0 only when it says `keep-alive`.
 /// `Connection` is read only when `present` says the message has one.
 pub fn persists(h: &HeaderMap, present: Present, version: Version) -> bool {
-    if !present.connection {
+    if !present.hop_by_hop.connection {
         return version == Version::HTTP_11;
     }
     !has_token(h, CONNECTION, "close")
@@ -375,30 +355,18 @@ mod tests {
                 .collect();
             let (map, p) = header_map(&parsed, &Section::new(b"")).unwrap();
             assert_eq!(map.len(), pairs.len());
+            let hop = p.hop_by_hop;
             let got = [
                 p.content_length,
-                p.transfer_encoding,
-                p.connection,
+                hop.transfer_encoding,
+                hop.connection,
                 p.expect,
-                p.upgrade,
-                p.te,
-                p.keep_alive,
-                p.proxy_connection,
+                hop.upgrade,
+                hop.te,
+                hop.keep_alive,
+                hop.proxy_connection,
             ];
             assert_eq!(&got, want, "{pairs:?}");
-            let hop = p.hop_by_hop();
-            assert_eq!(
-                [
-                    hop.connection,
-                    hop.upgrade,
-                    hop.te,
-                    hop.keep_alive,
-                    hop.proxy_connection,
-                    hop.transfer_encoding
-                ],
-                [want[2], want[4], want[5], want[6], want[7], want[1]],
-                "{pairs:?}"
-            );
         }
     }
 
@@ -472,7 +440,10 @@ mod tests {
         ];
         for (h, version, want) in table {
             let present = Present {
-                connection: !h.is_empty(),
+                hop_by_hop: HopByHop {
+                    connection: !h.is_empty(),
+                    ..HopByHop::default()
+                },
                 ..Present::default()
             };
             assert_eq!(

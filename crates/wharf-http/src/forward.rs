@@ -313,22 +313,15 @@ impl Forwarding<'_> {
 
     /// Does it to `headers`, the map it was decided on: the fields left out
     /// removed, the added ones appended.
-    pub fn apply(self, headers: &mut HeaderMap) {
+    pub fn apply(&self, headers: &mut HeaderMap) {
         let removed = ALWAYS_HOP_BY_HOP.iter().chain(self.also.iter().copied());
         for (i, name) in removed.enumerate() {
             if self.left_out & 1 << i != 0 {
                 headers.remove(name);
             }
         }
-        for (name, value) in [
-            (&FORWARDED, self.forwarded),
-            (&X_FORWARDED_FOR, self.xff),
-            (&X_FORWARDED_PROTO, self.proto),
-            (&X_FORWARDED_HOST, self.xfh),
-        ] {
-            if let Some(value) = value {
-                headers.append(name, value);
-            }
+        for (name, value) in self.added() {
+            headers.append(name, value.clone());
         }
     }
 }

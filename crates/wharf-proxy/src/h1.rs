@@ -29,6 +29,7 @@ use wharf_h1::framing::RequestFraming;
 use wharf_http::forward::remove_noted_hop_by_hop;
 use wharf_http::interim::Interim;
 
+use crate::body::Incoming;
 use crate::pool::{OpenSlot, Pool};
 use crate::RequestBody;
 
@@ -114,7 +115,7 @@ impl Conn {
         req: Request<RequestBody>,
         hints: Option<&'a Interim>,
         home: Option<Arc<Pool>>,
-    ) -> impl Future<Output = Result<Response<Body>, Failed>> + Send + 'a {
+    ) -> impl Future<Output = Result<Response<Incoming>, Failed>> + Send + 'a {
         let (parts, body) = req.into_parts();
         let framing = codec::request_framing(&parts.headers, body.is_end_stream());
         let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
@@ -138,7 +139,7 @@ impl Conn {
         body: RequestBody,
         hints: Option<&'a Interim>,
         home: Option<Arc<Pool>>,
-    ) -> impl Future<Output = Result<Response<Body>, Failed>> + Send + 'a {
+    ) -> impl Future<Output = Result<Response<Incoming>, Failed>> + Send + 'a {
         let framing = codec::request_framing(&head.headers, body.is_end_stream());
         self.out.clear();
         codec::request_head(
@@ -159,7 +160,7 @@ impl Conn {
         framing: RequestFraming,
         hints: Option<&Interim>,
         home: Option<Arc<Pool>>,
-    ) -> Result<Response<Body>, Failed> {
+    ) -> Result<Response<Incoming>, Failed> {
         // The first write tells a connection the upstream closed while it idled
         // from one that failed later: nothing of the request is lost yet.
         let written = match self.io.write(&self.out).await {
@@ -172,8 +173,8 @@ impl Conn {
                 })
             }
         };
-        self.exchange(written, &method, body, framing, hints, home)
-            .await
+        let res = self.exchange(written, &method, body, framing, hints, home);
+        Ok(res.await?.map(Incoming::H1))
     }
 
     /// The rest of the exchange once `written` bytes of the request head are out:
@@ -262,11 +263,12 @@ impl Conn {
         sent_whole: bool,
         home: Option<Arc<Pool>>,
     ) -> Response<Body> {
-        if head.parts.status != StatusCode::SWITCHING_PROTOCOLS {
-            remove_noted_hop_by_hop(&mut head.parts.headers, head.present.hop_by_hop());
+        let upgraded = head.parts.status == StatusCode::SWITCHING_PROTOCOLS;
+        if !upgraded {
+            remove_noted_hop_by_hop(&mut head.parts.headers, head.present.hop_by_hop);
         }
         let state = match head.framing {
-            _ if head.parts.status == StatusCode::SWITCHING_PROTOCOLS => State::Upgraded,
+            _ if upgraded => State::Upgraded,
             Framing::Empty => State::Done,
             Framing::Length(n) => State::Length(n),
             Framing::Chunked => State::Chunked(Box::new(Decoder::new(MAX_TRAILER))),
@@ -364,7 +366,7 @@ async fn read_head<R: AsyncRead + Unpin>(
                 // fields; other 1xx are the proxy's business (100) or not forwarded.
                 if let (Some(hints), StatusCode::EARLY_HINTS) = (hints, status) {
                     let mut fields = head.parts.headers;
-                    remove_noted_hop_by_hop(&mut fields, head.present.hop_by_hop());
+                    remove_noted_hop_by_hop(&mut fields, head.present.hop_by_hop);
                     hints.early_hints(fields);
                 }
                 continue;

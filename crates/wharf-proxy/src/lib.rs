@@ -563,10 +563,9 @@ impl Inner {
                 let (hints, home) = (client.interim.as_ref(), Some(pool.clone()));
                 let sent = match conn.sender {
                     // HTTP/1.1 writes the request from `head`, which stays as it is.
-                    Sender::H1(c) => Either::Left(
-                        c.forward(&head, host.as_ref(), content, hints, home)
-                            .map(|sent| sent.map(|res| res.map(Incoming::H1))),
-                    ),
+                    Sender::H1(c) => {
+                        Either::Left(c.forward(&head, host.as_ref(), content, hints, home))
+                    }
                     // HTTP/2 sends a map: the fields are copied where another attempt
                     // may need them.
                     h2 => {
@@ -920,7 +919,8 @@ pub(crate) struct Head {
 /// Fields of the client's request that are not forwarded as they are: wharf
 /// answered (or will answer) any `Expect: 100-continue` itself, when it first reads
 /// the body to send it on; `Host` is set per upstream.
-static LEFT_OUT: [&HeaderName; 2] = [&header::EXPECT, &header::HOST];
+static LEFT_OUT: [&HeaderName; 2] = [&header::EXPECT, &HOST];
+static HOST: HeaderName = header::HOST;
 static VIA: HeaderName = header::VIA;
 
 impl Head {
@@ -929,7 +929,7 @@ impl Head {
         &'a self,
         host: Option<&'a HeaderValue>,
     ) -> impl Iterator<Item = (&'a HeaderName, &'a HeaderValue)> {
-        let host = host.map(|v| (LEFT_OUT[1], v));
+        let host = host.map(|v| (&HOST, v));
         let kept = self
             .headers
             .iter()
@@ -949,7 +949,7 @@ impl Head {
             false => std::mem::take(&mut self.headers),
         };
         fields.reserve(5);
-        self.forwarding.clone().apply(&mut fields);
+        self.forwarding.apply(&mut fields);
         fields.append(header::VIA, self.via.clone());
         fields
     }

@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures_util::future::{Either, FutureExt};
+use futures_util::future::Either;
 use http::uri::PathAndQuery;
 use http::{HeaderValue, Request, Response, Uri};
 use hyper::client::conn::http2;
@@ -120,10 +120,7 @@ impl Sender {
         home: Option<Arc<Pool>>,
     ) -> impl Future<Output = Result<Response<Incoming>, Failed>> + Send + 'a {
         match self {
-            Sender::H1(conn) => Either::Left(
-                conn.send(req, hints, home)
-                    .map(|sent| sent.map(|res| res.map(Incoming::H1))),
-            ),
+            Sender::H1(conn) => Either::Left(conn.send(req, hints, home)),
             // HTTP/2 upstreams' 103s are not surfaced by hyper's client (the h2
             // crate drops interim responses).
             Sender::H2(mut s) => Either::Right(async move {

@@ -155,7 +155,7 @@ fn build(req: &httparse::Request<'_, '_>, section: &[u8]) -> Result<Head, Reject
     let uri = target_uri(&method, target, &section)?;
     // Each rule below reads its field only when the request has it.
     let (headers, present) = header_map(req.headers, &section).map_err(|why| reject(BAD, why))?;
-    let framing = if present.content_length || present.transfer_encoding {
+    let framing = if present.content_length || present.hop_by_hop.transfer_encoding {
         framing(&headers, version)?
     } else {
         Framing::Empty
@@ -163,8 +163,8 @@ fn build(req: &httparse::Request<'_, '_>, section: &[u8]) -> Result<Head, Reject
     let keep_alive = persists(&headers, present, version);
     let expect_continue = present.expect && expect_continue(&headers, version)?;
     let upgrade = version == Version::HTTP_11
-        && present.upgrade
-        && present.connection
+        && present.hop_by_hop.upgrade
+        && present.hop_by_hop.connection
         && wharf_http::fields::has_token(&headers, CONNECTION, "upgrade");
     let mut parts = http::Request::new(()).into_parts().0;
     parts.method = method;
