@@ -385,8 +385,24 @@ impl Group {
         }
     }
 
-    /// An exchange with `m` got a response.
+    /// Counts a request in flight on `m` until the guard is dropped, where the
+    /// balancing policy looks at the count (least requests): elsewhere it would be
+    /// a shared counter written twice by every request for nothing.
+    pub(crate) fn start<'m>(&self, m: &'m Member) -> InFlight<'m> {
+        let counted = matches!(self.balance, Balance::LeastRequests).then(|| {
+            m.in_flight.fetch_add(1, Ordering::Relaxed);
+            m
+        });
+        InFlight(counted)
+    }
+
+    /// An exchange with `m` got a response. (The count of failures is read before
+    /// it is written: it is nearly always zero, and a shared line written by every
+    /// request moves between the cores' caches.)
     pub(crate) fn succeeded(&self, m: &Member) {
+        if m.fails.load(Ordering::Acquire) == 0 {
+            return;
+        }
         if m.fails.swap(0, Ordering::AcqRel) >= self.passive.fails && self.passive.fails > 0 {
             tracing::info!(target: "wharf::proxy", group = %self.name, upstream = %m.pool.upstream(), "upstream back after ejection");
         }
@@ -429,12 +445,6 @@ impl Member {
             up: AtomicBool::new(true),
         }
     }
-
-    /// Counts a request in flight on this member until the guard is dropped.
-    pub(crate) fn start(&self) -> InFlight<'_> {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlight(self)
-    }
 }
 
 /// Weighted rendezvous hashing: the member with the highest score for `key`.
@@ -452,12 +462,14 @@ fn rendezvous(members: &[Arc<Member>], key: &[u8], ok: impl Fn(usize) -> bool) -
     best.map(|(_, i)| i)
 }
 
-/// A request in flight on a member.
-pub(crate) struct InFlight<'a>(&'a Member);
+/// A request in flight on a member (counted where the policy needs it).
+pub(crate) struct InFlight<'a>(Option<&'a Member>);
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if let Some(m) = self.0 {
+            m.in_flight.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -579,7 +591,7 @@ mod tests {
     fn least_requests_prefers_the_idle_member() {
         let g = group(&[1, 1], Balance::LeastRequests);
         let m = g.members();
-        let _busy = (m[0].start(), m[0].start());
+        let _busy = (g.start(&m[0]), g.start(&m[0]));
         for _ in 0..20 {
             assert_eq!(picks(&g, 1), [1]);
         }

@@ -556,7 +556,7 @@ impl Inner {
                         continue;
                     }
                 };
-                let in_flight = member.start();
+                let in_flight = group.start(member);
                 let reused = conn.reused;
                 let host = self.host(&head, upstream);
                 let content = body.take().unwrap_or_else(empty);

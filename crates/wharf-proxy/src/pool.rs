@@ -15,6 +15,9 @@
 //! being opened). At the bound a request waits for one to come free, but only while
 //! fewer than `max_pending` requests wait: beyond that it fails at once (circuit
 //! breaking), so an overloaded upstream does not queue requests without end.
+//! Waiting requests are counted, and a connection that comes free signals only while
+//! some wait: an exchange that finds an idle connection touches nothing of the pool
+//! but the idle list's lock.
 
 use std::future::Future;
 use std::io;
@@ -85,11 +88,13 @@ pub enum CheckoutError {
 pub(crate) struct Pool {
     upstream: Upstream,
     limits: PoolLimits,
+    /// Idle connections, oldest first.
     idle: Mutex<Vec<Idle>>,
     /// Connections open or being opened.
     open: Arc<AtomicUsize>,
-    /// Requests waiting for a connection.
-    waiting: AtomicUsize,
+    /// Requests waiting for a connection (read by whoever frees one, so that no one
+    /// signals `freed` while nobody waits).
+    waiting: Arc<AtomicUsize>,
     /// Signalled when a connection goes idle or closes.
     freed: Arc<Notify>,
     /// The HTTP/2 connection every request shares, once there is one.
@@ -201,13 +206,23 @@ pub(crate) struct Conn {
 /// when connecting fails).
 pub(crate) struct OpenSlot {
     open: Arc<AtomicUsize>,
+    waiting: Arc<AtomicUsize>,
     freed: Arc<Notify>,
 }
 
 impl Drop for OpenSlot {
     fn drop(&mut self) {
-        self.open.fetch_sub(1, Ordering::AcqRel);
-        self.freed.notify_one();
+        self.open.fetch_sub(1, Ordering::SeqCst);
+        signal(&self.waiting, &self.freed);
+    }
+}
+
+/// Wakes one request waiting for a connection, if any waits. A waiter counts itself
+/// in `waiting` before it looks for a connection for the last time, and whoever
+/// frees one reads `waiting` after freeing it: one of the two sees the other.
+fn signal(waiting: &AtomicUsize, freed: &Notify) {
+    if waiting.load(Ordering::SeqCst) > 0 {
+        freed.notify_one();
     }
 }
 
@@ -223,7 +238,7 @@ impl Pool {
             limits,
             idle: Mutex::new(Vec::new()),
             open: Arc::new(AtomicUsize::new(0)),
-            waiting: AtomicUsize::new(0),
+            waiting: Arc::new(AtomicUsize::new(0)),
             freed: Arc::new(Notify::new()),
             shared: Mutex::new(None),
             tls,
@@ -243,38 +258,58 @@ impl Pool {
     /// `max_connections`) the first to come free.
     pub(crate) async fn checkout(&self) -> Result<Conn, CheckoutError> {
         loop {
+            if let Some(conn) = self.ready() {
+                return Ok(conn);
+            }
+            if let Some(slot) = self.reserve() {
+                return self.open_new(slot).await;
+            }
+            // At the bound: wait for a connection to come free, counted and listening
+            // before looking once more, so that one freed meanwhile is not missed.
             let freed = self.freed.notified();
             tokio::pin!(freed);
             freed.as_mut().enable();
-            if let Some(sender) = self
-                .take_shared()
-                .or_else(|| self.take_idle().map(Sender::H1))
-            {
-                return Ok(Conn {
-                    sender,
-                    reused: true,
-                });
-            }
-            if let Some(slot) = self.reserve() {
-                // Boxed: connecting (a TLS handshake at worst) is a 9 KB future, and
-                // every request's future would otherwise carry room for it.
-                let sender = Box::pin(self.connect(Some(slot))).await?;
-                if let Sender::H2(s) = &sender {
-                    *self.shared.lock().expect("pool lock") = Some(s.clone());
-                }
-                return Ok(Conn {
-                    sender,
-                    reused: false,
-                });
-            }
-            let waiting = self.waiting.fetch_add(1, Ordering::AcqRel);
+            let waiting = self.waiting.fetch_add(1, Ordering::SeqCst);
+            let _counted = Waiting(&self.waiting);
             if waiting >= self.limits.max_pending {
-                self.waiting.fetch_sub(1, Ordering::AcqRel);
                 return Err(CheckoutError::Saturated(waiting));
             }
+            if let Some(conn) = self.ready() {
+                return Ok(conn);
+            }
+            if let Some(slot) = self.reserve() {
+                return self.open_new(slot).await;
+            }
             freed.await;
-            self.waiting.fetch_sub(1, Ordering::AcqRel);
         }
+    }
+
+    /// The shared HTTP/2 connection or an idle HTTP/1.1 one, if one is usable.
+    fn ready(&self) -> Option<Conn> {
+        let sender = match self.upstream.protocol() {
+            // Never HTTP/2: no shared connection to look at.
+            Protocol::Http1 => None,
+            _ => self.take_shared(),
+        }
+        .or_else(|| self.take_idle().map(Sender::H1))?;
+        Some(Conn {
+            sender,
+            reused: true,
+        })
+    }
+
+    /// A new connection, counted by `slot`.
+    async fn open_new(&self, slot: OpenSlot) -> Result<Conn, CheckoutError> {
+        // Boxed: connecting (a TLS handshake at worst) is a 9 KB future, and every
+        // request's future would otherwise carry room for it.
+        let sender = Box::pin(self.connect(Some(slot))).await?;
+        if let Sender::H2(s) = &sender {
+            *self.shared.lock().expect("pool lock") = Some(s.clone());
+        }
+        Ok(Conn {
+            sender,
+            reused: false,
+        })
     }
 
     /// The shared HTTP/2 connection, while it is open.
@@ -302,7 +337,7 @@ impl Pool {
     /// Room for one more connection, unless `max_connections` are open.
     fn reserve(&self) -> Option<OpenSlot> {
         let max = self.limits.max_connections;
-        let mut open = self.open.load(Ordering::Acquire);
+        let mut open = self.open.load(Ordering::SeqCst);
         loop {
             if max != 0 && open >= max {
                 return None;
@@ -310,12 +345,13 @@ impl Pool {
             match self.open.compare_exchange_weak(
                 open,
                 open + 1,
-                Ordering::AcqRel,
-                Ordering::Acquire,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
             ) {
                 Ok(_) => {
                     return Some(OpenSlot {
                         open: self.open.clone(),
+                        waiting: self.waiting.clone(),
                         freed: self.freed.clone(),
                     })
                 }
@@ -390,8 +426,13 @@ impl Pool {
         idle.retain(|i| now.duration_since(i.since) < self.limits.idle_timeout);
     }
 
-    /// Takes back a connection whose exchange ended whole, for the next request.
+    /// Takes back a connection whose exchange ended whole, for the next request
+    /// (with `max_idle = 0` it is closed instead).
     pub(crate) fn release(&self, conn: h1::Conn) {
+        if self.limits.max_idle == 0 {
+            // Closing it frees its slot, which signals a waiter.
+            return drop(conn);
+        }
         let mut idle = self.idle.lock().expect("pool lock");
         if idle.len() >= self.limits.max_idle {
             // The oldest goes: the newest is the likeliest still to be open upstream.
@@ -402,7 +443,16 @@ impl Pool {
             since: Instant::now(),
         });
         drop(idle);
-        self.freed.notify_one();
+        signal(&self.waiting, &self.freed);
+    }
+}
+
+/// Counts a request waiting for a connection while it lives.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -419,5 +469,123 @@ fn describe(e: &hyper::Error) -> String {
             .map(|s| format!(": {s}"))
             .unwrap_or_default();
         format!("{e}{source}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pool for an upstream on 127.0.0.1 that accepts connections and keeps them
+    /// open (reading nothing) until the returned listener task is dropped.
+    async fn pool(limits: PoolLimits) -> (Arc<Pool>, tokio::task::JoinHandle<()>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let accepting = tokio::spawn(async move {
+            let mut kept = Vec::new();
+            while let Ok((s, _)) = listener.accept().await {
+                kept.push(s);
+            }
+        });
+        let upstream = Upstream::parse(&url).unwrap();
+        (Arc::new(Pool::new(upstream, limits, None)), accepting)
+    }
+
+    fn h1(conn: Conn) -> h1::Conn {
+        match conn.sender {
+            Sender::H1(c) => c,
+            Sender::H2(_) => panic!("an HTTP/1.1 upstream"),
+        }
+    }
+
+    fn idle(pool: &Pool) -> usize {
+        pool.idle.lock().unwrap().len()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_request_waiting_at_max_connections_gets_the_one_released() {
+        let limits = PoolLimits {
+            max_connections: 1,
+            max_pending: 8,
+            ..PoolLimits::default()
+        };
+        let (pool, _up) = pool(limits).await;
+        let first = pool.checkout().await.unwrap();
+        assert!(!first.reused);
+        // Several wait; each gets the one connection in turn, none is left waiting.
+        let waiters: Vec<_> = (0..4)
+            .map(|_| {
+                let pool = pool.clone();
+                tokio::spawn(async move {
+                    let c = pool.checkout().await.unwrap();
+                    assert!(c.reused, "the connection released, not a new one");
+                    pool.release(h1(c));
+                })
+            })
+            .collect();
+        pool.release(h1(first));
+        for w in waiters {
+            tokio::time::timeout(Duration::from_secs(10), w)
+                .await
+                .expect("a waiter was never woken")
+                .unwrap();
+        }
+        assert_eq!(pool.open_connections(), 1);
+        assert_eq!(pool.waiting.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn beyond_max_pending_a_request_fails_at_once() {
+        let limits = PoolLimits {
+            max_connections: 1,
+            max_pending: 1,
+            ..PoolLimits::default()
+        };
+        let (pool, _up) = pool(limits).await;
+        let held = pool.checkout().await.unwrap();
+        let waiter = {
+            let pool = pool.clone();
+            tokio::spawn(async move { pool.checkout().await.map(|c| c.reused) })
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while pool.waiting.load(Ordering::SeqCst) == 0 {
+            assert!(Instant::now() < deadline, "the first waiter never waited");
+            tokio::task::yield_now().await;
+        }
+        assert!(matches!(
+            pool.checkout().await,
+            Err(CheckoutError::Saturated(1))
+        ));
+        drop(held); // closes the connection, which frees its slot
+        let reused = tokio::time::timeout(Duration::from_secs(10), waiter)
+            .await
+            .expect("the waiter was never woken")
+            .unwrap()
+            .unwrap();
+        assert!(!reused, "a closed connection's slot goes to a new one");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn at_most_max_idle_are_kept() {
+        // 0 keeps none (each connection closes after its exchange).
+        for max_idle in [0, 1, 3, 8] {
+            let limits = PoolLimits {
+                max_idle,
+                ..PoolLimits::default()
+            };
+            let (pool, _up) = pool(limits).await;
+            let mut conns = Vec::new();
+            for _ in 0..10 {
+                conns.push(pool.checkout().await.unwrap());
+            }
+            for c in conns {
+                pool.release(h1(c));
+            }
+            assert_eq!(idle(&pool), max_idle.min(10), "max_idle {max_idle}");
+            for _ in 0..max_idle {
+                assert!(pool.checkout().await.unwrap().reused);
+            }
+            assert_eq!(idle(&pool), 0);
+        }
     }
 }
