@@ -37,7 +37,8 @@ ROOT = BENCH.parent
 OUT = BENCH / "out"
 DOCROOT = OUT / "docroot"
 HOST = "127.0.0.1"  # the only address the benchmarks ever send traffic to
-WHARF_BIN = ROOT / "target" / "release" / "wharf"
+# WHARF_BIN=PATH measures another build (bench/pgo-build's, say); with --no-build.
+WHARF_BIN = Path(os.environ.get("WHARF_BIN", ROOT / "target" / "release" / "wharf"))
 RESULTS_MD = BENCH / "RESULTS.md"
 # A single-threaded client at this share of a CPU may be what limits a run.
 CLIENT_BOUND_CPU = 0.95
@@ -938,8 +939,10 @@ def host_rows():
 
 
 def commit_row():
-    return ("wharf commit", command_output(["git", "-C", str(ROOT), "describe", "--always",
-                                            "--dirty"]))
+    commit = command_output(["git", "-C", str(ROOT), "describe", "--always", "--dirty"])
+    if WHARF_BIN != ROOT / "target" / "release" / "wharf":
+        commit += f" (binary: {WHARF_BIN})"
+    return ("wharf commit", commit)
 
 
 def pinning_text(pin, client):
