@@ -38,7 +38,8 @@ OUT = BENCH / "out"
 DOCROOT = OUT / "docroot"
 HOST = "127.0.0.1"  # the only address the benchmarks ever send traffic to
 # WHARF_BIN=PATH measures another build (bench/pgo-build's, say); with --no-build.
-WHARF_BIN = Path(os.environ.get("WHARF_BIN", ROOT / "target" / "release" / "wharf"))
+RELEASE_BIN = ROOT / "target" / "release" / "wharf"
+WHARF_BIN = Path(os.environ.get("WHARF_BIN", RELEASE_BIN))
 RESULTS_MD = BENCH / "RESULTS.md"
 # A single-threaded client at this share of a CPU may be what limits a run.
 CLIENT_BOUND_CPU = 0.95
@@ -940,7 +941,7 @@ def host_rows():
 
 def commit_row():
     commit = command_output(["git", "-C", str(ROOT), "describe", "--always", "--dirty"])
-    if WHARF_BIN != ROOT / "target" / "release" / "wharf":
+    if WHARF_BIN != RELEASE_BIN:
         commit += f" (binary: {WHARF_BIN})"
     return ("wharf commit", commit)
 

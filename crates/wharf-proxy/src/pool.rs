@@ -257,30 +257,34 @@ impl Pool {
     /// An idle connection if one is usable, else a new one, else (at
     /// `max_connections`) the first to come free.
     pub(crate) async fn checkout(&self) -> Result<Conn, CheckoutError> {
+        // Once at the bound, a request waits for a connection to come free: counted and
+        // listening before it looks again, so that one freed meanwhile is not missed.
+        // Until then it neither counts nor listens.
+        let mut at_bound = false;
         loop {
-            if let Some(conn) = self.ready() {
-                return Ok(conn);
-            }
-            if let Some(slot) = self.reserve() {
-                return self.open_new(slot).await;
-            }
-            // At the bound: wait for a connection to come free, counted and listening
-            // before looking once more, so that one freed meanwhile is not missed.
             let freed = self.freed.notified();
             tokio::pin!(freed);
-            freed.as_mut().enable();
-            let waiting = self.waiting.fetch_add(1, Ordering::SeqCst);
-            let _counted = Waiting(&self.waiting);
-            if waiting >= self.limits.max_pending {
-                return Err(CheckoutError::Saturated(waiting));
-            }
+            let _counted = if at_bound {
+                freed.as_mut().enable();
+                let waiting = self.waiting.fetch_add(1, Ordering::SeqCst);
+                let counted = Waiting(&self.waiting);
+                if waiting >= self.limits.max_pending {
+                    return Err(CheckoutError::Saturated(waiting));
+                }
+                Some(counted)
+            } else {
+                None
+            };
             if let Some(conn) = self.ready() {
                 return Ok(conn);
             }
             if let Some(slot) = self.reserve() {
                 return self.open_new(slot).await;
             }
-            freed.await;
+            if at_bound {
+                freed.await;
+            }
+            at_bound = true;
         }
     }
 
@@ -502,14 +506,19 @@ mod tests {
         pool.idle.lock().unwrap().len()
     }
 
+    /// A pool of at most one connection, with room for `max_pending` waiters.
+    async fn one_connection(max_pending: usize) -> (Arc<Pool>, tokio::task::JoinHandle<()>) {
+        pool(PoolLimits {
+            max_connections: 1,
+            max_pending,
+            ..PoolLimits::default()
+        })
+        .await
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_request_waiting_at_max_connections_gets_the_one_released() {
-        let limits = PoolLimits {
-            max_connections: 1,
-            max_pending: 8,
-            ..PoolLimits::default()
-        };
-        let (pool, _up) = pool(limits).await;
+        let (pool, _up) = one_connection(8).await;
         let first = pool.checkout().await.unwrap();
         assert!(!first.reused);
         // Several wait; each gets the one connection in turn, none is left waiting.
@@ -536,12 +545,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn beyond_max_pending_a_request_fails_at_once() {
-        let limits = PoolLimits {
-            max_connections: 1,
-            max_pending: 1,
-            ..PoolLimits::default()
-        };
-        let (pool, _up) = pool(limits).await;
+        let (pool, _up) = one_connection(1).await;
         let held = pool.checkout().await.unwrap();
         let waiter = {
             let pool = pool.clone();
