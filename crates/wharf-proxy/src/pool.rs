@@ -1,7 +1,12 @@
 //! Connections to one upstream, reused across requests: keep-alive HTTP/1.1
 //! connections (wharf's own client, [`crate::h1`]) lent to one exchange at a time,
-//! or one HTTP/2 connection shared by all (its streams multiplexed by hyper, within
-//! the upstream's stream limit).
+//! or HTTP/2 connections shared by all (their streams multiplexed by hyper, within
+//! the upstream's stream limit): one per thread that needed one, each thread's
+//! requests on its own first. hyper drives an HTTP/2 connection from a task of its
+//! own and hands every request to it; one connection shared by all threads made
+//! each exchange a wake-up across threads and a lock passed between CPUs, which
+//! cost gRPC half again its CPU per call whenever the kernel spread the threads
+//! (bench/RESULTS.md, issue 12).
 //!
 //! An HTTP/1.1 connection is lent to one exchange at a time and comes back only once its
 //! response has been read to the end (the response body gives it back); a response
@@ -97,8 +102,9 @@ pub(crate) struct Pool {
     waiting: Arc<AtomicUsize>,
     /// Signalled when a connection goes idle or closes.
     freed: Arc<Notify>,
-    /// The HTTP/2 connection every request shares, once there is one.
-    shared: Mutex<Option<http2::SendRequest<RequestBody>>>,
+    /// The HTTP/2 connections requests share, once there are: one place per CPU,
+    /// a thread's at `thread_slot() % len` ([`thread_slot`]).
+    shared: Vec<Mutex<Option<http2::SendRequest<RequestBody>>>>,
     /// For `https://` upstreams.
     tls: Option<Arc<rustls::ClientConfig>>,
 }
@@ -217,6 +223,20 @@ impl Drop for OpenSlot {
     }
 }
 
+/// A number for the calling thread, the same for its life.
+fn thread_slot() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SLOT: usize = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    SLOT.with(|s| *s)
+}
+
+/// The CPUs this process may run on.
+fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// Wakes one request waiting for a connection, if any waits. A waiter counts itself
 /// in `waiting` before it looks for a connection for the last time, and whoever
 /// frees one reads `waiting` after freeing it: one of the two sees the other.
@@ -240,7 +260,7 @@ impl Pool {
             open: Arc::new(AtomicUsize::new(0)),
             waiting: Arc::new(AtomicUsize::new(0)),
             freed: Arc::new(Notify::new()),
-            shared: Mutex::new(None),
+            shared: (0..cpus()).map(|_| Mutex::new(None)).collect(),
             tls,
         }
     }
@@ -281,6 +301,13 @@ impl Pool {
             if let Some(slot) = self.reserve() {
                 return self.open_new(slot).await;
             }
+            // Another thread's HTTP/2 connection rather than none.
+            if let Some(sender) = self.take_shared(None) {
+                return Ok(Conn {
+                    sender,
+                    reused: true,
+                });
+            }
             if at_bound {
                 freed.await;
             }
@@ -288,14 +315,11 @@ impl Pool {
         }
     }
 
-    /// The shared HTTP/2 connection or an idle HTTP/1.1 one, if one is usable.
+    /// This thread's HTTP/2 connection or an idle HTTP/1.1 one, if one is usable.
     fn ready(&self) -> Option<Conn> {
-        let sender = match self.upstream.protocol() {
-            // Never HTTP/2: no shared connection to look at.
-            Protocol::Http1 => None,
-            _ => self.take_shared(),
-        }
-        .or_else(|| self.take_idle().map(Sender::H1))?;
+        let sender = self
+            .take_shared(Some(self.own_slot()))
+            .or_else(|| self.take_idle().map(Sender::H1))?;
         Some(Conn {
             sender,
             reused: true,
@@ -308,7 +332,7 @@ impl Pool {
         // request's future would otherwise carry room for it.
         let sender = Box::pin(self.connect(Some(slot))).await?;
         if let Sender::H2(s) = &sender {
-            *self.shared.lock().expect("pool lock") = Some(s.clone());
+            *self.shared[self.own_slot()].lock().expect("pool lock") = Some(s.clone());
         }
         Ok(Conn {
             sender,
@@ -316,13 +340,29 @@ impl Pool {
         })
     }
 
-    /// The shared HTTP/2 connection, while it is open.
-    fn take_shared(&self) -> Option<Sender> {
-        let shared = self.shared.lock().expect("pool lock");
-        shared
-            .as_ref()
-            .filter(|s| !s.is_closed())
-            .map(|s| Sender::H2(s.clone()))
+    /// The HTTP/2 connection at place `at`, or with `None` at any place, while it
+    /// is open.
+    fn take_shared(&self, at: Option<usize>) -> Option<Sender> {
+        if self.upstream.protocol() == Protocol::Http1 {
+            // Never HTTP/2: no shared connection to look at.
+            return None;
+        }
+        let places = match at {
+            Some(i) => &self.shared[i..=i],
+            None => &self.shared[..],
+        };
+        places.iter().find_map(|place| {
+            let shared = place.lock().expect("pool lock");
+            shared
+                .as_ref()
+                .filter(|s| !s.is_closed())
+                .map(|s| Sender::H2(s.clone()))
+        })
+    }
+
+    /// This thread's place among the shared HTTP/2 connections.
+    fn own_slot(&self) -> usize {
+        thread_slot() % self.shared.len()
     }
 
     /// The newest idle connection that is still open and not expired; the expired
@@ -514,6 +554,57 @@ mod tests {
             ..PoolLimits::default()
         })
         .await
+    }
+
+    /// A pool of at most one connection to an h2c upstream on 127.0.0.1 that answers
+    /// every request with an empty 200.
+    async fn one_h2_connection() -> Arc<Pool> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("h2c://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((s, _)) = listener.accept().await {
+                let ok = hyper::service::service_fn(|_| async {
+                    Ok::<_, std::convert::Infallible>(Response::new(http_body_util::Empty::<
+                        bytes::Bytes,
+                    >::new()))
+                });
+                let server = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+                tokio::spawn(server.serve_connection(TokioIo::new(s), ok));
+            }
+        });
+        let limits = PoolLimits {
+            max_connections: 1,
+            ..PoolLimits::default()
+        };
+        Arc::new(Pool::new(Upstream::parse(&url).unwrap(), limits, None))
+    }
+
+    /// Each thread has its own place for an HTTP/2 connection; at `max_connections`
+    /// a thread without one shares another thread's instead of waiting for a
+    /// connection that never comes free.
+    #[tokio::test]
+    async fn a_thread_without_its_own_http2_connection_shares_another() {
+        let pool = one_h2_connection().await;
+        let first = pool.checkout().await.unwrap();
+        assert!(matches!(first.sender, Sender::H2(_)) && !first.reused);
+        let other = pool.clone();
+        let elsewhere = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                tokio::time::timeout(Duration::from_secs(5), other.checkout()).await
+            })
+        });
+        // This runtime drives the connection while the other thread asks.
+        let second = tokio::task::spawn_blocking(move || elsewhere.join().unwrap())
+            .await
+            .unwrap()
+            .expect("not left waiting for a connection")
+            .unwrap();
+        assert!(matches!(second.sender, Sender::H2(_)) && second.reused);
+        assert_eq!(pool.open_connections(), 1);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
