@@ -102,9 +102,9 @@ pub(crate) struct Pool {
     waiting: Arc<AtomicUsize>,
     /// Signalled when a connection goes idle or closes.
     freed: Arc<Notify>,
-    /// The HTTP/2 connections requests share, once there are: one place per CPU,
-    /// a thread's at `thread_slot() % len` ([`thread_slot`]).
-    shared: Vec<Mutex<Option<http2::SendRequest<RequestBody>>>>,
+    /// The HTTP/2 connections requests share, once there are: one place per CPU
+    /// (a thread's: [`Pool::own_place`]), none for an upstream that is never HTTP/2.
+    shared: Box<[Mutex<Option<http2::SendRequest<RequestBody>>>]>,
     /// For `https://` upstreams.
     tls: Option<Arc<rustls::ClientConfig>>,
 }
@@ -232,9 +232,21 @@ fn thread_slot() -> usize {
     SLOT.with(|s| *s)
 }
 
-/// The CPUs this process may run on.
+/// The CPUs this process may run on, asked once (the answer reads cgroup files).
 fn cpus() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// The first open HTTP/2 connection among `places`.
+fn take_shared(places: &[Mutex<Option<http2::SendRequest<RequestBody>>>]) -> Option<Sender> {
+    places.iter().find_map(|place| {
+        let shared = place.lock().expect("pool lock");
+        shared
+            .as_ref()
+            .filter(|s| !s.is_closed())
+            .map(|s| Sender::H2(s.clone()))
+    })
 }
 
 /// Wakes one request waiting for a connection, if any waits. A waiter counts itself
@@ -253,6 +265,10 @@ impl Pool {
         limits: PoolLimits,
         tls: Option<Arc<rustls::ClientConfig>>,
     ) -> Pool {
+        let shared = match upstream.protocol() {
+            Protocol::Http1 => Box::default(),
+            _ => (0..cpus()).map(|_| Mutex::new(None)).collect(),
+        };
         Pool {
             upstream,
             limits,
@@ -260,7 +276,7 @@ impl Pool {
             open: Arc::new(AtomicUsize::new(0)),
             waiting: Arc::new(AtomicUsize::new(0)),
             freed: Arc::new(Notify::new()),
-            shared: (0..cpus()).map(|_| Mutex::new(None)).collect(),
+            shared,
             tls,
         }
     }
@@ -302,7 +318,7 @@ impl Pool {
                 return self.open_new(slot).await;
             }
             // Another thread's HTTP/2 connection rather than none.
-            if let Some(sender) = self.take_shared(None) {
+            if let Some(sender) = take_shared(&self.shared) {
                 return Ok(Conn {
                     sender,
                     reused: true,
@@ -318,7 +334,8 @@ impl Pool {
     /// This thread's HTTP/2 connection or an idle HTTP/1.1 one, if one is usable.
     fn ready(&self) -> Option<Conn> {
         let sender = self
-            .take_shared(Some(self.own_slot()))
+            .own_place()
+            .and_then(|place| take_shared(std::slice::from_ref(place)))
             .or_else(|| self.take_idle().map(Sender::H1))?;
         Some(Conn {
             sender,
@@ -331,8 +348,8 @@ impl Pool {
         // Boxed: connecting (a TLS handshake at worst) is a 9 KB future, and every
         // request's future would otherwise carry room for it.
         let sender = Box::pin(self.connect(Some(slot))).await?;
-        if let Sender::H2(s) = &sender {
-            *self.shared[self.own_slot()].lock().expect("pool lock") = Some(s.clone());
+        if let (Sender::H2(s), Some(place)) = (&sender, self.own_place()) {
+            *place.lock().expect("pool lock") = Some(s.clone());
         }
         Ok(Conn {
             sender,
@@ -340,29 +357,11 @@ impl Pool {
         })
     }
 
-    /// The HTTP/2 connection at place `at`, or with `None` at any place, while it
-    /// is open.
-    fn take_shared(&self, at: Option<usize>) -> Option<Sender> {
-        if self.upstream.protocol() == Protocol::Http1 {
-            // Never HTTP/2: no shared connection to look at.
-            return None;
-        }
-        let places = match at {
-            Some(i) => &self.shared[i..=i],
-            None => &self.shared[..],
-        };
-        places.iter().find_map(|place| {
-            let shared = place.lock().expect("pool lock");
-            shared
-                .as_ref()
-                .filter(|s| !s.is_closed())
-                .map(|s| Sender::H2(s.clone()))
-        })
-    }
-
-    /// This thread's place among the shared HTTP/2 connections.
-    fn own_slot(&self) -> usize {
-        thread_slot() % self.shared.len()
+    /// This thread's place for a shared HTTP/2 connection, unless the upstream is
+    /// never HTTP/2.
+    fn own_place(&self) -> Option<&Mutex<Option<http2::SendRequest<RequestBody>>>> {
+        let at = thread_slot().checked_rem(self.shared.len())?;
+        Some(&self.shared[at])
     }
 
     /// The newest idle connection that is still open and not expired; the expired
