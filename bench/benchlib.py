@@ -903,6 +903,22 @@ def alternate(servers, repeat, run_one):
     return results
 
 
+def alternate_restarted(start, repeat, run_one, stop):
+    """alternate(), with the servers started anew by start() for every repeat and
+    stopped by stop(servers) after it: the repeats are then independent draws of what a
+    process settles into when it starts (such as how the workers of the origin behind a
+    proxy split that proxy's connections), rather than one draw measured `repeat` times."""
+    results = {}
+    for rep in range(repeat):
+        servers = start()
+        try:
+            for s in (servers if rep % 2 == 0 else servers[::-1]):
+                results.setdefault(s.name, []).append(run_one(s, rep))
+        finally:
+            stop(servers)
+    return results
+
+
 # ---------------------------------------------------------------- report
 
 def median(runs, key="rps"):
