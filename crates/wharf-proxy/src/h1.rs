@@ -58,6 +58,9 @@ pub(crate) struct Conn {
     out: Vec<u8>,
     /// Counts the connection against its pool's `max_connections` while it lives.
     _slot: Option<OpenSlot>,
+    /// Where in its pool the connection idles: the place of the thread that opened
+    /// it (whose `epoll` watches its socket).
+    pub(crate) place: usize,
 }
 
 impl std::fmt::Debug for Conn {
@@ -85,12 +88,13 @@ impl Failed {
 }
 
 impl Conn {
-    pub(crate) fn new(io: impl Io, slot: Option<OpenSlot>) -> Conn {
+    pub(crate) fn new(io: impl Io, slot: Option<OpenSlot>, place: usize) -> Conn {
         Conn {
             io: Box::new(io),
             buf: BytesMut::new(),
             out: Vec::new(),
             _slot: slot,
+            place,
         }
     }
 
@@ -217,6 +221,7 @@ impl Conn {
             mut buf,
             out,
             _slot,
+            place,
         } = self;
         let (mut rd, mut wr) = tokio::io::split(io);
         let outcome = {
@@ -250,6 +255,7 @@ impl Conn {
             buf,
             out,
             _slot,
+            place,
         };
         (conn, outcome)
     }

@@ -14,7 +14,13 @@
 //! incomplete exchange. Idle connections are kept newest first (the oldest are the
 //! likeliest to have been closed by the upstream), at most `max_idle` of them, each
 //! for at most `idle_timeout`; one the upstream closed while it idled is dropped when
-//! it is next looked at.
+//! it is next looked at. They idle in one place per CPU, each in the place of the
+//! thread that opened it: a thread takes its own first and opens a new one rather
+//! than take another thread's, whose socket that thread's `epoll` watches (every
+//! read would wake it to wake this one); only at `max_connections` does it take
+//! another's. With the server's event loops (one per CPU, `wharf_server::Loops`)
+//! this keeps a request and its upstream connection on one thread, as an nginx
+//! worker keeps its own `keepalive` connections.
 //!
 //! `max_connections` bounds the connections open to the upstream (idle, busy and
 //! being opened). At the bound a request waits for one to come free, but only while
@@ -93,8 +99,11 @@ pub enum CheckoutError {
 pub(crate) struct Pool {
     upstream: Upstream,
     limits: PoolLimits,
-    /// Idle connections, oldest first.
-    idle: Mutex<Vec<Idle>>,
+    /// Idle connections, oldest first, in one place per CPU (a connection in the
+    /// place of the thread that opened it).
+    idle: Box<[Mutex<Vec<Idle>>]>,
+    /// How many connections idle in all places (never fewer than are there).
+    idle_count: AtomicUsize,
     /// Connections open or being opened.
     open: Arc<AtomicUsize>,
     /// Requests waiting for a connection (read by whoever frees one, so that no one
@@ -272,7 +281,8 @@ impl Pool {
         Pool {
             upstream,
             limits,
-            idle: Mutex::new(Vec::new()),
+            idle: (0..cpus()).map(|_| Mutex::new(Vec::new())).collect(),
+            idle_count: AtomicUsize::new(0),
             open: Arc::new(AtomicUsize::new(0)),
             waiting: Arc::new(AtomicUsize::new(0)),
             freed: Arc::new(Notify::new()),
@@ -317,7 +327,13 @@ impl Pool {
             if let Some(slot) = self.reserve() {
                 return self.open_new(slot).await;
             }
-            // Another thread's HTTP/2 connection rather than none.
+            // Another thread's connection rather than none.
+            if let Some(conn) = self.idle.iter().find_map(|place| self.take_idle(place)) {
+                return Ok(Conn {
+                    sender: Sender::H1(conn),
+                    reused: true,
+                });
+            }
             if let Some(sender) = take_shared(&self.shared) {
                 return Ok(Conn {
                     sender,
@@ -331,12 +347,13 @@ impl Pool {
         }
     }
 
-    /// This thread's HTTP/2 connection or an idle HTTP/1.1 one, if one is usable.
+    /// This thread's HTTP/2 connection or one of its idle HTTP/1.1 ones, if one is
+    /// usable.
     fn ready(&self) -> Option<Conn> {
         let sender = self
             .own_place()
             .and_then(|place| take_shared(std::slice::from_ref(place)))
-            .or_else(|| self.take_idle().map(Sender::H1))?;
+            .or_else(|| self.take_idle(&self.idle[self.own_idle()]).map(Sender::H1))?;
         Some(Conn {
             sender,
             reused: true,
@@ -364,12 +381,18 @@ impl Pool {
         Some(&self.shared[at])
     }
 
-    /// The newest idle connection that is still open and not expired; the expired
-    /// and closed ones met on the way are dropped (which closes them).
-    fn take_idle(&self) -> Option<h1::Conn> {
-        let mut idle = self.idle.lock().expect("pool lock");
+    /// Where this thread's idle HTTP/1.1 connections are.
+    fn own_idle(&self) -> usize {
+        thread_slot() % self.idle.len()
+    }
+
+    /// The newest connection idling in `place` that is still open and not expired;
+    /// the expired and closed ones met on the way are dropped (which closes them).
+    fn take_idle(&self, place: &Mutex<Vec<Idle>>) -> Option<h1::Conn> {
+        let mut idle = place.lock().expect("pool lock");
         let now = Instant::now();
         while let Some(mut i) = idle.pop() {
+            self.idle_count.fetch_sub(1, Ordering::AcqRel);
             if now.duration_since(i.since) < self.limits.idle_timeout && !i.conn.is_closed() {
                 return Some(i.conn);
             }
@@ -447,7 +470,7 @@ impl Pool {
         slot: Option<OpenSlot>,
     ) -> Result<Sender, CheckoutError> {
         if !h2 {
-            return Ok(Sender::H1(h1::Conn::new(io, slot)));
+            return Ok(Sender::H1(h1::Conn::new(io, slot, self.own_idle())));
         }
         let upstream = self.upstream.clone();
         let (sender, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(io))
@@ -465,20 +488,35 @@ impl Pool {
     /// Drops idle connections that have been idle too long (which closes them).
     pub(crate) fn reap(&self) {
         let now = Instant::now();
-        let mut idle = self.idle.lock().expect("pool lock");
-        idle.retain(|i| now.duration_since(i.since) < self.limits.idle_timeout);
+        for place in &self.idle {
+            let mut idle = place.lock().expect("pool lock");
+            let before = idle.len();
+            idle.retain(|i| now.duration_since(i.since) < self.limits.idle_timeout);
+            self.idle_count
+                .fetch_sub(before - idle.len(), Ordering::AcqRel);
+        }
     }
 
-    /// Takes back a connection whose exchange ended whole, for the next request
-    /// (with `max_idle = 0` it is closed instead).
+    /// Takes back a connection whose exchange ended whole, for the next request, into
+    /// its place. At `max_idle` the oldest of that place goes instead (the newest is
+    /// the likeliest still to be open upstream), or this one if the place has none
+    /// (with `max_idle = 0`, every one).
     pub(crate) fn release(&self, conn: h1::Conn) {
-        if self.limits.max_idle == 0 {
-            // Closing it frees its slot, which signals a waiter.
-            return drop(conn);
-        }
-        let mut idle = self.idle.lock().expect("pool lock");
-        if idle.len() >= self.limits.max_idle {
-            // The oldest goes: the newest is the likeliest still to be open upstream.
+        let mut idle = self.idle[conn.place % self.idle.len()]
+            .lock()
+            .expect("pool lock");
+        let counted = self
+            .idle_count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.limits.max_idle).then_some(n + 1)
+            })
+            .is_ok();
+        if !counted {
+            if idle.is_empty() {
+                // Closing it frees its slot, which signals a waiter.
+                drop(idle);
+                return drop(conn);
+            }
             idle.remove(0);
         }
         idle.push(Idle {
@@ -542,7 +580,7 @@ mod tests {
     }
 
     fn idle(pool: &Pool) -> usize {
-        pool.idle.lock().unwrap().len()
+        pool.idle.iter().map(|p| p.lock().unwrap().len()).sum()
     }
 
     /// A pool of at most one connection, with room for `max_pending` waiters.
@@ -657,6 +695,36 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(!reused, "a closed connection's slot goes to a new one");
+    }
+
+    /// Checks a connection out and back in, as if another thread had opened it
+    /// (into another place, where there are several).
+    async fn idle_elsewhere(pool: &Pool) {
+        let mut conn = h1(pool.checkout().await.unwrap());
+        conn.place = pool.own_idle() + 1;
+        pool.release(conn);
+        assert_eq!(idle(pool), 1);
+    }
+
+    #[tokio::test]
+    async fn a_thread_opens_its_own_connection_rather_than_take_another_threads() {
+        let (pool, _up) = pool(PoolLimits::default()).await;
+        idle_elsewhere(&pool).await;
+        let next = pool.checkout().await.unwrap();
+        // On one CPU there is one place, and the idle connection is this thread's.
+        assert_eq!(next.reused, pool.idle.len() == 1);
+    }
+
+    #[tokio::test]
+    async fn at_max_connections_a_thread_takes_another_threads_idle_connection() {
+        let (pool, _up) = one_connection(1).await;
+        idle_elsewhere(&pool).await;
+        let next = tokio::time::timeout(Duration::from_secs(5), pool.checkout())
+            .await
+            .expect("not left waiting")
+            .unwrap();
+        assert!(next.reused);
+        assert_eq!(idle(&pool), 0);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,6 +8,7 @@
 //! Layout:
 //! - [`limits`]: every transport limit and timeout, as one checked struct.
 //! - [`listener`]: the accept loop, its connection cap and shutdown.
+//! - [`loops`]: event loops, one per CPU, that accepted TCP connections live on.
 //! - `conn`: one connection: cleartext sniffing (HTTP/1.1, h2c) or the TLS handshake
 //!   and ALPN; per request the host rules, 421, redirect, and the connection facts
 //!   handed to the service.
@@ -37,6 +38,7 @@ mod implied;
 mod interim;
 pub mod limits;
 pub mod listener;
+pub mod loops;
 mod pool;
 mod service;
 pub mod shutdown;
@@ -65,6 +67,7 @@ pub use access_log::{AccessLog, LogFormat};
 pub use conn::Mode;
 pub use limits::{Http, Limits};
 pub use listener::{serve, Listener};
+pub use loops::Loops;
 pub use service::{Exchange, RequestBody, Service};
 pub use shutdown::Shutdown;
 pub use wharf_http::conn::ConnInfo;

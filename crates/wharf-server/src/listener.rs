@@ -1,6 +1,8 @@
 //! The accept loop: a connection cap that refuses the excess with 503 while existing
-//! connections keep working, accept errors that back off instead of spinning, and a
-//! shutdown token that stops accepting at once.
+//! connections keep working, accept errors that back off instead of spinning, a
+//! shutdown token that stops accepting at once, and each accepted connection run
+//! where it is to live: on the event loop whose turn it is ([`Loops`]), or where it
+//! was accepted.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,7 +12,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 use crate::conn::Mode;
-use crate::{AccessLog, ConnInfo, Http, Limits, Service, Shutdown};
+use crate::{AccessLog, ConnInfo, Http, Limits, Loops, Service, Shutdown};
 
 /// A bound socket and what it speaks.
 pub struct Listener {
@@ -37,7 +39,8 @@ const REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/
 /// tracked by `shutdown`, so the caller waits for them with [`Shutdown::drained`].
 ///
 /// The connection cap is shared by all `listeners`: `max_connections` is the limit
-/// of the whole server, not of each address.
+/// of the whole server, not of each address. TCP connections run on `loops` when
+/// given, else on the runtime that accepted them.
 pub async fn serve<S: Service>(
     listeners: Vec<Listener>,
     service: Arc<S>,
@@ -45,6 +48,7 @@ pub async fn serve<S: Service>(
     http: Http,
     log: AccessLog,
     shutdown: Shutdown,
+    loops: Option<Arc<Loops>>,
 ) {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let shared = Arc::new(Shared {
@@ -54,13 +58,13 @@ pub async fn serve<S: Service>(
         http,
         log,
     });
-    let mut loops = tokio::task::JoinSet::new();
+    let mut accepting = tokio::task::JoinSet::new();
     for mut l in listeners {
         if let (Some(udp), Mode::Tls { acceptor, alt_svc }) = (l.quic.take(), &mut l.mode) {
             match quic(udp, acceptor, &shared) {
                 Ok((endpoint, config, advert)) => {
                     *alt_svc = Some(advert);
-                    loops.spawn(crate::h3::accept_loop(
+                    accepting.spawn(crate::h3::accept_loop(
                         endpoint,
                         config,
                         acceptor.clone(),
@@ -72,14 +76,15 @@ pub async fn serve<S: Service>(
                 Err(e) => tracing::error!(error = %e, "cannot serve HTTP/3; TCP only"),
             }
         }
-        loops.spawn(accept_loop(
+        accepting.spawn(accept_loop(
             l,
             shared.clone(),
             permits.clone(),
             shutdown.clone(),
+            loops.clone(),
         ));
     }
-    while loops.join_next().await.is_some() {}
+    while accepting.join_next().await.is_some() {}
 }
 
 /// The QUIC endpoint on `udp`, its settings, and the `Alt-Svc` value that announces it.
@@ -105,6 +110,7 @@ async fn accept_loop<S: Service>(
     shared: Arc<Shared<S>>,
     permits: Arc<Semaphore>,
     shutdown: Shutdown,
+    loops: Option<Arc<Loops>>,
 ) {
     let local = match listener.local_addr() {
         Ok(a) => a,
@@ -138,14 +144,29 @@ async fn accept_loop<S: Service>(
         };
         let _ = stream.set_nodelay(true);
         let info = ConnInfo { peer, local };
-        shutdown.tracker().spawn(crate::conn::serve(
-            stream,
-            mode.clone(),
-            info,
-            shared.clone(),
-            shutdown.clone(),
-            permit,
-        ));
+        let (mode, shared, stop) = (mode.clone(), shared.clone(), shutdown.clone());
+        let Some(loops) = &loops else {
+            shutdown
+                .tracker()
+                .spawn(crate::conn::serve(stream, mode, info, shared, stop, permit));
+            continue;
+        };
+        // Watched from now on by the loop's own `epoll` instead of this runtime's.
+        let Ok(stream) = stream.into_std() else {
+            continue;
+        };
+        loops
+            .next()
+            .spawn(shutdown.tracker().track_future(async move {
+                match TcpStream::from_std(stream) {
+                    Ok(stream) => {
+                        crate::conn::serve(stream, mode, info, shared, stop, permit).await
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, %peer, "cannot hand the connection to its loop")
+                    }
+                }
+            }));
     }
     tracing::info!(%local, "listener stopped accepting");
 }

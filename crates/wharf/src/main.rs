@@ -216,6 +216,25 @@ fn start(
     runtime.block_on(run(cfg, files, tls, ftp))
 }
 
+/// The event loops HTTP connections live on: one per CPU the process may run on, as
+/// many as the runtime has worker threads (`TOKIO_WORKER_THREADS`, else one per
+/// CPU), or none on a single CPU, where the work-stealing runtime serves them
+/// (ARCHITECTURE.md says why).
+fn event_loops() -> Result<Option<Arc<wharf_server::Loops>>, ConfigError> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cpus < 2 {
+        return Ok(None);
+    }
+    let workers = std::env::var("TOKIO_WORKER_THREADS")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(cpus);
+    wharf_server::Loops::start(workers.min(cpus))
+        .map(Some)
+        .map_err(|e| ConfigError(format!("cannot start the event loops: {e}")))
+}
+
 /// One bound address: its TCP listener and, for HTTP/3, the UDP socket on the same
 /// address and port.
 struct Bound {
@@ -431,6 +450,7 @@ async fn run(
     let log = AccessLog {
         format: cfg.log.access,
     };
+    let loops = event_loops()?;
     let server = tokio::spawn(wharf_server::serve(
         listeners,
         service,
@@ -438,6 +458,7 @@ async fn run(
         cfg.http.clone(),
         log,
         shutdown.clone(),
+        loops.clone(),
     ));
     signals.stop().await;
     background.abort_all();

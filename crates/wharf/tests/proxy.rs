@@ -231,7 +231,19 @@ fn ok(body: &str) -> Vec<u8> {
 /// `wharf proxy --explain` (over `proto`) in front of `to`, with `toml` as its
 /// configuration file when not empty.
 fn proxy(proto: Proto, to: &[String], toml: &str) -> Wharf {
-    let b = Builder::new().proto(proto);
+    proxy_with(Builder::new().proto(proto), to, toml)
+}
+
+/// [`proxy`] on one thread (one event loop, one runtime worker), for the tests of
+/// connection reuse: the thread that serves a request decides which idle upstream
+/// connections it takes first, and these tests' clients open a connection per
+/// request, which wharf hands to its event loops in turn.
+fn one_thread_proxy(proto: Proto, to: &[String], toml: &str) -> Wharf {
+    let b = Builder::new().proto(proto).env("TOKIO_WORKER_THREADS", "1");
+    proxy_with(b, to, toml)
+}
+
+fn proxy_with(b: Builder, to: &[String], toml: &str) -> Wharf {
     let mut args: Vec<String> = to
         .iter()
         .flat_map(|u| ["--to".to_owned(), u.clone()])
@@ -261,7 +273,7 @@ fn files_of_an_upstream_wharf_over_every_protocol() {
     let direct = origin.get("/hello.txt", &[]);
     let etag = direct.headers()["etag"].to_str().unwrap().to_owned();
     for proto in ALL {
-        let p = proxy(proto, &[origin.url("")], "");
+        let p = one_thread_proxy(proto, &[origin.url("")], "");
         let res = p.get("/hello.txt", &[]);
         assert_eq!(res.status(), 200, "{proto:?}");
         assert_eq!(
@@ -322,7 +334,7 @@ fn upstream_connections_are_reused_only_after_a_whole_exchange() {
         _ => Reply::Bytes(ok("fine")),
     }
     });
-    let p = proxy(Proto::H1, &[up.url()], "[proxy]\nretries = 0\n");
+    let p = one_thread_proxy(Proto::H1, &[up.url()], "[proxy]\nretries = 0\n");
     let connections = || up.connections.load(Ordering::SeqCst);
     assert_eq!(p.get("/chunked", &[]).text().unwrap(), "hello world");
     assert_eq!(p.get("/", &[]).text().unwrap(), "fine");

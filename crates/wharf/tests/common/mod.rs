@@ -77,6 +77,8 @@ pub struct Builder {
     wrapper: Vec<String>,
     /// What to serve instead of the fixture site: a directory, or `--config FILE`.
     serving: Option<Vec<String>>,
+    /// Environment variables to set.
+    env: Vec<(String, String)>,
     /// Environment variables to remove.
     env_remove: Vec<String>,
     /// The subcommand: `serve`, or `proxy`.
@@ -129,6 +131,7 @@ impl Builder {
             listen: "127.0.0.1:0",
             wrapper: Vec::new(),
             serving: None,
+            env: Vec::new(),
             env_remove: Vec::new(),
             command: "serve",
         }
@@ -194,6 +197,12 @@ impl Builder {
         self.serving(args)
     }
 
+    /// Runs wharf with the environment variable `key` set to `value`.
+    pub fn env(mut self, key: &str, value: &str) -> Builder {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
     /// Runs wharf without the environment variable `key`.
     pub fn env_remove(mut self, key: &str) -> Builder {
         self.env_remove.push(key.to_owned());
@@ -245,6 +254,7 @@ impl Builder {
         }
         cmd.args(&self.args);
         cmd.env("WHARF_DATA_DIR", self.dir.path().join("data"));
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         for key in &self.env_remove {
             cmd.env_remove(key);
         }
