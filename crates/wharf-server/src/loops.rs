@@ -6,12 +6,14 @@
 //!
 //! Why: on tokio's work-stealing runtime, one worker at a time waits on the sockets
 //! and hands what became ready to the others, so with the kernel spreading the
-//! workers over the CPUs every burst of ready sockets wakes another thread with a
-//! futex, and tasks (with the memory they allocated) move between CPUs. Measured on
-//! the pooled reverse proxy with the kernel placing every thread (bench/RESULTS.md,
-//! issue 12): 15.8 → 12.8 µs of CPU per request, 62.7k → 77.3k requests/s. With a
-//! single CPU there is nothing to keep apart and the work-stealing runtime measured
-//! better, so the binary starts loops only when it may run on more than one CPU.
+//! workers over the CPUs a reverse proxy's request (a client socket and an upstream
+//! one) kept waking the other worker with a futex, and tasks (with the memory they
+//! allocated) moved between CPUs. Measured on the pooled reverse proxy with the
+//! kernel placing every thread (bench/RESULTS.md, issue 12): 15.8 → 12.8 µs of CPU
+//! per request, 62.7k → 77.3k requests/s. A server of files alone measured better
+//! on the work-stealing runtime, as did everything pinned to one CPU, so the binary
+//! starts loops only for a server that proxies, on more than one CPU
+//! (ARCHITECTURE.md, Decisions).
 //!
 //! Connections are handed out in turn, so the loops' shares are even; loops each
 //! accepting on their own copy of a listener would all wake for every connection,

@@ -216,10 +216,11 @@ fn start(
     runtime.block_on(run(cfg, files, tls, ftp))
 }
 
-/// The event loops HTTP connections live on: one per CPU the process may run on, as
-/// many as the runtime has worker threads (`TOKIO_WORKER_THREADS`, else one per
-/// CPU), or none on a single CPU, where the work-stealing runtime serves them
-/// (ARCHITECTURE.md says why).
+/// The event loops the HTTP connections of a server that proxies live on: one per
+/// CPU the process may run on, as many as the runtime has worker threads
+/// (`TOKIO_WORKER_THREADS`, else one per CPU), or none on a single CPU. Without
+/// them (and always for a server of files alone) the work-stealing runtime serves
+/// them; ARCHITECTURE.md says why.
 fn event_loops() -> Result<Option<Arc<wharf_server::Loops>>, ConfigError> {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     if cpus < 2 {
@@ -450,7 +451,10 @@ async fn run(
     let log = AccessLog {
         format: cfg.log.access,
     };
-    let loops = event_loops()?;
+    let loops = match cfg.proxy {
+        Some(_) => event_loops()?,
+        None => None,
+    };
     let server = tokio::spawn(wharf_server::serve(
         listeners,
         service,
