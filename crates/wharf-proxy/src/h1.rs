@@ -59,7 +59,7 @@ pub(crate) struct Conn {
     /// Counts the connection against its pool's `max_connections` while it lives.
     _slot: Option<OpenSlot>,
     /// Where in its pool the connection idles: the place of the thread that opened
-    /// it (whose `epoll` watches its socket).
+    /// it (on the server's event loops, the thread whose `epoll` watches its socket).
     pub(crate) place: usize,
 }
 

@@ -16,9 +16,9 @@
 //! for at most `idle_timeout`; one the upstream closed while it idled is dropped when
 //! it is next looked at. They idle in one place per CPU, each in the place of the
 //! thread that opened it: a thread takes its own first and opens a new one rather
-//! than take another thread's, whose socket that thread's `epoll` watches (every
-//! read would wake it to wake this one); only at `max_connections` does it take
-//! another's. With the server's event loops (one per CPU, `wharf_server::Loops`)
+//! than take another thread's (on the server's event loops, that thread's `epoll`
+//! watches its socket, and every read would wake it to wake this one); only at
+//! `max_connections` does it take another's. With the server's event loops (one per CPU, `wharf_server::Loops`)
 //! this keeps a request and its upstream connection on one thread, as an nginx
 //! worker keeps its own `keepalive` connections.
 //!
@@ -28,7 +28,7 @@
 //! breaking), so an overloaded upstream does not queue requests without end.
 //! Waiting requests are counted, and a connection that comes free signals only while
 //! some wait: an exchange that finds an idle connection touches nothing of the pool
-//! but the idle list's lock.
+//! but its place's lock and the count of idle connections.
 
 use std::future::Future;
 use std::io;
@@ -498,33 +498,44 @@ impl Pool {
     }
 
     /// Takes back a connection whose exchange ended whole, for the next request, into
-    /// its place. At `max_idle` the oldest of that place goes instead (the newest is
-    /// the likeliest still to be open upstream), or this one if the place has none
-    /// (with `max_idle = 0`, every one).
+    /// its place. At `max_idle` the oldest of that place goes to make room (the
+    /// newest is the likeliest still to be open upstream), or the oldest of another
+    /// place if this one has none, so that one place's connections cannot keep the
+    /// others from keeping any; with `max_idle = 0` it is closed.
     pub(crate) fn release(&self, conn: h1::Conn) {
-        let mut idle = self.idle[conn.place % self.idle.len()]
-            .lock()
-            .expect("pool lock");
+        if self.limits.max_idle == 0 {
+            // Closing it frees its slot, which signals a waiter.
+            return drop(conn);
+        }
+        let home = &self.idle[conn.place % self.idle.len()];
         let counted = self
             .idle_count
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < self.limits.max_idle).then_some(n + 1)
             })
             .is_ok();
-        if !counted {
-            if idle.is_empty() {
-                // Closing it frees its slot, which signals a waiter.
-                drop(idle);
+        // Uncounted, it takes the place of one that goes: the count stays.
+        if !counted && !self.evict_oldest(home) {
+            let mut elsewhere = self.idle.iter().filter(|p| !std::ptr::eq(*p, home));
+            if !elsewhere.any(|place| self.evict_oldest(place)) {
                 return drop(conn);
             }
-            idle.remove(0);
         }
-        idle.push(Idle {
+        home.lock().expect("pool lock").push(Idle {
             conn,
             since: Instant::now(),
         });
-        drop(idle);
         signal(&self.waiting, &self.freed);
+    }
+
+    /// Closes the oldest connection idling in `place`, if there is one.
+    fn evict_oldest(&self, place: &Mutex<Vec<Idle>>) -> bool {
+        let mut idle = place.lock().expect("pool lock");
+        let evicted = !idle.is_empty();
+        if evicted {
+            idle.remove(0);
+        }
+        evicted
     }
 }
 
@@ -725,6 +736,21 @@ mod tests {
             .unwrap();
         assert!(next.reused);
         assert_eq!(idle(&pool), 0);
+    }
+
+    #[tokio::test]
+    async fn at_max_idle_a_connection_takes_the_room_of_one_idling_elsewhere() {
+        let (pool, _up) = pool(PoolLimits {
+            max_idle: 1,
+            ..PoolLimits::default()
+        })
+        .await;
+        idle_elsewhere(&pool).await;
+        let mine = pool.checkout().await.unwrap();
+        pool.release(h1(mine));
+        assert_eq!(idle(&pool), 1);
+        let own = pool.idle[pool.own_idle()].lock().unwrap().len();
+        assert_eq!(own, 1, "kept in this thread's place");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

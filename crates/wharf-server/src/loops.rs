@@ -30,7 +30,8 @@ use tokio::runtime::Handle;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 /// The event loops connections are handed to, started by [`Loops::start`] and
-/// stopped when dropped (their remaining tasks are dropped with them: drain first).
+/// stopped when dropped: each thread then ends and drops its remaining tasks, or
+/// the process exits first (drain before).
 pub struct Loops {
     handles: Vec<Handle>,
     next: AtomicUsize,
