@@ -152,8 +152,12 @@ async fn accept_loop<S: Service>(
             continue;
         };
         // Watched from now on by the loop's own `epoll` instead of this runtime's.
-        let Ok(stream) = stream.into_std() else {
-            continue;
+        let stream = match stream.into_std() {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::warn!(error = %e, %peer, "cannot hand the connection to a loop");
+                continue;
+            }
         };
         loops
             .next()
@@ -163,7 +167,7 @@ async fn accept_loop<S: Service>(
                         crate::conn::serve(stream, mode, info, shared, stop, permit).await
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, %peer, "cannot hand the connection to its loop")
+                        tracing::warn!(error = %e, %peer, "cannot hand the connection to a loop")
                     }
                 }
             }));

@@ -219,9 +219,8 @@ fn start(
 /// The event loops the HTTP connections of a server that proxies live on: one per
 /// CPU the process may run on, as many as the runtime has worker threads
 /// (`TOKIO_WORKER_THREADS`, else one per CPU) but no more than CPUs, or none on a
-/// single CPU. Without
-/// them (and always for a server of files alone) the work-stealing runtime serves
-/// them; ARCHITECTURE.md says why.
+/// single CPU. Without them (and always for a server of files alone) the
+/// work-stealing runtime serves the connections; ARCHITECTURE.md says why.
 fn event_loops() -> Result<Option<Arc<wharf_server::Loops>>, ConfigError> {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     if cpus < 2 {
