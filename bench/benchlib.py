@@ -897,9 +897,7 @@ def alternate(servers, repeat, run_one):
     by run with the order flipped every repeat (so drift over time hits all alike);
     {server name: [results in run order]}."""
     results = {s.name: [] for s in servers}
-    for rep in range(repeat):
-        for s in (servers if rep % 2 == 0 else servers[::-1]):
-            results[s.name].append(run_one(s, rep))
+    results.update(alternate_restarted(lambda: servers, repeat, run_one, lambda _: None))
     return results
 
 

@@ -18,9 +18,9 @@
 //! thread that opened it: a thread takes its own first and opens a new one rather
 //! than take another thread's (on the server's event loops, that thread's `epoll`
 //! watches its socket, and every read would wake it to wake this one); only at
-//! `max_connections` does it take another's. With the server's event loops (one per CPU, `wharf_server::Loops`)
-//! this keeps a request and its upstream connection on one thread, as an nginx
-//! worker keeps its own `keepalive` connections.
+//! `max_connections` does it take another's. With the server's event loops (one per
+//! CPU, `wharf_server::Loops`) this keeps a request and its upstream connection on
+//! one thread, as an nginx worker keeps its own `keepalive` connections.
 //!
 //! `max_connections` bounds the connections open to the upstream (idle, busy and
 //! being opened). At the bound a request waits for one to come free, but only while
@@ -241,6 +241,11 @@ fn thread_slot() -> usize {
     SLOT.with(|s| *s)
 }
 
+/// The calling thread's index among `places` places, unless there are none.
+fn own_index(places: usize) -> Option<usize> {
+    thread_slot().checked_rem(places)
+}
+
 /// The CPUs this process may run on, asked once (the answer reads cgroup files).
 fn cpus() -> usize {
     static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
@@ -377,13 +382,12 @@ impl Pool {
     /// This thread's place for a shared HTTP/2 connection, unless the upstream is
     /// never HTTP/2.
     fn own_place(&self) -> Option<&Mutex<Option<http2::SendRequest<RequestBody>>>> {
-        let at = thread_slot().checked_rem(self.shared.len())?;
-        Some(&self.shared[at])
+        self.shared.get(own_index(self.shared.len())?)
     }
 
     /// Where this thread's idle HTTP/1.1 connections are.
     fn own_idle(&self) -> usize {
-        thread_slot() % self.idle.len()
+        own_index(self.idle.len()).unwrap_or_default()
     }
 
     /// The newest connection idling in `place` that is still open and not expired;

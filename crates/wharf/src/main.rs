@@ -217,20 +217,16 @@ fn start(
 }
 
 /// The event loops the HTTP connections of a server that proxies live on: one per
-/// CPU the process may run on, as many as the runtime has worker threads
-/// (`TOKIO_WORKER_THREADS`, else one per CPU) but no more than CPUs, or none on a
-/// single CPU. Without them (and always for a server of files alone) the
-/// work-stealing runtime serves the connections; ARCHITECTURE.md says why.
+/// CPU the process may run on, as many as the runtime has worker threads but no
+/// more than CPUs, or none on a single CPU. Without them (and always for a server
+/// of files alone) the work-stealing runtime serves the connections;
+/// ARCHITECTURE.md says why.
 fn event_loops() -> Result<Option<Arc<wharf_server::Loops>>, ConfigError> {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     if cpus < 2 {
         return Ok(None);
     }
-    let workers = std::env::var("TOKIO_WORKER_THREADS")
-        .ok()
-        .and_then(|n| n.parse::<usize>().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or(cpus);
+    let workers = tokio::runtime::Handle::current().metrics().num_workers();
     wharf_server::Loops::start(workers.min(cpus))
         .map(Some)
         .map_err(|e| ConfigError(format!("cannot start the event loops: {e}")))
