@@ -229,41 +229,53 @@ where
     /// connection idle).
     async fn next_head(&mut self) -> Result<Option<Box<head::Head>>, End> {
         let mut seen = 0;
+        poll_fn(|cx| self.poll_head(cx, &mut seen)).await
+    }
+
+    /// One poll of [`Conn::next_head`], under one lock of the reader (a lock is two
+    /// atomic operations, and a request's head takes two polls: the wait, the read).
+    /// `seen` is how much of a partial head was already looked at.
+    fn poll_head(
+        &mut self,
+        cx: &mut Context<'_>,
+        seen: &mut usize,
+    ) -> Poll<Result<Option<Box<head::Head>>, End>> {
+        let mut r = lock(&self.reader);
         loop {
-            {
-                let mut r = lock(&self.reader);
-                let data = r.data();
-                if data.len() > seen {
-                    match head::parse(data, &self.limits) {
-                        Ok(head::Parsed::Head(head, len)) => {
-                            r.consume(len);
-                            return Ok(Some(head));
-                        }
-                        Ok(head::Parsed::Partial) => seen = data.len(),
-                        Err(rejected) => {
-                            drop(r);
-                            return Err(self.refuse(rejected.status, rejected.reason));
-                        }
+            let data = r.data();
+            if data.len() > *seen {
+                match head::parse(data, &self.limits) {
+                    Ok(head::Parsed::Head(head, len)) => {
+                        r.consume(len);
+                        return Poll::Ready(Ok(Some(head)));
                     }
-                }
-                if r.is_eof() {
-                    if !r.data().is_empty() {
-                        tracing::debug!(peer = %self.ctx.info.peer, "connection closed mid-head");
+                    Ok(head::Parsed::Partial) => *seen = data.len(),
+                    Err(rejected) => {
+                        drop(r);
+                        return Poll::Ready(Err(self.refuse(rejected.status, rejected.reason)));
                     }
-                    return Ok(None);
-                }
-                let empty = r.data().is_empty();
-                if empty && self.flags.draining.load(Ordering::Relaxed) {
-                    return Ok(None);
                 }
             }
+            if r.is_eof() {
+                if !r.data().is_empty() {
+                    tracing::debug!(peer = %self.ctx.info.peer, "connection closed mid-head");
+                }
+                return Poll::Ready(Ok(None));
+            }
+            let empty = r.data().is_empty();
+            if empty && self.flags.draining.load(Ordering::Relaxed) {
+                return Poll::Ready(Ok(None));
+            }
             // Responses to the requests already read leave before the wait.
-            self.flush().await?;
-            let empty = lock(&self.reader).data().is_empty();
+            if let Err(e) = ready!(self.out.poll_flush(cx)) {
+                return Poll::Ready(Err(End::write(e)));
+            }
             self.flags.idle.store(empty, Ordering::Relaxed);
-            let read = poll_fn(|cx| lock(&self.reader).poll_fill(cx)).await;
+            let read = ready!(r.poll_fill(cx));
             self.flags.idle.store(false, Ordering::Relaxed);
-            read.map_err(|e| End::Io("read failed", e))?;
+            if let Err(e) = read {
+                return Poll::Ready(Err(End::Io("read failed", e)));
+            }
         }
     }
 
@@ -276,7 +288,6 @@ where
     /// One request and its response; `Ok(true)` when the connection goes on. (The
     /// head comes boxed: an argument keeps its room in the future to the end.)
     async fn exchange(&mut self, head: Box<head::Head>) -> Result<bool, End> {
-        let ctx = self.ctx.clone();
         let Started {
             req,
             interim,
@@ -290,7 +301,9 @@ where
         // In a block: the service's future is gone before the response is written, so
         // the sending part of this future reuses its room.
         let res = {
-            let call = ctx.handle(req, interim);
+            // (The connection's context borrowed, not its `Arc` cloned: two atomic
+            // operations a request.)
+            let call = self.ctx.handle(req, interim);
             tokio::pin!(call);
             poll_fn(|cx| {
                 let done = call.as_mut().poll(cx);
