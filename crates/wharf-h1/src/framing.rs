@@ -154,7 +154,7 @@ impl<'a> Section<'a> {
     pub fn new(parsed: &'a [u8]) -> Section<'a> {
         Section {
             parsed,
-            copy: Bytes::copy_from_slice(parsed),
+            copy: shared_copy(parsed),
         }
     }
 
@@ -168,6 +168,42 @@ impl<'a> Section<'a> {
             Some(start) => self.copy.slice(start..start + part.len()),
             None => Bytes::copy_from_slice(part),
         }
+    }
+}
+
+/// A copy of `bytes` to be shared: for a head of the usual sizes, one allocation
+/// that holds the bytes and their count of sharers (`Bytes::from_owner`), where a
+/// copy made as a `Vec` is given a second one, for the count, when first shared.
+fn shared_copy(bytes: &[u8]) -> Bytes {
+    match bytes.len() {
+        0..=128 => Bytes::from_owner(Inline::<128>::new(bytes)),
+        129..=512 => Bytes::from_owner(Inline::<512>::new(bytes)),
+        // Kept with its count under glibc's per-thread cache limit (1,032 bytes).
+        513..=992 => Bytes::from_owner(Inline::<992>::new(bytes)),
+        _ => Bytes::copy_from_slice(bytes),
+    }
+}
+
+/// Up to `N` bytes held in place.
+struct Inline<const N: usize> {
+    len: usize,
+    bytes: [u8; N],
+}
+
+impl<const N: usize> Inline<N> {
+    fn new(from: &[u8]) -> Self {
+        let mut bytes = [0; N];
+        bytes[..from.len()].copy_from_slice(from);
+        Inline {
+            len: from.len(),
+            bytes,
+        }
+    }
+}
+
+impl<const N: usize> AsRef<[u8]> for Inline<N> {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes[..self.len]
     }
 }
 
@@ -264,6 +300,19 @@ mod tests {
             );
         }
         h
+    }
+
+    #[test]
+    fn a_section_copy_holds_the_head_at_every_size() {
+        for len in [0, 1, 128, 129, 512, 513, 992, 993, 5000] {
+            let head: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+            let section = Section::new(&head);
+            assert_eq!(section.copy, head[..], "{len} bytes");
+            if len > 2 {
+                let part = &head[1..len - 1];
+                assert_eq!(section.share(part), part, "{len} bytes");
+            }
+        }
     }
 
     #[test]
