@@ -364,7 +364,9 @@ fn via_protocol(version: Version) -> &'static str {
 
 /// This intermediary's `Via` entries (RFC 9110 §7.6.3 MUST: "A proxy MUST send an
 /// appropriate Via header field ... in each message that it forwards"), one per
-/// protocol a message may arrive over, made once and cloned into each message.
+/// protocol a message may arrive over, made once and cloned into each message:
+/// in static storage where they can be ([`interned`]), so that a clone counts
+/// nothing.
 #[derive(Clone, Debug)]
 pub struct Via([HeaderValue; 5]);
 
@@ -381,7 +383,7 @@ impl Via {
     /// (§7.6.3 allows one), so that internal names are not revealed; an error when it
     /// cannot be in a field value.
     pub fn new(pseudonym: &str) -> Result<Via, http::header::InvalidHeaderValue> {
-        let entry = |v| HeaderValue::try_from(format!("{} {pseudonym}", via_protocol(v)));
+        let entry = |v| interned(format!("{} {pseudonym}", via_protocol(v)));
         let [a, b, c, d, e] = Self::VERSIONS;
         Ok(Via([entry(a)?, entry(b)?, entry(c)?, entry(d)?, entry(e)?]))
     }
@@ -400,6 +402,31 @@ impl Via {
             .unwrap_or(2); // what `via_protocol` calls any other version: 1.1
         &self.0[i]
     }
+}
+
+/// `value` as a field value in static storage when it is visible ASCII (what
+/// `HeaderValue::from_static` takes): cloning and dropping a shared value are an
+/// atomic operation each, and a proxy's `Via` goes into every message twice. Each
+/// distinct value is kept once for the life of the process (there are as many as
+/// pseudonyms configured, times five protocols).
+fn interned(value: String) -> Result<HeaderValue, http::header::InvalidHeaderValue> {
+    static KEPT: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    let visible = value.bytes().all(|b| b == b'\t' || (32..127).contains(&b));
+    if !visible {
+        return HeaderValue::try_from(value);
+    }
+    let mut kept = KEPT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let kept_value = match kept.iter().find(|k| **k == value) {
+        Some(k) => *k,
+        None => {
+            let k: &'static str = Box::leak(value.into_boxed_str());
+            kept.push(k);
+            k
+        }
+    };
+    Ok(HeaderValue::from_static(kept_value))
 }
 
 /// The hop a request took to this intermediary.
@@ -825,6 +852,20 @@ mod tests {
             ["1.0 fred", "1.1 wharf", "2 wharf", "3 wharf"],
             "§7.6.3: appended in order; protocol name omitted for HTTP"
         );
+    }
+
+    #[test]
+    fn via_entries_are_kept_once_in_static_storage() {
+        let (a, b) = (Via::new("edge-7").unwrap(), Via::new("edge-7").unwrap());
+        let same = |v: Version| std::ptr::eq(a.entry(v).as_bytes(), b.entry(v).as_bytes());
+        assert!(same(Version::HTTP_11) && same(Version::HTTP_3));
+        // A pseudonym past visible ASCII is still a value, shared as any other.
+        let c = Via::new("\u{e9}dge").unwrap();
+        assert_eq!(
+            c.entry(Version::HTTP_2).as_bytes(),
+            "2 \u{e9}dge".as_bytes()
+        );
+        assert!(Via::new("a\nb").is_err());
     }
 
     #[test]
