@@ -276,9 +276,11 @@ impl Group {
         self.epoch.elapsed().as_millis() as u64
     }
 
-    /// Whether `m` may take requests now.
+    /// Whether `m` may take requests now. (A member never ejected costs no reading
+    /// of the clock.)
     pub(crate) fn available(&self, m: &Member) -> bool {
-        m.up.load(Ordering::Acquire) && m.ejected_until.load(Ordering::Acquire) <= self.now_ms()
+        let until = m.ejected_until.load(Ordering::Acquire);
+        m.up.load(Ordering::Acquire) && (until == 0 || until <= self.now_ms())
     }
 
     /// How long until an ejected member comes back (for `Retry-After`), if any is

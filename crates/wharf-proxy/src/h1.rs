@@ -46,8 +46,29 @@ const COPY_LIMIT: usize = 16 * 1024;
 const MAX_TRAILER: usize = 16 * 1024;
 
 /// What a connection to an upstream is: TCP or TLS over it.
-pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
+pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// Whether the upstream closed the connection (or sent something unasked-for)
+    /// while it idled. Costs no system call when nothing arrived since the last read
+    /// found the socket drained.
+    fn is_closed(&mut self) -> bool {
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut byte = [0u8; 1];
+        let mut probe = ReadBuf::new(&mut byte);
+        !matches!(Pin::new(self).poll_read(&mut cx, &mut probe), Poll::Pending)
+    }
+}
+
+/// Over TCP, a read that only tries: a poll would also register a waker with the
+/// socket, under a lock, once per request.
+impl Io for tokio::net::TcpStream {
+    fn is_closed(&mut self) -> bool {
+        !matches!(self.try_read(&mut [0u8; 1]), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    }
+}
+
+/// Over TLS, bytes that arrive may be the TLS layer's own (a session ticket): they
+/// are read through it.
+impl Io for tokio_rustls::client::TlsStream<tokio::net::TcpStream> {}
 
 /// One HTTP/1.1 connection to an upstream, between exchanges.
 pub(crate) struct Conn {
@@ -99,16 +120,9 @@ impl Conn {
     }
 
     /// Whether the upstream closed the connection (or sent something unasked-for)
-    /// while it idled. Costs no system call when nothing arrived since the last read
-    /// found the socket drained.
+    /// while it idled ([`Io::is_closed`]).
     pub(crate) fn is_closed(&mut self) -> bool {
-        let mut cx = Context::from_waker(Waker::noop());
-        let mut byte = [0u8; 1];
-        let mut probe = ReadBuf::new(&mut byte);
-        !matches!(
-            Pin::new(&mut self.io).poll_read(&mut cx, &mut probe),
-            Poll::Pending
-        )
+        self.io.is_closed()
     }
 
     /// Sends `req` and reads the response head. The response's body reads from this

@@ -27,6 +27,7 @@ mod tls;
 mod tunnel;
 mod upstream;
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::io;
 use std::net::IpAddr;
@@ -41,6 +42,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::{BodyExt, Empty};
+use smallvec::SmallVec;
 use wharf_http::conn::ConnInfo;
 use wharf_http::forward;
 use wharf_http::interim::Interim;
@@ -523,7 +525,8 @@ impl Inner {
                 }
             });
             let members = group.members();
-            let mut tried: Vec<usize> = Vec::new();
+            // The members tried, in place for the usual few attempts.
+            let mut tried: SmallVec<[usize; 4]> = SmallVec::new();
             // The failed attempts so far: their status and reason.
             let mut earlier: Vec<(StatusCode, String)> = Vec::new();
             for _ in 0..=self.cfg.retries {
@@ -564,12 +567,13 @@ impl Inner {
                 let sent = match conn.sender {
                     // HTTP/1.1 writes the request from `head`, which stays as it is.
                     Sender::H1(c) => {
-                        Either::Left(c.forward(&head, host.as_ref(), content, hints, home))
+                        Either::Left(c.forward(&head, host.as_deref(), content, hints, home))
                     }
                     // HTTP/2 sends a map: the fields are copied where another attempt
                     // may need them.
                     h2 => {
                         let keep = tried.len() <= self.cfg.retries as usize;
+                        let host = host.map(Cow::into_owned);
                         let req = self.h2_request(&mut head, keep, host, upstream, content);
                         Either::Right(h2.send(req, hints, home))
                     }
@@ -765,11 +769,14 @@ impl Inner {
         }
     }
 
-    /// The `Host` a request goes to `upstream` with.
-    fn host(&self, head: &Head, upstream: &Upstream) -> Option<HeaderValue> {
+    /// The `Host` a request goes to `upstream` with: the client's borrowed, not
+    /// cloned (a clone and its drop are two atomic operations).
+    fn host<'h>(&self, head: &'h Head, upstream: &Upstream) -> Option<Cow<'h, HeaderValue>> {
         match (&self.cfg.host, &head.host) {
-            (HostHeader::Keep, Some(h)) => Some(h.clone()),
-            _ => HeaderValue::from_str(upstream.authority().as_str()).ok(),
+            (HostHeader::Keep, Some(h)) => Some(Cow::Borrowed(h)),
+            _ => HeaderValue::from_str(upstream.authority().as_str())
+                .ok()
+                .map(Cow::Owned),
         }
     }
 
