@@ -411,9 +411,10 @@ impl Via {
 /// pseudonyms configured, times five protocols).
 fn interned(value: String) -> Result<HeaderValue, http::header::InvalidHeaderValue> {
     static KEPT: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
-    let visible = value.bytes().all(|b| b == b'\t' || (32..127).contains(&b));
-    if !visible {
-        return HeaderValue::try_from(value);
+    let checked = HeaderValue::from_str(&value)?;
+    // `to_str` takes what `from_static` does: visible ASCII and tabs.
+    if checked.to_str().is_err() {
+        return Ok(checked);
     }
     let mut kept = KEPT
         .lock()
