@@ -86,8 +86,9 @@ struct Streaming {
     /// and armed from the start of each wait.
     timer: Option<Pin<Box<Sleep>>>,
     armed: bool,
-    /// The copy going into the cache, until the body ends whole.
-    fill: Option<Fill>,
+    /// The copy going into the cache, until the body ends whole. Boxed: most
+    /// bodies are not stored, and every one is allocated with room for this.
+    fill: Option<Box<Fill>>,
 }
 
 impl Body {
@@ -126,7 +127,7 @@ impl Body {
             idle,
             timer: None,
             armed: false,
-            fill,
+            fill: fill.map(Box::new),
         };
         if http_body::Body::is_end_stream(&s.incoming) {
             // No body (HEAD, 204, 304, Content-Length: 0): nothing more to wait for.

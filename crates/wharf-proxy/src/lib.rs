@@ -36,7 +36,6 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::future::Either;
 use futures_util::FutureExt;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
@@ -564,10 +563,14 @@ impl Inner {
                 let host = self.host(&head, upstream);
                 let content = body.take().unwrap_or_else(empty);
                 let (hints, home) = (client.interim.as_ref(), Some(pool.clone()));
+                let limit = self.cfg.response_timeout;
+                // Each protocol's exchange awaited where it is made: one future held
+                // for both would be one more copy of it, made before it starts.
                 let sent = match conn.sender {
                     // HTTP/1.1 writes the request from `head`, which stays as it is.
                     Sender::H1(c) => {
-                        Either::Left(c.forward(&head, host.as_deref(), content, hints, home))
+                        let exchange = c.forward(&head, host.as_deref(), content, hints, home);
+                        tokio::time::timeout(limit, exchange).await
                     }
                     // HTTP/2 sends a map: the fields are copied where another attempt
                     // may need them.
@@ -575,10 +578,10 @@ impl Inner {
                         let keep = tried.len() <= self.cfg.retries as usize;
                         let host = host.map(Cow::into_owned);
                         let req = self.h2_request(&mut head, keep, host, upstream, content);
-                        Either::Right(h2.send(req, hints, home))
+                        tokio::time::timeout(limit, h2.send(req, hints, home)).await
                     }
                 };
-                let res = match tokio::time::timeout(self.cfg.response_timeout, sent).await {
+                let res = match sent {
                     Ok(Ok(res)) => res,
                     Err(_) => {
                         group.failed(member);
