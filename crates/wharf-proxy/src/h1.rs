@@ -170,7 +170,8 @@ impl Conn {
         self.start(head.method.clone(), body, framing, hints, home)
     }
 
-    /// The exchange once the request head is in `out`.
+    /// The exchange once the request head is in `out`: the head, the body, the
+    /// response head. (One future: one awaiting another held their arguments twice.)
     async fn start(
         mut self,
         method: Method,
@@ -191,34 +192,19 @@ impl Conn {
                 })
             }
         };
-        let res = self.exchange(written, &method, body, framing, hints, home);
-        Ok(res.await?.map(Incoming::H1))
-    }
-
-    /// The rest of the exchange once `written` bytes of the request head are out:
-    /// the rest of the head, the body, the response head.
-    async fn exchange(
-        mut self,
-        written: usize,
-        method: &Method,
-        body: RequestBody,
-        framing: RequestFraming,
-        hints: Option<&Interim>,
-        home: Option<Arc<Pool>>,
-    ) -> Result<Response<Body>, Failed> {
         if let Err(e) = self.io.write_all(&self.out[written..]).await {
             return Err(Failed::new(format!("the request could not be sent: {e}")));
         }
         let (conn, outcome) = if framing == RequestFraming::Empty {
-            let head = read_head(&mut self.io, &mut self.buf, method, hints).await;
+            let head = read_head(&mut self.io, &mut self.buf, &method, hints).await;
             (self, head.map(|h| (h, true)))
         } else {
             // Boxed: the two futures run side by side are large, and a request
             // without a body (most) should not carry room for them.
-            Box::pin(self.head_while_sending(method, hints, body, framing)).await
+            Box::pin(self.head_while_sending(&method, hints, body, framing)).await
         };
         let (head, sent_whole) = outcome?;
-        Ok(conn.response(head, sent_whole, home))
+        Ok(conn.response(head, sent_whole, home).map(Incoming::H1))
     }
 
     /// Sends the request body while waiting for the response head (so an early
