@@ -587,10 +587,7 @@ impl Inner {
                         group.failed(member);
                         return Err(Failure::new(
                             StatusCode::GATEWAY_TIMEOUT,
-                            format!(
-                                "504: {upstream}: no response within {:?}",
-                                self.cfg.response_timeout
-                            ),
+                            format!("504: {upstream}: no response within {limit:?}"),
                         ));
                     }
                     Ok(Err(e)) => {
