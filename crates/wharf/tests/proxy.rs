@@ -1701,7 +1701,11 @@ fn purges_by_target_and_tag_hard_and_soft_from_allowed_addresses_only() {
     let res = purge("/a", &[]);
     assert_eq!(res.status(), 200);
     assert!(res.text().unwrap().contains("purged 1 stored responses"));
-    assert!(cache_status(&p.get("/a", &[])).contains("fwd=uri-miss"));
+    let refetched = p.get("/a", &[]);
+    assert!(cache_status(&refetched).contains("fwd=uri-miss"));
+    // Read to its end, so that it is stored again before the purge by tag: the
+    // response's head reaches the client before its body is through the proxy.
+    assert_eq!(refetched.text().unwrap(), "/a");
     assert_eq!(seen("/a"), 2);
 
     let res = purge("/", &[("cache-tag", "shared")]);
