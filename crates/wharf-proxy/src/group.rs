@@ -18,7 +18,8 @@
 //! Membership can change while requests run (service discovery, [`Group::update`]):
 //! a request works on the snapshot it took ([`Group::members`]), so one in flight on
 //! a member that has just been removed finishes there; members that stay keep their
-//! connections and health.
+//! connections and health. Each CPU takes its snapshots from a copy of its own
+//! ([`crate::place`]): no lock or count that every request writes is shared.
 
 use std::borrow::Cow;
 use std::net::IpAddr;
@@ -28,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderMap, HeaderName};
 
+use crate::place::{self, Place};
 use crate::pool::{Pool, PoolLimits};
 use crate::sticky::Sticky;
 use crate::upstream::Upstream;
@@ -154,7 +156,11 @@ pub(crate) struct Member {
 #[derive(Debug)]
 pub(crate) struct Group {
     pub(crate) name: String,
-    members: RwLock<Arc<Vec<Arc<Member>>>>,
+    members: RwLock<Members>,
+    /// Counts the changes of `members`.
+    version: AtomicU64,
+    /// Each CPU's copy of `members`, and the version it is of.
+    copies: Box<[Place<(u64, Members)>]>,
     balance: Balance,
     passive: Passive,
     pub(crate) check: Option<ActiveCheck>,
@@ -212,6 +218,8 @@ impl Group {
         Group {
             name: cfg.name,
             members: RwLock::new(Arc::new(members)),
+            version: AtomicU64::new(0),
+            copies: place::per_cpu(|| (u64::MAX, Members::default())),
             balance: cfg.balance,
             passive: cfg.passive,
             check: cfg.check,
@@ -224,9 +232,18 @@ impl Group {
         }
     }
 
-    /// The members now.
+    /// The members now, from this CPU's copy (made again after a change).
     pub(crate) fn members(&self) -> Members {
-        self.members.read().expect("members lock").clone()
+        let version = self.version.load(Ordering::Acquire);
+        let Some(own) = place::own_index(self.copies.len()) else {
+            return self.members.read().expect("members lock").clone();
+        };
+        let mut copy = self.copies[own].lock().expect("members lock");
+        if copy.0 != version {
+            let now = self.members.read().expect("members lock");
+            *copy = (version, Arc::new(now.as_ref().clone()));
+        }
+        copy.1.clone()
     }
 
     /// Replaces the members by `list` (from discovery): members whose URL and
@@ -269,6 +286,7 @@ impl Group {
             tracing::info!(target: "wharf::proxy", group = %self.name, members = %urls.join(", "), "upstream group changed");
         }
         *members = Arc::new(next);
+        self.version.fetch_add(1, Ordering::Release);
         added
     }
 

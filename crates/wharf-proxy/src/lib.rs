@@ -21,6 +21,7 @@ mod disk;
 mod group;
 mod h1;
 mod health;
+mod place;
 mod pool;
 mod sticky;
 mod tls;

@@ -27,13 +27,18 @@
 //! fewer than `max_pending` requests wait: beyond that it fails at once (circuit
 //! breaking), so an overloaded upstream does not queue requests without end.
 //! Waiting requests are counted, and a connection that comes free signals only while
-//! some wait: an exchange that finds an idle connection touches nothing of the pool
-//! but its place's lock and the count of idle connections.
+//! some wait. An exchange that finds an idle connection touches nothing of the pool
+//! but its place's lock, on a cache line of its own: the connection keeps its room
+//! among the `max_idle` while it is lent ([`OpenSlot`]), so the shared count of rooms
+//! changes only when a connection closes or a new one first goes idle. Written by
+//! every request from both CPUs, that count and the places' locks on one line cost
+//! each request the line's trips between the CPUs' caches (bench/RESULTS.md, issue
+//! 12).
 
 use std::future::Future;
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::future::Either;
@@ -47,6 +52,7 @@ use wharf_http::interim::Interim;
 
 use crate::body::Incoming;
 use crate::h1::{self, Failed};
+use crate::place::{self, own_index, Place};
 use crate::upstream::{Protocol, Upstream};
 use crate::RequestBody;
 
@@ -101,9 +107,10 @@ pub(crate) struct Pool {
     limits: PoolLimits,
     /// Idle connections, oldest first, in one place per CPU (a connection in the
     /// place of the thread that opened it).
-    idle: Box<[Mutex<Vec<Idle>>]>,
-    /// How many connections idle in all places (never fewer than are there).
-    idle_count: AtomicUsize,
+    idle: Box<[Place<Vec<Idle>>]>,
+    /// Rooms among the `max_idle` that connections hold, idle or lent (never fewer
+    /// than idle connections).
+    rooms: Arc<AtomicUsize>,
     /// Connections open or being opened.
     open: Arc<AtomicUsize>,
     /// Requests waiting for a connection (read by whoever frees one, so that no one
@@ -113,7 +120,7 @@ pub(crate) struct Pool {
     freed: Arc<Notify>,
     /// The HTTP/2 connections requests share, once there are: one place per CPU
     /// (a thread's: [`Pool::own_place`]), none for an upstream that is never HTTP/2.
-    shared: Box<[Mutex<Option<http2::SendRequest<RequestBody>>>]>,
+    shared: Box<[Place<Option<http2::SendRequest<RequestBody>>>]>,
     /// For `https://` upstreams.
     tls: Option<Arc<rustls::ClientConfig>>,
 }
@@ -218,42 +225,29 @@ pub(crate) struct Conn {
 }
 
 /// Counts one open connection until dropped (when the connection's task ends, or
-/// when connecting fails).
+/// when connecting fails), and, once it has gone idle, its room among the pool's
+/// `max_idle`.
 pub(crate) struct OpenSlot {
     open: Arc<AtomicUsize>,
     waiting: Arc<AtomicUsize>,
     freed: Arc<Notify>,
+    rooms: Arc<AtomicUsize>,
+    /// Whether the connection holds one of `rooms`.
+    room: bool,
 }
 
 impl Drop for OpenSlot {
     fn drop(&mut self) {
+        if self.room {
+            self.rooms.fetch_sub(1, Ordering::AcqRel);
+        }
         self.open.fetch_sub(1, Ordering::SeqCst);
         signal(&self.waiting, &self.freed);
     }
 }
 
-/// A number for the calling thread, the same for its life.
-fn thread_slot() -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static SLOT: usize = NEXT.fetch_add(1, Ordering::Relaxed);
-    }
-    SLOT.with(|s| *s)
-}
-
-/// The calling thread's index among `places` places, unless there are none.
-fn own_index(places: usize) -> Option<usize> {
-    thread_slot().checked_rem(places)
-}
-
-/// The CPUs this process may run on, asked once (the answer reads cgroup files).
-fn cpus() -> usize {
-    static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-}
-
 /// The first open HTTP/2 connection among `places`.
-fn take_shared(places: &[Mutex<Option<http2::SendRequest<RequestBody>>>]) -> Option<Sender> {
+fn take_shared(places: &[Place<Option<http2::SendRequest<RequestBody>>>]) -> Option<Sender> {
     places.iter().find_map(|place| {
         let shared = place.lock().expect("pool lock");
         shared
@@ -281,13 +275,13 @@ impl Pool {
     ) -> Pool {
         let shared = match upstream.protocol() {
             Protocol::Http1 => Box::default(),
-            _ => (0..cpus()).map(|_| Mutex::new(None)).collect(),
+            _ => place::per_cpu(|| None),
         };
         Pool {
             upstream,
             limits,
-            idle: (0..cpus()).map(|_| Mutex::new(Vec::new())).collect(),
-            idle_count: AtomicUsize::new(0),
+            idle: place::per_cpu(Vec::new),
+            rooms: Arc::new(AtomicUsize::new(0)),
             open: Arc::new(AtomicUsize::new(0)),
             waiting: Arc::new(AtomicUsize::new(0)),
             freed: Arc::new(Notify::new()),
@@ -381,7 +375,7 @@ impl Pool {
 
     /// This thread's place for a shared HTTP/2 connection, unless the upstream is
     /// never HTTP/2.
-    fn own_place(&self) -> Option<&Mutex<Option<http2::SendRequest<RequestBody>>>> {
+    fn own_place(&self) -> Option<&Place<Option<http2::SendRequest<RequestBody>>>> {
         self.shared.get(own_index(self.shared.len())?)
     }
 
@@ -391,12 +385,12 @@ impl Pool {
     }
 
     /// The newest connection idling in `place` that is still open and not expired;
-    /// the expired and closed ones met on the way are dropped (which closes them).
-    fn take_idle(&self, place: &Mutex<Vec<Idle>>) -> Option<h1::Conn> {
+    /// the expired and closed ones met on the way are dropped (which closes them and
+    /// frees their rooms). The one taken keeps its room while it is lent.
+    fn take_idle(&self, place: &Place<Vec<Idle>>) -> Option<h1::Conn> {
         let mut idle = place.lock().expect("pool lock");
         let now = Instant::now();
         while let Some(mut i) = idle.pop() {
-            self.idle_count.fetch_sub(1, Ordering::AcqRel);
             if now.duration_since(i.since) < self.limits.idle_timeout && !i.conn.is_closed() {
                 return Some(i.conn);
             }
@@ -423,6 +417,8 @@ impl Pool {
                         open: self.open.clone(),
                         waiting: self.waiting.clone(),
                         freed: self.freed.clone(),
+                        rooms: self.rooms.clone(),
+                        room: false,
                     })
                 }
                 Err(now) => open = now,
@@ -489,41 +485,41 @@ impl Pool {
         Ok(Sender::H2(sender))
     }
 
-    /// Drops idle connections that have been idle too long (which closes them).
+    /// Drops idle connections that have been idle too long (which closes them and
+    /// frees their rooms).
     pub(crate) fn reap(&self) {
         let now = Instant::now();
         for place in &self.idle {
             let mut idle = place.lock().expect("pool lock");
-            let before = idle.len();
             idle.retain(|i| now.duration_since(i.since) < self.limits.idle_timeout);
-            self.idle_count
-                .fetch_sub(before - idle.len(), Ordering::AcqRel);
         }
     }
 
     /// Takes back a connection whose exchange ended whole, for the next request, into
-    /// its place. At `max_idle` the oldest of that place goes to make room (the
-    /// newest is the likeliest still to be open upstream), or the oldest of another
+    /// its place. One that holds no room among the `max_idle` yet takes a free one;
+    /// at `max_idle` it takes that of the oldest of its place, which goes (the newest
+    /// is the likeliest still to be open upstream), or of the oldest of another
     /// place if this one has none, so that one place's connections cannot keep the
-    /// others from keeping any; with `max_idle = 0` it is closed.
-    pub(crate) fn release(&self, conn: h1::Conn) {
-        if self.limits.max_idle == 0 {
+    /// others from keeping any; with `max_idle = 0`, or without a slot to hold a
+    /// room, it is closed.
+    pub(crate) fn release(&self, mut conn: h1::Conn) {
+        let Some(slot) = conn.slot.as_mut().filter(|_| self.limits.max_idle > 0) else {
             // Closing it frees its slot, which signals a waiter.
             return drop(conn);
-        }
+        };
         let home = &self.idle[conn.place % self.idle.len()];
-        let counted = self
-            .idle_count
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < self.limits.max_idle).then_some(n + 1)
-            })
-            .is_ok();
-        // Uncounted, it takes the place of one that goes: the count stays.
-        if !counted && !self.evict_oldest(home) {
+        if !slot.room {
+            let free = self
+                .rooms
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                    (n < self.limits.max_idle).then_some(n + 1)
+                })
+                .is_ok();
             let mut elsewhere = self.idle.iter().filter(|p| !std::ptr::eq(*p, home));
-            if !elsewhere.any(|place| self.evict_oldest(place)) {
+            if !free && !self.evict_oldest(home) && !elsewhere.any(|p| self.evict_oldest(p)) {
                 return drop(conn);
             }
+            slot.room = true;
         }
         home.lock().expect("pool lock").push(Idle {
             conn,
@@ -532,14 +528,18 @@ impl Pool {
         signal(&self.waiting, &self.freed);
     }
 
-    /// Closes the oldest connection idling in `place`, if there is one.
-    fn evict_oldest(&self, place: &Mutex<Vec<Idle>>) -> bool {
+    /// Closes the oldest connection idling in `place`, if there is one, keeping its
+    /// room (for the connection that takes it).
+    fn evict_oldest(&self, place: &Place<Vec<Idle>>) -> bool {
         let mut idle = place.lock().expect("pool lock");
-        let evicted = !idle.is_empty();
-        if evicted {
-            idle.remove(0);
+        if idle.is_empty() {
+            return false;
         }
-        evicted
+        let mut oldest = idle.remove(0);
+        if let Some(slot) = oldest.conn.slot.as_mut() {
+            slot.room = false;
+        }
+        true
     }
 }
 
@@ -774,10 +774,19 @@ mod tests {
                 pool.release(h1(c));
             }
             assert_eq!(idle(&pool), max_idle.min(10), "max_idle {max_idle}");
+            // Each lent keeps its room until it closes (dropped here): then the
+            // rooms are free for new ones.
             for _ in 0..max_idle {
                 assert!(pool.checkout().await.unwrap().reused);
             }
             assert_eq!(idle(&pool), 0);
+            assert_eq!(pool.rooms.load(Ordering::Acquire), 0);
+            let fresh: Vec<_> =
+                futures_util::future::join_all((0..10).map(|_| pool.checkout())).await;
+            for c in fresh {
+                pool.release(h1(c.unwrap()));
+            }
+            assert_eq!(idle(&pool), max_idle.min(10), "max_idle {max_idle}, again");
         }
     }
 }
