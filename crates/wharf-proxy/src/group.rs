@@ -287,6 +287,13 @@ impl Group {
         }
         *members = Arc::new(next);
         self.version.fetch_add(1, Ordering::Release);
+        drop(members);
+        // The CPUs' copies of the old list go now (after the lock: `members` takes a
+        // copy's lock, then this one): kept, they would hold removed members and
+        // their idle connections until each CPU's next request to the group.
+        for copy in self.copies.iter() {
+            *copy.lock().expect("members lock") = (u64::MAX, Members::default());
+        }
         added
     }
 
@@ -654,6 +661,10 @@ mod tests {
     fn updates_keep_the_members_that_stay() {
         let g = group(&[1, 1], Balance::RoundRobin);
         let before = g.members();
+        // Every CPU has the list (as if each had served a request).
+        for copy in g.copies.iter() {
+            *copy.lock().unwrap() = (g.version.load(Ordering::Acquire), before.clone());
+        }
         let url = |n: u8| Upstream::parse(&format!("http://10.0.0.{n}:80")).unwrap();
         let listed = |n: u8| Listed::new(url(n), 1, 0);
         let added = g.update(&[listed(2), listed(3)]);
@@ -665,6 +676,12 @@ mod tests {
         );
         assert_eq!(after[1].pool.upstream(), &url(3));
         assert_eq!(before.len(), 2, "a request's snapshot does not change");
+        let removed = Arc::downgrade(&before[0]);
+        drop(before);
+        assert!(
+            removed.upgrade().is_none(),
+            "a removed member goes with the last request's snapshot, not kept by a CPU's copy"
+        );
         assert!(g.update(&[]).is_empty());
         assert_eq!(g.members().len(), 2, "an empty list is refused");
     }
