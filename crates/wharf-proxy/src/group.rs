@@ -19,7 +19,7 @@
 //! a request works on the snapshot it took ([`Group::members`]), so one in flight on
 //! a member that has just been removed finishes there; members that stay keep their
 //! connections and health. Each CPU takes its snapshots from a copy of its own
-//! ([`crate::place`]): no lock or count that every request writes is shared.
+//! ([`crate::place`]), so taking one writes no lock or count the CPUs share.
 
 use std::borrow::Cow;
 use std::net::IpAddr;

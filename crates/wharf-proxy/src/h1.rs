@@ -77,9 +77,8 @@ pub(crate) struct Conn {
     buf: BytesMut,
     /// The request head being written, its allocation kept.
     out: Vec<u8>,
-    /// Counts the connection against its pool's `max_connections` while it lives,
-    /// and holds its room among the pool's idle connections.
-    pub(crate) slot: Option<OpenSlot>,
+    /// Counts the connection against its pool's `max_connections` while it lives.
+    _slot: Option<OpenSlot>,
     /// Where in its pool the connection idles: the place of the thread that opened
     /// it (on the server's event loops, the thread whose `epoll` watches its socket).
     pub(crate) place: usize,
@@ -115,7 +114,7 @@ impl Conn {
             io: Box::new(io),
             buf: BytesMut::new(),
             out: Vec::new(),
-            slot,
+            _slot: slot,
             place,
         }
     }
@@ -221,7 +220,7 @@ impl Conn {
             io,
             mut buf,
             out,
-            slot,
+            _slot,
             place,
         } = self;
         let (mut rd, mut wr) = tokio::io::split(io);
@@ -255,7 +254,7 @@ impl Conn {
             io: rd.unsplit(wr),
             buf,
             out,
-            slot,
+            _slot,
             place,
         };
         (conn, outcome)

@@ -27,13 +27,9 @@
 //! fewer than `max_pending` requests wait: beyond that it fails at once (circuit
 //! breaking), so an overloaded upstream does not queue requests without end.
 //! Waiting requests are counted, and a connection that comes free signals only while
-//! some wait. An exchange that finds an idle connection touches nothing of the pool
-//! but its place's lock, on a cache line of its own: the connection keeps its room
-//! among the `max_idle` while it is lent ([`OpenSlot`]), so the shared count of rooms
-//! changes only when a connection closes or a new one first goes idle. Written by
-//! every request from both CPUs, that count and the places' locks on one line cost
-//! each request the line's trips between the CPUs' caches (bench/RESULTS.md, issue
-//! 12).
+//! some wait: an exchange that finds an idle connection touches nothing of the pool
+//! but its place's lock, on cache lines of its own ([`crate::place`]), and the count
+//! of idle connections.
 
 use std::future::Future;
 use std::io;
@@ -108,9 +104,8 @@ pub(crate) struct Pool {
     /// Idle connections, oldest first, in one place per CPU (a connection in the
     /// place of the thread that opened it).
     idle: Box<[Place<Vec<Idle>>]>,
-    /// Rooms among the `max_idle` that connections hold, idle or lent (never fewer
-    /// than idle connections).
-    rooms: Arc<AtomicUsize>,
+    /// How many connections idle in all places (never fewer than are there).
+    idle_count: AtomicUsize,
     /// Connections open or being opened.
     open: Arc<AtomicUsize>,
     /// Requests waiting for a connection (read by whoever frees one, so that no one
@@ -225,22 +220,15 @@ pub(crate) struct Conn {
 }
 
 /// Counts one open connection until dropped (when the connection's task ends, or
-/// when connecting fails), and, once it has gone idle, its room among the pool's
-/// `max_idle`.
+/// when connecting fails).
 pub(crate) struct OpenSlot {
     open: Arc<AtomicUsize>,
     waiting: Arc<AtomicUsize>,
     freed: Arc<Notify>,
-    rooms: Arc<AtomicUsize>,
-    /// Whether the connection holds one of `rooms`.
-    room: bool,
 }
 
 impl Drop for OpenSlot {
     fn drop(&mut self) {
-        if self.room {
-            self.rooms.fetch_sub(1, Ordering::AcqRel);
-        }
         self.open.fetch_sub(1, Ordering::SeqCst);
         signal(&self.waiting, &self.freed);
     }
@@ -281,7 +269,7 @@ impl Pool {
             upstream,
             limits,
             idle: place::per_cpu(Vec::new),
-            rooms: Arc::new(AtomicUsize::new(0)),
+            idle_count: AtomicUsize::new(0),
             open: Arc::new(AtomicUsize::new(0)),
             waiting: Arc::new(AtomicUsize::new(0)),
             freed: Arc::new(Notify::new()),
@@ -385,12 +373,12 @@ impl Pool {
     }
 
     /// The newest connection idling in `place` that is still open and not expired;
-    /// the expired and closed ones met on the way are dropped (which closes them and
-    /// frees their rooms). The one taken keeps its room while it is lent.
+    /// the expired and closed ones met on the way are dropped (which closes them).
     fn take_idle(&self, place: &Place<Vec<Idle>>) -> Option<h1::Conn> {
         let mut idle = place.lock().expect("pool lock");
         let now = Instant::now();
         while let Some(mut i) = idle.pop() {
+            self.idle_count.fetch_sub(1, Ordering::AcqRel);
             if now.duration_since(i.since) < self.limits.idle_timeout && !i.conn.is_closed() {
                 return Some(i.conn);
             }
@@ -417,8 +405,6 @@ impl Pool {
                         open: self.open.clone(),
                         waiting: self.waiting.clone(),
                         freed: self.freed.clone(),
-                        rooms: self.rooms.clone(),
-                        room: false,
                     })
                 }
                 Err(now) => open = now,
@@ -485,41 +471,41 @@ impl Pool {
         Ok(Sender::H2(sender))
     }
 
-    /// Drops idle connections that have been idle too long (which closes them and
-    /// frees their rooms).
+    /// Drops idle connections that have been idle too long (which closes them).
     pub(crate) fn reap(&self) {
         let now = Instant::now();
         for place in &self.idle {
             let mut idle = place.lock().expect("pool lock");
+            let before = idle.len();
             idle.retain(|i| now.duration_since(i.since) < self.limits.idle_timeout);
+            self.idle_count
+                .fetch_sub(before - idle.len(), Ordering::AcqRel);
         }
     }
 
     /// Takes back a connection whose exchange ended whole, for the next request, into
-    /// its place. One that holds no room among the `max_idle` yet takes a free one;
-    /// at `max_idle` it takes that of the oldest of its place, which goes (the newest
-    /// is the likeliest still to be open upstream), or of the oldest of another
+    /// its place. At `max_idle` the oldest of that place goes to make room (the
+    /// newest is the likeliest still to be open upstream), or the oldest of another
     /// place if this one has none, so that one place's connections cannot keep the
-    /// others from keeping any; with `max_idle = 0`, or without a slot to hold a
-    /// room, it is closed.
-    pub(crate) fn release(&self, mut conn: h1::Conn) {
-        let Some(slot) = conn.slot.as_mut().filter(|_| self.limits.max_idle > 0) else {
+    /// others from keeping any; with `max_idle = 0` it is closed.
+    pub(crate) fn release(&self, conn: h1::Conn) {
+        if self.limits.max_idle == 0 {
             // Closing it frees its slot, which signals a waiter.
             return drop(conn);
-        };
+        }
         let home = &self.idle[conn.place % self.idle.len()];
-        if !slot.room {
-            let free = self
-                .rooms
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                    (n < self.limits.max_idle).then_some(n + 1)
-                })
-                .is_ok();
+        let counted = self
+            .idle_count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.limits.max_idle).then_some(n + 1)
+            })
+            .is_ok();
+        // Uncounted, it takes the place of one that goes: the count stays.
+        if !counted && !self.evict_oldest(home) {
             let mut elsewhere = self.idle.iter().filter(|p| !std::ptr::eq(*p, home));
-            if !free && !self.evict_oldest(home) && !elsewhere.any(|p| self.evict_oldest(p)) {
+            if !elsewhere.any(|place| self.evict_oldest(place)) {
                 return drop(conn);
             }
-            slot.room = true;
         }
         home.lock().expect("pool lock").push(Idle {
             conn,
@@ -528,18 +514,14 @@ impl Pool {
         signal(&self.waiting, &self.freed);
     }
 
-    /// Closes the oldest connection idling in `place`, if there is one, keeping its
-    /// room (for the connection that takes it).
+    /// Closes the oldest connection idling in `place`, if there is one.
     fn evict_oldest(&self, place: &Place<Vec<Idle>>) -> bool {
         let mut idle = place.lock().expect("pool lock");
-        if idle.is_empty() {
-            return false;
+        let evicted = !idle.is_empty();
+        if evicted {
+            idle.remove(0);
         }
-        let mut oldest = idle.remove(0);
-        if let Some(slot) = oldest.conn.slot.as_mut() {
-            slot.room = false;
-        }
-        true
+        evicted
     }
 }
 
@@ -774,19 +756,10 @@ mod tests {
                 pool.release(h1(c));
             }
             assert_eq!(idle(&pool), max_idle.min(10), "max_idle {max_idle}");
-            // Each lent keeps its room until it closes (dropped here): then the
-            // rooms are free for new ones.
             for _ in 0..max_idle {
                 assert!(pool.checkout().await.unwrap().reused);
             }
             assert_eq!(idle(&pool), 0);
-            assert_eq!(pool.rooms.load(Ordering::Acquire), 0);
-            let fresh: Vec<_> =
-                futures_util::future::join_all((0..10).map(|_| pool.checkout())).await;
-            for c in fresh {
-                pool.release(h1(c.unwrap()));
-            }
-            assert_eq!(idle(&pool), max_idle.min(10), "max_idle {max_idle}, again");
         }
     }
 }
