@@ -157,10 +157,8 @@ pub(crate) struct Member {
 pub(crate) struct Group {
     pub(crate) name: String,
     members: RwLock<Members>,
-    /// Counts the changes of `members`.
-    version: AtomicU64,
-    /// Each CPU's copy of `members`, and the version it is of.
-    copies: Box<[Place<(u64, Members)>]>,
+    /// Each CPU's copy of `members`, once taken (dropped by every change).
+    copies: Box<[Place<Option<Members>>]>,
     balance: Balance,
     passive: Passive,
     pub(crate) check: Option<ActiveCheck>,
@@ -218,8 +216,7 @@ impl Group {
         Group {
             name: cfg.name,
             members: RwLock::new(Arc::new(members)),
-            version: AtomicU64::new(0),
-            copies: place::per_cpu(|| (u64::MAX, Members::default())),
+            copies: place::per_cpu(|| None),
             balance: cfg.balance,
             passive: cfg.passive,
             check: cfg.check,
@@ -232,18 +229,17 @@ impl Group {
         }
     }
 
-    /// The members now, from this CPU's copy (made again after a change).
+    /// The members now, from this CPU's copy (made again after a change: taken
+    /// under the copy's lock, which [`Group::update`] takes to drop it, a copy is
+    /// never of a list already replaced).
     pub(crate) fn members(&self) -> Members {
-        let version = self.version.load(Ordering::Acquire);
-        let Some(own) = place::own_index(self.copies.len()) else {
-            return self.members.read().expect("members lock").clone();
-        };
+        let own = place::own_index(self.copies.len()).unwrap_or_default();
         let mut copy = self.copies[own].lock().expect("members lock");
-        if copy.0 != version {
+        copy.get_or_insert_with(|| {
             let now = self.members.read().expect("members lock");
-            *copy = (version, Arc::new(now.as_ref().clone()));
-        }
-        copy.1.clone()
+            Arc::new(now.as_ref().clone())
+        })
+        .clone()
     }
 
     /// Replaces the members by `list` (from discovery): members whose URL and
@@ -286,13 +282,12 @@ impl Group {
             tracing::info!(target: "wharf::proxy", group = %self.name, members = %urls.join(", "), "upstream group changed");
         }
         *members = Arc::new(next);
-        self.version.fetch_add(1, Ordering::Release);
         drop(members);
         // The CPUs' copies of the old list go now (after the lock: `members` takes a
         // copy's lock, then this one): kept, they would hold removed members and
         // their idle connections until each CPU's next request to the group.
         for copy in self.copies.iter() {
-            *copy.lock().expect("members lock") = (u64::MAX, Members::default());
+            *copy.lock().expect("members lock") = None;
         }
         added
     }
@@ -663,7 +658,7 @@ mod tests {
         let before = g.members();
         // Every CPU has the list (as if each had served a request).
         for copy in g.copies.iter() {
-            *copy.lock().unwrap() = (g.version.load(Ordering::Acquire), before.clone());
+            *copy.lock().unwrap() = Some(before.clone());
         }
         let url = |n: u8| Upstream::parse(&format!("http://10.0.0.{n}:80")).unwrap();
         let listed = |n: u8| Listed::new(url(n), 1, 0);
