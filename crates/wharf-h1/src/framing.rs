@@ -24,12 +24,22 @@ pub enum RequestFraming {
 /// upgrade it carries, and which hop-by-hop fields (RFC 9110 §7.6.1), noted as
 /// [`header_map`] builds the map: most requests carry none of them, and need not be
 /// searched for each.
+///
+/// A `Connection` field that is only `close` or only `keep-alive` (what most that
+/// carry one say) is noted here and left out of the map: it speaks of this connection
+/// alone, which [`persists`] decides, and an intermediary would remove it before
+/// anything else read the map (RFC 9110 §7.6.1). `hop_by_hop.connection` tells of the
+/// `Connection` fields that are in the map (any other list of options).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Present {
     /// `Content-Length`.
     pub content_length: bool,
     /// `Expect`.
     pub expect: bool,
+    /// `Connection: close`, left out of the map.
+    pub close: bool,
+    /// `Connection: keep-alive`, left out of the map.
+    pub keep_alive: bool,
     /// The hop-by-hop fields (`Connection`, `Transfer-Encoding`, `Upgrade`, `TE`,
     /// `Keep-Alive`, `Proxy-Connection`).
     pub hop_by_hop: HopByHop,
@@ -65,6 +75,20 @@ impl Present {
         };
         *slot = true;
     }
+
+    /// Notes a `Connection` field that is only `close` or only `keep-alive`, and
+    /// says whether it was one.
+    fn connection_only(&mut self, value: &[u8]) -> bool {
+        let slot = if value.eq_ignore_ascii_case(b"close") {
+            &mut self.close
+        } else if value.eq_ignore_ascii_case(b"keep-alive") {
+            &mut self.keep_alive
+        } else {
+            return false;
+        };
+        *slot = true;
+        true
+    }
 }
 
 /// `1*DIGIT` as a u64, without signs or overflow.
@@ -79,13 +103,14 @@ pub fn decimal(s: &[u8]) -> Option<u64> {
 
 /// RFC 9112 §9.3: whether a message's connection persists after it: for HTTP/1.1
 /// unless `Connection` says `close`, for HTTP/1.0 only when it says `keep-alive`.
-/// `Connection` is read only when `present` says the message has one.
+/// What [`Present`] noted is enough for most; the map's `Connection` is read only
+/// when it has one.
 pub fn persists(h: &HeaderMap, present: Present, version: Version) -> bool {
-    if !present.hop_by_hop.connection {
-        return version == Version::HTTP_11;
+    let listed = |option| present.hop_by_hop.connection && has_token(h, CONNECTION, option);
+    if present.close || listed("close") {
+        return false;
     }
-    !has_token(h, CONNECTION, "close")
-        && (version == Version::HTTP_11 || has_token(h, CONNECTION, "keep-alive"))
+    version == Version::HTTP_11 || present.keep_alive || listed("keep-alive")
 }
 
 /// The `Content-Length`, if any (§6.3 item 5): a list of identical values counts as
@@ -264,6 +289,9 @@ pub fn header_map(
             Some(name) => name,
             None => HeaderName::from_bytes(raw).map_err(|_| "invalid header field name")?,
         };
+        if name == CONNECTION && present.connection_only(f.value) {
+            continue;
+        }
         let value = HeaderValue::from_maybe_shared(section.share(f.value))
             .map_err(|_| "invalid header field value")?;
         present.note(&name);
@@ -377,6 +405,10 @@ mod tests {
         };
         let table: &[Row] = &[
             (&[("host", "a"), ("accept", "*/*")], no),
+            // Only `close` or only `keep-alive` is noted apart (below), not kept.
+            (&[("Connection", "close")], no),
+            (&[("connection", "Keep-Alive")], no),
+            (&[("connection", "keep-alive, upgrade")], only(2)),
             (&[("Content-Length", "3")], only(0)),
             (
                 &[("transfer-encoding", "chunked"), ("content-length", "1")],
@@ -403,7 +435,8 @@ mod tests {
                 })
                 .collect();
             let (map, p) = header_map(&parsed, &Section::new(b"")).unwrap();
-            assert_eq!(map.len(), pairs.len());
+            let noted = usize::from(p.close) + usize::from(p.keep_alive);
+            assert_eq!(map.len() + noted, pairs.len(), "{pairs:?}");
             let hop = p.hop_by_hop;
             let got = [
                 p.content_length,
@@ -474,31 +507,52 @@ mod tests {
 
     #[test]
     fn persistence() {
-        // RFC 9112 §9.3
+        // RFC 9112 §9.3, each head as the parser notes it: a lone `close` or
+        // `keep-alive` apart from the map, other lists in it.
         type Row = (&'static [(&'static str, &'static str)], Version, bool);
         let table: &[Row] = &[
             (&[], Version::HTTP_11, true),
             (&[("connection", "Close")], Version::HTTP_11, false),
+            (&[("connection", "upgrade, close")], Version::HTTP_11, false),
             (
                 &[("connection", "keep-alive"), ("connection", "close")],
                 Version::HTTP_11,
                 false,
             ),
+            (
+                &[("connection", "upgrade"), ("connection", "close")],
+                Version::HTTP_11,
+                false,
+            ),
+            (&[("connection", "upgrade")], Version::HTTP_11, true),
+            (&[("connection", "closed")], Version::HTTP_11, true),
             (&[], Version::HTTP_10, false),
             (&[("connection", "Keep-Alive")], Version::HTTP_10, true),
+            (
+                &[("connection", "upgrade, keep-alive")],
+                Version::HTTP_10,
+                true,
+            ),
+            (&[("connection", "upgrade")], Version::HTTP_10, false),
+            (
+                &[("connection", "keep-alive"), ("connection", "close")],
+                Version::HTTP_10,
+                false,
+            ),
         ];
-        for (h, version, want) in table {
-            let present = Present {
-                hop_by_hop: HopByHop {
-                    connection: !h.is_empty(),
-                    ..HopByHop::default()
-                },
-                ..Present::default()
-            };
+        for (pairs, version, want) in table {
+            let parsed: Vec<httparse::Header<'_>> = pairs
+                .iter()
+                .map(|(name, value)| httparse::Header {
+                    name,
+                    value: value.as_bytes(),
+                })
+                .collect();
+            let (map, present) = header_map(&parsed, &Section::new(b"")).unwrap();
             assert_eq!(
-                persists(&fields(h), present, *version),
+                persists(&map, present, *version),
                 *want,
-                "{h:?} {version:?}"
+                "{pairs:?} {version:?}"
             );
         }
     }
