@@ -13,7 +13,8 @@ use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 
 use crate::framing::{
-    content_length, header_map, persists, transfer_coding, Coding, Present, RequestFraming, Section,
+    content_length, declared_length, header_map, persists, transfer_coding, Coding, Present,
+    RequestFraming, Section,
 };
 
 /// The framing of a request with `fields` (whose `Content-Length`, when valid, is
@@ -185,10 +186,7 @@ fn framing(
         };
     }
     // Item 5: an invalid or conflicting Content-Length is unrecoverable.
-    let length = match present.content_length {
-        true => content_length(h).map_err(Malformed)?,
-        false => None,
-    };
+    let length = declared_length(h, present).map_err(Malformed)?;
     match length {
         Some(0) => Ok(Framing::Empty),
         Some(n) => Ok(Framing::Length(n)),

@@ -34,6 +34,9 @@ pub enum RequestFraming {
 pub struct Present {
     /// `Content-Length`.
     pub content_length: bool,
+    /// The length, when the head has one `Content-Length` field and it is one number
+    /// (as most have): read without looking the field up ([`declared_length`]).
+    pub length: Option<u64>,
     /// `Expect`.
     pub expect: bool,
     /// `Connection: close`, left out of the map.
@@ -127,6 +130,16 @@ pub fn content_length(h: &HeaderMap) -> Result<Option<u64>, &'static str> {
         }
     }
     Ok(length)
+}
+
+/// The `Content-Length` of a head that [`header_map`] made, as [`content_length`]
+/// reads it, from what `present` noted where it can.
+pub fn declared_length(h: &HeaderMap, present: Present) -> Result<Option<u64>, &'static str> {
+    match (present.content_length, present.length) {
+        (false, _) => Ok(None),
+        (true, Some(n)) => Ok(Some(n)),
+        (true, None) => content_length(h),
+    }
 }
 
 /// What `Transfer-Encoding` says of the body (§6.1, §7).
@@ -291,6 +304,12 @@ pub fn header_map(
         };
         if name == CONNECTION && present.connection_only(f.value) {
             continue;
+        }
+        if name == CONTENT_LENGTH {
+            // A second field, or a list, is read from the map (and checked there).
+            present.length = (!present.content_length)
+                .then(|| decimal(f.value))
+                .flatten();
         }
         let value = HeaderValue::from_maybe_shared(section.share(f.value))
             .map_err(|_| "invalid header field value")?;
@@ -483,6 +502,40 @@ mod tests {
         ];
         for (h, want) in table {
             assert_eq!(content_length(&fields(h)), *want, "{h:?}");
+        }
+    }
+
+    #[test]
+    fn a_noted_length_is_the_length_the_map_has() {
+        // The heads of content_length_lists, parsed: what was noted (one field, one
+        // number) agrees with the map; the rest is read from the map.
+        let table: &[(&[(&str, &str)], bool)] = &[
+            (&[], false),
+            (&[("content-length", "0")], true),
+            (&[("Content-Length", "42")], true),
+            (&[("content-length", "42, 42")], false),
+            (&[("content-length", "42"), ("content-length", "42")], false),
+            (&[("content-length", "42"), ("content-length", "7")], false),
+            (&[("content-length", "42, 43")], false),
+            (&[("content-length", "+42")], false),
+            (&[("content-length", "")], false),
+            (&[("content-length", "99999999999999999999")], false),
+        ];
+        for (pairs, noted) in table {
+            let parsed: Vec<httparse::Header<'_>> = pairs
+                .iter()
+                .map(|(name, value)| httparse::Header {
+                    name,
+                    value: value.as_bytes(),
+                })
+                .collect();
+            let (map, present) = header_map(&parsed, &Section::new(b"")).unwrap();
+            assert_eq!(present.length.is_some(), *noted, "{pairs:?}");
+            assert_eq!(
+                declared_length(&map, present),
+                content_length(&map),
+                "{pairs:?}"
+            );
         }
     }
 

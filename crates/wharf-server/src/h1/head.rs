@@ -18,7 +18,9 @@ use std::mem::MaybeUninit;
 
 use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT};
 use http::{HeaderMap, Method, StatusCode, Uri, Version};
-use wharf_h1::framing::{content_length, header_map, persists, transfer_coding, Coding, Section};
+use wharf_h1::framing::{
+    declared_length, header_map, persists, transfer_coding, Coding, Present, Section,
+};
 
 /// More header fields than this are never parsed, whatever `max_headers` says.
 pub(crate) const MAX_HEADERS: usize = 256;
@@ -156,7 +158,7 @@ fn build(req: &httparse::Request<'_, '_>, section: &[u8]) -> Result<Head, Reject
     // Each rule below reads its field only when the request has it.
     let (headers, present) = header_map(req.headers, &section).map_err(|why| reject(BAD, why))?;
     let framing = if present.content_length || present.hop_by_hop.transfer_encoding {
-        framing(&headers, version)?
+        framing(&headers, present, version)?
     } else {
         Framing::Empty
     };
@@ -202,7 +204,7 @@ fn target_uri(method: &Method, target: &str, section: &Section<'_>) -> Result<Ur
 }
 
 /// RFC 9112 §6.1 and §6.3: how the body is delimited, or why it cannot be trusted.
-fn framing(h: &HeaderMap, version: Version) -> Result<Framing, Reject> {
+fn framing(h: &HeaderMap, present: Present, version: Version) -> Result<Framing, Reject> {
     if let Some(coding) = transfer_coding(h) {
         // §6.1: "A server or client that receives an HTTP/1.0 message containing a
         // Transfer-Encoding header field MUST treat the message as if the framing is
@@ -227,10 +229,12 @@ fn framing(h: &HeaderMap, version: Version) -> Result<Framing, Reject> {
             )),
         };
     }
-    Ok(match content_length(h).map_err(|why| reject(BAD, why))? {
-        None | Some(0) => Framing::Empty,
-        Some(n) => Framing::Length(n),
-    })
+    Ok(
+        match declared_length(h, present).map_err(|why| reject(BAD, why))? {
+            None | Some(0) => Framing::Empty,
+            Some(n) => Framing::Length(n),
+        },
+    )
 }
 
 /// RFC 9110 §10.1.1: `100-continue` is the only expectation; others may get 417.
