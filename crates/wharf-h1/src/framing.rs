@@ -28,8 +28,10 @@ pub enum RequestFraming {
 /// A `Connection` field that is only `close` or only `keep-alive` (what most that
 /// carry one say) is noted here and left out of the map: it speaks of this connection
 /// alone, which [`persists`] decides, and an intermediary would remove it before
-/// anything else read the map (RFC 9110 §7.6.1). `hop_by_hop.connection` tells of the
-/// `Connection` fields that are in the map (any other list of options).
+/// anything else read the map (RFC 9110 §7.6.1); a service never sees it. (In a
+/// trailer section, where it has no place, RFC 9110 §6.5.1, it is dropped.)
+/// `hop_by_hop.connection` tells of the `Connection` fields that are in the map (any
+/// other list of options).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Present {
     /// `Content-Length`.

@@ -39,7 +39,8 @@ const MAX_HEAD: usize = 64 * 1024;
 const MAX_FIELDS: usize = 128;
 /// Room made in the read buffer before each read.
 const READ_SIZE: usize = 16 * 1024;
-/// Request body pieces up to this size are copied to go out with their chunk line.
+/// Request body pieces up to this size are copied to go out with their chunk line,
+/// and response body pieces up to it are copied out of the read buffer.
 const COPY_LIMIT: usize = 16 * 1024;
 /// A trailer section's longest size.
 const MAX_TRAILER: usize = 16 * 1024;
@@ -515,14 +516,18 @@ fn chunked_frame(
 }
 
 /// The bytes `range` of `buf` as a frame's data, and everything before its end gone
-/// from `buf`: split off, not copied. The piece shares the read buffer only until the
-/// client's side has taken it (the HTTP/1.1 server copies small pieces next to the head
-/// at once, and the cache keeps a copy of its own), so the buffer is usually the
-/// connection's alone again by its next read, and is then reused whole
-/// (`BytesMut::reserve`); while a piece is still held, that read gets a new buffer.
+/// from `buf`. Small pieces are copied, so that the buffer stays the connection's
+/// alone and is reused for the next read instead of reallocated while the piece is
+/// still on its way to the client; large ones are split off without a copy.
 fn take(buf: &mut BytesMut, range: std::ops::Range<usize>) -> Bytes {
-    buf.advance(range.start);
-    buf.split_to(range.len()).freeze()
+    if range.len() <= COPY_LIMIT {
+        let data = Bytes::copy_from_slice(&buf[range.clone()]);
+        buf.advance(range.end);
+        data
+    } else {
+        buf.advance(range.start);
+        buf.split_to(range.len()).freeze()
+    }
 }
 
 fn bad(why: String) -> io::Error {
