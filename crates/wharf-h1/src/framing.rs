@@ -42,9 +42,10 @@ pub struct Present {
     /// `Expect`.
     pub expect: bool,
     /// `Connection: close`, left out of the map.
-    pub close: bool,
-    /// `Connection: keep-alive`, left out of the map.
-    pub keep_alive: bool,
+    pub connection_close: bool,
+    /// `Connection: keep-alive`, left out of the map (`hop_by_hop.keep_alive` is the
+    /// `Keep-Alive` field).
+    pub connection_keep_alive: bool,
     /// The hop-by-hop fields (`Connection`, `Transfer-Encoding`, `Upgrade`, `TE`,
     /// `Keep-Alive`, `Proxy-Connection`).
     pub hop_by_hop: HopByHop,
@@ -85,9 +86,9 @@ impl Present {
     /// says whether it was one.
     fn connection_only(&mut self, value: &[u8]) -> bool {
         let slot = if value.eq_ignore_ascii_case(b"close") {
-            &mut self.close
+            &mut self.connection_close
         } else if value.eq_ignore_ascii_case(b"keep-alive") {
-            &mut self.keep_alive
+            &mut self.connection_keep_alive
         } else {
             return false;
         };
@@ -112,10 +113,10 @@ pub fn decimal(s: &[u8]) -> Option<u64> {
 /// when it has one.
 pub fn persists(h: &HeaderMap, present: Present, version: Version) -> bool {
     let listed = |option| present.hop_by_hop.connection && has_token(h, CONNECTION, option);
-    if present.close || listed("close") {
+    if present.connection_close || listed("close") {
         return false;
     }
-    version == Version::HTTP_11 || present.keep_alive || listed("keep-alive")
+    version == Version::HTTP_11 || present.connection_keep_alive || listed("keep-alive")
 }
 
 /// The `Content-Length`, if any (§6.3 item 5): a list of identical values counts as
@@ -351,6 +352,18 @@ mod tests {
         h
     }
 
+    /// `pairs` as `httparse` would hand them over, made into a map.
+    fn parsed(pairs: &[(&str, &str)]) -> (HeaderMap, Present) {
+        let fields: Vec<httparse::Header<'_>> = pairs
+            .iter()
+            .map(|(name, value)| httparse::Header {
+                name,
+                value: value.as_bytes(),
+            })
+            .collect();
+        header_map(&fields, &Section::new(b"")).unwrap()
+    }
+
     #[test]
     fn a_section_copy_holds_the_head_at_every_size() {
         for len in [0, 1, 128, 129, 512, 513, 992, 993, 5000] {
@@ -448,15 +461,8 @@ mod tests {
             ),
         ];
         for (pairs, want) in table {
-            let parsed: Vec<httparse::Header<'_>> = pairs
-                .iter()
-                .map(|(name, value)| httparse::Header {
-                    name,
-                    value: value.as_bytes(),
-                })
-                .collect();
-            let (map, p) = header_map(&parsed, &Section::new(b"")).unwrap();
-            let noted = usize::from(p.close) + usize::from(p.keep_alive);
+            let (map, p) = parsed(pairs);
+            let noted = usize::from(p.connection_close) + usize::from(p.connection_keep_alive);
             assert_eq!(map.len() + noted, pairs.len(), "{pairs:?}");
             let hop = p.hop_by_hop;
             let got = [
@@ -524,14 +530,7 @@ mod tests {
             (&[("content-length", "99999999999999999999")], false),
         ];
         for (pairs, noted) in table {
-            let parsed: Vec<httparse::Header<'_>> = pairs
-                .iter()
-                .map(|(name, value)| httparse::Header {
-                    name,
-                    value: value.as_bytes(),
-                })
-                .collect();
-            let (map, present) = header_map(&parsed, &Section::new(b"")).unwrap();
+            let (map, present) = parsed(pairs);
             assert_eq!(present.length.is_some(), *noted, "{pairs:?}");
             assert_eq!(
                 declared_length(&map, present),
@@ -596,14 +595,7 @@ mod tests {
             ),
         ];
         for (pairs, version, want) in table {
-            let parsed: Vec<httparse::Header<'_>> = pairs
-                .iter()
-                .map(|(name, value)| httparse::Header {
-                    name,
-                    value: value.as_bytes(),
-                })
-                .collect();
-            let (map, present) = header_map(&parsed, &Section::new(b"")).unwrap();
+            let (map, present) = parsed(pairs);
             assert_eq!(
                 persists(&map, present, *version),
                 *want,

@@ -16,7 +16,7 @@
 
 use std::mem::MaybeUninit;
 
-use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT};
+use http::header::{CONNECTION, EXPECT};
 use http::{HeaderMap, Method, StatusCode, Uri, Version};
 use wharf_h1::framing::{
     declared_length, header_map, persists, transfer_coding, Coding, Present, Section,
@@ -214,7 +214,7 @@ fn framing(h: &HeaderMap, present: Present, version: Version) -> Result<Framing,
         }
         // §6.1: a server "MAY reject a request that contains both Content-Length and
         // Transfer-Encoding" — the request-smuggling shape; wharf does, as nginx does.
-        if h.contains_key(CONTENT_LENGTH) {
+        if present.content_length {
             return Err(reject(BAD, "both Transfer-Encoding and Content-Length"));
         }
         return match coding.map_err(|why| reject(BAD, why))? {
