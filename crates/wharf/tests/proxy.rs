@@ -846,6 +846,30 @@ fn request_bodies_stream_with_a_limit() {
 }
 
 #[test]
+fn expect_100_continue_is_answered_by_the_proxy_and_not_forwarded() {
+    // RFC 9110 §10.1.1: the client waits for the 100 before sending its body; wharf
+    // sends it once the body is asked for, and the upstream gets the body without
+    // `Expect` (the expectation was met, hop by hop).
+    let up = Upstream::start(|_| Reply::Bytes(ok("stored")));
+    let p = proxy(Proto::H1, &[up.url()], "");
+    let mut s = p.tcp();
+    s.write_all(
+        b"PUT /up HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+    )
+    .unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let interim = common::read_response(&mut r, false).expect("a 100");
+    assert_eq!(interim.status, 100);
+    s.write_all(b"hello").unwrap();
+    let fin = common::read_response(&mut r, false).expect("the response");
+    assert_eq!((fin.status, &fin.body[..]), (200, &b"stored"[..]));
+    let seen = up.seen();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(seen[0].complete && seen[0].body_len == 5, "{seen:?}");
+    assert!(seen[0].field("expect").is_empty(), "{}", seen[0].head);
+}
+
+#[test]
 fn a_client_that_vanishes_mid_upload_leaves_no_connection_in_the_pool() {
     let up = Upstream::start(|_| Reply::Bytes(ok("ok")));
     let p = proxy(Proto::H1, &[up.url()], "");
@@ -1166,6 +1190,41 @@ fn http2_and_tls_upstreams() {
     let res = untrusted.get("/hello.txt", &[]);
     assert_eq!(res.status(), 502);
     assert!(explain(&res).contains("certificate"), "{}", explain(&res));
+}
+
+#[test]
+fn tls_upstreams_get_the_configured_client_certificate() {
+    // Mutual TLS: an upstream that requires a client certificate from its CA refuses
+    // the proxy without one and serves it with `client_cert` and `client_key`.
+    let b = Builder::new();
+    let (chain, key) = common::issue(
+        &b.path().join("data"),
+        &b.path().join("certs"),
+        &["proxy"],
+        true,
+    );
+    let secure = b
+        .config("[[site]]\nroot = \"site\"\ndefault = true\n[site.tls]\nclient_auth = \"required\"\nclient_ca = \"data/ca/root.pem\"\n")
+        .proto(Proto::H1Tls)
+        .start();
+    let url = format!("https://localhost:{}", secure.addr.port());
+    let trusting = format!(
+        "[proxy]\nretries = 0\nca = {:?}\n",
+        secure.root_cert().display().to_string()
+    );
+    let without = proxy(Proto::H1, std::slice::from_ref(&url), &trusting);
+    let res = without.get("/hello.txt", &[]);
+    assert_eq!(res.status(), 502, "{}", explain(&res));
+    let with = format!(
+        "{trusting}client_cert = {:?}\nclient_key = {:?}\n",
+        chain.display().to_string(),
+        key.display().to_string()
+    );
+    let p = proxy(Proto::H1, &[url], &with);
+    let res = p.get("/hello.txt", &[]);
+    assert_eq!(res.status(), 200, "{}", explain(&res));
+    assert_eq!(res.text().unwrap(), "hello, world\n");
+    secure.wait_for_output("client=\"CN=proxy");
 }
 
 /// Serves GETs of `path` until one is answered by `want` (bounded by `PATIENCE`).

@@ -12,7 +12,6 @@ use std::io::{BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,39 +24,6 @@ use wharf_tls::ca::{LeafRequest, LocalCa, Usage};
 // ---------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------
-
-/// Runs `wharf ARGS` with `data` as its data directory: (success, stdout, stderr).
-fn wharf(data: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_wharf"))
-        .args(args)
-        .env("WHARF_DATA_DIR", data)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// `wharf ca issue NAMES... --out OUT [--client]` with the CA of `data`: the paths of
-/// the chain and key files it wrote.
-fn issue(data: &Path, out: &Path, names: &[&str], client: bool) -> (PathBuf, PathBuf) {
-    std::fs::create_dir_all(out).unwrap();
-    let mut args = vec!["ca", "issue"];
-    args.extend_from_slice(names);
-    args.extend(["--out", out.to_str().unwrap()]);
-    if client {
-        args.push("--client");
-    }
-    let (ok, stdout, stderr) = wharf(data, &args);
-    assert!(ok, "wharf {args:?}: {stdout}{stderr}");
-    let stem = names[0].replace('*', "_wildcard");
-    (
-        out.join(format!("{stem}.pem")),
-        out.join(format!("{stem}-key.pem")),
-    )
-}
 
 /// An HTTP/3 client trusting `w`'s root, presenting `identity` (chain, key) if given.
 fn h3_client(w: &common::Wharf, identity: Option<(&Path, &Path)>) -> wharf_load::Client {
@@ -89,7 +55,7 @@ async fn h3_get(w: &common::Wharf, client: &wharf_load::Client, path: &str) -> R
 
 /// A client certificate for alice from the CA in `b`'s data directory: (chain, key).
 fn alice(b: &Builder) -> (PathBuf, PathBuf) {
-    issue(
+    common::issue(
         &b.path().join("data"),
         &b.path().join("certs"),
         &["alice"],
@@ -101,7 +67,7 @@ fn alice(b: &Builder) -> (PathBuf, PathBuf) {
 /// directory, which must outlive its use): (directory, chain, key).
 fn mallory() -> (tempfile::TempDir, PathBuf, PathBuf) {
     let other = tempfile::tempdir().unwrap();
-    let (chain, key) = issue(
+    let (chain, key) = common::issue(
         other.path(),
         &other.path().join("certs"),
         &["mallory"],
@@ -299,14 +265,14 @@ fn ca_cli_init_path_issue_and_serving_the_issued_certificate() {
     let data = b.path().join("data");
     let ca = data.join("ca");
 
-    let (ok, out, err) = wharf(&data, &["ca", "path"]);
+    let (ok, out, err) = common::wharf_in(&data, &["ca", "path"]);
     assert!(!ok, "ca path without a CA must fail: {out}");
     assert!(
         err.contains("no local CA") && err.contains("wharf ca init"),
         "{err}"
     );
 
-    let (ok, out, err) = wharf(&data, &["ca", "init"]);
+    let (ok, out, err) = common::wharf_in(&data, &["ca", "init"]);
     assert!(ok && out.contains("created"), "{out}{err}");
     for key in ["root-key.pem", "intermediate-key.pem"] {
         assert_eq!(mode(&ca.join(key)), 0o600, "{key}");
@@ -314,20 +280,20 @@ fn ca_cli_init_path_issue_and_serving_the_issued_certificate() {
     assert_eq!(mode(&ca), 0o700);
     let root = std::fs::read(ca.join("root.pem")).unwrap();
 
-    let (ok, out, err) = wharf(&data, &["ca", "init"]);
+    let (ok, out, err) = common::wharf_in(&data, &["ca", "init"]);
     assert!(ok && out.contains("already exists"), "{out}{err}");
     assert_eq!(std::fs::read(ca.join("root.pem")).unwrap(), root);
 
-    let (ok, out, err) = wharf(&data, &["ca", "path"]);
+    let (ok, out, err) = common::wharf_in(&data, &["ca", "path"]);
     assert!(ok, "{err}");
     let root_path = PathBuf::from(out.trim());
     assert_eq!(root_path, ca.join("root.pem"));
 
     let out_dir = b.path().join("certs");
     let issued = [
-        issue(&data, &out_dir, &["a.test", "127.0.0.1"], false),
-        issue(&data, &out_dir, &["alice"], true),
-        issue(&data, &out_dir, &["*.w.test"], false),
+        common::issue(&data, &out_dir, &["a.test", "127.0.0.1"], false),
+        common::issue(&data, &out_dir, &["alice"], true),
+        common::issue(&data, &out_dir, &["*.w.test"], false),
     ];
     for (chain, key) in &issued {
         assert_eq!(certs(chain).len(), 2, "leaf and intermediate: {chain:?}");
@@ -573,7 +539,7 @@ fn a_client_that_does_not_trust_the_ca_fails_verification() {
     // carry the host name), so rustls checks the intermediate's signature against the
     // wrong root's key: BadSignature rather than UnknownIssuer.
     let other = tempfile::tempdir().unwrap();
-    let (ok, out, err) = wharf(other.path(), &["ca", "init"]);
+    let (ok, out, err) = common::wharf_in(other.path(), &["ca", "init"]);
     assert!(ok, "{out}{err}");
     let stranger = client_trusting(&other.path().join("ca/root.pem"), |b| b);
     let e = stranger.get(w.url("/hello.txt")).send().unwrap_err();
@@ -615,7 +581,7 @@ fn a_server_name_outside_the_certificate_fails_verification() {
     // The only site is a.test; a ClientHello for other.test gets the first group's
     // certificate (a.test's), which the client rejects for the name it asked for.
     let b = Builder::new();
-    issue(
+    common::issue(
         &b.path().join("data"),
         &b.path().join("certs"),
         &["a.test"],
@@ -651,8 +617,8 @@ fn two_certificate_groups(proto: Proto) -> common::Wharf {
         .file("b/who.txt", "b\n");
     let data = b.path().join("data");
     let certs = b.path().join("certs");
-    issue(&data, &certs, &["a.test"], false);
-    issue(&data, &certs, &["b.test"], false);
+    common::issue(&data, &certs, &["a.test"], false);
+    common::issue(&data, &certs, &["b.test"], false);
     let config = format!(
         "{}{}",
         site_with_cert("site/a", &["a.test"], "a.test"),
@@ -830,7 +796,7 @@ impl Reloadable {
     fn start(watch_interval: &str) -> Reloadable {
         let b = Builder::new();
         let data = b.path().join("data");
-        let (chain, key) = issue(&data, &b.path().join("certs"), &NAMES, false);
+        let (chain, key) = common::issue(&data, &b.path().join("certs"), &NAMES, false);
         let config = format!(
             "[tls]\nwatch_interval = \"{watch_interval}\"\n\n[[site]]\nroot = \"site\"\ndefault = true\n[site.tls]\ncert = \"certs/localhost.pem\"\nkey = \"certs/localhost-key.pem\"\n"
         );
@@ -851,7 +817,7 @@ impl Reloadable {
 
     /// Issues a new certificate and key in place of the files; returns the new leaf.
     fn reissue(&self) -> Vec<u8> {
-        issue(&self.data, self.chain.parent().unwrap(), &NAMES, false);
+        common::issue(&self.data, self.chain.parent().unwrap(), &NAMES, false);
         leaf_of_file(&self.chain)
     }
 }
@@ -908,7 +874,7 @@ fn a_reload_with_the_key_of_another_certificate_keeps_the_old_certificate() {
     let old = leaf_of_file(&r.chain);
     assert_eq!(peer_leaf(&r.connect()), old);
     let elsewhere = r.w.dir.path().join("elsewhere");
-    let (_, other_key) = issue(&r.data, &elsewhere, &NAMES, false);
+    let (_, other_key) = common::issue(&r.data, &elsewhere, &NAMES, false);
     std::fs::copy(other_key, &r.key).unwrap();
     r.w.signal("HUP");
     r.w.wait_for_stderr("cannot reload certificates");
@@ -958,7 +924,7 @@ impl ClientCaReload {
         )
         .unwrap();
         let other = tempfile::tempdir().unwrap();
-        let (ok, out, err) = wharf(other.path(), &["ca", "init"]);
+        let (ok, out, err) = common::wharf_in(other.path(), &["ca", "init"]);
         assert!(ok, "{out}{err}");
         let w = b
             .config(

@@ -11,7 +11,7 @@ pub mod ws;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -622,5 +622,38 @@ pub fn curl(args: &[&str]) -> (String, String) {
     (
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Runs `wharf ARGS` with `data` as its data directory: (success, stdout, stderr).
+pub fn wharf_in(data: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .args(args)
+        .env("WHARF_DATA_DIR", data)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `wharf ca issue NAMES... --out OUT [--client]` with the CA of `data`: the paths of
+/// the chain and key files it wrote.
+pub fn issue(data: &Path, out: &Path, names: &[&str], client: bool) -> (PathBuf, PathBuf) {
+    std::fs::create_dir_all(out).unwrap();
+    let mut args = vec!["ca", "issue"];
+    args.extend_from_slice(names);
+    args.extend(["--out", out.to_str().unwrap()]);
+    if client {
+        args.push("--client");
+    }
+    let (ok, stdout, stderr) = wharf_in(data, &args);
+    assert!(ok, "wharf {args:?}: {stdout}{stderr}");
+    let stem = names[0].replace('*', "_wildcard");
+    (
+        out.join(format!("{stem}.pem")),
+        out.join(format!("{stem}-key.pem")),
     )
 }
