@@ -1407,6 +1407,29 @@ fn cache_status(res: &reqwest::blocking::Response) -> String {
 }
 
 #[test]
+fn the_cache_flag_turns_the_shared_cache_on_without_a_config_file() {
+    // `wharf proxy --to URL --cache`: the zero-config form, like `[proxy.cache]`.
+    let up =
+        Upstream::start(|_| Reply::Bytes(with_fields("cache-control: max-age=60\r\n", "kept")));
+    let b = Builder::new();
+    let to = up.url();
+    let p = b.proxy(&["--to", &to, "--cache"]).start();
+    let first = p.get("/x", &[]);
+    assert_eq!(
+        cache_status(&first),
+        "wharf; fwd=uri-miss; fwd-status=200; stored"
+    );
+    let hit = p.get("/x", &[]);
+    assert!(
+        cache_status(&hit).starts_with("wharf; hit; ttl="),
+        "{}",
+        cache_status(&hit)
+    );
+    assert_eq!(hit.text().unwrap(), "kept");
+    assert_eq!(up.seen().len(), 1, "the second answer came from the cache");
+}
+
+#[test]
 fn the_shared_cache_keeps_what_rfc_9111_allows() {
     let up = Upstream::start(|req| {
         let path = req.head.split(' ').nth(1).unwrap().to_owned();
