@@ -99,7 +99,10 @@ enum ConnectionEvent {
         error_code: VarInt,
         reason: bytes::Bytes,
     },
-    Proto(proto::ConnectionEvent),
+    /// Boxed (wharf's patch, see the crate's vendor/README.md): each connection's
+    /// channel keeps blocks of 32 events, so an event's size is paid 32 times over per
+    /// connection for as long as it lives; a datagram's event is 208 bytes.
+    Proto(Box<proto::ConnectionEvent>),
     Rebind(Arc<dyn AsyncUdpSocket>),
 }
 
