@@ -45,6 +45,7 @@ use std::sync::Arc;
 
 mod connection;
 mod endpoint;
+mod event_queue;
 mod incoming;
 mod mutex;
 mod recv_stream;
@@ -99,10 +100,7 @@ enum ConnectionEvent {
         error_code: VarInt,
         reason: bytes::Bytes,
     },
-    /// Boxed (wharf's patch, see the crate's vendor/README.md): each connection's
-    /// channel keeps blocks of 32 events, so an event's size is paid 32 times over per
-    /// connection for as long as it lives; a datagram's event is 208 bytes.
-    Proto(Box<proto::ConnectionEvent>),
+    Proto(proto::ConnectionEvent),
     Rebind(Arc<dyn AsyncUdpSocket>),
 }
 
