@@ -12,10 +12,21 @@ use std::task::{Context, Poll, Waker};
 
 use crate::ConnectionEvent;
 
+/// Events the receiver takes in a row before it yields, as tokio's channel did by the
+/// task's budget (128 operations): the connection's driver then sends and runs its
+/// timers before it takes more.
+const IN_A_ROW: u32 = 128;
+
 /// A queue from the endpoint (the sender) to one connection (the receiver).
 pub(crate) fn channel() -> (EventSender, EventReceiver) {
     let shared = Arc::new(Shared(Mutex::new(Queue::default())));
-    (EventSender(shared.clone()), EventReceiver(shared))
+    (
+        EventSender(shared.clone()),
+        EventReceiver {
+            shared,
+            in_a_row: 0,
+        },
+    )
 }
 
 struct Shared(Mutex<Queue>);
@@ -71,15 +82,27 @@ impl Drop for EventSender {
 
 /// The connection's end.
 #[derive(Debug)]
-pub(crate) struct EventReceiver(Arc<Shared>);
+pub(crate) struct EventReceiver {
+    shared: Arc<Shared>,
+    /// Events taken since the queue was last found empty or the receiver last yielded.
+    in_a_row: u32,
+}
 
 impl EventReceiver {
     /// The next event; `None` once the queue is empty and the endpoint is gone.
+    /// `Pending`, with the task woken again at once, after [`IN_A_ROW`] events in a row.
     pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<ConnectionEvent>> {
-        let mut queue = self.0.lock();
+        if self.in_a_row == IN_A_ROW {
+            self.in_a_row = 0;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        let mut queue = self.shared.lock();
         if let Some(event) = queue.events.pop_front() {
+            self.in_a_row += 1;
             return Poll::Ready(Some(event));
         }
+        self.in_a_row = 0;
         if queue.events.capacity() > 0 {
             queue.events = VecDeque::new();
         }
@@ -95,7 +118,7 @@ impl EventReceiver {
 
 impl Drop for EventReceiver {
     fn drop(&mut self) {
-        let mut queue = self.0.lock();
+        let mut queue = self.shared.lock();
         queue.receiver_gone = true;
         queue.events.clear();
     }
