@@ -1176,12 +1176,12 @@ fn http2_and_tls_upstreams() {
     // https://: the upstream's certificate verified against a configured CA, HTTP/2
     // by ALPN, and refused without that CA.
     let secure = Builder::new().proto(Proto::H1Tls).start();
-    let url = format!("https://localhost:{}", secure.addr.port());
-    let toml = format!(
-        "[proxy]\nca = {:?}\n",
-        secure.root_cert().display().to_string()
+    let (url, ca) = tls_upstream(&secure);
+    let p = proxy(
+        Proto::H1,
+        std::slice::from_ref(&url),
+        &format!("[proxy]\n{ca}"),
     );
-    let p = proxy(Proto::H1, std::slice::from_ref(&url), &toml);
     let res = p.get("/hello.txt", &[]);
     assert_eq!(res.status(), 200, "{}", explain(&res));
     assert_eq!(res.text().unwrap(), "hello, world\n");
@@ -1207,11 +1207,8 @@ fn tls_upstreams_get_the_configured_client_certificate() {
         .config("[[site]]\nroot = \"site\"\ndefault = true\n[site.tls]\nclient_auth = \"required\"\nclient_ca = \"data/ca/root.pem\"\n")
         .proto(Proto::H1Tls)
         .start();
-    let url = format!("https://localhost:{}", secure.addr.port());
-    let trusting = format!(
-        "[proxy]\nretries = 0\nca = {:?}\n",
-        secure.root_cert().display().to_string()
-    );
+    let (url, ca) = tls_upstream(&secure);
+    let trusting = format!("[proxy]\nretries = 0\n{ca}");
     let without = proxy(Proto::H1, std::slice::from_ref(&url), &trusting);
     let res = without.get("/hello.txt", &[]);
     assert_eq!(res.status(), 502, "{}", explain(&res));
@@ -1225,6 +1222,13 @@ fn tls_upstreams_get_the_configured_client_certificate() {
     assert_eq!(res.status(), 200, "{}", explain(&res));
     assert_eq!(res.text().unwrap(), "hello, world\n");
     secure.wait_for_output("client=\"CN=proxy");
+}
+
+/// An HTTPS upstream's URL, and the `ca = ...` line of `[proxy]` that trusts its CA.
+fn tls_upstream(secure: &Wharf) -> (String, String) {
+    let url = format!("https://localhost:{}", secure.addr.port());
+    let ca = format!("ca = {:?}\n", secure.root_cert().display().to_string());
+    (url, ca)
 }
 
 /// Serves GETs of `path` until one is answered by `want` (bounded by `PATIENCE`).
